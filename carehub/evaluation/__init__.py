@@ -1,0 +1,1 @@
+"""Offline evaluation of the edge detectors on recorded datasets."""

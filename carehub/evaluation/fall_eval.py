@@ -1,0 +1,312 @@
+"""Replay recordings through the streaming ``FallDetector`` and score it like the issue asks.
+
+Each recording is down-sampled (polyphase, anti-aliased) to the evaluation rate, cut into
+1 s frames and pushed into a fresh detector, exactly as the gateway does with live frames.
+A fall recording counts as detected when at least one ``FallEvent`` is raised; an ADL
+recording counts as correct when none is. The delay of a detection is measured from the
+peak acceleration of the original recording (SisFall has no onset label).
+
+Subject-wise cross-validation refits the logistic model (``fit_model``) on the candidate
+impacts of the training subjects and scores the held-out subjects with it, so the reported
+figures are those of subjects the coefficients never saw (the choice of features, windows
+and fixed thresholds was made on all of sisfall-dev: see docs/fall-detection.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from carehub.evaluation.recordings import Dataset, Recording, RecordingInfo
+from edge.fall_detection import FALL_MODEL, CandidateImpact, FallDetector, FallSettings
+from edge.fall_features import FEATURE_NAMES, LogisticModel
+
+STREAM_T0_MS = 1_700_000_000_000
+"""Epoch ms given to the first sample of every replayed recording."""
+
+FALL_LABEL_WINDOW_S = 2.0
+"""For fitting: a candidate within this many seconds of a fall recording's peak is the fall."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What the detector did on one recording."""
+
+    info: RecordingInfo
+    duration_s: float
+    peak_t_s: float  # time of the peak acceleration from the recording start (s)
+    alarms_t_s: tuple[float, ...]  # decision times of the FallEvents (s)
+    candidates: tuple[CandidateImpact, ...] = field(repr=False)
+
+    def candidate_t_s(self, c: CandidateImpact) -> tuple[float, float]:
+        """(impact, decision) times of a candidate from the recording start (s)."""
+        return (c.impact_ts_ms - STREAM_T0_MS) / 1000.0, (c.decided_ts_ms - STREAM_T0_MS) / 1000.0
+
+
+def downsample(x: np.ndarray, src_hz: float, hz: float) -> np.ndarray:
+    """Resample rows of ``x`` from ``src_hz`` to ``hz`` with an anti-aliasing polyphase filter."""
+    if abs(src_hz - hz) < 1e-9 or len(x) < 2:
+        return np.asarray(x, dtype=float)
+    ratio = Fraction(hz / src_hz).limit_denominator(1000)
+    return np.asarray(resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line"))
+
+
+def replay(
+    rec: Recording,
+    hz: float = 50.0,
+    *,
+    acc_only: bool = False,
+    settings: FallSettings | None = None,
+    model: LogisticModel = FALL_MODEL,
+    frame_s: float = 1.0,
+) -> ReplayResult:
+    """Push one recording through a fresh detector in frames of ``frame_s`` seconds at ``hz``."""
+    acc = downsample(rec.acc, rec.hz, hz)
+    gyr = None if acc_only or rec.gyr is None else downsample(rec.gyr, rec.hz, hz)
+    candidates: list[CandidateImpact] = []
+    detector = FallDetector(settings, model=model, on_candidate=candidates.append)
+    alarms: list[float] = []
+    n = max(1, int(round(frame_s * hz)))
+    for i in range(0, len(acc), n):
+        t0 = STREAM_T0_MS + int(round(i * 1000.0 / hz))
+        frame_gyr = None if gyr is None else gyr[i : i + n]
+        for event in detector.push(t0, hz, acc[i : i + n], frame_gyr):
+            alarms.append((event.decided_ts_ms - STREAM_T0_MS) / 1000.0)
+    svm = np.linalg.norm(rec.acc, axis=1) if len(rec.acc) else np.zeros(1)
+    return ReplayResult(
+        info=rec.info,
+        duration_s=len(rec.acc) / rec.hz,
+        peak_t_s=float(np.argmax(svm)) / rec.hz,
+        alarms_t_s=tuple(alarms),
+        candidates=tuple(candidates),
+    )
+
+
+def replay_dataset(
+    dataset: Dataset,
+    hz: float = 50.0,
+    *,
+    acc_only: bool = False,
+    settings: FallSettings | None = None,
+    model: LogisticModel = FALL_MODEL,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ReplayResult]:
+    """Replay every recording of ``dataset``; ``progress(done, total)`` after each one."""
+    out = []
+    total = len(dataset.recordings)
+    for i, info in enumerate(dataset.recordings):
+        out.append(
+            replay(dataset.load(info), hz, acc_only=acc_only, settings=settings, model=model)
+        )
+        if progress is not None:
+            progress(i + 1, total)
+    return out
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Per-recording outcome: alarm decision times (s from start) and the reference peak."""
+
+    info: RecordingInfo
+    duration_s: float
+    peak_t_s: float
+    alarms_t_s: tuple[float, ...]
+
+
+def decisions_from_events(results: Iterable[ReplayResult]) -> list[Decision]:
+    """Outcomes as the streaming detector raised them."""
+    return [Decision(r.info, r.duration_s, r.peak_t_s, r.alarms_t_s) for r in results]
+
+
+def decisions_from_model(
+    results: Iterable[ReplayResult], model: LogisticModel, settings: FallSettings
+) -> list[Decision]:
+    """Outcomes had the detector used ``model``: rescoring the recorded candidate impacts."""
+    out = []
+    for r in results:
+        alarms: list[float] = []
+        quiet_until = -np.inf
+        for c in r.candidates:
+            t_impact, t_decided = r.candidate_t_s(c)
+            if t_impact < quiet_until:
+                continue
+            if settings.is_fall(c.features, float(model.score(c.features.vector()))):
+                alarms.append(t_decided)
+                quiet_until = t_impact + settings.refractory_s
+        out.append(Decision(r.info, r.duration_s, r.peak_t_s, tuple(alarms)))
+    return out
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    return float(np.quantile(values, q)) if len(values) else None
+
+
+def summarize(decisions: Sequence[Decision]) -> dict[str, object]:
+    """Sensitivity, specificity, false alarms per hour, delays and a per-activity breakdown."""
+    falls = [d for d in decisions if d.info.is_fall]
+    adls = [d for d in decisions if not d.info.is_fall]
+    detected = [d for d in falls if d.alarms_t_s]
+    adl_alarms = sum(len(d.alarms_t_s) for d in adls)
+    adl_hours = sum(d.duration_s for d in adls) / 3600.0
+    delays = [d.alarms_t_s[0] - d.peak_t_s for d in detected]
+    per_activity: dict[str, dict[str, object]] = {}
+    for activity in sorted({d.info.activity for d in decisions}):
+        group = [d for d in decisions if d.info.activity == activity]
+        alarmed = sum(1 for d in group if d.alarms_t_s)
+        is_fall = group[0].info.is_fall
+        per_activity[activity] = {
+            "is_fall": is_fall,
+            "recordings": len(group),
+            "alarmed": alarmed,
+            "errors": len(group) - alarmed if is_fall else alarmed,
+        }
+    return {
+        "recordings": len(decisions),
+        "falls": len(falls),
+        "adls": len(adls),
+        "detected": len(detected),
+        "adl_alarmed": sum(1 for d in adls if d.alarms_t_s),
+        "sensitivity": _ratio(len(detected), len(falls)),
+        "specificity": _ratio(len(adls) - sum(1 for d in adls if d.alarms_t_s), len(adls)),
+        "false_alarms_per_hour": adl_alarms / adl_hours if adl_hours > 0 else None,
+        "adl_hours": adl_hours,
+        "delay_s_median": _quantile(delays, 0.5),
+        "delay_s_p95": _quantile(delays, 0.95),
+        "delay_s_max": max(delays) if delays else None,
+        "per_activity": per_activity,
+    }
+
+
+# ------------------------------------------------------------------------ fitting and CV
+
+
+def training_set(
+    results: Iterable[ReplayResult], max_post_std_g: float = FallSettings.max_post_std_g
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate features X, labels y (1 = fall impact) and recording weights w.
+
+    Candidates the activity veto (``max_post_std_g``) rejects anyway are left out. In a fall
+    recording the positive is the strongest candidate within ``FALL_LABEL_WINDOW_S`` of the
+    peak acceleration (the impact); its other candidates (the walk before, rebounds after)
+    are left out as ambiguous. Every recording weighs 1 in total, so long walks do not drown
+    short falls.
+    """
+    xs, ys, ws = [], [], []
+    for r in results:
+        kept = [c for c in r.candidates if c.features.post_std_g <= max_post_std_g]
+        if r.info.is_fall:
+            near = [
+                c for c in kept if abs(r.candidate_t_s(c)[0] - r.peak_t_s) <= FALL_LABEL_WINDOW_S
+            ]
+            rows = [max(near, key=lambda c: c.features.peak_g).features.vector()] if near else []
+        else:
+            rows = [c.features.vector() for c in kept]
+        for row in rows:
+            xs.append(row)
+            ys.append(1.0 if r.info.is_fall else 0.0)
+            ws.append(1.0 / len(rows))
+    if not xs:
+        return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0), np.zeros(0)
+    return np.array(xs), np.array(ys), np.array(ws)
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, iterations: int = 50
+) -> LogisticModel:
+    """Weighted, L2-regularised logistic regression by Newton's method on standardised inputs."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.column_stack(((x - mean) / scale, np.ones(len(x))))
+    pos = w * y
+    neg = w * (1 - y)
+    w = pos / max(pos.sum(), 1e-12) + neg / max(neg.sum(), 1e-12)  # balanced classes
+    beta = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ beta, -30, 30)))
+        grad = z.T @ (w * (p - y)) + reg * beta
+        hess = (z * (w * p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return LogisticModel(
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
+        weight=tuple(float(v) for v in beta[:-1]),
+        bias=float(beta[-1]),
+    )
+
+
+def fit_model(results: Iterable[ReplayResult]) -> LogisticModel:
+    """The model the detector ships with, refitted on ``results`` (used for FALL_MODEL and CV)."""
+    x, y, w = training_set(results)
+    return fit_logistic(x, y, w)
+
+
+def subject_folds(subjects: Iterable[str], k: int = 7) -> list[list[str]]:
+    """Deterministic leave-subjects-out folds: subjects sorted, dealt round-robin into k folds."""
+    ordered = sorted(set(subjects))
+    folds = [ordered[i::k] for i in range(min(k, len(ordered)))]
+    return [f for f in folds if f]
+
+
+def cross_validate(
+    results: Sequence[ReplayResult], settings: FallSettings | None = None, k: int = 7
+) -> dict[str, object]:
+    """Leave-subjects-out CV: refit on the other folds, score held-out subjects' recordings.
+
+    A fold whose training subjects lack falls or ADLs cannot be fitted and is skipped
+    (listed with ``"skipped"``); the pooled figures cover the other folds.
+    """
+    settings = settings or FallSettings()
+    folds = subject_folds((r.info.subject for r in results), k)
+    pooled: list[Decision] = []
+    per_fold: list[dict[str, object]] = []
+    for held_out in folds:
+        held = set(held_out)
+        train = [r for r in results if r.info.subject not in held]
+        test = [r for r in results if r.info.subject in held]
+        _, y, _ = training_set(train, settings.max_post_std_g)
+        if not (y == 1).any() or not (y == 0).any():
+            per_fold.append({"subjects": held_out, "skipped": "no falls or no ADLs to fit on"})
+            continue
+        model = fit_model(train)
+        decisions = decisions_from_model(test, model, settings)
+        pooled.extend(decisions)
+        s = summarize(decisions)
+        per_fold.append(
+            {
+                "subjects": held_out,
+                "falls": s["falls"],
+                "adls": s["adls"],
+                "sensitivity": s["sensitivity"],
+                "specificity": s["specificity"],
+            }
+        )
+    pooled_summary = summarize(pooled)
+    pooled_summary.pop("per_activity")
+    fitted = sum(1 for f in per_fold if "skipped" not in f)
+    return {"folds": fitted, "pooled": pooled_summary, "per_fold": per_fold}
+
+
+def per_subject(decisions: Sequence[Decision]) -> dict[str, dict[str, object]]:
+    """Sensitivity and specificity of the shipped model for each subject."""
+    out = {}
+    for subject in sorted({d.info.subject for d in decisions}):
+        s = summarize([d for d in decisions if d.info.subject == subject])
+        out[subject] = {k: s[k] for k in ("falls", "adls", "sensitivity", "specificity")}
+    return out

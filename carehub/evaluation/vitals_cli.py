@@ -1,0 +1,59 @@
+"""Typer commands for the vital-sign evaluation (registered by ``carehub.cli``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from carehub.evaluation.vitals_dataset import DatasetFormatError, write_dataset
+from carehub.evaluation.vitals_eval import evaluate_dataset, format_report
+
+__all__ = ["eval_vitals", "generate_vitals"]
+
+
+def eval_vitals(
+    dataset: Path = typer.Option(..., "--dataset", help="Folder in the generic vitals format."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line of figures."),
+    values_only: bool = typer.Option(
+        False, "--values-only", help="Ignore the wearable's motion/quality columns (ablation)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes to use."),
+) -> None:
+    """Alarms per monitored hour on stable recordings; detection rate and delay on the others."""
+    try:
+        summary = evaluate_dataset(dataset, values_only=values_only, workers=workers)
+    except DatasetFormatError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(format_report(summary))
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+
+
+def generate_vitals(
+    out: Path = typer.Option(..., "--out", help="Folder to write (created)."),
+    elders: int = typer.Option(10, "--elders", min=1, help="Simulated elders (one seed each)."),
+    days: float = typer.Option(3.0, "--days", min=0.01, help="Days of stable recording per elder."),
+    seed: int = typer.Option(1000, "--seed", min=0, help="Seed of the first elder."),
+    deteriorations: int = typer.Option(
+        5, "--deteriorations", min=0, help="8-h deterioration recordings per elder."
+    ),
+    device_columns: bool = typer.Option(
+        True, "--device-columns/--no-device-columns", help="Write motion and quality columns."
+    ),
+) -> None:
+    """Write a simulated dataset in the generic vitals format."""
+    write_dataset(
+        out,
+        elders=elders,
+        days=days,
+        seed=seed,
+        deteriorations=deteriorations,
+        device_columns=device_columns,
+    )
+    typer.echo(
+        f"wrote {out}: {elders} elders x {days:g} days stable"
+        f" + {elders * deteriorations} deteriorations"
+    )

@@ -1,0 +1,128 @@
+"""Configuration for each process, from ``CAREHUB_*`` environment variables and a TOML file.
+
+Precedence: explicit arguments > environment > TOML file > defaults. The TOML file is named
+by ``CAREHUB_CONFIG`` (or ``--config``); each process reads its own table (``[server]``,
+``[hub]``), e.g.::
+
+    [server]
+    database_url = "sqlite+aiosqlite:////var/lib/carehub/server.db"
+    notifier = "twilio"
+
+    [hub]
+    server_url = "https://carehub.example.org"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from carehub.mqtt_contract import DEFAULT_BASE_TOPIC
+
+CONFIG_ENV = "CAREHUB_CONFIG"
+
+
+class _TomlTable(PydanticBaseSettingsSource):
+    """Reads one table of the TOML file named by ``CAREHUB_CONFIG``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], table: str) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get(CONFIG_ENV)
+        self._data: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    doc = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ValueError(f"cannot read config file {path}: {e}") from e
+            section = doc.get(table, {})
+            if not isinstance(section, dict):
+                raise ValueError(f"[{table}] in {path} must be a table")
+            self._data = section
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREHUB_", extra="ignore")
+    toml_table: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlTable(settings_cls, cls.toml_table)
+
+
+class MqttSettings(_Settings):
+    """Where the hub's broker is (shared by `carehub hub` and `carehub sim`)."""
+
+    toml_table: ClassVar[str] = "mqtt"
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
+    mqtt_port: int = Field(1883, description="MQTT broker port.")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    base_topic: str = Field(DEFAULT_BASE_TOPIC, description="Root of all device topics.")
+
+
+class ServerSettings(_Settings):
+    """`carehub server`: the dispatch server."""
+
+    toml_table: ClassVar[str] = "server"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = Field(
+        "sqlite+aiosqlite:///carehub-server.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://…",
+    )
+    notifier: Literal["console", "twilio"] = "console"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = Field("+10000000000", description="The SMS sender number.")
+    twilio_api_base: str | None = Field(
+        None, description="Replace https://api.twilio.com (tests aim it at a local server)."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the dispatcher/admin API (until accounts exist)."
+    )
+    hub_offline_after_s: float = 90.0
+    long_poll_max_s: float = 25.0
+
+
+class HubSettings(MqttSettings):
+    """`carehub hub`: the gateway in the elder's home."""
+
+    toml_table: ClassVar[str] = "hub"
+    server_url: str = Field("http://127.0.0.1:8000", description="Dispatch server base URL.")
+    hub_token: SecretStr = Field(SecretStr(""), description="This hub's bearer token.")
+    hub_db: Path = Field(Path("carehub-hub.db"), description="The hub's durable store (SQLite).")
+    mqtt_client_id: str = "carehub-hub"
+    upload_timeout_s: float = 10.0
+    retry_initial_s: float = 0.2
+    retry_max_s: float = Field(30.0, description="Cap of the exponential upload backoff.")
+    heartbeat_interval_s: float = 30.0
+    dedup_window_s: float = Field(
+        600.0, description="A repeated (device, seq) with a ts this close is the same event."
+    )
+
+
+def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:
+    """Build settings, optionally naming the TOML file explicitly."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
+    return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,304 @@
+"""Streaming, per-device fall detection from pendant accelerometer frames.
+
+How it decides (details and measured results in ``docs/fall-detection.md``):
+
+1. Every frame is resampled onto a 50 Hz grid (``INTERNAL_HZ``) and its signal vector
+   magnitude (SVM, g) is compared with ``FallSettings.trigger_g``. That is the only work done
+   for most frames, so one core keeps up with thousands of streams.
+2. A sample above the trigger opens a *candidate impact* at the highest peak within
+   ``merge_s``. When ``POST_S`` seconds (2.5 s) have followed it, the candidate is described by
+   a few orientation-independent features (``edge.fall_features``) and scored by a logistic
+   model whose coefficients are fitted offline on SisFall (``FALL_MODEL``).
+3. A score above the threshold set by ``sensitivity`` is a fall, unless the body is still
+   moving like walking 1-2.5 s later (``max_post_std_g``). Later impacts within
+   ``refractory_s`` belong to the same fall and are ignored.
+
+The decision is causal and comes 2.5-3.5 s after the impact with 1 s frames. The gyroscope
+is accepted but unused: acceleration alone carries the evidence, and pendants without a
+gyroscope must behave the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from edge.fall_features import (
+    INTERNAL_HZ,
+    ImpactFeatures,
+    LogisticModel,
+    impact_features,
+    post_activity_g,
+    window_bounds,
+)
+
+FALL_MODEL = LogisticModel(
+    mean=(0.9691, -2.3187, 0.3854, -2.9600, -1.1257),
+    scale=(0.5044, 0.5138, 0.4313, 1.6619, 0.5193),
+    weight=(1.3093, 0.0908, 3.1976, -0.4306, 1.3021),
+    bias=-3.5743,
+)
+"""Fitted by ``carehub.evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
+replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate)."""
+
+_PERIOD_MS = 1000.0 / INTERNAL_HZ
+_MIN_HZ, _MAX_HZ = 1.0, 5000.0  # outside this a frame is malformed and ignored (Hz)
+_MAX_ABS_G = 100.0  # beyond any pendant's range: such a sample is a fault, like NaN (g)
+_EVENT_PRE_S, _EVENT_POST_S = 2.0, 5.0
+
+
+@dataclass(frozen=True)
+class FallSettings:
+    """Per-elder tunables of the fall detector.
+
+    ``sensitivity`` (0..1, default 0.5) moves the decision threshold on the model's score
+    (a logit): each 0.1 above 0.5 lowers it by ``score_span / 10`` logit units, so more
+    borderline impacts — softer falls, but also hard sit-downs — raise an alarm; below 0.5
+    it asks for more evidence. It never changes what the features measure.
+    """
+
+    sensitivity: float = 0.5
+    trigger_g: float = 1.6
+    """SVM (g) above which a sample opens a candidate impact; SisFall falls peak ≥ 1.68 g."""
+    merge_s: float = 1.0
+    """Peaks closer than this (s) are one candidate, described at the highest peak."""
+    refractory_s: float = 30.0
+    """After a fall is reported, impacts within this many seconds are the same fall (s)."""
+    gap_ms: float = 1000.0
+    """A jump forward in stream time beyond this (ms) resets the short-term buffers."""
+    score_span: float = 4.0
+    """Logit units swept by ``sensitivity`` from 0 to 1."""
+    max_post_std_g: float = 0.4
+    """Veto (g): an SVM standard deviation 1-2.5 s after the impact above this is someone
+    striding or running on (stairs, jogging: 0.4-1.5 g), not lying after a fall (< 0.1 g)."""
+
+    def threshold(self) -> float:
+        """Logit above which a candidate impact is a fall, for this sensitivity."""
+        s = min(max(self.sensitivity, 0.0), 1.0) if math.isfinite(self.sensitivity) else 0.5
+        return (0.5 - s) * self.score_span
+
+    def is_fall(self, features: ImpactFeatures, score: float) -> bool:
+        """The decision on one scored candidate impact."""
+        return score > self.threshold() and features.post_std_g <= self.max_post_std_g
+
+
+@dataclass(frozen=True)
+class FallEvent:
+    """A decided fall. Times are stream time (epoch ms of samples), never wall clock."""
+
+    impact_ts_ms: int
+    decided_ts_ms: int
+    peak_g: float
+    score: float
+    window_hz: float
+    window_t0_ms: int
+    window_acc: list[list[float]] = field(repr=False)
+    """Acceleration (g) from 2 s before the impact to at most 5 s after, at ``window_hz``."""
+
+
+@dataclass(frozen=True)
+class CandidateImpact:
+    """A scored candidate impact, fall or not, for evaluation (vetoed ones are not reported)."""
+
+    impact_ts_ms: int
+    decided_ts_ms: int
+    features: ImpactFeatures
+    score: float
+    is_fall: bool
+
+
+class FallDetector:
+    """Stateful detector for one device; feed it frames in stream order with ``push``."""
+
+    def __init__(
+        self,
+        settings: FallSettings | None = None,
+        *,
+        model: LogisticModel = FALL_MODEL,
+        on_candidate: Callable[[CandidateImpact], None] | None = None,
+    ) -> None:
+        self.settings = settings or FallSettings()
+        self._model = model
+        self._on_candidate = on_candidate
+        self._before, self._min_before, self._after = window_bounds()
+        self._merge = max(1, int(round(self.settings.merge_s * INTERNAL_HZ)))
+        self._keep = self._before + self._after + self._merge + int(_EVENT_POST_S * INTERNAL_HZ)
+        self._acc = np.empty((self._keep + 4 * int(INTERNAL_HZ), 3))
+        self._t = np.empty(len(self._acc))
+        self._offsets = np.arange(4 * int(INTERNAL_HZ)) * _PERIOD_MS
+        self._trigger_sq = self.settings.trigger_g**2
+        self._quiet_until_ms = -np.inf
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the short-term signal (after a gap or bad samples), keep the refractory state."""
+        self._n = 0  # rows used in _acc/_t
+        self._k0 = 0  # absolute index of row 0
+        self._last_t: float | None = None  # ms of the last input sample consumed
+        self._last_v: np.ndarray | None = None
+        self._next_ms = 0.0  # ms of the next grid sample to produce
+        self._pending: list[tuple[int, float]] = []  # (absolute index, peak g)
+
+    def push(
+        self, t0_ms: int, hz: float, acc: np.ndarray, gyr: np.ndarray | None = None
+    ) -> list[FallEvent]:
+        """acc (N,3) in g, gyr (N,3) in °/s, sample i at t0_ms + i*1000/hz.
+
+        Returns the falls decided during this frame (usually none).
+
+        Samples at or before what was already consumed are ignored, a forward jump beyond
+        ``gap_ms`` or a non-finite sample restarts the buffers, malformed frames are ignored.
+        """
+        del gyr  # accepted for the contract, not needed by the method (see module docstring)
+        try:
+            a = np.asarray(acc, dtype=float)
+            t0, rate = float(t0_ms), float(hz)
+        except (TypeError, ValueError):
+            return []
+        n = a.shape[0] if a.ndim == 2 and a.shape[1] == 3 else 0
+        if not (n and math.isfinite(t0) and math.isfinite(rate) and _MIN_HZ <= rate <= _MAX_HZ):
+            return []
+        period = 1000.0 / rate
+        start = 0
+        if self._last_t is not None:  # drop what was already consumed (duplicates, late frames)
+            start = max(0, math.ceil((self._last_t + 0.5 * period - t0) / period))
+            if start >= n:
+                return []
+        if not float(np.abs(a[start:]).max()) <= _MAX_ABS_G:  # NaN, inf or a broken sensor
+            ok = (np.abs(a) <= _MAX_ABS_G).all(axis=1)
+            ok[:start] = True
+            start = int(np.flatnonzero(~ok)[-1]) + 1
+            self._reset()
+            if start >= n:
+                return []
+        t_first = t0 + start * period
+        if self._last_t is not None and t_first - self._last_t > self.settings.gap_ms:
+            self._reset()
+        new_acc, new_t = self._to_grid(a[start:] if start else a, t_first, period, rate)
+        if not len(new_acc):
+            return []
+        first = self._append(new_acc, new_t)
+        self._find_candidates(first)
+        return self._decide()
+
+    def _to_grid(
+        self, a: np.ndarray, t_first: float, period: float, rate: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Resample to INTERNAL_HZ; a 50 Hz frame that follows on in time is taken as is."""
+        last_t = self._last_t
+        m = len(a)
+        if abs(rate - INTERNAL_HZ) < 1e-6 and (
+            last_t is None or abs(t_first - last_t - _PERIOD_MS) < 0.25 * _PERIOD_MS
+        ):
+            times = t_first + (
+                self._offsets[:m] if m <= len(self._offsets) else np.arange(m) * period
+            )
+            self._last_t, self._last_v = float(times[-1]), a[-1]
+            self._next_ms = float(times[-1]) + _PERIOD_MS
+            return a, times
+        times = t_first + np.arange(m) * period
+        if rate > 1.5 * INTERNAL_HZ:  # anti-alias: average over one internal period
+            a = uniform_filter1d(a, size=int(round(rate / INTERNAL_HZ)), axis=0, mode="nearest")
+        if last_t is None or self._last_v is None:
+            xp, fp, start = times, a, float(times[0])
+        else:
+            xp = np.concatenate(([last_t], times))
+            fp = np.vstack((self._last_v, a))
+            start = self._next_ms
+        self._last_t, self._last_v = float(times[-1]), a[-1]
+        if xp[-1] < start:
+            return a[:0], times[:0]
+        grid = start + _PERIOD_MS * np.arange(int((xp[-1] - start) // _PERIOD_MS) + 1)
+        self._next_ms = float(grid[-1]) + _PERIOD_MS
+        out = np.column_stack([np.interp(grid, xp, fp[:, k]) for k in range(3)])
+        return out, grid
+
+    def _append(self, new_acc: np.ndarray, new_t: np.ndarray) -> int:
+        """Append rows, dropping old ones; return the absolute index of the first new row."""
+        m = len(new_acc)
+        if self._n + m > len(self._acc):
+            drop = max(0, self._n - self._keep)
+            self._acc[: self._n - drop] = self._acc[drop : self._n]
+            self._t[: self._n - drop] = self._t[drop : self._n]
+            self._n -= drop
+            self._k0 += drop
+            if self._n + m > len(self._acc):
+                size = self._n + m + self._keep
+                self._acc = np.concatenate((self._acc[: self._n], np.empty((size - self._n, 3))))
+                self._t = np.concatenate((self._t[: self._n], np.empty(size - self._n)))
+        self._acc[self._n : self._n + m] = new_acc
+        self._t[self._n : self._n + m] = new_t
+        first = self._k0 + self._n
+        self._n += m
+        return first
+
+    def _find_candidates(self, first: int) -> None:
+        """Open or update candidate impacts from the new rows (from absolute index ``first``)."""
+        rows = self._acc[first - self._k0 : self._n]
+        squared = np.einsum("ij,ij->i", rows, rows)
+        if squared.max() <= self._trigger_sq:  # the common case: nothing to look at
+            return
+        above = np.flatnonzero(squared > self._trigger_sq)
+        peaks: list[tuple[int, float]] = []  # the highest sample of each run above the trigger
+        prev = -2
+        for j, sq in zip(above.tolist(), squared[above].tolist(), strict=True):
+            if j == prev + 1 and sq <= peaks[-1][1]:
+                pass
+            elif j == prev + 1:
+                peaks[-1] = (j, sq)
+            else:
+                peaks.append((j, sq))
+            prev = j
+        for j, sq in peaks:
+            k, peak = first + j, math.sqrt(sq)
+            if self._pending and k - self._pending[-1][0] < self._merge:
+                if peak > self._pending[-1][1]:
+                    self._pending[-1] = (k, peak)
+            else:
+                self._pending.append((k, peak))
+
+    def _decide(self) -> list[FallEvent]:
+        """Score the candidates that now have POST_S of signal after them."""
+        events: list[FallEvent] = []
+        last = self._k0 + self._n - 1
+        while self._pending and self._pending[0][0] + self._after <= last:
+            k, _ = self._pending.pop(0)
+            i = k - self._k0
+            t_impact = float(self._t[i])
+            quiet = t_impact < self._quiet_until_ms
+            if k - self._min_before < self._k0 or (quiet and self._on_candidate is None):
+                continue
+            if post_activity_g(self._acc, i) > self.settings.max_post_std_g:
+                continue  # still walking or jogging: vetoed whatever the other features say
+            w0 = max(0, i - self._before)
+            feats = impact_features(self._acc[w0 : i + self._after + 1], i - w0)
+            score = float(self._model.score(feats.vector()))
+            is_fall = not quiet and self.settings.is_fall(feats, score)
+            decided = float(self._t[i + self._after])
+            if self._on_candidate is not None:
+                self._on_candidate(
+                    CandidateImpact(
+                        int(round(t_impact)), int(round(decided)), feats, score, is_fall
+                    )
+                )
+            if not is_fall:
+                continue
+            self._quiet_until_ms = t_impact + 1000.0 * self.settings.refractory_s
+            lo = max(0, i - int(_EVENT_PRE_S * INTERNAL_HZ))
+            hi = min(self._n, i + int(_EVENT_POST_S * INTERNAL_HZ) + 1)
+            events.append(
+                FallEvent(
+                    impact_ts_ms=int(round(t_impact)),
+                    decided_ts_ms=int(round(decided)),
+                    peak_g=round(feats.peak_g, 3),
+                    score=round(score, 3),
+                    window_hz=INTERNAL_HZ,
+                    window_t0_ms=int(round(self._t[lo])),
+                    window_acc=np.round(self._acc[lo:hi], 4).tolist(),
+                )
+            )
+        return events

@@ -1,0 +1,1 @@
+"""Simulated device firmware that speaks only the public MQTT contract."""

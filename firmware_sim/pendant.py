@@ -1,0 +1,94 @@
+"""A fall pendant: streams accelerometer (and gyroscope) frames of one second, and can
+replay a recorded signal as if it were being worn."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from carehub.mqtt_contract import Channel, DeviceStatus, ImuFrame
+from firmware_sim.device import SimDevice
+
+FIRMWARE = "sim-pendant/0.1"
+
+
+def still_standing(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n samples of an upright, resting wearer: 1 g on Y plus sensor noise (g)."""
+    acc = np.zeros((n, 3))
+    acc[:, 1] = 1.0
+    return acc + rng.normal(0, 0.01, size=(n, 3))
+
+
+class FallPendant(SimDevice):
+    def __init__(
+        self, *args: Any, hz: float = 50.0, status_every_s: float = 30.0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.hz = hz
+        self.status_every_s = status_every_s
+        self._rng = np.random.default_rng(abs(hash(self.device_id)) % 2**32)
+        self._queue: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"{self.device_id}-imu")
+        self.frames_sent = 0
+
+    def start(self) -> FallPendant:
+        super().start()
+        self._thread.start()
+        return self
+
+    def replay(self, acc_g: np.ndarray, gyr_dps: np.ndarray | None = None) -> float:
+        """Queue a recording (at `hz`) to stream next, in real time; returns its duration, s."""
+        n = int(self.hz)
+        with self._lock:
+            for i in range(0, len(acc_g), n):
+                self._queue.append(
+                    (acc_g[i : i + n], None if gyr_dps is None else gyr_dps[i : i + n])
+                )
+        return len(acc_g) / self.hz
+
+    def pending_frames(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _run(self) -> None:
+        n = int(self.hz)
+        next_status = time.monotonic()
+        t_next = time.monotonic()
+        while not self._stop.is_set():
+            t_next += n / self.hz
+            with self._lock:
+                acc, gyr = (
+                    self._queue.pop(0) if self._queue else (still_standing(n, self._rng), None)
+                )
+            t0 = time.time_ns() // 1_000_000
+            if self.connected.is_set():
+                self.publish(
+                    Channel.IMU,
+                    ImuFrame(
+                        v=1,
+                        seq=self.next_seq(),
+                        t0=t0,
+                        hz=self.hz,
+                        acc=np.round(acc, 4).tolist(),
+                        gyr=None if gyr is None else np.round(gyr, 3).tolist(),
+                    ),
+                )
+                self.frames_sent += 1
+                if time.monotonic() >= next_status:
+                    self.publish(
+                        Channel.STATUS,
+                        DeviceStatus(
+                            v=1,
+                            seq=self.next_seq(),
+                            ts=t0,
+                            battery=80.0,
+                            firmware=FIRMWARE,
+                            rssi=-55.0,
+                        ),
+                    )
+                    next_status = time.monotonic() + self.status_every_s
+            self._stop.wait(max(0.0, t_next - time.monotonic()))

@@ -1,0 +1,328 @@
+"""The hub runtime: wires the device link, the durable store, the uplink and the detectors.
+
+Tasks (all restartable, none can take another down):
+- device link: MQTT messages → `handle_message` (validation, intake, detectors);
+- outbox: drains `HubStore`'s outbox to the server in order, with backoff and jitter;
+- feedback: long-polls the server for alarm state changes and acks the elder's devices;
+- config and heartbeat: which devices are ours; hub health to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+from carehub import __version__
+from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
+from carehub.api_contract import AlarmStateReport, AlarmUpload, HubConfig, HubHeartbeat
+from carehub.clock import Clock, SystemClock
+from carehub.mqtt_contract import (
+    Ack,
+    AckState,
+    ButtonEvent,
+    Channel,
+    ContractError,
+    DeviceStatus,
+    ImuFrame,
+    Topics,
+    VitalsReading,
+    parse_payload,
+)
+from carehub.settings import HubSettings
+from gateway.device_link import DeviceLink
+from gateway.intake import Backoff, classify, new_alarm_id
+from gateway.store import HubAlarm, HubStore
+from gateway.uplink import Uplink, UplinkError
+
+log = logging.getLogger(__name__)
+
+ACK_FOR_STATE: dict[AlarmState, AckState] = {
+    AlarmState.RAISED: AckState.RECEIVED,
+    AlarmState.PENDING_CANCEL: AckState.PENDING,
+    AlarmState.RECEIVED: AckState.RECEIVED,
+    AlarmState.DISPATCHED: AckState.DISPATCHED,
+    AlarmState.ACCEPTED: AckState.ACCEPTED,
+    AlarmState.RESOLVED: AckState.RESOLVED,
+    AlarmState.CANCELLED: AckState.CANCELLED,
+}
+CANCEL_HORIZON_MS = 30 * 60 * 1000
+"""A cancel press cancels the newest open alarm raised within this horizon."""
+CONFIG_KEY = "hub_config"
+CURSOR_KEY = "updates_cursor"
+
+
+class Hub:
+    def __init__(
+        self, settings: HubSettings, clock: Clock | None = None, uplink: Uplink | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.topics = Topics(settings.base_topic)
+        self.uplink = uplink or Uplink(
+            settings.server_url, settings.hub_token.get_secret_value(), settings.upload_timeout_s
+        )
+        self.link = DeviceLink(settings, self.topics, self.handle_message)
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self.config: HubConfig | None = None
+        self.availability: dict[str, str] = {}
+        self.dropped = 0
+        self._store: HubStore | None = None
+        self._outbox_wake = asyncio.Event()
+        self._started = self.clock.monotonic()
+        self._rng = random.Random()
+
+    @property
+    def store(self) -> HubStore:
+        assert self._store is not None, "Hub.run() not started"
+        return self._store
+
+    async def run(self) -> None:
+        async with HubStore(self.settings.hub_db) as store:
+            self._store = store
+            cached = await store.get(CONFIG_KEY)
+            if cached:
+                self.config = HubConfig.model_validate_json(cached)
+            with contextlib.suppress(TimeoutError):  # know our devices before listening
+                await asyncio.wait_for(self.refresh_config(), 5.0)
+            tasks = [
+                asyncio.create_task(self.link.run(), name="device-link"),
+                asyncio.create_task(self._drain_outbox(), name="outbox"),
+                asyncio.create_task(self._follow_updates(), name="feedback"),
+                asyncio.create_task(self._refresh_config_forever(), name="config"),
+                asyncio.create_task(self._send_heartbeats(), name="heartbeat"),
+            ]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self.uplink.aclose()
+
+    # ------------------------------------------------------------ device messages
+
+    def is_known(self, device_id: str) -> bool:
+        """Devices paired with this hub; before any config is known, accept every device
+        rather than ignore an elder's call."""
+        if self.config is None:
+            return True
+        return any(d.device_id == device_id for d in self.config.devices)
+
+    async def handle_message(self, topic: str, payload: bytes) -> None:
+        """Validate and route one device message; bad input is logged and dropped."""
+        try:
+            parsed = self.topics.parse(topic)
+        except ContractError as e:
+            return self._drop(topic, "?", str(e))
+        if parsed.channel is Channel.ACK:
+            return
+        if not self.is_known(parsed.device_id):
+            return self._drop(
+                topic, parsed.device_id, "unknown device: pair it with this hub first"
+            )
+        try:
+            message = parse_payload(parsed.channel, payload)
+        except ContractError as e:
+            return self._drop(topic, parsed.device_id, str(e))
+        if isinstance(message, ButtonEvent):
+            await self.on_button(parsed.device_id, message)
+        elif isinstance(message, str):
+            self.availability[parsed.device_id] = message
+            log.info("device %s %s", parsed.device_id, message)
+        elif isinstance(message, ImuFrame | VitalsReading | DeviceStatus):
+            pass  # the edge detectors and supervision consume these (issues 3, 4, 5)
+
+    def _drop(self, topic: str, device_id: str, reason: str) -> None:
+        self.dropped += 1
+        log.warning("dropped message on %s (device %s): %s", topic, device_id, reason)
+
+    async def on_button(self, device_id: str, event: ButtonEvent) -> None:
+        now = self.clock.now_ms()
+        stored = await self.store.stored_event(device_id, event.seq)
+        if classify(event, stored, int(self.settings.dedup_window_s * 1000)) == "duplicate":
+            assert stored is not None
+            await self._reack(device_id, event.seq, stored.alarm_id)
+            return
+        if event.action == "press":
+            alarm = HubAlarm(
+                id=new_alarm_id(),
+                device_id=device_id,
+                seq=event.seq,
+                kind=AlarmKind.BUTTON,
+                severity=Severity.CRITICAL,
+                state=AlarmState.RECEIVED,
+                raised_at_ms=now,
+            )
+            await self.raise_alarm(alarm, event.ts, {})
+        else:
+            await self._cancel(device_id, event, now)
+
+    async def raise_alarm(
+        self, alarm: HubAlarm, event_ts_ms: int | None, details: dict[str, Any]
+    ) -> None:
+        """Commit the alarm and its upload, then tell the device (persist before ack)."""
+        upload = AlarmUpload(
+            alarm_id=alarm.id,
+            device_id=alarm.device_id,
+            kind=alarm.kind,
+            severity=alarm.severity,
+            seq=alarm.seq,
+            raised_at_ms=alarm.raised_at_ms,
+            event_ts_ms=event_ts_ms,
+            details=details,
+        )
+        await self.store.raise_alarm(
+            alarm, event_ts_ms, details, upload.model_dump(mode="json"), self.clock.now_ms()
+        )
+        log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
+        self._outbox_wake.set()
+        await self.link.send_ack(
+            alarm.device_id,
+            Ack(v=1, seq=alarm.seq, alarm_id=alarm.id, state=ACK_FOR_STATE[alarm.state]),
+        )
+
+    async def _cancel(self, device_id: str, event: ButtonEvent, now: int) -> None:
+        target = await self.store.latest_open_alarm(now - CANCEL_HORIZON_MS)
+        if target is None:
+            await self.store.record_event(device_id, event.seq, event.ts, None, now)
+            await self.link.send_ack(
+                device_id, Ack(v=1, seq=event.seq, alarm_id=None, state=AckState.CANCELLED)
+            )
+            return
+        report = AlarmStateReport(
+            report_id=new_alarm_id(),
+            alarm_id=target.id,
+            state=AlarmState.CANCELLED,
+            at_ms=now,
+            reason=f"cancel pressed on {device_id}",
+        )
+        await self.store.set_state(
+            target.id,
+            AlarmState.CANCELLED,
+            now,
+            ("report", report.report_id, report.model_dump(mode="json")),
+        )
+        await self.store.record_event(device_id, event.seq, event.ts, target.id, now)
+        self._outbox_wake.set()
+        log.info("alarm %s cancelled from %s", target.id, device_id)
+        await self.link.send_ack(
+            device_id, Ack(v=1, seq=event.seq, alarm_id=target.id, state=AckState.CANCELLED)
+        )
+        if target.device_id != device_id:
+            await self.link.send_ack(
+                target.device_id,
+                Ack(v=1, seq=target.seq, alarm_id=target.id, state=AckState.CANCELLED),
+            )
+
+    async def _reack(self, device_id: str, seq: int, alarm_id: str | None) -> None:
+        alarm = await self.store.alarm(alarm_id) if alarm_id else None
+        state = ACK_FOR_STATE[alarm.state] if alarm else AckState.CANCELLED
+        await self.link.send_ack(device_id, Ack(v=1, seq=seq, alarm_id=alarm_id, state=state))
+
+    # ------------------------------------------------------------ server side
+
+    async def apply_server_state(self, alarm_id: str, state: AlarmState) -> None:
+        """A state decided on the server reaches the elder's device."""
+        new = await self.store.set_state(alarm_id, state, self.clock.now_ms())
+        if new is None:
+            return
+        alarm = await self.store.alarm(alarm_id)
+        assert alarm is not None
+        log.info("alarm %s is now %s", alarm_id, new)
+        await self.link.send_ack(
+            alarm.device_id, Ack(v=1, seq=alarm.seq, alarm_id=alarm_id, state=ACK_FOR_STATE[new])
+        )
+
+    async def _drain_outbox(self) -> None:
+        attempt = 0
+        while True:
+            entry = await self.store.next_pending()
+            if entry is None:
+                self._outbox_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
+                continue
+            try:
+                answer = await self.uplink.send(entry.kind, entry.body)
+            except UplinkError as e:
+                if not e.retryable:
+                    log.error(
+                        "server refused %s %s for good, kept on the hub: %s",
+                        entry.kind,
+                        entry.ref,
+                        e,
+                    )
+                    await self.store.mark_rejected(entry.id, str(e))
+                    continue
+                await self.store.mark_attempt(entry.id)
+                delay = self.backoff.delay(attempt, self._rng.random())
+                attempt += 1
+                log.warning(
+                    "upload of %s %s failed (%s); retry in %.1f s", entry.kind, entry.ref, e, delay
+                )
+                self._outbox_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wake.wait(), delay)
+                continue
+            attempt = 0
+            await self.store.mark_sent(entry.id, self.clock.now_ms())
+            if entry.kind == "alarm" and answer and "state" in answer:
+                await self.apply_server_state(entry.ref, AlarmState(answer["state"]))
+
+    async def _follow_updates(self) -> None:
+        cursor = int(await self.store.get(CURSOR_KEY) or 0)
+        attempt = 0
+        while True:
+            try:
+                batch = await self.uplink.updates(cursor, wait_s=20)
+            except UplinkError as e:
+                delay = self.backoff.delay(attempt, self._rng.random())
+                attempt += 1
+                log.debug("alarm updates unavailable (%s); retry in %.1f s", e, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            for update in batch.updates:
+                await self.apply_server_state(update.alarm_id, update.state)
+            if batch.cursor != cursor:
+                cursor = batch.cursor
+                await self.store.put(CURSOR_KEY, str(cursor))
+
+    async def refresh_config(self) -> bool:
+        """Fetch which devices are ours; on failure keep the cached config."""
+        try:
+            config = await self.uplink.config()
+        except UplinkError as e:
+            log.warning(
+                "hub config unavailable (%s); using %s", e, "cache" if self.config else "none yet"
+            )
+            return False
+        if config != self.config:
+            log.info("hub %s serves %d devices", config.hub_id, len(config.devices))
+            self.config = config
+            await self.store.put(CONFIG_KEY, config.model_dump_json())
+        return True
+
+    async def _refresh_config_forever(self) -> None:
+        while True:
+            ok = await self.refresh_config()
+            await asyncio.sleep(300.0 if ok else 5.0 if self.config is None else 60.0)
+
+    async def _send_heartbeats(self) -> None:
+        with contextlib.suppress(TimeoutError):  # first beat once devices can reach us
+            await asyncio.wait_for(self.link.connected.wait(), 10.0)
+        while True:
+            beat = HubHeartbeat(
+                uptime_s=self.clock.monotonic() - self._started,
+                queue_depth=await self.store.queue_depth(),
+                devices_online=sum(1 for s in self.availability.values() if s == "online"),
+                version=__version__,
+            )
+            try:
+                await self.uplink.heartbeat(beat)
+            except UplinkError as e:
+                log.debug("heartbeat not sent: %s", e)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)

@@ -1,0 +1,85 @@
+"""The FastAPI application: wiring of store, dispatcher and routes, and their lifetimes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from carehub import __version__
+from carehub.api_contract import HEALTH_PATH
+from carehub.clock import Clock, SystemClock
+from carehub.settings import ServerSettings
+from server.change_signal import ChangeSignal
+from server.db import make_engine, migrate
+from server.dispatcher import Dispatcher
+from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
+from server.routes import admin_api, hub_api
+from server.runtime import ServerRuntime
+from server.store import ServerStore
+
+log = logging.getLogger(__name__)
+
+
+def make_notifier(settings: ServerSettings) -> Notifier:
+    if settings.notifier == "twilio":
+        return TwilioNotifier(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            settings.twilio_from,
+            settings.twilio_api_base,
+        )
+    return ConsoleNotifier()
+
+
+async def _watch_hubs(rt: ServerRuntime) -> None:
+    """Mark hubs whose heartbeats stopped as offline: a hub fault for the dispatcher."""
+    while True:
+        await asyncio.sleep(min(10.0, rt.settings.hub_offline_after_s / 3))
+        try:
+            for hub_id in await rt.store.mark_stale_hubs_offline(
+                rt.clock.now_ms(), int(rt.settings.hub_offline_after_s * 1000)
+            ):
+                log.warning(
+                    "hub %s offline: no heartbeat for %.0f s",
+                    hub_id,
+                    rt.settings.hub_offline_after_s,
+                )
+        except Exception:
+            log.exception("hub watch failed")
+
+
+def create_app(
+    settings: ServerSettings, notifier: Notifier | None = None, clock: Clock | None = None
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        await migrate(engine)
+        store = ServerStore(engine)
+        clk = clock or SystemClock()
+        changes = ChangeSignal()
+        dispatcher = Dispatcher(store, notifier or make_notifier(settings), clk, changes)
+        rt = ServerRuntime(settings, store, dispatcher, changes, clk)
+        app.state.runtime = rt
+        tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(_watch_hubs(rt))]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.dispose()
+
+    app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
+    app.include_router(hub_api.router)
+    app.include_router(admin_api.router)
+
+    @app.get(HEALTH_PATH, tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

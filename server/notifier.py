@@ -1,0 +1,86 @@
+"""Sending SMS to doctors: one `Notifier` interface, a Twilio backend and a console backend."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, Protocol
+
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+log = logging.getLogger(__name__)
+
+TWILIO_API_BASE = "https://api.twilio.com"
+
+
+class NotifierError(Exception):
+    """The message may not have been sent; the dispatcher retries."""
+
+
+class Notifier(Protocol):
+    async def send_sms(self, to: str, body: str) -> str:
+        """Send one SMS; return the provider's message reference."""
+        ...
+
+
+class ConsoleNotifier:
+    """Prints messages instead of sending them: the demo's default."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.sent: list[tuple[str, str]] = []
+
+    async def send_sms(self, to: str, body: str) -> str:
+        self.sent.append((to, body))
+        ref = f"console-{next(self._ids)}"
+        log.info("SMS %s to %s: %s", ref, _mask(to), body)
+        return ref
+
+
+class _RebasedHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client, with api.twilio.com replaced by a configured base URL."""
+
+    def __init__(self, api_base: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._api_base = api_base.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if url.startswith(TWILIO_API_BASE):
+            url = self._api_base + url[len(TWILIO_API_BASE) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioNotifier:
+    """Sends through the real Twilio SDK (blocking, so in a worker thread)."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        api_base: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        http = _RebasedHttpClient(api_base or TWILIO_API_BASE, timeout_s)
+        self._client = Client(account_sid, auth_token, http_client=http)
+        self._from = from_number
+
+    async def send_sms(self, to: str, body: str) -> str:
+        try:
+            msg = await asyncio.to_thread(
+                self._client.messages.create, to=to, from_=self._from, body=body
+            )
+        except (TwilioException, OSError) as e:
+            raise NotifierError(f"Twilio refused or unreachable: {e}") from e
+        except Exception as e:  # requests' ConnectionError and friends
+            raise NotifierError(f"Twilio request failed: {type(e).__name__}: {e}") from e
+        return str(msg.sid)
+
+
+def _mask(phone: str) -> str:
+    """Phone numbers in logs keep only their last 4 digits."""
+    return "*" * max(0, len(phone) - 4) + phone[-4:]

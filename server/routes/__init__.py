@@ -1,0 +1,1 @@
+"""HTTP routes: thin handlers that validate, call the store or core, and answer."""

@@ -1,0 +1,99 @@
+"""The hub-facing API (`carehub.api_contract`): alarms in, state updates out, config, health."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+
+from carehub import api_contract as api
+from server.routes.deps import Hub, Runtime
+from server.store import UnknownAlarm
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["hub"])
+
+
+@router.post(
+    api.ALARMS_PATH,
+    response_model=api.AlarmAccepted,
+    responses={200: {"description": "already stored (retry)"}, 201: {"description": "stored"}},
+    status_code=status.HTTP_201_CREATED,
+)
+async def upload_alarm(
+    body: api.AlarmUpload, hub: Hub, rt: Runtime, response: Response
+) -> api.AlarmAccepted:
+    """Store an alarm (committed before answering) and wake the dispatcher. Idempotent."""
+    if len(body.model_dump_json()) > api.MAX_DETAILS_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "alarm details too large")
+    state, created = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
+    if created:
+        log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
+        rt.dispatcher.kick()
+        await rt.changes.notify()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return api.AlarmAccepted(alarm_id=body.alarm_id, state=state, created=created)
+
+
+@router.post(api.ALARM_REPORTS_PATH, response_model=api.AlarmStateAccepted)
+async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api.AlarmStateAccepted:
+    """A state change decided on the hub (the elder cancelled). Idempotent by report_id."""
+    try:
+        state = await rt.store.report_state(
+            hub, body.alarm_id, body.state, body.at_ms, body.report_id, "hub", body.reason
+        )
+    except UnknownAlarm:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "unknown alarm: upload the alarm before its state reports"
+        ) from None
+    await rt.changes.notify()
+    return api.AlarmStateAccepted(alarm_id=body.alarm_id, state=state)
+
+
+@router.get(api.ALARM_UPDATES_PATH, response_model=api.AlarmUpdates)
+async def alarm_updates(
+    request: Request,
+    hub: Hub,
+    rt: Runtime,
+    after: int = Query(-1, description="Largest cursor seen; -1 = start from now."),
+    wait_s: float = Query(0.0, ge=0, le=60, description="Long-poll: wait this long for news."),
+) -> api.AlarmUpdates:
+    """State changes of this hub's alarms after `after`, waiting up to `wait_s` for one."""
+    if after < 0:
+        return api.AlarmUpdates(updates=[], cursor=await rt.store.latest_cursor(hub.hub_id))
+    deadline = rt.clock.monotonic() + min(wait_s, rt.settings.long_poll_max_s)
+    while True:
+        version = rt.changes.version
+        updates = await rt.store.updates_for_hub(hub.hub_id, after)
+        remaining = deadline - rt.clock.monotonic()
+        if updates or remaining <= 0 or await request.is_disconnected():
+            break
+        await rt.changes.wait(version, min(remaining, 1.0))
+    cursor = updates[-1].cursor if updates else after
+    return api.AlarmUpdates(updates=updates, cursor=cursor)
+
+
+@router.get(api.HUB_CONFIG_PATH, response_model=api.HubConfig)
+async def hub_config(hub: Hub, rt: Runtime) -> api.HubConfig:
+    """Which devices this hub serves and the elder's care plan (no personal data)."""
+    return api.HubConfig.model_validate(await rt.store.hub_config(hub))
+
+
+@router.post(api.HUB_HEARTBEAT_PATH, status_code=status.HTTP_204_NO_CONTENT)
+async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
+    if await rt.store.record_heartbeat(hub.hub_id, rt.clock.now_ms(), body.model_dump()):
+        log.info("hub %s online", hub.hub_id)
+
+
+@router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT)
+async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
+    """A device fault raised or cleared on the hub (not an emergency). Idempotent."""
+    if await rt.store.record_fault(hub, body, rt.clock.now_ms()):
+        log.info(
+            "hub %s: %s %s on %s",
+            hub.hub_id,
+            body.fault,
+            "raised" if body.active else "cleared",
+            body.device_id,
+        )

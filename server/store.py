@@ -1,0 +1,483 @@
+"""All of the server's SQL, behind plain async methods (SQLAlchemy Core, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
+from carehub.api_contract import AlarmUpdate, AlarmUpload, FaultReport
+from server.auth import hash_token
+from server.dispatch_policy import DoctorOnDuty
+from server.schema import (
+    alarm_events,
+    alarms,
+    devices,
+    doctors,
+    elders,
+    faults,
+    hubs,
+    notifications,
+)
+
+
+@dataclass(frozen=True)
+class HubIdentity:
+    hub_id: str
+    elder_id: str
+
+
+@dataclass(frozen=True)
+class PendingDispatch:
+    """An alarm that has been received and not yet dispatched, with what dispatch needs."""
+
+    alarm_id: str
+    hub_id: str
+    kind: AlarmKind
+    severity: Severity
+    elder_name: str
+    short_address: str
+    team_id: str
+
+
+class UnknownAlarm(LookupError):
+    pass
+
+
+class ServerStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------ hubs
+
+    async def hub_by_token(self, token: str) -> HubIdentity | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(hubs.c.id, hubs.c.elder_id).where(
+                        hubs.c.token_hash == hash_token(token)
+                    )
+                )
+            ).first()
+        return HubIdentity(row.id, row.elder_id) if row else None
+
+    async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            elder = (await conn.execute(sa.select(elders).where(elders.c.id == hub.elder_id))).one()
+            devs = (
+                await conn.execute(
+                    sa.select(devices.c.id, devices.c.kind)
+                    .where(devices.c.hub_id == hub.hub_id)
+                    .order_by(devices.c.id)
+                )
+            ).all()
+        return {
+            "hub_id": hub.hub_id,
+            "elder_id": hub.elder_id,
+            "care_plan": {
+                "spo2_scale2": elder.spo2_scale2,
+                "fall_sensitivity": elder.fall_sensitivity,
+            },
+            "devices": [{"device_id": d.id, "kind": d.kind} for d in devs],
+        }
+
+    async def record_heartbeat(self, hub_id: str, now_ms: int, health: dict[str, Any]) -> bool:
+        """Store a heartbeat; True when the hub was offline before (it came back)."""
+        async with self.engine.begin() as conn:
+            was = (await conn.execute(sa.select(hubs.c.online).where(hubs.c.id == hub_id))).scalar()
+            await conn.execute(
+                hubs.update()
+                .where(hubs.c.id == hub_id)
+                .values(last_seen_ms=now_ms, health=health, online=True)
+            )
+        return not was
+
+    async def mark_stale_hubs_offline(self, now_ms: int, after_ms: int) -> list[str]:
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(hubs.c.id).where(
+                        hubs.c.online.is_(True), hubs.c.last_seen_ms < now_ms - after_ms
+                    )
+                )
+            ).all()
+            ids = [r.id for r in rows]
+            if ids:
+                await conn.execute(hubs.update().where(hubs.c.id.in_(ids)).values(online=False))
+        return ids
+
+    # ------------------------------------------------------------ alarms
+
+    async def store_alarm(
+        self, hub: HubIdentity, upload: AlarmUpload, now_ms: int
+    ) -> tuple[AlarmState, bool]:
+        """Insert the alarm once; a repeated upload returns the stored state and created=False."""
+        async with self.engine.begin() as conn:
+            existing = await _alarm_state(conn, upload.alarm_id)
+            if existing is not None:
+                return existing, False
+            try:
+                await conn.execute(
+                    alarms.insert().values(
+                        id=upload.alarm_id,
+                        hub_id=hub.hub_id,
+                        elder_id=hub.elder_id,
+                        device_id=upload.device_id,
+                        kind=upload.kind.value,
+                        severity=upload.severity.value,
+                        state=AlarmState.RECEIVED.value,
+                        seq=upload.seq,
+                        event_ts_ms=upload.event_ts_ms,
+                        raised_at_ms=upload.raised_at_ms,
+                        received_at_ms=now_ms,
+                        updated_at_ms=now_ms,
+                        details=upload.details,
+                    )
+                )
+                await _add_event(
+                    conn, upload.alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED
+                )
+            except IntegrityError:
+                pass  # a concurrent retry won the race; fall through to read it
+            else:
+                return AlarmState.RECEIVED, True
+        async with self.engine.connect() as conn:
+            state = await _alarm_state(conn, upload.alarm_id)
+        assert state is not None
+        return state, False
+
+    async def report_state(
+        self,
+        hub: HubIdentity,
+        alarm_id: str,
+        state: AlarmState,
+        at_ms: int,
+        report_id: str | None,
+        source: str,
+        detail: str = "",
+    ) -> AlarmState:
+        """Apply a state change (idempotent by report_id; stale or backward changes ignored)."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(alarms.c.state, alarms.c.hub_id).where(alarms.c.id == alarm_id)
+                )
+            ).first()
+            if row is None or row.hub_id != hub.hub_id:
+                raise UnknownAlarm(alarm_id)
+            current = AlarmState(row.state)
+            if report_id is not None:
+                seen = (
+                    await conn.execute(
+                        sa.select(alarm_events.c.id).where(alarm_events.c.report_id == report_id)
+                    )
+                ).first()
+                if seen:
+                    return current
+            new = merge(current, state)
+            await _add_event(
+                conn,
+                alarm_id,
+                hub.hub_id,
+                "state" if new != current else "state_ignored",
+                at_ms,
+                state,
+                f"{source}: {detail}"[:400],
+                report_id,
+            )
+            if new != current:
+                await conn.execute(
+                    alarms.update()
+                    .where(alarms.c.id == alarm_id)
+                    .values(state=new.value, updated_at_ms=at_ms)
+                )
+            return new
+
+    async def pending_dispatches(self, limit: int = 50) -> list[PendingDispatch]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        alarms.c.id,
+                        alarms.c.hub_id,
+                        alarms.c.kind,
+                        alarms.c.severity,
+                        elders.c.name,
+                        elders.c.short_address,
+                        elders.c.team_id,
+                    )
+                    .join(elders, elders.c.id == alarms.c.elder_id)
+                    .where(
+                        alarms.c.state == AlarmState.RECEIVED.value, alarms.c.doctor_id.is_(None)
+                    )
+                    .order_by(alarms.c.received_at_ms)
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            PendingDispatch(
+                r.id,
+                r.hub_id,
+                AlarmKind(r.kind),
+                Severity(r.severity),
+                r.name,
+                r.short_address,
+                r.team_id,
+            )
+            for r in rows
+        ]
+
+    async def team(self, team_id: str) -> list[DoctorOnDuty]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.select(doctors).where(doctors.c.team_id == team_id))
+            ).all()
+        return [
+            DoctorOnDuty(r.id, r.team_id, r.phone, r.language, r.on_duty, r.priority) for r in rows
+        ]
+
+    async def claim_notification(
+        self, alarm_id: str, hub_id: str, doctor_id: str, purpose: str, body: str, now_ms: int
+    ) -> str | None:
+        """Record the intent to notify (once per alarm, doctor and purpose).
+
+        Returns the notification id to send, or None when it was already sent.
+        """
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(notifications.c.id, notifications.c.status).where(
+                        notifications.c.alarm_id == alarm_id,
+                        notifications.c.doctor_id == doctor_id,
+                        notifications.c.purpose == purpose,
+                    )
+                )
+            ).first()
+            if row is not None:
+                return None if row.status == "sent" else str(row.id)
+            nid = uuid.uuid4().hex
+            await conn.execute(  # unique (alarm, doctor, purpose): a racing dispatcher fails here
+                notifications.insert().values(
+                    id=nid,
+                    alarm_id=alarm_id,
+                    doctor_id=doctor_id,
+                    purpose=purpose,
+                    status="sending",
+                    body=body,
+                    created_at_ms=now_ms,
+                )
+            )
+            await _add_event(conn, alarm_id, hub_id, "doctor_chosen", now_ms, None, doctor_id)
+            return nid
+
+    async def notification_failed(self, notification_id: str, error: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id == notification_id)
+                .values(
+                    status="failed", attempts=notifications.c.attempts + 1, provider_ref=error[:64]
+                )
+            )
+
+    async def mark_dispatched(
+        self,
+        alarm_id: str,
+        hub_id: str,
+        doctor_id: str,
+        notification_id: str,
+        provider_ref: str,
+        now_ms: int,
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id == notification_id)
+                .values(
+                    status="sent",
+                    provider_ref=provider_ref[:64],
+                    sent_at_ms=now_ms,
+                    attempts=notifications.c.attempts + 1,
+                )
+            )
+            await _add_event(conn, alarm_id, hub_id, "sms_sent", now_ms, None, provider_ref)
+            state = await _alarm_state(conn, alarm_id)
+            assert state is not None
+            new = merge(state, AlarmState.DISPATCHED)
+            await conn.execute(
+                alarms.update()
+                .where(alarms.c.id == alarm_id)
+                .values(doctor_id=doctor_id, state=new.value, updated_at_ms=now_ms)
+            )
+            if new != state:
+                await _add_event(conn, alarm_id, hub_id, "state", now_ms, new)
+
+    async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        alarm_events.c.id,
+                        alarm_events.c.alarm_id,
+                        alarm_events.c.state,
+                        alarm_events.c.at_ms,
+                    )
+                    .where(
+                        alarm_events.c.hub_id == hub_id,
+                        alarm_events.c.kind == "state",
+                        alarm_events.c.id > after,
+                    )
+                    .order_by(alarm_events.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            AlarmUpdate(cursor=r.id, alarm_id=r.alarm_id, state=AlarmState(r.state), at_ms=r.at_ms)
+            for r in rows
+        ]
+
+    async def latest_cursor(self, hub_id: str) -> int:
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.max(alarm_events.c.id)).where(alarm_events.c.hub_id == hub_id)
+                )
+            ).scalar()
+        return int(value or 0)
+
+    # ------------------------------------------------------------ faults
+
+    async def record_fault(self, hub: HubIdentity, report: FaultReport, now_ms: int) -> bool:
+        """Store a fault report once (by report_id); True when it was new."""
+        async with self.engine.begin() as conn:
+            seen = (
+                await conn.execute(
+                    sa.select(faults.c.id).where(faults.c.report_id == report.report_id)
+                )
+            ).first()
+            if seen:
+                return False
+            await conn.execute(
+                faults.insert().values(
+                    hub_id=hub.hub_id,
+                    device_id=report.device_id,
+                    fault=report.fault,
+                    active=report.active,
+                    since_ms=report.at_ms,
+                    updated_at_ms=now_ms,
+                    detail=report.detail,
+                    report_id=report.report_id,
+                )
+            )
+            return True
+
+    # ------------------------------------------------------------ reads for dispatcher/admin
+
+    async def alarm(self, alarm_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(alarms).where(alarms.c.id == alarm_id))).first()
+            if row is None:
+                return None
+            events = (
+                await conn.execute(
+                    sa.select(alarm_events)
+                    .where(alarm_events.c.alarm_id == alarm_id)
+                    .order_by(alarm_events.c.id)
+                )
+            ).all()
+            sent = (
+                await conn.execute(
+                    sa.select(
+                        notifications.c.doctor_id,
+                        notifications.c.purpose,
+                        notifications.c.status,
+                        notifications.c.body,
+                        notifications.c.sent_at_ms,
+                    ).where(notifications.c.alarm_id == alarm_id)
+                )
+            ).all()
+        data = dict(row._mapping)
+        data["notifications"] = [dict(n._mapping) for n in sent]
+        data["events"] = [
+            {k: v for k, v in e._mapping.items() if k in ("kind", "state", "at_ms", "detail")}
+            for e in events
+        ]
+        return data
+
+    async def list_alarms(self, limit: int = 100) -> Sequence[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        alarms.c.id,
+                        alarms.c.hub_id,
+                        alarms.c.device_id,
+                        alarms.c.kind,
+                        alarms.c.severity,
+                        alarms.c.state,
+                        alarms.c.seq,
+                        alarms.c.raised_at_ms,
+                        alarms.c.received_at_ms,
+                        alarms.c.doctor_id,
+                    )
+                    .order_by(alarms.c.received_at_ms.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def list_hubs(self) -> Sequence[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        hubs.c.id,
+                        hubs.c.elder_id,
+                        hubs.c.online,
+                        hubs.c.last_seen_ms,
+                        hubs.c.health,
+                    ).order_by(hubs.c.id)
+                )
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def list_faults(self, limit: int = 100) -> Sequence[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.select(faults).order_by(faults.c.id.desc()).limit(limit))
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+
+async def _alarm_state(conn: AsyncConnection, alarm_id: str) -> AlarmState | None:
+    value = (await conn.execute(sa.select(alarms.c.state).where(alarms.c.id == alarm_id))).scalar()
+    return AlarmState(value) if value is not None else None
+
+
+async def _add_event(
+    conn: AsyncConnection,
+    alarm_id: str,
+    hub_id: str,
+    kind: str,
+    at_ms: int,
+    state: AlarmState | None,
+    detail: str = "",
+    report_id: str | None = None,
+) -> None:
+    await conn.execute(
+        alarm_events.insert().values(
+            alarm_id=alarm_id,
+            hub_id=hub_id,
+            kind=kind,
+            state=state.value if state else None,
+            at_ms=at_ms,
+            detail=detail,
+            report_id=report_id,
+        )
+    )

@@ -1,0 +1,209 @@
+"""Shared fixtures: a private mosquitto, the SMS sandbox, databases, CareHub processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carehub.broker import Mosquitto, free_port, mosquitto_binary
+from carehub.processes import Child, wait_http_ok
+from carehub.sms_sandbox import SmsSandbox
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    if mosquitto_binary() is None:
+        pytest.fail(
+            "mosquitto is not installed: run `make test` (it installs it)"
+            " or apt-get install mosquitto"
+        )
+    with Mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture
+def sms() -> Iterator[SmsSandbox]:
+    with SmsSandbox() as sandbox:
+        yield sandbox
+
+
+def _pg_available() -> bool:
+    try:
+        out = subprocess.run(
+            ["psql", PG_ADMIN_URL, "-tAc", "select 1"], capture_output=True, timeout=5, text=True
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not _pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    name = f"carehub_t_{uuid.uuid4().hex[:10]}"
+    subprocess.run(
+        ["psql", PG_ADMIN_URL, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True
+    )
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        subprocess.run(
+            ["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+            capture_output=True,
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+DIRECTORY = """\
+[[teams]]
+id = "team-a"
+name = "Team A"
+
+[[doctors]]
+id = "dr-a"
+team = "team-a"
+name = "Doctor A"
+phone = "+8613800000001"
+language = "en"
+
+[[doctors]]
+id = "dr-b"
+team = "team-a"
+name = "Doctor B"
+phone = "+8613800000002"
+priority = 1
+
+[[elders]]
+id = "elder-1"
+team = "team-a"
+name = "Zhang San"
+short_address = "Bldg 3-501"
+
+[[hubs]]
+id = "hub-1"
+elder = "elder-1"
+token = "{token}"
+
+[[devices]]
+id = "btn-1"
+hub = "hub-1"
+kind = "button"
+
+[[devices]]
+id = "btn-2"
+hub = "hub-1"
+kind = "button"
+
+[[devices]]
+id = "pend-1"
+hub = "hub-1"
+kind = "pendant"
+
+[[devices]]
+id = "wear-1"
+hub = "hub-1"
+kind = "wearable"
+"""
+
+
+@dataclass
+class Deployment:
+    """A server and a hub as real processes on a private broker, SMS to the sandbox."""
+
+    tmp: Path
+    broker: Mosquitto
+    sms: SmsSandbox
+    server: Child
+    hub: Child
+    base_url: str
+    admin: httpx.Client
+    token: str
+
+    def alarms(self) -> list[dict]:
+        return self.admin.get("/api/v1/admin/alarms").json()
+
+    def alarm(self, alarm_id: str) -> dict:
+        return self.admin.get(f"/api/v1/admin/alarms/{alarm_id}").json()
+
+    def restart_hub(self, kill: bool = True) -> None:
+        self.hub.kill() if kill else self.hub.stop()
+        self.hub.start()
+
+    def wait_hub_online(self, timeout_s: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.hub.running, self.hub.log_tail()
+            hubs = self.admin.get("/api/v1/admin/hubs").json()
+            if hubs and hubs[0]["online"]:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(self.hub.log_tail())
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, mosquitto: Mosquitto, sms: SmsSandbox) -> Iterator[Deployment]:
+    token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
+    port = free_port()
+    server = Child(
+        "server",
+        ["server", "--directory", str(tmp_path / "directory.toml"), "--log-level", "DEBUG"],
+        {
+            "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'server.db'}",
+            "CAREHUB_PORT": str(port),
+            "CAREHUB_ADMIN_TOKEN": admin,
+            "CAREHUB_NOTIFIER": "twilio",
+            "CAREHUB_TWILIO_API_BASE": sms.url,
+            "CAREHUB_TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1",
+            "CAREHUB_TWILIO_AUTH_TOKEN": "test-secret",
+            "CAREHUB_TWILIO_FROM": "+15550000000",
+        },
+        tmp_path / "server.log",
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    hub = Child(
+        "hub",
+        ["hub", "--log-level", "DEBUG"],
+        {
+            "CAREHUB_SERVER_URL": base,
+            "CAREHUB_HUB_TOKEN": token,
+            "CAREHUB_MQTT_PORT": str(mosquitto.port),
+            "CAREHUB_HUB_DB": str(tmp_path / "hub.db"),
+            "CAREHUB_RETRY_MAX_S": "2",
+            "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
+        },
+        tmp_path / "hub.log",
+    )
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    try:
+        wait_http_ok(f"{base}/healthz", 60, server)
+        hub.start()
+        d = Deployment(tmp_path, mosquitto, sms, server, hub, base, client, token)
+        d.wait_hub_online()
+        yield d
+    finally:
+        client.close()
+        hub.stop()
+        server.stop()

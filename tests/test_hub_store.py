@@ -1,0 +1,56 @@
+"""The hub's durable store: atomic alarm + outbox, order, restart survival."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
+from gateway.store import HubAlarm, HubStore
+
+
+def _alarm(i: int, state: AlarmState = AlarmState.RECEIVED) -> HubAlarm:
+    return HubAlarm(f"a{i}", "btn-1", i, AlarmKind.BUTTON, Severity.CRITICAL, state, 1000 + i)
+
+
+async def test_alarm_event_and_outbox_commit_together_and_survive_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    async with HubStore(db) as store:
+        for i in range(3):
+            await store.raise_alarm(_alarm(i), 500 + i, {"k": i}, {"alarm_id": f"a{i}"}, 2000)
+        first = await store.next_pending()
+        assert first is not None and first.ref == "a0"
+        await store.mark_sent(first.id, 3000)
+    async with HubStore(db) as store:  # as after a restart
+        pending = await store.next_pending()
+        assert pending is not None and pending.ref == "a1" and pending.body == {"alarm_id": "a1"}
+        assert await store.queue_depth() == 2
+        stored = await store.stored_event("btn-1", 2)
+        assert stored is not None and stored.alarm_id == "a2" and stored.ts_ms == 502
+
+
+async def test_state_only_moves_forward_and_enqueues_with_the_change(tmp_path: Path) -> None:
+    async with HubStore(tmp_path / "hub.db") as store:
+        await store.raise_alarm(_alarm(1), None, {}, {"alarm_id": "a1"}, 0)
+        assert await store.set_state("a1", AlarmState.DISPATCHED, 1) is AlarmState.DISPATCHED
+        assert await store.set_state("a1", AlarmState.RECEIVED, 2) is None
+        changed = await store.set_state(
+            "a1", AlarmState.CANCELLED, 3, ("report", "r1", {"report_id": "r1"})
+        )
+        assert changed is AlarmState.CANCELLED
+        assert await store.set_state("a1", AlarmState.ACCEPTED, 4) is None
+        assert await store.queue_depth() == 2
+        assert await store.latest_open_alarm(0) is None
+
+
+async def test_rejected_entries_are_kept_but_do_not_block_the_queue(tmp_path: Path) -> None:
+    async with HubStore(tmp_path / "hub.db") as store:
+        await store.enqueue("alarm", "bad", {"x": 1}, 0)
+        await store.enqueue("alarm", "good", {"x": 2}, 0)
+        bad = await store.next_pending()
+        assert bad is not None
+        await store.mark_rejected(bad.id, "HTTP 422")
+        nxt = await store.next_pending()
+        assert nxt is not None and nxt.ref == "good"
+        async with store.db.execute("SELECT count(*) FROM outbox") as cur:
+            row = await cur.fetchone()
+        assert row is not None and row[0] == 2
