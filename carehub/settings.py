@@ -119,6 +119,12 @@ class HubSettings(MqttSettings):
     dedup_window_s: float = Field(
         600.0, description="A repeated (device, seq) with a ts this close is the same event."
     )
+    fall_cancel_window_s: float = Field(
+        30.0, ge=0, description="After a detected fall, seconds the elder has to cancel it."
+    )
+    pending_ack_every_s: float = Field(
+        5.0, gt=0, description="How often a pending fall re-tells the devices the seconds left."
+    )
 
 
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:

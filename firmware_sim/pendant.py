@@ -22,12 +22,38 @@ def still_standing(n: int, rng: np.random.Generator) -> np.ndarray:
     return acc + rng.normal(0, 0.01, size=(n, 3))
 
 
+def synthetic_fall(hz: float, rng: np.random.Generator, lying_s: float = 12.0) -> np.ndarray:
+    """A textbook fall (g): 2 s upright, 0.4 s of free fall, a 4-6 g impact with a rebound,
+    then lying still with gravity on another axis. For tests and benches without a dataset."""
+    n_up, n_free, n_lie = int(2 * hz), int(0.4 * hz), int(lying_s * hz)
+    up = still_standing(n_up, rng)
+    free = np.linspace(1.0, 0.15, n_free)[:, None] * np.array([0.0, 1.0, 0.0])
+    peak = rng.uniform(4.0, 6.0)
+    n_imp = max(3, int(0.1 * hz))
+    impact = np.zeros((n_imp, 3))
+    impact[:, 0] = peak * np.hanning(n_imp + 2)[1:-1]
+    impact[:, 1] = 0.5
+    rebound = np.tile([0.6, 0.3, 0.8], (max(1, int(0.3 * hz)), 1))
+    lie = np.zeros((n_lie, 3))
+    lie[:, 2] = 1.0
+    lie += rng.normal(0, 0.01, size=lie.shape)
+    return np.vstack([up, free, impact, rebound, lie])
+
+
 class FallPendant(SimDevice):
     def __init__(
-        self, *args: Any, hz: float = 50.0, status_every_s: float = 30.0, **kwargs: Any
+        self,
+        *args: Any,
+        hz: float = 50.0,
+        status_every_s: float = 30.0,
+        time_scale: float = 1.0,
+        **kwargs: Any,
     ) -> None:
+        """``time_scale`` > 1 streams faster than real time (tests); stream timestamps still
+        advance by the sample clock, as a pendant's firmware stamps them."""
         super().__init__(*args, **kwargs)
         self.hz = hz
+        self.time_scale = time_scale
         self.status_every_s = status_every_s
         self._rng = np.random.default_rng(abs(hash(self.device_id)) % 2**32)
         self._queue: list[tuple[np.ndarray, np.ndarray | None]] = []
@@ -58,13 +84,15 @@ class FallPendant(SimDevice):
         n = int(self.hz)
         next_status = time.monotonic()
         t_next = time.monotonic()
+        stream_ms = float(time.time_ns() // 1_000_000)  # the sample clock
         while not self._stop.is_set():
-            t_next += n / self.hz
+            t_next += n / self.hz / self.time_scale
             with self._lock:
                 acc, gyr = (
                     self._queue.pop(0) if self._queue else (still_standing(n, self._rng), None)
                 )
-            t0 = time.time_ns() // 1_000_000
+            t0 = int(stream_ms)
+            stream_ms += len(acc) * 1000.0 / self.hz
             if self.connected.is_set():
                 self.publish(
                     Channel.IMU,

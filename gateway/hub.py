@@ -4,6 +4,7 @@ Tasks (all restartable, none can take another down):
 - device link: MQTT messages → `handle_message` (validation, intake, detectors);
 - outbox: drains `HubStore`'s outbox to the server in order, with backoff and jitter;
 - feedback: long-polls the server for alarm state changes and acks the elder's devices;
+- fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from carehub import __version__
@@ -32,7 +34,9 @@ from carehub.mqtt_contract import (
     parse_payload,
 )
 from carehub.settings import HubSettings
+from edge.fall_detection import FallEvent
 from gateway.device_link import DeviceLink
+from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, classify, new_alarm_id
 from gateway.store import HubAlarm, HubStore
 from gateway.uplink import Uplink, UplinkError
@@ -54,6 +58,13 @@ CONFIG_KEY = "hub_config"
 CURSOR_KEY = "updates_cursor"
 
 
+@dataclass
+class _PendingFall:
+    alarm: HubAlarm
+    due_ms: int
+    next_ack_ms: int
+
+
 class Hub:
     def __init__(
         self, settings: HubSettings, clock: Clock | None = None, uplink: Uplink | None = None
@@ -73,6 +84,9 @@ class Hub:
         self._outbox_wake = asyncio.Event()
         self._started = self.clock.monotonic()
         self._rng = random.Random()
+        self.falls = FallWatch()
+        self._pending_falls: dict[str, _PendingFall] = {}
+        self._fall_wake = asyncio.Event()
 
     @property
     def store(self) -> HubStore:
@@ -87,12 +101,16 @@ class Hub:
                 self.config = HubConfig.model_validate_json(cached)
             with contextlib.suppress(TimeoutError):  # know our devices before listening
                 await asyncio.wait_for(self.refresh_config(), 5.0)
+            self._apply_care_plan()
+            for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
+                self._track_pending_fall(alarm)  # windows that were running at the restart
             tasks = [
                 asyncio.create_task(self.link.run(), name="device-link"),
                 asyncio.create_task(self._drain_outbox(), name="outbox"),
                 asyncio.create_task(self._follow_updates(), name="feedback"),
                 asyncio.create_task(self._refresh_config_forever(), name="config"),
                 asyncio.create_task(self._send_heartbeats(), name="heartbeat"),
+                asyncio.create_task(self._run_fall_windows(), name="fall-windows"),
             ]
             try:
                 await asyncio.gather(*tasks)
@@ -132,8 +150,11 @@ class Hub:
         elif isinstance(message, str):
             self.availability[parsed.device_id] = message
             log.info("device %s %s", parsed.device_id, message)
-        elif isinstance(message, ImuFrame | VitalsReading | DeviceStatus):
-            pass  # the edge detectors and supervision consume these (issues 3, 4, 5)
+        elif isinstance(message, ImuFrame):
+            for fall in self.falls.push(parsed.device_id, message):
+                await self.on_fall(parsed.device_id, fall)
+        elif isinstance(message, VitalsReading | DeviceStatus):
+            pass  # the vitals detector and supervision consume these (issues 4, 5)
 
     def _drop(self, topic: str, device_id: str, reason: str) -> None:
         self.dropped += 1
@@ -192,6 +213,16 @@ class Hub:
                 device_id, Ack(v=1, seq=event.seq, alarm_id=None, state=AckState.CANCELLED)
             )
             return
+        if target.state is AlarmState.PENDING_CANCEL:  # never left the hub: nothing to report
+            await self.store.set_state(target.id, AlarmState.CANCELLED, now)
+            await self.store.record_event(device_id, event.seq, event.ts, target.id, now)
+            self._pending_falls.pop(target.id, None)
+            log.info("fall alarm %s cancelled from %s inside its window", target.id, device_id)
+            await self.link.send_ack(
+                device_id, Ack(v=1, seq=event.seq, alarm_id=target.id, state=AckState.CANCELLED)
+            )
+            await self._tell_home(target, AckState.CANCELLED, skip=device_id)
+            return
         report = AlarmStateReport(
             report_id=new_alarm_id(),
             alarm_id=target.id,
@@ -217,6 +248,127 @@ class Hub:
                 Ack(v=1, seq=target.seq, alarm_id=target.id, state=AckState.CANCELLED),
             )
 
+    # ------------------------------------------------------------ falls
+
+    async def on_fall(self, device_id: str, fall: FallEvent) -> None:
+        """A detected fall waits its cancel window (persisted, so a restart keeps it)."""
+        now = self.clock.now_ms()
+        window_s = self.settings.fall_cancel_window_s
+        alarm = HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            state=AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED,
+            raised_at_ms=now,
+        )
+        details = {
+            "impact_ts_ms": fall.impact_ts_ms,
+            "peak_g": round(fall.peak_g, 3),
+            "score": round(fall.score, 3),
+            "sensitivity": self.falls.sensitivity,
+            "window": {"hz": fall.window_hz, "t0_ms": fall.window_t0_ms, "acc": fall.window_acc},
+        }
+        log.info(
+            "fall detected on %s (peak %.1f g, score %.2f); cancel window %.0f s",
+            device_id,
+            fall.peak_g,
+            fall.score,
+            window_s,
+        )
+        if window_s <= 0:
+            await self.raise_alarm(alarm, fall.impact_ts_ms, details)
+            await self._tell_home(alarm, AckState.RECEIVED, skip=device_id)
+            return
+        await self.store.raise_alarm(alarm, fall.impact_ts_ms, details, None, now)
+        self._track_pending_fall(alarm)
+
+    def _track_pending_fall(self, alarm: HubAlarm) -> None:
+        due = alarm.raised_at_ms + int(self.settings.fall_cancel_window_s * 1000)
+        self._pending_falls[alarm.id] = _PendingFall(alarm, due, next_ack_ms=0)
+        self._fall_wake.set()
+
+    async def _run_fall_windows(self) -> None:
+        """Tell the home how long is left; raise each fall whose window ran out."""
+        while True:
+            now = self.clock.now_ms()
+            for alarm_id, p in list(self._pending_falls.items()):
+                if now >= p.due_ms:
+                    self._pending_falls.pop(alarm_id, None)
+                    try:
+                        await self._raise_pending_fall(p.alarm)
+                    except Exception:  # keep the window open; retried on the next pass
+                        self._pending_falls[alarm_id] = p
+                        log.exception("could not raise fall alarm %s; retrying", alarm_id)
+                elif now >= p.next_ack_ms:
+                    p.next_ack_ms = now + int(self.settings.pending_ack_every_s * 1000)
+                    left = max(0, -(-(p.due_ms - now) // 1000))
+                    await self._tell_home(p.alarm, AckState.PENDING, seconds_left=left)
+            wake_at = min(
+                (min(p.due_ms, p.next_ack_ms) for p in self._pending_falls.values()),
+                default=now + 1000,
+            )
+            self._fall_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._fall_wake.wait(), min(1.0, max(0.01, (wake_at - now) / 1000))
+                )
+
+    async def _raise_pending_fall(self, alarm: HubAlarm) -> None:
+        event_ts, details = await self.store.alarm_evidence(alarm.id)
+        upload = AlarmUpload(
+            alarm_id=alarm.id,
+            device_id=alarm.device_id,
+            kind=alarm.kind,
+            severity=alarm.severity,
+            seq=alarm.seq,
+            raised_at_ms=alarm.raised_at_ms,
+            event_ts_ms=event_ts,
+            details=details,
+        )
+        new = await self.store.set_state(
+            alarm.id,
+            AlarmState.RECEIVED,
+            self.clock.now_ms(),
+            ("alarm", alarm.id, upload.model_dump(mode="json")),
+        )
+        if new is None:
+            return  # cancelled meanwhile
+        log.info("alarm %s raised by %s (fall, window over)", alarm.id, alarm.device_id)
+        self._outbox_wake.set()
+        await self._tell_home(alarm, AckState.RECEIVED)
+
+    async def _tell_home(
+        self,
+        alarm: HubAlarm,
+        state: AckState,
+        seconds_left: int | None = None,
+        skip: str | None = None,
+    ) -> None:
+        """Feedback on an alarm no single press raised: the device and the home's buttons."""
+        targets = [alarm.device_id] + [
+            d.device_id
+            for d in (self.config.devices if self.config else [])
+            if d.kind == "button" and d.device_id != alarm.device_id
+        ]
+        for device_id in targets:
+            if device_id != skip:
+                await self.link.send_ack(
+                    device_id,
+                    Ack(
+                        v=1,
+                        seq=alarm.seq if device_id == alarm.device_id else None,
+                        alarm_id=alarm.id,
+                        state=state,
+                        seconds_left=seconds_left,
+                    ),
+                )
+
+    def _apply_care_plan(self) -> None:
+        if self.config is not None:
+            self.falls.set_sensitivity(self.config.care_plan.fall_sensitivity)
+
     async def _reack(self, device_id: str, seq: int, alarm_id: str | None) -> None:
         alarm = await self.store.alarm(alarm_id) if alarm_id else None
         state = ACK_FOR_STATE[alarm.state] if alarm else AckState.CANCELLED
@@ -232,9 +384,13 @@ class Hub:
         alarm = await self.store.alarm(alarm_id)
         assert alarm is not None
         log.info("alarm %s is now %s", alarm_id, new)
-        await self.link.send_ack(
-            alarm.device_id, Ack(v=1, seq=alarm.seq, alarm_id=alarm_id, state=ACK_FOR_STATE[new])
-        )
+        if alarm.kind is AlarmKind.BUTTON:
+            await self.link.send_ack(
+                alarm.device_id,
+                Ack(v=1, seq=alarm.seq, alarm_id=alarm_id, state=ACK_FOR_STATE[new]),
+            )
+        else:
+            await self._tell_home(alarm, ACK_FOR_STATE[new])
 
     async def _drain_outbox(self) -> None:
         attempt = 0
@@ -304,6 +460,7 @@ class Hub:
             log.info("hub %s serves %d devices", config.hub_id, len(config.devices))
             self.config = config
             await self.store.put(CONFIG_KEY, config.model_dump_json())
+            self._apply_care_plan()
         return True
 
     async def _refresh_config_forever(self) -> None:

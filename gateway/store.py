@@ -170,6 +170,29 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
+    async def alarms_in_state(self, state: AlarmState) -> list[HubAlarm]:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT * FROM alarms WHERE state=? ORDER BY raised_at_ms", (state.value,)
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_alarm(r) for r in rows]
+
+    async def alarm_evidence(self, alarm_id: str) -> tuple[int | None, dict[str, Any]]:
+        """The device's event time and the details attached when the alarm was raised."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT event_ts_ms, details FROM alarms WHERE id=?", (alarm_id,)
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        if row is None:
+            return None, {}
+        return row[0], json.loads(row[1])
+
     async def latest_open_alarm(self, since_ms: int) -> HubAlarm | None:
         """The newest alarm that is not final and was raised after `since_ms`."""
         async with (

@@ -163,7 +163,15 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, mosquitto: Mosquitto, sms: SmsSandbox) -> Iterator[Deployment]:
+def hub_env() -> dict[str, str]:
+    """Extra CAREHUB_* settings for the deployment's hub; override it in a test module."""
+    return {}
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, mosquitto: Mosquitto, sms: SmsSandbox, hub_env: dict[str, str]
+) -> Iterator[Deployment]:
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
     port = free_port()
@@ -193,6 +201,7 @@ def deployment(tmp_path: Path, mosquitto: Mosquitto, sms: SmsSandbox) -> Iterato
             "CAREHUB_HUB_DB": str(tmp_path / "hub.db"),
             "CAREHUB_RETRY_MAX_S": "2",
             "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
+            **hub_env,
         },
         tmp_path / "hub.log",
     )

@@ -4,89 +4,14 @@ phone once, through a real broker, server and hub; bad input is dropped and logg
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
 from tests.conftest import Deployment
+from tests.mqtt_tools import AckWatcher, pub, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def pub(d: Deployment, device: str, channel: str, payload: str | bytes) -> None:
-    data = payload.encode() if isinstance(payload, str) else payload
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(d.broker.port),
-            "-q",
-            "1",
-            "-t",
-            f"carehub/{device}/{channel}",
-            "-s",
-        ],
-        input=data,
-        check=True,
-        timeout=10,
-    )
-
-
-class AckWatcher:
-    """mosquitto_sub on a device's ack topic."""
-
-    def __init__(self, d: Deployment, device: str) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(d.broker.port),
-                "-q",
-                "1",
-                "-t",
-                f"carehub/{device}/ack",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[dict] = []
-        time.sleep(0.3)  # let it subscribe
-
-    def collect(self, until_state: str, timeout_s: float = 15) -> list[dict]:
-        import select
-
-        deadline = time.monotonic() + timeout_s
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                self.lines.append(json.loads(self.proc.stdout.readline()))
-                if self.lines[-1]["state"] == until_state:
-                    return self.lines
-        return self.lines
-
-    def drain(self, seconds: float) -> list[dict]:
-        self.collect("never", seconds)
-        return self.lines
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
-
-
-def wait_for(predicate, timeout_s: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_press_reaches_the_doctor_exactly_once(deployment: Deployment) -> None:
