@@ -125,6 +125,13 @@ class HubSettings(MqttSettings):
     pending_ack_every_s: float = Field(
         5.0, gt=0, description="How often a pending fall re-tells the devices the seconds left."
     )
+    device_offline_after_s: float = Field(
+        180.0, gt=0, description="A device silent this long raises a device_offline fault."
+    )
+    battery_low_pct: float = Field(20.0, description="Battery below this raises battery_low.")
+    outbox_max_entries: int = Field(
+        200_000, gt=0, description="Outbox bound: beyond it the oldest non-alarm data goes first."
+    )
 
 
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:

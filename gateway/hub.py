@@ -5,13 +5,15 @@ Tasks (all restartable, none can take another down):
 - outbox: drains `HubStore`'s outbox to the server in order, with backoff and jitter;
 - feedback: long-polls the server for alarm state changes and acks the elder's devices;
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
-- config and heartbeat: which devices are ours; hub health to the server.
+- config and heartbeat: which devices are ours; hub health to the server;
+- supervision: device faults (offline, battery low, not worn) and the vitals detectors' tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from dataclasses import dataclass
@@ -19,7 +21,13 @@ from typing import Any
 
 from carehub import __version__
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import AlarmStateReport, AlarmUpload, HubConfig, HubHeartbeat
+from carehub.api_contract import (
+    AlarmStateReport,
+    AlarmUpload,
+    FaultReport,
+    HubConfig,
+    HubHeartbeat,
+)
 from carehub.clock import Clock, SystemClock
 from carehub.mqtt_contract import (
     Ack,
@@ -35,11 +43,14 @@ from carehub.mqtt_contract import (
 )
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
+from edge.vital_signs import VitalsEvent
 from gateway.device_link import DeviceLink
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, classify, new_alarm_id
 from gateway.store import HubAlarm, HubStore
+from gateway.supervision import FaultChange, Supervisor
 from gateway.uplink import Uplink, UplinkError
+from gateway.vitals_watch import VitalsWatch
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,7 @@ CANCEL_HORIZON_MS = 30 * 60 * 1000
 """A cancel press cancels the newest open alarm raised within this horizon."""
 CONFIG_KEY = "hub_config"
 CURSOR_KEY = "updates_cursor"
+FAULTS_KEY = "active_faults"
 
 
 @dataclass
@@ -80,11 +92,16 @@ class Hub:
         self.config: HubConfig | None = None
         self.availability: dict[str, str] = {}
         self.dropped = 0
+        self.outbox_dropped = 0
         self._store: HubStore | None = None
         self._outbox_wake = asyncio.Event()
         self._started = self.clock.monotonic()
         self._rng = random.Random()
         self.falls = FallWatch()
+        self.vitals = VitalsWatch()
+        self.supervisor = Supervisor(
+            int(settings.device_offline_after_s * 1000), settings.battery_low_pct
+        )
         self._pending_falls: dict[str, _PendingFall] = {}
         self._fall_wake = asyncio.Event()
 
@@ -102,6 +119,8 @@ class Hub:
             with contextlib.suppress(TimeoutError):  # know our devices before listening
                 await asyncio.wait_for(self.refresh_config(), 5.0)
             self._apply_care_plan()
+            for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
+                self.supervisor.restore(device_id, fault)
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
                 self._track_pending_fall(alarm)  # windows that were running at the restart
             tasks = [
@@ -111,6 +130,7 @@ class Hub:
                 asyncio.create_task(self._refresh_config_forever(), name="config"),
                 asyncio.create_task(self._send_heartbeats(), name="heartbeat"),
                 asyncio.create_task(self._run_fall_windows(), name="fall-windows"),
+                asyncio.create_task(self._supervise(), name="supervision"),
             ]
             try:
                 await asyncio.gather(*tasks)
@@ -145,16 +165,24 @@ class Hub:
             message = parse_payload(parsed.channel, payload)
         except ContractError as e:
             return self._drop(topic, parsed.device_id, str(e))
+        device_id, now = parsed.device_id, self.clock.now_ms()
+        if isinstance(message, str):
+            self.availability[device_id] = message
+            log.info("device %s %s", device_id, message)
+            if message == "offline":
+                return await self._faults(self.supervisor.last_will(device_id, now))
+        await self._faults(self.supervisor.seen(device_id, now))
         if isinstance(message, ButtonEvent):
-            await self.on_button(parsed.device_id, message)
-        elif isinstance(message, str):
-            self.availability[parsed.device_id] = message
-            log.info("device %s %s", parsed.device_id, message)
+            await self.on_button(device_id, message)
         elif isinstance(message, ImuFrame):
-            for fall in self.falls.push(parsed.device_id, message):
-                await self.on_fall(parsed.device_id, fall)
-        elif isinstance(message, VitalsReading | DeviceStatus):
-            pass  # the vitals detector and supervision consume these (issues 4, 5)
+            self.vitals.push_imu(message)
+            for fall in self.falls.push(device_id, message):
+                await self.on_fall(device_id, fall)
+        elif isinstance(message, VitalsReading):
+            for event in self.vitals.push(device_id, message):
+                await self.on_vitals(device_id, event)
+        elif isinstance(message, DeviceStatus) and message.battery is not None:
+            await self._faults(self.supervisor.battery(device_id, message.battery))
 
     def _drop(self, topic: str, device_id: str, reason: str) -> None:
         self.dropped += 1
@@ -182,7 +210,11 @@ class Hub:
             await self._cancel(device_id, event, now)
 
     async def raise_alarm(
-        self, alarm: HubAlarm, event_ts_ms: int | None, details: dict[str, Any]
+        self,
+        alarm: HubAlarm,
+        event_ts_ms: int | None,
+        details: dict[str, Any],
+        ack: bool = True,
     ) -> None:
         """Commit the alarm and its upload, then tell the device (persist before ack)."""
         upload = AlarmUpload(
@@ -200,10 +232,11 @@ class Hub:
         )
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
         self._outbox_wake.set()
-        await self.link.send_ack(
-            alarm.device_id,
-            Ack(v=1, seq=alarm.seq, alarm_id=alarm.id, state=ACK_FOR_STATE[alarm.state]),
-        )
+        if ack:
+            await self.link.send_ack(
+                alarm.device_id,
+                Ack(v=1, seq=alarm.seq, alarm_id=alarm.id, state=ACK_FOR_STATE[alarm.state]),
+            )
 
     async def _cancel(self, device_id: str, event: ButtonEvent, now: int) -> None:
         target = await self.store.latest_open_alarm(now - CANCEL_HORIZON_MS)
@@ -368,6 +401,78 @@ class Hub:
     def _apply_care_plan(self) -> None:
         if self.config is not None:
             self.falls.set_sensitivity(self.config.care_plan.fall_sensitivity)
+            self.vitals.set_care_plan(self.config.care_plan.spo2_scale2)
+            self.supervisor.expect((d.device_id for d in self.config.devices), self.clock.now_ms())
+
+    # ------------------------------------------------------------ vitals and supervision
+
+    async def on_vitals(self, device_id: str, event: VitalsEvent) -> None:
+        """Wear faults are faults; alarms are raised like a press (critical) or inform the
+        doctor only (warning); a recovery is logged, the doctor closes the episode."""
+        if event.kind in ("fault", "fault_cleared"):
+            await self._faults(
+                self.supervisor.worn(device_id, event.kind == "fault_cleared", event.reason)
+            )
+            return
+        if event.kind == "alarm_cleared":
+            log.info("vital signs of %s back to normal: %s", device_id, event.reason)
+            return
+        severity = event.severity or Severity.WARNING
+        alarm = HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.VITALS,
+            severity=Severity(severity),
+            state=AlarmState.RECEIVED,
+            raised_at_ms=self.clock.now_ms(),
+        )
+        details = {"reason": event.reason, "scores": event.scores, "readings": event.readings}
+        log.info("vital-sign %s alarm for %s: %s", severity, device_id, event.reason)
+        await self.raise_alarm(alarm, event.ts_ms, details, ack=False)
+        if alarm.severity is Severity.CRITICAL:
+            await self._tell_home(alarm, AckState.RECEIVED)
+
+    async def _faults(self, changes: list[FaultChange]) -> None:
+        """Commit fault changes to the outbox (with the active set, for restarts)."""
+        if not changes:
+            return
+        now = self.clock.now_ms()
+        for change in changes:
+            report = FaultReport(
+                report_id=new_alarm_id(),
+                device_id=change.device_id,
+                fault=change.fault,
+                active=change.active,
+                at_ms=now,
+                detail=change.detail[:200],
+            )
+            log.info(
+                "fault %s %s on %s (%s)",
+                change.fault,
+                "raised" if change.active else "cleared",
+                change.device_id,
+                change.detail,
+            )
+            await self.store.enqueue("fault", report.report_id, report.model_dump(mode="json"), now)
+        await self.store.put(FAULTS_KEY, json.dumps(sorted(self.supervisor.active())))
+        self._outbox_wake.set()
+
+    async def _supervise(self) -> None:
+        every = min(5.0, self.settings.device_offline_after_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                now = self.clock.now_ms()
+                await self._faults(self.supervisor.tick(now))
+                for device_id, event in self.vitals.tick(now):
+                    await self.on_vitals(device_id, event)
+                dropped = await self.store.trim_outbox(self.settings.outbox_max_entries)
+                if dropped:
+                    self.outbox_dropped += dropped
+                    log.warning("outbox full: dropped %d oldest non-alarm entries", dropped)
+            except Exception:
+                log.exception("supervision pass failed; next pass in %.0f s", every)
 
     async def _reack(self, device_id: str, seq: int, alarm_id: str | None) -> None:
         alarm = await self.store.alarm(alarm_id) if alarm_id else None
@@ -475,7 +580,7 @@ class Hub:
             beat = HubHeartbeat(
                 uptime_s=self.clock.monotonic() - self._started,
                 queue_depth=await self.store.queue_depth(),
-                devices_online=sum(1 for s in self.availability.values() if s == "online"),
+                devices_online=self.supervisor.online(),
                 version=__version__,
             )
             try:

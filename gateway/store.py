@@ -262,6 +262,24 @@ class HubStore:
         async with self._transaction() as db:
             await db.execute("UPDATE outbox SET rejected=? WHERE id=?", (reason[:500], entry_id))
 
+    async def trim_outbox(self, max_entries: int) -> int:
+        """Bound the unsent outbox: drop the oldest entries that are not alarms or alarm
+        reports (faults, data) until it fits. Alarms are never dropped. Returns how many."""
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT count(*) FROM outbox WHERE sent_at_ms IS NULL AND rejected IS NULL"
+            ) as cur:
+                row = await cur.fetchone()
+            excess = (int(row[0]) if row else 0) - max_entries
+            if excess <= 0:
+                return 0
+            cur = await db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at_ms IS NULL"
+                " AND rejected IS NULL AND kind NOT IN ('alarm', 'report') ORDER BY id LIMIT ?)",
+                (excess,),
+            )
+            return cur.rowcount
+
     async def queue_depth(self) -> int:
         async with (
             self._lock,

@@ -90,12 +90,19 @@ class ServerStore:
     async def record_heartbeat(self, hub_id: str, now_ms: int, health: dict[str, Any]) -> bool:
         """Store a heartbeat; True when the hub was offline before (it came back)."""
         async with self.engine.begin() as conn:
-            was = (await conn.execute(sa.select(hubs.c.online).where(hubs.c.id == hub_id))).scalar()
+            before = (
+                await conn.execute(
+                    sa.select(hubs.c.online, hubs.c.last_seen_ms).where(hubs.c.id == hub_id)
+                )
+            ).first()
+            was = bool(before and before.online)
             await conn.execute(
                 hubs.update()
                 .where(hubs.c.id == hub_id)
                 .values(last_seen_ms=now_ms, health=health, online=True)
             )
+            if before is not None and not was and before.last_seen_ms is not None:
+                await _hub_fault(conn, hub_id, False, now_ms, "heartbeats resumed")
         return not was
 
     async def mark_stale_hubs_offline(self, now_ms: int, after_ms: int) -> list[str]:
@@ -110,6 +117,8 @@ class ServerStore:
             ids = [r.id for r in rows]
             if ids:
                 await conn.execute(hubs.update().where(hubs.c.id.in_(ids)).values(online=False))
+                for hub_id in ids:
+                    await _hub_fault(conn, hub_id, True, now_ms, "no heartbeat")
         return ids
 
     # ------------------------------------------------------------ alarms
@@ -363,6 +372,22 @@ class ServerStore:
             ).first()
             if seen:
                 return False
+            latest = (
+                await conn.execute(
+                    sa.select(faults.c.active, faults.c.since_ms)
+                    .where(
+                        faults.c.hub_id == hub.hub_id,
+                        faults.c.device_id == report.device_id,
+                        faults.c.fault == report.fault,
+                    )
+                    .order_by(faults.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if latest is not None and (
+                latest.active == report.active or latest.since_ms > report.at_ms
+            ):
+                return False  # no change (a repeat after a hub restart) or an older report
             await conn.execute(
                 faults.insert().values(
                     hub_id=hub.hub_id,
@@ -453,6 +478,24 @@ class ServerStore:
                 await conn.execute(sa.select(faults).order_by(faults.c.id.desc()).limit(limit))
             ).all()
         return [dict(r._mapping) for r in rows]
+
+
+async def _hub_fault(
+    conn: AsyncConnection, hub_id: str, active: bool, now_ms: int, detail: str
+) -> None:
+    """A hub going silent (or coming back) is a fault for the dispatcher, not an alarm."""
+    await conn.execute(
+        faults.insert().values(
+            hub_id=hub_id,
+            device_id=hub_id,
+            fault="hub_offline",
+            active=active,
+            since_ms=now_ms,
+            updated_at_ms=now_ms,
+            detail=detail,
+            report_id=f"hub-{uuid.uuid4().hex}",
+        )
+    )
 
 
 async def _alarm_state(conn: AsyncConnection, alarm_id: str) -> AlarmState | None:

@@ -139,8 +139,13 @@ class Deployment:
     admin: httpx.Client
     token: str
 
-    def alarms(self) -> list[dict]:
-        return self.admin.get("/api/v1/admin/alarms").json()
+    def alarms(self, limit: int = 100) -> list[dict]:
+        return self.admin.get("/api/v1/admin/alarms", params={"limit": limit}).json()
+
+    def faults(self, device_id: str, fault: str) -> list[dict]:
+        """This device's reports of one fault, newest first."""
+        everything = self.admin.get("/api/v1/admin/faults", params={"limit": 1000}).json()
+        return [f for f in everything if f["device_id"] == device_id and f["fault"] == fault]
 
     def alarm(self, alarm_id: str) -> dict:
         return self.admin.get(f"/api/v1/admin/alarms/{alarm_id}").json()
@@ -187,6 +192,7 @@ def deployment(
             "CAREHUB_TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1",
             "CAREHUB_TWILIO_AUTH_TOKEN": "test-secret",
             "CAREHUB_TWILIO_FROM": "+15550000000",
+            "CAREHUB_HUB_OFFLINE_AFTER_S": "5",
         },
         tmp_path / "server.log",
     ).start()

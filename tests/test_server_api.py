@@ -160,3 +160,16 @@ def test_fault_reports_are_stored_once(api: tuple[TestClient, ConsoleNotifier]) 
     assert client.post(FAULTS_PATH, json=fault).status_code == 204
     faults = client.get("/api/v1/admin/faults", headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert len(faults) == 1 and faults[0]["fault"] == "battery_low"
+
+
+def test_a_fault_repeated_with_a_new_report_id_is_not_a_new_fault(
+    api: tuple[TestClient, ConsoleNotifier],
+) -> None:
+    client, _ = api
+    base = {"device_id": "wear-1", "fault": "device_offline", "detail": "silent"}
+    for i, (active, at) in enumerate([(True, 10), (True, 20), (False, 30), (True, 25)]):
+        body = {**base, "report_id": f"r-{i}", "active": active, "at_ms": at}
+        assert client.post(FAULTS_PATH, json=body).status_code == 204
+    faults = client.get("/api/v1/admin/faults", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    # raised once, cleared once; the repeat (hub restart) and the stale report are ignored
+    assert [(f["active"], f["since_ms"]) for f in faults] == [(False, 30), (True, 10)]
