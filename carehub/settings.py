@@ -129,6 +129,9 @@ class HubSettings(MqttSettings):
         180.0, gt=0, description="A device silent this long raises a device_offline fault."
     )
     battery_low_pct: float = Field(20.0, description="Battery below this raises battery_low.")
+    metrics_port: int | None = Field(
+        None, description="Serve Prometheus metrics on this port (127.0.0.1) when set."
+    )
     outbox_max_entries: int = Field(
         200_000, gt=0, description="Outbox bound: beyond it the oldest non-alarm data goes first."
     )

@@ -44,6 +44,7 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
+from gateway import metrics
 from gateway.device_link import DeviceLink
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, classify, new_alarm_id
@@ -186,6 +187,7 @@ class Hub:
 
     def _drop(self, topic: str, device_id: str, reason: str) -> None:
         self.dropped += 1
+        metrics.MESSAGES_DROPPED.inc()
         log.warning("dropped message on %s (device %s): %s", topic, device_id, reason)
 
     async def on_button(self, device_id: str, event: ButtonEvent) -> None:
@@ -231,6 +233,7 @@ class Hub:
             alarm, event_ts_ms, details, upload.model_dump(mode="json"), self.clock.now_ms()
         )
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
+        metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._outbox_wake.set()
         if ack:
             await self.link.send_ack(
@@ -369,6 +372,7 @@ class Hub:
         if new is None:
             return  # cancelled meanwhile
         log.info("alarm %s raised by %s (fall, window over)", alarm.id, alarm.device_id)
+        metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._outbox_wake.set()
         await self._tell_home(alarm, AckState.RECEIVED)
 
@@ -468,8 +472,12 @@ class Hub:
                 for device_id, event in self.vitals.tick(now):
                     await self.on_vitals(device_id, event)
                 dropped = await self.store.trim_outbox(self.settings.outbox_max_entries)
+                metrics.OUTBOX_DEPTH.set(await self.store.queue_depth())
+                metrics.DEVICES_ONLINE.set(self.supervisor.online())
+                metrics.FAULTS_ACTIVE.set(len(self.supervisor.active()))
                 if dropped:
                     self.outbox_dropped += dropped
+                    metrics.OUTBOX_DROPPED.inc(dropped)
                     log.warning("outbox full: dropped %d oldest non-alarm entries", dropped)
             except Exception:
                 log.exception("supervision pass failed; next pass in %.0f s", every)
@@ -519,6 +527,7 @@ class Hub:
                     await self.store.mark_rejected(entry.id, str(e))
                     continue
                 await self.store.mark_attempt(entry.id)
+                metrics.UPLOAD_FAILURES.inc()
                 delay = self.backoff.delay(attempt, self._rng.random())
                 attempt += 1
                 log.warning(

@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import signal
 
+import prometheus_client
+
 from carehub.settings import HubSettings
 from gateway.hub import Hub
 
 
 async def run_hub(settings: HubSettings) -> None:
+    if settings.metrics_port is not None:
+        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
     hub = Hub(settings)
     task = asyncio.create_task(hub.run())
     loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import prometheus_client
 from fastapi import FastAPI
 
 from carehub import __version__
@@ -76,6 +77,7 @@ def create_app(
 
     app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
     app.include_router(hub_api.router)
+    app.mount("/metrics", prometheus_client.make_asgi_app())
     app.include_router(admin_api.router)
 
     @app.get(HEALTH_PATH, tags=["ops"])

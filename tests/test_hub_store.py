@@ -54,3 +54,36 @@ async def test_rejected_entries_are_kept_but_do_not_block_the_queue(tmp_path: Pa
         async with store.db.execute("SELECT count(*) FROM outbox") as cur:
             row = await cur.fetchone()
         assert row is not None and row[0] == 2
+
+
+async def test_a_full_outbox_drops_oldest_non_alarm_entries_never_alarms(tmp_path: Path) -> None:
+    async with HubStore(tmp_path / "hub.db") as store:
+        await store.enqueue("fault", "f0", {"n": 0}, 1)
+        await store.raise_alarm(_alarm(1), None, {}, {"alarm_id": "a1"}, 2)
+        for i in range(1, 4):
+            await store.enqueue("fault", f"f{i}", {"n": i}, 3 + i)
+        await store.raise_alarm(_alarm(2), None, {}, {"alarm_id": "a2"}, 9)
+        assert await store.trim_outbox(max_entries=10) == 0
+        assert await store.trim_outbox(max_entries=3) == 3  # f0, f1, f2 go; alarms stay
+        refs = []
+        while (entry := await store.next_pending()) is not None:
+            refs.append(entry.ref)
+            await store.mark_sent(entry.id, 100)
+        assert refs == ["a1", "f3", "a2"]
+        for i in range(5):
+            await store.raise_alarm(_alarm(10 + i), None, {}, {"alarm_id": f"x{i}"}, 200)
+        assert await store.trim_outbox(max_entries=1) == 0  # only alarms: kept, over the bound
+        assert await store.queue_depth() == 5
+
+
+async def test_pending_falls_are_found_again_with_their_evidence(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    pending = HubAlarm(
+        "f1", "pend-1", None, AlarmKind.FALL, Severity.CRITICAL, AlarmState.PENDING_CANCEL, 5
+    )
+    async with HubStore(db) as store:
+        await store.raise_alarm(pending, 4, {"peak_g": 4.2}, None, 5)
+        assert await store.queue_depth() == 0  # nothing leaves the hub during the window
+    async with HubStore(db) as store:
+        assert await store.alarms_in_state(AlarmState.PENDING_CANCEL) == [pending]
+        assert await store.alarm_evidence("f1") == (4, {"peak_g": 4.2})

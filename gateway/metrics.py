@@ -1,0 +1,22 @@
+"""The hub's Prometheus metrics (served when ``CAREHUB_METRICS_PORT`` is set).
+
+What an operator needs to see a hub in trouble before an elder does: alarms raised,
+uploads failing, the outbox growing or being trimmed, devices dropping bad input.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+ALARMS_RAISED = Counter("carehub_hub_alarms_raised_total", "Alarms raised on the hub", ["kind"])
+MESSAGES_DROPPED = Counter(
+    "carehub_hub_messages_dropped_total", "Device messages refused (contract, unknown device)"
+)
+UPLOAD_FAILURES = Counter("carehub_hub_upload_failures_total", "Failed outbox uploads")
+OUTBOX_DROPPED = Counter(
+    "carehub_hub_outbox_dropped_total",
+    "Non-alarm outbox entries dropped because the outbox reached its bound",
+)
+OUTBOX_DEPTH = Gauge("carehub_hub_outbox_depth", "Outbox entries waiting for the server")
+DEVICES_ONLINE = Gauge("carehub_hub_devices_online", "Paired devices currently online")
+FAULTS_ACTIVE = Gauge("carehub_hub_faults_active", "Device faults currently active")
