@@ -137,7 +137,9 @@ def sim_press(
 
     s = load(MqttSettings, config)
     with CallButton(device, s.mqtt_host, s.mqtt_port, s.base_topic) as button:
-        seq = button.press(action)
+        if action not in ("press", "cancel"):
+            raise typer.BadParameter("action must be press or cancel", param_hint="--action")
+        seq = button.press("press" if action == "press" else "cancel")
         typer.echo(f"{device}: {action} seq {seq}")
         hit = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == until, wait)
         for at, ack in button.acks.entries:
@@ -181,6 +183,8 @@ def _register_optional() -> None:
         ("carehub.evaluation.vitals_cli", eval_app, "vitals", "eval_vitals"),
         ("carehub.evaluation.vitals_cli", sim_app, "vitals-dataset", "generate_vitals"),
         ("carehub.bench.edge_bench", bench_app, "edge", "bench_edge"),
+        ("carehub.bench.e2e_bench", bench_app, "e2e", "bench_e2e"),
+        ("carehub.bench.chaos_bench", bench_app, "chaos", "bench_chaos"),
     ):
         try:
             mod = importlib.import_module(module)
