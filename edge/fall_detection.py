@@ -9,13 +9,16 @@ How it decides (details and measured results in ``docs/fall-detection.md``):
    ``merge_s``. When ``POST_S`` seconds (2.5 s) have followed it, the candidate is described by
    a few orientation-independent features (``edge.fall_features``) and scored by a logistic
    model whose coefficients are fitted offline on SisFall (``FALL_MODEL``).
-3. A score above the threshold set by ``sensitivity`` is a fall, unless the body is still
-   moving like walking 1-2.5 s later (``max_post_std_g``). Later impacts within
-   ``refractory_s`` belong to the same fall and are ignored.
+3. A score above the threshold set by ``sensitivity`` makes it a *suspected* fall, unless the
+   body is still moving like walking 1-2.5 s later (``max_post_std_g``), or the event merely
+   undid an earlier posture change (it ends in an orientation held in the 10 s before).
+4. A suspected fall is confirmed ``confirm_s`` (7 s) after the impact unless the trunk came
+   back to its orientation before the event meanwhile (sat up again, rolled back, stood up).
+   Later impacts within ``refractory_s`` of a confirmed fall belong to the same fall.
 
-The decision is causal and comes 2.5-3.5 s after the impact with 1 s frames. The gyroscope
-is accepted but unused: acceleration alone carries the evidence, and pendants without a
-gyroscope must behave the same.
+The decision is causal and comes 7-8 s after the impact with 1 s frames; ``flush`` decides
+what is pending when a stream ends. The gyroscope is accepted but unused: acceleration alone
+carries the evidence, and pendants without a gyroscope must behave the same.
 """
 
 from __future__ import annotations
@@ -25,30 +28,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from edge.fall_features import (
+    CONFIRM_S,
     INTERNAL_HZ,
+    LOOKBACK_S,
+    POSTURE_CHANGE_DEG,
     ImpactFeatures,
     LogisticModel,
+    held_before,
     impact_features,
+    matches,
     post_activity_g,
     window_bounds,
+    window_directions,
 )
 
 FALL_MODEL = LogisticModel(
-    mean=(0.9691, -2.3187, 0.3854, -2.9600, -1.1257),
-    scale=(0.5044, 0.5138, 0.4313, 1.6619, 0.5193),
-    weight=(1.3093, 0.0908, 3.1976, -0.4306, 1.3021),
-    bias=-3.5743,
+    mean=(0.9782, -2.3158, 0.3668, -2.9146, -1.1061),
+    scale=(0.5088, 0.5108, 0.4256, 1.6621, 0.5127),
+    weight=(1.0379, 0.1982, 3.3587, -0.3392, 0.5551),
+    bias=-2.7932,
 )
 """Fitted by ``carehub.evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
-replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate)."""
+replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate), on the
+candidates that the activity veto and the posture-reversal rules leave to it."""
 
 _PERIOD_MS = 1000.0 / INTERNAL_HZ
 _MIN_HZ, _MAX_HZ = 1.0, 5000.0  # outside this a frame is malformed and ignored (Hz)
 _MAX_ABS_G = 100.0  # beyond any pendant's range: such a sample is a fault, like NaN (g)
 _EVENT_PRE_S, _EVENT_POST_S = 2.0, 5.0
+_HISTORY_END_S = 2.0  # the look-back for held postures ends this long before the peak (s)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ class FallSettings:
     max_post_std_g: float = 0.4
     """Veto (g): an SVM standard deviation 1-2.5 s after the impact above this is someone
     striding or running on (stairs, jogging: 0.4-1.5 g), not lying after a fall (< 0.1 g)."""
+    confirm_s: float = CONFIRM_S
+    """A suspected fall is reported this long after its impact (s, at least ``POST_S``) unless
+    the trunk returned to its orientation before the event meanwhile."""
 
     def threshold(self) -> float:
         """Logit above which a candidate impact is a fall, for this sensitivity."""
@@ -82,7 +95,7 @@ class FallSettings:
         return (0.5 - s) * self.score_span
 
     def is_fall(self, features: ImpactFeatures, score: float) -> bool:
-        """The decision on one scored candidate impact."""
+        """The decision on one scored candidate impact (before the posture-reversal rules)."""
         return score > self.threshold() and features.post_std_g <= self.max_post_std_g
 
 
@@ -102,13 +115,45 @@ class FallEvent:
 
 @dataclass(frozen=True)
 class CandidateImpact:
-    """A scored candidate impact, fall or not, for evaluation (vetoed ones are not reported)."""
+    """A candidate impact, fall or not, for evaluation (activity-vetoed ones are not reported).
+
+    ``posture_reversed``: the event undid an earlier posture change or was undone within
+    ``confirm_s`` (see ``edge.fall_features``); such a candidate is never a fall.
+    """
 
     impact_ts_ms: int
     decided_ts_ms: int
     features: ImpactFeatures
     score: float
     is_fall: bool
+    posture_reversed: bool = False
+
+
+@dataclass
+class _Suspect:
+    """A scored candidate waiting ``confirm_s`` for the trunk to stay down (or not)."""
+
+    k: int  # absolute grid index of the peak in ``epoch``
+    epoch: int
+    t_impact: float  # ms
+    check_from_ms: float  # window ends from here on are checked for a return (ms)
+    deadline_ms: float
+    features: ImpactFeatures
+    score: float
+    window: np.ndarray  # event window known at scoring time, in case the buffer is reset
+    window_t0: float  # ms
+    reversed: bool = False
+
+
+def box_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Moving average over k rows, edges padded with the nearest row (as
+    ``scipy.ndimage.uniform_filter1d(mode="nearest")``, without loading scipy on the hub)."""
+    if k <= 1 or len(a) == 0:
+        return a
+    left = k // 2
+    padded = np.concatenate([np.repeat(a[:1], left, 0), a, np.repeat(a[-1:], k - 1 - left, 0)])
+    c = np.concatenate([np.zeros((1, a.shape[1])), np.cumsum(padded, axis=0)])
+    return (c[k:] - c[:-k]) / k
 
 
 class FallDetector:
@@ -126,16 +171,29 @@ class FallDetector:
         self._on_candidate = on_candidate
         self._before, self._min_before, self._after = window_bounds()
         self._merge = max(1, int(round(self.settings.merge_s * INTERNAL_HZ)))
-        self._keep = self._before + self._after + self._merge + int(_EVENT_POST_S * INTERNAL_HZ)
+        self._lookback = int(round(LOOKBACK_S * INTERNAL_HZ))
+        self._history_end = int(round(_HISTORY_END_S * INTERNAL_HZ))
+        self._event_pre = int(_EVENT_PRE_S * INTERNAL_HZ)
+        self._event_post = int(_EVENT_POST_S * INTERNAL_HZ)
+        self._keep = max(self._lookback, self._before) + self._after + self._merge
+        self._keep = max(self._keep, self._event_pre + self._event_post + self._merge)
         self._acc = np.empty((self._keep + 4 * int(INTERNAL_HZ), 3))
         self._t = np.empty(len(self._acc))
         self._offsets = np.arange(4 * int(INTERNAL_HZ)) * _PERIOD_MS
         self._trigger_sq = self.settings.trigger_g**2
+        confirm_s = self.settings.confirm_s
+        confirm_s = confirm_s if math.isfinite(confirm_s) else CONFIRM_S
+        self._confirm_ms = 1000.0 * max(confirm_s, self._after / INTERNAL_HZ)
         self._quiet_until_ms = -np.inf
+        self._latest_ms: float | None = None  # time of the newest grid sample, across resets
+        self._suspects: list[_Suspect] = []
+        self._epoch = 0
         self._reset()
 
     def _reset(self) -> None:
-        """Forget the short-term signal (after a gap or bad samples), keep the refractory state."""
+        """Forget the short-term signal (after a gap or bad samples), keep the refractory state
+        and the suspected falls (their return check goes on with the new signal)."""
+        self._epoch += 1
         self._n = 0  # rows used in _acc/_t
         self._k0 = 0  # absolute index of row 0
         self._last_t: float | None = None  # ms of the last input sample consumed
@@ -183,7 +241,21 @@ class FallDetector:
             return []
         first = self._append(new_acc, new_t)
         self._find_candidates(first)
-        return self._decide()
+        self._score_candidates()
+        if not self._suspects:
+            return []
+        self._check_returns(first)
+        return self._confirm(float(self._t[self._n - 1]))
+
+    def flush(self) -> list[FallEvent]:
+        """The stream has ended (device offline, recording over): decide the suspected falls
+        now with the signal there is. A fallen person stays down, so each suspected fall whose
+        trunk has not come back by now is reported; candidates with less than ``POST_S`` of
+        signal after them cannot be judged and are dropped."""
+        self._pending = []
+        if self._latest_ms is None or not self._suspects:
+            return []
+        return self._confirm(self._latest_ms, final=True)
 
     def _to_grid(
         self, a: np.ndarray, t_first: float, period: float, rate: float
@@ -202,7 +274,7 @@ class FallDetector:
             return a, times
         times = t_first + np.arange(m) * period
         if rate > 1.5 * INTERNAL_HZ:  # anti-alias: average over one internal period
-            a = uniform_filter1d(a, size=int(round(rate / INTERNAL_HZ)), axis=0, mode="nearest")
+            a = box_mean(a, int(round(rate / INTERNAL_HZ)))
         if last_t is None or self._last_v is None:
             xp, fp, start = times, a, float(times[0])
         else:
@@ -234,6 +306,7 @@ class FallDetector:
         self._t[self._n : self._n + m] = new_t
         first = self._k0 + self._n
         self._n += m
+        self._latest_ms = float(new_t[-1])
         return first
 
     def _find_candidates(self, first: int) -> None:
@@ -261,44 +334,126 @@ class FallDetector:
             else:
                 self._pending.append((k, peak))
 
-    def _decide(self) -> list[FallEvent]:
-        """Score the candidates that now have POST_S of signal after them."""
-        events: list[FallEvent] = []
+    def _score_candidates(self) -> None:
+        """Score the candidates that now have POST_S of signal after them; suspects wait."""
         last = self._k0 + self._n - 1
+        evaluating = self._on_candidate is not None
         while self._pending and self._pending[0][0] + self._after <= last:
             k, _ = self._pending.pop(0)
             i = k - self._k0
             t_impact = float(self._t[i])
             quiet = t_impact < self._quiet_until_ms
-            if k - self._min_before < self._k0 or (quiet and self._on_candidate is None):
+            if k - self._min_before < self._k0 or (quiet and not evaluating):
                 continue
             if post_activity_g(self._acc, i) > self.settings.max_post_std_g:
                 continue  # still walking or jogging: vetoed whatever the other features say
             w0 = max(0, i - self._before)
             feats = impact_features(self._acc[w0 : i + self._after + 1], i - w0)
             score = float(self._model.score(feats.vector()))
-            is_fall = not quiet and self.settings.is_fall(feats, score)
-            decided = float(self._t[i + self._after])
-            if self._on_candidate is not None:
-                self._on_candidate(
-                    CandidateImpact(
-                        int(round(t_impact)), int(round(decided)), feats, score, is_fall
-                    )
-                )
-            if not is_fall:
+            if not evaluating and not self.settings.is_fall(feats, score):
                 continue
-            self._quiet_until_ms = t_impact + 1000.0 * self.settings.refractory_s
-            lo = max(0, i - int(_EVENT_PRE_S * INTERNAL_HZ))
-            hi = min(self._n, i + int(_EVENT_POST_S * INTERNAL_HZ) + 1)
-            events.append(
-                FallEvent(
-                    impact_ts_ms=int(round(t_impact)),
-                    decided_ts_ms=int(round(decided)),
-                    peak_g=round(feats.peak_g, 3),
-                    score=round(score, 3),
-                    window_hz=INTERNAL_HZ,
-                    window_t0_ms=int(round(self._t[lo])),
-                    window_acc=np.round(self._acc[lo:hi], 4).tolist(),
+            h0, h1 = max(0, i - self._lookback), max(0, i - self._history_end)
+            reversed_ = held_before(self._acc[h0:h1], feats)
+            decided = float(self._t[i + self._after])
+            if reversed_ and evaluating:
+                self._report(t_impact, decided, feats, score, False, True)
+            if reversed_:
+                continue
+            lo = max(0, i - self._event_pre)
+            self._suspects.append(
+                _Suspect(
+                    k=k,
+                    epoch=self._epoch,
+                    t_impact=t_impact,
+                    check_from_ms=decided,
+                    deadline_ms=t_impact + self._confirm_ms,
+                    features=feats,
+                    score=score,
+                    window=self._acc[lo : i + self._after + 1].copy(),
+                    window_t0=float(self._t[lo]),
                 )
             )
+
+    def _check_returns(self, first: int) -> None:
+        """Mark suspects whose trunk came back to its orientation before the event, looking at
+        the 1 s windows that end in the new rows (from absolute index ``first``)."""
+        j0 = first - self._k0
+        w = int(round(INTERNAL_HZ))
+        rows = self._acc[max(0, j0 - w + 1) : self._n]
+        sums = window_directions(rows)
+        if not len(sums):
+            return
+        ends = self._t[self._n - len(sums) : self._n]
+        for s in self._suspects:
+            if s.reversed or s.features.tilt_deg < POSTURE_CHANGE_DEG:
+                continue  # a candidate that did not turn the trunk cannot return
+            lo = int(np.searchsorted(ends, s.check_from_ms - 0.5 * _PERIOD_MS))
+            hi = int(np.searchsorted(ends, s.deadline_ms + 0.5 * _PERIOD_MS))
+            if hi > lo and matches(sums[lo:hi], s.features.pre_up):
+                s.reversed = True
+
+    def _confirm(self, now_ms: float, final: bool = False) -> list[FallEvent]:
+        """Resolve the suspects that returned or whose confirmation time has come (all when
+        ``final``); report confirmed falls outside the refractory period."""
+        events: list[FallEvent] = []
+        waiting: list[_Suspect] = []
+        for s in self._suspects:
+            if not (s.reversed or final or now_ms >= s.deadline_ms):
+                waiting.append(s)
+                continue
+            decided = now_ms if final or s.reversed else self._time_at(s.deadline_ms, now_ms)
+            is_fall = (
+                not s.reversed
+                and s.t_impact >= self._quiet_until_ms
+                and self.settings.is_fall(s.features, s.score)
+            )
+            if self._on_candidate is not None:
+                self._report(s.t_impact, decided, s.features, s.score, is_fall, s.reversed)
+            if not is_fall:
+                continue
+            self._quiet_until_ms = s.t_impact + 1000.0 * self.settings.refractory_s
+            t0, window = self._event_window(s)
+            events.append(
+                FallEvent(
+                    impact_ts_ms=int(round(s.t_impact)),
+                    decided_ts_ms=int(round(decided)),
+                    peak_g=round(s.features.peak_g, 3),
+                    score=round(s.score, 3),
+                    window_hz=INTERNAL_HZ,
+                    window_t0_ms=int(round(t0)),
+                    window_acc=np.round(window, 4).tolist(),
+                )
+            )
+        self._suspects = waiting
         return events
+
+    def _time_at(self, t_ms: float, now_ms: float) -> float:
+        """Time of the first buffered sample at or after ``t_ms`` (ms), else ``now_ms``."""
+        times = self._t[: self._n]
+        j = int(np.searchsorted(times, t_ms - 0.5 * _PERIOD_MS))
+        return float(times[j]) if j < self._n else now_ms
+
+    def _event_window(self, s: _Suspect) -> tuple[float, np.ndarray]:
+        """(t0 ms, rows) from ``_EVENT_PRE_S`` before to ``_EVENT_POST_S`` after the impact."""
+        i = s.k - self._k0
+        if s.epoch != self._epoch or i - self._event_pre < 0:
+            return s.window_t0, s.window  # the buffer was reset since: what was seen then
+        lo = i - self._event_pre
+        hi = min(self._n, i + self._event_post + 1)
+        return float(self._t[lo]), self._acc[lo:hi]
+
+    def _report(
+        self,
+        t_impact: float,
+        decided: float,
+        feats: ImpactFeatures,
+        score: float,
+        is_fall: bool,
+        reversed_: bool,
+    ) -> None:
+        assert self._on_candidate is not None
+        self._on_candidate(
+            CandidateImpact(
+                int(round(t_impact)), int(round(decided)), feats, score, is_fall, reversed_
+            )
+        )

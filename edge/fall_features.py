@@ -18,6 +18,15 @@ Why these features (Bourke 2007/2008, Kangas 2008, Sucerquia 2017/2018):
   jogging continue, a fallen person lies almost still (log-scaled).
 * ``impact_gs`` – the area of ``|SVM - 1 g|`` within ±0.5 s of the peak, which is less
   sensitive to the sample rate than the single peak sample.
+
+Besides the model's inputs, two rules about *posture reversal* (``held_before`` and
+``returns_to``) use the gravity direction in the pendant's own frame, so they need no
+knowledge of how it is worn: a fall leaves the trunk in a new orientation for good, whereas
+lying down and sitting up again, or rolling onto one side and back, undoes a posture change
+within seconds. A candidate that turned the trunk by ``POSTURE_CHANGE_DEG`` or more is a
+*reversal* if the trunk ends within ``SAME_POSTURE_DEG`` of an orientation it held in the
+``LOOKBACK_S`` before the event, or comes back within ``SAME_POSTURE_DEG`` of its orientation
+before the event in the ``CONFIRM_S`` after it.
 """
 
 from __future__ import annotations
@@ -39,6 +48,22 @@ MIN_PRE_S = 1.5
 
 POST_S = 2.5
 """Seconds of signal needed after a peak before deciding (posture and stillness after)."""
+
+CONFIRM_S = 7.0
+"""Seconds after a peak in which a return to the posture before it cancels the candidate
+(SisFall: lying down and sitting up again, rolling over and back take 3.5-7.5 s)."""
+
+LOOKBACK_S = 10.0
+"""Seconds before a peak searched for an orientation the trunk held earlier."""
+
+POSTURE_CHANGE_DEG = 45.0
+"""Tilt (°) from which a candidate is a posture change that the reversal rules may undo."""
+
+SAME_POSTURE_DEG = 30.0
+"""Two 1 s mean gravity directions closer than this (°) are the same posture."""
+
+POSTURE_WINDOW_S = 1.0
+"""Length (s) of the mean that gives a gravity direction (walking averages out over 1 s)."""
 
 PRE_POSTURE_S = (-2.5, -1.0)
 POST_POSTURE_S = (1.0, POST_S)
@@ -62,6 +87,10 @@ class ImpactFeatures:
     tilt_deg: float
     post_std_g: float
     impact_gs: float
+    pre_up: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Unit gravity direction before the event (pendant frame), 2.5-1 s before the peak."""
+    post_up: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Unit gravity direction after the event (pendant frame), 1-2.5 s after the peak."""
 
     def vector(self) -> list[float]:
         """Model inputs in the order of ``FEATURE_NAMES``."""
@@ -149,12 +178,56 @@ def impact_features(acc: np.ndarray, peak: int) -> ImpactFeatures:
     deficit[0] = 0.0
     np.cumsum(1.0 - svm[sl(_FREE_FALL)], out=deficit[1:])
     drop_gs = float((deficit - np.minimum.accumulate(deficit)).max()) * _DT
-    g_pre = acc[sl(_PRE_POSTURE)].sum(axis=0).tolist()
-    g_post = acc[sl(_POST_POSTURE)].sum(axis=0).tolist()
-    dot = sum(p * q for p, q in zip(g_pre, g_post, strict=True))
-    norm = math.sqrt(sum(p * p for p in g_pre) * sum(q * q for q in g_post))
-    cos = dot / norm if norm > 1e-9 else 1.0
+    pre_up = _unit(acc[sl(_PRE_POSTURE)].sum(axis=0).tolist())
+    post_up = _unit(acc[sl(_POST_POSTURE)].sum(axis=0).tolist())
+    cos = sum(p * q for p, q in zip(pre_up, post_up, strict=True))
     tilt_deg = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
     post_std_g = _std(svm[sl(_POST_POSTURE)])
     impact_gs = float(np.abs(svm[sl(_IMPACT)] - 1.0).sum()) * _DT
-    return ImpactFeatures(float(svm[peak]), drop_gs, tilt_deg, post_std_g, impact_gs)
+    return ImpactFeatures(
+        float(svm[peak]), drop_gs, tilt_deg, post_std_g, impact_gs, pre_up, post_up
+    )
+
+
+def _unit(v: list[float]) -> tuple[float, float, float]:
+    norm = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    if norm < 1e-9:
+        return (0.0, 0.0, 0.0)  # no direction: matches nothing, see ``_SAME_COS``
+    return (v[0] / norm, v[1] / norm, v[2] / norm)
+
+
+_WINDOW = _samples(POSTURE_WINDOW_S)
+_SAME_COS = math.cos(math.radians(SAME_POSTURE_DEG))
+
+
+def window_directions(acc: np.ndarray) -> np.ndarray:
+    """Sums of ``acc`` ((N, 3), g) over each run of ``POSTURE_WINDOW_S``, one per window end.
+
+    Row j covers ``acc[j : j + window]``: (N - window + 1, 3), unnormalised (only the
+    direction matters), empty when ``acc`` is shorter than a window.
+    """
+    if len(acc) < _WINDOW:
+        return np.empty((0, 3))
+    cs = np.cumsum(acc, axis=0)
+    out = cs[_WINDOW - 1 :].copy()
+    out[1:] -= cs[: len(acc) - _WINDOW]
+    return out
+
+
+def matches(sums: np.ndarray, up: Sequence[float]) -> bool:
+    """Whether any row of ``sums`` (window_directions) is within SAME_POSTURE_DEG of ``up``."""
+    if not len(sums) or sum(u * u for u in up) < 0.25:
+        return False
+    dots = sums @ np.asarray(up, dtype=float)
+    norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))
+    return bool((dots >= _SAME_COS * norms).any())
+
+
+def held_before(history: np.ndarray, features: ImpactFeatures) -> bool:
+    """Backward reversal rule: the event turned the trunk by ``POSTURE_CHANGE_DEG`` or more
+    into an orientation it already held (1 s mean) in ``history`` ((N, 3) g at INTERNAL_HZ,
+    the ``LOOKBACK_S`` up to 2 s before the peak): sitting up again after lying down, rolling
+    back after rolling over. A fall ends in a new posture."""
+    if features.tilt_deg < POSTURE_CHANGE_DEG:
+        return False
+    return matches(window_directions(history), features.post_up)

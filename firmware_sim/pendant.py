@@ -60,6 +60,7 @@ class FallPendant(SimDevice):
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"{self.device_id}-imu")
         self.frames_sent = 0
+        self._rest_g = np.array([0.0, 1.0, 0.0])  # posture held between recordings
 
     def start(self) -> FallPendant:
         super().start()
@@ -88,9 +89,12 @@ class FallPendant(SimDevice):
         while not self._stop.is_set():
             t_next += n / self.hz / self.time_scale
             with self._lock:
-                acc, gyr = (
-                    self._queue.pop(0) if self._queue else (still_standing(n, self._rng), None)
-                )
+                if self._queue:
+                    acc, gyr = self._queue.pop(0)
+                    self._rest_g = np.asarray(acc[-min(10, len(acc)) :]).mean(axis=0)
+                else:  # nothing to replay: the wearer stays as the last recording left them
+                    acc = self._rest_g + self._rng.normal(0, 0.01, size=(n, 3))
+                    gyr = None
             t0 = int(stream_ms)
             stream_ms += len(acc) * 1000.0 / self.hz
             if self.connected.is_set():

@@ -69,6 +69,8 @@ CANCEL_HORIZON_MS = 30 * 60 * 1000
 CONFIG_KEY = "hub_config"
 CURSOR_KEY = "updates_cursor"
 FAULTS_KEY = "active_faults"
+IMU_SILENCE_MS = 5000
+"""A pendant silent this long has stopped streaming: its suspected falls are decided."""
 
 
 @dataclass
@@ -171,13 +173,15 @@ class Hub:
             self.availability[device_id] = message
             log.info("device %s %s", device_id, message)
             if message == "offline":
+                for fall in self.falls.stream_ended(device_id):
+                    await self.on_fall(device_id, fall)
                 return await self._faults(self.supervisor.last_will(device_id, now))
         await self._faults(self.supervisor.seen(device_id, now))
         if isinstance(message, ButtonEvent):
             await self.on_button(device_id, message)
         elif isinstance(message, ImuFrame):
             self.vitals.push_imu(message)
-            for fall in self.falls.push(device_id, message):
+            for fall in self.falls.push(device_id, message, now):
                 await self.on_fall(device_id, fall)
         elif isinstance(message, VitalsReading):
             for event in self.vitals.push(device_id, message):
@@ -469,6 +473,8 @@ class Hub:
             try:
                 now = self.clock.now_ms()
                 await self._faults(self.supervisor.tick(now))
+                for device_id, fall in self.falls.silent(now, IMU_SILENCE_MS):
+                    await self.on_fall(device_id, fall)
                 for device_id, event in self.vitals.tick(now):
                     await self.on_vitals(device_id, event)
                 dropped = await self.store.trim_outbox(self.settings.outbox_max_entries)

@@ -52,9 +52,9 @@ def at_50hz(rec: Recording) -> np.ndarray:
 
 
 def replay(pendant: FallPendant, acc: np.ndarray) -> float:
-    """Queue the signal after 2 s of standing; returns when (monotonic) it has been sent."""
-    rng = np.random.default_rng(1)
-    duration = pendant.replay(np.vstack([still_standing(100, rng), acc, still_standing(250, rng)]))
+    """Queue the signal after 2 s of standing; returns when (monotonic) it has been sent.
+    Afterwards the pendant stays in the recording's last posture, as a worn one would."""
+    duration = pendant.replay(np.vstack([still_standing(100, np.random.default_rng(1)), acc]))
     return time.monotonic() + duration / SPEED
 
 

@@ -197,10 +197,67 @@ def test_refractory_one_event_per_fall_with_bounces() -> None:
 
 def test_second_fall_after_refractory_is_reported() -> None:
     def two_falls(t: np.ndarray) -> np.ndarray:
-        later = np.where(t[:, None] < 50.0, FALL(t), FALL(t - 50.0))
+        # lying after the first fall until 50 s, then up for 20 s, then a second fall at 78 s
+        later = np.where(t[:, None] < 50.0, FALL(t), FALL(t - 70.0))
         return np.asarray(later)
 
-    assert len(_run(_frames(two_falls, 80, 50))) == 2
+    events = _run(_frames(two_falls, 100, 50))
+    assert [e.impact_ts_ms - T0_MS for e in events] == pytest.approx([8000, 78000], abs=40)
+
+
+def test_alarm_is_confirmed_after_the_person_stayed_down() -> None:
+    settings = FallSettings(confirm_s=5.0)
+    (event,) = _run(_frames(FALL, 30, 50), FallDetector(settings))
+    assert event.decided_ts_ms - event.impact_ts_ms == pytest.approx(5000, abs=40)
+    (event,) = _run(_frames(FALL, 30, 50))
+    assert event.decided_ts_ms - event.impact_ts_ms == pytest.approx(7000, abs=40)
+    assert event.window_acc and len(event.window_acc) == 7 * 50 + 1
+
+
+def _down_and_up_again(t_down: float, t_up: float, impact_g: float) -> Signal:
+    """Upright, a hard 90° posture change at ``t_down``, and back to upright at ``t_up``
+    (lying down quickly and sitting up again; rolling onto one side and back)."""
+    down = _event(t_down, free_fall_s=0.4, free_fall_g=0.2, impact_g=impact_g, end_tilt_deg=90)
+
+    def signal(t: np.ndarray) -> np.ndarray:
+        back = np.tile(UP, (len(t), 1)) + (impact_g - 1.0) * _bump(t[:, None], t_up, 0.06) * UP
+        return np.asarray(np.where(t[:, None] < t_up - 0.3, down(t), back))
+
+    return signal
+
+
+def test_posture_change_undone_within_seconds_is_no_fall() -> None:
+    seen: list[CandidateImpact] = []
+    detector = FallDetector(on_candidate=seen.append)
+    assert _run(_frames(_down_and_up_again(8.0, 12.5, 4.0), 40, 50), detector) == []
+    down, up = sorted((c for c in seen if c.features.tilt_deg > 60), key=lambda c: c.impact_ts_ms)
+    assert down.posture_reversed and not down.is_fall  # came back up 4.5 s later
+    assert up.posture_reversed and not up.is_fall  # ended where it was 5 s before
+    assert abs(up.impact_ts_ms - (T0_MS + 12_500)) <= 40
+
+
+def test_getting_up_after_the_confirmation_time_does_not_cancel() -> None:
+    events = _run(_frames(_down_and_up_again(8.0, 20.0, 4.0), 40, 50))
+    assert len(events) == 1 and abs(events[0].impact_ts_ms - (T0_MS + 8000)) <= 40
+
+
+def test_flush_decides_a_fall_when_the_stream_ends() -> None:
+    detector = FallDetector()
+    assert _run(_frames(FALL, 12, 50), detector) == []  # only 4 s after the impact
+    (event,) = detector.flush()
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    assert detector.flush() == []
+    walker = FallDetector()
+    assert _run(_frames(WALK, 12, 50), walker) == [] and walker.flush() == []
+    assert FallDetector().flush() == []
+
+
+def test_gap_while_confirming_still_reports_the_fall() -> None:
+    frames = _frames(FALL, 30, 50)
+    gapped = [f for f in frames if not T0_MS + 11_000 <= f[0] < T0_MS + 14_000]
+    (event,) = _run(gapped)
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    assert event.window_t0_ms == event.impact_ts_ms - 2000 and len(event.window_acc) >= 100
 
 
 def test_sensitivity_is_monotonic() -> None:

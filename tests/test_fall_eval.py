@@ -143,19 +143,35 @@ def test_subject_folds_are_disjoint_and_complete() -> None:
     assert sorted(flat) == sorted(set(subjects)) and len(flat) == len(set(flat))
 
 
-def _sisfall_root() -> Path:
-    env = os.environ.get("CAREHUB_DATASETS")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sisfall_root() -> Path:
+    """``$CAREHUB_SISFALL``, else ``../shared/datasets/sisfall-dev`` from the repository root."""
+    env = os.environ.get("CAREHUB_SISFALL")
     if env:
-        return Path(env) / "sisfall-dev"
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sisfall-dev"
+        return Path(env).expanduser().resolve()
+    return (REPO_ROOT / ".." / "shared" / "datasets" / "sisfall-dev").resolve()
+
+
+@pytest.fixture
+def sisfall() -> Path:
+    root = sisfall_root()
+    if not (root / "index.csv").is_file():
+        pytest.skip(f"SisFall not found at {root} (set CAREHUB_SISFALL to its folder)")
+    return root
+
+
+def test_sisfall_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREHUB_SISFALL", "/nowhere/sisfall")
+    assert sisfall_root() == Path("/nowhere/sisfall")
+    monkeypatch.delenv("CAREHUB_SISFALL")
+    assert sisfall_root() == REPO_ROOT.parent / "shared" / "datasets" / "sisfall-dev"
 
 
 @pytest.mark.dataset
-def test_eval_on_a_few_sisfall_recordings() -> None:
-    root = _sisfall_root()
-    if not (root / "index.csv").is_file():
-        pytest.skip(f"SisFall not found at {root}")
-    ds = open_dataset(root)
+def test_eval_on_a_few_sisfall_recordings(sisfall: Path) -> None:
+    ds = open_dataset(sisfall)
     assert ds.kind == "sisfall"
     short = [r for r in ds.recordings if r.subject == "SA02" and r.activity >= "D07"]
     picked = [r for r in short if r.is_fall][::5] + [r for r in short if not r.is_fall][::5]
@@ -163,4 +179,16 @@ def test_eval_on_a_few_sisfall_recordings() -> None:
     summary = summarize(decisions_from_events(results))
     assert summary["falls"] == 15 and summary["adls"] == 13
     assert isinstance(summary["sensitivity"], float) and summary["sensitivity"] >= 0.9
+    assert isinstance(summary["specificity"], float) and summary["specificity"] >= 0.9
+
+
+@pytest.mark.dataset
+def test_lying_down_and_rolling_over_raise_no_alarm(sisfall: Path) -> None:
+    """D13 (lie down quickly, sit up again) and D14 (roll over and back) of one subject whose
+    recordings alarmed before the posture-reversal rules; most must stay quiet now."""
+    ds = open_dataset(sisfall)
+    picked = [r for r in ds.recordings if r.subject == "SA08" and r.activity in ("D13", "D14")]
+    results = replay_dataset(replace(ds, recordings=tuple(picked)), 25.0, acc_only=True)
+    summary = summarize(decisions_from_events(results))
+    assert summary["adls"] == len(picked) >= 5
     assert isinstance(summary["specificity"], float) and summary["specificity"] >= 0.9

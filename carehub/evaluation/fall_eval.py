@@ -1,10 +1,12 @@
 """Replay recordings through the streaming ``FallDetector`` and score it like the issue asks.
 
 Each recording is down-sampled (polyphase, anti-aliased) to the evaluation rate, cut into
-1 s frames and pushed into a fresh detector, exactly as the gateway does with live frames.
-A fall recording counts as detected when at least one ``FallEvent`` is raised; an ADL
-recording counts as correct when none is. The delay of a detection is measured from the
-peak acceleration of the original recording (SisFall has no onset label).
+1 s frames and pushed into a fresh detector, exactly as the gateway does with live frames;
+at the end of the recording ``FallDetector.flush`` decides the suspected falls still waiting
+for their confirmation time (SisFall subjects stay on the mat after a fall). A fall
+recording counts as detected when at least one ``FallEvent`` is raised; an ADL recording
+counts as correct when none is. The delay of a detection is measured from the peak
+acceleration of the original recording (SisFall has no onset label).
 
 Subject-wise cross-validation refits the logistic model (``fit_model``) on the candidate
 impacts of the training subjects and scores the held-out subjects with it, so the reported
@@ -76,6 +78,8 @@ def replay(
         frame_gyr = None if gyr is None else gyr[i : i + n]
         for event in detector.push(t0, hz, acc[i : i + n], frame_gyr):
             alarms.append((event.decided_ts_ms - STREAM_T0_MS) / 1000.0)
+    for event in detector.flush():  # the recording ends: the subject is still down
+        alarms.append((event.decided_ts_ms - STREAM_T0_MS) / 1000.0)
     svm = np.linalg.norm(rec.acc, axis=1) if len(rec.acc) else np.zeros(1)
     return ReplayResult(
         info=rec.info,
@@ -133,9 +137,9 @@ def decisions_from_model(
     for r in results:
         alarms: list[float] = []
         quiet_until = -np.inf
-        for c in r.candidates:
+        for c in sorted(r.candidates, key=lambda c: c.impact_ts_ms):
             t_impact, t_decided = r.candidate_t_s(c)
-            if t_impact < quiet_until:
+            if t_impact < quiet_until or c.posture_reversed:
                 continue
             if settings.is_fall(c.features, float(model.score(c.features.vector()))):
                 alarms.append(t_decided)
@@ -196,7 +200,8 @@ def training_set(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate features X, labels y (1 = fall impact) and recording weights w.
 
-    Candidates the activity veto (``max_post_std_g``) rejects anyway are left out. In a fall
+    Candidates the activity veto (``max_post_std_g``) or the posture-reversal rules reject
+    anyway are left out. In a fall
     recording the positive is the strongest candidate within ``FALL_LABEL_WINDOW_S`` of the
     peak acceleration (the impact); its other candidates (the walk before, rebounds after)
     are left out as ambiguous. Every recording weighs 1 in total, so long walks do not drown
@@ -204,7 +209,11 @@ def training_set(
     """
     xs, ys, ws = [], [], []
     for r in results:
-        kept = [c for c in r.candidates if c.features.post_std_g <= max_post_std_g]
+        kept = [
+            c
+            for c in r.candidates
+            if c.features.post_std_g <= max_post_std_g and not c.posture_reversed
+        ]
         if r.info.is_fall:
             near = [
                 c for c in kept if abs(r.candidate_t_s(c)[0] - r.peak_t_s) <= FALL_LABEL_WINDOW_S

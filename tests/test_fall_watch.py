@@ -1,0 +1,70 @@
+"""FallWatch: the hub's per-pendant frame ordering + detection, including streams that stop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from carehub.mqtt_contract import ImuFrame
+from firmware_sim.pendant import still_standing, synthetic_fall
+from gateway.fall_watch import FallWatch
+
+
+def frames(acc: np.ndarray, t0_ms: int = 1_000_000, hz: int = 50) -> list[ImuFrame]:
+    return [
+        ImuFrame(v=1, seq=i, t0=t0_ms + i * 1000, hz=hz, acc=acc[i * hz : (i + 1) * hz].tolist())
+        for i in range(len(acc) // hz)
+    ]
+
+
+def signal(lying_s: float) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    return np.vstack([still_standing(100, rng), synthetic_fall(50, rng, lying_s=lying_s)])
+
+
+def test_a_fall_is_decided_while_streaming_in_shuffled_order() -> None:
+    watch = FallWatch()
+    fs = frames(signal(lying_s=20))
+    order = list(range(len(fs)))
+    for i in range(1, len(order) - 1, 3):  # swap neighbours: late frames
+        order[i], order[i + 1] = order[i + 1], order[i]
+    events = []
+    for k, i in enumerate(order):
+        events += watch.push("pend-1", fs[i], now_ms=k * 1000)
+        events += watch.push("pend-1", fs[i], now_ms=k * 1000)  # and duplicates
+    assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_a_pendant_that_stops_after_the_impact_is_decided_when_silent() -> None:
+    watch = FallWatch()
+    events = []
+    for k, f in enumerate(frames(signal(lying_s=4))):
+        events += watch.push("pend-1", f, now_ms=k * 1000)
+    assert events == []  # still confirming that the elder stays down
+    assert watch.silent(now_ms=10_000, after_ms=5000) == []  # not silent long enough
+    decided = watch.silent(now_ms=20_000, after_ms=5000)
+    assert [d for d, _ in decided] == ["pend-1"]
+    assert watch.silent(now_ms=30_000, after_ms=5000) == []  # decided once
+
+
+def test_walking_on_raises_nothing_and_a_new_sensitivity_restarts_detectors() -> None:
+    watch = FallWatch(sensitivity=0.5)
+    t = np.arange(0, 20, 1 / 50)
+    walk = np.stack(
+        [0.1 * np.sin(2 * np.pi * 2 * t), 1 + 0.4 * np.sin(2 * np.pi * 2 * t), 0 * t], axis=1
+    )
+    assert [e for f in frames(walk) for e in watch.push("pend-1", f)] == []
+    watch.set_sensitivity(0.9)
+    assert watch.sensitivity == 0.9
+
+
+def test_box_mean_matches_scipy_uniform_filter() -> None:
+    from scipy.ndimage import uniform_filter1d
+
+    from edge.fall_detection import box_mean
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 200):
+        a = rng.normal(size=(n, 3))
+        for k in (1, 2, 3, 4, 8):
+            expected = uniform_filter1d(a, size=k, axis=0, mode="nearest")
+            assert np.allclose(box_mean(a, k), expected), (n, k)
