@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -121,10 +122,15 @@ async def run_embedded_broker(port: int, host: str = "127.0.0.1") -> None:
         await broker.shutdown()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_broker(port: int, prefer: str = "auto") -> None:
     """Run a broker in the foreground: mosquitto if available (and not refused), else amqtt."""
     binary = mosquitto_binary()
     if prefer != "amqtt" and binary is not None:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the cleanup below runs
         with tempfile.TemporaryDirectory(prefix="carehub-mosquitto-") as tmp:
             broker = Mosquitto(port, Path(tmp))
             proc = subprocess.Popen([binary, "-c", str(broker.config)])

@@ -15,11 +15,20 @@ import httpx
 
 
 class Child:
-    """One `carehub …` child process with its own environment and log file."""
+    """One `python -m carehub …` child process (or another `module`) with its own environment
+    and log file."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        module: str = "carehub",
+    ) -> None:
         self.name = name
         self.args = args
+        self.module = module
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -27,7 +36,7 @@ class Child:
     def start(self) -> Child:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "carehub", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -41,13 +50,14 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL: no chance to clean up, as in a power cut."""
+        """SIGKILL to the child and anything it started: as in a power cut."""
         if self.running:
             assert self.process is not None
-            self.process.send_signal(signal.SIGKILL)
+            self._signal_group(signal.SIGKILL)
             self.process.wait()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s`; leaves nothing it started running."""
         if self.running:
             assert self.process is not None
             self.process.terminate()
@@ -55,6 +65,15 @@ class Child:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.process is not None:
+            self._signal_group(signal.SIGTERM)  # e.g. a broker the child had started
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, sig)  # its own session: pgid == pid
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def log_tail(self, lines: int = 30) -> str:
         try:

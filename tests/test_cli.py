@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,16 @@ import pytest
 CAREHUB = Path(sys.executable).with_name("carehub")
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CAREHUB), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [str(CAREHUB), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -37,25 +46,30 @@ def test_demo_prints_the_timeline_and_exits_cleanly(broker: str) -> None:
         shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
     ):
         pytest.skip("mosquitto not installed")
-    before = _demo_processes()
-    result = run("demo", "--broker", broker)
+    tag = uuid.uuid4().hex  # inherited by every process the demo starts
+    result = run("demo", "--broker", broker, env={"CAREHUB_TEST_TAG": tag})
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    steps = ["button", "hub", "elder", "server", "dispatch", "sms", "elder"]
     lines = [ln for ln in out.splitlines() if re.match(r"\s+\+\d+ ms\s+\w+", ln)]
-    assert [ln.split()[2] for ln in lines][: len(steps)] == steps, out
-    offsets = [int(ln.split()[0].lstrip("+")) for ln in lines]
-    assert offsets == sorted(offsets)
-    assert "'dispatched'" in lines[-1]
-    assert _demo_processes() - before == set(), "the demo left processes running"
+    at = {}  # first offset of each step
+    for ln in lines:
+        offset, _, step = ln.split()[:3]
+        at.setdefault(step, int(offset.lstrip("+")))
+    # the causal chain, in order; the elder's 'received' may come before or after the upload
+    chain = ["button", "hub", "server", "dispatch", "sms"]
+    assert [at.get(step) for step in chain] == sorted(at[step] for step in chain), out
+    assert at["elder"] >= at["hub"], out
+    assert "'received'" in out and "'dispatched'" in lines[-1], out
+    assert processes_tagged(tag) == [], "the demo left processes running"
 
 
-def _demo_processes() -> set[str]:
-    """Pids of anything the demo starts: brokers, servers, hubs."""
-    found = subprocess.run(
-        ["pgrep", "-f", r"carehub-demo|carehub (broker|server|hub)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return set(found.stdout.split())
+def processes_tagged(tag: str) -> list[int]:
+    """Live processes whose environment carries CAREHUB_TEST_TAG=tag."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"CAREHUB_TEST_TAG={tag}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue  # gone, or not ours
+    return found
