@@ -183,6 +183,7 @@ def _register_optional() -> None:
         ("carehub.evaluation.vitals_cli", eval_app, "vitals", "eval_vitals"),
         ("carehub.evaluation.vitals_cli", sim_app, "vitals-dataset", "generate_vitals"),
         ("carehub.bench.edge_bench", bench_app, "edge", "bench_edge"),
+        ("carehub.bench.hub_load", bench_app, "hub", "bench_hub"),
         ("carehub.bench.e2e_bench", bench_app, "e2e", "bench_e2e"),
         ("carehub.bench.chaos_bench", bench_app, "chaos", "bench_chaos"),
     ):

@@ -10,7 +10,8 @@ Pipeline (see docs/vital-signs.md):
    the epoch (robust spread) or have not changed for minutes (flat line) is not scored.
    NEWS2 sub-scores are computed on the epoch medians.
 3. **Persistence**: a condition counts only if, over its window, enough epochs were valid and
-   most of the valid ones were abnormal — so artefacts delay an alarm instead of raising one.
+   most of the valid ones were abnormal — so artefacts delay an alarm instead of raising one;
+   a red value that has stopped changing waits, and is forgotten once the channel is stale.
    ``critical`` = a red sub-score (3) in pulse, SpO2, respiration or systolic pressure, or a
    total ≥ 7; ``warning`` = a total ≥ 5, or a change from the elder's own baseline.
 4. **Hysteresis**: one alarm per episode (it may escalate once, warning → critical); the
@@ -106,7 +107,11 @@ class VitalsSettings:
     max(max_spo2_jitter_pct, spo2_jitter_factor × the elder's usual jitter) marks the epoch's
     PPG (hr, spo2, rr) as unsteady: motion or poor contact, not physiology."""
     stale_s: float = 60.0
-    """A channel whose value has not changed for this long is not scored (frozen firmware)."""
+    """A channel whose value has not changed for this long is not scored (frozen firmware),
+    and the red sub-scores it gave during the freeze are forgotten."""
+    freeze_suspect_s: float = 30.0
+    """A red sub-score whose channel has not changed for this long does not raise the alarm
+    yet: it waits until the value moves again (or is forgotten as a freeze at ``stale_s``)."""
     flat_line_s: float = 300.0
     """All reporting channels unchanged this long: ``sensor_not_worn``."""
     no_data_s: float = 120.0
@@ -183,6 +188,7 @@ class VitalsDetector:
         self._motion_hold_ms = int(s.motion_hold_s * 1000)
         self._flat_ms = int(s.flat_line_s * 1000)
         self._stale_ms = int(s.stale_s * 1000)
+        self._suspect_ms = int(s.freeze_suspect_s * 1000)
         self._ch = {
             c: ChannelScreen(*PLAUSIBLE[c], s.max_jump_per_s[i]) for i, c in enumerate(_CHANNELS)
         }
@@ -414,7 +420,10 @@ class VitalsDetector:
             if ch.seen and not flat and name in _PULSE:
                 pulse = True
             ch.seen = False
-            if not vals or ch.flat_at(end_ms, stale_ms)[1]:
+            stale = ch.flat_at(end_ms, stale_ms)[1]
+            if stale and name in self._red:
+                self._red[name].clear()  # the frozen value was never a measurement
+            if not vals or stale:
                 values[name] = None
                 continue
             m = median(vals)
@@ -539,7 +548,12 @@ class VitalsDetector:
         fv, fb = s.min_valid_fraction, s.min_abnormal_fraction
         level: Severity | None = None
         reason = ""
-        red = [c for c, w in self._red.items() if w.holds(epochs, fv, fb)]
+        red = [  # a cuff's systolic reading is carried forward: flat by design
+            c
+            for c, w in self._red.items()
+            if w.holds(epochs, fv, fb)
+            and (c == "sbp" or not self._ch[c].flat_at(end_ms, self._suspect_ms)[1])
+        ]
         if red:
             level, reason = (
                 "critical",

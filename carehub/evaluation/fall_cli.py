@@ -11,14 +11,6 @@ from pathlib import Path
 
 import typer
 
-from carehub.evaluation.fall_eval import (
-    cross_validate,
-    decisions_from_events,
-    fit_model,
-    per_subject,
-    replay_dataset,
-    summarize,
-)
 from carehub.evaluation.recordings import DatasetFormatError, open_dataset
 from edge.fall_detection import FallSettings
 
@@ -77,6 +69,16 @@ def eval_fall(
     ),
 ) -> None:
     """Replay every recording through the streaming FallDetector in 1 s frames and score it."""
+    # scipy-heavy: imported here so that `carehub hub` (same CLI) does not load it
+    from carehub.evaluation.fall_eval import (
+        cross_validate,
+        decisions_from_events,
+        fit_model,
+        per_subject,
+        replay_dataset,
+        summarize,
+    )
+
     try:
         ds = open_dataset(dataset)
     except DatasetFormatError as exc:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from carehub.evaluation.vitals_dataset import DatasetFormatError, write_dataset
-from carehub.evaluation.vitals_eval import evaluate_dataset, format_report
+# The evaluation and the simulator load scipy; they are imported inside the commands so
+# that every other `carehub` command (the hub above all) starts without them.
 
 __all__ = ["eval_vitals", "generate_vitals"]
 
@@ -22,6 +22,9 @@ def eval_vitals(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes to use."),
 ) -> None:
     """Alarms per monitored hour on stable recordings; detection rate and delay on the others."""
+    from carehub.evaluation.vitals_dataset import DatasetFormatError
+    from carehub.evaluation.vitals_eval import evaluate_dataset, format_report
+
     try:
         summary = evaluate_dataset(dataset, values_only=values_only, workers=workers)
     except DatasetFormatError as e:
@@ -45,6 +48,8 @@ def generate_vitals(
     ),
 ) -> None:
     """Write a simulated dataset in the generic vitals format."""
+    from carehub.evaluation.vitals_dataset import write_dataset
+
     write_dataset(
         out,
         elders=elders,

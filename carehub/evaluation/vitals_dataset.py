@@ -213,7 +213,9 @@ def write_dataset(
         profile = ElderProfile.random(np.random.default_rng([elder_seed, 0]))
         subject = f"E{elder_seed:05d}"
         duration = days * 86400.0
-        battery = duration - float(rng.uniform(600, 7200)) if rng.random() < 0.3 else None
+        # 30 % of the long recordings end with a flat battery, 10 min to 2 h before the end
+        flat = rng.random() < 0.3 and duration >= 4 * 3600
+        battery = duration - float(rng.uniform(600, 7200)) if flat else None
         model = ElderVitalsModel(
             elder_seed * 100,
             profile,
