@@ -73,6 +73,20 @@ IMU_SILENCE_MS = 5000
 """A pendant silent this long has stopped streaming: its suspected falls are decided."""
 
 
+def _upload(alarm: HubAlarm, event_ts_ms: int | None, details: dict[str, Any]) -> dict[str, Any]:
+    """The outbox body that uploads `alarm` (its id is the server's idempotency key)."""
+    return AlarmUpload(
+        alarm_id=alarm.id,
+        device_id=alarm.device_id,
+        kind=alarm.kind,
+        severity=alarm.severity,
+        seq=alarm.seq,
+        raised_at_ms=alarm.raised_at_ms,
+        event_ts_ms=event_ts_ms,
+        details=details,
+    ).model_dump(mode="json")
+
+
 @dataclass
 class _PendingFall:
     alarm: HubAlarm
@@ -223,18 +237,8 @@ class Hub:
         ack: bool = True,
     ) -> None:
         """Commit the alarm and its upload, then tell the device (persist before ack)."""
-        upload = AlarmUpload(
-            alarm_id=alarm.id,
-            device_id=alarm.device_id,
-            kind=alarm.kind,
-            severity=alarm.severity,
-            seq=alarm.seq,
-            raised_at_ms=alarm.raised_at_ms,
-            event_ts_ms=event_ts_ms,
-            details=details,
-        )
         await self.store.raise_alarm(
-            alarm, event_ts_ms, details, upload.model_dump(mode="json"), self.clock.now_ms()
+            alarm, event_ts_ms, details, _upload(alarm, event_ts_ms, details), self.clock.now_ms()
         )
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
@@ -357,21 +361,11 @@ class Hub:
 
     async def _raise_pending_fall(self, alarm: HubAlarm) -> None:
         event_ts, details = await self.store.alarm_evidence(alarm.id)
-        upload = AlarmUpload(
-            alarm_id=alarm.id,
-            device_id=alarm.device_id,
-            kind=alarm.kind,
-            severity=alarm.severity,
-            seq=alarm.seq,
-            raised_at_ms=alarm.raised_at_ms,
-            event_ts_ms=event_ts,
-            details=details,
-        )
         new = await self.store.set_state(
             alarm.id,
             AlarmState.RECEIVED,
             self.clock.now_ms(),
-            ("alarm", alarm.id, upload.model_dump(mode="json")),
+            ("alarm", alarm.id, _upload(alarm, event_ts, details)),
         )
         if new is None:
             return  # cancelled meanwhile
