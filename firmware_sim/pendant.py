@@ -22,10 +22,16 @@ def still_standing(n: int, rng: np.random.Generator) -> np.ndarray:
     return acc + rng.normal(0, 0.01, size=(n, 3))
 
 
-def synthetic_fall(hz: float, rng: np.random.Generator, lying_s: float = 12.0) -> np.ndarray:
-    """A textbook fall (g): 2 s upright, 0.4 s of free fall, a 4-6 g impact with a rebound,
-    then lying still with gravity on another axis. For tests and benches without a dataset."""
-    n_up, n_free, n_lie = int(2 * hz), int(0.4 * hz), int(lying_s * hz)
+def synthetic_fall(
+    hz: float, rng: np.random.Generator, lying_s: float = 12.0, upright_s: float = 12.0
+) -> np.ndarray:
+    """A textbook fall (g): upright, 0.4 s of free fall, a 4-6 g impact with a rebound, then
+    lying still with gravity on another axis. For tests and benches without a dataset.
+
+    ``upright_s`` of standing come first: an elder still lying from an earlier fall gets up
+    before falling again (the detector rightly ignores a "fall" back into a posture held a
+    few seconds before — that is rolling over)."""
+    n_up, n_free, n_lie = int(upright_s * hz), int(0.4 * hz), int(lying_s * hz)
     up = still_standing(n_up, rng)
     free = np.linspace(1.0, 0.15, n_free)[:, None] * np.array([0.0, 1.0, 0.0])
     peak = rng.uniform(4.0, 6.0)

@@ -93,6 +93,6 @@ class Dispatcher:
         await self._store.mark_dispatched(
             alarm.alarm_id, alarm.hub_id, doctor.id, nid, ref, self._clock.now_ms()
         )
-        await self._changes.notify()
+        await self._changes.notify(alarm.hub_id)
         log.info("alarm %s dispatched to doctor %s (%s)", alarm.alarm_id, doctor.id, ref)
         return True
