@@ -13,10 +13,10 @@ import logging
 
 from carehub.clock import Clock
 from server.change_signal import ChangeSignal
-from server.dispatch_policy import NoDoctorAvailable, choose_doctor
+from server.dispatch_policy import DoctorOnDuty, NoDoctorAvailable, choose_doctor
 from server.notifier import Notifier, NotifierError
 from server.sms_text import AlarmSummary, compose
-from server.store import PendingDispatch, ServerStore
+from server.store import Claim, PendingDispatch, SentNotification, ServerStore
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ class Dispatcher:
         clock: Clock,
         changes: ChangeSignal,
         sweep_s: float = 2.0,
+        batch: int = 50,
+        concurrent_sms: int = 8,
     ) -> None:
         self._store = store
         self._changes = changes
@@ -36,6 +38,8 @@ class Dispatcher:
         self._clock = clock
         self._sweep_s = sweep_s
         self._wake = asyncio.Event()
+        self._batch = batch
+        self._sending = asyncio.Semaphore(concurrent_sms)
 
     def kick(self) -> None:
         """A new alarm was stored: dispatch now rather than at the next sweep."""
@@ -54,45 +58,71 @@ class Dispatcher:
                 pass
 
     async def dispatch_pending(self) -> int:
-        """Dispatch every alarm waiting for a doctor; returns how many were dispatched."""
-        done = 0
-        for alarm in await self._store.pending_dispatches():
-            if await self._dispatch(alarm):
-                done += 1
-        return done
+        """Dispatch every alarm waiting for a doctor; returns how many were dispatched.
 
-    async def _dispatch(self, alarm: PendingDispatch) -> bool:
-        team = await self._store.team(alarm.team_id)
-        try:
-            doctor = choose_doctor(team)
-        except NoDoctorAvailable as e:
-            log.error("alarm %s: %s; the dispatcher console must take it", alarm.alarm_id, e)
-            return False
-        body = compose(
-            AlarmSummary(
-                alarm_ref=alarm.alarm_id[-6:].upper(),
-                elder_name=alarm.elder_name,
-                short_address=alarm.short_address,
-                kind=alarm.kind,
-                severity=alarm.severity,
-            ),
-            doctor.language,
-        )
-        now = self._clock.now_ms()
-        nid = await self._store.claim_notification(
-            alarm.alarm_id, alarm.hub_id, doctor.id, "dispatch", body, now
-        )
-        if nid is None:
-            return False
-        try:
-            ref = await self._notifier.send_sms(doctor.phone, body)
-        except NotifierError as e:
-            log.warning("alarm %s: SMS to doctor %s failed: %s", alarm.alarm_id, doctor.id, e)
-            await self._store.notification_failed(nid, str(e))
-            return False
-        await self._store.mark_dispatched(
-            alarm.alarm_id, alarm.hub_id, doctor.id, nid, ref, self._clock.now_ms()
-        )
-        await self._changes.notify(alarm.hub_id)
-        log.info("alarm %s dispatched to doctor %s (%s)", alarm.alarm_id, doctor.id, ref)
-        return True
+        Alarms are handled in batches with a group commit: one transaction claims the
+        notifications of the whole batch, the SMS go out concurrently, one transaction
+        records them. Two fsyncs per batch instead of two per alarm keep the latency flat
+        when many alarms arrive at once.
+        """
+        done, tried = 0, set[str]()  # an alarm is tried once per sweep: failures wait
+        while True:
+            pending = await self._store.pending_dispatches(limit=self._batch + len(tried))
+            batch = [a for a in pending if a.alarm_id not in tried][: self._batch]
+            if not batch:
+                return done
+            tried.update(a.alarm_id for a in batch)
+            done += await self._dispatch_batch(batch)
+
+    async def _dispatch_batch(self, batch: list[PendingDispatch]) -> int:
+        teams: dict[str, list[DoctorOnDuty]] = {}
+        plans: list[tuple[PendingDispatch, DoctorOnDuty, Claim]] = []
+        for alarm in batch:
+            if alarm.team_id not in teams:
+                teams[alarm.team_id] = await self._store.team(alarm.team_id)
+            try:
+                doctor = choose_doctor(teams[alarm.team_id])
+            except NoDoctorAvailable as e:
+                log.error("alarm %s: %s; the dispatcher console must take it", alarm.alarm_id, e)
+                continue
+            body = compose(
+                AlarmSummary(
+                    alarm_ref=alarm.alarm_id[-6:].upper(),
+                    elder_name=alarm.elder_name,
+                    short_address=alarm.short_address,
+                    kind=alarm.kind,
+                    severity=alarm.severity,
+                ),
+                doctor.language,
+            )
+            plans.append(
+                (alarm, doctor, Claim(alarm.alarm_id, alarm.hub_id, doctor.id, "dispatch", body))
+            )
+        if not plans:
+            return 0
+        nids = await self._store.claim_notifications([c for _, _, c in plans], self._clock.now_ms())
+        to_send = [(a, d, c, nid) for (a, d, c), nid in zip(plans, nids, strict=True) if nid]
+        refs = await asyncio.gather(*(self._send(d, c, nid) for _, d, c, nid in to_send))
+        sent = [
+            SentNotification(a.alarm_id, a.hub_id, d.id, nid, ref)
+            for (a, d, _, nid), ref in zip(to_send, refs, strict=True)
+            if ref is not None
+        ]
+        if sent:
+            await self._store.mark_dispatched_many(sent, self._clock.now_ms())
+        for n in sent:
+            await self._changes.notify(n.hub_id)
+            log.info(
+                "alarm %s dispatched to doctor %s (%s)", n.alarm_id, n.doctor_id, n.provider_ref
+            )
+        return len(sent)
+
+    async def _send(self, doctor: DoctorOnDuty, claim: Claim, nid: str) -> str | None:
+        """One SMS; a failure is recorded and the alarm retried at the next sweep."""
+        async with self._sending:
+            try:
+                return await self._notifier.send_sms(doctor.phone, claim.body)
+            except NotifierError as e:
+                log.warning("alarm %s: SMS to doctor %s failed: %s", claim.alarm_id, doctor.id, e)
+                await self._store.notification_failed(nid, str(e))
+                return None

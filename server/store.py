@@ -46,6 +46,26 @@ class PendingDispatch:
     team_id: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The intent to send one notification about an alarm to one doctor."""
+
+    alarm_id: str
+    hub_id: str
+    doctor_id: str
+    purpose: str
+    body: str
+
+
+@dataclass(frozen=True)
+class SentNotification:
+    alarm_id: str
+    hub_id: str
+    doctor_id: str
+    notification_id: str
+    provider_ref: str
+
+
 class UnknownAlarm(LookupError):
     pass
 
@@ -251,39 +271,27 @@ class ServerStore:
             DoctorOnDuty(r.id, r.team_id, r.phone, r.language, r.on_duty, r.priority) for r in rows
         ]
 
+    async def claim_notifications(self, claims: Sequence[Claim], now_ms: int) -> list[str | None]:
+        """Record the intent to notify, once per alarm, doctor and purpose, for a batch of
+        alarms in one commit (one fsync, however many alarms are waiting).
+
+        Returns, per claim, the notification id to send, or None when it was already sent.
+        """
+        async with self.engine.begin() as conn:
+            return [await _claim(conn, c, now_ms) for c in claims]
+
+    async def mark_dispatched_many(self, sent: Sequence[SentNotification], now_ms: int) -> None:
+        """Record sent SMS and move their alarms to `dispatched`, in one commit."""
+        async with self.engine.begin() as conn:
+            for n in sent:
+                await _mark_dispatched(conn, n, now_ms)
+
     async def claim_notification(
         self, alarm_id: str, hub_id: str, doctor_id: str, purpose: str, body: str, now_ms: int
     ) -> str | None:
-        """Record the intent to notify (once per alarm, doctor and purpose).
-
-        Returns the notification id to send, or None when it was already sent.
-        """
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(notifications.c.id, notifications.c.status).where(
-                        notifications.c.alarm_id == alarm_id,
-                        notifications.c.doctor_id == doctor_id,
-                        notifications.c.purpose == purpose,
-                    )
-                )
-            ).first()
-            if row is not None:
-                return None if row.status == "sent" else str(row.id)
-            nid = uuid.uuid4().hex
-            await conn.execute(  # unique (alarm, doctor, purpose): a racing dispatcher fails here
-                notifications.insert().values(
-                    id=nid,
-                    alarm_id=alarm_id,
-                    doctor_id=doctor_id,
-                    purpose=purpose,
-                    status="sending",
-                    body=body,
-                    created_at_ms=now_ms,
-                )
-            )
-            await _add_event(conn, alarm_id, hub_id, "doctor_chosen", now_ms, None, doctor_id)
-            return nid
+        """`claim_notifications` for one alarm."""
+        claim = Claim(alarm_id, hub_id, doctor_id, purpose, body)
+        return (await self.claim_notifications([claim], now_ms))[0]
 
     async def notification_failed(self, notification_id: str, error: str) -> None:
         async with self.engine.begin() as conn:
@@ -304,28 +312,9 @@ class ServerStore:
         provider_ref: str,
         now_ms: int,
     ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                notifications.update()
-                .where(notifications.c.id == notification_id)
-                .values(
-                    status="sent",
-                    provider_ref=provider_ref[:64],
-                    sent_at_ms=now_ms,
-                    attempts=notifications.c.attempts + 1,
-                )
-            )
-            await _add_event(conn, alarm_id, hub_id, "sms_sent", now_ms, None, provider_ref)
-            state = await _alarm_state(conn, alarm_id)
-            assert state is not None
-            new = merge(state, AlarmState.DISPATCHED)
-            await conn.execute(
-                alarms.update()
-                .where(alarms.c.id == alarm_id)
-                .values(doctor_id=doctor_id, state=new.value, updated_at_ms=now_ms)
-            )
-            if new != state:
-                await _add_event(conn, alarm_id, hub_id, "state", now_ms, new)
+        """`mark_dispatched_many` for one alarm."""
+        sent = SentNotification(alarm_id, hub_id, doctor_id, notification_id, provider_ref)
+        await self.mark_dispatched_many([sent], now_ms)
 
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
         async with self.engine.connect() as conn:
@@ -478,6 +467,58 @@ class ServerStore:
                 await conn.execute(sa.select(faults).order_by(faults.c.id.desc()).limit(limit))
             ).all()
         return [dict(r._mapping) for r in rows]
+
+
+async def _claim(conn: AsyncConnection, c: Claim, now_ms: int) -> str | None:
+    row = (
+        await conn.execute(
+            sa.select(notifications.c.id, notifications.c.status).where(
+                notifications.c.alarm_id == c.alarm_id,
+                notifications.c.doctor_id == c.doctor_id,
+                notifications.c.purpose == c.purpose,
+            )
+        )
+    ).first()
+    if row is not None:
+        return None if row.status == "sent" else str(row.id)
+    nid = uuid.uuid4().hex
+    await conn.execute(  # unique (alarm, doctor, purpose): a racing dispatcher fails here
+        notifications.insert().values(
+            id=nid,
+            alarm_id=c.alarm_id,
+            doctor_id=c.doctor_id,
+            purpose=c.purpose,
+            status="sending",
+            body=c.body,
+            created_at_ms=now_ms,
+        )
+    )
+    await _add_event(conn, c.alarm_id, c.hub_id, "doctor_chosen", now_ms, None, c.doctor_id)
+    return nid
+
+
+async def _mark_dispatched(conn: AsyncConnection, n: SentNotification, now_ms: int) -> None:
+    await conn.execute(
+        notifications.update()
+        .where(notifications.c.id == n.notification_id)
+        .values(
+            status="sent",
+            provider_ref=n.provider_ref[:64],
+            sent_at_ms=now_ms,
+            attempts=notifications.c.attempts + 1,
+        )
+    )
+    await _add_event(conn, n.alarm_id, n.hub_id, "sms_sent", now_ms, None, n.provider_ref)
+    state = await _alarm_state(conn, n.alarm_id)
+    assert state is not None
+    new = merge(state, AlarmState.DISPATCHED)
+    await conn.execute(
+        alarms.update()
+        .where(alarms.c.id == n.alarm_id)
+        .values(doctor_id=n.doctor_id, state=new.value, updated_at_ms=now_ms)
+    )
+    if new != state:
+        await _add_event(conn, n.alarm_id, n.hub_id, "state", now_ms, new)
 
 
 async def _hub_fault(

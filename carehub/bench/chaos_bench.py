@@ -53,10 +53,13 @@ from carehub.broker import Mosquitto, free_port
 from carehub.processes import Child
 
 HZ = 50.0
-FALL_CRITICAL_S = 13.0
-"""From a replay's start until its fall is decided: 2 s upright, the fall, then the detector
+UPRIGHT_S = 12.0
+"""Each replay starts upright: the wearer got up after the pendant's previous fall (a "fall"
+back into the posture held seconds before is rolling over, and is rightly ignored)."""
+FALL_CRITICAL_S = UPRIGHT_S + 11.0
+"""From a replay's start until its fall is decided: upright, the fall, then the detector
 confirms 7-8 s after the impact, plus frame alignment. The hub and broker must be up
-throughout (s)."""
+throughout (s): the detector's state lives in the hub process."""
 RESTART_GUARD_S = 5.0
 """After a hub or broker restart, time allowed before a replay may start (s)."""
 PENDANT_GAP_S = 40.0
@@ -269,7 +272,7 @@ class ChaosRun:
             elif kind == "fall":
                 replay, pendant = what
                 replay.started_ms = now_ms()
-                pendant.replay(synthetic_fall(HZ, self.np_rng, lying_s=10.0))
+                pendant.replay(synthetic_fall(HZ, self.np_rng, lying_s=10.0, upright_s=UPRIGHT_S))
             else:
                 thread = threading.Thread(target=self._outage, args=(what,), daemon=True)
                 thread.start()
