@@ -120,8 +120,10 @@ def plan_outages(
 def plan_falls(falls: int, duration_s: float, outages: list[Outage]) -> list[tuple[float, int]]:
     """(start s, pendant index) of each replay: evenly spread, away from the faults that blind
     the hub, one pendant per replay at a time; as many pendants as that takes."""
+    # the hub must see each replay from 2 s before its impact (after UPRIGHT_S) until it is
+    # decided (FALL_CRITICAL_S); the upright lead-in before that may overlap a fault
     blind = [
-        (o.at_s - 1.0 - FALL_CRITICAL_S, o.at_s + o.down_s + RESTART_GUARD_S)
+        (o.at_s - 1.0 - FALL_CRITICAL_S, o.at_s + o.down_s + RESTART_GUARD_S - UPRIGHT_S + 2.0)
         for o in outages
         if o.blinds_falls
     ]
