@@ -90,6 +90,11 @@ class ServerSettings(_Settings):
         "sqlite+aiosqlite:///carehub-server.db",
         description="SQLAlchemy URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://…",
     )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite fsync policy: FULL fsyncs every commit (survives power loss); "
+        "NORMAL survives process crashes only, for more commits per second.",
+    )
     notifier: Literal["console", "twilio"] = "console"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: SecretStr = SecretStr("")

@@ -58,7 +58,7 @@ def create_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
         await migrate(engine)
         store = ServerStore(engine)
         clk = clock or SystemClock()

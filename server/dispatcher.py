@@ -9,6 +9,7 @@ between Twilio accepting a message and the database recording it sends it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from carehub.clock import Clock
@@ -31,6 +32,7 @@ class Dispatcher:
         sweep_s: float = 2.0,
         batch: int = 50,
         concurrent_sms: int = 8,
+        max_batches: int = 4,
     ) -> None:
         self._store = store
         self._changes = changes
@@ -40,22 +42,61 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._batch = batch
         self._sending = asyncio.Semaphore(concurrent_sms)
+        self._max_batches = max_batches
+        self._in_flight: set[str] = set()
+        self._retry_at: dict[str, float] = {}  # alarm id → monotonic time of the next try
 
     def kick(self) -> None:
         """A new alarm was stored: dispatch now rather than at the next sweep."""
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.dispatch_pending()
-            except Exception:
-                log.exception("dispatch sweep failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._sweep_s)
-            except TimeoutError:
-                pass
+        """Pipelined: a new batch is claimed while earlier batches' SMS are still in flight
+        (up to `max_batches`), so an alarm never waits for another alarm's SMS round trip."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._start_batches(tasks)
+                except Exception:
+                    log.exception("dispatch sweep failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._sweep_s)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _start_batches(self, tasks: set[asyncio.Task[None]]) -> None:
+        while len(tasks) < self._max_batches:
+            now = self._clock.monotonic()
+            skip = self._in_flight | {a for a, t in self._retry_at.items() if t > now}
+            pending = await self._store.pending_dispatches(limit=self._batch + len(skip))
+            batch = [a for a in pending if a.alarm_id not in skip][: self._batch]
+            if not batch:
+                return
+            ids = {a.alarm_id for a in batch}
+            self._in_flight |= ids
+            task = asyncio.create_task(self._run_batch(batch, ids))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def _run_batch(self, batch: list[PendingDispatch], ids: set[str]) -> None:
+        sent: set[str] = set()
+        try:
+            sent = await self._dispatch_batch(batch)
+        except Exception:
+            log.exception("dispatch of %d alarms failed; retried at the next sweep", len(ids))
+        finally:
+            self._in_flight -= ids
+            retry_at = self._clock.monotonic() + self._sweep_s
+            for alarm_id in ids:  # failures wait for the next sweep; successes are done
+                if alarm_id in sent:
+                    self._retry_at.pop(alarm_id, None)
+                else:
+                    self._retry_at[alarm_id] = retry_at
+            self._wake.set()
 
     async def dispatch_pending(self) -> int:
         """Dispatch every alarm waiting for a doctor; returns how many were dispatched.
@@ -72,9 +113,10 @@ class Dispatcher:
             if not batch:
                 return done
             tried.update(a.alarm_id for a in batch)
-            done += await self._dispatch_batch(batch)
+            done += len(await self._dispatch_batch(batch))
 
-    async def _dispatch_batch(self, batch: list[PendingDispatch]) -> int:
+    async def _dispatch_batch(self, batch: list[PendingDispatch]) -> set[str]:
+        """Claim, send and record one batch; returns the ids of the alarms dispatched."""
         teams: dict[str, list[DoctorOnDuty]] = {}
         plans: list[tuple[PendingDispatch, DoctorOnDuty, Claim]] = []
         for alarm in batch:
@@ -99,7 +141,7 @@ class Dispatcher:
                 (alarm, doctor, Claim(alarm.alarm_id, alarm.hub_id, doctor.id, "dispatch", body))
             )
         if not plans:
-            return 0
+            return set()
         nids = await self._store.claim_notifications([c for _, _, c in plans], self._clock.now_ms())
         to_send = [(a, d, c, nid) for (a, d, c), nid in zip(plans, nids, strict=True) if nid]
         refs = await asyncio.gather(*(self._send(d, c, nid) for _, d, c, nid in to_send))
@@ -115,7 +157,7 @@ class Dispatcher:
             log.info(
                 "alarm %s dispatched to doctor %s (%s)", n.alarm_id, n.doctor_id, n.provider_ref
             )
-        return len(sent)
+        return {n.alarm_id for n in sent}
 
     async def _send(self, doctor: DoctorOnDuty, claim: Claim, nid: str) -> str | None:
         """One SMS; a failure is recorded and the alarm retried at the next sweep."""

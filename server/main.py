@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 async def prepare_database(settings: ServerSettings, directory: Path | None) -> None:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.sqlite_synchronous)
     try:
         await migrate(engine)
         if directory is not None:

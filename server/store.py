@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +75,22 @@ class UnknownAlarm(LookupError):
 class ServerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer: writers of this process queue here, in order, instead of in
+        # SQLite's busy handler (which sleeps in growing steps: 100 ms tails under load)
+        # or failing on a stale snapshot. PostgreSQL needs no such lock.
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        )
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (committed on exit, rolled back on error)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     # ------------------------------------------------------------ hubs
 
@@ -109,7 +127,7 @@ class ServerStore:
 
     async def record_heartbeat(self, hub_id: str, now_ms: int, health: dict[str, Any]) -> bool:
         """Store a heartbeat; True when the hub was offline before (it came back)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             before = (
                 await conn.execute(
                     sa.select(hubs.c.online, hubs.c.last_seen_ms).where(hubs.c.id == hub_id)
@@ -126,7 +144,7 @@ class ServerStore:
         return not was
 
     async def mark_stale_hubs_offline(self, now_ms: int, after_ms: int) -> list[str]:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             rows = (
                 await conn.execute(
                     sa.select(hubs.c.id).where(
@@ -147,7 +165,7 @@ class ServerStore:
         self, hub: HubIdentity, upload: AlarmUpload, now_ms: int
     ) -> tuple[AlarmState, bool]:
         """Insert the alarm once; a repeated upload returns the stored state and created=False."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             existing = await _alarm_state(conn, upload.alarm_id)
             if existing is not None:
                 return existing, False
@@ -192,7 +210,7 @@ class ServerStore:
         detail: str = "",
     ) -> AlarmState:
         """Apply a state change (idempotent by report_id; stale or backward changes ignored)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(
                     sa.select(alarms.c.state, alarms.c.hub_id).where(alarms.c.id == alarm_id)
@@ -277,12 +295,12 @@ class ServerStore:
 
         Returns, per claim, the notification id to send, or None when it was already sent.
         """
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return [await _claim(conn, c, now_ms) for c in claims]
 
     async def mark_dispatched_many(self, sent: Sequence[SentNotification], now_ms: int) -> None:
         """Record sent SMS and move their alarms to `dispatched`, in one commit."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             for n in sent:
                 await _mark_dispatched(conn, n, now_ms)
 
@@ -294,7 +312,7 @@ class ServerStore:
         return (await self.claim_notifications([claim], now_ms))[0]
 
     async def notification_failed(self, notification_id: str, error: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 notifications.update()
                 .where(notifications.c.id == notification_id)
@@ -353,7 +371,7 @@ class ServerStore:
 
     async def record_fault(self, hub: HubIdentity, report: FaultReport, now_ms: int) -> bool:
         """Store a fault report once (by report_id); True when it was new."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             seen = (
                 await conn.execute(
                     sa.select(faults.c.id).where(faults.c.report_id == report.report_id)

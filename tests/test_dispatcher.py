@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from carehub.api_contract import AlarmUpload
-from carehub.clock import FakeClock
+from carehub.clock import FakeClock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.db import make_engine
@@ -41,7 +43,7 @@ class FlakyNotifier:
             self.in_flight -= 1
 
 
-async def test_a_burst_is_dispatched_once_each_with_failures_retried(tmp_path: Path) -> None:
+async def server_with_alarms(tmp_path: Path, n: int) -> tuple[AsyncEngine, ServerStore]:
     directory = tmp_path / "directory.toml"
     directory.write_text(DIRECTORY.format(token="t" * 24))
     url = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
@@ -50,9 +52,14 @@ async def test_a_burst_is_dispatched_once_each_with_failures_retried(tmp_path: P
     store = ServerStore(engine)
     hub = await store.hub_by_token("t" * 24)
     assert isinstance(hub, HubIdentity)
-    for i in range(23):
+    for i in range(n):
         upload = AlarmUpload(alarm_id=f"a{i:02d}", device_id="btn-1", kind="button", raised_at_ms=i)
         await store.store_alarm(hub, upload, 1000 + i)
+    return engine, store
+
+
+async def test_a_burst_is_dispatched_once_each_with_failures_retried(tmp_path: Path) -> None:
+    engine, store = await server_with_alarms(tmp_path, 23)
     notifier = FlakyNotifier(failures=3)
     dispatcher = Dispatcher(store, notifier, FakeClock(), ChangeSignal(), batch=10)
 
@@ -63,4 +70,28 @@ async def test_a_burst_is_dispatched_once_each_with_failures_retried(tmp_path: P
     assert len(notifier.sent) == 23
     states = {a["state"] for a in await store.list_alarms(limit=100)}
     assert states == {"dispatched"}
+    await engine.dispose()
+
+
+async def test_the_running_dispatcher_pipelines_batches_and_retries_failures(
+    tmp_path: Path,
+) -> None:
+    engine, store = await server_with_alarms(tmp_path, 40)
+    notifier = FlakyNotifier(failures=5)
+    dispatcher = Dispatcher(
+        store, notifier, SystemClock(), ChangeSignal(), sweep_s=0.2, batch=5, max_batches=3
+    )
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(200):
+            alarms = await store.list_alarms(limit=100)
+            if {a["state"] for a in alarms} == {"dispatched"}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
+    assert len(notifier.sent) == 40  # each alarm's SMS went out once
+    assert notifier.most_in_flight > 5, "batches overlap"
     await engine.dispose()
