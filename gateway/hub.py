@@ -596,4 +596,6 @@ class Hub:
                 await self.uplink.heartbeat(beat)
             except UplinkError as e:
                 log.debug("heartbeat not sent: %s", e)
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            # ±20 % jitter: hubs that started together (a district's power came back, a
+            # server restart) must not keep beating in step, a burst of writes every interval
+            await asyncio.sleep(self.settings.heartbeat_interval_s * self._rng.uniform(0.8, 1.2))

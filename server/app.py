@@ -15,7 +15,7 @@ from carehub.api_contract import HEALTH_PATH
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
-from server.db import make_engine, migrate
+from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatcher import Dispatcher
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
@@ -66,7 +66,11 @@ def create_app(
         dispatcher = Dispatcher(store, notifier or make_notifier(settings), clk, changes)
         rt = ServerRuntime(settings, store, dispatcher, changes, clk)
         app.state.runtime = rt
-        tasks = [asyncio.create_task(dispatcher.run()), asyncio.create_task(_watch_hubs(rt))]
+        tasks = [
+            asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(_watch_hubs(rt)),
+            asyncio.create_task(checkpoint_forever(engine)),
+        ]
         try:
             yield
         finally:

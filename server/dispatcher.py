@@ -32,7 +32,7 @@ class Dispatcher:
         sweep_s: float = 2.0,
         batch: int = 50,
         concurrent_sms: int = 8,
-        max_batches: int = 4,
+        max_batches: int = 1,
     ) -> None:
         self._store = store
         self._changes = changes

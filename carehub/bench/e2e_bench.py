@@ -298,7 +298,9 @@ def bench_e2e(
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all figures."),
     homes: int = typer.Option(100, help="Simulated homes: one hub, call button, doctor each."),
     presses: int = typer.Option(1000, help="Button presses in total, spread over the homes."),
-    duration: float = typer.Option(30.0, help="Seconds over which the presses are spread."),
+    duration: float = typer.Option(
+        100.0, help="Seconds over which the presses are spread (default: 10 presses/s)."
+    ),
     workers: int = typer.Option(4, help="Hub-pool processes the hubs are shared among."),
     seed: int = typer.Option(1, help="Random seed of the press schedule."),
     keep: Path | None = typer.Option(
