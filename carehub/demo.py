@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from carehub.broker import free_port, mosquitto_binary, wait_for_port
-from carehub.processes import Child, wait_http_ok
+from carehub.processes import Child, wait_http_ok, wait_until
 
 DIRECTORY = """\
 [[teams]]
@@ -135,11 +135,11 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
     hub = Child("hub", ["hub"], hub_env, tmp / "hub.log")
     children.append(hub.start())
     admin_api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=5)
-    _wait(
+    wait_until(
         lambda: any(h["online"] for h in admin_api.get("/api/v1/admin/hubs").json()),
         30,
-        hub,
         "hub online",
+        [hub],
     )
 
     args = ("127.0.0.1", mqtt_port)
@@ -200,17 +200,3 @@ def _print(steps: list[Step], origin_ms: int) -> None:
     print("timeline (ms after the press)")
     for step in sorted(steps, key=lambda s: s.at_ms):
         print(f"  {step.at_ms - origin_ms:+7d} ms  {step.actor:<9} {step.text}")
-
-
-def _wait(check: Any, timeout_s: float, child: Child, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not child.running:
-            raise RuntimeError(f"{child.name} exited early:\n{child.log_tail()}")
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not within {timeout_s} s\n{child.log_tail()}")

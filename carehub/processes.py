@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -94,3 +94,26 @@ def wait_http_ok(url: str, timeout_s: float = 30.0, child: Child | None = None) 
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} not up after {timeout_s} s")
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    children: Sequence[Child] = (),
+    every_s: float = 0.1,
+) -> None:
+    """Poll `check` until true; fail early if a child process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.running:
+                raise RuntimeError(f"{child.name} exited early:\n{child.log_tail()}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(every_s)
+    tails = "\n".join(f"--- {c.name}\n{c.log_tail()}" for c in children)
+    raise TimeoutError(f"{what}: not within {timeout_s} s\n{tails}")

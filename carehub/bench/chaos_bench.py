@@ -45,12 +45,11 @@ from carehub.bench.rig import (
     percentile,
     rounded,
     server_child,
-    wait_until,
     write_directory,
 )
 from carehub.bench.tcp_proxy import CuttableProxy
 from carehub.broker import Mosquitto, free_port
-from carehub.processes import Child
+from carehub.processes import Child, wait_until
 
 HZ = 50.0
 UPRIGHT_S = 12.0

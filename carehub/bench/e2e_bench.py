@@ -41,11 +41,10 @@ from carehub.bench.rig import (
     percentile,
     rounded,
     server_child,
-    wait_until,
     write_directory,
 )
 from carehub.broker import Mosquitto, free_port
-from carehub.processes import Child
+from carehub.processes import Child, wait_until
 
 TARGET_P99_MS = 250.0
 

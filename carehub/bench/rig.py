@@ -7,7 +7,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,26 +167,3 @@ class AdminApi:
 
     def wait_up(self, server: Child, timeout_s: float = 60) -> None:
         wait_http_ok(f"{self.base_url}/healthz", timeout_s, server)
-
-
-def wait_until(
-    check: Callable[[], bool],
-    timeout_s: float,
-    what: str,
-    children: Sequence[Child] = (),
-    every_s: float = 0.1,
-) -> None:
-    """Poll `check` until true; fail early if a child process died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for child in children:
-            if not child.running:
-                raise RuntimeError(f"{child.name} exited early:\n{child.log_tail()}")
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(every_s)
-    tails = "\n".join(f"--- {c.name}\n{c.log_tail()}" for c in children)
-    raise TimeoutError(f"{what}: not within {timeout_s} s\n{tails}")
