@@ -37,13 +37,15 @@ def test_a_fall_is_decided_while_streaming_in_shuffled_order() -> None:
 def test_a_pendant_that_stops_after_the_impact_is_decided_when_silent() -> None:
     watch = FallWatch()
     events = []
+    last_ms = 0
     for k, f in enumerate(frames(signal(lying_s=4))):
-        events += watch.push("pend-1", f, now_ms=k * 1000)
+        last_ms = k * 1000
+        events += watch.push("pend-1", f, now_ms=last_ms)
     assert events == []  # still confirming that the elder stays down
-    assert watch.silent(now_ms=10_000, after_ms=5000) == []  # not silent long enough
-    decided = watch.silent(now_ms=20_000, after_ms=5000)
+    assert watch.silent(now_ms=last_ms + 4000, after_ms=5000) == []  # not silent long enough
+    decided = watch.silent(now_ms=last_ms + 6000, after_ms=5000)
     assert [d for d, _ in decided] == ["pend-1"]
-    assert watch.silent(now_ms=30_000, after_ms=5000) == []  # decided once
+    assert watch.silent(now_ms=last_ms + 20_000, after_ms=5000) == []  # decided once
 
 
 def test_walking_on_raises_nothing_and_a_new_sensitivity_restarts_detectors() -> None:
