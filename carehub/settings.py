@@ -137,6 +137,12 @@ class HubSettings(MqttSettings):
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics on this port (127.0.0.1) when set."
     )
+    retention_days: float = Field(
+        30.0, gt=0, description="Uploaded and finished records older than this are pruned."
+    )
+    min_free_disk_mb: float = Field(
+        50.0, ge=0, description="Below this free disk, the oldest non-alarm outbox data goes."
+    )
     outbox_max_entries: int = Field(
         200_000, gt=0, description="Outbox bound: beyond it the oldest non-alarm data goes first."
     )

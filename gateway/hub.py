@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,8 @@ class Hub:
         self.availability: dict[str, str] = {}
         self.dropped = 0
         self.outbox_dropped = 0
+        self._last_depth = 0
+        self._last_prune_ms = 0
         self._store: HubStore | None = None
         self._outbox_wake = asyncio.Event()
         self._started = self.clock.monotonic()
@@ -471,8 +474,10 @@ class Hub:
                     await self.on_fall(device_id, fall)
                 for device_id, event in self.vitals.tick(now):
                     await self.on_vitals(device_id, event)
-                dropped = await self.store.trim_outbox(self.settings.outbox_max_entries)
-                metrics.OUTBOX_DEPTH.set(await self.store.queue_depth())
+                await self._keep_disk_in_bounds(now)
+                self._last_depth = await self.store.queue_depth()
+                dropped = await self.store.trim_outbox(self._outbox_bound())
+                metrics.OUTBOX_DEPTH.set(self._last_depth - dropped)
                 metrics.DEVICES_ONLINE.set(self.supervisor.online())
                 metrics.FAULTS_ACTIVE.set(len(self.supervisor.active()))
                 if dropped:
@@ -581,6 +586,24 @@ class Hub:
         while True:
             ok = await self.refresh_config()
             await asyncio.sleep(300.0 if ok else 5.0 if self.config is None else 60.0)
+
+    def _outbox_bound(self) -> int:
+        """The outbox's entry bound, lowered while the disk is nearly full."""
+        bound = self.settings.outbox_max_entries
+        free_mb = shutil.disk_usage(self.settings.hub_db.resolve().parent).free / 2**20
+        if free_mb < self.settings.min_free_disk_mb:
+            log.warning("only %.0f MB of disk left: trimming non-alarm outbox data", free_mb)
+            bound = min(bound, self._last_depth * 9 // 10)
+        return bound
+
+    async def _keep_disk_in_bounds(self, now_ms: int) -> None:
+        """Hourly: forget records that are uploaded or finished and past retention."""
+        if now_ms - self._last_prune_ms < 3_600_000:
+            return
+        self._last_prune_ms = now_ms
+        pruned = await self.store.prune(now_ms - int(self.settings.retention_days * 86_400_000))
+        if pruned:
+            log.info("pruned %d records older than %.0f days", pruned, self.settings.retention_days)
 
     async def _send_heartbeats(self) -> None:
         with contextlib.suppress(TimeoutError):  # first beat once devices can reach us

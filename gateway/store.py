@@ -280,6 +280,21 @@ class HubStore:
             )
             return cur.rowcount
 
+    async def prune(self, before_ms: int) -> int:
+        """Forget what is done and older than `before_ms`: uploaded outbox entries, final
+        alarms and device events (the server keeps the history). Returns rows deleted."""
+        async with self._transaction() as db:
+            deleted = 0
+            for sql in (
+                "DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < ?",
+                "DELETE FROM device_events WHERE received_at_ms < ?",
+                "DELETE FROM alarms WHERE state IN ('resolved', 'cancelled') AND updated_at_ms < ?"
+                " AND id NOT IN (SELECT ref FROM outbox WHERE sent_at_ms IS NULL)",
+            ):
+                cur = await db.execute(sql, (before_ms,))
+                deleted += cur.rowcount
+            return deleted
+
     async def queue_depth(self) -> int:
         async with (
             self._lock,

@@ -59,8 +59,10 @@ class AckWatcher:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            ack = json.loads(line)
+            ack["_received_ms"] = time.time_ns() // 1_000_000  # when the device would see it
             with self._cond:
-                self.lines.append(json.loads(line))
+                self.lines.append(ack)
                 self._cond.notify_all()
 
     def collect(self, until_state: str, timeout_s: float = 15) -> list[dict]:

@@ -87,3 +87,22 @@ async def test_pending_falls_are_found_again_with_their_evidence(tmp_path: Path)
     async with HubStore(db) as store:
         assert await store.alarms_in_state(AlarmState.PENDING_CANCEL) == [pending]
         assert await store.alarm_evidence("f1") == (4, {"peak_g": 4.2})
+
+
+async def test_prune_forgets_only_what_is_uploaded_or_finished_and_old(tmp_path: Path) -> None:
+    async with HubStore(tmp_path / "hub.db") as store:
+        await store.raise_alarm(_alarm(1), None, {}, {"alarm_id": "a1"}, 100)  # old, sent
+        await store.raise_alarm(_alarm(2), None, {}, {"alarm_id": "a2"}, 100)  # old, unsent
+        await store.raise_alarm(_alarm(3), None, {}, {"alarm_id": "a3"}, 9000)  # recent
+        first = await store.next_pending()
+        assert first is not None
+        await store.mark_sent(first.id, 200)
+        await store.set_state("a1", AlarmState.RESOLVED, 300)
+        await store.set_state("a2", AlarmState.CANCELLED, 300)  # final but not uploaded yet
+        assert await store.prune(before_ms=5000) > 0
+        assert await store.alarm("a1") is None
+        assert await store.alarm("a2") is not None, "still waiting for its upload"
+        assert await store.alarm("a3") is not None
+        assert await store.queue_depth() == 2
+        pending = await store.next_pending()
+        assert pending is not None and pending.ref == "a2"
