@@ -43,6 +43,8 @@ class SmsSandbox:
         self.messages: list[RecordedSms] = []
         self._lock = threading.Lock()
         self._record = record
+        self._open = threading.Event()
+        self._open.set()
         sandbox = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +59,7 @@ class SmsSandbox:
                     return self._reply(401, {"code": 20003, "message": "Authenticate"})
                 if "To" not in form or "Body" not in form:
                     return self._reply(400, {"code": 21604, "message": "'To' and 'Body' needed"})
+                sandbox._open.wait(120)  # paused: as a provider that is slow to answer
                 sms = RecordedSms(
                     account_sid=m["sid"],
                     to=form["To"][0],
@@ -83,6 +86,13 @@ class SmsSandbox:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def pause(self) -> None:
+        """Hold every request until `resume` (the provider hangs)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
 
     @property
     def url(self) -> str:

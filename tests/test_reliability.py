@@ -115,3 +115,33 @@ def test_server_marks_a_silent_hub_offline_with_a_hub_fault(deployment: Deployme
     d.hub.start()
     d.wait_hub_online()
     assert [f["active"] for f in d.faults("hub-1", "hub_offline")] == [False, True]
+
+
+def test_server_killed_while_texting_the_doctor_dispatches_after_restart(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    d.sms.pause()  # the SMS provider hangs: the server is caught mid-dispatch
+    watcher = AckWatcher(d, "btn-1")
+    with CallButton("btn-1", "127.0.0.1", d.broker.port) as button:
+        assert button.connected.wait(10)
+        seq = button.press(wait_s=20)
+        sending = wait_for(
+            lambda: [
+                n
+                for a in d.alarms()
+                for n in d.alarm(a["id"])["notifications"]
+                if n["status"] == "sending"
+            ],
+            20,
+        )
+        assert sending, d.server.log_tail()
+        d.server.kill()  # SIGKILL between claiming the SMS and recording it
+        d.sms.resume()
+        start_server(d)
+        assert watcher.collect("dispatched", 30)[-1]["state"] == "dispatched", d.server.log_tail()
+    watcher.close()
+    alarms = d.alarms()
+    assert [(a["seq"], a["state"]) for a in alarms] == [(seq, "dispatched")]
+    # at-least-once (docs/reliability.md): the hung request may have reached the provider
+    assert 1 <= len(d.sms.messages) <= 2
