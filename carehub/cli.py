@@ -174,26 +174,23 @@ def sim_home(
                 time.sleep(0.2)
 
 
-def _register_optional() -> None:
-    """Commands whose modules come with the edge issues; absent modules simply add nothing."""
-    import importlib
+def _register_tools() -> None:
+    """Evaluation and benchmark commands live with their code; those modules import their
+    heavy dependencies (scipy) inside the commands, so `carehub hub` stays small."""
+    from carehub.bench.chaos_bench import bench_chaos
+    from carehub.bench.e2e_bench import bench_e2e
+    from carehub.bench.edge_bench import bench_edge
+    from carehub.bench.hub_load import bench_hub
+    from carehub.evaluation.fall_cli import eval_fall
+    from carehub.evaluation.vitals_cli import eval_vitals, generate_vitals
 
-    for module, group, name, attr in (
-        ("carehub.evaluation.fall_cli", eval_app, "fall", "eval_fall"),
-        ("carehub.evaluation.vitals_cli", eval_app, "vitals", "eval_vitals"),
-        ("carehub.evaluation.vitals_cli", sim_app, "vitals-dataset", "generate_vitals"),
-        ("carehub.bench.edge_bench", bench_app, "edge", "bench_edge"),
-        ("carehub.bench.hub_load", bench_app, "hub", "bench_hub"),
-        ("carehub.bench.e2e_bench", bench_app, "e2e", "bench_e2e"),
-        ("carehub.bench.chaos_bench", bench_app, "chaos", "bench_chaos"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and module.startswith(e.name):
-                continue
-            raise
-        group.command(name)(getattr(mod, attr))
+    eval_app.command("fall")(eval_fall)
+    eval_app.command("vitals")(eval_vitals)
+    sim_app.command("vitals-dataset")(generate_vitals)
+    bench_app.command("edge")(bench_edge)
+    bench_app.command("hub")(bench_hub)
+    bench_app.command("e2e")(bench_e2e)
+    bench_app.command("chaos")(bench_chaos)
 
 
-_register_optional()
+_register_tools()
