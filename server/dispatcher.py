@@ -32,7 +32,6 @@ class Dispatcher:
         sweep_s: float = 2.0,
         batch: int = 50,
         concurrent_sms: int = 8,
-        max_batches: int = 1,
     ) -> None:
         self._store = store
         self._changes = changes
@@ -42,8 +41,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._batch = batch
         self._sending = asyncio.Semaphore(concurrent_sms)
-        self._max_batches = max_batches
-        self._in_flight: set[str] = set()
         self._retry_at: dict[str, float] = {}  # alarm id → monotonic time of the next try
 
     def kick(self) -> None:
@@ -51,52 +48,14 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Pipelined: a new batch is claimed while earlier batches' SMS are still in flight
-        (up to `max_batches`), so an alarm never waits for another alarm's SMS round trip."""
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self._start_batches(tasks)
-                except Exception:
-                    log.exception("dispatch sweep failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._sweep_s)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _start_batches(self, tasks: set[asyncio.Task[None]]) -> None:
-        while len(tasks) < self._max_batches:
-            now = self._clock.monotonic()
-            skip = self._in_flight | {a for a, t in self._retry_at.items() if t > now}
-            pending = await self._store.pending_dispatches(limit=self._batch + len(skip))
-            batch = [a for a in pending if a.alarm_id not in skip][: self._batch]
-            if not batch:
-                return
-            ids = {a.alarm_id for a in batch}
-            self._in_flight |= ids
-            task = asyncio.create_task(self._run_batch(batch, ids))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    async def _run_batch(self, batch: list[PendingDispatch], ids: set[str]) -> None:
-        sent: set[str] = set()
-        try:
-            sent = await self._dispatch_batch(batch)
-        except Exception:
-            log.exception("dispatch of %d alarms failed; retried at the next sweep", len(ids))
-        finally:
-            self._in_flight -= ids
-            retry_at = self._clock.monotonic() + self._sweep_s
-            for alarm_id in ids:  # failures wait for the next sweep; successes are done
-                if alarm_id in sent:
-                    self._retry_at.pop(alarm_id, None)
-                else:
-                    self._retry_at[alarm_id] = retry_at
-            self._wake.set()
+        while True:
+            self._wake.clear()
+            try:
+                await self.dispatch_pending()
+            except Exception:
+                log.exception("dispatch sweep failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sweep_s)
 
     async def dispatch_pending(self) -> int:
         """Dispatch every alarm waiting for a doctor; returns how many were dispatched.
@@ -104,16 +63,27 @@ class Dispatcher:
         Alarms are handled in batches with a group commit: one transaction claims the
         notifications of the whole batch, the SMS go out concurrently, one transaction
         records them. Two fsyncs per batch instead of two per alarm keep the latency flat
-        when many alarms arrive at once.
+        when many alarms arrive at once. An alarm whose SMS failed waits `sweep_s` before
+        it is tried again, however often new alarms wake the dispatcher.
         """
-        done, tried = 0, set[str]()  # an alarm is tried once per sweep: failures wait
+        done, tried = 0, set[str]()
         while True:
-            pending = await self._store.pending_dispatches(limit=self._batch + len(tried))
-            batch = [a for a in pending if a.alarm_id not in tried][: self._batch]
+            now = self._clock.monotonic()
+            skip = tried | {a for a, t in self._retry_at.items() if t > now}
+            pending = await self._store.pending_dispatches(limit=self._batch + len(skip))
+            batch = [a for a in pending if a.alarm_id not in skip][: self._batch]
             if not batch:
                 return done
-            tried.update(a.alarm_id for a in batch)
-            done += len(await self._dispatch_batch(batch))
+            ids = {a.alarm_id for a in batch}
+            tried |= ids
+            sent = await self._dispatch_batch(batch)
+            retry_at = self._clock.monotonic() + self._sweep_s
+            for alarm_id in ids:
+                if alarm_id in sent:
+                    self._retry_at.pop(alarm_id, None)
+                else:
+                    self._retry_at[alarm_id] = retry_at
+            done += len(sent)
 
     async def _dispatch_batch(self, batch: list[PendingDispatch]) -> set[str]:
         """Claim, send and record one batch; returns the ids of the alarms dispatched."""

@@ -304,13 +304,6 @@ class ServerStore:
             for n in sent:
                 await _mark_dispatched(conn, n, now_ms)
 
-    async def claim_notification(
-        self, alarm_id: str, hub_id: str, doctor_id: str, purpose: str, body: str, now_ms: int
-    ) -> str | None:
-        """`claim_notifications` for one alarm."""
-        claim = Claim(alarm_id, hub_id, doctor_id, purpose, body)
-        return (await self.claim_notifications([claim], now_ms))[0]
-
     async def notification_failed(self, notification_id: str, error: str) -> None:
         async with self._write() as conn:
             await conn.execute(
@@ -320,19 +313,6 @@ class ServerStore:
                     status="failed", attempts=notifications.c.attempts + 1, provider_ref=error[:64]
                 )
             )
-
-    async def mark_dispatched(
-        self,
-        alarm_id: str,
-        hub_id: str,
-        doctor_id: str,
-        notification_id: str,
-        provider_ref: str,
-        now_ms: int,
-    ) -> None:
-        """`mark_dispatched_many` for one alarm."""
-        sent = SentNotification(alarm_id, hub_id, doctor_id, notification_id, provider_ref)
-        await self.mark_dispatched_many([sent], now_ms)
 
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
         async with self.engine.connect() as conn:
