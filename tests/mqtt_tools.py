@@ -10,25 +10,16 @@ import time
 from tests.conftest import Deployment
 
 
+def _client(tool: str, d: Deployment, device: str, channel: str) -> list[str]:
+    """The command line of a mosquitto client at QoS 1 on one device topic."""
+    port = str(d.broker.port)
+    return [tool, "-h", "127.0.0.1", "-p", port, "-q", "1", "-t", f"carehub/{device}/{channel}"]
+
+
 def pub(d: Deployment, device: str, channel: str, payload: str | bytes) -> None:
     data = payload.encode() if isinstance(payload, str) else payload
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(d.broker.port),
-            "-q",
-            "1",
-            "-t",
-            f"carehub/{device}/{channel}",
-            "-s",
-        ],
-        input=data,
-        check=True,
-        timeout=10,
-    )
+    command = [*_client("mosquitto_pub", d, device, channel), "-s"]
+    subprocess.run(command, input=data, check=True, timeout=10)
 
 
 class AckWatcher:
@@ -36,19 +27,7 @@ class AckWatcher:
 
     def __init__(self, d: Deployment, device: str) -> None:
         self.proc = subprocess.Popen(
-            [
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(d.broker.port),
-                "-q",
-                "1",
-                "-t",
-                f"carehub/{device}/ack",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+            _client("mosquitto_sub", d, device, "ack"), stdout=subprocess.PIPE, text=True
         )
         self.lines: list[dict] = []
         self._pos = 0  # lines before this were matched by an earlier collect
