@@ -35,6 +35,18 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest payload the hub accepts on any device topic (an IMU frame of 200 Hz × 1 s fits)."""
 MAX_FRAME_SAMPLES = 2000
 """Largest number of samples in one IMU frame (10 s at 200 Hz)."""
+CLOCK_AHEAD_TOLERANCE_MS = 60_000
+"""A live device timestamp may be at most this far ahead of the hub's clock (1 min)."""
+CLOCK_BEHIND_TOLERANCE_MS = 60_000
+"""A live (not replayed) device timestamp may be at most this far behind the hub's clock.
+Outside [now - behind, now + ahead] the device's clock is wrong: see `docs/mqtt.md` for what
+the hub does with its data (logged once per device; data re-stamped, never allowed to move a
+detector's time forward)."""
+REPLAY_BUFFER_S = 120
+"""A pendant that cannot publish keeps at least its last this-many seconds of IMU frames and
+replays them, marked ``replayed``, when it reconnects."""
+REPLAY_MAX_AGE_MS = 3_600_000
+"""A replayed frame older than this (1 h) by the hub's clock is dropped: too late to help."""
 
 
 class Channel(enum.StrEnum):

@@ -50,7 +50,7 @@ FALL_MODEL = LogisticModel(
     weight=(1.0379, 0.1982, 3.3587, -0.3392, 0.5551),
     bias=-2.7932,
 )
-"""Fitted by ``carehub.evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
+"""Fitted by ``evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
 replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate), on the
 candidates that the activity veto and the posture-reversal rules leave to it."""
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carehub.broker import Mosquitto, free_port, mosquitto_binary
-from carehub.processes import Child, wait_http_ok
-from carehub.sms_sandbox import SmsSandbox
+from harness.broker import Mosquitto, free_port, mosquitto_binary
+from harness.processes import Child, wait_http_ok
+from harness.sms_sandbox import SmsSandbox
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from carehub.bench.chaos_bench import (
+from bench.chaos_bench import (
     FALL_CRITICAL_S,
     PENDANT_GAP_S,
     RESTART_GUARD_S,
@@ -24,7 +24,7 @@ from carehub.bench.chaos_bench import (
     plan_falls,
     plan_outages,
 )
-from carehub.bench.rig import percentile
+from bench.rig import percentile
 
 CAREHUB = Path(sys.executable).with_name("carehub")
 

@@ -78,7 +78,7 @@ def processes_tagged(tag: str) -> list[int]:
 def test_the_cli_does_not_load_scipy_for_the_hub() -> None:
     """The hub runs through this CLI on a Raspberry-Pi-class box: scipy (~18 MB resident)
     is for the evaluation commands only, imported inside them."""
-    probe = "import sys, carehub.cli; print(sorted(m for m in sys.modules if 'scipy' in m))"
+    probe = "import sys, cli.main; print(sorted(m for m in sys.modules if 'scipy' in m))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout

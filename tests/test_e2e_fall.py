@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carehub.evaluation.recordings import Recording, open_dataset
+from evaluation.recordings import Recording, open_dataset
 from firmware_sim.button import CallButton
 from firmware_sim.pendant import FallPendant, still_standing, synthetic_fall
 from tests.conftest import Deployment

@@ -12,15 +12,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from carehub.evaluation.fall_cli import eval_fall
-from carehub.evaluation.fall_eval import (
+from evaluation.fall_cli import eval_fall
+from evaluation.fall_eval import (
     cross_validate,
     decisions_from_events,
     replay_dataset,
     subject_folds,
     summarize,
 )
-from carehub.evaluation.recordings import DatasetFormatError, open_dataset
+from evaluation.recordings import DatasetFormatError, open_dataset
 from tests.test_fall_detector import FALL, HARD_SIT, JOG, WALK, Signal
 
 

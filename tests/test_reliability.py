@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from carehub.processes import wait_http_ok
 from firmware_sim.button import CallButton
+from harness.processes import wait_http_ok
 from tests.conftest import Deployment
 from tests.mqtt_tools import AckWatcher, wait_for
 

@@ -12,15 +12,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from carehub.evaluation.vitals_cli import eval_vitals, generate_vitals
-from carehub.evaluation.vitals_dataset import (
+from evaluation.vitals_cli import eval_vitals, generate_vitals
+from evaluation.vitals_dataset import (
     DatasetFormatError,
     RecordingInfo,
     load_index,
     load_recording,
     write_dataset,
 )
-from carehub.evaluation.vitals_eval import (
+from evaluation.vitals_eval import (
     RecordingResult,
     evaluate_dataset,
     evaluate_recording,

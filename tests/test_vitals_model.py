@@ -10,11 +10,11 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from carehub.broker import Mosquitto
 from carehub.mqtt_contract import Channel, Topics, VitalsReading, parse_payload
 from edge.vital_signs import VitalsDetector, VitalsSample, VitalsSettings
 from firmware_sim.vitals_model import Deterioration, ElderProfile, ElderVitalsModel
 from firmware_sim.wearable import Wearable, from_model, silent, steady_elder, taken_off
+from harness.broker import Mosquitto
 
 
 def test_the_model_is_a_pure_function_of_seed_and_time() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from carehub.processes import Child, wait_http_ok
-from carehub.sms_sandbox import RecordedSms, SmsSandbox
+from harness.processes import Child, wait_http_ok
+from harness.sms_sandbox import RecordedSms, SmsSandbox
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from carehub.broker import Mosquitto, free_port
-from carehub.processes import Child, wait_http_ok
+from harness.broker import Mosquitto, free_port
+from harness.processes import Child, wait_http_ok
 
 TARGET_RSS_MB = 80.0
 _CLK_TCK = 100  # os.sysconf("SC_CLK_TCK") on Linux

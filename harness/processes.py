@@ -15,8 +15,8 @@ import httpx
 
 
 class Child:
-    """One `python -m carehub …` child process (or another `module`) with its own environment
-    and log file."""
+    """One `carehub …` child process (``python -m cli``, or another `module`) with its own
+    environment and log file."""
 
     def __init__(
         self,
@@ -24,7 +24,7 @@ class Child:
         args: list[str],
         env: Mapping[str, str],
         log_path: Path,
-        module: str = "carehub",
+        module: str = "cli",
     ) -> None:
         self.name = name
         self.args = args

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import threading
 
-from carehub.broker import free_port
+from harness.broker import free_port
 
 
 class CuttableProxy:

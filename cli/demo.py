@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from carehub.broker import free_port, mosquitto_binary, wait_for_port
-from carehub.processes import Child, wait_http_ok, wait_until
+from harness.broker import free_port, mosquitto_binary, wait_for_port
+from harness.processes import Child, wait_http_ok, wait_until
 
 DIRECTORY = """\
 [[teams]]

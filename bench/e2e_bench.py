@@ -4,7 +4,7 @@ failing, beside the bare MQTT round trip measured in the same run.
 Everything is real and local: one mosquitto, the server process (SQLite, the Twilio SDK aimed
 at the SMS sandbox in this process), and `homes` hubs, each with its own store file, MQTT
 client id, base topic, token, elder and doctor, run by ``--workers`` hub-pool processes
-(`carehub.bench.hub_pool`). Every home has a simulated call button (paho, as firmware would).
+(`bench.hub_pool`). Every home has a simulated call button (paho, as firmware would).
 
 The presses are spread at random over ``--duration`` seconds. A press's latency runs from just
 before ``CallButton.press()`` to the arrival of the SMS request naming its alarm at the
@@ -31,8 +31,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import typer
 
-from carehub.bench.hub_pool import write_spec
-from carehub.bench.rig import (
+from bench.hub_pool import write_spec
+from bench.rig import (
     AdminApi,
     Home,
     TimedSmsSandbox,
@@ -43,8 +43,8 @@ from carehub.bench.rig import (
     server_child,
     write_directory,
 )
-from carehub.broker import Mosquitto, free_port
-from carehub.processes import Child, wait_until
+from harness.broker import Mosquitto, free_port
+from harness.processes import Child, wait_until
 
 TARGET_P99_MS = 250.0
 
@@ -168,7 +168,7 @@ def run_e2e(
                         [str(spec)],
                         {},
                         tmp / f"hub-pool-{w}.log",
-                        module="carehub.bench.hub_pool",
+                        module="bench.hub_pool",
                     ).start()
                 )
             wait_until(

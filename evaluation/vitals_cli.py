@@ -1,4 +1,4 @@
-"""Typer commands for the vital-sign evaluation (registered by ``carehub.cli``)."""
+"""Typer commands for the vital-sign evaluation (registered by ``cli.main``)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def eval_vitals(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes to use."),
 ) -> None:
     """Alarms per monitored hour on stable recordings; detection rate and delay on the others."""
-    from carehub.evaluation.vitals_dataset import DatasetFormatError
-    from carehub.evaluation.vitals_eval import evaluate_dataset, format_report
+    from evaluation.vitals_dataset import DatasetFormatError
+    from evaluation.vitals_eval import evaluate_dataset, format_report
 
     try:
         summary = evaluate_dataset(dataset, values_only=values_only, workers=workers)
@@ -48,7 +48,7 @@ def generate_vitals(
     ),
 ) -> None:
     """Write a simulated dataset in the generic vitals format."""
-    from carehub.evaluation.vitals_dataset import write_dataset
+    from evaluation.vitals_dataset import write_dataset
 
     write_dataset(
         out,

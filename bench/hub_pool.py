@@ -1,4 +1,4 @@
-"""Many homes' hubs in one process, for benchmarks: ``python -m carehub.bench.hub_pool SPEC``.
+"""Many homes' hubs in one process, for benchmarks: ``python -m bench.hub_pool SPEC``.
 
 A hundred ``carehub hub`` processes would spend the benchmark machine's cores on a hundred
 Python interpreters. This runner starts one unmodified `gateway.hub.Hub` per entry of a JSON
@@ -69,7 +69,7 @@ async def run_pool(entries: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.exit("usage: python -m carehub.bench.hub_pool SPEC.json")
+        sys.exit("usage: python -m bench.hub_pool SPEC.json")
     spec = json.loads(Path(args[0]).read_text())
     logs.setup(spec.get("log_level", "INFO"), "hub-pool")
     asyncio.run(run_pool(spec["hubs"]))

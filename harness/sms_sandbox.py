@@ -3,7 +3,7 @@
 Tests, the demo and benchmarks aim the real Twilio SDK at it (``CAREHUB_TWILIO_API_BASE``)
 so nothing ever leaves the machine. It implements only ``POST
 /2010-04-01/Accounts/<sid>/Messages.json`` and answers like Twilio does (201, a message
-resource). Run standalone: ``python -m carehub.sms_sandbox --port 8099 --record sms.jsonl``.
+resource). Run standalone: ``python -m harness.sms_sandbox --port 8099 --record sms.jsonl``.
 """
 
 from __future__ import annotations

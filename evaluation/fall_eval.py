@@ -23,9 +23,9 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import resample_poly
 
-from carehub.evaluation.recordings import Dataset, Recording, RecordingInfo
 from edge.fall_detection import FALL_MODEL, CandidateImpact, FallDetector, FallSettings
 from edge.fall_features import FEATURE_NAMES, LogisticModel
+from evaluation.recordings import Dataset, Recording, RecordingInfo
 
 STREAM_T0_MS = 1_700_000_000_000
 """Epoch ms given to the first sample of every replayed recording."""

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from carehub.bench.rig import (
+from bench.rig import (
     AdminApi,
     TimedSmsSandbox,
     make_homes,
@@ -47,9 +47,9 @@ from carehub.bench.rig import (
     server_child,
     write_directory,
 )
-from carehub.bench.tcp_proxy import CuttableProxy
-from carehub.broker import Mosquitto, free_port
-from carehub.processes import Child, wait_until
+from harness.broker import Mosquitto, free_port
+from harness.processes import Child, wait_until
+from harness.tcp_proxy import CuttableProxy
 
 HZ = 50.0
 UPRIGHT_S = 12.0

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
-from carehub.evaluation.vitals_dataset import (
+from edge.vital_signs import VitalsDetector, VitalsSettings
+from evaluation.vitals_dataset import (
     RecordingInfo,
     VitalsRecording,
     load_index,
     load_recording,
 )
-from edge.vital_signs import VitalsDetector, VitalsSettings
 
 __all__ = [
     "RecordingResult",

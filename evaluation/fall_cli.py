@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from carehub.evaluation.recordings import DatasetFormatError, open_dataset
 from edge.fall_detection import FallSettings
+from evaluation.recordings import DatasetFormatError, open_dataset
 
 
 def _pct(value: object) -> str:
@@ -70,7 +70,7 @@ def eval_fall(
 ) -> None:
     """Replay every recording through the streaming FallDetector in 1 s frames and score it."""
     # scipy-heavy: imported here so that `carehub hub` (same CLI) does not load it
-    from carehub.evaluation.fall_eval import (
+    from evaluation.fall_eval import (
         cross_validate,
         decisions_from_events,
         fit_model,

@@ -106,7 +106,7 @@ def broker(
     log_level: str = LogOpt,
 ) -> None:
     """Run an MQTT broker for a hub: mosquitto when installed, else embedded amqtt."""
-    from carehub.broker import run_broker
+    from harness.broker import run_broker
 
     logs.setup(log_level, "broker")
     with contextlib.suppress(KeyboardInterrupt):
@@ -119,7 +119,7 @@ def demo(
     broker_kind: str = typer.Option("auto", "--broker", help="auto, mosquitto or amqtt."),
 ) -> None:
     """One press, end to end: broker, server, hub and a simulated home; prints a timeline."""
-    from carehub.demo import run_demo
+    from cli.demo import run_demo
 
     raise typer.Exit(run_demo(keep=keep, broker_kind=broker_kind))
 
@@ -177,12 +177,12 @@ def sim_home(
 def _register_tools() -> None:
     """Evaluation and benchmark commands live with their code; those modules import their
     heavy dependencies (scipy) inside the commands, so `carehub hub` stays small."""
-    from carehub.bench.chaos_bench import bench_chaos
-    from carehub.bench.e2e_bench import bench_e2e
-    from carehub.bench.edge_bench import bench_edge
-    from carehub.bench.hub_load import bench_hub
-    from carehub.evaluation.fall_cli import eval_fall
-    from carehub.evaluation.vitals_cli import eval_vitals, generate_vitals
+    from bench.chaos_bench import bench_chaos
+    from bench.e2e_bench import bench_e2e
+    from bench.edge_bench import bench_edge
+    from bench.hub_load import bench_hub
+    from evaluation.fall_cli import eval_fall
+    from evaluation.vitals_cli import eval_vitals, generate_vitals
 
     eval_app.command("fall")(eval_fall)
     eval_app.command("vitals")(eval_vitals)

@@ -1,0 +1,5 @@
+"""`python -m cli` is the `carehub` command."""
+
+from cli.main import app
+
+app()
