@@ -1,0 +1,132 @@
+"""The small pure cores of dispatch: SMS segments, reply codes, accept links, send policy, KPIs."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.accept_link import (
+    LINK_TTL_MS,
+    IssuedLink,
+    LinkVerdict,
+    check_link,
+    new_token,
+    token_hash,
+)
+from server.kpi import AlarmTimes, team_kpis
+from server.reply_codes import CodedReply, Keyword, ReplyAction, next_code, parse_reply
+from server.send_policy import MIN_GAP_OVER_LIMIT_MS, WINDOW_MS, Sent, Waiting, plan_texts
+from server.sms_segments import segments
+
+# ---------------------------------------------------------------- segments
+
+
+def test_gsm7_and_ucs2_segment_limits() -> None:
+    assert segments("a" * 160).count == 1 and segments("a" * 161).count == 2
+    assert segments("a" * 306).count == 2 and segments("a" * 307).count == 3
+    assert segments("€" * 80).units == 160 and segments("€" * 81).count == 2
+    assert segments("急" * 70) == segments("急" * 70) and segments("急" * 70).count == 1
+    assert segments("急" * 71).count == 2 and segments("急" * 134).count == 2
+    assert segments("急" * 135).count == 3
+    assert segments("a" * 69 + "急").encoding == "UCS-2"
+    assert segments("😀" * 35).units == 70 and segments("😀" * 36).count == 2
+
+
+# ---------------------------------------------------------------- reply codes
+
+
+def test_reply_codes_are_read_the_way_phones_type_them() -> None:
+    assert parse_reply("1a") == CodedReply(1, ReplyAction.ACCEPT)
+    assert parse_reply(" 12 D ") == CodedReply(12, ReplyAction.DECLINE)
+    assert parse_reply("１ａ") == CodedReply(1, ReplyAction.ACCEPT)  # full-width keyboard
+    assert parse_reply("3r.") == CodedReply(3, ReplyAction.ARRIVED)
+    assert parse_reply("STOP") is Keyword.STOP and parse_reply("退订") is Keyword.STOP
+    assert parse_reply("Start") is Keyword.START
+    for junk in ("", "yes", "0a", "1", "a1", "1x", "1000a", "ok 1a"):
+        assert parse_reply(junk) is None, junk
+
+
+@given(st.text(max_size=200))
+def test_any_reply_is_understood_or_refused_never_an_error(text: str) -> None:
+    parse_reply(text)
+
+
+def test_codes_are_the_smallest_free_number() -> None:
+    assert next_code([]) == 1
+    assert next_code([1, 2, 4]) == 3
+    assert next_code([2]) == 1
+
+
+# ---------------------------------------------------------------- accept links
+
+
+def test_a_link_opens_its_own_alarm_until_it_expires() -> None:
+    token = new_token()
+    assert len(token) == 22
+    issued = IssuedLink("alarm-1", "dr-li", token_hash(token), 1_000 + LINK_TTL_MS)
+    assert check_link(issued, "alarm-1", token, 1_000) is LinkVerdict.OK
+    assert check_link(issued, "alarm-2", token, 1_000) is LinkVerdict.UNKNOWN
+    assert check_link(issued, "alarm-1", new_token(), 1_000) is LinkVerdict.UNKNOWN
+    assert check_link(None, "alarm-1", token, 1_000) is LinkVerdict.UNKNOWN
+    assert check_link(issued, "alarm-1", token, 1_000 + LINK_TTL_MS) is LinkVerdict.EXPIRED
+
+
+# ---------------------------------------------------------------- send policy
+
+
+def waiting(n: int, number: str = "+8613800000001") -> list[Waiting]:
+    return [Waiting(f"n{i}", number, f"alarm {i}") for i in range(n)]
+
+
+def test_under_the_limit_each_text_goes_alone() -> None:
+    plan = plan_texts(waiting(3), [], 0)
+    assert [o.keys for o in plan.send] == [("n0",), ("n1",), ("n2",)]
+
+
+def test_a_burst_is_merged_so_the_number_stays_within_its_limit() -> None:
+    plan = plan_texts(waiting(10), [], 0)
+    assert len(plan.send) == 4
+    assert plan.send[-1].keys == tuple(f"n{i}" for i in range(3, 10))
+    assert "alarm 9" in plan.send[-1].body
+    carried = [k for o in plan.send for k in o.keys]
+    assert sorted(carried) == sorted(w.key for w in waiting(10))
+
+
+def test_over_the_limit_one_merged_message_a_minute() -> None:
+    number = "+8613800000001"
+    history = [Sent(number, f"old {i}", 1000 * i) for i in range(4)]
+    held = plan_texts(waiting(2), history, 10_000)
+    assert held.send == [] and held.held_until_ms[number] == 3000 + MIN_GAP_OVER_LIMIT_MS
+    later = plan_texts(waiting(2), history, 3000 + MIN_GAP_OVER_LIMIT_MS)
+    assert [o.keys for o in later.send] == [("n0", "n1")]
+    fresh = plan_texts(waiting(1), history, WINDOW_MS + 3000)
+    assert [o.keys for o in fresh.send] == [("n0",)]
+
+
+def test_never_the_same_text_twice_to_one_number() -> None:
+    number = "+8613800000001"
+    plan = plan_texts(
+        [Waiting("a", number, "hello"), Waiting("b", number, "hello")],
+        [Sent(number, "hello", 0)],
+        WINDOW_MS,
+    )
+    assert [o.body for o in plan.send] == ["hello (2)", "hello (3)"]
+
+
+# ---------------------------------------------------------------- KPIs
+
+
+def test_kpis_count_misses_and_leave_out_cancelled_alarms() -> None:
+    rows = [
+        AlarmTimes("east", 0, 1_000, 30_000, 30_000 + 15 * 60_000),  # in 60 s, in circle
+        AlarmTimes("east", 0, 1_000, 120_000, 120_000 + 25 * 60_000),  # in 180 s, late
+        AlarmTimes("east", 0, 1_000, None, None),  # never accepted: a miss
+        AlarmTimes("east", 0, None, None, None, cancelled_before_accept=True),
+        AlarmTimes("west", 0, 2_000, 50_000, None),
+    ]
+    east, west = team_kpis(rows)
+    assert east.team_id == "east" and east.alarms == 3
+    assert east.accepted_60s == 1 / 3 and east.accepted_180s == 2 / 3
+    assert east.arrived_in_circle == 1 / 2
+    assert east.first_notification_p50_s == 1.0 and east.accept_p50_s == 75.0
+    assert west.arrived_in_circle == 0.0
