@@ -14,7 +14,7 @@ from carehub import __version__
 from carehub.api_contract import HEALTH_PATH
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
-from server.change_signal import ChangeSignal
+from server.change_signal import ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatcher import Dispatcher
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
@@ -63,6 +63,13 @@ def create_app(
         store = ServerStore(engine)
         clk = clock or SystemClock()
         changes = ChangeSignal()
+        relay = (
+            PostgresRelay(asyncpg_dsn(settings.database_url), changes)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        if relay is not None:  # other server processes' changes wake our long-polls
+            await relay.start()
         dispatcher = Dispatcher(store, notifier or make_notifier(settings), clk, changes)
         rt = ServerRuntime(settings, store, dispatcher, changes, clk)
         app.state.runtime = rt
@@ -77,6 +84,8 @@ def create_app(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if relay is not None:
+                await relay.stop()
             await engine.dispose()
 
     app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)

@@ -1,41 +1,154 @@
-"""Wakes a hub's long-poll when one of its alarms changes state in this process.
+"""Wakes whoever waits on a key (a hub's long-poll, later the console's live feed) when
+something it shows changed — in this process, and in every other server process.
 
-Keyed by hub: a change wakes only the long-poll of the hub it concerns, which then reads the
-database. (Waking every long-poll on every change cost one query per connected hub for each
-change; with 100 hubs that starved the dispatcher, see docs/benchmarks.md.) Other server
-processes' changes are seen by the long-poll's periodic re-check, so the elder's feedback
-stays within ~1 s even with several workers on PostgreSQL.
+Keyed: a change wakes only the waiters of its key, which then read the database. (Waking
+every long-poll on every change cost one query per connected hub for each change; with 100
+hubs that starved the dispatcher, see docs/benchmarks.md.)
+
+Across processes on PostgreSQL, `PostgresRelay` carries each key over ``LISTEN/NOTIFY``
+(channel ``carehub_changes``): no extra server, and a notification is sent only after the
+change committed, so the woken reader sees it. On SQLite there is one server process and
+nothing to relay. A relay that loses its connection reconnects and then wakes every waiter
+once, since it may have missed notifications meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "carehub_changes"
+MAX_KEY_CHARS = 200
+"""PostgreSQL caps a NOTIFY payload at 8000 bytes; keys are ids, far shorter."""
+
+
+class Relay(Protocol):
+    async def publish(self, key: str) -> None: ...
 
 
 class ChangeSignal:
     def __init__(self) -> None:
         self._versions: dict[str, int] = {}
         self._conds: dict[str, asyncio.Condition] = {}
+        self.relay: Relay | None = None
 
-    def version(self, hub_id: str) -> int:
-        """How many changes of this hub's alarms were signalled so far."""
-        return self._versions.get(hub_id, 0)
+    def version(self, key: str) -> int:
+        """How many changes of `key` were signalled so far."""
+        return self._versions.get(key, 0)
 
-    async def notify(self, hub_id: str) -> None:
-        self._versions[hub_id] = self.version(hub_id) + 1
-        cond = self._conds.get(hub_id)
+    async def notify(self, key: str) -> None:
+        """A change of `key` committed here: wake local waiters and other processes'."""
+        await self.wake(key)
+        if self.relay is not None:
+            await self.relay.publish(key)
+
+    async def wake(self, key: str) -> None:
+        """Wake this process's waiters of `key` only (a relay delivering another's change)."""
+        self._versions[key] = self.version(key) + 1
+        cond = self._conds.get(key)
         if cond is not None:
             async with cond:
                 cond.notify_all()
 
-    async def wait(self, hub_id: str, seen_version: int, timeout_s: float) -> int:
-        """Return once this hub's version moved past `seen_version`, or after `timeout_s`."""
-        cond = self._conds.setdefault(hub_id, asyncio.Condition())
+    async def wake_all(self) -> None:
+        for key in list(self._conds):
+            await self.wake(key)
+
+    async def wait(self, key: str, seen_version: int, timeout_s: float) -> int:
+        """Return once `key`'s version moved past `seen_version`, or after `timeout_s`."""
+        cond = self._conds.setdefault(key, asyncio.Condition())
         async with cond:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    cond.wait_for(lambda: self.version(hub_id) != seen_version), timeout_s
+                    cond.wait_for(lambda: self.version(key) != seen_version), timeout_s
                 )
-            except TimeoutError:
-                pass
-            return self.version(hub_id)
+            return self.version(key)
+
+
+class PostgresRelay:
+    """Relays keys between server processes through PostgreSQL ``LISTEN/NOTIFY``.
+
+    Payloads are ``<origin>|<key>``; a process ignores its own (it woke its waiters already).
+    """
+
+    def __init__(self, dsn: str, signal: ChangeSignal, retry_s: float = 1.0) -> None:
+        self._dsn = dsn
+        self._signal = signal
+        self._retry_s = retry_s
+        self._origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._conn: Any = None
+        self._send_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self._signal.relay = self
+        self._task = asyncio.create_task(self._listen_forever(), name="change-relay")
+
+    async def stop(self) -> None:
+        self._signal.relay = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+
+    async def publish(self, key: str) -> None:
+        if len(key) > MAX_KEY_CHARS:
+            raise ValueError(f"change key longer than {MAX_KEY_CHARS} characters")
+        conn = self._conn
+        if conn is None:
+            return  # reconnecting: other processes get a wake-all when we are back
+        try:
+            async with self._send_lock:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{self._origin}|{key}")
+        except Exception as e:  # the listener task notices and reconnects
+            log.warning("change relay could not notify (%s: %s)", type(e).__name__, e)
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        while True:
+            lost = asyncio.Event()
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self._conn = conn  # publish only on a connection that is set up
+                self.listening.set()
+                await self._signal.wake_all()  # whatever was missed while away
+                await lost.wait()
+                log.warning("change relay lost its PostgreSQL connection; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("change relay cannot listen (%s); retrying", e)
+            finally:
+                self.listening.clear()
+                self._conn = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            await asyncio.sleep(self._retry_s)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        origin, _, key = payload.partition("|")
+        if origin != self._origin and key:
+            asyncio.get_running_loop().create_task(self._signal.wake(key))
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """``postgresql+asyncpg://…`` → ``postgresql://…`` for a raw asyncpg connection."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
