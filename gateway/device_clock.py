@@ -17,6 +17,7 @@ Pure: no I/O, no logging; the hub's time is passed in, transitions are returned 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from carehub.mqtt_contract import (
@@ -32,6 +33,7 @@ class ClockChange(enum.StrEnum):
     WRONG = "clock wrong"
     OK = "clock ok again"
     REPLAY_TOO_OLD = "replayed data too old"
+    NOT_A_TIME = "timestamp is not a finite number"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class DeviceClock:
 
     def stamp(self, device_ms: int, now_ms: int, replayed: bool = False) -> Stamp:
         """Map ``device_ms`` (the device's epoch ms) given the hub's ``now_ms``."""
+        if not (isinstance(device_ms, int) or math.isfinite(device_ms)):
+            return Stamp(now_ms, True, ClockChange.NOT_A_TIME)  # refused by the contract
+        device_ms = int(device_ms)
         mapped = device_ms + self.offset_ms
         if replayed and mapped <= now_ms + self.ahead_ms:
             if now_ms - mapped > self.replay_max_age_ms:

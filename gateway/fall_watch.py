@@ -11,7 +11,8 @@ the shell to log (`take_notices`).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,15 +30,19 @@ resumes, if the `silent` sweep has not done it already."""
 class _DeviceState:
     orderer: FrameOrderer
     detector: FallDetector
-    clock: DeviceClock = field(default_factory=DeviceClock)
+    clock: DeviceClock
     last_frame_ms: int | None = None  # hub clock
     flushed: bool = False
     bad_values: bool = False  # the last frame held NaN/inf (reported once per run)
 
 
 class FallWatch:
-    def __init__(self, sensitivity: float = 0.5) -> None:
+    def __init__(
+        self, sensitivity: float = 0.5, device_clock: Callable[[], DeviceClock] = DeviceClock
+    ) -> None:
+        """`device_clock` makes each pendant's clock guard (the contract's tolerances)."""
         self._sensitivity = sensitivity
+        self._device_clock = device_clock
         self._devices: dict[str, _DeviceState] = {}
         self._notices: deque[Notice] = deque(maxlen=256)
 
@@ -82,11 +87,10 @@ class FallWatch:
         acc = np.asarray(frame.acc, dtype=float)
         gyr = None if frame.gyr is None else np.asarray(frame.gyr, dtype=float)
         hz = float(frame.hz)
-        if not (acc.ndim == 2 and acc.shape[1:] == (3,) and len(acc) and hz > 0):
-            return events
-        if not (np.isfinite(hz) and np.isfinite(acc).all()):
-            if not state.bad_values:
-                self._note(device_id, "pendant frame with non-finite values dropped")
+        shaped = acc.ndim == 2 and acc.shape[1:] == (3,) and len(acc) > 0
+        if not (shaped and 0 < hz < np.inf and np.isfinite(acc).all()):
+            if not state.bad_values:  # refused by the contract: only if one slips through
+                self._note(device_id, "pendant frame with malformed or non-finite values dropped")
             state.bad_values = True
             return events
         state.bad_values = False
@@ -124,7 +128,9 @@ class FallWatch:
 
     def _new_state(self) -> _DeviceState:
         return _DeviceState(
-            FrameOrderer(), FallDetector(FallSettings(sensitivity=self._sensitivity))
+            FrameOrderer(),
+            FallDetector(FallSettings(sensitivity=self._sensitivity)),
+            self._device_clock(),
         )
 
     def _note(self, device_id: str, text: str) -> None:

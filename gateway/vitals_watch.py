@@ -10,7 +10,8 @@ the shell to log (`take_notices`). The elder's care plan says whether SpO2 scale
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,11 +29,15 @@ from gateway.device_clock import DeviceClock, Notice
 @dataclass
 class _Wearable:
     detector: VitalsDetector
-    clock: DeviceClock = field(default_factory=DeviceClock)
+    clock: DeviceClock
 
 
 class VitalsWatch:
-    def __init__(self, spo2_scale2: bool = False) -> None:
+    def __init__(
+        self, spo2_scale2: bool = False, device_clock: Callable[[], DeviceClock] = DeviceClock
+    ) -> None:
+        """`device_clock` makes each wearable's clock guard (the contract's tolerances)."""
+        self._device_clock = device_clock
         self._settings = VitalsSettings(spo2_scale2=spo2_scale2)
         self._wearables: dict[str, _Wearable] = {}
         self._notices: deque[Notice] = deque(maxlen=256)
@@ -59,7 +64,9 @@ class VitalsWatch:
         trusted, as it was: pass the hub's clock."""
         w = self._wearables.get(device_id)
         if w is None:
-            w = self._wearables[device_id] = _Wearable(VitalsDetector(self._settings))
+            w = self._wearables[device_id] = _Wearable(
+                VitalsDetector(self._settings), self._device_clock()
+            )
         ts = reading.ts
         if now_ms is not None:
             self._now_ms = now_ms
@@ -68,6 +75,8 @@ class VitalsWatch:
             if stamp.change is not None:
                 text = f"wearable {stamp.change.value} (offset {stamp.offset_ms} ms)"
                 self._notices.append(Notice(device_id, text))
+            if stamp.drop:
+                return []
         restarts = w.detector.restarts
         events = w.detector.push(
             VitalsSample(

@@ -17,6 +17,7 @@ from carehub.mqtt_contract import CLOCK_AHEAD_TOLERANCE_MS, ImuFrame, VitalsRead
 from edge.fall_detection import FallDetector, FallEvent
 from edge.vital_signs import VitalsDetector, VitalsEvent, VitalsSample
 from firmware_sim.pendant import still_standing, synthetic_fall
+from gateway.device_clock import DeviceClock
 from gateway.fall_watch import FallWatch
 from gateway.vitals_watch import VitalsWatch
 
@@ -100,6 +101,8 @@ class Pendant:
             bad = STANDING.copy()
             bad[7] = np.nan
             self.send(ImuFrame.model_construct(v=1, seq=0, t0=self.now, hz=HZ, acc=bad.tolist()))
+            self.send(ImuFrame.model_construct(v=1, seq=0, t0=np.nan, hz=HZ, acc=STANDING.tolist()))
+            self.send(ImuFrame.model_construct(v=1, seq=0, t0=self.now, hz=np.inf, acc=[[1, 1]]))
 
     def fall(self) -> tuple[int, list[FallEvent]]:
         """Streams FALL; (frames pushed until the first fall event, the events)."""
@@ -120,7 +123,7 @@ def test_the_clean_fall_is_detected_in_the_usual_7_to_8_s() -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_ops)
-@example([("future", 10**12), ("good", 3)])
+@example([("nan", 0), ("future", 10**12), ("good", 3)])
 @example([("skew", -(10**12)), ("good", 2), ("skew", 0)])
 def test_a_fall_after_any_hostile_stream_is_detected_in_the_usual_time(ops: list[Op]) -> None:
     p = Pendant()
@@ -253,6 +256,7 @@ class Wearable:
         elif op == "nan":
             r = reading(self.now + self.skew, 96.5, self.rng)
             self.send(r.model_copy(update={"spo2": float("nan"), "hr": float("inf")}))
+            self.send(r.model_copy(update={"ts": float("nan")}))
             self.watch.push_imu(
                 ImuFrame.model_construct(v=1, seq=0, t0=self.now + 10**12, hz=HZ, acc=[[9, 9, 9]])
             )
@@ -261,7 +265,7 @@ class Wearable:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_ops)
 @example([("small_skew", 31_001)])  # a clock within the tolerance, ahead of the hub's ticks
-@example([("stall", 3_600_000), ("future", 10**12)])
+@example([("nan", 0), ("stall", 3_600_000), ("future", 10**12)])
 def test_hypoxaemia_after_any_hostile_stream_is_critical_in_the_usual_time(ops: list[Op]) -> None:
     w = Wearable()
     for op, x in ops:
@@ -312,3 +316,15 @@ def test_a_late_reading_within_30_s_is_ignored_as_before() -> None:
     assert det.restarts == 0
     det.push(VitalsSample(NOW - 40_000, hr=72.0))
     assert det.restarts == 1
+
+
+def test_a_simulator_playing_30x_faster_needs_a_wider_clock_guard() -> None:
+    """Time-scaled simulators break the contract's clock rule; a hub under test can say so."""
+    for ahead_ms, alarmed in ((86_400_000, True), (None, False)):
+        wide = VitalsWatch(device_clock=lambda a=ahead_ms: DeviceClock(ahead_ms=a))
+        watch = wide if ahead_ms else VitalsWatch()
+        rng = np.random.default_rng(2)
+        events: list[VitalsEvent] = []
+        for k in range(300):  # 300 wearable seconds in 10 hub seconds
+            events += watch.push("wear-1", reading(NOW + k * 1000, 88.0, rng), NOW + k * 1000 // 30)
+        assert any(e.kind == "alarm" for e in events) is alarmed

@@ -99,3 +99,12 @@ def test_transitions_alternate_and_a_right_clock_ends_trusted(
     said = [ch for ch in changes if ch is not None]
     assert all(a is not b for a, b in zip(said, said[1:], strict=False))
     assert not c.wrong and c.offset_ms == 0
+
+
+def test_a_timestamp_that_is_not_a_number_is_dropped_and_leaves_the_offset_alone() -> None:
+    c = DeviceClock()
+    for bad in (float("nan"), float("inf")):
+        s = c.stamp(bad, NOW)  # type: ignore[arg-type]
+        assert s.drop and s.change is ClockChange.NOT_A_TIME
+    assert c.stamp(NOW + 1000, NOW) == c.stamp(NOW + 1000, NOW)
+    assert c.offset_ms == 0 and not c.wrong
