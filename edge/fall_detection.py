@@ -59,6 +59,7 @@ _MIN_HZ, _MAX_HZ = 1.0, 5000.0  # outside this a frame is malformed and ignored 
 _MAX_ABS_G = 100.0  # beyond any pendant's range: such a sample is a fault, like NaN (g)
 _EVENT_PRE_S, _EVENT_POST_S = 2.0, 5.0
 _HISTORY_END_S = 2.0  # the look-back for held postures ends this long before the peak (s)
+_REWIND_MS = 10_000.0  # a frame ending this far before what was consumed starts a new timeline
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,9 @@ class FallDetector:
 
         Samples at or before what was already consumed are ignored, a forward jump beyond
         ``gap_ms`` or a non-finite sample restarts the buffers, malformed frames are ignored.
+        A whole frame more than 10 s before what was consumed means the stream's clock went
+        back: the suspected falls are decided as by ``flush`` and the detector starts afresh
+        on the new timeline (one bad far-future frame must not silence it).
         """
         del gyr  # accepted for the contract, not needed by the method (see module docstring)
         try:
@@ -222,6 +226,9 @@ class FallDetector:
             return []
         period = 1000.0 / rate
         start = 0
+        decided: list[FallEvent] = []
+        if self._last_t is not None and t0 + (n - 1) * period < self._last_t - _REWIND_MS:
+            decided = self.restart()
         if self._last_t is not None:  # drop what was already consumed (duplicates, late frames)
             start = max(0, math.ceil((self._last_t + 0.5 * period - t0) / period))
             if start >= n:
@@ -232,20 +239,31 @@ class FallDetector:
             start = int(np.flatnonzero(~ok)[-1]) + 1
             self._reset()
             if start >= n:
-                return []
+                return decided
         t_first = t0 + start * period
         if self._last_t is not None and t_first - self._last_t > self.settings.gap_ms:
             self._reset()
         new_acc, new_t = self._to_grid(a[start:] if start else a, t_first, period, rate)
         if not len(new_acc):
-            return []
+            return decided
         first = self._append(new_acc, new_t)
         self._find_candidates(first)
         self._score_candidates()
         if not self._suspects:
-            return []
+            return decided
         self._check_returns(first)
-        return self._confirm(float(self._t[self._n - 1]))
+        return decided + self._confirm(float(self._t[self._n - 1]))
+
+    def restart(self) -> list[FallEvent]:
+        """Start afresh on a new timeline (the stream's clock went back): decide the suspected
+        falls now, as ``flush`` does, then forget everything timed on the old timeline,
+        including the refractory period. Returns the falls so decided."""
+        decided = self.flush()
+        self._suspects = []
+        self._quiet_until_ms = -np.inf
+        self._latest_ms = None
+        self._reset()
+        return decided
 
     def flush(self) -> list[FallEvent]:
         """The stream has ended (device offline, recording over): decide the suspected falls

@@ -51,6 +51,14 @@ Reading = dict[str, float | int | None]
 _CHANNELS = ("hr", "spo2", "rr", "temp", "sbp")
 _PULSE = ("hr", "spo2")
 _BASELINE = ("hr", "spo2", "rr", "temp")
+_REWIND_MS = 30_000
+"""A sample this far (ms) before the newest one means the stream's clock went back: the
+detector restarts its timeline (a late sample within it is ignored, as before)."""
+_STRAY_AHEAD_MS = 86_400_000
+"""A newest sample this far (ms) ahead of the hub's tick was stamped by a broken clock: the
+timeline restarts at the tick's time, so a silent wearable is noticed again. (Generous: the
+hub's clock guard already keeps samples within a minute of its clock; simulators that play
+faster than real time may lead by minutes.)"""
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,8 @@ class _Window:
 
 
 class VitalsDetector:
-    """Streaming detector for one elder; feed samples in time order (older ones are ignored)."""
+    """Streaming detector for one elder; feed samples in time order (older ones are ignored,
+    unless more than 30 s older: then the clock went back and the timeline restarts)."""
 
     def __init__(self, settings: VitalsSettings | None = None) -> None:
         s = settings or VitalsSettings()
@@ -189,25 +198,16 @@ class VitalsDetector:
         self._flat_ms = int(s.flat_line_s * 1000)
         self._stale_ms = int(s.stale_s * 1000)
         self._suspect_ms = int(s.freeze_suspect_s * 1000)
-        self._ch = {
-            c: ChannelScreen(*PLAUSIBLE[c], s.max_jump_per_s[i]) for i, c in enumerate(_CHANNELS)
-        }
         self._spread = dict(zip(_CHANNELS, s.max_epoch_spread, strict=True))
-        self._last_ts: int | None = None
-        self._first_ts: int | None = None
-        self._epoch: int | None = None
-        self._n_samples = 0
-        self._motion_until = -1
-        self._last_pulse_ts: int | None = None
-        self._good_since: int | None = None
-        self._sbp: tuple[int, float] | None = None
         self._fault: str | None = None
         self._level: Severity | None = None
-        self._recovered_since: int | None = None
         self._red = {c: _Window(s.critical_persistence_s) for c in ("hr", "spo2", "rr", "sbp")}
         self._high = _Window(s.critical_persistence_s)
         self._medium = _Window(s.warning_persistence_s)
         self._dev = {c: _Window(s.baseline_persistence_s) for c in _BASELINE}
+        self.restarts = 0
+        """How many times the stream's clock went back and the timeline started afresh."""
+        self._start_timeline()
         self._baseline = {
             c: HourlyBaseline(
                 days=s.baseline_days,
@@ -221,6 +221,31 @@ class VitalsDetector:
         self._readings: deque[Reading] = deque(maxlen=s.max_readings)
         self._last_scores: dict[str, int] = {"total": 0}
 
+    def _start_timeline(self) -> None:
+        """Forget everything timed on the stream's clock (screens, epoch, persistence windows,
+        timers). Kept: the episode and wear-fault state the hub was told about (so neither is
+        raised twice nor left open) and the personal baselines (learned over days, per hour
+        of day; an epoch is only learned once closed, so a stray timestamp never reaches it)."""
+        s = self.settings
+        self._ch = {
+            c: ChannelScreen(*PLAUSIBLE[c], s.max_jump_per_s[i]) for i, c in enumerate(_CHANNELS)
+        }
+        self._last_ts: int | None = None
+        self._first_ts: int | None = None
+        self._epoch: int | None = None
+        self._n_samples = 0
+        self._motion_until = -1
+        self._last_pulse_ts: int | None = None
+        self._good_since: int | None = None
+        self._sbp: tuple[int, float] | None = None
+        self._recovered_since: int | None = None
+        for w in (*self._red.values(), self._high, self._medium, *self._dev.values()):
+            w.clear()
+
+    def _restart(self) -> None:
+        self.restarts += 1
+        self._start_timeline()
+
     # ----- public API --------------------------------------------------------------------
 
     def push(self, sample: VitalsSample) -> list[VitalsEvent]:
@@ -233,7 +258,9 @@ class VitalsDetector:
             ts_raw = int(ts_f)
         ts: int = ts_raw
         if self._last_ts is not None and ts <= self._last_ts:
-            return []
+            if ts >= self._last_ts - _REWIND_MS:
+                return []  # a late or repeated sample
+            self._restart()  # the stream's clock went back: follow it rather than go deaf
         events: list[VitalsEvent] = []
         epoch = ts // self._epoch_ms
         if epoch != self._epoch:
@@ -255,6 +282,8 @@ class VitalsDetector:
             q = finite_number(quality)
             if q is not None and q < s.min_quality:
                 self._motion_until = ts + self._motion_hold_ms
+        if self._motion_until > ts + self._motion_hold_ms + _REWIND_MS:
+            self._motion_until = -1  # motion stamped far ahead of this stream: not about now
         ppg_ok = ts > self._motion_until
         ch = self._ch
         for name in ("hr", "spo2", "rr"):
@@ -398,6 +427,9 @@ class VitalsDetector:
         if now is None or self._fault is not None:
             return []
         last = self._last_ts
+        if last is not None and last - now > _STRAY_AHEAD_MS:  # a stray future sample
+            self._restart()
+            self._last_ts = self._first_ts = last = int(now)
         if last is None or now - last < self.settings.no_data_s * 1000:
             return []
         self._good_since = None

@@ -1,32 +1,50 @@
 """Per-device fall detection on the hub: orders each pendant's frames and runs its detector.
 
-Pure (no I/O, no clock). The state lives in this object, not in the MQTT connection, so a
-broker restart loses nothing; the elder's sensitivity comes from the care plan.
+Pure (no I/O; the hub's time is passed in). The state lives in this object, not in the MQTT
+connection, so a broker restart loses nothing; the elder's sensitivity comes from the care
+plan. No input can silence a pendant for good: timestamps go through the pendant's
+`DeviceClock` (a wrong clock is re-stamped onto the hub's), and a stream that jumps, goes back
+or resumes after a stall restarts its orderer/detector. Each such event is one `Notice` for
+the shell to log (`take_notices`).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from carehub.mqtt_contract import ImuFrame
 from edge.fall_detection import FallDetector, FallEvent, FallSettings
+from gateway.device_clock import DeviceClock, Notice
 from gateway.imu_order import Frame, FrameOrderer
+
+STALL_MS = 30_000
+"""A pendant silent this long (hub clock) has its pending suspected falls decided when it
+resumes, if the `silent` sweep has not done it already."""
 
 
 @dataclass
 class _DeviceState:
     orderer: FrameOrderer
     detector: FallDetector
-    last_frame_ms: int = 0  # hub clock
+    clock: DeviceClock
+    last_frame_ms: int | None = None  # hub clock
     flushed: bool = False
+    bad_values: bool = False  # the last frame held NaN/inf (reported once per run)
 
 
 class FallWatch:
-    def __init__(self, sensitivity: float = 0.5) -> None:
+    def __init__(
+        self, sensitivity: float = 0.5, device_clock: Callable[[], DeviceClock] = DeviceClock
+    ) -> None:
+        """`device_clock` makes each pendant's clock guard (the contract's tolerances)."""
         self._sensitivity = sensitivity
+        self._device_clock = device_clock
         self._devices: dict[str, _DeviceState] = {}
+        self._notices: deque[Notice] = deque(maxlen=256)
 
     @property
     def sensitivity(self) -> float:
@@ -38,19 +56,50 @@ class FallWatch:
             self._sensitivity = sensitivity
             self._devices.clear()
 
-    def push(self, device_id: str, frame: ImuFrame, now_ms: int = 0) -> list[FallEvent]:
-        """Falls decided with this frame (usually none); `now_ms` is the hub's clock."""
+    def take_notices(self) -> list[Notice]:
+        """The notices since the last call, oldest first, for the shell to log (at most the
+        last 256 are kept if nobody asks)."""
+        out = list(self._notices)
+        self._notices.clear()
+        return out
+
+    def push(self, device_id: str, frame: ImuFrame, now_ms: int) -> list[FallEvent]:
+        """Falls decided with this frame (usually none); `now_ms` is the hub's clock.
+
+        Event times are hub-clock ms: a replayed frame (``frame.replayed``, sent late after an
+        outage) is still run through the detector, so its fall comes late rather than never.
+        """
         state = self._devices.get(device_id)
         if state is None:
-            state = _DeviceState(
-                FrameOrderer(), FallDetector(FallSettings(sensitivity=self._sensitivity))
-            )
-            self._devices[device_id] = state
+            state = self._devices[device_id] = self._new_state()
+        events: list[FallEvent] = []
+        replayed = bool(getattr(frame, "replayed", False))
+        last = state.last_frame_ms
+        if last is not None and now_ms - last > STALL_MS and not state.flushed:
+            events += state.detector.flush()
+            self._note(device_id, f"pendant stream resumed after {(now_ms - last) / 1000:.0f} s")
         state.last_frame_ms, state.flushed = now_ms, False
+        stamp = state.clock.stamp(frame.t0, now_ms, replayed)
+        if stamp.change is not None:
+            self._note(device_id, f"pendant {stamp.change.value} (offset {stamp.offset_ms} ms)")
+        if stamp.drop:
+            return events
         acc = np.asarray(frame.acc, dtype=float)
         gyr = None if frame.gyr is None else np.asarray(frame.gyr, dtype=float)
-        events: list[FallEvent] = []
-        for f in state.orderer.push(Frame(float(frame.t0), frame.hz, acc, gyr)):
+        hz = float(frame.hz)
+        shaped = acc.ndim == 2 and acc.shape[1:] == (3,) and len(acc) > 0
+        if not (shaped and 0 < hz < np.inf and np.isfinite(acc).all()):
+            if not state.bad_values:  # refused by the contract: only if one slips through
+                self._note(device_id, "pendant frame with malformed or non-finite values dropped")
+            state.bad_values = True
+            return events
+        state.bad_values = False
+        ready = state.orderer.push(Frame(float(stamp.hub_ms), hz, acc, gyr), replayed)
+        if state.orderer.restarted is not None:
+            if state.orderer.rewound:  # the old timeline is over: decide it, start afresh
+                events += state.detector.restart()
+            self._note(device_id, f"pendant {state.orderer.restarted}; fall detector restarted")
+        for f in ready:
             events += state.detector.push(int(f.t0_ms), f.hz, f.acc, f.gyr)
         return events
 
@@ -68,9 +117,21 @@ class FallWatch:
         return [
             (device_id, event)
             for device_id, state in list(self._devices.items())
-            if not state.flushed and now_ms - state.last_frame_ms > after_ms
+            if not state.flushed
+            and state.last_frame_ms is not None
+            and now_ms - state.last_frame_ms > after_ms
             for event in self.stream_ended(device_id)
         ]
 
     def forget(self, device_id: str) -> None:
         self._devices.pop(device_id, None)
+
+    def _new_state(self) -> _DeviceState:
+        return _DeviceState(
+            FrameOrderer(),
+            FallDetector(FallSettings(sensitivity=self._sensitivity)),
+            self._device_clock(),
+        )
+
+    def _note(self, device_id: str, text: str) -> None:
+        self._notices.append(Notice(device_id, text))

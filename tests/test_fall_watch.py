@@ -54,7 +54,7 @@ def test_walking_on_raises_nothing_and_a_new_sensitivity_restarts_detectors() ->
     walk = np.stack(
         [0.1 * np.sin(2 * np.pi * 2 * t), 1 + 0.4 * np.sin(2 * np.pi * 2 * t), 0 * t], axis=1
     )
-    assert [e for f in frames(walk) for e in watch.push("pend-1", f)] == []
+    assert [e for f in frames(walk) for e in watch.push("pend-1", f, f.t0)] == []
     watch.set_sensitivity(0.9)
     assert watch.sensitivity == 0.9
 

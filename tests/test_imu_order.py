@@ -47,10 +47,80 @@ def test_duplicates_are_dropped() -> None:
 @given(st.lists(st.integers(0, 19), min_size=1, max_size=60))
 def test_output_is_strictly_increasing_and_never_repeats(order: list[int]) -> None:
     f = frames(20)
-    o = FrameOrderer()
+    o = FrameOrderer(rewind_ms=30_000)  # the whole stream is within the reorder range
     out: list[Frame] = []
     for i in order:
         out += o.push(f[i])
     starts = [x.t0_ms for x in out]
     assert starts == sorted(set(starts))
     assert len(o._held) <= o.max_held + 1
+
+
+def frame_at(t0_ms: float) -> Frame:
+    return Frame(t0_ms, 50.0, np.zeros((50, 3)))
+
+
+def test_one_far_future_frame_does_not_make_every_later_frame_too_old() -> None:
+    o = FrameOrderer()
+    assert o.push(frame_at(0)) and o.restarted is None
+    future = frame_at(10**12)
+    assert o.push(future) == [future] and o.restarted and "forward" in o.restarted
+    back = frame_at(1000)
+    assert o.push(back) == [back]  # a new timeline, not "older than what was used"
+    assert o.rewound and o.restarted and "back" in o.restarted
+    assert o.push(frame_at(2000)) == [frame_at(2000)] and o.restarted is None
+
+
+def test_a_late_straggler_within_the_rewind_bound_is_dropped_not_a_restart() -> None:
+    o = FrameOrderer(rewind_ms=10_000)
+    for k in range(12):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(5000)) == [] and o.restarted is None and o.dropped == 1
+
+
+def test_replayed_frames_never_move_the_stream_back() -> None:
+    o = FrameOrderer()
+    for k in range(30):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(0), replayed=True) == [] and o.restarted is None
+    assert o.push(frame_at(30_000), replayed=True) == [frame_at(30_000)]
+
+
+def test_a_forward_jump_releases_what_was_held_first() -> None:
+    o = FrameOrderer()
+    o.push(frame_at(0))
+    assert o.push(frame_at(2000)) == []  # held: frame 1000 is missing
+    out = o.push(frame_at(500_000))
+    assert [f.t0_ms for f in out] == [2000, 500_000] and o.restarted
+
+
+def test_non_finite_times_are_dropped() -> None:
+    o = FrameOrderer()
+    assert o.push(frame_at(float("nan"))) == [] and o.push(Frame(0.0, 0.0, np.zeros((5, 3)))) == []
+    assert o.push(frame_at(0)) == [frame_at(0)]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 40).map(lambda k: k * 1000.0),  # the stream, any order, repeats
+            st.floats(-1e13, 1e13, allow_nan=False),  # a clock anywhere
+        ),
+        max_size=60,
+    )
+)
+def test_between_restarts_the_output_is_ordered_and_good_frames_always_get_through(
+    starts: list[float],
+) -> None:
+    o = FrameOrderer()
+    segment: list[float] = []
+    for t in starts:
+        out = o.push(frame_at(t))
+        if o.restarted is not None:
+            segment = []
+        segment += [f.t0_ms for f in out]
+        assert segment == sorted(set(segment))
+    now = 2e13  # then a normal stream resumes (on the hub's clock): it is heard at once
+    for k in range(3):
+        good = frame_at(now + k * 1000)
+        assert good in o.push(good)
