@@ -4,6 +4,7 @@ fake device link: `handle_message` is called directly (no broker)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,8 +38,9 @@ CONFIG = api.HubConfig(
 class FakeUplink:
     """A server: `broken` is raised by every call; uploads are recorded."""
 
-    def __init__(self, broken: Exception | None = None) -> None:
+    def __init__(self, broken: Exception | None = None, html: bool = False) -> None:
         self.broken = broken
+        self.html = html
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.attempts = 0
 
@@ -56,6 +58,8 @@ class FakeUplink:
         return api.AlarmUpdates(updates=[], cursor=after)
 
     async def config(self) -> api.HubConfig:
+        if self.html:  # a captive portal or proxy: 200 text/html
+            return api.HubConfig.model_validate_json(b"<html><body>Sign in</body></html>")
         if self.broken:
             raise self.broken
         return CONFIG
@@ -176,14 +180,14 @@ async def test_an_unknown_device_is_dropped_with_its_reason_counted(tmp_path: Pa
     "broken",
     [
         RuntimeError("a bug in the uplink"),
-        ValueError("1 validation error for HubConfig: input is <html>"),  # 200 text/html
+        ValueError("1 validation error for AlarmUpdates: input is <html>"),
         UplinkError("connection refused"),
     ],
 )
 async def test_a_hub_whose_server_is_garbage_still_stores_and_acks_presses(
     tmp_path: Path, broken: Exception
 ) -> None:
-    uplink = FakeUplink(broken)
+    uplink = FakeUplink(broken, html=True)
     hub, link = make_hub(tmp_path, uplink)
     restarts = {"loop": "outbox"}
     before = REGISTRY.get_sample_value("carehub_hub_loop_restarts_total", restarts) or 0
@@ -215,6 +219,28 @@ async def test_queued_alarms_reach_a_returning_server_within_two_seconds(tmp_pat
         back = time.monotonic()
         await wait_until(lambda: len(uplink.sent) == 1, timeout_s=5)
         assert time.monotonic() - back < 2.0
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+
+async def test_a_backoff_is_cut_short_only_by_a_queued_alarm_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    uplink = FakeUplink(UplinkError("server down"))
+    hub, link = make_hub(tmp_path, uplink, retry_initial_s=60, retry_max_s=60)
+    caplog.set_level(logging.INFO, logger="gateway.hub")
+    run = asyncio.create_task(hub.run())
+    try:
+        await wait_until(link.running.is_set)
+        await hub.store.enqueue("fault", "f1", {"report_id": "f1"}, hub.clock.now_ms())
+        hub._queued("fault")
+        await wait_until(lambda: uplink.attempts == 1)  # now waiting 30-60 s
+        assert not hub._alarm_wake.is_set()  # a fault does not cut the wait short
+        await hub.handle_message(*button(hub, "btn-1", 1))
+        await wait_until(lambda: uplink.attempts >= 2, timeout_s=2)
+        failed, early = [r.getMessage() for r in caplog.records if "f1" in r.getMessage()][:2]
+        assert "retry in" in failed and "alarm queued: retrying fault f1 after" in early
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
