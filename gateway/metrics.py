@@ -1,7 +1,8 @@
 """The hub's Prometheus metrics (served when ``CAREHUB_METRICS_PORT`` is set).
 
 What an operator needs to see a hub in trouble before an elder does: alarms raised,
-uploads failing, the outbox growing or being trimmed, devices dropping bad input.
+uploads failing, the outbox growing or being trimmed, devices dropping bad input, loops
+that keep failing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from prometheus_client import Counter, Gauge
 
 ALARMS_RAISED = Counter("carehub_hub_alarms_raised_total", "Alarms raised on the hub", ["kind"])
 MESSAGES_DROPPED = Counter(
-    "carehub_hub_messages_dropped_total", "Device messages refused (contract, unknown device)"
+    "carehub_hub_messages_dropped_total",
+    "Device messages refused, by reason (contract violation code, unknown_device, bad_topic)",
+    ["reason"],
+)
+LOOP_RESTARTS = Counter(
+    "carehub_hub_loop_restarts_total", "Hub loops restarted after a failure", ["loop"]
 )
 UPLOAD_FAILURES = Counter("carehub_hub_upload_failures_total", "Failed outbox uploads")
 OUTBOX_DROPPED = Counter(

@@ -1,0 +1,365 @@
+"""The hub's decisions, synchronous and clock-injected; `gateway.hub` only moves bytes.
+
+Everything here takes plain data and returns plain data (alarms to commit, acks to send,
+delays to wait), so each rule is tested in milliseconds with a `FakeClock`:
+fall windows and their due times, which alarm a cancel press targets, which device hears
+which ack, fault reports, the outbox bound near a full disk, the pruning cadence, what a
+config change means, and how long the outbox waits before retrying the server.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
+from carehub.api_contract import AlarmStateReport, AlarmUpload, FaultReport, HubConfig
+from carehub.clock import Clock
+from carehub.mqtt_contract import Ack, AckState, ButtonEvent, ImuFrame
+from carehub.settings import HubSettings
+from edge.fall_detection import FallEvent
+from gateway.fall_watch import FallWatch
+from gateway.intake import Backoff, new_alarm_id
+from gateway.store import HubAlarm
+from gateway.supervision import FaultChange, Supervisor
+from gateway.vitals_watch import VitalsWatch
+
+ACK_FOR_STATE: dict[AlarmState, AckState] = {
+    AlarmState.RAISED: AckState.RECEIVED,
+    AlarmState.PENDING_CANCEL: AckState.PENDING,
+    AlarmState.RECEIVED: AckState.RECEIVED,
+    AlarmState.DISPATCHED: AckState.DISPATCHED,
+    AlarmState.ACCEPTED: AckState.ACCEPTED,
+    AlarmState.RESOLVED: AckState.RESOLVED,
+    AlarmState.CANCELLED: AckState.CANCELLED,
+}
+CANCEL_HORIZON_MS = 30 * 60 * 1000
+"""A cancel press cancels the newest open alarm raised within this horizon."""
+IMU_SILENCE_MS = 5000
+"""A pendant silent this long has stopped streaming: its suspected falls are decided."""
+PRUNE_EVERY_MS = 3_600_000
+"""Retention pruning runs at most hourly (it is a scan of the whole store)."""
+FALL_RETRY_MS = 1000
+"""A fall whose window ran out but could not be committed is tried again this much later."""
+URGENT_RETRY_CAP_S = 1.5
+"""Retry cap while an alarm (or alarm report) waits: a returning server sees it in < 2 s."""
+URGENT_KINDS = frozenset({"alarm", "report"})
+
+Acks = list[tuple[str, Ack]]
+"""(device id, ack) pairs for the shell to publish, in order."""
+
+
+def upload_body(
+    alarm: HubAlarm, event_ts_ms: int | None, details: dict[str, Any]
+) -> dict[str, Any]:
+    """The outbox body that uploads `alarm` (its id is the server's idempotency key)."""
+    return AlarmUpload(
+        alarm_id=alarm.id,
+        device_id=alarm.device_id,
+        kind=alarm.kind,
+        severity=alarm.severity,
+        seq=alarm.seq,
+        raised_at_ms=alarm.raised_at_ms,
+        event_ts_ms=event_ts_ms,
+        details=details,
+    ).model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class FallPlan:
+    """A detected fall: commit `alarm`; `pending` means it waits its cancel window first."""
+
+    alarm: HubAlarm
+    event_ts_ms: int
+    details: dict[str, Any]
+    pending: bool
+
+
+@dataclass
+class PendingFall:
+    alarm: HubAlarm
+    due_ms: int
+    next_ack_ms: int = 0
+
+
+@dataclass(frozen=True)
+class WindowsPass:
+    """One look at the running fall windows (hub clock, epoch ms)."""
+
+    due: list[HubAlarm]
+    """Windows that ran out: raise these now (no longer tracked; `fall_not_raised` on failure)."""
+    reminders: list[tuple[HubAlarm, int]]
+    """(alarm, whole seconds left) to tell the home."""
+    wake_at_ms: int
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    """What a cancel press does: `new_state` for `target` (None: nothing to cancel), the
+    report to upload (None when the alarm never left the hub) and the acks to send."""
+
+    target: HubAlarm | None
+    report: AlarmStateReport | None
+    acks: Acks
+    local: bool = False
+    """The target was a fall still in its cancel window: cancelled on the hub only."""
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    changed: bool
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboxBound:
+    entries: int
+    disk_low: bool
+
+
+class HubCore:
+    """The hub's state that is not on disk (detectors, supervision, running fall windows,
+    the current config) and every decision made from it."""
+
+    def __init__(
+        self, settings: HubSettings, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.config: HubConfig | None = None
+        self.falls = FallWatch()
+        self.vitals = VitalsWatch()
+        self.supervisor = Supervisor(
+            int(settings.device_offline_after_s * 1000), settings.battery_low_pct
+        )
+        self.pending: dict[str, PendingFall] = {}
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self.alarm_queued = False
+        """An alarm or alarm report was queued since the outbox was last seen empty."""
+        self._clock_offset_ms: dict[str, float] = {}
+        self._last_prune_ms: int | None = None
+
+    # ------------------------------------------------------------ devices and config
+
+    def is_known(self, device_id: str) -> bool:
+        """Devices paired with this hub; before any config is known, accept every device
+        rather than ignore an elder's call."""
+        if self.config is None:
+            return True
+        return any(d.device_id == device_id for d in self.config.devices)
+
+    def apply_config(self, config: HubConfig) -> ConfigChange:
+        """A new config: care plan to the detectors; a device no longer listed stops being
+        supervised and its detectors are forgotten (re-paired later, it starts afresh)."""
+        if config == self.config:
+            return ConfigChange(changed=False)
+        old = {d.device_id for d in self.config.devices} if self.config else set()
+        new = {d.device_id for d in config.devices}
+        removed = sorted(old - new) if self.config is not None else []
+        self.config = config
+        for device_id in removed:
+            self.supervisor.forget(device_id)
+            self.falls.forget(device_id)
+            self.vitals.forget(device_id)
+            self._clock_offset_ms.pop(device_id, None)
+        self.falls.set_sensitivity(config.care_plan.fall_sensitivity)
+        self.vitals.set_care_plan(config.care_plan.spo2_scale2)
+        self.supervisor.expect(sorted(new), self.clock.now_ms())
+        return ConfigChange(changed=True, added=sorted(new - old), removed=removed)
+
+    # ------------------------------------------------------------ buttons
+
+    def press_alarm(self, device_id: str, event: ButtonEvent) -> HubAlarm:
+        return HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=event.seq,
+            kind=AlarmKind.BUTTON,
+            severity=Severity.CRITICAL,
+            state=AlarmState.RECEIVED,
+            raised_at_ms=self.clock.now_ms(),
+        )
+
+    @staticmethod
+    def cancel_since(now_ms: int) -> int:
+        """Only alarms raised after this (epoch ms) can be cancelled by a press."""
+        return now_ms - CANCEL_HORIZON_MS
+
+    def plan_cancel(
+        self, device_id: str, event: ButtonEvent, target: HubAlarm | None, now_ms: int
+    ) -> CancelPlan:
+        """`target`: the newest open alarm raised since `cancel_since(now_ms)`, if any."""
+        if target is None:
+            return CancelPlan(None, None, [(device_id, _ack(event.seq, None, AckState.CANCELLED))])
+        acks = [(device_id, _ack(event.seq, target.id, AckState.CANCELLED))]
+        if target.state is AlarmState.PENDING_CANCEL:  # never left the hub: nothing to report
+            self.pending.pop(target.id, None)
+            acks += self.home_acks(target, AckState.CANCELLED, skip=device_id)
+            return CancelPlan(target, None, acks, local=True)
+        report = AlarmStateReport(
+            report_id=new_alarm_id(),
+            alarm_id=target.id,
+            state=AlarmState.CANCELLED,
+            at_ms=now_ms,
+            reason=f"cancel pressed on {device_id}",
+        )
+        if target.device_id != device_id:
+            acks.append((target.device_id, _ack(target.seq, target.id, AckState.CANCELLED)))
+        return CancelPlan(target, report, acks)
+
+    def home_acks(
+        self,
+        alarm: HubAlarm,
+        state: AckState,
+        seconds_left: int | None = None,
+        skip: str | None = None,
+    ) -> Acks:
+        """Feedback on an alarm no single press raised: its device and the home's buttons."""
+        targets = [alarm.device_id] + [
+            d.device_id
+            for d in (self.config.devices if self.config else [])
+            if d.kind == "button" and d.device_id != alarm.device_id
+        ]
+        return [
+            (
+                device_id,
+                Ack(
+                    v=1,
+                    seq=alarm.seq if device_id == alarm.device_id else None,
+                    alarm_id=alarm.id,
+                    state=state,
+                    seconds_left=seconds_left,
+                ),
+            )
+            for device_id in targets
+            if device_id != skip
+        ]
+
+    def state_acks(self, alarm: HubAlarm, state: AlarmState) -> Acks:
+        """A state decided on the server, for the elder's devices."""
+        if alarm.kind is AlarmKind.BUTTON:
+            return [(alarm.device_id, _ack(alarm.seq, alarm.id, ACK_FOR_STATE[state]))]
+        return self.home_acks(alarm, ACK_FOR_STATE[state])
+
+    # ------------------------------------------------------------ falls
+
+    def note_frame(self, device_id: str, frame: ImuFrame, now_ms: int) -> None:
+        """A live frame tells how far the pendant's clock is from the hub's (replayed ones
+        were stored on the pendant, so their arrival time says nothing)."""
+        if getattr(frame, "replayed", False) or not frame.acc:
+            return
+        end_ms = frame.t0 + len(frame.acc) * 1000 / frame.hz
+        self._clock_offset_ms[device_id] = now_ms - end_ms
+
+    def plan_fall(self, device_id: str, fall: FallEvent, now_ms: int) -> FallPlan:
+        """The alarm for a detected fall; `late_by_ms` = hub time of this decision − impact
+        time on the hub's clock (large for frames replayed after a broker outage)."""
+        window_s = self.settings.fall_cancel_window_s
+        impact_hub_ms = fall.impact_ts_ms + self._clock_offset_ms.get(device_id, 0.0)
+        alarm = HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            state=AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED,
+            raised_at_ms=now_ms,
+        )
+        details = {
+            "impact_ts_ms": fall.impact_ts_ms,
+            "late_by_ms": max(0, round(now_ms - impact_hub_ms)),
+            "peak_g": round(fall.peak_g, 3),
+            "score": round(fall.score, 3),
+            "sensitivity": self.falls.sensitivity,
+            "window": {"hz": fall.window_hz, "t0_ms": fall.window_t0_ms, "acc": fall.window_acc},
+        }
+        return FallPlan(alarm, fall.impact_ts_ms, details, pending=window_s > 0)
+
+    def track_pending(self, alarm: HubAlarm) -> None:
+        """A committed fall in its window (also those found at start, windows still running)."""
+        due = alarm.raised_at_ms + int(self.settings.fall_cancel_window_s * 1000)
+        self.pending[alarm.id] = PendingFall(alarm, due)
+
+    def fall_windows(self, now_ms: int) -> WindowsPass:
+        """Raise each fall whose window ran out; remind the home how long is left."""
+        due: list[HubAlarm] = []
+        reminders: list[tuple[HubAlarm, int]] = []
+        every_ms = int(self.settings.pending_ack_every_s * 1000)
+        for alarm_id, p in list(self.pending.items()):
+            if now_ms >= p.due_ms:
+                del self.pending[alarm_id]
+                due.append(p.alarm)
+            elif now_ms >= p.next_ack_ms:
+                p.next_ack_ms = now_ms + every_ms
+                reminders.append((p.alarm, max(0, -(-(p.due_ms - now_ms) // 1000))))
+        wake_at = min(
+            (min(p.due_ms, p.next_ack_ms) for p in self.pending.values()), default=now_ms + 1000
+        )
+        return WindowsPass(due, reminders, wake_at)
+
+    def fall_not_raised(self, alarm: HubAlarm, now_ms: int) -> None:
+        """Committing a due fall failed: keep its window and try again shortly."""
+        self.pending[alarm.id] = PendingFall(alarm, now_ms + FALL_RETRY_MS, now_ms + FALL_RETRY_MS)
+
+    # ------------------------------------------------------------ faults and housekeeping
+
+    @staticmethod
+    def fault_reports(changes: list[FaultChange], now_ms: int) -> list[FaultReport]:
+        return [
+            FaultReport(
+                report_id=new_alarm_id(),
+                device_id=c.device_id,
+                fault=c.fault,
+                active=c.active,
+                at_ms=now_ms,
+                detail=c.detail[:200],
+            )
+            for c in changes
+        ]
+
+    def outbox_bound(self, free_disk_mb: float, depth: int) -> OutboxBound:
+        """The outbox's entry bound; below `min_free_disk_mb` it shrinks by a tenth of the
+        current depth per pass (the store drops only non-alarm entries to meet it)."""
+        bound = self.settings.outbox_max_entries
+        if free_disk_mb < self.settings.min_free_disk_mb:
+            return OutboxBound(min(bound, depth * 9 // 10), disk_low=True)
+        return OutboxBound(bound, disk_low=False)
+
+    def prune_before(self, now_ms: int) -> int | None:
+        """Hourly (the first pass included): the cutoff (epoch ms) of records to forget."""
+        if self._last_prune_ms is not None and now_ms - self._last_prune_ms < PRUNE_EVERY_MS:
+            return None
+        self._last_prune_ms = now_ms
+        return now_ms - int(self.settings.retention_days * 86_400_000)
+
+    # ------------------------------------------------------------ outbox retries
+
+    def queued(self, kind: str) -> bool:
+        """An entry of `kind` entered the outbox; True when it should cut a backoff short."""
+        if kind in URGENT_KINDS:
+            self.alarm_queued = True
+            return True
+        return False
+
+    def outbox_empty(self) -> None:
+        self.alarm_queued = False
+
+    def retry_delay(self, head_kind: str, attempt: int) -> float:
+        """Seconds before retrying the outbox head after failure number `attempt` (0-based).
+
+        While an alarm waits (at the head, or queued behind it), full jitter capped at
+        `URGENT_RETRY_CAP_S`, so a returning server gets it within 2 s; otherwise the normal
+        exponential backoff up to `retry_max_s`. Alarms are rare, so few hubs retry fast
+        (the arithmetic for 10 000 hubs is in docs/reliability.md)."""
+        u = self.rng.random()
+        if head_kind in URGENT_KINDS or self.alarm_queued:
+            initial = self.settings.retry_initial_s
+            return u * min(URGENT_RETRY_CAP_S, initial * 2 ** min(attempt, 30))
+        return self.backoff.delay(attempt, u)
+
+
+def _ack(seq: int | None, alarm_id: str | None, state: AckState) -> Ack:
+    return Ack(v=1, seq=seq, alarm_id=alarm_id, state=state)
