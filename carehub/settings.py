@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from carehub.mqtt_contract import DEFAULT_BASE_TOPIC
+from carehub.mqtt_contract import CLOCK_AHEAD_TOLERANCE_MS, DEFAULT_BASE_TOPIC
 
 CONFIG_ENV = "CAREHUB_CONFIG"
 
@@ -134,6 +134,12 @@ class HubSettings(MqttSettings):
         180.0, gt=0, description="A device silent this long raises a device_offline fault."
     )
     battery_low_pct: float = Field(20.0, description="Battery below this raises battery_low.")
+    device_clock_tolerance_s: float = Field(
+        CLOCK_AHEAD_TOLERANCE_MS / 1000,
+        gt=0,
+        description="A device timestamp further than this from the hub's clock means the "
+        "device's clock is wrong: its data is re-stamped onto the hub's clock (docs/mqtt.md).",
+    )
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics on this port (127.0.0.1) when set."
     )

@@ -198,15 +198,20 @@ class Hub:
                 return await self._faults(supervisor.last_will(device_id, now))
         await self._faults(supervisor.seen(device_id, now))
         if isinstance(message, ImuFrame):
-            self.core.note_frame(device_id, message, now)
-            self.core.vitals.push_imu(message)
+            self.core.vitals.push_imu(message, now)
             for fall in self.core.falls.push(device_id, message, now):
                 await self.on_fall(device_id, fall)
         elif isinstance(message, VitalsReading):
-            for event in self.core.vitals.push(device_id, message, now):  # type: ignore[call-arg]
+            for event in self.core.vitals.push(device_id, message, now):
                 await self.on_vitals(device_id, event)
         elif isinstance(message, DeviceStatus) and message.battery is not None:
             await self._faults(supervisor.battery(device_id, message.battery))
+        self._log_notices()
+
+    def _log_notices(self) -> None:
+        """What the detectors and clock guards have to say: once per event, per device."""
+        for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
+            log.warning("device %s: %s", notice.device_id, notice.text)
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
         self.dropped += 1

@@ -16,9 +16,10 @@ from typing import Any
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
 from carehub.api_contract import AlarmStateReport, AlarmUpload, FaultReport, HubConfig
 from carehub.clock import Clock
-from carehub.mqtt_contract import Ack, AckState, ButtonEvent, ImuFrame
+from carehub.mqtt_contract import Ack, AckState, ButtonEvent
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
+from gateway.device_clock import DeviceClock
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
 from gateway.store import HubAlarm
@@ -130,8 +131,13 @@ class HubCore:
         self.clock = clock
         self.rng = rng or random.Random()
         self.config: HubConfig | None = None
-        self.falls = FallWatch()
-        self.vitals = VitalsWatch()
+        tolerance_ms = int(settings.device_clock_tolerance_s * 1000)
+
+        def device_clock() -> DeviceClock:
+            return DeviceClock(ahead_ms=tolerance_ms, behind_ms=tolerance_ms)
+
+        self.falls = FallWatch(device_clock=device_clock)
+        self.vitals = VitalsWatch(device_clock=device_clock)
         self.supervisor = Supervisor(
             int(settings.device_offline_after_s * 1000), settings.battery_low_pct
         )
@@ -139,7 +145,6 @@ class HubCore:
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self.alarm_queued = False
         """An alarm or alarm report was queued since the outbox was last seen empty."""
-        self._clock_offset_ms: dict[str, float] = {}
         self._last_prune_ms: int | None = None
 
     # ------------------------------------------------------------ devices and config
@@ -164,7 +169,6 @@ class HubCore:
             self.supervisor.forget(device_id)
             self.falls.forget(device_id)
             self.vitals.forget(device_id)
-            self._clock_offset_ms.pop(device_id, None)
         self.falls.set_sensitivity(config.care_plan.fall_sensitivity)
         self.vitals.set_care_plan(config.care_plan.spo2_scale2)
         self.supervisor.expect(sorted(new), self.clock.now_ms())
@@ -246,19 +250,11 @@ class HubCore:
 
     # ------------------------------------------------------------ falls
 
-    def note_frame(self, device_id: str, frame: ImuFrame, now_ms: int) -> None:
-        """A live frame tells how far the pendant's clock is from the hub's (replayed ones
-        were stored on the pendant, so their arrival time says nothing)."""
-        if getattr(frame, "replayed", False) or not frame.acc:
-            return
-        end_ms = frame.t0 + len(frame.acc) * 1000 / frame.hz
-        self._clock_offset_ms[device_id] = now_ms - end_ms
-
     def plan_fall(self, device_id: str, fall: FallEvent, now_ms: int) -> FallPlan:
         """The alarm for a detected fall; `late_by_ms` = hub time of this decision − impact
-        time on the hub's clock (large for frames replayed after a broker outage)."""
+        time (the fall watch already maps the pendant's clock onto the hub's), large for
+        frames replayed after a broker outage."""
         window_s = self.settings.fall_cancel_window_s
-        impact_hub_ms = fall.impact_ts_ms + self._clock_offset_ms.get(device_id, 0.0)
         alarm = HubAlarm(
             id=new_alarm_id(),
             device_id=device_id,
@@ -270,7 +266,7 @@ class HubCore:
         )
         details = {
             "impact_ts_ms": fall.impact_ts_ms,
-            "late_by_ms": max(0, round(now_ms - impact_hub_ms)),
+            "late_by_ms": max(0, now_ms - fall.impact_ts_ms),
             "peak_g": round(fall.peak_g, 3),
             "score": round(fall.score, 3),
             "sensitivity": self.falls.sensitivity,

@@ -25,7 +25,11 @@ SPEED = 4.0  # the pendant streams 4x faster than real time; stamps follow its s
 
 @pytest.fixture
 def hub_env() -> dict[str, str]:
-    return {"CAREHUB_FALL_CANCEL_WINDOW_S": str(WINDOW_S), "CAREHUB_PENDING_ACK_EVERY_S": "1"}
+    return {
+        "CAREHUB_FALL_CANCEL_WINDOW_S": str(WINDOW_S),
+        "CAREHUB_PENDING_ACK_EVERY_S": "1",
+        "CAREHUB_DEVICE_CLOCK_TOLERANCE_S": "86400",  # the pendant's clock runs 4x fast
+    }
 
 
 @pytest.fixture
