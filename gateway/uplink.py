@@ -7,7 +7,6 @@ portal answering HTML with 200, a body of the wrong shape — comes out of `Upli
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, TypeVar
 
 import httpx
@@ -28,7 +27,8 @@ ANSWERS: dict[str, type[BaseModel] | None] = {
 }
 """Outbox kind → the model of the server's answer (None: an empty ``204``)."""
 
-_TRANSPORT_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError, ssl.SSLError)
+_TRANSPORT_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError)
+"""What the network can throw at us (ssl.SSLError is an OSError)."""
 
 M = TypeVar("M", bound=BaseModel)
 
