@@ -152,6 +152,32 @@ class HubSettings(MqttSettings):
     outbox_max_entries: int = Field(
         200_000, gt=0, description="Outbox bound: beyond it the oldest non-alarm data goes first."
     )
+    mqtt_redeliver_after_s: float = Field(
+        1.0,
+        ge=0,
+        description="After the hub failed to handle a QoS-1 message (e.g. disk full), pause "
+        "this long, then reconnect so the broker redelivers it.",
+    )
+    mqtt_max_handler_failures: int = Field(
+        5,
+        ge=1,
+        description="A QoS-1 message whose handling failed this many times in a row is "
+        "acknowledged and dropped with an error log (a poison message must not stall the hub).",
+    )
+    debug_handler_delay_s: float = Field(
+        0.0, ge=0, description="Tests only: wait this long before handling each MQTT message."
+    )
+
+
+class BrokerSettings(_Settings):
+    """`carehub broker`: the MQTT broker beside the hub."""
+
+    toml_table: ClassVar[str] = "broker"
+    broker_data_dir: Path = Field(
+        Path("carehub-broker"),
+        description="Mosquitto's persistence directory (created if missing): the messages "
+        "queued for the hub's persistent session survive a broker restart here.",
+    )
 
 
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:

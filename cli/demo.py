@@ -106,9 +106,8 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
     )
     print(f"starting MQTT broker ({kind}) on :{mqtt_port}, server on :{http_port}, one hub …")
 
-    broker = Child(
-        "broker", ["broker", "--port", str(mqtt_port), "--kind", kind], {}, tmp / "broker.log"
-    )
+    broker_args = ["--port", str(mqtt_port), "--kind", kind, "--data-dir", str(tmp / "broker")]
+    broker = Child("broker", ["broker", *broker_args], {}, tmp / "broker.log")
     children.append(broker.start())
     wait_for_port(mqtt_port, 20)
     server_env = {

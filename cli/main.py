@@ -96,21 +96,36 @@ def hub(
             err=True,
         )
         raise typer.Exit(2)
-    asyncio.run(run_hub(settings))
+    from gateway.store import SchemaTooNew
+
+    try:
+        asyncio.run(run_hub(settings))
+    except SchemaTooNew as e:
+        typer.echo(f"carehub hub: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def broker(
     port: int = typer.Option(1883, help="Port to listen on (127.0.0.1)."),
     kind: str = typer.Option("auto", help="auto (mosquitto if installed), mosquitto or amqtt."),
+    data_dir: Path | None = typer.Option(
+        None,
+        file_okay=False,
+        help="Persistence directory, created if missing; keep it across restarts so queued"
+        " messages survive [CAREHUB_BROKER_DATA_DIR, default ./carehub-broker].",
+    ),
+    config: Path | None = ConfigOpt,
     log_level: str = LogOpt,
 ) -> None:
     """Run an MQTT broker for a hub: mosquitto when installed, else embedded amqtt."""
+    from carehub.settings import BrokerSettings
     from harness.broker import run_broker
 
     logs.setup(log_level, "broker")
+    settings = load(BrokerSettings, config, broker_data_dir=data_dir)
     with contextlib.suppress(KeyboardInterrupt):
-        run_broker(port, kind)
+        run_broker(port, kind, settings.broker_data_dir)
 
 
 @app.command()

@@ -1,13 +1,17 @@
-"""The hub's connection to its MQTT broker: reconnects on its own, re-subscribes, and hands
-every message to one handler. One owner for this I/O; nothing else touches the client."""
+"""The hub's connection to its MQTT broker: reconnects on its own, re-subscribes, hands
+every message to one handler, and acknowledges a QoS-1 message only once the handler has
+returned (so a hub killed mid-handling gets the message again). One owner for this I/O;
+nothing else touches the client."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from carehub.mqtt_contract import Ack, Channel, Topics, encode
 from carehub.settings import HubSettings
@@ -17,35 +21,76 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, bytes], Awaitable[None]]
 
 
+class PoisonGuard:
+    """Counts consecutive handling failures per message, so that one message the hub cannot
+    handle is retried a few times and then given up on, instead of blocking the link."""
+
+    def __init__(self, max_failures: int, capacity: int = 1000) -> None:
+        self.max_failures = max_failures
+        self._capacity = capacity
+        self._failures: dict[bytes, int] = {}
+
+    @staticmethod
+    def key(topic: str, payload: bytes) -> bytes:
+        return hashlib.sha256(topic.encode() + b"\0" + payload).digest()
+
+    def failed(self, key: bytes) -> int:
+        """Record a failure; returns how many in a row, forgetting the key at the limit."""
+        count = self._failures.pop(key, 0) + 1
+        if count < self.max_failures:
+            if len(self._failures) >= self._capacity:  # bound memory: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[key] = count
+        return count
+
+    def succeeded(self, key: bytes) -> None:
+        self._failures.pop(key, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._failures)
+
+
+class _Redeliver(Exception):
+    """Leave the connection so the broker redelivers the unacknowledged messages."""
+
+
 class DeviceLink:
     def __init__(self, settings: HubSettings, topics: Topics, handler: Handler) -> None:
         self._settings = settings
         self._topics = topics
         self._handler = handler
         self._client: aiomqtt.Client | None = None
+        self._poison = PoisonGuard(settings.mqtt_max_handler_failures)
         self.connected = asyncio.Event()
         self.connections = 0
+        self.given_up = 0
+        """Messages acknowledged without being handled (poison), since start."""
+
+    def _new_client(self) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            identifier=self._settings.mqtt_client_id,
+            username=self._settings.mqtt_username,
+            password=(
+                self._settings.mqtt_password.get_secret_value()
+                if self._settings.mqtt_password
+                else None
+            ),
+            clean_session=False,
+            keepalive=15,
+            max_queued_incoming_messages=10_000,
+        )
+        _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
+        return client
 
     async def run(self) -> None:
         """Stay connected forever; messages queued by the broker while away arrive on return
-        (persistent session), and firmware retries anything not acknowledged."""
+        (persistent session), and unacknowledged ones are redelivered on reconnection."""
         delay = 0.2
         while True:
             try:
-                async with aiomqtt.Client(
-                    self._settings.mqtt_host,
-                    self._settings.mqtt_port,
-                    identifier=self._settings.mqtt_client_id,
-                    username=self._settings.mqtt_username,
-                    password=(
-                        self._settings.mqtt_password.get_secret_value()
-                        if self._settings.mqtt_password
-                        else None
-                    ),
-                    clean_session=False,
-                    keepalive=15,
-                    max_queued_incoming_messages=10_000,
-                ) as client:
+                async with self._new_client() as client:
                     for topic, qos in self._topics.hub_subscriptions():
                         await client.subscribe(topic, qos=qos)
                     self._client = client
@@ -58,22 +103,59 @@ class DeviceLink:
                         self._settings.mqtt_port,
                     )
                     async for message in client.messages:
-                        payload = (
-                            message.payload
-                            if isinstance(message.payload, bytes)
-                            else str(message.payload).encode()
-                        )
-                        try:
-                            await self._handler(str(message.topic), payload)
-                        except Exception:
-                            log.exception("handler failed for %s; message dropped", message.topic)
+                        if await self._deliver(message):
+                            _ack(client, message)
+                        else:  # broker redelivers on reconnection: leave after a pause
+                            await asyncio.sleep(self._settings.mqtt_redeliver_after_s)
+                            raise _Redeliver
+            except _Redeliver:
+                log.warning("reconnecting to the broker to get an unhandled message again")
+                delay = 0.0
             except aiomqtt.MqttError as e:
                 log.warning("broker connection lost (%s); reconnecting in %.1f s", e, delay)
             finally:
                 self._client = None
                 self.connected.clear()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(max(delay, 0.1) * 2, 5.0)
+
+    async def _deliver(self, message: aiomqtt.Message) -> bool:
+        """Run the handler; True when the message may be acknowledged (handled, QoS 0, or
+        given up on after `mqtt_max_handler_failures` failures in a row)."""
+        topic = str(message.topic)
+        payload = (
+            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        )
+        if message.qos > 0:  # low-rate channels only (button, status, availability)
+            log.debug("handling %s (mid %d, qos %d)", topic, message.mid, message.qos)
+        if self._settings.debug_handler_delay_s:
+            await asyncio.sleep(self._settings.debug_handler_delay_s)
+        try:
+            await self._handler(topic, payload)
+        except Exception:
+            if message.qos == 0:
+                log.exception("handler failed for %s (QoS 0, not redelivered)", topic)
+                return True
+            key = PoisonGuard.key(topic, payload)
+            failures = self._poison.failed(key)
+            if failures >= self._poison.max_failures:
+                self.given_up += 1
+                log.exception(
+                    "handler failed %d times in a row for %s; acknowledged and dropped",
+                    failures,
+                    topic,
+                )
+                return True
+            log.exception(
+                "handler failed for %s (%d of %d); not acknowledged, the broker redelivers",
+                topic,
+                failures,
+                self._poison.max_failures,
+            )
+            return False
+        if self._poison:
+            self._poison.succeeded(PoisonGuard.key(topic, payload))
+        return True
 
     async def send_ack(self, device_id: str, ack: Ack) -> bool:
         """Publish an ack; False when the broker is away (the device will retry and be re-acked)."""
@@ -86,3 +168,19 @@ class DeviceLink:
             log.warning("ack to %s not sent: %s", device_id, e)
             return False
         return True
+
+
+def _paho(client: aiomqtt.Client) -> paho.Client:
+    """The paho client inside aiomqtt (2.x keeps it as ``_client``): aiomqtt has no manual-ack
+    API, paho does. Fails loudly at connect time if a future aiomqtt moves it."""
+    inner = getattr(client, "_client", None)
+    if not isinstance(inner, paho.Client):
+        raise RuntimeError("this aiomqtt version hides its paho client: manual PUBACK impossible")
+    return inner
+
+
+def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """PUBACK a handled QoS-1 message. On a connection already lost this does nothing: the
+    broker redelivers and the hub's (device, seq) dedup answers the repeat."""
+    if message.qos > 0:
+        _paho(client).ack(message.mid, message.qos)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,41 +19,65 @@ import aiosqlite
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
 from gateway.intake import StoredEvent
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS device_events (
-    device_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    alarm_id TEXT,
-    received_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (device_id, seq)
-);
-CREATE TABLE IF NOT EXISTS alarms (
-    id TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    seq INTEGER,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    state TEXT NOT NULL,
-    raised_at_ms INTEGER NOT NULL,
-    event_ts_ms INTEGER,
-    updated_at_ms INTEGER NOT NULL,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS alarms_open ON alarms (state, raised_at_ms);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,            -- alarm | report | fault | data
-    ref TEXT NOT NULL,             -- alarm id / report id: the server's idempotency key
-    body TEXT NOT NULL,            -- the request body, JSON
-    created_at_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    sent_at_ms INTEGER,
-    rejected TEXT                  -- the server refused it for good (kept, never dropped)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at_ms, id);
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+log = logging.getLogger(__name__)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # v1: the schema every hub shipped with before versioning (user_version 0). Written with
+    # IF NOT EXISTS so that a v0 database, which already has these tables, is adopted as is.
+    (
+        """CREATE TABLE IF NOT EXISTS device_events (
+            device_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            alarm_id TEXT,
+            received_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (device_id, seq)
+        )""",
+        """CREATE TABLE IF NOT EXISTS alarms (
+            id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            seq INTEGER,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            raised_at_ms INTEGER NOT NULL,
+            event_ts_ms INTEGER,
+            updated_at_ms INTEGER NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX IF NOT EXISTS alarms_open ON alarms (state, raised_at_ms)",
+        """CREATE TABLE IF NOT EXISTS outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,            -- alarm | report | fault | data
+            ref TEXT NOT NULL,             -- alarm id / report id: the server's idempotency key
+            body TEXT NOT NULL,            -- the request body, JSON
+            created_at_ms INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            sent_at_ms INTEGER,
+            rejected TEXT                  -- the server refused it for good (kept, never dropped)
+        )""",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at_ms, id)",
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+"""Ordered schema migrations: entry i takes a database from version i to i + 1 (`PRAGMA
+user_version`). Append only; never edit a shipped entry — hubs in homes have run it."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer CareHub; opening it could corrupt it."""
+
+
+def pending_migrations(version: int) -> tuple[tuple[str, ...], ...]:
+    """The migrations a database at `version` still needs (none when current)."""
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"hub database schema version {version} is newer than this CareHub understands"
+            f" ({SCHEMA_VERSION}): install the newer CareHub again or restore a backup"
+        )
+    return MIGRATIONS[version:]
 
 
 @dataclass(frozen=True)
@@ -89,8 +114,28 @@ class HubStore:
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.executescript(SCHEMA)
+        try:
+            await self._migrate()
+        except BaseException:
+            await self._db.close()
+            self._db = None
+            raise
         return self
+
+    async def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION in one transaction: a hub killed mid-upgrade
+        restarts from the old version, never from a half-migrated database."""
+        async with self._transaction() as db:
+            async with db.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            todo = pending_migrations(version)
+            for statements in todo:
+                for sql in statements:
+                    await db.execute(sql)
+            if todo:
+                await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                log.info("hub database %s migrated %d -> %d", self._path, version, SCHEMA_VERSION)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:
@@ -131,11 +176,13 @@ class HubStore:
         async with self._transaction() as db:
             if alarm.seq is not None:
                 await db.execute(
-                    "INSERT OR REPLACE INTO device_events VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO device_events"
+                    " (device_id, seq, ts_ms, alarm_id, received_at_ms) VALUES (?, ?, ?, ?, ?)",
                     (alarm.device_id, alarm.seq, event_ts_ms or now_ms, alarm.id, now_ms),
                 )
             await db.execute(
-                "INSERT INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alarms (id, device_id, seq, kind, severity, state, raised_at_ms,"
+                " event_ts_ms, updated_at_ms, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     alarm.id,
                     alarm.device_id,
@@ -158,7 +205,8 @@ class HubStore:
         """Remember a handled device event that raised no alarm of its own (e.g. a cancel)."""
         async with self._transaction() as db:
             await db.execute(
-                "INSERT OR REPLACE INTO device_events VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO device_events"
+                " (device_id, seq, ts_ms, alarm_id, received_at_ms) VALUES (?, ?, ?, ?, ?)",
                 (device_id, seq, ts_ms, alarm_id, now_ms),
             )
 
@@ -314,7 +362,7 @@ class HubStore:
 
     async def put(self, key: str, value: str) -> None:
         async with self._transaction() as db:
-            await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+            await db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     # ------------------------------------------------------------ internals
 

@@ -1,15 +1,36 @@
-"""The hub's HTTP client for the server API (`carehub.api_contract`)."""
+"""The hub's HTTP client for the server API (`carehub.api_contract`).
+
+Whatever the network or the server does — a reset, a timeout, a TLS failure, a captive
+portal answering HTML with 200, a body of the wrong shape — comes out of `Uplink` as one
+`UplinkError`, so the hub's loops have a single failure to back off from and never crash.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from carehub import api_contract as api
 
 RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 425, 429})
 """4xx answers worth retrying: auth being fixed, ordering races, throttling."""
+
+PATHS = {"alarm": api.ALARMS_PATH, "report": api.ALARM_REPORTS_PATH, "fault": api.FAULTS_PATH}
+"""Outbox kind → the endpoint that takes it."""
+
+ANSWERS: dict[str, type[BaseModel] | None] = {
+    "alarm": api.AlarmAccepted,
+    "report": api.AlarmStateAccepted,
+    "fault": None,
+}
+"""Outbox kind → the model of the server's answer (None: an empty ``204``)."""
+
+_TRANSPORT_ERRORS = (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError)
+"""What the network can throw at us (ssl.SSLError is an OSError)."""
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class UplinkError(Exception):
@@ -21,11 +42,19 @@ class UplinkError(Exception):
 
 
 class Uplink:
-    def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport` replaces the network (tests: `httpx.MockTransport`)."""
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout_s),
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -34,24 +63,26 @@ class Uplink:
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as e:
+        except _TRANSPORT_ERRORS as e:
             raise UplinkError(f"{method} {path}: {type(e).__name__}: {e}") from e
-        if response.status_code >= 400:
-            retryable = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
-            raise UplinkError(
-                f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}", retryable
-            )
+        status = response.status_code
+        if status >= 400:
+            retryable = status >= 500 or status in RETRYABLE_STATUS
+            raise UplinkError(f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable)
+        if not 200 <= status < 300:  # e.g. a captive portal's 302 to its login page
+            raise UplinkError(f"{method} {path}: unexpected HTTP {status}: {_excerpt(response)}")
         return response
 
     async def send(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Send one outbox entry; returns the server's JSON answer, if any."""
-        path = {
-            "alarm": api.ALARMS_PATH,
-            "report": api.ALARM_REPORTS_PATH,
-            "fault": api.FAULTS_PATH,
-        }[kind]
-        response = await self._request("POST", path, json=body)
-        return response.json() if response.content else None
+        """Send one outbox entry; returns the server's validated JSON answer, if any."""
+        if kind not in PATHS:
+            raise UplinkError(f"unknown outbox kind {kind!r}", retryable=False)
+        response = await self._request("POST", PATHS[kind], json=body)
+        model = ANSWERS[kind]
+        if model is None:
+            _expect_empty(response)
+            return None
+        return _parse(response, model).model_dump(mode="json")
 
     async def updates(self, after: int, wait_s: float) -> api.AlarmUpdates:
         response = await self._request(
@@ -60,11 +91,38 @@ class Uplink:
             params={"after": after, "wait_s": wait_s},
             timeout=wait_s + 10,
         )
-        return api.AlarmUpdates.model_validate_json(response.content)
+        return _parse(response, api.AlarmUpdates)
 
     async def config(self) -> api.HubConfig:
         response = await self._request("GET", api.HUB_CONFIG_PATH)
-        return api.HubConfig.model_validate_json(response.content)
+        return _parse(response, api.HubConfig)
 
     async def heartbeat(self, beat: api.HubHeartbeat) -> None:
-        await self._request("POST", api.HUB_HEARTBEAT_PATH, json=beat.model_dump())
+        response = await self._request("POST", api.HUB_HEARTBEAT_PATH, json=beat.model_dump())
+        _expect_empty(response)
+
+
+def _parse(response: httpx.Response, model: type[M]) -> M:
+    """The body as `model`; anything else (HTML, truncated JSON, wrong shape) is retryable:
+    a captive portal or a proxy in between goes away, a server upgrade gets fixed."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as e:
+        where = f"{response.request.method} {response.request.url.path}"
+        first = e.errors()[0]
+        raise UplinkError(
+            f"{where}: answer is not a valid {model.__name__}"
+            f" ({first['type']} at {'.'.join(map(str, first['loc'])) or 'body'}):"
+            f" {_excerpt(response)}"
+        ) from None
+
+
+def _expect_empty(response: httpx.Response) -> None:
+    """Endpoints that answer ``204``: a body means someone else answered (a portal)."""
+    if response.content.strip():
+        where = f"{response.request.method} {response.request.url.path}"
+        raise UplinkError(f"{where}: expected no body, got: {_excerpt(response)}")
+
+
+def _excerpt(response: httpx.Response) -> str:
+    return repr(response.content[:120].decode("utf-8", "replace"))

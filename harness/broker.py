@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import shutil
 import signal
 import socket
@@ -12,6 +13,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -40,6 +43,29 @@ def mosquitto_binary() -> str | None:
     )
 
 
+QUEUE_LIMIT = 100_000
+"""mosquitto's `max_queued_messages`: per offline persistent session (the hub's), all QoS."""
+
+
+def mosquitto_config(port: int, data_dir: Path) -> str:
+    """The configuration of a hub's broker. Persistence lives in `data_dir`, so the messages
+    queued for the hub's persistent session survive a broker restart; QoS-0 frames (IMU,
+    vitals) are queued too while the hub is away, up to `QUEUE_LIMIT` messages in all."""
+    return (
+        f"user {getpass.getuser()}\n"  # as root, mosquitto would drop to a user without access
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence true\n"
+        f"persistence_location {data_dir}/\n"
+        "autosave_interval 1\n"
+        f"max_queued_messages {QUEUE_LIMIT}\n"
+        "queue_qos0_messages true\n"
+        "log_dest stderr\n"
+        "log_type error\n"
+        "log_type warning\n"
+    )
+
+
 class Mosquitto:
     """A private mosquitto (persistence on, so queued QoS-1 messages survive its restarts)."""
 
@@ -52,20 +78,10 @@ class Mosquitto:
         self._tmp = (
             tempfile.TemporaryDirectory(prefix="carehub-mosquitto-") if workdir is None else None
         )
-        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.workdir = (workdir or Path(self._tmp.name)).resolve()  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = self.workdir / "mosquitto.conf"
-        self.config.write_text(
-            f"user {getpass.getuser()}\n"  # as root, mosquitto would drop to a user without access
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 100000\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-        )
+        self.config.write_text(mosquitto_config(self.port, self.workdir))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
@@ -126,21 +142,26 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def run_broker(port: int, prefer: str = "auto") -> None:
-    """Run a broker in the foreground: mosquitto if available (and not refused), else amqtt."""
+def run_broker(port: int, prefer: str = "auto", data_dir: Path = Path("carehub-broker")) -> None:
+    """Run a broker in the foreground: mosquitto if available (and not refused), else amqtt.
+
+    mosquitto keeps its persistence in `data_dir` (created if missing): stopping and starting
+    it again with the same directory keeps the messages queued for the hub. amqtt keeps
+    nothing across restarts (it is for trying CareHub out, not for a home)."""
     binary = mosquitto_binary()
     if prefer != "amqtt" and binary is not None:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the cleanup below runs
-        with tempfile.TemporaryDirectory(prefix="carehub-mosquitto-") as tmp:
-            broker = Mosquitto(port, Path(tmp))
-            proc = subprocess.Popen([binary, "-c", str(broker.config)])
-            try:
+        broker = Mosquitto(port, data_dir)
+        log.info("mosquitto on 127.0.0.1:%d, persistence in %s", port, broker.workdir)
+        proc = subprocess.Popen([binary, "-c", str(broker.config)])
+        try:
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # mosquitto saves its persistence file on SIGTERM
                 proc.wait()
-            finally:
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait()
         return
     if prefer == "mosquitto":
         raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+    log.warning("no mosquitto: embedded amqtt broker, queued messages do not survive restarts")
     asyncio.run(run_embedded_broker(port))

@@ -83,3 +83,23 @@ def test_the_cli_does_not_load_scipy_for_the_hub() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_hub_database_from_a_newer_carehub_is_refused_in_one_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "hub.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    result = run(
+        "hub",
+        env={
+            "CAREHUB_HUB_TOKEN": "x" * 24,
+            "CAREHUB_HUB_DB": str(db),
+            "CAREHUB_SERVER_URL": "http://127.0.0.1:9",
+        },
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "newer than this CareHub understands" in result.stderr
+    assert "Traceback" not in result.stderr
