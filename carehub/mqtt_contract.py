@@ -365,6 +365,11 @@ def parse_payload(channel: Channel, payload: bytes) -> DevicePayload | Ack | Ava
     data = _load_json(payload)
     if not isinstance(data, dict):
         raise ContractError(Refusal.SCHEMA, "payload must be a JSON object")
+    model = _MODELS[channel]
+    try:  # the sample lists are checked by the model: no second pass over them
+        _check_numbers([v for k, v in data.items() if type(v) is not list or k not in _LISTS])
+    except _Refused as e:
+        raise ContractError(e.reason, str(e)) from None
     version = data.get("v")
     if type(version) is not int or version != CONTRACT_VERSION:
         raise ContractError(
@@ -372,9 +377,14 @@ def parse_payload(channel: Channel, payload: bytes) -> DevicePayload | Ack | Ava
             f"unsupported contract version v={_clip(repr(version))} (must be the integer 1)",
         )
     try:
-        return _MODELS[channel].model_validate(data)  # type: ignore[return-value]
+        return model.model_validate(data)  # type: ignore[return-value]
     except ValidationError as e:
-        raise ContractError(_reason(e), _describe(e)) from None
+        reason, text = _reason(e), _describe(e)
+        try:  # a refused payload may hide a non-finite number the model never reached
+            _check_numbers(data)
+        except _Refused as refused:
+            reason, text = refused.reason, _clip(f"{refused}; {text}", 300, quote=False)
+        raise ContractError(reason, text) from None
 
 
 def encode(message: BaseModel) -> bytes:
@@ -397,64 +407,67 @@ def _load_json(payload: bytes) -> object:
         raise ContractError(
             Refusal.NOT_JSON, f"not JSON: not UTF-8 ({e.reason} at byte {e.start})"
         ) from None
-    depth = _json_depth(text)
+    depth = _json_depth(payload)
     if depth > MAX_JSON_DEPTH:
         raise ContractError(
-            Refusal.TOO_DEEP, f"JSON nested {depth}+ levels deep; at most {MAX_JSON_DEPTH}"
+            Refusal.TOO_DEEP, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH}"
         )
     try:
-        return json.loads(
-            text, parse_float=_finite_float, parse_int=_short_int, parse_constant=_no_constant
-        )
+        return json.loads(text, parse_constant=_no_constant)
     except _Refused as e:
         raise ContractError(e.reason, str(e)) from None
     except (ValueError, RecursionError) as e:
         raise ContractError(Refusal.NOT_JSON, f"not JSON: {_clip(str(e))}") from None
 
 
-_JSON_STRUCTURE = re.compile(r'[][{}"\\]')
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_OPENERS = frozenset(b"[{")
 
 
-def _json_depth(text: str) -> int:
-    """How deep arrays and objects nest, stopping at MAX_JSON_DEPTH + 1; linear time, and
-    brackets inside strings do not count. Malformed JSON is left for the parser to refuse."""
-    depth = 0
-    in_string = False
-    escaped_at = -1
-    for m in _JSON_STRUCTURE.finditer(text):
-        i = m.start()
-        if i == escaped_at:
-            continue
-        c = text[i]
-        if in_string:
-            if c == "\\":  # the next character is escaped
-                escaped_at = i + 1
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
+def _json_depth(payload: bytes) -> int:
+    """How deep arrays and objects nest; brackets inside strings do not count. Linear time,
+    mostly in C: strip escapes, keep only brackets and quotes, drop what lies in strings.
+    (UTF-8 never puts an ASCII byte inside a multi-byte character.) Where the JSON is
+    malformed the count may be off, but the parser refuses the text at that point anyway."""
+    skeleton = _ESCAPE.sub(b"", payload).translate(None, _NOT_STRUCTURE)
+    outside = b"".join(skeleton.split(b'"')[::2])  # even pieces lie outside strings
+    depth = deepest = 0
+    for c in outside:
+        if c in _OPENERS:
             depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return depth
-        elif c in "]}":
+            if depth > deepest:
+                deepest = depth
+        else:
             depth -= 1
-    return max(depth, 0)
+    return deepest
 
 
-def _finite_float(text: str) -> float:
-    x = float(text)
-    if not math.isfinite(x):
-        raise _Refused(Refusal.NON_FINITE, f"number {_clip(text)} is not finite")
-    return x
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_LISTS = frozenset({"acc", "gyr"})
 
 
-def _short_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise _Refused(
-            Refusal.OUT_OF_RANGE, f"integer of {len(text)} digits; at most {MAX_INT_DIGITS}"
-        )
-    return int(text)
+def _check_numbers(value: object) -> None:
+    """Refuse a non-finite float or an integer of more than MAX_INT_DIGITS digits anywhere
+    in ``value`` (iterative: the depth is bounded, but no recursion is needed)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):  # type: ignore[arg-type]
+                raise _Refused(
+                    Refusal.NON_FINITE, f"non-finite number ({v}): NaN, Infinity or beyond ±1.8e308"
+                )
+        elif t is int:
+            if not -_INT_LIMIT < v < _INT_LIMIT:  # type: ignore[operator]
+                raise _Refused(
+                    Refusal.OUT_OF_RANGE, f"integer with more than {MAX_INT_DIGITS} digits"
+                )
+        elif t is list:
+            stack.extend(v)  # type: ignore[arg-type]
+        elif t is dict:
+            stack.extend(v.values())  # type: ignore[attr-defined]
 
 
 def _no_constant(name: str) -> float:
