@@ -70,35 +70,34 @@ def test_frames_measured_while_the_broker_is_down_are_replayed_in_order(
     mosquitto: Mosquitto,
 ) -> None:
     watcher = ImuWatcher(mosquitto.port, "pend-r")
-    # The pendant reaches the broker through a proxy, so that it comes back only once the
-    # watcher has subscribed again (QoS 0 is not kept for anyone).
-    with CuttableProxy(mosquitto.port) as proxy:
-        pendant = FallPendant("pend-r", "127.0.0.1", proxy.port, time_scale=SPEED)
-        with pendant:
-            watcher.wait("live frames before the outage", lambda: len(watcher.frames) >= 5)
+    try:
+        # The pendant reaches the broker through a proxy, so that it comes back only once the
+        # watcher has subscribed again (QoS 0 is not kept for anyone).
+        with CuttableProxy(mosquitto.port) as proxy:
+            pendant = FallPendant("pend-r", "127.0.0.1", proxy.port, time_scale=SPEED)
+            with pendant:
+                watcher.wait("live frames before the outage", lambda: len(watcher.frames) >= 5)
 
-            proxy.cut()  # the pendant stays out until restore()
-            mosquitto.stop()
-            wait_until("pendant notices the outage", lambda: not pendant.connected.is_set())
-            wait_until("frames buffered", lambda: pendant.backlog.owed >= 8)
-            with watcher.cond:
-                before = len(watcher.frames)
-                subscribed = watcher.subscriptions
-            mosquitto.start()  # same port
-            watcher.wait("watcher subscribed again", lambda: watcher.subscriptions > subscribed)
-            owed_at_restart = pendant.backlog.owed
-            replayed_earlier = pendant.frames_replayed  # frames made before the first CONNACK
-            proxy.restore()
+                proxy.cut()  # the pendant stays out until restore()
+                mosquitto.stop()
+                wait_until("pendant notices the outage", lambda: not pendant.connected.is_set())
+                wait_until("frames buffered", lambda: pendant.backlog.owed >= 8)
+                with watcher.cond:
+                    before = len(watcher.frames)
+                    subscribed = watcher.subscriptions
+                mosquitto.start()  # same port
+                watcher.wait("watcher subscribed again", lambda: watcher.subscriptions > subscribed)
+                owed_at_restart = pendant.backlog.owed
+                replayed_earlier = pendant.frames_replayed  # frames made before the first CONNACK
+                proxy.restore()
 
-            watcher.wait(
-                "replayed frames, then live ones",
-                lambda: (
-                    any(not f.replayed for f in watcher.frames[before:])
-                    and sum(not f.replayed for f in watcher.frames[before:]) >= 3
-                ),
-            )
+                watcher.wait(
+                    "replayed frames, then live ones",
+                    lambda: sum(not f.replayed for f in watcher.frames[before:]) >= 3,
+                )
 
-    watcher.close()
+    finally:
+        watcher.close()
     after = watcher.frames[before:]
     replayed = [f for f in after if f.replayed]
     first_live = next(i for i, f in enumerate(after) if not f.replayed)
