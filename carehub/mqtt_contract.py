@@ -26,13 +26,29 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic import Strict as _Strict
 
 CONTRACT_VERSION = 1
 DEFAULT_BASE_TOPIC = "carehub"
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest payload the hub accepts on any device topic (an IMU frame of 200 Hz × 1 s fits)."""
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of JSON arrays/objects accepted (a payload needs 3: object, acc, sample);
+checked before parsing, so no input can exhaust the parser's stack."""
+MAX_INT_DIGITS = 20
+"""Longest integer literal accepted anywhere in a payload (2**64 has 20 digits)."""
 MAX_FRAME_SAMPLES = 2000
 """Largest number of samples in one IMU frame (10 s at 200 Hz)."""
 CLOCK_AHEAD_TOLERANCE_MS = 60_000
@@ -47,6 +63,72 @@ REPLAY_BUFFER_S = 120
 replays them, marked ``replayed``, when it reconnects."""
 REPLAY_MAX_AGE_MS = 3_600_000
 """A replayed frame older than this (1 h) by the hub's clock is dropped: too late to help."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An inclusive range of values a real device can report, in ``unit``. Outside it the
+    number is a sensor fault or garbage, never a measurement, and the payload is refused."""
+
+    low: float
+    high: float
+    unit: str
+
+
+HR_RANGE = Bounds(20, 300, "beats/min")
+SPO2_RANGE = Bounds(50, 100, "%")
+RR_RANGE = Bounds(0, 80, "breaths/min")
+TEMP_RANGE = Bounds(5, 50, "°C")
+"""Wide on purpose: a wearable taken off the wrist reads the room, and the hub needs those
+readings to say "sensor not worn" (a hypothermic elder at 30 °C passes too)."""
+SBP_RANGE = Bounds(40, 300, "mmHg")
+MOTION_RANGE = Bounds(0, 64, "g RMS")
+QUALITY_RANGE = Bounds(0, 1, "")
+ACC_RANGE = Bounds(-64, 64, "g")
+GYR_RANGE = Bounds(-4000, 4000, "°/s")
+HZ_RANGE = Bounds(5, 1000, "Hz")
+BATTERY_RANGE = Bounds(0, 100, "%")
+RSSI_RANGE = Bounds(-150, 0, "dBm")
+
+RANGES: dict[str, Bounds] = {
+    "vitals.hr": HR_RANGE,
+    "vitals.spo2": SPO2_RANGE,
+    "vitals.rr": RR_RANGE,
+    "vitals.temp": TEMP_RANGE,
+    "vitals.sbp": SBP_RANGE,
+    "vitals.motion": MOTION_RANGE,
+    "vitals.quality": QUALITY_RANGE,
+    "imu.acc": ACC_RANGE,
+    "imu.gyr": GYR_RANGE,
+    "imu.hz": HZ_RANGE,
+    "status.battery": BATTERY_RANGE,
+    "status.rssi": RSSI_RANGE,
+}
+"""Every ranged number, by ``<channel>.<field>`` (for the docs and the tests)."""
+
+
+class Refusal(enum.StrEnum):
+    """Why a message was refused: a short, fixed code (a metrics label), beside the text."""
+
+    NOT_JSON = "not_json"  # not UTF-8 / not JSON / not the plain text the channel takes
+    TOO_LARGE = "too_large"  # more than MAX_PAYLOAD_BYTES
+    TOO_DEEP = "too_deep"  # JSON nested deeper than MAX_JSON_DEPTH
+    BAD_VERSION = "bad_version"  # "v" missing or not the integer 1
+    SCHEMA = "schema"  # wrong shape: missing field, wrong type, wrong length, bad enum value
+    NON_FINITE = "non_finite"  # NaN, Infinity, or a number that overflows to infinity
+    OUT_OF_RANGE = "out_of_range"  # a number outside its documented range
+    BAD_TOPIC = "bad_topic"  # not <base>/<device_id>/<channel>
+    UNKNOWN_CHANNEL = "unknown_channel"  # last topic level is not a channel
+    BAD_DEVICE_ID = "bad_device_id"  # device id not matching DEVICE_ID_PATTERN
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract. ``str(error)`` says what is wrong in one line (for
+    the log); ``reason`` is the fixed code (for counting)."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Channel(enum.StrEnum):
@@ -84,14 +166,36 @@ class AckState(enum.StrEnum):
     RESOLVED = "resolved"
 
 
+# Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers
+# (integers allowed, bools not); each measurement lies in its Bounds.
+EpochMs = Annotated[StrictInt, Field(ge=0, lt=10**14, description="Epoch milliseconds (UTC).")]
+Seq = Annotated[StrictInt, Field(ge=0, lt=2**63, description="Per-device event counter.")]
+Finite = Annotated[float, _Strict(), AllowInfNan(False)]
+HeartRate = Annotated[Finite, Field(ge=HR_RANGE.low, le=HR_RANGE.high)]
+SpO2 = Annotated[Finite, Field(ge=SPO2_RANGE.low, le=SPO2_RANGE.high)]
+RespRate = Annotated[Finite, Field(ge=RR_RANGE.low, le=RR_RANGE.high)]
+Temperature = Annotated[Finite, Field(ge=TEMP_RANGE.low, le=TEMP_RANGE.high)]
+Systolic = Annotated[Finite, Field(ge=SBP_RANGE.low, le=SBP_RANGE.high)]
+Motion = Annotated[Finite, Field(ge=MOTION_RANGE.low, le=MOTION_RANGE.high)]
+Quality = Annotated[Finite, Field(ge=QUALITY_RANGE.low, le=QUALITY_RANGE.high)]
+Accel = Annotated[Finite, Field(ge=ACC_RANGE.low, le=ACC_RANGE.high)]
+Gyro = Annotated[Finite, Field(ge=GYR_RANGE.low, le=GYR_RANGE.high)]
+SampleRate = Annotated[Finite, Field(ge=HZ_RANGE.low, le=HZ_RANGE.high)]
+Battery = Annotated[Finite, Field(ge=BATTERY_RANGE.low, le=BATTERY_RANGE.high)]
+Rssi = Annotated[Finite, Field(ge=RSSI_RANGE.low, le=RSSI_RANGE.high)]
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    v: Literal[1] = Field(description="Contract version; always 1 for now.")
+    v: Literal[1] = Field(description="Contract version; always the integer 1 for now.")
 
-
-EpochMs = Annotated[int, Field(ge=0, lt=10**14, description="Epoch milliseconds (UTC).")]
-Seq = Annotated[int, Field(ge=0, lt=2**63, description="Per-device event counter.")]
+    @field_validator("v", mode="before")
+    @classmethod
+    def _integer_version(cls, v: object) -> object:
+        if type(v) is not int:  # Literal[1] alone would take true and 1.0
+            raise ValueError("v must be the integer 1")
+        return v
 
 
 class ButtonEvent(_Payload):
@@ -107,18 +211,26 @@ class ButtonEvent(_Payload):
 
 
 class ImuFrame(_Payload):
-    """A frame of inertial samples from a fall pendant: sample i is at ``t0 + i*1000/hz`` ms."""
+    """A frame of inertial samples from a fall pendant: sample i is at ``t0 + i*1000/hz`` ms.
+
+    ``replayed`` marks a frame the pendant could not publish when it was measured and sends
+    after reconnecting (see `docs/mqtt.md`, "Pendants across outages")."""
 
     seq: Seq
     t0: EpochMs
-    hz: float = Field(ge=5, le=1000, description="Sample rate in Hz.")
-    acc: list[Annotated[list[float], Field(min_length=3, max_length=3)]] = Field(
-        max_length=MAX_FRAME_SAMPLES, description="Acceleration samples [x, y, z] in g."
+    hz: SampleRate = Field(description="Sample rate in Hz.")
+    acc: list[Annotated[list[Accel], Field(min_length=3, max_length=3)]] = Field(
+        min_length=1,
+        max_length=MAX_FRAME_SAMPLES,
+        description="Acceleration samples [x, y, z] in g.",
     )
-    gyr: list[Annotated[list[float], Field(min_length=3, max_length=3)]] | None = Field(
+    gyr: list[Annotated[list[Gyro], Field(min_length=3, max_length=3)]] | None = Field(
         default=None,
         max_length=MAX_FRAME_SAMPLES,
         description="Angular rate samples [x, y, z] in °/s; same length as acc when present.",
+    )
+    replayed: StrictBool = Field(
+        default=False, description="Sent late, after an outage, from the pendant's buffer."
     )
 
     @field_validator("gyr")
@@ -131,17 +243,18 @@ class ImuFrame(_Payload):
 
 
 class VitalsReading(_Payload):
-    """One wearable reading (about 1 Hz). Every measurement is optional: send what you have."""
+    """One wearable reading (about 1 Hz). Every measurement is optional: send what you have,
+    and null (or nothing) for what you did not measure — never a 0 or 255 sentinel."""
 
     seq: Seq
     ts: EpochMs
-    hr: float | None = Field(default=None, description="Heart rate, beats/min.")
-    spo2: float | None = Field(default=None, description="Oxygen saturation, %.")
-    rr: float | None = Field(default=None, description="Respiration rate, breaths/min.")
-    temp: float | None = Field(default=None, description="Skin/body temperature, °C.")
-    sbp: float | None = Field(default=None, description="Systolic blood pressure, mmHg.")
-    motion: float | None = Field(default=None, ge=0, description="Activity level, g RMS.")
-    quality: float | None = Field(default=None, ge=0, le=1, description="Signal quality 0..1.")
+    hr: HeartRate | None = Field(default=None, description="Heart rate, beats/min.")
+    spo2: SpO2 | None = Field(default=None, description="Oxygen saturation, %.")
+    rr: RespRate | None = Field(default=None, description="Respiration rate, breaths/min.")
+    temp: Temperature | None = Field(default=None, description="Skin/body temperature, °C.")
+    sbp: Systolic | None = Field(default=None, description="Systolic blood pressure, mmHg.")
+    motion: Motion | None = Field(default=None, description="Activity level, g RMS.")
+    quality: Quality | None = Field(default=None, description="Signal quality 0..1.")
 
 
 class DeviceStatus(_Payload):
@@ -149,9 +262,9 @@ class DeviceStatus(_Payload):
 
     seq: Seq
     ts: EpochMs
-    battery: float | None = Field(default=None, ge=0, le=100, description="Battery, %.")
-    firmware: str | None = Field(default=None, max_length=64)
-    rssi: float | None = Field(default=None, ge=-150, le=0, description="Radio signal, dBm.")
+    battery: Battery | None = Field(default=None, description="Battery, %.")
+    firmware: StrictStr | None = Field(default=None, max_length=64)
+    rssi: Rssi | None = Field(default=None, description="Radio signal, dBm.")
 
 
 class Ack(_Payload):
@@ -160,12 +273,14 @@ class Ack(_Payload):
     seq: Seq | None = Field(
         default=None, description="The device event this answers; null for alarms it did not raise."
     )
-    alarm_id: str | None = Field(
-        description="The alarm concerned; null when a cancel found no open alarm to cancel."
+    alarm_id: StrictStr | None = Field(
+        default=None,
+        max_length=128,
+        description="The alarm concerned; null when a cancel found no open alarm to cancel.",
     )
     state: AckState
-    seconds_left: int | None = Field(
-        default=None, ge=0, description="With state pending: seconds until the alarm is raised."
+    seconds_left: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = Field(
+        default=None, description="With state pending: seconds until the alarm is raised."
     )
 
 
@@ -182,10 +297,6 @@ _MODELS: dict[Channel, type[_Payload]] = {
 
 
 # ---------------------------------------------------------------- topics
-
-
-class ContractError(ValueError):
-    """A message that breaks the contract; the text says what is wrong, for the log."""
 
 
 @dataclass(frozen=True)
@@ -215,42 +326,65 @@ class Topics:
         return [(f"{self.base}/+/{c.value}", CHANNEL_QOS[c]) for c in sorted(DEVICE_TO_HUB)]
 
     def parse(self, topic: str) -> Topic:
+        """The device and channel of ``topic``; `ContractError` if it is not a device topic."""
         parts = topic.split("/")
         if len(parts) != self._depth + 2 or "/".join(parts[: self._depth]) != self.base:
-            raise ContractError(f"topic {topic!r} is not under {self.base!r}/<device_id>/<channel>")
+            raise ContractError(
+                Refusal.BAD_TOPIC,
+                f"topic {_clip(topic)} is not under {self.base!r}/<device_id>/<channel>",
+            )
         device_id, channel = parts[-2], parts[-1]
         if not DEVICE_ID_PATTERN.match(device_id):
-            raise ContractError(f"invalid device id {device_id!r} in topic")
+            raise ContractError(Refusal.BAD_DEVICE_ID, f"invalid device id {_clip(device_id)}")
         try:
             return Topic(device_id, Channel(channel))
         except ValueError:
-            raise ContractError(f"unknown channel {channel!r}") from None
+            raise ContractError(
+                Refusal.UNKNOWN_CHANNEL, f"unknown channel {_clip(channel)}"
+            ) from None
 
 
 # ---------------------------------------------------------------- payloads
 
 
 def parse_payload(channel: Channel, payload: bytes) -> DevicePayload | Ack | Availability:
-    """Validate a payload for its channel; raise `ContractError` saying why it is refused."""
+    """Validate a payload for its channel; raise `ContractError` saying why it is refused.
+
+    Never raises anything else, whatever the bytes (the hub's intake relies on it)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise ContractError(
+            Refusal.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        )
     if channel is Channel.AVAILABILITY:
         text = payload.decode("utf-8", "replace").strip()
         if text not in ("online", "offline"):
-            raise ContractError(f"availability must be 'online' or 'offline', got {text[:20]!r}")
+            raise ContractError(
+                Refusal.NOT_JSON, f"availability must be 'online' or 'offline', got {_clip(text)}"
+            )
         return "online" if text == "online" else "offline"
-    try:
-        data = json.loads(payload, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ContractError(f"not JSON: {e}") from None
+    data = _load_json(payload)
     if not isinstance(data, dict):
-        raise ContractError("payload must be a JSON object")
-    if data.get("v") != CONTRACT_VERSION:
-        raise ContractError(f"unsupported contract version v={data.get('v')!r}")
+        raise ContractError(Refusal.SCHEMA, "payload must be a JSON object")
+    model = _MODELS[channel]
+    try:  # the sample lists are checked by the model: no second pass over them
+        _check_numbers([v for k, v in data.items() if type(v) is not list or k not in _LISTS])
+    except _Refused as e:
+        raise ContractError(e.reason, str(e)) from None
+    version = data.get("v")
+    if type(version) is not int or version != CONTRACT_VERSION:
+        raise ContractError(
+            Refusal.BAD_VERSION,
+            f"unsupported contract version v={_clip(repr(version))} (must be the integer 1)",
+        )
     try:
-        return _MODELS[channel].model_validate(data)  # type: ignore[return-value]
+        return model.model_validate(data)  # type: ignore[return-value]
     except ValidationError as e:
-        raise ContractError(_describe(e)) from None
+        reason, text = _reason(e), _describe(e)
+        try:  # a refused payload may hide a non-finite number the model never reached
+            _check_numbers(data)
+        except _Refused as refused:
+            reason, text = refused.reason, _clip(f"{refused}; {text}", 300, quote=False)
+        raise ContractError(reason, text) from None
 
 
 def encode(message: BaseModel) -> bytes:
@@ -258,8 +392,98 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed")
+class _Refused(ValueError):
+    """Raised inside `json.loads` hooks to stop parsing with a reason."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _load_json(payload: bytes) -> object:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ContractError(
+            Refusal.NOT_JSON, f"not JSON: not UTF-8 ({e.reason} at byte {e.start})"
+        ) from None
+    depth = _json_depth(payload)
+    if depth > MAX_JSON_DEPTH:
+        raise ContractError(
+            Refusal.TOO_DEEP, f"JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH}"
+        )
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except _Refused as e:
+        raise ContractError(e.reason, str(e)) from None
+    except (ValueError, RecursionError) as e:
+        raise ContractError(Refusal.NOT_JSON, f"not JSON: {_clip(str(e))}") from None
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_OPENERS = frozenset(b"[{")
+
+
+def _json_depth(payload: bytes) -> int:
+    """How deep arrays and objects nest; brackets inside strings do not count. Linear time,
+    mostly in C: strip escapes, keep only brackets and quotes, drop what lies in strings.
+    (UTF-8 never puts an ASCII byte inside a multi-byte character.) Where the JSON is
+    malformed the count may be off, but the parser refuses the text at that point anyway."""
+    skeleton = _ESCAPE.sub(b"", payload).translate(None, _NOT_STRUCTURE)
+    outside = b"".join(skeleton.split(b'"')[::2])  # even pieces lie outside strings
+    depth = deepest = 0
+    for c in outside:
+        if c in _OPENERS:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_LISTS = frozenset({"acc", "gyr"})
+
+
+def _check_numbers(value: object) -> None:
+    """Refuse a non-finite float or an integer of more than MAX_INT_DIGITS digits anywhere
+    in ``value`` (iterative: the depth is bounded, but no recursion is needed)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):  # type: ignore[arg-type]
+                raise _Refused(
+                    Refusal.NON_FINITE, f"non-finite number ({v}): NaN, Infinity or beyond ±1.8e308"
+                )
+        elif t is int:
+            if not -_INT_LIMIT < v < _INT_LIMIT:  # type: ignore[operator]
+                raise _Refused(
+                    Refusal.OUT_OF_RANGE, f"integer with more than {MAX_INT_DIGITS} digits"
+                )
+        elif t is list:
+            stack.extend(v)  # type: ignore[arg-type]
+        elif t is dict:
+            stack.extend(v.values())  # type: ignore[attr-defined]
+
+
+def _no_constant(name: str) -> float:
+    raise _Refused(Refusal.NON_FINITE, f"{name} is not allowed: numbers must be finite")
+
+
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def _reason(error: ValidationError) -> Refusal:
+    kinds = {err["type"] for err in error.errors()}
+    if "finite_number" in kinds:
+        return Refusal.NON_FINITE
+    if kinds <= _RANGE_ERRORS:
+        return Refusal.OUT_OF_RANGE
+    return Refusal.SCHEMA
 
 
 def _describe(error: ValidationError) -> str:
@@ -267,7 +491,13 @@ def _describe(error: ValidationError) -> str:
     for err in error.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"]) or "payload"
         parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    return _clip("; ".join(parts), 300, quote=False)
+
+
+def _clip(text: str, limit: int = 80, quote: bool = True) -> str:
+    """One short log-safe line: repr escapes newlines and control characters."""
+    shown = repr(text) if quote else text.replace("\n", " ").replace("\r", " ")
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -1,6 +1,8 @@
 """What every simulated device does, as real firmware would with paho-mqtt: announce itself
-(retained ``online``, last will ``offline``), publish contract messages, and republish a
-QoS-1 event until the hub acknowledges its ``seq``."""
+(retained ``online``, last will ``offline``), publish contract messages, republish a
+QoS-1 event until the hub acknowledges its ``seq``, and tell its subclass when the link
+comes and goes (:meth:`SimDevice.link_up` / :meth:`SimDevice.link_down`) so that a pendant
+can keep what it could not publish."""
 
 from __future__ import annotations
 
@@ -121,11 +123,19 @@ class SimDevice:
         client.subscribe(self._topic(Channel.ACK), qos=1)
         client.publish(self._topic(Channel.AVAILABILITY), b"online", qos=1, retain=True)
         self.connected.set()
+        self.link_up()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
         self.connected.clear()
+        self.link_down()
+
+    def link_up(self) -> None:
+        """Connected (again), presence announced; runs in the client's network thread."""
+
+    def link_down(self) -> None:
+        """The client noticed the link is gone; runs in the client's network thread."""
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
@@ -141,8 +151,17 @@ class SimDevice:
     # -------------------------------------------------------------- publishing
 
     def publish(self, channel: Channel, message: BaseModel) -> None:
-        """Fire-and-forget (QoS of the channel); paho queues it while disconnected."""
+        """Fire-and-forget at the channel's QoS. While disconnected paho keeps QoS-1
+        messages for later but drops QoS-0 ones: use :meth:`try_publish` to know."""
         self.client.publish(self._topic(channel), encode(message), qos=CHANNEL_QOS[channel])
+
+    def try_publish(self, channel: Channel, message: BaseModel) -> bool:
+        """Publish if the client can: False when not connected or when the client refuses
+        (the message is then not sent and the caller keeps it)."""
+        if not self.connected.is_set():
+            return False
+        info = self.client.publish(self._topic(channel), encode(message), qos=CHANNEL_QOS[channel])
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_until_acked(
         self, channel: Channel, message: BaseModel, seq: int, give_up_s: float = 600.0

@@ -1,5 +1,10 @@
 """A fall pendant: streams accelerometer (and gyroscope) frames of one second, and can
-replay a recorded signal as if it were being worn."""
+replay a recorded signal as if it were being worn.
+
+While it cannot publish (no connection, or the client refuses) it keeps its frames in a
+:class:`~firmware_sim.replay.ReplayBuffer` and, on reconnect, republishes them marked
+``replayed``, in order, before its live frames — the contract's duty for pendants, so a fall
+during an outage is detected late rather than never."""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from carehub.mqtt_contract import Channel, DeviceStatus, ImuFrame
+from carehub.mqtt_contract import REPLAY_BUFFER_S, Channel, DeviceStatus, ImuFrame
 from firmware_sim.device import SimDevice
+from firmware_sim.replay import IN_DOUBT_MS, ReplayBuffer
 
 FIRMWARE = "sim-pendant/0.1"
 
@@ -53,10 +59,13 @@ class FallPendant(SimDevice):
         hz: float = 50.0,
         status_every_s: float = 30.0,
         time_scale: float = 1.0,
+        replay_keep_s: float = REPLAY_BUFFER_S,
+        in_doubt_ms: float = IN_DOUBT_MS,
         **kwargs: Any,
     ) -> None:
         """``time_scale`` > 1 streams faster than real time (tests); stream timestamps still
-        advance by the sample clock, as a pendant's firmware stamps them."""
+        advance by the sample clock, as a pendant's firmware stamps them. ``replay_keep_s``
+        and ``in_doubt_ms`` size the outage buffer (stream time)."""
         super().__init__(*args, **kwargs)
         self.hz = hz
         self.time_scale = time_scale
@@ -66,6 +75,10 @@ class FallPendant(SimDevice):
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"{self.device_id}-imu")
         self.frames_sent = 0
+        """Frames the client accepted, live or replayed."""
+        self.frames_replayed = 0
+        self.backlog = ReplayBuffer(replay_keep_s, in_doubt_ms)
+        self._backlog_lock = threading.Lock()
         self._rest_g = np.array([0.0, 1.0, 0.0])  # posture held between recordings
 
     def start(self) -> FallPendant:
@@ -84,8 +97,47 @@ class FallPendant(SimDevice):
         return len(acc_g) / self.hz
 
     def pending_frames(self) -> int:
+        """Recorded frames not yet streamed (not the outage backlog: see ``backlog.owed``)."""
         with self._lock:
             return len(self._queue)
+
+    def frame(self, acc_g: np.ndarray, gyr_dps: np.ndarray | None, t0_ms: int) -> ImuFrame:
+        """The contract frame for samples starting at ``t0_ms`` (the next ``seq``)."""
+        return ImuFrame(
+            v=1,
+            seq=self.next_seq(),
+            t0=t0_ms,
+            hz=self.hz,
+            acc=np.round(acc_g, 4).tolist(),
+            gyr=None if gyr_dps is None else np.round(gyr_dps, 3).tolist(),
+        )
+
+    def send_frame(self, frame: ImuFrame) -> bool:
+        """Publish a live frame, or keep it if it cannot go now or older frames are owed
+        (order is kept). True if it was handed to the client."""
+        with self._backlog_lock:
+            if not self.backlog.owed and self.try_publish(Channel.IMU, frame):
+                self.backlog.sent(frame)
+                self.frames_sent += 1
+                return True
+            self.backlog.hold(frame)
+            return False
+
+    def link_up(self) -> None:
+        """Reconnected: replay what is owed, in order, before any live frame."""
+        with self._backlog_lock:
+            frames = self.backlog.replay()
+            for i, frame in enumerate(frames):
+                if not self.try_publish(Channel.IMU, frame):
+                    self.backlog.put_back(frames[i:])  # lost the link again mid-replay
+                    return
+                self.backlog.sent(frame)
+                self.frames_sent += 1
+                self.frames_replayed += 1
+
+    def link_down(self) -> None:
+        with self._backlog_lock:
+            self.backlog.link_lost()
 
     def _run(self) -> None:
         n = int(self.hz)
@@ -103,30 +155,13 @@ class FallPendant(SimDevice):
                     gyr = None
             t0 = int(stream_ms)
             stream_ms += len(acc) * 1000.0 / self.hz
-            if self.connected.is_set():
+            self.send_frame(self.frame(acc, gyr, t0))
+            if self.connected.is_set() and time.monotonic() >= next_status:
                 self.publish(
-                    Channel.IMU,
-                    ImuFrame(
-                        v=1,
-                        seq=self.next_seq(),
-                        t0=t0,
-                        hz=self.hz,
-                        acc=np.round(acc, 4).tolist(),
-                        gyr=None if gyr is None else np.round(gyr, 3).tolist(),
+                    Channel.STATUS,
+                    DeviceStatus(
+                        v=1, seq=self.next_seq(), ts=t0, battery=80.0, firmware=FIRMWARE, rssi=-55.0
                     ),
                 )
-                self.frames_sent += 1
-                if time.monotonic() >= next_status:
-                    self.publish(
-                        Channel.STATUS,
-                        DeviceStatus(
-                            v=1,
-                            seq=self.next_seq(),
-                            ts=t0,
-                            battery=80.0,
-                            firmware=FIRMWARE,
-                            rssi=-55.0,
-                        ),
-                    )
-                    next_status = time.monotonic() + self.status_every_s
+                next_status = time.monotonic() + self.status_every_s
             self._stop.wait(max(0.0, t_next - time.monotonic()))

@@ -22,12 +22,13 @@ Example (end-to-end test: an elder deteriorates, then takes the wearable off)::
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from carehub.mqtt_contract import Channel, DeviceStatus, VitalsReading
+from carehub.mqtt_contract import RANGES, Channel, DeviceStatus, VitalsReading
 from firmware_sim.device import SimDevice
 
 __all__ = [
@@ -89,6 +90,19 @@ def taken_off(source: VitalsSource, at_s: float, *, reports: bool = True) -> Vit
         return {"temp": round(temp, 1), "motion": 0.0, "quality": 0.0}
 
     return play
+
+
+def _reportable(name: str, value: object) -> float | None:
+    """What the firmware puts on the wire for one measurement: the number if the contract's
+    range allows it, else null — a sensor's "no reading" (0, NaN) or garbage (255, 1e4) is
+    not a measurement, and sending it would get the whole reading refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    x = float(value)
+    bounds = RANGES[f"vitals.{name}"]
+    if name == "quality" and math.isfinite(x):  # an index: clamp rather than lose it
+        return min(max(x, bounds.low), bounds.high)
+    return x if math.isfinite(x) and bounds.low <= x <= bounds.high else None
 
 
 class Wearable(SimDevice):
@@ -175,15 +189,7 @@ class Wearable(SimDevice):
         fields = self.source(model_t_s)
         if fields is None:
             return None
-        values = {k: fields.get(k) for k in _FIELDS}
-        for k, v in values.items():  # JSON has no NaN: unmeasured is null
-            if isinstance(v, float) and not math.isfinite(v):
-                values[k] = None
-        if values["motion"] is not None and values["motion"] < 0:
-            values["motion"] = None
-        q = values["quality"]
-        if q is not None:
-            values["quality"] = min(max(q, 0.0), 1.0)
+        values = {k: _reportable(k, fields.get(k)) for k in _FIELDS}
         return VitalsReading(v=1, seq=self.next_seq(), ts=self.ts_ms(model_t_s), **values)
 
     def _run(self) -> None:
