@@ -6,10 +6,12 @@ built around the current time (so only the field under test is wrong). `HostileP
 injects rounds throughout a run from two extra MQTT clients (one posing as the home's
 devices, one as strangers) and counts what the broker took, by kind.
 
-Every message must be refused by the hub (one log line, no alarm) except ``skewed_press``:
-a well-formed press from a real button whose clock is far off. That is still an elder
-calling for help, so it must become exactly one alarm; the publisher sends each once at
-QoS 1 (as a third-party device trusting MQTT would) and remembers which the broker took.
+The malformed ones must be refused by the hub (one log line, no traceback, no alarm); the
+well-formed ones with a clock ten years off (``far_future_clock``, ``far_past_clock``) must
+not raise an alarm nor deafen a detector. ``skewed_press`` is a well-formed press from a real
+button whose clock is far off: still an elder calling for help, so it must become exactly
+one alarm. The publisher sends each once at QoS 1 (as a third-party device trusting MQTT
+would; half of them twice, ``duplicate_press``) and remembers which the broker took.
 
 Frames of the real pendants are also copied (the publisher listens to their IMU topics) and
 sent again: unchanged (``duplicate_frame``), a few seconds late (``reordered_frame``), or
