@@ -11,7 +11,7 @@ well-formed ones with a clock ten years off (``far_future_clock``, ``far_past_cl
 not raise an alarm nor deafen a detector. ``skewed_press`` is a well-formed press from a real
 button whose clock is far off: still an elder calling for help, so it must become exactly
 one alarm. The publisher sends each once at QoS 1 (as a third-party device trusting MQTT
-would; half of them twice, ``duplicate_press``) and remembers which the broker took.
+would; every other one twice, ``duplicate_press``) and remembers which the broker took.
 
 Frames of the real pendants are also copied (the publisher listens to their IMU topics) and
 sent again: unchanged (``duplicate_frame``), a few seconds late (``reordered_frame``), or
@@ -253,6 +253,23 @@ def catalogue(devices: Devices, now_ms: int, seq: Iterator[int], round_no: int) 
     return out
 
 
+def interleave(messages: list[Hostile], rng: random.Random) -> list[Hostile]:
+    """The messages in random order within each kind, kinds taken in turn: the first
+    len(KINDS)-odd messages of a round already cover every kind (short runs see them all)."""
+    by_kind: dict[str, list[Hostile]] = {}
+    for h in messages:
+        by_kind.setdefault(h.kind, []).append(h)
+    for group in by_kind.values():
+        rng.shuffle(group)
+    out: list[Hostile] = []
+    while by_kind:
+        for kind in [k for k in KINDS if k in by_kind]:
+            out.append(by_kind[kind].pop())
+            if not by_kind[kind]:
+                del by_kind[kind]
+    return out
+
+
 @dataclass
 class _Intruder:
     """One extra MQTT client: its connection state and what it failed to send."""
@@ -401,7 +418,7 @@ class HostilePublisher:
         return out
 
     def _run(self) -> None:
-        round_no = 0
+        round_no = presses = 0
         queue: list[Hostile] = []
         copies: list[Hostile] = []
         next_msg = next_copy = time.monotonic()
@@ -409,14 +426,16 @@ class HostilePublisher:
             now = time.monotonic()
             if now >= next_msg:
                 if not queue:
-                    queue = catalogue(
-                        self.devices, time.time_ns() // 1_000_000, self._seq, round_no
+                    queue = interleave(
+                        catalogue(self.devices, time.time_ns() // 1_000_000, self._seq, round_no),
+                        self._rng,
                     )
-                    self._rng.shuffle(queue)
                     round_no += 1
-                h = queue.pop()
-                if self._send(h) and h.press is not None and self._rng.random() < 0.5:
-                    self._send(Hostile("duplicate_press", h.topic, h.payload, h.target, h.qos))
+                h = queue.pop(0)
+                if self._send(h) and h.press is not None:
+                    presses += 1
+                    if presses % 2 == 1:  # every other skewed press goes twice
+                        self._send(Hostile("duplicate_press", h.topic, h.payload, h.target, 1))
                 next_msg += 1.0 / self.rate_per_s
             if self.frame_copies_per_s > 0 and now >= next_copy:
                 if not copies:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from bench.chaos_bench import (
     plan_hostile_falls,
     plan_outages,
 )
-from bench.hostile import DEEP_LEVELS, KINDS, Devices, catalogue
+from bench.hostile import DEEP_LEVELS, KINDS, Devices, catalogue, interleave
 from bench.rig import percentile
 from carehub.mqtt_contract import (
     MAX_PAYLOAD_BYTES,
@@ -197,6 +198,14 @@ def test_hostile_falls_aim_their_impact_into_hub_kills_and_broker_restarts() -> 
 def _round() -> list:  # type: ignore[type-arg]
     devices = Devices("carehub", ["btn-h000-0", "btn-h000-1"], ["pend-h000-0"])
     return catalogue(devices, 1_763_900_000_000, itertools.count(10**12), 0)
+
+
+def test_a_round_takes_the_kinds_in_turn() -> None:
+    messages = _round()
+    ordered = interleave(list(messages), random.Random(3))
+    assert sorted(ordered, key=repr) == sorted(messages, key=repr)  # the same, reordered
+    kinds = {h.kind for h in messages}
+    assert {h.kind for h in ordered[: len(kinds)]} == kinds
 
 
 def test_hostile_catalogue_is_what_it_says() -> None:
