@@ -18,6 +18,17 @@ alarms per (pendant, replay) by time. Lost = a press or replay with no alarm; du
 more than one alarm for one. Press latency (press → stored on the server, both epoch ms on
 this machine) is computed only over presses made outside the outages, an outage lasting from
 the fault until the system is seen healthy again plus ``--settle`` seconds.
+
+With ``--hostile`` (see `bench.hostile`): hostile messages on every channel throughout the run
+from two extra MQTT clients (far-off clocks, 1e400, NaN, impossible values, empty frames,
+wrong types, 10 000-level JSON, payloads beyond 64 KiB, non-UTF-8 bytes, bad topics,
+retained junk, duplicated and reordered frames), for the home's real ids and unknown ones;
+the broker is `carehub broker` (durable when it has ``--data-dir``); the hub keeps its default
+upload backoff; and falls are also played where the hub is blind: one impact while each
+broker restart is down (the pendant must buffer and replay its frames) and one while each
+killed hub is down (the broker must queue the frames for the hub's persistent session).
+Those must be detected too, late. Also reported: ``recovery_s_max`` (server back → first
+alarm queued during the outage stored), tracebacks in the hub's log and hub deaths.
 """
 
 from __future__ import annotations
@@ -34,11 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import typer
 
+from bench.hostile import KINDS, Devices, HostilePublisher
 from bench.rig import (
     AdminApi,
+    BrokerProcess,
     TimedSmsSandbox,
     make_homes,
     now_ms,
@@ -65,6 +79,14 @@ PENDANT_GAP_S = 40.0
 """Replays on one pendant are this far apart: the detector treats impacts within 30 s of a
 confirmed fall as the same fall (s)."""
 FAULT_KINDS = ("hub_kill", "broker_restart", "server_stop", "uplink_cut")
+IMPACT_OFFSET_S = UPRIGHT_S + 0.44
+"""From a replay's first sample to its impact peak (upright, 0.4 s free fall, peak)."""
+FRAME_LEAD_S = 0.3
+"""A replay is queued this long before the pendant tick that starts streaming it."""
+HOSTILE_HUB_DOWN_S = 3.0
+"""With --hostile a killed hub stays down this long: the frames queued for it by the broker
+then hold the 1.5 s before an impact that the detector needs (s)."""
+TRACEBACK = "Traceback (most recent call last)"
 
 
 @dataclass
@@ -75,6 +97,8 @@ class Outage:
     started_ms: int | None = None
     repaired_ms: int | None = None
     recovered_ms: int | None = None
+    reachable_ms: int | None = None
+    """Server stop / uplink cut: when the server could be reached again (epoch ms)."""
     error: str | None = None
 
     @property
@@ -82,12 +106,24 @@ class Outage:
         """While this fault lasts, no one sees a fall (the hub's detector gets no frames)."""
         return self.kind in ("hub_kill", "broker_restart")
 
+    @property
+    def blind_impact_s(self) -> float:
+        """Where, after the fault, a --hostile fall aims its impact: while the hub is down
+        (late enough for 1.5 s+ of queued frames before it), or mid broker outage (s)."""
+        if self.kind == "hub_kill":
+            return max(0.5, self.down_s - 0.5)
+        return 0.75 * self.down_s
+
 
 @dataclass
 class FallReplay:
     device_id: str
     at_s: float
+    aim: str = "live"
+    """live, or the fault (hub_kill, broker_restart) its impact was aimed into."""
     started_ms: int | None = None
+    impact_ms: int | None = None
+    """Estimated wall time of the impact peak (epoch ms, the pendant's stream clock)."""
     alarms: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -97,8 +133,10 @@ def plan_outages(
     outage_s: float,
     hub_down_s: float,
     broker_down_s: float,
+    start_s: float = 0.0,
 ) -> list[Outage]:
-    """Faults evenly spaced over the run, each kind spread out among the others."""
+    """Faults evenly spaced over the run after `start_s`, each kind spread out among the
+    others."""
     order = sorted(
         (
             ((j + 0.5) / n + 1e-3 * FAULT_KINDS.index(kind), kind)
@@ -106,19 +144,22 @@ def plan_outages(
             for j in range(n)
         ),
     )
-    slot = duration_s / (len(order) + 1)
+    slot = (duration_s - start_s) / (len(order) + 1)
     down = {
         "hub_kill": hub_down_s,
         "broker_restart": broker_down_s,
         "server_stop": outage_s,
         "uplink_cut": outage_s,
     }
-    return [Outage(kind, slot * (i + 1), down[kind]) for i, (_, kind) in enumerate(order)]
+    return [Outage(kind, start_s + slot * (i + 1), down[kind]) for i, (_, kind) in enumerate(order)]
 
 
-def plan_falls(falls: int, duration_s: float, outages: list[Outage]) -> list[tuple[float, int]]:
+def plan_falls(
+    falls: int, duration_s: float, outages: list[Outage], strict: bool = True
+) -> list[tuple[float, int]]:
     """(start s, pendant index) of each replay: evenly spread, away from the faults that blind
-    the hub, one pendant per replay at a time; as many pendants as that takes."""
+    the hub, one pendant per replay at a time; as many pendants as that takes. Without
+    `strict`, a replay with no room away from the faults stays where it was aimed."""
     # the hub must see each replay from 2 s before its impact (after UPRIGHT_S) until it is
     # decided (FALL_CRITICAL_S); the upright lead-in before that may overlap a fault
     blind = [
@@ -131,18 +172,29 @@ def plan_falls(falls: int, duration_s: float, outages: list[Outage]) -> list[tup
     def allowed(t: float) -> bool:
         return 1.0 <= t <= last_s and not any(a < t < b for a, b in blind)
 
-    plan: list[tuple[float, int]] = []
-    busy_until: list[float] = []
+    plan: list[float] = []
     for i in range(falls):
         target = 1.0 + (last_s - 1.0) * (i + 0.5) / falls
         steps = [target + 0.25 * k for k in range(int(duration_s * 4))]
         steps += [target - 0.25 * k for k in range(int(duration_s * 4))]
         t = next((s for s in steps if allowed(s)), None)
+        if t is None and not strict:
+            t = max(1.0, target)
         if t is None:
             raise ValueError(
                 f"no room for {falls} falls between the faults: lengthen --duration"
                 " or ask for fewer hub kills and broker restarts"
             )
+        plan.append(t)
+    return assign_pendants(plan)
+
+
+def assign_pendants(times: list[float]) -> list[tuple[float, int]]:
+    """(start s, pendant index) for replays starting at `times`: a pendant replays again only
+    PENDANT_GAP_S after its previous replay; as many pendants as that takes."""
+    busy_until: list[float] = []
+    plan: list[tuple[float, int]] = []
+    for t in times:
         pendant = next((p for p, free in enumerate(busy_until) if free <= t), None)
         if pendant is None:
             pendant = len(busy_until)
@@ -150,6 +202,28 @@ def plan_falls(falls: int, duration_s: float, outages: list[Outage]) -> list[tup
         busy_until[pendant] = t + PENDANT_GAP_S
         plan.append((t, pendant))
     return plan
+
+
+def plan_hostile_falls(
+    falls: int, duration_s: float, outages: list[Outage]
+) -> list[tuple[float, int, str]]:
+    """(start s, pendant index, aim) of each replay with --hostile: first one aimed into each
+    hub kill and broker restart (impact while it is down; as many as `falls` allows, in time
+    order), the rest evenly spread with no regard for faults (all must be detected)."""
+    aimed: list[tuple[float, str]] = []
+    for o in outages:
+        start = o.at_s + o.blind_impact_s - IMPACT_OFFSET_S
+        if o.blinds_falls and start >= 1.0 and len(aimed) < falls:
+            aimed.append((start, o.kind))
+    # the others away from those faults where there is room (so "live" and "blind" falls
+    # can be told apart), else anywhere
+    live = plan_falls(falls - len(aimed), duration_s, outages, strict=False)
+    spread = [(t, "live") for t, _ in live]
+    ordered = sorted(aimed + spread)
+    return [
+        (t, p, aim)
+        for (t, p), (_, aim) in zip(assign_pendants([t for t, _ in ordered]), ordered, strict=True)
+    ]
 
 
 class ChaosRun:
@@ -172,19 +246,40 @@ class ChaosRun:
         log_level: str,
         tmp: Path,
         say: Any,
+        hostile: bool = False,
+        hostile_rate: float = 4.0,
     ) -> None:
         self.presses, self.falls, self.duration_s = presses, falls, duration_s
         self.settle_s, self.cancel_window_s, self.drain_s = settle_s, cancel_window_s, drain_s
         self.log_level, self.tmp, self.say = log_level, tmp, say
+        self.hostile, self.hostile_rate = hostile, hostile_rate
         self.rng = random.Random(seed)
+        self.seed = seed
         self.np_rng = np.random.default_rng(seed)
-        self.outages = plan_outages(duration_s, counts, outage_s, hub_down_s, broker_down_s)
-        self.fall_plan = plan_falls(falls, duration_s, self.outages)
-        pendants = 1 + max((p for _, p in self.fall_plan), default=-1)
+        # with --hostile the first fault comes late enough for a fall to be aimed into it
+        n = sum(counts.values())
+        first_s = IMPACT_OFFSET_S - 1.0
+        start_s = max(0.0, (first_s * (n + 1) - duration_s) / n) if hostile and n else 0.0
+        self.outages = plan_outages(
+            duration_s, counts, outage_s, hub_down_s, broker_down_s, start_s=start_s
+        )
+        self.fall_plan = (
+            plan_hostile_falls(falls, duration_s, self.outages)
+            if hostile
+            else [(t, p, "live") for t, p in plan_falls(falls, duration_s, self.outages)]
+        )
+        pendants = 1 + max((p for _, p, _ in self.fall_plan), default=-1)
         self.home = make_homes(1, buttons=buttons, pendants=pendants, shared_topic="carehub")[0]
         self.press_log: list[tuple[str, int, int]] = []  # device, seq, press epoch ms
         self.replays: list[FallReplay] = []
         self.admin_token = secrets.token_urlsafe(24)
+        self.pendant_phase_ms: dict[str, int] = {}
+        self.injector: HostilePublisher | None = None
+        self.broker_durable: bool | None = None
+        self.hub_crashes = 0
+        self._hub_lock = threading.Lock()
+        self._hub_expected = False
+        self._done = threading.Event()
 
     # ------------------------------------------------------------ the run
 
@@ -195,72 +290,118 @@ class ChaosRun:
         tmp = self.tmp
         directory = write_directory(tmp / "directory.json", [self.home])
         http_port = free_port()
-        base = f"http://127.0.0.1:{http_port}"
+        self.base_url = f"http://127.0.0.1:{http_port}"
         with ExitStack() as stack:
-            self.broker = stack.enter_context(Mosquitto(workdir=tmp))
+            if self.hostile:
+                broker = BrokerProcess(tmp, log_level=self.log_level)
+                self.broker_durable = broker.durable
+                self.broker: BrokerProcess | Mosquitto = stack.enter_context(broker)
+            else:
+                self.broker = stack.enter_context(Mosquitto(workdir=tmp))
             self.sms = TimedSmsSandbox()
             stack.enter_context(self.sms)
             self.proxy = stack.enter_context(CuttableProxy(http_port))
             self.server = server_child(
                 tmp, http_port, self.admin_token, self.sms.url, directory, self.log_level
             )
+            hub_env = {
+                "CAREHUB_SERVER_URL": self.proxy.url,
+                "CAREHUB_HUB_TOKEN": self.home.token,
+                "CAREHUB_MQTT_HOST": "127.0.0.1",
+                "CAREHUB_MQTT_PORT": str(self.broker.port),
+                "CAREHUB_HUB_DB": str(tmp / "hub.db"),
+                "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
+                "CAREHUB_FALL_CANCEL_WINDOW_S": str(self.cancel_window_s),
+            }
+            if not self.hostile:  # --hostile measures recovery with the hub's own backoff
+                hub_env["CAREHUB_RETRY_MAX_S"] = "2"
             self.hub = Child(
-                "hub",
-                ["hub", "--log-level", self.log_level],
-                {
-                    "CAREHUB_SERVER_URL": self.proxy.url,
-                    "CAREHUB_HUB_TOKEN": self.home.token,
-                    "CAREHUB_MQTT_HOST": "127.0.0.1",
-                    "CAREHUB_MQTT_PORT": str(self.broker.port),
-                    "CAREHUB_HUB_DB": str(tmp / "hub.db"),
-                    "CAREHUB_RETRY_MAX_S": "2",
-                    "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
-                    "CAREHUB_FALL_CANCEL_WINDOW_S": str(self.cancel_window_s),
-                },
-                tmp / "hub.log",
+                "hub", ["hub", "--log-level", self.log_level], hub_env, tmp / "hub.log"
             )
             stack.callback(self.hub.stop)
             stack.callback(self.server.stop)
-            self.admin = AdminApi(base, self.admin_token)
+            self.admin = AdminApi(self.base_url, self.admin_token)
             stack.callback(self.admin.close)
             self.server.start()
             self.admin.wait_up(self.server)
-            self.hub.start()
+            with self._hub_lock:
+                self.hub.start()
+                self._hub_expected = True
             self._wait_hub_heartbeat(since_ms=0, timeout_s=60)
+            watcher = threading.Thread(target=self._watch_hub, daemon=True, name="hub-watch")
+            watcher.start()
+            stack.callback(watcher.join, 5)
+            stack.callback(self._done.set)
             args = ("127.0.0.1", self.broker.port)
             buttons = [
                 stack.enter_context(CallButton(b, *args, retry_s=1.0)) for b in self.home.buttons
             ]
-            pendants = [stack.enter_context(FallPendant(p, *args)) for p in self.home.pendants]
+            pendants = []
+            for p in self.home.pendants:
+                pendants.append(stack.enter_context(FallPendant(p, *args)))
+                # its sample clock starts now and frames are 1 s: ticks fall on this phase
+                self.pendant_phase_ms[p] = now_ms() % 1000
             wait_until(
                 lambda: all(d.connected.is_set() for d in [*buttons, *pendants]), 30, "devices"
             )
+            if self.hostile:
+                self.injector = stack.enter_context(
+                    HostilePublisher(
+                        *args,
+                        Devices("carehub", self.home.buttons, self.home.pendants),
+                        rate_per_s=self.hostile_rate,
+                        seed=self.seed,
+                    )
+                )
             time.sleep(2.0)  # the detectors see a little of each stream before the run
             self.say(
-                f"chaos run: {self.presses} presses on {len(buttons)} buttons, {self.falls}"
-                f" falls on {len(pendants)} pendants, over {self.duration_s:.0f} s; faults: "
+                f"chaos run{' (hostile)' if self.hostile else ''}: {self.presses} presses on"
+                f" {len(buttons)} buttons, {self.falls} falls on {len(pendants)} pendants, over"
+                f" {self.duration_s:.0f} s; faults: "
                 + ", ".join(f"{o.kind}@{o.at_s:.0f}s" for o in self.outages)
             )
             self._script(buttons, pendants)
+            if self.injector is not None:
+                self.injector.stop_injecting()
             self.say("run over; waiting for the server to have everything …")
             self._drain()
+            self._done.set()
             return self.report()
+
+    def _press_times(self) -> list[float]:
+        """One press in the middle of each server stop and uplink cut (so each outage has an
+        alarm to recover), the rest at random moments."""
+        pinned = [
+            o.at_s + o.down_s / 2 for o in self.outages if o.kind in ("server_stop", "uplink_cut")
+        ][: self.presses]
+        return pinned + [
+            self.rng.uniform(0.5, self.duration_s - 0.5) for _ in range(self.presses - len(pinned))
+        ]
 
     def _script(self, buttons: list[Any], pendants: list[Any]) -> None:
         from firmware_sim.pendant import synthetic_fall
 
+        start = time.monotonic()
+        start_ms = now_ms()
         events: list[tuple[float, str, Any]] = []
-        for i in range(self.presses):
-            events.append((self.rng.uniform(0.5, self.duration_s - 0.5), "press", i % len(buttons)))
-        for at_s, p in self.fall_plan:
-            replay = FallReplay(self.home.pendants[p], at_s)
+        for i, at_s in enumerate(self._press_times()):
+            events.append((at_s, "press", i % len(buttons)))
+        for at_s, p, aim in self.fall_plan:
+            replay = FallReplay(self.home.pendants[p], at_s, aim)
+            # queue it just before the pendant tick nearest `at_s`: the impact time is known
+            phase = self.pendant_phase_ms[replay.device_id]
+            want_ms = start_ms + at_s * 1000
+            tick_ms = phase + round((want_ms - phase) / 1000) * 1000
+            if tick_ms - FRAME_LEAD_S * 1000 < start_ms:
+                tick_ms += 1000
+            replay.impact_ms = int(tick_ms + IMPACT_OFFSET_S * 1000)
             self.replays.append(replay)
-            events.append((at_s, "fall", (replay, pendants[p])))
+            call_s = (tick_ms - start_ms) / 1000 - FRAME_LEAD_S
+            events.append((call_s, "fall", (replay, pendants[p])))
         for outage in self.outages:
             events.append((outage.at_s, "fault", outage))
         events.sort(key=lambda e: e[0])
         threads = []
-        start = time.monotonic()
         for at_s, kind, what in events:
             delay = start + at_s - time.monotonic()
             if delay > 0:
@@ -286,27 +427,60 @@ class ChaosRun:
         """Inject one fault, repair it after `down_s`, and note when all is well again."""
         try:
             o.started_ms = now_ms()
-            {
-                "hub_kill": self.hub.kill,
-                "broker_restart": self.broker.stop,
-                "server_stop": self.server.stop,
-                "uplink_cut": self.proxy.cut,
-            }[o.kind]()
+            if o.kind == "hub_kill":
+                with self._hub_lock:
+                    self._hub_expected = False
+                    self.hub.kill()
+            else:
+                {
+                    "broker_restart": self.broker.stop,
+                    "server_stop": self.server.stop,
+                    "uplink_cut": self.proxy.cut,
+                }[o.kind]()
             time.sleep(o.down_s)
             o.repaired_ms = now_ms()
             if o.kind == "hub_kill":
-                self.hub.start()
+                with self._hub_lock:
+                    self.hub.start()
+                    self._hub_expected = True
                 self._wait_hub_heartbeat(since_ms=o.repaired_ms, timeout_s=60)
             elif o.kind == "broker_restart":
                 self.broker.start()
             elif o.kind == "server_stop":
                 self.server.start()
-                self.admin.wait_up(self.server)
+                o.reachable_ms = self._wait_server_reachable(60)
             else:
                 self.proxy.restore()
+                o.reachable_ms = now_ms()
             o.recovered_ms = now_ms()
         except Exception as e:  # reported, and the run goes on
             o.error = f"{type(e).__name__}: {e}"
+
+    def _wait_server_reachable(self, timeout_s: float) -> int:
+        """Epoch ms at which the request that first found the server healthy was sent."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.server.running:
+                raise RuntimeError(f"server exited early:\n{self.server.log_tail()}")
+            sent_ms = now_ms()
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return sent_ms
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server not healthy {timeout_s} s after its restart")
+
+    def _watch_hub(self) -> None:
+        """Count every time the hub is found dead while it should be running (and start it
+        again, so the run goes on and measures the rest)."""
+        while not self._done.wait(0.2):
+            with self._hub_lock:
+                if self._hub_expected and not self.hub.running:
+                    self.hub_crashes += 1
+                    code = self.hub.process.returncode if self.hub.process else None
+                    self.say(f"hub found dead (exit code {code}); starting it again")
+                    self.hub.start()
 
     def _wait_hub_heartbeat(self, since_ms: int, timeout_s: float) -> None:
         """The hub is back: it is connected to the broker and its heartbeat reached the server."""
@@ -316,22 +490,31 @@ class ChaosRun:
             ),
             timeout_s,
             "hub heartbeat",
-            [self.hub],
             every_s=0.1,
         )
 
+    def _expected_presses(self) -> dict[tuple[str, int], int | None]:
+        """(device, seq) → press epoch ms of every press that must become one alarm: the
+        buttons' presses and the hostile skewed-clock presses the broker took (time None)."""
+        expected: dict[tuple[str, int], int | None] = {(d, s): at for d, s, at in self.press_log}
+        if self.injector is not None:
+            for key in self.injector.skewed_presses():
+                expected.setdefault(key, None)
+        return expected
+
     def _drain(self) -> None:
-        want = {(d, s) for d, s, _ in self.press_log}
+        want = set(self._expected_presses())
         deadline = time.monotonic() + self.drain_s
         while time.monotonic() < deadline:
             try:
                 alarms = self.admin.alarms()
-            except Exception:
+            except httpx.HTTPError:
                 time.sleep(0.5)
                 continue
             have = {(a["device_id"], a["seq"]) for a in alarms if a["kind"] == "button"}
-            falls = sum(1 for a in alarms if a["kind"] == "fall")
-            if want <= have and falls >= len(self.replays):
+            falls = [a for a in alarms if a["kind"] == "fall"]
+            seen = {id(r) for a in falls if (r := self._replay_for(a)) is not None}
+            if want <= have and all(id(r) in seen for r in self.replays):
                 break
             time.sleep(0.5)
         time.sleep(2.0)  # anything sent twice has had time to arrive twice
@@ -340,13 +523,15 @@ class ChaosRun:
 
     def report(self) -> dict[str, Any]:
         alarms = self.admin.alarms()
-        pressed = {(d, s): at for d, s, at in self.press_log}
+        expected = self._expected_presses()
         by_press: dict[tuple[str, int], list[dict[str, Any]]] = {}
         unexpected = 0
+        for r in self.replays:
+            r.alarms.clear()
         for a in alarms:
             if a["kind"] == "button":
                 key = (a["device_id"], a["seq"])
-                if key in pressed:
+                if key in expected:
                     by_press.setdefault(key, []).append(a)
                 else:
                     unexpected += 1
@@ -358,8 +543,12 @@ class ChaosRun:
                     replay.alarms.append(a)
             else:
                 unexpected += 1
+        pressed = {k: at for k, at in expected.items() if at is not None}
+        skewed = [k for k, at in expected.items() if at is None]
         lost_presses = sum(1 for k in pressed if k not in by_press)
-        dup_presses = sum(len(v) - 1 for v in by_press.values())
+        dup_presses = sum(len(by_press[k]) - 1 for k in pressed if k in by_press)
+        lost_skewed = sum(1 for k in skewed if k not in by_press)
+        dup_skewed = sum(len(by_press[k]) - 1 for k in skewed if k in by_press)
         lost_falls = sum(1 for r in self.replays if not r.alarms)
         dup_falls = sum(max(0, len(r.alarms) - 1) for r in self.replays)
 
@@ -376,18 +565,40 @@ class ChaosRun:
             latency = by_press[key][0]["received_at_ms"] - at
             (stormy if any(a <= at <= b for a, b in windows) else calm).append(latency)
         sms_keys = [(m.to, m.body) for _, m in self.sms.arrivals_ns]
+
+        blind = [r for r in self.replays if self._blinded_by(r) is not None]
+        decided = [
+            (min(a["raised_at_ms"] for a in r.alarms) - r.impact_ms) / 1000
+            for r in self.replays
+            if r.alarms and r.impact_ms is not None
+        ]
+        recoveries = [self._recovery_s(o, alarms) for o in self.outages]
+        measured = [x for x in recoveries if x is not None]
+        hostile = self.injector
         return {
-            "sent": len(pressed) + len(self.replays),
+            "sent": len(pressed) + len(skewed) + len(self.replays),
             "stored": len(alarms),
-            "lost": lost_presses + lost_falls,
-            "duplicates": dup_presses + dup_falls,
+            "lost": lost_presses + lost_skewed + lost_falls,
+            "duplicates": dup_presses + dup_skewed + dup_falls,
             "unexpected": unexpected,
+            "falls_played": len(self.replays),
+            "falls_detected": sum(1 for r in self.replays if r.alarms),
+            "recovery_s_max": rounded(max(measured, default=None), 2),
+            "hub_tracebacks": self._hub_tracebacks(),
+            "hub_crashes": self.hub_crashes,
+            "hostile": hostile is not None,
             "presses": len(pressed),
             "presses_lost": lost_presses,
             "presses_duplicated": dup_presses,
+            "skewed_presses": len(skewed),
+            "skewed_presses_lost": lost_skewed,
+            "skewed_presses_duplicated": dup_skewed,
             "falls": len(self.replays),
             "falls_lost": lost_falls,
             "falls_duplicated": dup_falls,
+            "falls_blind_played": len(blind),
+            "falls_blind_detected": sum(1 for r in blind if r.alarms),
+            "fall_alarm_s_max": rounded(max(decided, default=None), 2),
             "pendants": len(self.home.pendants),
             "buttons": len(self.home.buttons),
             "duration_s": self.duration_s,
@@ -398,6 +609,27 @@ class ChaosRun:
             "latency_in_outages_ms_max": rounded(max(stormy, default=None)),
             "sms": len(sms_keys),
             "sms_repeated": len(sms_keys) - len(set(sms_keys)),
+            "broker_durable": self.broker_durable,
+            "hostile_sent": sum(hostile.counts.values()) if hostile else 0,
+            "hostile_by_kind": (
+                {k: hostile.counts.get(k, 0) for k in KINDS} if hostile is not None else {}
+            ),
+            "hostile_skipped": hostile.skipped if hostile else 0,
+            "fall_replays": [
+                {
+                    "device_id": r.device_id,
+                    "at_s": round(r.at_s, 1),
+                    "aim": r.aim,
+                    "impact_in": self._blinded_by(r) or "live",
+                    "alarms": len(r.alarms),
+                    "alarm_after_impact_s": (
+                        round((min(a["raised_at_ms"] for a in r.alarms) - r.impact_ms) / 1000, 2)
+                        if r.alarms and r.impact_ms is not None
+                        else None
+                    ),
+                }
+                for r in self.replays
+            ],
             "outages": [
                 {
                     "kind": o.kind,
@@ -408,15 +640,51 @@ class ChaosRun:
                         if o.recovered_ms is not None and o.repaired_ms is not None
                         else None
                     ),
+                    "first_alarm_stored_s": rec,
                     "error": o.error,
                 }
-                for o in self.outages
+                for o, rec in zip(self.outages, recoveries, strict=True)
             ],
         }
 
+    def _recovery_s(self, o: Outage, alarms: list[dict[str, Any]]) -> float | None:
+        """Server stop / uplink cut: from the server reachable again to the first alarm
+        raised on the hub during the outage being stored on the server (s). An outage whose
+        alarms never arrived counts until now; other faults: None."""
+        if o.kind not in ("server_stop", "uplink_cut") or o.started_ms is None:
+            return None
+        if o.reachable_ms is None:  # never reachable again: the whole time since the fault
+            return round((now_ms() - o.started_ms) / 1000, 2)
+        queued = [
+            a["received_at_ms"]
+            for a in alarms
+            if o.started_ms <= a["raised_at_ms"] < o.reachable_ms
+        ]
+        first = min(queued, default=now_ms())
+        return round(max(0, first - o.reachable_ms) / 1000, 2)
+
+    def _blinded_by(self, r: FallReplay) -> str | None:
+        """The fault (hub_kill, broker_restart) during which the replay's impact happened."""
+        if r.impact_ms is None:
+            return None
+        for o in self.outages:
+            if o.blinds_falls and o.started_ms is not None:
+                # a killed hub is surely blind until started again; a broker until it listens
+                end = o.repaired_ms if o.kind == "hub_kill" else o.recovered_ms
+                if o.started_ms <= r.impact_ms <= (end or now_ms()):
+                    return o.kind
+        return None
+
+    def _hub_tracebacks(self) -> int:
+        try:
+            return self.hub.log_path.read_text(errors="replace").count(TRACEBACK)
+        except OSError:
+            return 0
+
     def _replay_for(self, alarm: dict[str, Any]) -> FallReplay | None:
         """The replay of this pendant that started last before the alarm was raised (the
-        detector decides within seconds; replays on one pendant are PENDANT_GAP_S apart)."""
+        detector decides within seconds, late ones within tens; replays on one pendant are
+        PENDANT_GAP_S apart)."""
         candidates = [
             r
             for r in self.replays
@@ -436,7 +704,7 @@ def run_chaos(
     server_stops: int = 1,
     uplink_cuts: int = 1,
     outage_s: float = 8.0,
-    hub_down_s: float = 1.0,
+    hub_down_s: float | None = None,
     broker_down_s: float = 2.0,
     settle_s: float = 3.0,
     buttons: int = 4,
@@ -446,6 +714,8 @@ def run_chaos(
     log_level: str = "INFO",
     keep: Path | None = None,
     say: Any = print,
+    hostile: bool = False,
+    hostile_rate: float = 4.0,
 ) -> dict[str, Any]:
     tmp = keep or Path(tempfile.mkdtemp(prefix="carehub-bench-chaos-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -455,6 +725,8 @@ def run_chaos(
         "server_stop": server_stops,
         "uplink_cut": uplink_cuts,
     }
+    if hub_down_s is None:
+        hub_down_s = HOSTILE_HUB_DOWN_S if hostile else 1.0
     try:
         return ChaosRun(
             presses,
@@ -472,6 +744,8 @@ def run_chaos(
             log_level,
             tmp,
             say,
+            hostile=hostile,
+            hostile_rate=hostile_rate,
         ).run()
     finally:
         if keep is None:
@@ -480,6 +754,13 @@ def run_chaos(
 
 def bench_chaos(
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of all figures."),
+    hostile: bool = typer.Option(
+        False,
+        "--hostile",
+        help="Also inject hostile MQTT messages throughout, restart `carehub broker`, keep the"
+        " hub's default backoff, and play falls while the hub or the broker is down.",
+    ),
+    hostile_rate: float = typer.Option(4.0, help="Hostile messages per second (--hostile)."),
     presses: int = typer.Option(200, help="Button presses, at random moments over the run."),
     falls: int = typer.Option(50, help="Synthetic falls replayed by the pendants (0: none)."),
     duration: float = typer.Option(180.0, help="Length of the scripted run (s)."),
@@ -488,8 +769,15 @@ def bench_chaos(
     server_stops: int = typer.Option(1, help="Times the server is stopped for --outage s."),
     uplink_cuts: int = typer.Option(1, help="Times the hub's uplink is cut for --outage s."),
     outage: float = typer.Option(8.0, help="How long a server stop or uplink cut lasts (s)."),
+    hub_down: float | None = typer.Option(
+        None, help="How long a killed hub stays down (s; default 1, or 3 with --hostile)."
+    ),
+    broker_down: float = typer.Option(2.0, help="How long a restarted broker stays down (s)."),
     settle: float = typer.Option(
         3.0, help="Seconds after recovery still counted as outage for the latency."
+    ),
+    drain: float = typer.Option(
+        90.0, help="After the run, wait at most this long for every alarm to be stored (s)."
     ),
     buttons: int = typer.Option(4, help="Call buttons in the home."),
     seed: int = typer.Option(1, help="Random seed of the script."),
@@ -500,30 +788,51 @@ def bench_chaos(
 ) -> None:
     """Kill, restart and cut the system under a scripted run; count lost and duplicated alarms."""
     echo = typer.echo
-    r = run_chaos(
-        presses=presses,
-        falls=falls,
-        duration_s=duration,
-        hub_kills=hub_kills,
-        broker_restarts=broker_restarts,
-        server_stops=server_stops,
-        uplink_cuts=uplink_cuts,
-        outage_s=outage,
-        settle_s=settle,
-        buttons=buttons,
-        seed=seed,
-        log_level=log_level,
-        keep=keep,
-        say=echo,
+    try:
+        r = run_chaos(
+            presses=presses,
+            falls=falls,
+            duration_s=duration,
+            hub_kills=hub_kills,
+            broker_restarts=broker_restarts,
+            server_stops=server_stops,
+            uplink_cuts=uplink_cuts,
+            outage_s=outage,
+            hub_down_s=hub_down,
+            broker_down_s=broker_down,
+            settle_s=settle,
+            drain_s=drain,
+            buttons=buttons,
+            seed=seed,
+            log_level=log_level,
+            keep=keep,
+            say=echo,
+            hostile=hostile,
+            hostile_rate=hostile_rate,
+        )
+    except ValueError as e:  # e.g. no room for the falls between the faults
+        echo(f"carehub bench chaos: {e}", err=True)
+        raise typer.Exit(2) from None
+    echo(
+        f"Chaos benchmark{' (hostile)' if r['hostile'] else ''}: {r['presses']} presses and"
+        f" {r['falls']} falls sent over {r['duration_s']:.0f} s; {r['stored']} alarms stored"
+        " on the server"
     )
     echo(
-        f"Chaos benchmark: {r['presses']} presses and {r['falls']} falls sent over"
-        f" {r['duration_s']:.0f} s; {r['stored']} alarms stored on the server"
+        f"  lost {r['lost']} (presses {r['presses_lost']}, skewed-clock presses"
+        f" {r['skewed_presses_lost']} of {r['skewed_presses']}, falls {r['falls_lost']}),"
+        f" duplicates {r['duplicates']} (presses {r['presses_duplicated']}, skewed"
+        f" {r['skewed_presses_duplicated']}, falls {r['falls_duplicated']}),"
+        f" unexpected {r['unexpected']}   (target 0 / 0 / 0)"
     )
     echo(
-        f"  lost {r['lost']} (presses {r['presses_lost']}, falls {r['falls_lost']}),"
-        f" duplicates {r['duplicates']} (presses {r['presses_duplicated']},"
-        f" falls {r['falls_duplicated']}), unexpected {r['unexpected']}   (target 0 / 0)"
+        f"  falls detected {r['falls_detected']} of {r['falls_played']} (impact while hub or"
+        f" broker down: {r['falls_blind_detected']} of {r['falls_blind_played']}); latest"
+        f" alarm {r['fall_alarm_s_max']} s after its impact"
+    )
+    echo(
+        f"  recovery after server stop / uplink cut: worst {r['recovery_s_max']} s   (target"
+        f" ≤ 2 s); hub tracebacks {r['hub_tracebacks']}, hub crashes {r['hub_crashes']}"
     )
     echo(
         f"  press → stored on server, outside outages ({r['latency_presses']} presses):"
@@ -535,7 +844,18 @@ def bench_chaos(
         echo(
             f"  {o['kind']:<15} at {o['at_s']:>6.1f} s, down {o['down_s']} s,"
             f" healthy {o['recovery_ms']} ms after repair"
+            + (
+                f", first queued alarm stored {o['first_alarm_stored_s']} s after"
+                if o["first_alarm_stored_s"] is not None
+                else ""
+            )
             + (f"  ERROR {o['error']}" if o["error"] else "")
+        )
+    if r["hostile"]:
+        kinds = ", ".join(f"{k} {n}" for k, n in r["hostile_by_kind"].items())
+        echo(
+            f"  hostile messages injected {r['hostile_sent']} ({kinds}); skipped while"
+            f" disconnected {r['hostile_skipped']}; broker durable: {r['broker_durable']}"
         )
     echo(f"  SMS requests {r['sms']} (repeated {r['sms_repeated']})")
     if as_json:

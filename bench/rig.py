@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from harness.processes import Child, wait_http_ok
+from harness.broker import free_port
+from harness.processes import Child, wait_http_ok, wait_until
 from harness.sms_sandbox import RecordedSms, SmsSandbox
 
 
@@ -167,3 +169,52 @@ class AdminApi:
 
     def wait_up(self, server: Child, timeout_s: float = 60) -> None:
         wait_http_ok(f"{self.base_url}/healthz", timeout_s, server)
+
+
+def broker_has_data_dir() -> bool:
+    """Whether this version of `carehub broker` keeps its persistence in `--data-dir`
+    (what `carehub broker --help` lists, read from the command's definition)."""
+    import typer.main
+
+    from cli.main import app  # here: the CLI imports the benches
+
+    command = typer.main.get_command(app)
+    broker = command.commands["broker"]  # type: ignore[attr-defined]
+    return any("--data-dir" in p.opts for p in broker.params)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+class BrokerProcess:
+    """`carehub broker` as a child process on a fixed port, restartable like a home's broker.
+
+    Its persistence lives in `tmp/broker-data` when the command has `--data-dir` (a durable
+    broker), so queued messages can survive a restart; `durable` says which it is."""
+
+    def __init__(self, tmp: Path, port: int | None = None, log_level: str = "INFO") -> None:
+        self.port = port or free_port()
+        self.durable = broker_has_data_dir()
+        args = ["broker", "--port", str(self.port), "--log-level", log_level]
+        if self.durable:
+            data_dir = tmp / "broker-data"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            args += ["--data-dir", str(data_dir)]
+        self.child = Child("broker", args, {}, tmp / "broker.log")
+
+    def start(self) -> BrokerProcess:
+        self.child.start()
+        wait_until(lambda: port_open(self.port), 30, "broker listening", [self.child], 0.05)
+        return self
+
+    def stop(self) -> None:
+        self.child.stop()
+
+    def __enter__(self) -> BrokerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

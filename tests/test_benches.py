@@ -7,7 +7,10 @@ keys.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +20,29 @@ import pytest
 
 from bench.chaos_bench import (
     FALL_CRITICAL_S,
+    IMPACT_OFFSET_S,
     PENDANT_GAP_S,
     RESTART_GUARD_S,
     UPRIGHT_S,
     Outage,
     plan_falls,
+    plan_hostile_falls,
     plan_outages,
 )
+from bench.hostile import DEEP_LEVELS, KINDS, Devices, catalogue, interleave
 from bench.rig import percentile
+from carehub.mqtt_contract import (
+    MAX_PAYLOAD_BYTES,
+    ButtonEvent,
+    ContractError,
+    Topics,
+    parse_payload,
+)
 
 CAREHUB = Path(sys.executable).with_name("carehub")
+STRICT = os.environ.get("CAREHUB_CHAOS_STRICT") == "1"
+"""Set once the hub fixes of "No single input can silence a hub" are merged: the hostile
+chaos run must then lose, duplicate and crash nothing (they do not hold before)."""
 
 
 def last_json_line(*args: str, timeout: float) -> dict[str, Any]:
@@ -65,6 +81,45 @@ def test_chaos_small_loses_and_duplicates_nothing() -> None:
     assert r["unexpected"] == 0, r
     assert r["stored"] == 23, r
     assert all(o["error"] is None for o in r["outages"]), r["outages"]
+
+
+@pytest.mark.integration
+def test_chaos_hostile_small_reports_every_figure() -> None:
+    r = last_json_line(
+        "chaos", "--hostile",
+        "--presses", "12",
+        "--falls", "3",
+        "--duration", "28",
+        "--hub-kills", "1",
+        "--broker-restarts", "1",
+        "--server-stops", "1",
+        "--uplink-cuts", "1",
+        "--outage", "3",
+        "--settle", "2",
+        "--drain", "6",
+        timeout=110,
+    )  # fmt: skip
+    for key in (
+        "sent", "stored", "lost", "duplicates", "falls_played", "falls_detected",
+        "recovery_s_max", "hub_tracebacks", "hub_crashes", "unexpected", "hostile_sent",
+    ):  # fmt: skip
+        assert isinstance(r.get(key), int | float) and not isinstance(r[key], bool), (key, r)
+    assert r["hostile"] is True
+    assert r["falls_played"] == 3 and r["presses"] == 12
+    assert r["sent"] == 12 + 3 + r["skewed_presses"]
+    assert [o["kind"] for o in r["outages"]] == [
+        "hub_kill", "broker_restart", "server_stop", "uplink_cut"
+    ]  # fmt: skip
+    assert all(o["error"] is None for o in r["outages"]), r["outages"]
+    # every kind of hostile message reached the broker at least once
+    assert all(r["hostile_by_kind"][k] > 0 for k in KINDS), r["hostile_by_kind"]
+    # two falls were aimed where the hub is blind (a hub kill and a broker restart)
+    assert sorted(f["aim"] for f in r["fall_replays"]) == ["broker_restart", "hub_kill", "live"]
+    if STRICT:
+        assert r["lost"] == 0 and r["duplicates"] == 0 and r["unexpected"] == 0, r
+        assert r["falls_detected"] == r["falls_played"], r["fall_replays"]
+        assert r["recovery_s_max"] <= 2.0, r["outages"]
+        assert r["hub_tracebacks"] == 0 and r["hub_crashes"] == 0, r
 
 
 @pytest.mark.integration
@@ -114,6 +169,78 @@ def test_no_room_for_falls_is_said_plainly() -> None:
     outages = [Outage("hub_kill", t, 1.0) for t in (5.0, 15.0, 25.0)]
     with pytest.raises(ValueError, match="lengthen --duration"):
         plan_falls(1, 30.0, outages)
+
+
+def test_hostile_falls_aim_their_impact_into_hub_kills_and_broker_restarts() -> None:
+    outages = plan_outages(
+        150.0,
+        {"hub_kill": 2, "broker_restart": 1, "server_stop": 1},
+        8.0,
+        3.0,
+        2.0,
+        start_s=IMPACT_OFFSET_S,
+    )
+    assert outages[0].at_s > IMPACT_OFFSET_S
+    plan = plan_hostile_falls(6, 150.0, outages)
+    assert len(plan) == 6
+    aimed = [(t, aim) for t, _, aim in plan if aim != "live"]
+    assert sorted(aim for _, aim in aimed) == ["broker_restart", "hub_kill", "hub_kill"]
+    for t, aim in aimed:
+        impact = t + IMPACT_OFFSET_S
+        assert any(o.kind == aim and o.at_s < impact < o.at_s + o.down_s for o in outages), (t, aim)
+    by_pendant: dict[int, list[float]] = {}
+    for t, p, _ in plan:
+        by_pendant.setdefault(p, []).append(t)
+    for times in by_pendant.values():
+        assert all(b - a >= PENDANT_GAP_S for a, b in zip(times, times[1:], strict=False))
+
+
+def _round() -> list:  # type: ignore[type-arg]
+    devices = Devices("carehub", ["btn-h000-0", "btn-h000-1"], ["pend-h000-0"])
+    return catalogue(devices, 1_763_900_000_000, itertools.count(10**12), 0)
+
+
+def test_a_round_takes_the_kinds_in_turn() -> None:
+    messages = _round()
+    ordered = interleave(list(messages), random.Random(3))
+    assert sorted(ordered, key=repr) == sorted(messages, key=repr)  # the same, reordered
+    kinds = {h.kind for h in messages}
+    assert {h.kind for h in ordered[: len(kinds)]} == kinds
+
+
+def test_hostile_catalogue_is_what_it_says() -> None:
+    messages = _round()
+    kinds = {h.kind for h in messages}
+    # the rest (frame copies, repeated presses) is made from live traffic by the publisher
+    assert kinds == set(KINDS) - {"duplicate_frame", "reordered_frame", "duplicate_press"}
+    by_kind: dict[str, list] = {}  # type: ignore[type-arg]
+    for h in messages:
+        by_kind.setdefault(h.kind, []).append(h)
+    assert all(len(h.payload) > MAX_PAYLOAD_BYTES for h in by_kind["huge_payload"])
+    assert all(h.payload.count(b"[") + h.payload.count(b"{") >= DEEP_LEVELS
+               for h in by_kind["deep_json"])  # fmt: skip
+    for h in by_kind["non_utf8"]:
+        with pytest.raises(UnicodeDecodeError):
+            h.payload.decode()
+    assert all(h.retain for h in by_kind["retained_junk"])
+    assert all(h.topic.endswith("/availability") for h in by_kind["retained_junk"])
+    # a skewed press is a valid press from a real button: it must become one alarm
+    for h in by_kind["skewed_press"]:
+        assert h.press is not None and h.press[0] in ("btn-h000-0", "btn-h000-1")
+        event = parse_payload(Topics("carehub").parse(h.topic).channel, h.payload)
+        assert isinstance(event, ButtonEvent) and event.seq == h.press[1]
+    # no hostile message pretends to be a real event of the simulated firmware
+    assert all(h.press is None for k, hs in by_kind.items() if k != "skewed_press" for h in hs)
+
+
+@pytest.mark.skipif(not STRICT, reason="the strict MQTT contract is not merged yet")
+def test_the_strict_contract_refuses_every_malformed_hostile_message() -> None:
+    topics = Topics("carehub")
+    for h in _round():
+        if h.kind in ("skewed_press", "far_future_clock", "far_past_clock"):
+            continue  # well formed: the hub's clock guard handles them, not the parser
+        with pytest.raises(ContractError):
+            parse_payload(topics.parse(h.topic).channel, h.payload)
 
 
 def test_percentile_interpolates() -> None:
