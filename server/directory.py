@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.api_contract import ID_PATTERN
+from carehub.api_contract import ID_PATTERN, DeviceKind
 from server.auth import hash_token
 from server.schema import devices, doctors, elders, hubs, teams
 
@@ -54,7 +54,7 @@ class Hub(_Entry):
 
 class Device(_Entry):
     hub: str
-    kind: Literal["button", "wearable", "pendant"]
+    kind: DeviceKind
 
 
 class Directory(BaseModel):
@@ -118,4 +118,4 @@ async def load_directory(engine: AsyncEngine, directory: Directory) -> None:
                 conn, hubs, {"id": h.id, "elder_id": h.elder, "token_hash": hash_token(h.token)}
             )
         for dv in directory.devices:
-            await _upsert(conn, devices, {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind})
+            await _upsert(conn, devices, {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value})
