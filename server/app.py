@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import prometheus_client
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from carehub import __version__
 from carehub.api_contract import HEALTH_PATH
@@ -19,6 +20,7 @@ from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatcher import Dispatcher
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
+from server.routes.problems import validation_problem
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -89,6 +91,7 @@ def create_app(
             await engine.dispose()
 
     app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
     app.mount("/metrics", prometheus_client.make_asgi_app())
     app.include_router(admin_api.router)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.api_contract import ID_PATTERN
+from carehub.api_contract import ID_PATTERN, DeviceKind
 from server.auth import hash_token
 from server.duty_roster import (
     DEFAULT_TIME_ZONE,
@@ -190,7 +190,7 @@ class Hub(_Entry):
 
 class Device(_Entry):
     hub: str
-    kind: Literal["button", "wearable", "pendant"]
+    kind: DeviceKind
 
 
 class Directory(_Model):
@@ -427,4 +427,6 @@ async def load_directory(
                 {"id": h.id, "elder_id": h.elder, "token_hash": hash_token(h.token)},
             )
         for dv in directory.devices:
-            await _upsert(conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind})
+            await _upsert(
+                conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value}
+            )

@@ -107,8 +107,9 @@ devices = sa.Table(
 alarms = sa.Table(
     "alarms",
     metadata,
-    sa.Column("id", Id, primary_key=True),  # made on the hub: the idempotency key
+    sa.Column("id", Id, primary_key=True),  # made on the server (uuid4 hex)
     sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False, index=True),
+    sa.Column("hub_alarm_id", Id, nullable=False),  # made on the hub: idempotency key per hub
     sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
     sa.Column("device_id", Id, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -128,6 +129,7 @@ alarms = sa.Table(
     sa.Column("resolved_at_ms", sa.BigInteger, nullable=True),
     sa.Column("outcome", sa.String(24), nullable=True),
     sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
 )
 
 alarm_events = sa.Table(
@@ -141,7 +143,8 @@ alarm_events = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.String(400), nullable=False, server_default=""),
     sa.Column("actor", sa.String(80), nullable=False, server_default=""),  # hub, member:…, system
-    sa.Column("report_id", Id, nullable=True, unique=True),  # hub-made: dedups retried reports
+    sa.Column("report_id", Id, nullable=True),  # hub-made: dedups retried reports, per hub
+    sa.Index("uq_alarm_events_hub_report", "hub_id", "report_id", unique=True),
 )
 
 notifications = sa.Table(
@@ -152,7 +155,7 @@ notifications = sa.Table(
     sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=True),  # a member, or
     sa.Column("contact_id", Id, nullable=True),  # an emergency contact
     sa.Column("purpose", sa.String(24), nullable=False),  # dispatch | escalation-N | …
-    sa.Column("status", sa.String(16), nullable=False),  # sending | sent | failed
+    sa.Column("status", sa.String(16), nullable=False),  # carehub.admin_contract.NotificationStatus
     sa.Column("body", sa.String(400), nullable=False),
     sa.Column("provider_ref", sa.String(64), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -225,5 +228,6 @@ faults = sa.Table(
     sa.Column("since_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.String(200), nullable=False, server_default=""),
-    sa.Column("report_id", Id, nullable=False, unique=True),
+    sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
+    sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
 )
