@@ -33,7 +33,6 @@ from server.duty_roster import (
     always_on_duty,
 )
 from server.escalation import EscalationPolicy, Step, Target
-from server.sealed import Sealer
 from server.schema import (
     devices,
     doctors,
@@ -43,6 +42,7 @@ from server.schema import (
     hubs,
     teams,
 )
+from server.sealed import Sealer
 
 E164 = r"^\+[1-9]\d{6,14}$"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -115,7 +115,7 @@ class Team(_Entry):
     name: str
     kind: Literal["care", "dispatch"] = "care"
     time_zone: str = DEFAULT_TIME_ZONE
-    service_area: str = Field("", max_length=400)
+    service_area: str = Field(default="", max_length=400)
     base: GeoEntry | None = None
     backups: list[str] = Field(default=[], description="Backup teams, asked inside the circle.")
     roster: RosterEntry | None = None
@@ -213,11 +213,11 @@ class Directory(_Model):
                 _require(pid in policy_ids, f"team {t.id}: {cls} policy {pid!r} is not defined")
             roster_dutyroster(t, [])  # raises on an inconsistent roster
             if t.roster:
-                named = {r.member for r in t.roster.rules} | {
+                named = {r.member for r in t.roster.rules if r.member} | {
                     p for r in t.roster.rotations for p in r.participants
                 }
                 named |= {o.member for o in t.roster.overrides} | set(t.roster.order)
-                unknown = sorted(m for m in named - {None} if m not in member_ids)
+                unknown = sorted(m for m in named if m not in member_ids)
                 _require(not unknown, f"team {t.id}: roster names unknown members {unknown}")
         for d in self.doctors:
             _require(d.team in team_ids, f"member {d.id}: unknown team {d.team!r}")

@@ -263,7 +263,12 @@ class DispatchStore:
             msgs = []
             if state is AlarmState.CANCELLED:
                 msgs = await self._tell_notified(
-                    conn, alarm, "cancelled", lambda m: compose_cancelled(ref, m.language), care, now_ms
+                    conn,
+                    alarm,
+                    "cancelled",
+                    lambda m: compose_cancelled(ref, m.language),
+                    care,
+                    now_ms,
                 )
                 msgs += await self._tell_contacts(conn, alarm, "cancelled", None, now_ms)
             await self._set_ladder(conn, alarm.id, LadderStatus.CLOSED, None, now_ms)
@@ -474,9 +479,7 @@ class DispatchStore:
         """Emergency contacts who asked to hear of `event`."""
         contacts = (
             await conn.execute(
-                sa.select(emergency_contacts).where(
-                    emergency_contacts.c.elder_id == alarm.elder_id
-                )
+                sa.select(emergency_contacts).where(emergency_contacts.c.elder_id == alarm.elder_id)
             )
         ).all()
         msgs = []
@@ -609,7 +612,9 @@ class DispatchStore:
         await conn.execute(
             notifications.update()
             .where(notifications.c.id == msg.id)
-            .values(status="sent", provider_ref=ref[:64], sent_at_ms=now_ms, next_attempt_at_ms=None)
+            .values(
+                status="sent", provider_ref=ref[:64], sent_at_ms=now_ms, next_attempt_at_ms=None
+            )
         )
         if not msg.purpose.startswith("step-"):
             return False
@@ -687,7 +692,9 @@ class DispatchStore:
         ).first()
         if ladder is None or ladder.status != LadderStatus.RUNNING:
             return
-        if move_on_early(ladder.members, frozenset(await self._excluded(conn, alarm_id)), ladder.dispatcher):
+        if move_on_early(
+            ladder.members, frozenset(await self._excluded(conn, alarm_id)), ladder.dispatcher
+        ):
             await conn.execute(
                 escalations.update()
                 .where(escalations.c.alarm_id == alarm_id)
@@ -771,7 +778,9 @@ class DispatchStore:
                     now_ms,
                 )
                 msgs += await self._tell_contacts(conn, accepted, "accepted", name, now_ms)
-                return Answer(True, new, "accepted: the elder is told you are coming", n.doctor_id), msgs
+                return Answer(
+                    True, new, "accepted: the elder is told you are coming", n.doctor_id
+                ), msgs
             if action == "decline":
                 if alarm.accepted_by == n.doctor_id:
                     return Answer(False, state, "you accepted this alarm; call the dispatcher"), []
@@ -811,3 +820,80 @@ class _AlarmRow:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._row, name)
+
+
+# ---------------------------------------------------------------- lookups and delivery status
+
+STATUS_RANK = {
+    "queued": 0,
+    "accepted": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 5,
+    "failed": 5,
+    "read": 5,
+}
+"""Twilio's message statuses in the order they can happen; a callback whose status ranks
+below the one recorded arrived out of order and is ignored."""
+
+
+async def notification_by_token_hash(store: DispatchStore, digest: str) -> Any | None:
+    async with store.engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(notifications).where(notifications.c.link_token_hash == digest)
+            )
+        ).first()
+
+
+async def notification_by_reply(store: DispatchStore, phone: str, code: int) -> Any | None:
+    """The open alarm notification a member's reply code refers to (newest first)."""
+    async with store.engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(notifications)
+                .join(alarms, alarms.c.id == notifications.c.alarm_id)
+                .join(doctors, doctors.c.id == notifications.c.doctor_id)
+                .where(
+                    doctors.c.phone == phone,
+                    notifications.c.reply_code == code,
+                    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                )
+                .order_by(notifications.c.created_at_ms.desc())
+                .limit(1)
+            )
+        ).first()
+
+
+async def record_delivery(
+    store: DispatchStore, provider_ref: str, status: str, now_ms: int
+) -> bool:
+    """A provider status callback; True when it changed something (out-of-order and
+    repeated callbacks change nothing). Undelivered or failed takes the member out of the
+    current step, so the next step comes at once."""
+    status = status.lower()
+    if status not in STATUS_RANK:
+        return False
+    async with store._write() as conn:
+        row = (
+            await conn.execute(
+                sa.select(notifications).where(notifications.c.provider_ref == provider_ref)
+            )
+        ).first()
+        if row is None:
+            return False
+        current = row.provider_status or row.status
+        if STATUS_RANK.get(current, 0) >= STATUS_RANK[status]:
+            return False
+        values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
+        if status in ("undelivered", "failed"):
+            values["status"] = "undelivered"
+        elif status == "delivered":
+            values["status"] = "delivered"
+        await conn.execute(
+            notifications.update().where(notifications.c.id == row.id).values(**values)
+        )
+        if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
+            await store._member_out(conn, row.alarm_id, now_ms)
+        return True

@@ -104,9 +104,21 @@ class Escalator:
             try:
                 ref = await self._notifier.send_sms(msg.to_phone, body)
             except NotifierError as e:
-                log.warning("alarm %s: SMS (%s) to %s failed: %s", msg.alarm_ref, msg.purpose, msg.member_id or "contact", e)
+                log.warning(
+                    "alarm %s: SMS (%s) to %s failed: %s",
+                    msg.alarm_ref,
+                    msg.purpose,
+                    msg.member_id or "contact",
+                    e,
+                )
                 return msg, None, str(e)
-        log.info("alarm %s: SMS (%s) to %s sent (%s)", msg.alarm_ref, msg.purpose, msg.member_id or "contact", ref)
+        log.info(
+            "alarm %s: SMS (%s) to %s sent (%s)",
+            msg.alarm_ref,
+            msg.purpose,
+            msg.member_id or "contact",
+            ref,
+        )
         return msg, ref, ""
 
     def link_url(self, msg: Message) -> str:

@@ -214,7 +214,9 @@ link_views = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("notification_id", Id, sa.ForeignKey("notifications.id"), nullable=False, index=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
-    sa.Column("action", sa.String(16), nullable=False),  # view | accept | decline | arrived | key_safe
+    sa.Column(
+        "action", sa.String(16), nullable=False
+    ),  # view | accept | decline | arrived | key_safe
 )
 
 faults = sa.Table(

@@ -81,9 +81,7 @@ def upgrade() -> None:
     with op.batch_alter_table("notifications") as batch_op:  # contacts are not members
         batch_op.alter_column("doctor_id", existing_type=Id, nullable=True)
         batch_op.add_column(sa.Column("contact_id", Id, nullable=True))
-    op.create_index(
-        "ix_notifications_next_attempt_at_ms", "notifications", ["next_attempt_at_ms"]
-    )
+    op.create_index("ix_notifications_next_attempt_at_ms", "notifications", ["next_attempt_at_ms"])
     op.create_index(
         "uq_notifications_contact_once",
         "notifications",
