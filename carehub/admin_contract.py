@@ -21,10 +21,15 @@ LIST_LIMIT_MAX = 1000
 
 
 class NotificationStatus(enum.StrEnum):
-    """An SMS to a doctor: claimed before sending, then sent or failed (and retried)."""
+    """An SMS: queued (or waiting for a retry), claimed for sending, accepted by the provider
+    (sent), then as the provider's status callbacks say: delivered or undelivered; failed
+    when the provider refused it every time before its deadline."""
 
+    QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
     FAILED = "failed"
 
 
@@ -49,18 +54,24 @@ class AlarmSummary(_Answer):
 
 
 class NotificationView(_Answer):
-    doctor_id: str
-    purpose: str
+    doctor_id: str | None = Field(description="The member told, or null for a contact.")
+    contact_id: str | None = Field(description="The emergency contact told, if not a member.")
+    purpose: str = Field(description="step-N (escalation step N), taken, cancelled, …")
     status: NotificationStatus
+    response: str | None = Field(description="accepted | declined, when the member answered.")
     body: str
     sent_at_ms: int | None
 
 
 class AlarmEventView(_Answer):
-    kind: str = Field(description="state | state_ignored | doctor_chosen | sms_sent")
+    kind: str = Field(
+        description="state | state_ignored | step | sms_sent | declined | arrived | "
+        "arrival_overdue | ladder_exhausted"
+    )
     state: AlarmState | None
     at_ms: int
     detail: str
+    actor: str = Field(description="hub, system, or member:<id>: who did it.")
 
 
 class AlarmDetail(AlarmSummary):
@@ -70,6 +81,13 @@ class AlarmDetail(AlarmSummary):
     event_ts_ms: int | None
     updated_at_ms: int
     details: dict[str, Any]
+    accepted_by: str | None = Field(description="The member who accepted the alarm.")
+    accepted_at_ms: int | None
+    arrived_at_ms: int | None
+    first_notified_at_ms: int | None
+    resolved_at_ms: int | None
+    outcome: str | None
+    is_test: bool
     notifications: list[NotificationView]
     events: list[AlarmEventView]
 

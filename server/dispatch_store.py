@@ -543,13 +543,30 @@ class DispatchStore:
         )
 
     async def kick(self, alarm_id: str, now_ms: int) -> None:
-        """Make the alarm's ladder due now (it was cancelled, or someone dropped out)."""
+        """Make the alarm's ladder due now: its state changed (the elder cancelled), so the
+        next pass tells whoever needs to know."""
         async with self._write() as conn:
             await conn.execute(
                 escalations.update()
-                .where(escalations.c.alarm_id == alarm_id, escalations.c.due_at_ms.is_not(None))
+                .where(
+                    escalations.c.alarm_id == alarm_id,
+                    escalations.c.status != LadderStatus.CLOSED,
+                )
                 .values(due_at_ms=now_ms)
             )
+
+    async def alarm_changed(self, hub_id: str, hub_alarm_id: str, now_ms: int) -> None:
+        """`kick`, for an alarm named by its hub."""
+        async with self.engine.connect() as conn:
+            alarm_id = (
+                await conn.execute(
+                    sa.select(alarms.c.id).where(
+                        alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
+                    )
+                )
+            ).scalar()
+        if alarm_id is not None:
+            await self.kick(str(alarm_id), now_ms)
 
     # ------------------------------------------------------------ sending
 

@@ -13,16 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.admin_contract import NotificationStatus
-from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
+from carehub.alarm_lifecycle import AlarmState, merge
 from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultReport
 from server.auth import hash_token
-from server.dispatch_policy import DoctorOnDuty
 from server.schema import (
     alarm_events,
     alarms,
     devices,
-    doctors,
     elders,
     faults,
     hubs,
@@ -34,39 +31,6 @@ from server.schema import (
 class HubIdentity:
     hub_id: str
     elder_id: str
-
-
-@dataclass(frozen=True)
-class PendingDispatch:
-    """An alarm that has been received and not yet dispatched, with what dispatch needs."""
-
-    alarm_id: str
-    hub_id: str
-    kind: AlarmKind
-    severity: Severity
-    elder_name: str
-    short_address: str
-    team_id: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The intent to send one notification about an alarm to one doctor."""
-
-    alarm_id: str
-    hub_id: str
-    doctor_id: str
-    purpose: str
-    body: str
-
-
-@dataclass(frozen=True)
-class SentNotification:
-    alarm_id: str
-    hub_id: str
-    doctor_id: str
-    notification_id: str
-    provider_ref: str
 
 
 class UnknownAlarm(LookupError):
@@ -258,76 +222,6 @@ class ServerStore:
                 )
             return new
 
-    async def pending_dispatches(self, limit: int = 50) -> list[PendingDispatch]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        alarms.c.id,
-                        alarms.c.hub_id,
-                        alarms.c.kind,
-                        alarms.c.severity,
-                        elders.c.name,
-                        elders.c.short_address,
-                        elders.c.team_id,
-                    )
-                    .join(elders, elders.c.id == alarms.c.elder_id)
-                    .where(
-                        alarms.c.state == AlarmState.RECEIVED.value, alarms.c.doctor_id.is_(None)
-                    )
-                    .order_by(alarms.c.received_at_ms)
-                    .limit(limit)
-                )
-            ).all()
-        return [
-            PendingDispatch(
-                r.id,
-                r.hub_id,
-                AlarmKind(r.kind),
-                Severity(r.severity),
-                r.name,
-                r.short_address,
-                r.team_id,
-            )
-            for r in rows
-        ]
-
-    async def team(self, team_id: str) -> list[DoctorOnDuty]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(sa.select(doctors).where(doctors.c.team_id == team_id))
-            ).all()
-        return [
-            DoctorOnDuty(r.id, r.team_id, r.phone, r.language, r.on_duty, r.priority) for r in rows
-        ]
-
-    async def claim_notifications(self, claims: Sequence[Claim], now_ms: int) -> list[str | None]:
-        """Record the intent to notify, once per alarm, doctor and purpose, for a batch of
-        alarms in one commit (one fsync, however many alarms are waiting).
-
-        Returns, per claim, the notification id to send, or None when it was already sent.
-        """
-        async with self._write() as conn:
-            return [await _claim(conn, c, now_ms) for c in claims]
-
-    async def mark_dispatched_many(self, sent: Sequence[SentNotification], now_ms: int) -> None:
-        """Record sent SMS and move their alarms to `dispatched`, in one commit."""
-        async with self._write() as conn:
-            for n in sent:
-                await _mark_dispatched(conn, n, now_ms)
-
-    async def notification_failed(self, notification_id: str, error: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                notifications.update()
-                .where(notifications.c.id == notification_id)
-                .values(
-                    status=NotificationStatus.FAILED.value,
-                    attempts=notifications.c.attempts + 1,
-                    provider_ref=error[:64],
-                )
-            )
-
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
         async with self.engine.connect() as conn:
             rows = (
@@ -428,8 +322,10 @@ class ServerStore:
                 await conn.execute(
                     sa.select(
                         notifications.c.doctor_id,
+                        notifications.c.contact_id,
                         notifications.c.purpose,
                         notifications.c.status,
+                        notifications.c.response,
                         notifications.c.body,
                         notifications.c.sent_at_ms,
                     ).where(notifications.c.alarm_id == alarm_id)
@@ -438,7 +334,11 @@ class ServerStore:
         data = dict(row._mapping)
         data["notifications"] = [dict(n._mapping) for n in sent]
         data["events"] = [
-            {k: v for k, v in e._mapping.items() if k in ("kind", "state", "at_ms", "detail")}
+            {
+                k: v
+                for k, v in e._mapping.items()
+                if k in ("kind", "state", "at_ms", "detail", "actor")
+            }
             for e in events
         ]
         return data
@@ -487,58 +387,6 @@ class ServerStore:
                 await conn.execute(sa.select(faults).order_by(faults.c.id.desc()).limit(limit))
             ).all()
         return [dict(r._mapping) for r in rows]
-
-
-async def _claim(conn: AsyncConnection, c: Claim, now_ms: int) -> str | None:
-    row = (
-        await conn.execute(
-            sa.select(notifications.c.id, notifications.c.status).where(
-                notifications.c.alarm_id == c.alarm_id,
-                notifications.c.doctor_id == c.doctor_id,
-                notifications.c.purpose == c.purpose,
-            )
-        )
-    ).first()
-    if row is not None:
-        return None if row.status == NotificationStatus.SENT else str(row.id)
-    nid = uuid.uuid4().hex
-    await conn.execute(  # unique (alarm, doctor, purpose): a racing dispatcher fails here
-        notifications.insert().values(
-            id=nid,
-            alarm_id=c.alarm_id,
-            doctor_id=c.doctor_id,
-            purpose=c.purpose,
-            status=NotificationStatus.SENDING.value,
-            body=c.body,
-            created_at_ms=now_ms,
-        )
-    )
-    await _add_event(conn, c.alarm_id, c.hub_id, "doctor_chosen", now_ms, None, c.doctor_id)
-    return nid
-
-
-async def _mark_dispatched(conn: AsyncConnection, n: SentNotification, now_ms: int) -> None:
-    await conn.execute(
-        notifications.update()
-        .where(notifications.c.id == n.notification_id)
-        .values(
-            status=NotificationStatus.SENT.value,
-            provider_ref=n.provider_ref[:64],
-            sent_at_ms=now_ms,
-            attempts=notifications.c.attempts + 1,
-        )
-    )
-    await _add_event(conn, n.alarm_id, n.hub_id, "sms_sent", now_ms, None, n.provider_ref)
-    state = await _alarm_state(conn, n.alarm_id)
-    assert state is not None
-    new = merge(state, AlarmState.DISPATCHED)
-    await conn.execute(
-        alarms.update()
-        .where(alarms.c.id == n.alarm_id)
-        .values(doctor_id=n.doctor_id, state=new.value, updated_at_ms=now_ms)
-    )
-    if new != state:
-        await _add_event(conn, n.alarm_id, n.hub_id, "state", now_ms, new)
 
 
 async def _hub_fault(

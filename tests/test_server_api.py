@@ -95,7 +95,7 @@ def test_upload_is_idempotent_and_dispatches_once(api: tuple[TestClient, Console
         and again.json()["state"] == "dispatched"
     )
     assert len(notifier.sent) == 1 and notifier.sent[0][0] == "+8613800000001"
-    assert [e["kind"] for e in alarm["events"]] == ["state", "doctor_chosen", "sms_sent", "state"]
+    assert [e["kind"] for e in alarm["events"]] == ["state", "step", "sms_sent", "state"]
     assert alarm["doctor_id"] == "dr-a"
 
 

@@ -42,8 +42,8 @@ async def upload_alarm(
         raise _unpaired(hub.hub_id, e) from None
     if created:
         log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
-        rt.dispatcher.kick()
-        await rt.changes.notify(hub.hub_id)
+        rt.escalator.kick()
+        await rt.changes.notify(f"hub:{hub.hub_id}")
     else:
         response.status_code = status.HTTP_200_OK
     return api.AlarmAccepted(alarm_id=body.alarm_id, state=state, created=created)
@@ -65,7 +65,9 @@ async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "unknown alarm: upload the alarm before its state reports"
         ) from None
-    await rt.changes.notify(hub.hub_id)
+    await rt.dispatch.alarm_changed(hub.hub_id, body.alarm_id, rt.clock.now_ms())
+    rt.escalator.kick()
+    await rt.changes.notify(f"hub:{hub.hub_id}")
     return api.AlarmStateAccepted(alarm_id=body.alarm_id, state=state)
 
 
@@ -84,12 +86,12 @@ async def alarm_updates(
         return api.AlarmUpdates(updates=[], cursor=await rt.store.latest_cursor(hub.hub_id))
     deadline = rt.clock.monotonic() + min(wait_s, rt.settings.long_poll_max_s)
     while True:
-        version = rt.changes.version(hub.hub_id)
+        version = rt.changes.version(f"hub:{hub.hub_id}")
         updates = await rt.store.updates_for_hub(hub.hub_id, after)
         remaining = deadline - rt.clock.monotonic()
         if updates or remaining <= 0 or await request.is_disconnected():
             break
-        await rt.changes.wait(hub.hub_id, version, min(remaining, 1.0))
+        await rt.changes.wait(f"hub:{hub.hub_id}", version, min(remaining, 1.0))
     cursor = updates[-1].cursor if updates else after
     return api.AlarmUpdates(updates=updates, cursor=cursor)
 
