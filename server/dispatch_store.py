@@ -49,6 +49,7 @@ from server.schema import (
     notifications,
     teams,
 )
+from server.send_policy import Sent
 from server.sms_text import (
     AlarmSummary,
     compose_alarm,
@@ -609,6 +610,37 @@ class DispatchStore:
             )
             for r in rows
         ]
+
+    async def recent_texts(self, numbers: set[str], since_ms: int) -> list[Sent]:
+        """What each number was sent since `since_ms` (for the per-number send policy)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        notifications.c.to_phone, notifications.c.body, notifications.c.sent_at_ms
+                    ).where(
+                        notifications.c.to_phone.in_(sorted(numbers)),
+                        notifications.c.sent_at_ms >= since_ms,
+                    )
+                )
+            ).all()
+        return [Sent(r.to_phone, r.body, int(r.sent_at_ms)) for r in rows]
+
+    async def hold(self, ids: Sequence[str], until_ms: int) -> None:
+        """Messages to a number over its limit wait, queued, until `until_ms`."""
+        if not ids:
+            return
+        async with self._write() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id.in_(list(ids)))
+                .values(
+                    status="queued",
+                    next_attempt_at_ms=until_ms,
+                    attempts=notifications.c.attempts - 1,
+                    send_deadline_ms=until_ms + SEND_DEADLINE_MS,
+                )
+            )
 
     async def record_results(
         self, results: Sequence[tuple[Message, str | None, str]], now_ms: int

@@ -19,6 +19,7 @@ from server.care_map import CareMap
 from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore, Message
 from server.notifier import Notifier, NotifierError
+from server.send_policy import WINDOW_MS, Outgoing, Waiting, plan_texts
 from server.sms_text import LINK
 
 log = logging.getLogger(__name__)
@@ -90,36 +91,43 @@ class Escalator:
             sent += len(msgs)
 
     async def send(self, msgs: Sequence[Message]) -> None:
-        """Send concurrently (bounded), then record every outcome in one commit."""
-        results = await asyncio.gather(*(self._send_one(m) for m in msgs))
+        """Send concurrently (bounded), then record every outcome in one commit.
+
+        Per number, `server.send_policy` decides: under its limit each text goes alone,
+        beyond it the rest are merged into one message, and a number over its limit gets
+        at most one merged message a minute (the rest wait, queued)."""
+        if not msgs:
+            return
+        now = self._clock.now_ms()
+        rendered = {m.id: self._render(m) for m in msgs}
+        history = await self._dispatch.recent_texts({m.to_phone for m in msgs}, now - WINDOW_MS)
+        plan = plan_texts([Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs], history, now)
+        by_id = {m.id: m for m in msgs}
+        held = [m for m in msgs if m.to_phone in plan.held_until_ms]
+        for number, until in plan.held_until_ms.items():
+            await self._dispatch.hold([m.id for m in held if m.to_phone == number], until)
+        sent = await asyncio.gather(*(self._send_one(o) for o in plan.send))
+        results = [
+            (by_id[key], ref, error)
+            for outgoing, (ref, error) in zip(plan.send, sent, strict=True)
+            for key in outgoing.keys
+        ]
         for hub_id in set(await self._dispatch.record_results(results, self._clock.now_ms())):
             await self._changes.notify(f"hub:{hub_id}")
         await self._changes.notify("alarms")
 
-    async def _send_one(self, msg: Message) -> tuple[Message, str | None, str]:
-        body = msg.body
-        if LINK in body:
-            body = body.replace(LINK, self.link_url(msg))
+    def _render(self, msg: Message) -> str:
+        return msg.body.replace(LINK, self.link_url(msg)) if LINK in msg.body else msg.body
+
+    async def _send_one(self, out: Outgoing) -> tuple[str | None, str]:
         async with self._sending:
             try:
-                ref = await self._notifier.send_sms(msg.to_phone, body)
+                ref = await self._notifier.send_sms(out.number, out.body)
             except NotifierError as e:
-                log.warning(
-                    "alarm %s: SMS (%s) to %s failed: %s",
-                    msg.alarm_ref,
-                    msg.purpose,
-                    msg.member_id or "contact",
-                    e,
-                )
-                return msg, None, str(e)
-        log.info(
-            "alarm %s: SMS (%s) to %s sent (%s)",
-            msg.alarm_ref,
-            msg.purpose,
-            msg.member_id or "contact",
-            ref,
-        )
-        return msg, ref, ""
+                log.warning("SMS for %s failed: %s", ", ".join(out.keys), e)
+                return None, str(e)
+        log.info("SMS %s sent for notification %s", ref, ", ".join(out.keys))
+        return ref, ""
 
     def link_url(self, msg: Message) -> str:
         return f"{self._base}/r/{msg.alarm_ref}/{link_token(self._dispatch.link_secret, msg.id)}"

@@ -346,3 +346,16 @@ async def test_a_server_killed_mid_escalation_resumes_without_skipping_or_repeat
     finally:
         await engine.dispose()
     assert await world.state(alarm) is AlarmState.DISPATCHED
+
+
+async def test_a_burst_to_one_doctor_is_merged_within_the_per_number_limit(world: World) -> None:
+    ids = [await world.press() for _ in range(6)]
+    await world.run()
+    texts = world.sms.to("li")
+    assert len(texts) == 4  # MAX_PER_WINDOW: three alone, the other three in one message
+    assert sum(t.count("/r/") for t in texts) == 6  # every alarm's link reached the doctor
+    assert all([await world.state(a) for a in ids]) and {
+        await world.state(a) for a in ids
+    } == {AlarmState.DISPATCHED}
+    await world.run(60)  # the next step: wang gets the same treatment, li nothing more
+    assert len(world.sms.to("li")) == 4 and len(world.sms.to("wang")) == 4

@@ -1,6 +1,6 @@
-"""The escalation worker under a burst: every alarm's first step goes out once, concurrently
-(bounded), a failed SMS is retried without resending the rest, and the running worker gets
-there on its own."""
+"""The escalation worker under a burst: every alarm's first step goes out once, merged per
+number within its limit, a failed SMS is retried without resending the rest, and the running
+worker gets there on its own."""
 
 from __future__ import annotations
 
@@ -60,26 +60,29 @@ async def server_with_alarms(tmp_path: Path, n: int) -> tuple[AsyncEngine, Serve
     return engine, store
 
 
-async def test_a_burst_is_notified_once_each_with_failures_retried(tmp_path: Path) -> None:
+async def test_a_burst_is_notified_once_each_merged_per_number_failures_retried(
+    tmp_path: Path,
+) -> None:
     engine, store = await server_with_alarms(tmp_path, 23)
-    notifier = FlakyNotifier(failures=3)
+    notifier = FlakyNotifier(failures=1)
     clock = FakeClock()
     escalator = Escalator(DispatchStore(store, b"k" * 32), notifier, clock, ChangeSignal(), "x")
-    assert await escalator.pass_once() == 23  # 23 claimed and tried, 3 failed
-    assert 1 < notifier.most_in_flight <= 8  # concurrent, bounded
-    assert len(notifier.sent) == 20
-    assert await escalator.pass_once() == 0  # failures wait for their retry time
+    assert await escalator.pass_once() == 23  # 23 claimed and tried
+    # one doctor: three texts alone and the other twenty merged into one (the per-number
+    # limit), sent concurrently; the first send failed
+    assert notifier.most_in_flight > 1
+    assert len(notifier.sent) == 3 and sum(t.count("/r/") for t in notifier.sent) == 22
+    assert await escalator.pass_once() == 0  # the failure waits for its retry time
     clock.advance(2.0)
-    assert await escalator.pass_once() == 3  # retried: only those
-    assert await escalator.pass_once() == 0
-    assert len(notifier.sent) == 23
+    assert await escalator.pass_once() == 1  # retried: only that one
+    assert len(notifier.sent) == 4 and sum(t.count("/r/") for t in notifier.sent) == 23
     assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
     await engine.dispose()
 
 
 async def test_the_running_worker_notifies_everyone_and_retries_failures(tmp_path: Path) -> None:
     engine, store = await server_with_alarms(tmp_path, 40)
-    notifier = FlakyNotifier(failures=5)
+    notifier = FlakyNotifier(failures=2)
     dispatch = DispatchStore(store, b"k" * 32)
     escalator = Escalator(dispatch, notifier, SystemClock(), ChangeSignal(), "x", sweep_s=0.2)
     task = asyncio.create_task(escalator.run())
@@ -92,5 +95,5 @@ async def test_the_running_worker_notifies_everyone_and_retries_failures(tmp_pat
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
-    assert len(notifier.sent) == 40  # each alarm's first SMS went out once
+    assert sum(t.count("/r/") for t in notifier.sent) == 40  # each alarm's link, once
     await engine.dispose()
