@@ -617,14 +617,22 @@ class DispatchStore:
             rows = (
                 await conn.execute(
                     sa.select(
-                        notifications.c.to_phone, notifications.c.body, notifications.c.sent_at_ms
+                        notifications.c.to_phone,
+                        notifications.c.body,
+                        notifications.c.sent_at_ms,
+                        notifications.c.provider_ref,
                     ).where(
                         notifications.c.to_phone.in_(sorted(numbers)),
                         notifications.c.sent_at_ms >= since_ms,
                     )
                 )
             ).all()
-        return [Sent(r.to_phone, r.body, int(r.sent_at_ms)) for r in rows]
+        # texts merged into one message share its provider reference: one message each
+        seen: dict[str, Sent] = {}
+        for r in rows:
+            key = r.provider_ref or f"{r.to_phone}|{r.sent_at_ms}|{r.body}"
+            seen.setdefault(key, Sent(r.to_phone, r.body, int(r.sent_at_ms)))
+        return list(seen.values())
 
     async def hold(self, ids: Sequence[str], until_ms: int) -> None:
         """Messages to a number over its limit wait, queued, until `until_ms`."""
