@@ -6,16 +6,24 @@ carries ``Authorization: Bearer <hub token>``.
 
 Idempotency: alarm ids (``alarm_id``) and state-report ids (``report_id``) are made on the
 hub, so a retried request never creates a second record; the server answers a repeat with
-the record it already has.
+the record it already has. Both are scoped to the hub: another hub may use the same ids.
+
+Inputs are checked here, at the edge, so that no single request can make the server fail
+(and a hub retry it forever, blocking the alarms behind it): every integer is bounded to
+what a 64-bit column holds, text may not contain NUL, and numbers must be finite, also
+inside ``details``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import enum
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
+from carehub.mqtt_contract import DEVICE_ID_PATTERN
 
 API_PREFIX = "/api/v1"
 ALARMS_PATH = f"{API_PREFIX}/alarms"
@@ -26,27 +34,85 @@ HUB_HEARTBEAT_PATH = f"{API_PREFIX}/hub/heartbeat"
 FAULTS_PATH = f"{API_PREFIX}/faults"
 HEALTH_PATH = "/healthz"
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+ID_PATTERN: str = DEVICE_ID_PATTERN.pattern
+"""Hub-made ids (alarms, reports) and device ids: the MQTT contract's device id pattern."""
 MAX_DETAILS_BYTES = 256 * 1024
 """Upper bound for an alarm's attached details (signal window, readings)."""
+MAX_DETAILS_DEPTH = 8
+"""Deepest nesting of lists and objects inside ``details``."""
+MAX_INT64 = 2**63 - 1
+UPDATES_PAGE_MAX = 1000
+"""Largest ``limit`` of a listing."""
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+EpochMs = Annotated[int, Field(ge=0, le=MAX_INT64, description="Epoch milliseconds (UTC).")]
+Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Cursor = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
+
+
+class DeviceKind(enum.StrEnum):
+    """What a paired device is."""
+
+    BUTTON = "button"
+    WEARABLE = "wearable"
+    PENDANT = "pendant"
+
+
+DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]
+"""A non-emergency device problem a hub reports."""
+HubFault = Literal["hub_offline"]
+"""Raised by the server itself when a hub's heartbeats stop (``device_id`` is the hub's id)."""
+HUB_OFFLINE: HubFault = "hub_offline"
+FaultKind = DeviceFault | HubFault
+"""Every fault the server records."""
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    """Refuse what a database cannot store: NaN/inf, NUL in text, deep nesting."""
+    if depth > MAX_DETAILS_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DETAILS_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT64:
+        raise ValueError("integers must fit in 64 bits")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_json(k, depth + 1)
+            _check_json(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json(v, depth + 1)
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json(value)
+    return value
+
+
+Details = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AlarmUpload(_Body):
     """An alarm raised on the hub. ``alarm_id`` is the idempotency key."""
 
-    alarm_id: str = Field(pattern=ID_PATTERN)
-    device_id: str = Field(pattern=ID_PATTERN)
+    alarm_id: Id
+    device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     kind: AlarmKind
     severity: Severity = Severity.CRITICAL
-    seq: int | None = Field(default=None, description="The device event that raised it, if any.")
-    raised_at_ms: int = Field(ge=0, description="When the hub raised it, epoch ms.")
-    event_ts_ms: int | None = Field(default=None, ge=0, description="Device's own event time.")
-    details: dict[str, Any] = Field(
-        default_factory=dict, description="Kind-specific evidence: fall window, vital readings."
+    seq: Count | None = Field(default=None, description="The device event that raised it, if any.")
+    raised_at_ms: EpochMs = Field(description="When the hub raised it, epoch ms.")
+    event_ts_ms: EpochMs | None = Field(default=None, description="Device's own event time.")
+    details: Details = Field(
+        default_factory=dict,
+        description="Kind-specific evidence: fall window, vital readings. Finite numbers,"
+        f" no NUL, at most {MAX_DETAILS_DEPTH} levels deep, at most {MAX_DETAILS_BYTES} bytes.",
     )
 
 
@@ -61,11 +127,11 @@ class AlarmAccepted(_Body):
 class AlarmStateReport(_Body):
     """A state change decided on the hub (today: the elder cancelled). ``report_id`` dedups."""
 
-    report_id: str = Field(pattern=ID_PATTERN)
-    alarm_id: str = Field(pattern=ID_PATTERN)
+    report_id: Id
+    alarm_id: Id = Field(description="One of this hub's alarms.")
     state: Literal[AlarmState.CANCELLED, AlarmState.RESOLVED]
-    at_ms: int = Field(ge=0)
-    reason: str = Field(default="", max_length=200)
+    at_ms: EpochMs
+    reason: Text = ""
 
 
 class AlarmStateAccepted(_Body):
@@ -76,20 +142,20 @@ class AlarmStateAccepted(_Body):
 class AlarmUpdate(_Body):
     """A state change of one of this hub's alarms, for the elder's feedback."""
 
-    cursor: int = Field(description="Pass the largest cursor seen as `after` next time.")
-    alarm_id: str
+    cursor: Cursor = Field(description="Pass the largest cursor seen as `after` next time.")
+    alarm_id: str = Field(description="The hub's own alarm id.")
     state: AlarmState
     at_ms: int
 
 
 class AlarmUpdates(_Body):
     updates: list[AlarmUpdate]
-    cursor: int
+    cursor: Cursor
 
 
 class DeviceConfig(_Body):
     device_id: str
-    kind: Literal["button", "wearable", "pendant"]
+    kind: DeviceKind
 
 
 class CarePlan(_Body):
@@ -109,24 +175,24 @@ class HubConfig(_Body):
 class HubHeartbeat(_Body):
     """Hub health, sent periodically."""
 
-    uptime_s: float = Field(ge=0)
-    queue_depth: int = Field(ge=0)
-    devices_online: int = Field(ge=0)
-    version: str = Field(max_length=40)
+    uptime_s: float = Field(ge=0, le=1e12, description="Seconds since the hub started.")
+    queue_depth: Count
+    devices_online: Count
+    version: str = Field(max_length=40, pattern=r"^[^\x00]*$")
 
 
 class FaultReport(_Body):
     """A non-emergency problem with a device (offline, low battery, not worn)."""
 
-    report_id: str = Field(pattern=ID_PATTERN)
-    device_id: str = Field(pattern=ID_PATTERN)
-    fault: Literal["device_offline", "battery_low", "sensor_not_worn"]
+    report_id: Id
+    device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
+    fault: DeviceFault
     active: bool = Field(description="True when raised, False when it cleared itself.")
-    at_ms: int = Field(ge=0)
-    detail: str = Field(default="", max_length=200)
+    at_ms: EpochMs
+    detail: Text = ""
 
 
 class Problem(_Body):
-    """Error body: what went wrong and what to do."""
+    """Error body of every 4xx answer: what went wrong and what to do."""
 
     detail: str

@@ -105,6 +105,16 @@ class ServerSettings(_Settings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the dispatcher/admin API (until accounts exist)."
     )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Seals secrets at rest (elders' key-safe codes); at least 16 characters. "
+        "Keep it with the backups: without it sealed codes cannot be read.",
+    )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The server's address as phones and Twilio see it: accept links in SMS "
+        "and webhook signatures are built on it.",
+    )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
 

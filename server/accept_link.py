@@ -9,6 +9,7 @@ with another alarm's id is refused like a guessed one. Pure apart from `secrets`
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 import hmac
@@ -23,6 +24,14 @@ morning (arrival), short enough that an old SMS on a lost phone opens nothing.""
 
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def link_token(secret_key: bytes, notification_id: str) -> str:
+    """The token of one notification's link: derived (HMAC-SHA256) from the server's secret,
+    so a message re-sent after a crash carries the same working link, and neither the token
+    nor the text holding it is ever stored."""
+    mac = hmac.new(secret_key, b"accept-link\0" + notification_id.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:TOKEN_BYTES]).rstrip(b"=").decode()
 
 
 def token_hash(token: str) -> str:

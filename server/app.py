@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 import prometheus_client
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from carehub import __version__
 from carehub.api_contract import HEALTH_PATH
@@ -16,9 +19,11 @@ from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.db import checkpoint_forever, make_engine, migrate
-from server.dispatcher import Dispatcher
+from server.dispatch_store import DispatchStore
+from server.escalator import Escalator
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
+from server.routes.problems import validation_problem
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -53,6 +58,20 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
             log.exception("hub watch failed")
 
 
+def link_secret(settings: ServerSettings) -> bytes:
+    """The key accept links are derived from: from ``CAREHUB_SECRET_KEY``, so every server
+    process (and a restarted one) makes and accepts the same links."""
+    if settings.secret_key is None:
+        log.warning(
+            "CAREHUB_SECRET_KEY is not set: accept links made by this process stop working "
+            "when it restarts, and other server processes refuse them"
+        )
+        return secrets.token_bytes(32)
+    return hashlib.sha256(
+        b"carehub-links\0" + settings.secret_key.get_secret_value().encode()
+    ).digest()
+
+
 def create_app(
     settings: ServerSettings, notifier: Notifier | None = None, clock: Clock | None = None
 ) -> FastAPI:
@@ -70,11 +89,14 @@ def create_app(
         )
         if relay is not None:  # other server processes' changes wake our long-polls
             await relay.start()
-        dispatcher = Dispatcher(store, notifier or make_notifier(settings), clk, changes)
-        rt = ServerRuntime(settings, store, dispatcher, changes, clk)
+        dispatch = DispatchStore(store, link_secret(settings))
+        escalator = Escalator(
+            dispatch, notifier or make_notifier(settings), clk, changes, settings.public_base_url
+        )
+        rt = ServerRuntime(settings, store, dispatch, escalator, changes, clk)
         app.state.runtime = rt
         tasks = [
-            asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(escalator.run()),
             asyncio.create_task(_watch_hubs(rt)),
             asyncio.create_task(checkpoint_forever(engine)),
         ]
@@ -89,6 +111,7 @@ def create_app(
             await engine.dispose()
 
     app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
     app.mount("/metrics", prometheus_client.make_asgi_app())
     app.include_router(admin_api.router)

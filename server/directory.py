@@ -1,50 +1,186 @@
-"""Loading the care directory (teams, doctors, elders, hubs, devices) from a TOML/JSON file.
+"""Loading the care directory from a TOML/JSON file: teams (with rosters, bases and backup
+teams), members, escalation policies, elders (with emergency contacts), hubs and devices.
 
 Until installer enrollment exists this is how a deployment is provisioned; loading is an
-upsert, so the same file can be applied again after edits. Hub tokens are stored hashed.
+upsert, so the same file can be applied again after edits. Hub tokens are stored hashed and
+key-safe codes encrypted (`server.sealed`). `docs/operations.md` documents every field;
+errors name the entry and, for TOML files, the line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.api_contract import ID_PATTERN
+from carehub.api_contract import ID_PATTERN, DeviceKind
 from server.auth import hash_token
-from server.schema import devices, doctors, elders, hubs, teams
+from server.duty_roster import (
+    DEFAULT_TIME_ZONE,
+    DutyRoster,
+    Override,
+    OverrideKind,
+    Rotation,
+    Rule,
+    always_on_duty,
+)
+from server.escalation import EscalationPolicy, Step, Target
+from server.schema import (
+    devices,
+    doctors,
+    elders,
+    emergency_contacts,
+    escalation_policies,
+    hubs,
+    teams,
+)
+from server.sealed import Sealer
+
+E164 = r"^\+[1-9]\d{6,14}$"
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Entry(BaseModel):
+class DirectoryError(ValueError):
+    """The directory file cannot be loaded; the message names the entry (and line)."""
+
+
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Entry(_Model):
     id: str = Field(pattern=ID_PATTERN)
+
+
+class GeoEntry(_Model):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class RotationEntry(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    participants: list[str] = Field(min_length=1)
+    start: datetime = Field(description="Local time at which the first participant starts.")
+    shift_days: int = Field(7, ge=1, le=366)
+
+
+class RuleEntry(_Model):
+    days: str | list[int] = Field(
+        "mon-sun", description='"mon-fri", "sat,sun", or weekday numbers (0 = Monday).'
+    )
+    start: time = time(0, 0)
+    end: time = time(0, 0)
+    member: str | None = None
+    rotation: str | None = None
+
+    def weekdays(self) -> frozenset[int]:
+        if isinstance(self.days, list):
+            return frozenset(self.days)
+        out: set[int] = set()
+        for part in self.days.lower().replace(" ", "").split(","):
+            first, _, last = part.partition("-")
+            if first not in DAY_NAMES or (last and last not in DAY_NAMES):
+                raise ValueError(f"unknown day in {self.days!r}: use mon … sun")
+            a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
+            out |= {d % 7 for d in range(a, b + 1 if b >= a else b + 8)}
+        return frozenset(out)
+
+
+class OverrideEntry(_Model):
+    kind: OverrideKind
+    member: str
+    replaces: str | None = None
+    start: datetime = Field(description="Local time, in the team's time zone.")
+    end: datetime
+
+
+class RosterEntry(_Model):
+    """A team's duty roster; without one, every member marked ``on_duty`` is always on duty."""
+
+    order: list[str] = []
+    rules: list[RuleEntry] = []
+    rotations: list[RotationEntry] = []
+    overrides: list[OverrideEntry] = []
 
 
 class Team(_Entry):
     name: str
+    kind: Literal["care", "dispatch"] = "care"
+    time_zone: str = DEFAULT_TIME_ZONE
+    service_area: str = Field(default="", max_length=400)
+    base: GeoEntry | None = None
+    backups: list[str] = Field(default=[], description="Backup teams, asked inside the circle.")
+    roster: RosterEntry | None = None
+    policies: dict[Literal["urgent", "notice"], str] = {}
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
 
 
 class Doctor(_Entry):
+    """A team member: a doctor, a nurse, or (in a dispatch team) a duty dispatcher."""
+
     team: str
     name: str
-    phone: str = Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164, e.g. +8613800000000")
+    phone: str = Field(pattern=E164, description="E.164, e.g. +8613800000000")
     language: Literal["zh", "en"] = "zh"
+    role: Literal["doctor", "nurse", "dispatcher"] = "doctor"
+    verified: bool = False
     on_duty: bool = True
-    priority: int = 0
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class StepEntry(_Model):
+    target: Target
+    wait_s: float = Field(gt=0, le=24 * 3600)
+    rank: int = Field(0, ge=0, le=20)
+
+
+class PolicyEntry(_Entry):
+    steps: list[StepEntry] = Field(min_length=1)
+    repeat: int = Field(1, ge=0, le=10)
+
+    def policy(self) -> EscalationPolicy:
+        return EscalationPolicy(
+            self.id, tuple(Step(s.target, s.wait_s, s.rank) for s in self.steps), self.repeat
+        )
+
+
+class ContactEntry(_Entry):
+    name: str
+    phone: str = Field(pattern=E164)
+    language: Literal["zh", "en"] = "zh"
+    relation: str = Field("", max_length=40)
+    notify_on: list[Literal["accepted", "arrived", "cancelled", "resolved"]] = ["accepted"]
 
 
 class Elder(_Entry):
     team: str
     name: str
-    address: str = ""
+    address: str = Field("", max_length=400)
     short_address: str = Field("", max_length=100, description="What the SMS may name.")
+    location: GeoEntry | None = None
+    language: Literal["zh", "en"] = "zh"
+    care_level: int = Field(0, ge=0, le=5, description="Care-needs level, 0 (none) … 5.")
+    medical_notes: str = Field("", max_length=4000)
+    key_safe_code: str | None = Field(None, max_length=40, description="Stored encrypted.")
     spo2_scale2: bool = False
     fall_sensitivity: float = Field(0.5, ge=0, le=1)
+    contacts: list[ContactEntry] = []
 
 
 class Hub(_Entry):
@@ -54,47 +190,193 @@ class Hub(_Entry):
 
 class Device(_Entry):
     hub: str
-    kind: Literal["button", "wearable", "pendant"]
+    kind: DeviceKind
 
 
-class Directory(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Directory(_Model):
     teams: list[Team] = []
     doctors: list[Doctor] = []
+    policies: list[PolicyEntry] = []
     elders: list[Elder] = []
     hubs: list[Hub] = []
     devices: list[Device] = []
 
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Directory:
+        team_ids = {t.id for t in self.teams}
+        member_ids = {d.id for d in self.doctors}
+        policy_ids = {p.id for p in self.policies}
+        for t in self.teams:
+            for b in t.backups:
+                _require(b in team_ids and b != t.id, f"team {t.id}: unknown backup team {b!r}")
+            for cls, pid in t.policies.items():
+                _require(pid in policy_ids, f"team {t.id}: {cls} policy {pid!r} is not defined")
+            roster_dutyroster(t, [])  # raises on an inconsistent roster
+            if t.roster:
+                named = {r.member for r in t.roster.rules if r.member} | {
+                    p for r in t.roster.rotations for p in r.participants
+                }
+                named |= {o.member for o in t.roster.overrides} | set(t.roster.order)
+                unknown = sorted(m for m in named if m not in member_ids)
+                _require(not unknown, f"team {t.id}: roster names unknown members {unknown}")
+        for d in self.doctors:
+            _require(d.team in team_ids, f"member {d.id}: unknown team {d.team!r}")
+        for e in self.elders:
+            _require(e.team in team_ids, f"elder {e.id}: unknown team {e.team!r}")
+        return self
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def roster_dutyroster(team: Team, members: list[Doctor]) -> DutyRoster:
+    """The team's `DutyRoster`; without a roster, its on-duty members always, by priority."""
+    if team.roster is None:
+        ranked = sorted((m for m in members if m.on_duty), key=lambda m: (m.priority, m.id))
+        return always_on_duty(team.id, [m.id for m in ranked])
+    zone = ZoneInfo(team.time_zone)
+    r = team.roster
+    return DutyRoster(
+        team.id,
+        rules=tuple(
+            Rule(x.weekdays(), x.start, x.end, member=x.member, rotation=x.rotation)
+            for x in r.rules
+        ),
+        rotations=tuple(
+            Rotation(x.id, tuple(x.participants), x.start.replace(tzinfo=None), x.shift_days)
+            for x in r.rotations
+        ),
+        overrides=tuple(
+            Override(x.kind, x.member, _local_ms(x.start, zone), _local_ms(x.end, zone), x.replaces)
+            for x in r.overrides
+        ),
+        order=tuple(r.order),
+        time_zone=team.time_zone,
+    )
+
+
+def _local_ms(when: datetime, zone: ZoneInfo) -> int:
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=zone)
+    return int(aware.timestamp() * 1000)
+
 
 def read_directory(path: Path) -> Directory:
-    raw = path.read_bytes()
-    data: Any = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
-    return Directory.model_validate(data)
+    """Parse and validate a directory file; `DirectoryError` says what and where."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise DirectoryError(f"{path}: {e}") from None
+    try:
+        return Directory.model_validate(data)
+    except ValidationError as e:
+        raise DirectoryError(_describe(path, text, data, e)) from None
 
 
-async def _upsert(conn: AsyncConnection, table: sa.Table, values: dict[str, Any]) -> None:
-    exists = (await conn.execute(sa.select(table.c.id).where(table.c.id == values["id"]))).first()
+def _describe(path: Path, text: str, data: Any, error: ValidationError) -> str:
+    lines = []
+    for err in error.errors()[:10]:
+        loc = [p for p in err["loc"] if p != "__root__"]
+        where = ".".join(str(p) for p in loc) or "the file"
+        line = _toml_line(text, loc) if path.suffix == ".toml" else None
+        entry = _entry_id(data, loc)
+        prefix = f"{path}:{line}" if line else str(path)
+        lines.append(f"{prefix}: {where}{f' (id {entry})' if entry else ''}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _entry_id(data: Any, loc: list[Any]) -> str | None:
+    node = data
+    found = None
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and isinstance(node.get("id"), str):
+            found = node["id"]
+    return found
+
+
+def _toml_line(text: str, loc: list[Any]) -> int | None:
+    """Best effort: the line of the entry's ``[[table]]`` header (the n-th one), then of the
+    offending key inside it."""
+    if len(loc) < 2 or not isinstance(loc[0], str) or not isinstance(loc[1], int):
+        return None
+    header = re.compile(rf"^\s*\[\[\s*{re.escape(loc[0])}\s*\]\]")
+    starts = [i for i, ln in enumerate(text.splitlines(), 1) if header.match(ln)]
+    if loc[1] >= len(starts):
+        return None
+    start = starts[loc[1]]
+    key = next((p for p in reversed(loc[2:]) if isinstance(p, str)), None)
+    if key is not None:
+        for i, ln in enumerate(text.splitlines()[start:], start + 1):
+            if re.match(r"^\s*\[\[?\s*" + re.escape(loc[0]) + r"\s*\]\]?", ln):
+                break
+            if re.match(rf"^\s*{re.escape(key)}\s*=", ln):
+                return i
+    return start
+
+
+async def _upsert(conn: AsyncConnection, table: sa.Table, key: str, values: dict[str, Any]) -> None:
+    col = table.c[key]
+    exists = (await conn.execute(sa.select(col).where(col == values[key]))).first()
     if exists:
-        await conn.execute(table.update().where(table.c.id == values["id"]).values(**values))
+        await conn.execute(table.update().where(col == values[key]).values(**values))
     else:
         await conn.execute(table.insert().values(**values))
 
 
-async def load_directory(engine: AsyncEngine, directory: Directory) -> None:
+async def load_directory(
+    engine: AsyncEngine, directory: Directory, sealer: Sealer | None = None
+) -> None:
     """Upsert every entry, parents first, in one transaction."""
+    if sealer is None and any(e.key_safe_code for e in directory.elders):
+        raise DirectoryError(
+            "the directory holds key-safe codes: set CAREHUB_SECRET_KEY so they are stored "
+            "encrypted"
+        )
     async with engine.begin() as conn:
+        for p in directory.policies:
+            await _upsert(
+                conn,
+                escalation_policies,
+                "id",
+                {"id": p.id, "definition": p.model_dump(mode="json", exclude={"id"})},
+            )
         for t in directory.teams:
-            await _upsert(conn, teams, {"id": t.id, "name": t.name})
+            await _upsert(
+                conn,
+                teams,
+                "id",
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "kind": t.kind,
+                    "time_zone": t.time_zone,
+                    "service_area": t.service_area,
+                    "base_lat": t.base.lat if t.base else None,
+                    "base_lon": t.base.lon if t.base else None,
+                    "backup_team_ids": t.backups,
+                    "roster": t.roster.model_dump(mode="json") if t.roster else None,
+                    "policies": dict(t.policies),
+                },
+            )
         for d in directory.doctors:
             await _upsert(
                 conn,
                 doctors,
+                "id",
                 {
                     "id": d.id,
                     "team_id": d.team,
                     "name": d.name,
                     "phone": d.phone,
                     "language": d.language,
+                    "role": d.role,
+                    "verified": d.verified,
                     "on_duty": d.on_duty,
                     "priority": d.priority,
                 },
@@ -103,19 +385,48 @@ async def load_directory(engine: AsyncEngine, directory: Directory) -> None:
             await _upsert(
                 conn,
                 elders,
+                "id",
                 {
                     "id": e.id,
                     "team_id": e.team,
                     "name": e.name,
                     "address": e.address,
                     "short_address": e.short_address,
+                    "lat": e.location.lat if e.location else None,
+                    "lon": e.location.lon if e.location else None,
+                    "language": e.language,
+                    "care_level": e.care_level,
+                    "medical_notes": e.medical_notes,
+                    "key_safe_secret": (
+                        sealer.seal(e.key_safe_code) if sealer and e.key_safe_code else None
+                    ),
                     "spo2_scale2": e.spo2_scale2,
                     "fall_sensitivity": e.fall_sensitivity,
                 },
             )
+            await conn.execute(
+                emergency_contacts.delete().where(emergency_contacts.c.elder_id == e.id)
+            )
+            for c in e.contacts:
+                await conn.execute(
+                    emergency_contacts.insert().values(
+                        id=c.id,
+                        elder_id=e.id,
+                        name=c.name,
+                        phone=c.phone,
+                        language=c.language,
+                        relation=c.relation,
+                        notify_on=list(c.notify_on),
+                    )
+                )
         for h in directory.hubs:
             await _upsert(
-                conn, hubs, {"id": h.id, "elder_id": h.elder, "token_hash": hash_token(h.token)}
+                conn,
+                hubs,
+                "id",
+                {"id": h.id, "elder_id": h.elder, "token_hash": hash_token(h.token)},
             )
         for dv in directory.devices:
-            await _upsert(conn, devices, {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind})
+            await _upsert(
+                conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value}
+            )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from carehub.clock import Clock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
-from server.dispatcher import Dispatcher
+from server.dispatch_store import DispatchStore
+from server.escalator import Escalator
 from server.store import ServerStore
 
 
@@ -15,6 +16,7 @@ from server.store import ServerStore
 class ServerRuntime:
     settings: ServerSettings
     store: ServerStore
-    dispatcher: Dispatcher
+    dispatch: DispatchStore
+    escalator: Escalator
     changes: ChangeSignal
     clock: Clock

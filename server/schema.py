@@ -24,6 +24,14 @@ teams = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="care"),  # care | dispatch
+    sa.Column("time_zone", sa.String(64), nullable=False, server_default="Asia/Shanghai"),
+    sa.Column("service_area", sa.String(400), nullable=False, server_default=""),
+    sa.Column("base_lat", sa.Float, nullable=True),
+    sa.Column("base_lon", sa.Float, nullable=True),
+    sa.Column("backup_team_ids", sa.JSON, nullable=True),  # list of team ids
+    sa.Column("roster", sa.JSON, nullable=True),  # server.directory.RosterEntry
+    sa.Column("policies", sa.JSON, nullable=True),  # alarm class → escalation policy id
 )
 
 doctors = sa.Table(
@@ -36,6 +44,8 @@ doctors = sa.Table(
     sa.Column("language", sa.String(8), nullable=False, server_default="zh"),
     sa.Column("on_duty", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("role", sa.String(16), nullable=False, server_default="doctor"),
+    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 elders = sa.Table(
@@ -48,6 +58,31 @@ elders = sa.Table(
     sa.Column("short_address", sa.String(100), nullable=False, server_default=""),
     sa.Column("spo2_scale2", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("fall_sensitivity", sa.Float, nullable=False, server_default="0.5"),
+    sa.Column("lat", sa.Float, nullable=True),
+    sa.Column("lon", sa.Float, nullable=True),
+    sa.Column("care_level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("medical_notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("key_safe_secret", sa.String(400), nullable=True),  # encrypted (server.secrets)
+    sa.Column("language", sa.String(8), nullable=False, server_default="zh"),
+)
+
+emergency_contacts = sa.Table(
+    "emergency_contacts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("phone", sa.String(32), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False, server_default="zh"),
+    sa.Column("relation", sa.String(40), nullable=False, server_default=""),
+    sa.Column("notify_on", sa.JSON, nullable=False),  # ["accepted", "arrived", "cancelled", …]
+)
+
+escalation_policies = sa.Table(
+    "escalation_policies",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),  # server.directory.PolicyEntry
 )
 
 hubs = sa.Table(
@@ -72,8 +107,9 @@ devices = sa.Table(
 alarms = sa.Table(
     "alarms",
     metadata,
-    sa.Column("id", Id, primary_key=True),  # made on the hub: the idempotency key
+    sa.Column("id", Id, primary_key=True),  # made on the server (uuid4 hex)
     sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False, index=True),
+    sa.Column("hub_alarm_id", Id, nullable=False),  # made on the hub: idempotency key per hub
     sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
     sa.Column("device_id", Id, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -86,6 +122,14 @@ alarms = sa.Table(
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=True),
     sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("accepted_by", Id, nullable=True),  # a member id (kept if the member leaves)
+    sa.Column("accepted_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("arrived_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("first_notified_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("resolved_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("outcome", sa.String(24), nullable=True),
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
 )
 
 alarm_events = sa.Table(
@@ -98,7 +142,9 @@ alarm_events = sa.Table(
     sa.Column("state", sa.String(16), nullable=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.String(400), nullable=False, server_default=""),
-    sa.Column("report_id", Id, nullable=True, unique=True),  # hub-made: dedups retried reports
+    sa.Column("actor", sa.String(80), nullable=False, server_default=""),  # hub, member:…, system
+    sa.Column("report_id", Id, nullable=True),  # hub-made: dedups retried reports, per hub
+    sa.Index("uq_alarm_events_hub_report", "hub_id", "report_id", unique=True),
 )
 
 notifications = sa.Table(
@@ -106,15 +152,71 @@ notifications = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), nullable=False, index=True),
-    sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=False),
+    sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=True),  # a member, or
+    sa.Column("contact_id", Id, nullable=True),  # an emergency contact
     sa.Column("purpose", sa.String(24), nullable=False),  # dispatch | escalation-N | …
-    sa.Column("status", sa.String(16), nullable=False),  # sending | sent | failed
+    sa.Column("status", sa.String(16), nullable=False),  # carehub.admin_contract.NotificationStatus
     sa.Column("body", sa.String(400), nullable=False),
     sa.Column("provider_ref", sa.String(64), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
     sa.Column("sent_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("to_phone", sa.String(32), nullable=True),
+    sa.Column("position", sa.Integer, nullable=True),  # the escalation step that sent it
+    sa.Column("provider_status", sa.String(16), nullable=True),  # Twilio's, via callbacks
+    sa.Column("status_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("send_deadline_ms", sa.BigInteger, nullable=True),
+    sa.Column("next_attempt_at_ms", sa.BigInteger, nullable=True, index=True),
+    sa.Column("link_token_hash", sa.String(64), nullable=True),
+    sa.Column("link_expires_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("reply_code", sa.Integer, nullable=True),
+    sa.Column("response", sa.String(16), nullable=True),  # accepted | declined (by the member)
     sa.UniqueConstraint("alarm_id", "doctor_id", "purpose", name="uq_notifications_once"),
+    sa.Index("uq_notifications_link_token_hash", "link_token_hash", unique=True),
+    sa.Index("uq_notifications_contact_once", "alarm_id", "contact_id", "purpose", unique=True),
+)
+
+escalations = sa.Table(
+    "escalations",
+    metadata,
+    sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), primary_key=True),
+    sa.Column("policy_id", Id, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # server.escalation.LadderStatus
+    sa.Column("position", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at_ms", sa.BigInteger, nullable=True, index=True),
+    sa.Column("members", sa.JSON, nullable=False),  # the current step's members
+    sa.Column("dispatcher", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
+sms_optouts = sa.Table(
+    "sms_optouts",
+    metadata,
+    sa.Column("phone", sa.String(32), primary_key=True),
+    sa.Column("opted_out", sa.Boolean, nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+)
+
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("sid", sa.String(64), primary_key=True),  # Twilio MessageSid: dedups retries
+    sa.Column("from_phone", sa.String(32), nullable=False, index=True),
+    sa.Column("body", sa.String(1600), nullable=False),
+    sa.Column("received_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("result", sa.String(200), nullable=False, server_default=""),
+)
+
+link_views = sa.Table(
+    "link_views",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("notification_id", Id, sa.ForeignKey("notifications.id"), nullable=False, index=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column(
+        "action", sa.String(16), nullable=False
+    ),  # view | accept | decline | arrived | key_safe
 )
 
 faults = sa.Table(
@@ -128,5 +230,6 @@ faults = sa.Table(
     sa.Column("since_ms", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.String(200), nullable=False, server_default=""),
-    sa.Column("report_id", Id, nullable=False, unique=True),
+    sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
+    sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
 )

@@ -13,15 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
-from carehub.api_contract import AlarmUpdate, AlarmUpload, FaultReport
+from carehub.alarm_lifecycle import AlarmState, merge
+from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultReport
 from server.auth import hash_token
-from server.dispatch_policy import DoctorOnDuty
 from server.schema import (
     alarm_events,
     alarms,
     devices,
-    doctors,
     elders,
     faults,
     hubs,
@@ -35,41 +33,16 @@ class HubIdentity:
     elder_id: str
 
 
-@dataclass(frozen=True)
-class PendingDispatch:
-    """An alarm that has been received and not yet dispatched, with what dispatch needs."""
-
-    alarm_id: str
-    hub_id: str
-    kind: AlarmKind
-    severity: Severity
-    elder_name: str
-    short_address: str
-    team_id: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The intent to send one notification about an alarm to one doctor."""
-
-    alarm_id: str
-    hub_id: str
-    doctor_id: str
-    purpose: str
-    body: str
-
-
-@dataclass(frozen=True)
-class SentNotification:
-    alarm_id: str
-    hub_id: str
-    doctor_id: str
-    notification_id: str
-    provider_ref: str
-
-
 class UnknownAlarm(LookupError):
-    pass
+    """No alarm with this id among the hub's own (another hub's alarm counts as none)."""
+
+
+class UnknownDevice(LookupError):
+    """The device is not paired with the hub that sent the request."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(f"device {device_id} is not paired with this hub")
+        self.device_id = device_id
 
 
 class ServerStore:
@@ -164,16 +137,20 @@ class ServerStore:
     async def store_alarm(
         self, hub: HubIdentity, upload: AlarmUpload, now_ms: int
     ) -> tuple[AlarmState, bool]:
-        """Insert the alarm once; a repeated upload returns the stored state and created=False."""
+        """Insert the alarm once per (hub, hub's alarm id); a repeated upload returns the stored
+        state and created=False. Raises UnknownDevice for a device not paired with the hub."""
         async with self._write() as conn:
-            existing = await _alarm_state(conn, upload.alarm_id)
+            existing = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
             if existing is not None:
-                return existing, False
+                return AlarmState(existing.state), False
+            await _check_device(conn, hub.hub_id, upload.device_id)
+            alarm_id = uuid.uuid4().hex
             try:
                 await conn.execute(
                     alarms.insert().values(
-                        id=upload.alarm_id,
+                        id=alarm_id,
                         hub_id=hub.hub_id,
+                        hub_alarm_id=upload.alarm_id,
                         elder_id=hub.elder_id,
                         device_id=upload.device_id,
                         kind=upload.kind.value,
@@ -187,17 +164,15 @@ class ServerStore:
                         details=upload.details,
                     )
                 )
-                await _add_event(
-                    conn, upload.alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED
-                )
+                await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
                 return AlarmState.RECEIVED, True
         async with self.engine.connect() as conn:
-            state = await _alarm_state(conn, upload.alarm_id)
-        assert state is not None
-        return state, False
+            row = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
+        assert row is not None
+        return AlarmState(row.state), False
 
     async def report_state(
         self,
@@ -209,20 +184,21 @@ class ServerStore:
         source: str,
         detail: str = "",
     ) -> AlarmState:
-        """Apply a state change (idempotent by report_id; stale or backward changes ignored)."""
+        """Apply a state change to one of the hub's alarms, named by the hub's own id
+        (idempotent by the hub's report_id; stale or backward changes ignored)."""
         async with self._write() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(alarms.c.state, alarms.c.hub_id).where(alarms.c.id == alarm_id)
-                )
-            ).first()
-            if row is None or row.hub_id != hub.hub_id:
+            row = await _hub_alarm(conn, hub.hub_id, alarm_id)
+            if row is None:
                 raise UnknownAlarm(alarm_id)
             current = AlarmState(row.state)
+            alarm_id = row.id
             if report_id is not None:
                 seen = (
                     await conn.execute(
-                        sa.select(alarm_events.c.id).where(alarm_events.c.report_id == report_id)
+                        sa.select(alarm_events.c.id).where(
+                            alarm_events.c.hub_id == hub.hub_id,
+                            alarm_events.c.report_id == report_id,
+                        )
                     )
                 ).first()
                 if seen:
@@ -246,84 +222,17 @@ class ServerStore:
                 )
             return new
 
-    async def pending_dispatches(self, limit: int = 50) -> list[PendingDispatch]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        alarms.c.id,
-                        alarms.c.hub_id,
-                        alarms.c.kind,
-                        alarms.c.severity,
-                        elders.c.name,
-                        elders.c.short_address,
-                        elders.c.team_id,
-                    )
-                    .join(elders, elders.c.id == alarms.c.elder_id)
-                    .where(
-                        alarms.c.state == AlarmState.RECEIVED.value, alarms.c.doctor_id.is_(None)
-                    )
-                    .order_by(alarms.c.received_at_ms)
-                    .limit(limit)
-                )
-            ).all()
-        return [
-            PendingDispatch(
-                r.id,
-                r.hub_id,
-                AlarmKind(r.kind),
-                Severity(r.severity),
-                r.name,
-                r.short_address,
-                r.team_id,
-            )
-            for r in rows
-        ]
-
-    async def team(self, team_id: str) -> list[DoctorOnDuty]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(sa.select(doctors).where(doctors.c.team_id == team_id))
-            ).all()
-        return [
-            DoctorOnDuty(r.id, r.team_id, r.phone, r.language, r.on_duty, r.priority) for r in rows
-        ]
-
-    async def claim_notifications(self, claims: Sequence[Claim], now_ms: int) -> list[str | None]:
-        """Record the intent to notify, once per alarm, doctor and purpose, for a batch of
-        alarms in one commit (one fsync, however many alarms are waiting).
-
-        Returns, per claim, the notification id to send, or None when it was already sent.
-        """
-        async with self._write() as conn:
-            return [await _claim(conn, c, now_ms) for c in claims]
-
-    async def mark_dispatched_many(self, sent: Sequence[SentNotification], now_ms: int) -> None:
-        """Record sent SMS and move their alarms to `dispatched`, in one commit."""
-        async with self._write() as conn:
-            for n in sent:
-                await _mark_dispatched(conn, n, now_ms)
-
-    async def notification_failed(self, notification_id: str, error: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                notifications.update()
-                .where(notifications.c.id == notification_id)
-                .values(
-                    status="failed", attempts=notifications.c.attempts + 1, provider_ref=error[:64]
-                )
-            )
-
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(
                         alarm_events.c.id,
-                        alarm_events.c.alarm_id,
+                        alarms.c.hub_alarm_id,
                         alarm_events.c.state,
                         alarm_events.c.at_ms,
                     )
+                    .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
                     .where(
                         alarm_events.c.hub_id == hub_id,
                         alarm_events.c.kind == "state",
@@ -334,7 +243,9 @@ class ServerStore:
                 )
             ).all()
         return [
-            AlarmUpdate(cursor=r.id, alarm_id=r.alarm_id, state=AlarmState(r.state), at_ms=r.at_ms)
+            AlarmUpdate(
+                cursor=r.id, alarm_id=r.hub_alarm_id, state=AlarmState(r.state), at_ms=r.at_ms
+            )
             for r in rows
         ]
 
@@ -350,15 +261,19 @@ class ServerStore:
     # ------------------------------------------------------------ faults
 
     async def record_fault(self, hub: HubIdentity, report: FaultReport, now_ms: int) -> bool:
-        """Store a fault report once (by report_id); True when it was new."""
+        """Store a fault report once (by the hub's report_id); True when it was new.
+        Raises UnknownDevice for a device not paired with the hub."""
         async with self._write() as conn:
             seen = (
                 await conn.execute(
-                    sa.select(faults.c.id).where(faults.c.report_id == report.report_id)
+                    sa.select(faults.c.id).where(
+                        faults.c.hub_id == hub.hub_id, faults.c.report_id == report.report_id
+                    )
                 )
             ).first()
             if seen:
                 return False
+            await _check_device(conn, hub.hub_id, report.device_id)
             latest = (
                 await conn.execute(
                     sa.select(faults.c.active, faults.c.since_ms)
@@ -407,8 +322,10 @@ class ServerStore:
                 await conn.execute(
                     sa.select(
                         notifications.c.doctor_id,
+                        notifications.c.contact_id,
                         notifications.c.purpose,
                         notifications.c.status,
+                        notifications.c.response,
                         notifications.c.body,
                         notifications.c.sent_at_ms,
                     ).where(notifications.c.alarm_id == alarm_id)
@@ -417,7 +334,11 @@ class ServerStore:
         data = dict(row._mapping)
         data["notifications"] = [dict(n._mapping) for n in sent]
         data["events"] = [
-            {k: v for k, v in e._mapping.items() if k in ("kind", "state", "at_ms", "detail")}
+            {
+                k: v
+                for k, v in e._mapping.items()
+                if k in ("kind", "state", "at_ms", "detail", "actor")
+            }
             for e in events
         ]
         return data
@@ -429,6 +350,7 @@ class ServerStore:
                     sa.select(
                         alarms.c.id,
                         alarms.c.hub_id,
+                        alarms.c.hub_alarm_id,
                         alarms.c.device_id,
                         alarms.c.kind,
                         alarms.c.severity,
@@ -467,58 +389,6 @@ class ServerStore:
         return [dict(r._mapping) for r in rows]
 
 
-async def _claim(conn: AsyncConnection, c: Claim, now_ms: int) -> str | None:
-    row = (
-        await conn.execute(
-            sa.select(notifications.c.id, notifications.c.status).where(
-                notifications.c.alarm_id == c.alarm_id,
-                notifications.c.doctor_id == c.doctor_id,
-                notifications.c.purpose == c.purpose,
-            )
-        )
-    ).first()
-    if row is not None:
-        return None if row.status == "sent" else str(row.id)
-    nid = uuid.uuid4().hex
-    await conn.execute(  # unique (alarm, doctor, purpose): a racing dispatcher fails here
-        notifications.insert().values(
-            id=nid,
-            alarm_id=c.alarm_id,
-            doctor_id=c.doctor_id,
-            purpose=c.purpose,
-            status="sending",
-            body=c.body,
-            created_at_ms=now_ms,
-        )
-    )
-    await _add_event(conn, c.alarm_id, c.hub_id, "doctor_chosen", now_ms, None, c.doctor_id)
-    return nid
-
-
-async def _mark_dispatched(conn: AsyncConnection, n: SentNotification, now_ms: int) -> None:
-    await conn.execute(
-        notifications.update()
-        .where(notifications.c.id == n.notification_id)
-        .values(
-            status="sent",
-            provider_ref=n.provider_ref[:64],
-            sent_at_ms=now_ms,
-            attempts=notifications.c.attempts + 1,
-        )
-    )
-    await _add_event(conn, n.alarm_id, n.hub_id, "sms_sent", now_ms, None, n.provider_ref)
-    state = await _alarm_state(conn, n.alarm_id)
-    assert state is not None
-    new = merge(state, AlarmState.DISPATCHED)
-    await conn.execute(
-        alarms.update()
-        .where(alarms.c.id == n.alarm_id)
-        .values(doctor_id=n.doctor_id, state=new.value, updated_at_ms=now_ms)
-    )
-    if new != state:
-        await _add_event(conn, n.alarm_id, n.hub_id, "state", now_ms, new)
-
-
 async def _hub_fault(
     conn: AsyncConnection, hub_id: str, active: bool, now_ms: int, detail: str
 ) -> None:
@@ -527,7 +397,7 @@ async def _hub_fault(
         faults.insert().values(
             hub_id=hub_id,
             device_id=hub_id,
-            fault="hub_offline",
+            fault=HUB_OFFLINE,
             active=active,
             since_ms=now_ms,
             updated_at_ms=now_ms,
@@ -535,6 +405,29 @@ async def _hub_fault(
             report_id=f"hub-{uuid.uuid4().hex}",
         )
     )
+
+
+async def _hub_alarm(
+    conn: AsyncConnection, hub_id: str, hub_alarm_id: str
+) -> sa.Row[Any, Any] | None:
+    """The hub's alarm with this hub-made id: its server id and state."""
+    return (
+        await conn.execute(
+            sa.select(alarms.c.id, alarms.c.state).where(
+                alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
+            )
+        )
+    ).first()
+
+
+async def _check_device(conn: AsyncConnection, hub_id: str, device_id: str) -> None:
+    paired = (
+        await conn.execute(
+            sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub_id)
+        )
+    ).first()
+    if paired is None:
+        raise UnknownDevice(device_id)
 
 
 async def _alarm_state(conn: AsyncConnection, alarm_id: str) -> AlarmState | None:

@@ -14,7 +14,6 @@ from carehub.alarm_lifecycle import (
 )
 from carehub.mqtt_contract import ButtonEvent
 from gateway.intake import Backoff, StoredEvent, classify
-from server.dispatch_policy import DoctorOnDuty, NoDoctorAvailable, choose_doctor
 from server.sms_text import MAX_SMS_CHARS, AlarmSummary, compose, elder_label
 
 
@@ -54,18 +53,6 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
     assert b.delay(3, 1.0) == pytest.approx(1.6)
     assert b.delay(50, 1.0) == pytest.approx(30.0)
     assert b.delay(50, 0.0) == pytest.approx(15.0)
-
-
-def _doc(id: str, on_duty: bool = True, priority: int = 0) -> DoctorOnDuty:
-    return DoctorOnDuty(id, "t", "+861380000000" + id[-1], "zh", on_duty, priority)
-
-
-def test_on_duty_doctor_with_lowest_priority_is_chosen() -> None:
-    team = [_doc("d3", priority=2), _doc("d1", on_duty=False), _doc("d2", priority=1)]
-    assert choose_doctor(team).id == "d2"
-    assert choose_doctor(team, already_called=["d2"]).id == "d3"
-    with pytest.raises(NoDoctorAvailable):
-        choose_doctor([_doc("d1", on_duty=False)])
 
 
 @pytest.mark.parametrize(

@@ -33,13 +33,15 @@ def test_press_reaches_the_doctor_exactly_once(deployment: Deployment) -> None:
     )
 
     # the state change made on the server reaches the device within 2 s (long-poll)
-    events = d.alarm(alarm_id)["events"]
+    alarms = d.alarms()
+    assert len(alarms) == 1 and alarms[0]["hub_alarm_id"] == alarm_id
+    events = d.alarm(alarms[0]["id"])["events"]
     dispatched_ms = next(e["at_ms"] for e in events if e["state"] == "dispatched")
     ack_ms = next(a["_received_ms"] for a in acks if a["state"] == "dispatched")
     assert 0 <= ack_ms - dispatched_ms <= 2000, (dispatched_ms, ack_ms)
 
     alarms = d.alarms()
-    assert len(alarms) == 1 and alarms[0]["id"] == alarm_id
+    assert len(alarms) == 1 and alarms[0]["hub_alarm_id"] == alarm_id
     assert alarms[0]["state"] == "dispatched" and alarms[0]["doctor_id"] == "dr-a"
     assert len(d.sms.messages) == 1
     sms = d.sms.messages[0]

@@ -8,16 +8,26 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from carehub import api_contract as api
 from server.routes.deps import Hub, Runtime
-from server.store import UnknownAlarm
+from server.routes.problems import problems
+from server.store import UnknownAlarm, UnknownDevice
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["hub"])
+router = APIRouter(tags=["hub"], responses=problems(401))
+
+
+def _unpaired(hub_id: str, e: UnknownDevice) -> HTTPException:
+    log.warning("hub %s: refused: %s", hub_id, e)
+    return HTTPException(422, f"{e}: pair it in the care directory first")
 
 
 @router.post(
     api.ALARMS_PATH,
     response_model=api.AlarmAccepted,
-    responses={200: {"description": "already stored (retry)"}, 201: {"description": "stored"}},
+    responses={
+        200: {"description": "already stored (retry)", "model": api.AlarmAccepted},
+        201: {"description": "stored"},
+        **problems(400, 413, 422),
+    },
     status_code=status.HTTP_201_CREATED,
 )
 async def upload_alarm(
@@ -26,19 +36,27 @@ async def upload_alarm(
     """Store an alarm (committed before answering) and wake the dispatcher. Idempotent."""
     if len(body.model_dump_json()) > api.MAX_DETAILS_BYTES:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "alarm details too large")
-    state, created = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
+    try:
+        state, created = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
+    except UnknownDevice as e:
+        raise _unpaired(hub.hub_id, e) from None
     if created:
         log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
-        rt.dispatcher.kick()
-        await rt.changes.notify(hub.hub_id)
+        rt.escalator.kick()
+        await rt.changes.notify(f"hub:{hub.hub_id}")
     else:
         response.status_code = status.HTTP_200_OK
     return api.AlarmAccepted(alarm_id=body.alarm_id, state=state, created=created)
 
 
-@router.post(api.ALARM_REPORTS_PATH, response_model=api.AlarmStateAccepted)
+@router.post(
+    api.ALARM_REPORTS_PATH,
+    response_model=api.AlarmStateAccepted,
+    responses=problems(400, 404, 422),
+)
 async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api.AlarmStateAccepted:
-    """A state change decided on the hub (the elder cancelled). Idempotent by report_id."""
+    """A state change decided on the hub (the elder cancelled). Idempotent by report_id.
+    Another hub's alarm is answered exactly like one that does not exist (404)."""
     try:
         state = await rt.store.report_state(
             hub, body.alarm_id, body.state, body.at_ms, body.report_id, "hub", body.reason
@@ -47,16 +65,20 @@ async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "unknown alarm: upload the alarm before its state reports"
         ) from None
-    await rt.changes.notify(hub.hub_id)
+    await rt.dispatch.alarm_changed(hub.hub_id, body.alarm_id, rt.clock.now_ms())
+    rt.escalator.kick()
+    await rt.changes.notify(f"hub:{hub.hub_id}")
     return api.AlarmStateAccepted(alarm_id=body.alarm_id, state=state)
 
 
-@router.get(api.ALARM_UPDATES_PATH, response_model=api.AlarmUpdates)
+@router.get(api.ALARM_UPDATES_PATH, response_model=api.AlarmUpdates, responses=problems(422))
 async def alarm_updates(
     request: Request,
     hub: Hub,
     rt: Runtime,
-    after: int = Query(-1, description="Largest cursor seen; -1 = start from now."),
+    after: int = Query(
+        -1, ge=-1, le=api.MAX_INT64, description="Largest cursor seen; -1 = start from now."
+    ),
     wait_s: float = Query(0.0, ge=0, le=60, description="Long-poll: wait this long for news."),
 ) -> api.AlarmUpdates:
     """State changes of this hub's alarms after `after`, waiting up to `wait_s` for one."""
@@ -64,12 +86,12 @@ async def alarm_updates(
         return api.AlarmUpdates(updates=[], cursor=await rt.store.latest_cursor(hub.hub_id))
     deadline = rt.clock.monotonic() + min(wait_s, rt.settings.long_poll_max_s)
     while True:
-        version = rt.changes.version(hub.hub_id)
+        version = rt.changes.version(f"hub:{hub.hub_id}")
         updates = await rt.store.updates_for_hub(hub.hub_id, after)
         remaining = deadline - rt.clock.monotonic()
         if updates or remaining <= 0 or await request.is_disconnected():
             break
-        await rt.changes.wait(hub.hub_id, version, min(remaining, 1.0))
+        await rt.changes.wait(f"hub:{hub.hub_id}", version, min(remaining, 1.0))
     cursor = updates[-1].cursor if updates else after
     return api.AlarmUpdates(updates=updates, cursor=cursor)
 
@@ -80,16 +102,22 @@ async def hub_config(hub: Hub, rt: Runtime) -> api.HubConfig:
     return api.HubConfig.model_validate(await rt.store.hub_config(hub))
 
 
-@router.post(api.HUB_HEARTBEAT_PATH, status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    api.HUB_HEARTBEAT_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422)
+)
 async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
     if await rt.store.record_heartbeat(hub.hub_id, rt.clock.now_ms(), body.model_dump()):
         log.info("hub %s online", hub.hub_id)
 
 
-@router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT)
+@router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
 async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
     """A device fault raised or cleared on the hub (not an emergency). Idempotent."""
-    if await rt.store.record_fault(hub, body, rt.clock.now_ms()):
+    try:
+        new = await rt.store.record_fault(hub, body, rt.clock.now_ms())
+    except UnknownDevice as e:
+        raise _unpaired(hub.hub_id, e) from None
+    if new:
         log.info(
             "hub %s: %s %s on %s",
             hub.hub_id,

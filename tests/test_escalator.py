@@ -1,5 +1,6 @@
-"""The dispatcher's group commit: a burst of alarms is claimed and recorded in batches,
-every alarm gets exactly one SMS, and a failed SMS is retried without resending the rest."""
+"""The escalation worker under a burst: every alarm's first step goes out once, merged per
+number within its limit, a failed SMS is retried without resending the rest, and the running
+worker gets there on its own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from carehub.clock import FakeClock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.db import make_engine
-from server.dispatcher import Dispatcher
+from server.dispatch_store import DispatchStore
+from server.escalator import Escalator
 from server.main import prepare_database
 from server.notifier import NotifierError
 from server.store import HubIdentity, ServerStore
@@ -58,41 +60,40 @@ async def server_with_alarms(tmp_path: Path, n: int) -> tuple[AsyncEngine, Serve
     return engine, store
 
 
-async def test_a_burst_is_dispatched_once_each_with_failures_retried(tmp_path: Path) -> None:
+async def test_a_burst_is_notified_once_each_merged_per_number_failures_retried(
+    tmp_path: Path,
+) -> None:
     engine, store = await server_with_alarms(tmp_path, 23)
-    notifier = FlakyNotifier(failures=3)
+    notifier = FlakyNotifier(failures=1)
     clock = FakeClock()
-    dispatcher = Dispatcher(store, notifier, clock, ChangeSignal(), sweep_s=2.0, batch=10)
-
-    assert await dispatcher.dispatch_pending() == 20  # 3 failed, recorded as failed
-    assert 1 < notifier.most_in_flight <= 8  # concurrent, bounded
-    assert await dispatcher.dispatch_pending() == 0  # failures wait for the next sweep
+    escalator = Escalator(DispatchStore(store, b"k" * 32), notifier, clock, ChangeSignal(), "x")
+    assert await escalator.pass_once() == 23  # 23 claimed and tried
+    # one doctor: three texts alone and the other twenty merged into one (the per-number
+    # limit), sent concurrently; the first send failed
+    assert notifier.most_in_flight > 1
+    assert len(notifier.sent) == 3 and sum(t.count("/r/") for t in notifier.sent) == 22
+    assert await escalator.pass_once() == 0  # the failure waits for its retry time
     clock.advance(2.0)
-    assert await dispatcher.dispatch_pending() == 3  # retried: only those
-    assert await dispatcher.dispatch_pending() == 0
-    assert len(notifier.sent) == 23
-    states = {a["state"] for a in await store.list_alarms(limit=100)}
-    assert states == {"dispatched"}
+    assert await escalator.pass_once() == 1  # retried: only that one
+    assert len(notifier.sent) == 4 and sum(t.count("/r/") for t in notifier.sent) == 23
+    assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
     await engine.dispose()
 
 
-async def test_the_running_dispatcher_dispatches_in_batches_and_retries_failures(
-    tmp_path: Path,
-) -> None:
+async def test_the_running_worker_notifies_everyone_and_retries_failures(tmp_path: Path) -> None:
     engine, store = await server_with_alarms(tmp_path, 40)
-    notifier = FlakyNotifier(failures=5)
-    dispatcher = Dispatcher(store, notifier, SystemClock(), ChangeSignal(), sweep_s=0.2, batch=5)
-    task = asyncio.create_task(dispatcher.run())
+    notifier = FlakyNotifier(failures=2)
+    dispatch = DispatchStore(store, b"k" * 32)
+    escalator = Escalator(dispatch, notifier, SystemClock(), ChangeSignal(), "x", sweep_s=0.2)
+    task = asyncio.create_task(escalator.run())
     try:
         for _ in range(200):
-            alarms = await store.list_alarms(limit=100)
-            if {a["state"] for a in alarms} == {"dispatched"}:
+            if {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}:
                 break
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
-    assert len(notifier.sent) == 40  # each alarm's SMS went out once
-    assert 1 < notifier.most_in_flight <= 5, "concurrent within a batch"
+    assert sum(t.count("/r/") for t in notifier.sent) == 40  # each alarm's link, once
     await engine.dispose()

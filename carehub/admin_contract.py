@@ -1,0 +1,112 @@
+"""The admin API (duty dispatcher and tools): what its answers look like, defined once.
+
+The server's admin routes answer with these models; FastAPI publishes them in the OpenAPI
+document beside the hub API (`carehub.api_contract`). Admin requests carry
+``Authorization: Bearer <CAREHUB_ADMIN_TOKEN>``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
+from carehub.api_contract import API_PREFIX, FaultKind
+
+ADMIN_PREFIX = f"{API_PREFIX}/admin"
+LIST_LIMIT_MAX = 1000
+"""Largest ``limit`` of an admin listing."""
+
+
+class NotificationStatus(enum.StrEnum):
+    """An SMS: queued (or waiting for a retry), claimed for sending, accepted by the provider
+    (sent), then as the provider's status callbacks say: delivered or undelivered; failed
+    when the provider refused it every time before its deadline."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AlarmSummary(_Answer):
+    """One alarm in a listing. ``id`` is the server's; ``hub_alarm_id`` the hub's own."""
+
+    id: str = Field(description="Server-made alarm id: use it with /admin/alarms/{alarm_id}.")
+    hub_id: str
+    hub_alarm_id: str = Field(description="The id the hub gave the alarm (unique per hub).")
+    device_id: str
+    kind: AlarmKind
+    severity: Severity
+    state: AlarmState
+    seq: int | None
+    raised_at_ms: int
+    received_at_ms: int
+    doctor_id: str | None
+
+
+class NotificationView(_Answer):
+    doctor_id: str | None = Field(description="The member told, or null for a contact.")
+    contact_id: str | None = Field(description="The emergency contact told, if not a member.")
+    purpose: str = Field(description="step-N (escalation step N), taken, cancelled, …")
+    status: NotificationStatus
+    response: str | None = Field(description="accepted | declined, when the member answered.")
+    body: str
+    sent_at_ms: int | None
+
+
+class AlarmEventView(_Answer):
+    kind: str = Field(
+        description="state | state_ignored | step | sms_sent | declined | arrived | "
+        "arrival_overdue | ladder_exhausted"
+    )
+    state: AlarmState | None
+    at_ms: int
+    detail: str
+    actor: str = Field(description="hub, system, or member:<id>: who did it.")
+
+
+class AlarmDetail(AlarmSummary):
+    """An alarm with its evidence, the SMS sent about it and its history."""
+
+    elder_id: str
+    event_ts_ms: int | None
+    updated_at_ms: int
+    details: dict[str, Any]
+    accepted_by: str | None = Field(description="The member who accepted the alarm.")
+    accepted_at_ms: int | None
+    arrived_at_ms: int | None
+    first_notified_at_ms: int | None
+    resolved_at_ms: int | None
+    outcome: str | None
+    is_test: bool
+    notifications: list[NotificationView]
+    events: list[AlarmEventView]
+
+
+class HubView(_Answer):
+    id: str
+    elder_id: str
+    online: bool
+    last_seen_ms: int | None
+    health: dict[str, Any] | None = Field(description="The last heartbeat's body.")
+
+
+class FaultView(_Answer):
+    id: int
+    hub_id: str
+    device_id: str = Field(description="The device, or the hub itself for `hub_offline`.")
+    fault: FaultKind
+    active: bool
+    since_ms: int
+    updated_at_ms: int
+    detail: str
+    report_id: str

@@ -1,0 +1,956 @@
+"""The escalation engine's SQL: ladders (one row per alarm, with the due time of its next
+step), the notifications they create, and responders' answers.
+
+Exactly-once steps across processes: a worker claims due ladders with
+``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL; on SQLite one process, one writer), takes
+the step, inserts its notifications and moves the ladder on in the same transaction. A
+notification is unique per (alarm, member, purpose), so a step can never be sent twice,
+and a crash before the commit leaves the ladder due, so it is never skipped. Messages are
+claimed for sending with a lease: a process killed mid-send leaves them to be claimed again
+when the lease runs out (at-least-once SMS, as before).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind, AlarmState, Severity, merge
+from server.accept_link import LINK_TTL_MS, link_token, token_hash
+from server.care_map import CareMap, Member, TeamView
+from server.directory import Doctor, RosterEntry, Team, roster_dutyroster
+from server.escalation import (
+    SERVICE_CIRCLE_S,
+    EscalationPolicy,
+    Exhausted,
+    GeoPoint,
+    Notify,
+    Step,
+    Target,
+    move_on_early,
+    take_step,
+)
+from server.reply_codes import next_code
+from server.schema import (
+    alarm_events,
+    alarms,
+    doctors,
+    elders,
+    emergency_contacts,
+    escalation_policies,
+    escalations,
+    notifications,
+    teams,
+)
+from server.send_policy import Sent
+from server.sms_text import (
+    AlarmSummary,
+    compose_alarm,
+    compose_arrival_overdue,
+    compose_cancelled,
+    compose_contact_notice,
+    compose_taken,
+)
+from server.store import ServerStore
+
+SEND_LEASE_MS = 30_000
+"""A message claimed for sending is claimed again after this long without a result."""
+SEND_ATTEMPTS = 3
+SEND_RETRY_MS = (2_000, 5_000, 10_000)
+SEND_DEADLINE_MS = 60_000
+"""A message not accepted by the provider within a minute has failed: the ladder moves on."""
+
+
+class LadderStatus:
+    RUNNING = "running"
+    ACCEPTED = "accepted"  # waiting for arrival
+    ARRIVED = "arrived"
+    OVERDUE = "overdue"  # accepted, no arrival in the circle: with the dispatcher
+    EXHAUSTED = "exhausted"  # nobody accepted after every repeat: with the dispatcher
+    CLOSED = "closed"  # the alarm is resolved or cancelled
+
+
+@dataclass(frozen=True)
+class Message:
+    """A notification ready to be sent."""
+
+    id: str
+    alarm_id: str
+    hub_id: str
+    member_id: str
+    to_phone: str
+    body: str  # may hold `sms_text.LINK`
+    purpose: str
+    alarm_ref: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The outcome of a responder's answer, for the page or the reply."""
+
+    ok: bool
+    state: AlarmState | None
+    message: str
+    accepted_by: str | None = None
+
+
+def alarm_ref(alarm_id: str) -> str:
+    """The short reference printed in texts and used in links."""
+    return alarm_id[-6:].upper()
+
+
+class DispatchStore:
+    def __init__(self, store: ServerStore, link_secret: bytes) -> None:
+        self.store = store
+        self.link_secret = link_secret
+        self.engine = store.engine
+        self._pg = self.engine.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.store._write() as conn:
+            yield conn
+
+    # ------------------------------------------------------------ the care map
+
+    async def care_map(self) -> CareMap:
+        async with self.engine.connect() as conn:
+            team_rows = (await conn.execute(sa.select(teams))).all()
+            member_rows = (await conn.execute(sa.select(doctors))).all()
+            policy_rows = (await conn.execute(sa.select(escalation_policies))).all()
+        members = {
+            r.id: Member(r.id, r.team_id, r.name, r.phone, r.language, r.role) for r in member_rows
+        }
+        team_views: dict[str, TeamView] = {}
+        for t in team_rows:
+            entry = Team(
+                id=t.id,
+                name=t.name,
+                kind=t.kind,
+                time_zone=t.time_zone,
+                roster=RosterEntry.model_validate(t.roster) if t.roster else None,
+            )
+            team_members = [
+                Doctor(
+                    id=m.id,
+                    team=m.team_id,
+                    name=m.name,
+                    phone=m.phone,
+                    on_duty=m.on_duty,
+                    priority=m.priority,
+                )
+                for m in member_rows
+                if m.team_id == t.id
+            ]
+            base = GeoPoint(t.base_lat, t.base_lon) if t.base_lat is not None else None
+            team_views[t.id] = TeamView(
+                t.id,
+                t.name,
+                roster_dutyroster(entry, team_members),
+                t.kind,
+                base,
+                tuple(t.backup_team_ids or ()),
+                dict(t.policies or {}),
+            )
+        policies = {
+            p.id: EscalationPolicy(
+                p.id,
+                tuple(
+                    Step(Target(s["target"]), float(s["wait_s"]), int(s.get("rank", 0)))
+                    for s in p.definition["steps"]
+                ),
+                int(p.definition.get("repeat", 1)),
+            )
+            for p in policy_rows
+        }
+        return CareMap(team_views, members, policies)
+
+    # ------------------------------------------------------------ ladders
+
+    async def start_ladders(self, now_ms: int, care: CareMap) -> int:
+        """Give every received alarm without a ladder one, due now. Returns how many."""
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(alarms.c.id, alarms.c.kind, alarms.c.severity, elders.c.team_id)
+                    .join(elders, elders.c.id == alarms.c.elder_id)
+                    .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
+                    .where(
+                        escalations.c.alarm_id.is_(None),
+                        alarms.c.state.in_(
+                            [AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]
+                        ),
+                    )
+                    .limit(500)
+                )
+            ).all()
+            for r in rows:
+                policy = care.policy_for(r.team_id, AlarmKind(r.kind), Severity(r.severity))
+                values = {
+                    "alarm_id": r.id,
+                    "policy_id": policy.id,
+                    "status": LadderStatus.RUNNING,
+                    "position": 0,
+                    "due_at_ms": now_ms,
+                    "members": [],
+                    "dispatcher": False,
+                    "started_at_ms": now_ms,
+                    "updated_at_ms": now_ms,
+                }
+                await conn.execute(self._insert_ignore(escalations, values))
+        return len(rows)
+
+    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
+        dialect = postgresql if self._pg else sqlite
+        return dialect.insert(table).values(**values).on_conflict_do_nothing()
+
+    async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> list[Message]:
+        """Take the next step of every ladder that is due (claimed, so each step is taken by
+        one process once); returns the messages to send now."""
+        out: list[Message] = []
+        async with self._write() as conn:
+            due = (
+                await conn.execute(
+                    sa.select(escalations)
+                    .where(escalations.c.due_at_ms <= now_ms)
+                    .order_by(escalations.c.due_at_ms)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for ladder in due:
+                out += await self._advance(conn, ladder, now_ms, care)
+        return out
+
+    async def next_due_ms(self) -> int | None:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(sa.select(sa.func.min(escalations.c.due_at_ms)))).scalar()
+        return int(value) if value is not None else None
+
+    async def _advance(
+        self, conn: AsyncConnection, ladder: Any, now_ms: int, care: CareMap
+    ) -> list[Message]:
+        alarm = (
+            await conn.execute(
+                sa.select(
+                    alarms.c.id,
+                    alarms.c.hub_id,
+                    alarms.c.state,
+                    alarms.c.kind,
+                    alarms.c.severity,
+                    alarms.c.accepted_by,
+                    alarms.c.is_test,
+                    elders.c.name,
+                    elders.c.short_address,
+                    elders.c.team_id,
+                    elders.c.lat,
+                    elders.c.lon,
+                    elders.c.id.label("elder_id"),
+                )
+                .join(elders, elders.c.id == alarms.c.elder_id)
+                .where(alarms.c.id == ladder.alarm_id)
+            )
+        ).one()
+        state = AlarmState(alarm.state)
+        ref = alarm_ref(alarm.id)
+        if state in FINAL_STATES:
+            msgs = []
+            if state is AlarmState.CANCELLED:
+                msgs = await self._tell_notified(
+                    conn,
+                    alarm,
+                    "cancelled",
+                    lambda m: compose_cancelled(ref, m.language),
+                    care,
+                    now_ms,
+                )
+                msgs += await self._tell_contacts(conn, alarm, "cancelled", None, now_ms)
+            await self._set_ladder(conn, alarm.id, LadderStatus.CLOSED, None, now_ms)
+            return msgs
+        if ladder.status in (LadderStatus.ACCEPTED,):
+            responder = care.members.get(alarm.accepted_by or "")
+            name = responder.name if responder else (alarm.accepted_by or "?")
+            msgs = await self._notify_dispatchers(
+                conn,
+                alarm,
+                "arrival-overdue",
+                lambda m: compose_arrival_overdue(ref, name, m.language),
+                care,
+                now_ms,
+            )
+            await self._event(conn, alarm, "arrival_overdue", now_ms, "system", name)
+            await self._set_ladder(conn, alarm.id, LadderStatus.OVERDUE, None, now_ms)
+            return msgs
+        if ladder.status != LadderStatus.RUNNING:
+            await self._set_ladder(conn, alarm.id, ladder.status, None, now_ms)
+            return []
+        policy = care.policy(ladder.policy_id)
+        excluded = await self._excluded(conn, alarm.id)
+        elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
+        candidates = care.candidates(alarm.team_id, elder, excluded, now_ms)
+        decision = take_step(policy, ladder.position, candidates, now_ms)
+        if isinstance(decision, Exhausted):
+            await self._event(conn, alarm, "ladder_exhausted", now_ms, "system", policy.id)
+            await self._set_ladder(conn, alarm.id, LadderStatus.EXHAUSTED, None, now_ms)
+            return []
+        return await self._take(conn, alarm, decision, care, now_ms)
+
+    async def _take(
+        self, conn: AsyncConnection, alarm: Any, step: Notify, care: CareMap, now_ms: int
+    ) -> list[Message]:
+        purpose = f"step-{step.position}"
+        recipients = list(step.members)
+        if step.dispatcher:
+            recipients += [m for m in care.dispatchers_on_duty(now_ms) if m not in recipients]
+        summary = AlarmSummary(
+            alarm_ref(alarm.id),
+            alarm.name,
+            alarm.short_address,
+            AlarmKind(alarm.kind),
+            Severity(alarm.severity),
+        )
+        msgs: list[Message] = []
+        for member_id in recipients:
+            member = care.members[member_id]
+            code = await self._free_reply_code(conn, member_id)
+            body = compose_alarm(summary, member.language, code)
+            if alarm.is_test:
+                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            msg = await self._new_message(
+                conn, alarm, member, purpose, body, now_ms, step.position, code, link=True
+            )
+            if msg is not None:
+                msgs.append(msg)
+        detail = ", ".join(recipients) + (" + dispatcher" if step.dispatcher else "")
+        await self._event(
+            conn, alarm, "step", now_ms, "system", f"step {step.position}: {detail or 'nobody'}"
+        )
+        await conn.execute(
+            escalations.update()
+            .where(escalations.c.alarm_id == alarm.id)
+            .values(
+                position=step.position + 1,
+                due_at_ms=step.due_ms,
+                members=list(step.members),
+                dispatcher=step.dispatcher,
+                updated_at_ms=now_ms,
+            )
+        )
+        return msgs
+
+    async def _new_message(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        member: Member,
+        purpose: str,
+        body: str,
+        now_ms: int,
+        position: int | None = None,
+        reply_code: int | None = None,
+        link: bool = False,
+        to_phone: str | None = None,
+    ) -> Message | None:
+        """Insert one notification (queued, claimed by this process for sending now);
+        None when this (alarm, member, purpose) was already notified."""
+        nid = uuid.uuid4().hex
+        values = {
+            "id": nid,
+            "alarm_id": alarm.id,
+            "doctor_id": member.id,
+            "purpose": purpose[:24],
+            "status": "sending",
+            "body": body[:400],
+            "attempts": 1,
+            "created_at_ms": now_ms,
+            "to_phone": to_phone or member.phone,
+            "position": position,
+            "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
+            "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+            "link_token_hash": token_hash(link_token(self.link_secret, nid)) if link else None,
+            "link_expires_at_ms": now_ms + LINK_TTL_MS if link else None,
+            "reply_code": reply_code,
+        }
+        result = await conn.execute(self._insert_ignore(notifications, values))
+        if result.rowcount == 0:
+            return None
+        return Message(
+            nid,
+            alarm.id,
+            alarm.hub_id,
+            member.id,
+            to_phone or member.phone,
+            body,
+            purpose,
+            alarm_ref(alarm.id),
+        )
+
+    async def _free_reply_code(self, conn: AsyncConnection, member_id: str) -> int:
+        used = (
+            await conn.execute(
+                sa.select(notifications.c.reply_code)
+                .join(alarms, alarms.c.id == notifications.c.alarm_id)
+                .where(
+                    notifications.c.doctor_id == member_id,
+                    notifications.c.reply_code.is_not(None),
+                    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                )
+            )
+        ).scalars()
+        return next_code(int(c) for c in used)
+
+    async def _excluded(self, conn: AsyncConnection, alarm_id: str) -> set[str]:
+        rows = (
+            await conn.execute(
+                sa.select(notifications.c.doctor_id).where(
+                    notifications.c.alarm_id == alarm_id,
+                    notifications.c.purpose.like("step-%"),
+                    sa.or_(
+                        notifications.c.response == "declined",
+                        notifications.c.status.in_(["failed", "undelivered"]),
+                    ),
+                )
+            )
+        ).scalars()
+        return set(rows)
+
+    async def _tell_notified(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        purpose: str,
+        text: Any,
+        care: CareMap,
+        now_ms: int,
+    ) -> list[Message]:
+        """One message to every member who was sent this alarm (each once)."""
+        told = (
+            await conn.execute(
+                sa.select(notifications.c.doctor_id)
+                .where(
+                    notifications.c.alarm_id == alarm.id,
+                    notifications.c.purpose.like("step-%"),
+                    notifications.c.status.in_(["sent", "delivered", "sending"]),
+                )
+                .distinct()
+            )
+        ).scalars()
+        msgs = []
+        for member_id in sorted(set(told)):
+            member = care.members.get(member_id)
+            if member is None or member_id == alarm.accepted_by:
+                continue
+            msg = await self._new_message(conn, alarm, member, purpose, text(member), now_ms)
+            if msg is not None:
+                msgs.append(msg)
+        return msgs
+
+    async def _notify_dispatchers(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        purpose: str,
+        text: Any,
+        care: CareMap,
+        now_ms: int,
+    ) -> list[Message]:
+        msgs = []
+        for member_id in care.dispatchers_on_duty(now_ms):
+            member = care.members[member_id]
+            msg = await self._new_message(conn, alarm, member, purpose, text(member), now_ms)
+            if msg is not None:
+                msgs.append(msg)
+        return msgs
+
+    async def _tell_contacts(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        event: str,
+        responder: str | None,
+        now_ms: int,
+    ) -> list[Message]:
+        """Emergency contacts who asked to hear of `event`."""
+        contacts = (
+            await conn.execute(
+                sa.select(emergency_contacts).where(emergency_contacts.c.elder_id == alarm.elder_id)
+            )
+        ).all()
+        msgs = []
+        for c in contacts:
+            if event not in (c.notify_on or []):
+                continue
+            body = compose_contact_notice(alarm.name, event, responder, c.language)
+            nid = uuid.uuid4().hex
+            values = {
+                "id": nid,
+                "alarm_id": alarm.id,
+                "doctor_id": None,
+                "contact_id": c.id,
+                "purpose": event,
+                "status": "sending",
+                "body": body[:400],
+                "attempts": 1,
+                "created_at_ms": now_ms,
+                "to_phone": c.phone,
+                "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
+                "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+            }
+            result = await conn.execute(self._insert_ignore(notifications, values))
+            if result.rowcount:
+                msgs.append(
+                    Message(
+                        nid, alarm.id, alarm.hub_id, "", c.phone, body, event, alarm_ref(alarm.id)
+                    )
+                )
+        return msgs
+
+    async def _set_ladder(
+        self, conn: AsyncConnection, alarm_id: str, status: str, due_ms: int | None, now_ms: int
+    ) -> None:
+        await conn.execute(
+            escalations.update()
+            .where(escalations.c.alarm_id == alarm_id)
+            .values(status=status, due_at_ms=due_ms, updated_at_ms=now_ms)
+        )
+
+    async def _event(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        kind: str,
+        now_ms: int,
+        actor: str,
+        detail: str = "",
+        state: AlarmState | None = None,
+    ) -> None:
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=alarm.id,
+                hub_id=alarm.hub_id,
+                kind=kind,
+                state=state.value if state else None,
+                at_ms=now_ms,
+                detail=detail[:400],
+                actor=actor[:80],
+            )
+        )
+
+    async def kick(self, alarm_id: str, now_ms: int) -> None:
+        """Make the alarm's ladder due now: its state changed (the elder cancelled), so the
+        next pass tells whoever needs to know."""
+        async with self._write() as conn:
+            await conn.execute(
+                escalations.update()
+                .where(
+                    escalations.c.alarm_id == alarm_id,
+                    escalations.c.status != LadderStatus.CLOSED,
+                )
+                .values(due_at_ms=now_ms)
+            )
+
+    async def alarm_changed(self, hub_id: str, hub_alarm_id: str, now_ms: int) -> None:
+        """`kick`, for an alarm named by its hub."""
+        async with self.engine.connect() as conn:
+            alarm_id = (
+                await conn.execute(
+                    sa.select(alarms.c.id).where(
+                        alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
+                    )
+                )
+            ).scalar()
+        if alarm_id is not None:
+            await self.kick(str(alarm_id), now_ms)
+
+    # ------------------------------------------------------------ sending
+
+    async def claim_unsent(self, now_ms: int, limit: int = 50) -> list[Message]:
+        """Messages whose send is due or whose lease ran out (their process died)."""
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(notifications, alarms.c.hub_id)
+                    .join(alarms, alarms.c.id == notifications.c.alarm_id)
+                    .where(
+                        notifications.c.status.in_(["queued", "sending"]),
+                        notifications.c.next_attempt_at_ms <= now_ms,
+                    )
+                    .order_by(notifications.c.next_attempt_at_ms)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True, of=notifications)
+                )
+            ).all()
+            for r in rows:
+                await conn.execute(
+                    notifications.update()
+                    .where(notifications.c.id == r.id)
+                    .values(
+                        status="sending",
+                        attempts=notifications.c.attempts + 1,
+                        next_attempt_at_ms=now_ms + SEND_LEASE_MS,
+                    )
+                )
+        return [
+            Message(
+                r.id,
+                r.alarm_id,
+                r.hub_id,
+                r.doctor_id or "",
+                r.to_phone or "",
+                r.body,
+                r.purpose,
+                alarm_ref(r.alarm_id),
+            )
+            for r in rows
+        ]
+
+    async def recent_texts(self, numbers: set[str], since_ms: int) -> list[Sent]:
+        """What each number was sent since `since_ms` (for the per-number send policy)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        notifications.c.to_phone,
+                        notifications.c.body,
+                        notifications.c.sent_at_ms,
+                        notifications.c.provider_ref,
+                    ).where(
+                        notifications.c.to_phone.in_(sorted(numbers)),
+                        notifications.c.sent_at_ms >= since_ms,
+                    )
+                )
+            ).all()
+        # texts merged into one message share its provider reference: one message each
+        seen: dict[str, Sent] = {}
+        for r in rows:
+            key = r.provider_ref or f"{r.to_phone}|{r.sent_at_ms}|{r.body}"
+            seen.setdefault(key, Sent(r.to_phone, r.body, int(r.sent_at_ms)))
+        return list(seen.values())
+
+    async def hold(self, ids: Sequence[str], until_ms: int) -> None:
+        """Messages to a number over its limit wait, queued, until `until_ms`."""
+        if not ids:
+            return
+        async with self._write() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(notifications.c.id.in_(list(ids)))
+                .values(
+                    status="queued",
+                    next_attempt_at_ms=until_ms,
+                    attempts=notifications.c.attempts - 1,
+                    send_deadline_ms=until_ms + SEND_DEADLINE_MS,
+                )
+            )
+
+    async def record_results(
+        self, results: Sequence[tuple[Message, str | None, str]], now_ms: int
+    ) -> list[str]:
+        """Record each message's outcome (provider ref, or None and the error); returns the
+        hub ids whose alarms changed state."""
+        changed: list[str] = []
+        async with self._write() as conn:
+            for msg, ref, error in results:
+                if ref is not None:
+                    if await self._sent(conn, msg, ref, now_ms):
+                        changed.append(msg.hub_id)
+                else:
+                    await self._failed(conn, msg, error, now_ms)
+        return changed
+
+    async def _sent(self, conn: AsyncConnection, msg: Message, ref: str, now_ms: int) -> bool:
+        await conn.execute(
+            notifications.update()
+            .where(notifications.c.id == msg.id)
+            .values(
+                status="sent", provider_ref=ref[:64], sent_at_ms=now_ms, next_attempt_at_ms=None
+            )
+        )
+        if not msg.purpose.startswith("step-"):
+            return False
+        row = (
+            await conn.execute(
+                sa.select(alarms.c.state, alarms.c.first_notified_at_ms, alarms.c.doctor_id).where(
+                    alarms.c.id == msg.alarm_id
+                )
+            )
+        ).one()
+        state = AlarmState(row.state)
+        new = merge(state, AlarmState.DISPATCHED)
+        await conn.execute(
+            alarms.update()
+            .where(alarms.c.id == msg.alarm_id)
+            .values(
+                state=new.value,
+                updated_at_ms=now_ms,
+                first_notified_at_ms=row.first_notified_at_ms or now_ms,
+                doctor_id=row.doctor_id or msg.member_id,
+            )
+        )
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=msg.alarm_id,
+                hub_id=msg.hub_id,
+                kind="sms_sent",
+                at_ms=now_ms,
+                detail=f"{msg.member_id}: {ref}"[:400],
+                actor="system",
+            )
+        )
+        if new != state:
+            await conn.execute(
+                alarm_events.insert().values(
+                    alarm_id=msg.alarm_id,
+                    hub_id=msg.hub_id,
+                    kind="state",
+                    state=new.value,
+                    at_ms=now_ms,
+                    actor="system",
+                )
+            )
+            return True
+        return False
+
+    async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
+        row = (
+            await conn.execute(
+                sa.select(notifications.c.attempts, notifications.c.send_deadline_ms).where(
+                    notifications.c.id == msg.id
+                )
+            )
+        ).one()
+        attempt = int(row.attempts)
+        retry_at = now_ms + SEND_RETRY_MS[min(attempt - 1, len(SEND_RETRY_MS) - 1)]
+        give_up = attempt >= SEND_ATTEMPTS or retry_at > (row.send_deadline_ms or now_ms)
+        await conn.execute(
+            notifications.update()
+            .where(notifications.c.id == msg.id)
+            .values(
+                status="failed" if give_up else "queued",
+                provider_ref=error[:64],
+                next_attempt_at_ms=None if give_up else retry_at,
+            )
+        )
+        if give_up and msg.purpose.startswith("step-"):
+            await self._member_out(conn, msg.alarm_id, now_ms)
+
+    async def _member_out(self, conn: AsyncConnection, alarm_id: str, now_ms: int) -> None:
+        """A member of the current step declined or cannot be reached: when the whole step
+        is out, the next step is due now."""
+        ladder = (
+            await conn.execute(sa.select(escalations).where(escalations.c.alarm_id == alarm_id))
+        ).first()
+        if ladder is None or ladder.status != LadderStatus.RUNNING:
+            return
+        if move_on_early(
+            ladder.members, frozenset(await self._excluded(conn, alarm_id)), ladder.dispatcher
+        ):
+            await conn.execute(
+                escalations.update()
+                .where(escalations.c.alarm_id == alarm_id)
+                .values(due_at_ms=now_ms, updated_at_ms=now_ms)
+            )
+
+    # ------------------------------------------------------------ answers
+
+    async def answer(
+        self, notification_id: str, action: str, now_ms: int, via: str, care: CareMap
+    ) -> tuple[Answer, list[Message]]:
+        """A responder's accept / decline / arrived, by link, reply code or console."""
+        async with self._write() as conn:
+            n = (
+                await conn.execute(
+                    sa.select(notifications).where(notifications.c.id == notification_id)
+                )
+            ).one()
+            alarm = (
+                await conn.execute(
+                    sa.select(
+                        alarms.c.id,
+                        alarms.c.hub_id,
+                        alarms.c.state,
+                        alarms.c.accepted_by,
+                        alarms.c.arrived_at_ms,
+                        elders.c.name,
+                        elders.c.team_id,
+                        elders.c.id.label("elder_id"),
+                    )
+                    .join(elders, elders.c.id == alarms.c.elder_id)
+                    .where(alarms.c.id == n.alarm_id)
+                )
+            ).one()
+            member = care.members.get(n.doctor_id)
+            name = member.name if member else n.doctor_id
+            state = AlarmState(alarm.state)
+            actor = f"member:{n.doctor_id}"
+            if state in FINAL_STATES:
+                return Answer(False, state, f"this alarm is already {state.value}"), []
+            if action == "accept":
+                if alarm.accepted_by and alarm.accepted_by != n.doctor_id:
+                    taken_by = care.members.get(alarm.accepted_by)
+                    who = taken_by.name if taken_by else alarm.accepted_by
+                    return Answer(False, state, f"already accepted by {who}", alarm.accepted_by), []
+                if alarm.accepted_by == n.doctor_id:
+                    return Answer(True, state, "you accepted this alarm", n.doctor_id), []
+                new = merge(state, AlarmState.ACCEPTED)
+                await conn.execute(
+                    alarms.update()
+                    .where(alarms.c.id == alarm.id)
+                    .values(
+                        state=new.value,
+                        accepted_by=n.doctor_id,
+                        accepted_at_ms=now_ms,
+                        doctor_id=n.doctor_id,
+                        updated_at_ms=now_ms,
+                    )
+                )
+                await conn.execute(
+                    notifications.update()
+                    .where(notifications.c.id == n.id)
+                    .values(response="accepted")
+                )
+                await self._event(conn, alarm, "state", now_ms, actor, f"accepted via {via}", new)
+                await self._set_ladder(
+                    conn,
+                    alarm.id,
+                    LadderStatus.ACCEPTED,
+                    now_ms + int(SERVICE_CIRCLE_S * 1000),
+                    now_ms,
+                )
+                ref = alarm_ref(alarm.id)
+                accepted = _AlarmRow(alarm, n.doctor_id)
+                msgs = await self._tell_notified(
+                    conn,
+                    accepted,
+                    "taken",
+                    lambda m: compose_taken(ref, name, m.language),
+                    care,
+                    now_ms,
+                )
+                msgs += await self._tell_contacts(conn, accepted, "accepted", name, now_ms)
+                return Answer(
+                    True, new, "accepted: the elder is told you are coming", n.doctor_id
+                ), msgs
+            if action == "decline":
+                if alarm.accepted_by == n.doctor_id:
+                    return Answer(False, state, "you accepted this alarm; call the dispatcher"), []
+                await conn.execute(
+                    notifications.update()
+                    .where(notifications.c.id == n.id)
+                    .values(response="declined")
+                )
+                await self._event(conn, alarm, "declined", now_ms, actor, f"via {via}")
+                await self._member_out(conn, alarm.id, now_ms)
+                return Answer(True, state, "declined: the next responder is being called"), []
+            if action == "arrived":
+                if alarm.accepted_by != n.doctor_id:
+                    return Answer(False, state, "only the responder who accepted can arrive"), []
+                if alarm.arrived_at_ms is None:
+                    await conn.execute(
+                        alarms.update()
+                        .where(alarms.c.id == alarm.id)
+                        .values(arrived_at_ms=now_ms, updated_at_ms=now_ms)
+                    )
+                    await self._event(conn, alarm, "arrived", now_ms, actor, f"via {via}")
+                    await self._set_ladder(conn, alarm.id, LadderStatus.ARRIVED, None, now_ms)
+                    msgs = await self._tell_contacts(
+                        conn, _AlarmRow(alarm, n.doctor_id), "arrived", name, now_ms
+                    )
+                    return Answer(True, state, "arrival recorded", n.doctor_id), msgs
+                return Answer(True, state, "arrival already recorded", n.doctor_id), []
+            raise ValueError(f"unknown action {action!r}")
+
+
+class _AlarmRow:
+    """An alarm row with its acceptor, for the notice helpers."""
+
+    def __init__(self, row: Any, accepted_by: str | None) -> None:
+        self._row = row
+        self.accepted_by = accepted_by
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+# ---------------------------------------------------------------- lookups and delivery status
+
+STATUS_RANK = {
+    "queued": 0,
+    "accepted": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 5,
+    "failed": 5,
+    "read": 5,
+}
+"""Twilio's message statuses in the order they can happen; a callback whose status ranks
+below the one recorded arrived out of order and is ignored."""
+
+
+async def notification_by_token_hash(store: DispatchStore, digest: str) -> Any | None:
+    async with store.engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(notifications).where(notifications.c.link_token_hash == digest)
+            )
+        ).first()
+
+
+async def notification_by_reply(store: DispatchStore, phone: str, code: int) -> Any | None:
+    """The open alarm notification a member's reply code refers to (newest first)."""
+    async with store.engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(notifications)
+                .join(alarms, alarms.c.id == notifications.c.alarm_id)
+                .join(doctors, doctors.c.id == notifications.c.doctor_id)
+                .where(
+                    doctors.c.phone == phone,
+                    notifications.c.reply_code == code,
+                    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                )
+                .order_by(notifications.c.created_at_ms.desc())
+                .limit(1)
+            )
+        ).first()
+
+
+async def record_delivery(
+    store: DispatchStore, provider_ref: str, status: str, now_ms: int
+) -> bool:
+    """A provider status callback; True when it changed something (out-of-order and
+    repeated callbacks change nothing). Undelivered or failed takes the member out of the
+    current step, so the next step comes at once."""
+    status = status.lower()
+    if status not in STATUS_RANK:
+        return False
+    async with store._write() as conn:
+        row = (
+            await conn.execute(
+                sa.select(notifications).where(notifications.c.provider_ref == provider_ref)
+            )
+        ).first()
+        if row is None:
+            return False
+        current = row.provider_status or row.status
+        if STATUS_RANK.get(current, 0) >= STATUS_RANK[status]:
+            return False
+        values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
+        if status in ("undelivered", "failed"):
+            values["status"] = "undelivered"
+        elif status == "delivered":
+            values["status"] = "delivered"
+        await conn.execute(
+            notifications.update().where(notifications.c.id == row.id).values(**values)
+        )
+        if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
+            await store._member_out(conn, row.alarm_id, now_ms)
+        return True

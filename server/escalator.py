@@ -1,0 +1,133 @@
+"""The escalation worker: takes due steps, sends their messages, records the outcomes.
+
+Woken at once when an alarm arrives or an answer comes in (`kick`), and by a short sweep
+(the next due time, at most `sweep_s` away), so a step is taken within about a second of
+its due time in any server process. Decisions are `server.escalation`; SQL is
+`server.dispatch_store`; this loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from carehub.clock import Clock
+from server.accept_link import link_token
+from server.care_map import CareMap
+from server.change_signal import ChangeSignal
+from server.dispatch_store import DispatchStore, Message
+from server.notifier import Notifier, NotifierError
+from server.send_policy import WINDOW_MS, Outgoing, Waiting, plan_texts
+from server.sms_text import LINK
+
+log = logging.getLogger(__name__)
+
+
+class Escalator:
+    def __init__(
+        self,
+        dispatch: DispatchStore,
+        notifier: Notifier,
+        clock: Clock,
+        changes: ChangeSignal,
+        public_base_url: str,
+        sweep_s: float = 1.0,
+        concurrent_sms: int = 8,
+        care_ttl_s: float = 5.0,
+    ) -> None:
+        self._dispatch = dispatch
+        self._notifier = notifier
+        self._clock = clock
+        self._changes = changes
+        self._base = public_base_url.rstrip("/")
+        self._sweep_s = sweep_s
+        self._wake = asyncio.Event()
+        self._sending = asyncio.Semaphore(concurrent_sms)
+        self._care: CareMap | None = None
+        self._care_at = float("-inf")
+        self._care_ttl_s = care_ttl_s
+
+    def kick(self) -> None:
+        """Something is due now (a new alarm, an answer, a failed delivery)."""
+        self._wake.set()
+
+    async def care_map(self) -> CareMap:
+        """The directory as of at most `care_ttl_s` ago (it changes rarely)."""
+        now = self._clock.monotonic()
+        if self._care is None or now - self._care_at > self._care_ttl_s:
+            self._care, self._care_at = await self._dispatch.care_map(), now
+        return self._care
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.pass_once()
+            except Exception:
+                log.exception("escalation pass failed; retrying")
+            wait = self._sweep_s
+            with contextlib.suppress(Exception):
+                due = await self._dispatch.next_due_ms()
+                if due is not None:
+                    wait = min(wait, max(0.0, (due - self._clock.now_ms()) / 1000))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def pass_once(self) -> int:
+        """Start ladders for new alarms, take due steps, send what is unsent. Returns the
+        number of messages sent."""
+        care = await self.care_map()
+        now = self._clock.now_ms()
+        await self._dispatch.start_ladders(now, care)
+        sent = 0
+        while True:
+            msgs = await self._dispatch.advance_due(self._clock.now_ms(), care)
+            msgs += await self._dispatch.claim_unsent(self._clock.now_ms())
+            if not msgs:
+                return sent
+            await self.send(msgs)
+            sent += len(msgs)
+
+    async def send(self, msgs: Sequence[Message]) -> None:
+        """Send concurrently (bounded), then record every outcome in one commit.
+
+        Per number, `server.send_policy` decides: under its limit each text goes alone,
+        beyond it the rest are merged into one message, and a number over its limit gets
+        at most one merged message a minute (the rest wait, queued)."""
+        if not msgs:
+            return
+        now = self._clock.now_ms()
+        rendered = {m.id: self._render(m) for m in msgs}
+        history = await self._dispatch.recent_texts({m.to_phone for m in msgs}, now - WINDOW_MS)
+        plan = plan_texts([Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs], history, now)
+        by_id = {m.id: m for m in msgs}
+        held = [m for m in msgs if m.to_phone in plan.held_until_ms]
+        for number, until in plan.held_until_ms.items():
+            await self._dispatch.hold([m.id for m in held if m.to_phone == number], until)
+        sent = await asyncio.gather(*(self._send_one(o) for o in plan.send))
+        results = [
+            (by_id[key], ref, error)
+            for outgoing, (ref, error) in zip(plan.send, sent, strict=True)
+            for key in outgoing.keys
+        ]
+        for hub_id in set(await self._dispatch.record_results(results, self._clock.now_ms())):
+            await self._changes.notify(f"hub:{hub_id}")
+        await self._changes.notify("alarms")
+
+    def _render(self, msg: Message) -> str:
+        return msg.body.replace(LINK, self.link_url(msg)) if LINK in msg.body else msg.body
+
+    async def _send_one(self, out: Outgoing) -> tuple[str | None, str]:
+        async with self._sending:
+            try:
+                ref = await self._notifier.send_sms(out.number, out.body)
+            except NotifierError as e:
+                log.warning("SMS for %s failed: %s", ", ".join(out.keys), e)
+                return None, str(e)
+        log.info("SMS %s sent for notification %s", ref, ", ".join(out.keys))
+        return ref, ""
+
+    def link_url(self, msg: Message) -> str:
+        return f"{self._base}/r/{msg.alarm_ref}/{link_token(self._dispatch.link_secret, msg.id)}"
