@@ -160,7 +160,10 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
         print("FAILED: the button got no 'dispatched' ack within 20 s")
         print(f"--- hub log\n{hub.log_tail()}\n--- server log\n{server.log_tail()}")
         return 1
-    alarm = admin_api.get(f"/api/v1/admin/alarms/{dispatched[1].alarm_id}").json()
+    hub_alarm_id = dispatched[1].alarm_id
+    listed = admin_api.get("/api/v1/admin/alarms").json()
+    server_id = next(a["id"] for a in listed if a["hub_alarm_id"] == hub_alarm_id)
+    alarm = admin_api.get(f"/api/v1/admin/alarms/{server_id}").json()
     steps = _timeline(press_ms, seq, received, dispatched, alarm)
     _print(steps, press_ms)
     return 0
@@ -171,7 +174,8 @@ def _timeline(
 ) -> list[Step]:
     sms = alarm["notifications"][0]
     events = {e["kind"]: e for e in alarm["events"]}
-    doctor = events["doctor_chosen"]["detail"]
+    doctor = sms["doctor_id"]
+    body = sms["body"].replace("{link}", "<accept link>")
     return [
         Step(press_ms, "button", f"btn-1 press, seq {seq}"),
         Step(
@@ -186,11 +190,11 @@ def _timeline(
             "alarm stored on the server (idempotent by hub-made id)",
         ),
         Step(
-            events["doctor_chosen"]["at_ms"],
+            events["step"]["at_ms"],
             "dispatch",
-            f"on-duty doctor {doctor} chosen from team-east",
+            f"escalation step 1: on-duty doctor {doctor} of team-east",
         ),
-        Step(sms["sent_at_ms"], "sms", f"SMS sent to {doctor}: “{sms['body']}”"),
+        Step(sms["sent_at_ms"], "sms", f"SMS sent to {doctor}: “{body}”"),
         Step(dispatched[0], "elder", "btn-1 shows 'dispatched': help is coming"),
     ]
 
