@@ -42,12 +42,18 @@ class TeamView:
     base: GeoPoint | None = None
     backups: tuple[str, ...] = ()
     policies: dict[str, str] = field(default_factory=dict)
-    """Alarm class (``urgent``, ``notice``) → escalation policy id."""
+    """``urgent``/``notice``, or ``<kind>_<severity>`` (e.g. ``fall_critical``) → policy id."""
 
 
 def alarm_class(kind: AlarmKind, severity: Severity) -> str:
     """``notice`` for vital-sign warnings, ``urgent`` for everything else."""
     return "notice" if kind is AlarmKind.VITALS and severity is Severity.WARNING else "urgent"
+
+
+def policy_keys(kind: AlarmKind, severity: Severity) -> tuple[str, str]:
+    """The keys a team's ``policies`` table is read with, most specific first: the alarm's
+    kind and severity (``fall_critical``, ``vitals_warning`` …), then its class."""
+    return f"{kind.value}_{severity.value}", alarm_class(kind, severity)
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,12 @@ class CareMap:
     travel: TravelTime = estimated_travel_s
 
     def policy_for(self, team_id: str, kind: AlarmKind, severity: Severity) -> EscalationPolicy:
-        cls = alarm_class(kind, severity)
         team = self.teams.get(team_id)
-        chosen = team.policies.get(cls) if team else None
-        if chosen and chosen in self.policies:
-            return self.policies[chosen]
-        return NOTICE if cls == "notice" else URGENT
+        for key in policy_keys(kind, severity):
+            chosen = team.policies.get(key) if team else None
+            if chosen and chosen in self.policies:
+                return self.policies[chosen]
+        return NOTICE if alarm_class(kind, severity) == "notice" else URGENT
 
     def policy(self, policy_id: str) -> EscalationPolicy:
         return self.policies.get(policy_id) or {URGENT.id: URGENT, NOTICE.id: NOTICE}.get(

@@ -45,6 +45,9 @@ from server.schema import (
 from server.sealed import Sealer
 
 E164 = r"^\+[1-9]\d{6,14}$"
+PolicyKey = Literal[
+    "urgent", "notice", "button_critical", "fall_critical", "vitals_critical", "vitals_warning"
+]
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -119,7 +122,12 @@ class Team(_Entry):
     base: GeoEntry | None = None
     backups: list[str] = Field(default=[], description="Backup teams, asked inside the circle.")
     roster: RosterEntry | None = None
-    policies: dict[Literal["urgent", "notice"], str] = {}
+    policies: dict[PolicyKey, str] = Field(
+        default={},
+        description="Which escalation policy an alarm climbs: by class (urgent, notice) or "
+        "more specifically by kind and severity (button_critical, fall_critical, "
+        "vitals_critical, vitals_warning).",
+    )
 
     @field_validator("time_zone")
     @classmethod

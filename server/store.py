@@ -444,7 +444,10 @@ async def _add_event(
     state: AlarmState | None,
     detail: str = "",
     report_id: str | None = None,
+    actor: str = "hub",
 ) -> None:
+    """One line of the alarm's history; here every change comes from the hub (the elder's
+    devices), so that is the default actor."""
     await conn.execute(
         alarm_events.insert().values(
             alarm_id=alarm_id,
@@ -454,5 +457,6 @@ async def _add_event(
             at_ms=at_ms,
             detail=detail,
             report_id=report_id,
+            actor=actor,
         )
     )

@@ -130,3 +130,16 @@ def test_backup_teams_are_those_whose_base_reaches_the_elder_in_time_nearest_fir
         "middle",
         "near",
     ]
+
+
+def test_a_team_can_give_each_kind_of_alarm_its_own_ladder() -> None:
+    from server.care_map import CareMap, TeamView
+    from server.duty_roster import always_on_duty
+
+    fast = EscalationPolicy("fast-falls", (Step(Target.DISPATCHER, 30),))
+    team = TeamView("t", "T", always_on_duty("t", ["a"]), policies={"fall_critical": "fast-falls"})
+    care = CareMap({"t": team}, {}, {"fast-falls": fast})
+    assert care.policy_for("t", AlarmKind.FALL, Severity.CRITICAL) is fast
+    assert care.policy_for("t", AlarmKind.BUTTON, Severity.CRITICAL) is URGENT
+    assert care.policy_for("t", AlarmKind.VITALS, Severity.WARNING) is NOTICE
+    assert care.policy_for("unknown-team", AlarmKind.FALL, Severity.CRITICAL) is URGENT
