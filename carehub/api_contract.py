@@ -87,6 +87,31 @@ def _check_json(value: Any, depth: int = 0) -> None:
             _check_json(v, depth + 1)
 
 
+def storable_details(value: Any, depth: int = 0) -> Any:
+    """A copy of `value` that `Details` accepts: non-finite numbers and integers beyond
+    64 bits become null, NUL characters and lone surrogates are dropped from text, and what
+    lies deeper than `MAX_DETAILS_DEPTH` becomes null. The hub uploads evidence through
+    this, so no odd value in a detector's output can stop an alarm from being stored."""
+    if depth > MAX_DETAILS_DEPTH:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) <= MAX_INT64 else None
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
+    if isinstance(value, (dict, list, tuple)) and depth >= MAX_DETAILS_DEPTH:
+        return None  # its contents would lie deeper than allowed
+    if isinstance(value, dict):
+        return {
+            storable_details(str(k), depth + 1): storable_details(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [storable_details(v, depth + 1) for v in value]
+    return value
+
+
 def _storable(value: dict[str, Any]) -> dict[str, Any]:
     _check_json(value)
     return value

@@ -45,7 +45,7 @@ from gateway.device_link import DeviceLink
 from gateway.hub_core import ACK_FOR_STATE, IMU_SILENCE_MS, Acks, HubCore, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
-from gateway.store import HubAlarm, HubStore
+from gateway.store import HubAlarm, HubStore, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
 
@@ -59,7 +59,7 @@ FAULTS_KEY = "active_faults"
 class ServerLink(Protocol):
     """What the hub needs from the server (`gateway.uplink.Uplink`; a fake in tests)."""
 
-    async def send(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None: ...
+    async def send(self, kind: OutboxKind, body: dict[str, Any]) -> Any: ...
     async def updates(self, after: int, wait_s: float) -> api.AlarmUpdates: ...
     async def config(self) -> api.HubConfig: ...
     async def heartbeat(self, beat: api.HubHeartbeat) -> None: ...
@@ -222,7 +222,7 @@ class Hub:
         for device_id, ack in acks:
             await self.link.send_ack(device_id, ack)
 
-    def _queued(self, kind: str) -> None:
+    def _queued(self, kind: OutboxKind) -> None:
         """Wake the outbox; an alarm also cuts a running backoff short."""
         if self.core.queued(kind):
             self._alarm_wake.set()
@@ -255,7 +255,7 @@ class Hub:
         )
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
-        self._queued("alarm")
+        self._queued(OutboxKind.ALARM)
         if ack:
             await self.link.send_ack(
                 alarm.device_id,
@@ -278,10 +278,10 @@ class Hub:
                 plan.target.id,
                 AlarmState.CANCELLED,
                 now,
-                ("report", report.report_id, report.model_dump(mode="json")),
+                (OutboxKind.REPORT, report.report_id, report.model_dump(mode="json")),
             )
             await self.store.record_event(device_id, event.seq, event.ts, plan.target.id, now)
-            self._queued("report")
+            self._queued(OutboxKind.REPORT)
             log.info("alarm %s cancelled from %s", plan.target.id, device_id)
         await self._send(plan.acks)
 
@@ -341,13 +341,13 @@ class Hub:
             alarm.id,
             AlarmState.RECEIVED,
             self.clock.now_ms(),
-            ("alarm", alarm.id, upload_body(alarm, event_ts, details)),
+            (OutboxKind.ALARM, alarm.id, upload_body(alarm, event_ts, details)),
         )
         if new is None:
             return  # cancelled meanwhile
         log.info("alarm %s raised by %s (fall, window over)", alarm.id, alarm.device_id)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
-        self._queued("alarm")
+        self._queued(OutboxKind.ALARM)
         await self._send(self.core.home_acks(alarm, AckState.RECEIVED))
 
     # ------------------------------------------------------------ vitals and supervision
@@ -392,9 +392,11 @@ class Hub:
                 report.device_id,
                 report.detail,
             )
-            await self.store.enqueue("fault", report.report_id, report.model_dump(mode="json"), now)
+            await self.store.enqueue(
+                OutboxKind.FAULT, report.report_id, report.model_dump(mode="json"), now
+            )
         await self._save_faults()
-        self._queued("fault")
+        self._queued(OutboxKind.FAULT)
 
     async def _save_faults(self) -> None:
         await self.store.put(FAULTS_KEY, json.dumps(sorted(self.core.supervisor.active())))
@@ -495,7 +497,7 @@ class Hub:
                 continue
             attempt = 0
             await self.store.mark_sent(entry.id, self.clock.now_ms())
-            if entry.kind == "alarm" and answer and "state" in answer:
+            if entry.kind is OutboxKind.ALARM and answer and "state" in answer:
                 await self.apply_server_state(entry.ref, AlarmState(answer["state"]))
 
     async def _follow_updates(self) -> None:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import AlarmStateReport, AlarmUpload, FaultReport, HubConfig
+from carehub.api_contract import (
+    AlarmStateReport,
+    AlarmUpload,
+    FaultReport,
+    HubConfig,
+    storable_details,
+)
 from carehub.clock import Clock
 from carehub.mqtt_contract import Ack, AckState, ButtonEvent
 from carehub.settings import HubSettings
@@ -22,7 +28,7 @@ from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
-from gateway.store import HubAlarm
+from gateway.store import KEPT_KINDS, HubAlarm, OutboxKind
 from gateway.supervision import FaultChange, Supervisor
 from gateway.vitals_watch import VitalsWatch
 
@@ -45,7 +51,6 @@ FALL_RETRY_MS = 1000
 """A fall whose window ran out but could not be committed is tried again this much later."""
 URGENT_RETRY_CAP_S = 1.5
 """Retry cap while an alarm (or alarm report) waits: a returning server sees it in < 2 s."""
-URGENT_KINDS = frozenset({"alarm", "report"})
 
 Acks = list[tuple[str, Ack]]
 """(device id, ack) pairs for the shell to publish, in order."""
@@ -63,7 +68,7 @@ def upload_body(
         seq=alarm.seq,
         raised_at_ms=alarm.raised_at_ms,
         event_ts_ms=event_ts_ms,
-        details=details,
+        details=storable_details(details),
     ).model_dump(mode="json")
 
 
@@ -333,9 +338,9 @@ class HubCore:
 
     # ------------------------------------------------------------ outbox retries
 
-    def queued(self, kind: str) -> bool:
+    def queued(self, kind: OutboxKind) -> bool:
         """An entry of `kind` entered the outbox; True when it should cut a backoff short."""
-        if kind in URGENT_KINDS:
+        if kind in KEPT_KINDS:
             self.alarm_queued = True
             return True
         return False
@@ -343,7 +348,7 @@ class HubCore:
     def outbox_empty(self) -> None:
         self.alarm_queued = False
 
-    def retry_delay(self, head_kind: str, attempt: int) -> float:
+    def retry_delay(self, head_kind: OutboxKind, attempt: int) -> float:
         """Seconds before retrying the outbox head after failure number `attempt` (0-based).
 
         While an alarm waits (at the head, or queued behind it), full jitter capped at
@@ -351,7 +356,7 @@ class HubCore:
         exponential backoff up to `retry_max_s`. Alarms are rare, so few hubs retry fast
         (the arithmetic for 10 000 hubs is in docs/reliability.md)."""
         u = self.rng.random()
-        if head_kind in URGENT_KINDS or self.alarm_queued:
+        if head_kind in KEPT_KINDS or self.alarm_queued:
             initial = self.settings.retry_initial_s
             return u * min(URGENT_RETRY_CAP_S, initial * 2 ** min(attempt, 30))
         return self.backoff.delay(attempt, u)

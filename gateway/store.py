@@ -8,6 +8,7 @@ any instant restarts with everything it acknowledged.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 from dataclasses import dataclass
@@ -80,6 +81,18 @@ def pending_migrations(version: int) -> tuple[tuple[str, ...], ...]:
     return MIGRATIONS[version:]
 
 
+class OutboxKind(enum.StrEnum):
+    """What an outbox entry uploads; alarms and alarm reports are never dropped to make room."""
+
+    ALARM = "alarm"  # POST /alarms
+    REPORT = "report"  # POST /alarm-reports (the elder cancelled)
+    FAULT = "fault"  # POST /faults
+
+
+KEPT_KINDS = frozenset({OutboxKind.ALARM, OutboxKind.REPORT})
+"""Never trimmed from a full outbox, and retried fast after an outage."""
+
+
 @dataclass(frozen=True)
 class HubAlarm:
     id: str
@@ -94,7 +107,7 @@ class HubAlarm:
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
-    kind: str
+    kind: OutboxKind
     ref: str
     body: dict[str, Any]
     attempts: int
@@ -197,7 +210,7 @@ class HubStore:
                 ),
             )
             if upload is not None:
-                await self._enqueue(db, "alarm", alarm.id, upload, now_ms)
+                await self._enqueue(db, OutboxKind.ALARM, alarm.id, upload, now_ms)
 
     async def record_event(
         self, device_id: str, seq: int, ts_ms: int, alarm_id: str | None, now_ms: int
@@ -260,7 +273,7 @@ class HubStore:
         alarm_id: str,
         state: AlarmState,
         now_ms: int,
-        outbox: tuple[str, str, dict[str, Any]] | None = None,
+        outbox: tuple[OutboxKind, str, dict[str, Any]] | None = None,
     ) -> AlarmState | None:
         """Move an alarm forward (stale or backward changes are ignored); returns the new state
         when it changed, else None. `outbox` = (kind, ref, body) is enqueued in the same commit."""
@@ -281,7 +294,7 @@ class HubStore:
                 await self._enqueue(db, outbox[0], outbox[1], outbox[2], now_ms)
             return new
 
-    async def enqueue(self, kind: str, ref: str, body: dict[str, Any], now_ms: int) -> None:
+    async def enqueue(self, kind: OutboxKind, ref: str, body: dict[str, Any], now_ms: int) -> None:
         async with self._transaction() as db:
             await self._enqueue(db, kind, ref, body, now_ms)
 
@@ -296,7 +309,9 @@ class HubStore:
             ) as cur,
         ):
             row = await cur.fetchone()
-        return OutboxEntry(row[0], row[1], row[2], json.loads(row[3]), row[4]) if row else None
+        if row is None:
+            return None
+        return OutboxEntry(row[0], OutboxKind(row[1]), row[2], json.loads(row[3]), row[4])
 
     async def mark_sent(self, entry_id: int, now_ms: int) -> None:
         async with self._transaction() as db:
@@ -323,8 +338,8 @@ class HubStore:
                 return 0
             cur = await db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at_ms IS NULL"
-                " AND rejected IS NULL AND kind NOT IN ('alarm', 'report') ORDER BY id LIMIT ?)",
-                (excess,),
+                " AND rejected IS NULL AND kind NOT IN (?, ?) ORDER BY id LIMIT ?)",
+                (*sorted(KEPT_KINDS), excess),
             )
             return cur.rowcount
 
@@ -368,7 +383,7 @@ class HubStore:
 
     @staticmethod
     async def _enqueue(
-        db: aiosqlite.Connection, kind: str, ref: str, body: dict[str, Any], now_ms: int
+        db: aiosqlite.Connection, kind: OutboxKind, ref: str, body: dict[str, Any], now_ms: int
     ) -> None:
         await db.execute(
             "INSERT INTO outbox (kind, ref, body, created_at_ms) VALUES (?, ?, ?, ?)",

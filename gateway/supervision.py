@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
-Fault = Literal["device_offline", "battery_low", "sensor_not_worn"]
+from carehub.api_contract import DeviceFault
+
+Fault = DeviceFault
+"""The faults a hub reports (defined once, in the hub ↔ server contract)."""
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,22 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from carehub import api_contract as api
+from gateway.store import OutboxKind
 
 RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 425, 429})
 """4xx answers worth retrying: auth being fixed, ordering races, throttling."""
 
-PATHS = {"alarm": api.ALARMS_PATH, "report": api.ALARM_REPORTS_PATH, "fault": api.FAULTS_PATH}
+PATHS = {
+    OutboxKind.ALARM: api.ALARMS_PATH,
+    OutboxKind.REPORT: api.ALARM_REPORTS_PATH,
+    OutboxKind.FAULT: api.FAULTS_PATH,
+}
 """Outbox kind → the endpoint that takes it."""
 
-ANSWERS: dict[str, type[BaseModel] | None] = {
-    "alarm": api.AlarmAccepted,
-    "report": api.AlarmStateAccepted,
-    "fault": None,
+ANSWERS: dict[OutboxKind, type[BaseModel] | None] = {
+    OutboxKind.ALARM: api.AlarmAccepted,
+    OutboxKind.REPORT: api.AlarmStateAccepted,
+    OutboxKind.FAULT: None,
 }
 """Outbox kind → the model of the server's answer (None: an empty ``204``)."""
 
@@ -73,7 +78,7 @@ class Uplink:
             raise UplinkError(f"{method} {path}: unexpected HTTP {status}: {_excerpt(response)}")
         return response
 
-    async def send(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    async def send(self, kind: OutboxKind, body: dict[str, Any]) -> dict[str, Any] | None:
         """Send one outbox entry; returns the server's validated JSON answer, if any."""
         if kind not in PATHS:
             raise UplinkError(f"unknown outbox kind {kind!r}", retryable=False)

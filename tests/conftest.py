@@ -173,9 +173,26 @@ def hub_env() -> dict[str, str]:
     return {}
 
 
+BOTH_DATABASES = pytest.mark.parametrize("server_db", ["sqlite", "postgresql"], indirect=True)
+"""Run a deployment test once with the server on SQLite and once on PostgreSQL."""
+
+
+@pytest.fixture
+def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The deployment server's database: SQLite unless a test asks for PostgreSQL with
+    ``@pytest.mark.parametrize("server_db", ["sqlite", "postgresql"], indirect=True)``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def deployment(
-    tmp_path: Path, mosquitto: Mosquitto, sms: SmsSandbox, hub_env: dict[str, str]
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    sms: SmsSandbox,
+    hub_env: dict[str, str],
+    server_db: str,
 ) -> Iterator[Deployment]:
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
@@ -184,7 +201,7 @@ def deployment(
         "server",
         ["server", "--directory", str(tmp_path / "directory.toml"), "--log-level", "DEBUG"],
         {
-            "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'server.db'}",
+            "CAREHUB_DATABASE_URL": server_db,
             "CAREHUB_PORT": str(port),
             "CAREHUB_ADMIN_TOKEN": admin,
             "CAREHUB_NOTIFIER": "twilio",

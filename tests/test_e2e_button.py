@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from tests.conftest import Deployment
+from tests.conftest import BOTH_DATABASES, Deployment
 from tests.mqtt_tools import AckWatcher, pub, wait_for
 
 pytestmark = pytest.mark.integration
 
 
+@BOTH_DATABASES
 def test_press_reaches_the_doctor_exactly_once(deployment: Deployment) -> None:
     d = deployment
     watcher = AckWatcher(d, "btn-1")

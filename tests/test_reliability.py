@@ -9,7 +9,7 @@ import pytest
 
 from firmware_sim.button import CallButton
 from harness.processes import wait_http_ok
-from tests.conftest import Deployment
+from tests.conftest import BOTH_DATABASES, Deployment
 from tests.mqtt_tools import AckWatcher, wait_for
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,7 @@ def test_hub_killed_repeatedly_while_presses_arrive_loses_and_duplicates_nothing
     assert len(stored) == len(set(stored)), "no duplicates"
 
 
+@BOTH_DATABASES
 def test_broker_restart_and_long_server_outage_deliver_every_alarm_once_in_order(
     deployment: Deployment,
 ) -> None:
@@ -117,6 +118,7 @@ def test_server_marks_a_silent_hub_offline_with_a_hub_fault(deployment: Deployme
     assert [f["active"] for f in d.faults("hub-1", "hub_offline")] == [False, True]
 
 
+@BOTH_DATABASES
 def test_server_killed_while_texting_the_doctor_dispatches_after_restart(
     deployment: Deployment,
 ) -> None:
