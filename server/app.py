@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import prometheus_client
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from carehub import __version__
@@ -20,7 +20,7 @@ from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatcher import Dispatcher
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
-from server.routes.problems import validation_problem
+from server.routes.problems import no_unknown_query, validation_problem
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -81,7 +81,12 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await engine.dispose()
 
-    app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="CareHub server",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query)],
+    )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
     app.mount("/metrics", prometheus_client.make_asgi_app())

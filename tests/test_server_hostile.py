@@ -158,9 +158,11 @@ def test_a_refused_alarm_blocks_nothing_behind_it(client: TestClient) -> None:
         (HUB_HEARTBEAT_PATH, heartbeat(version="1.0\x00"), "version"),
         (ALARMS_PATH, alarm(details={"note": "a\x00b"}), "details"),
         (ALARMS_PATH, alarm(details={"a\x00": 1}), "details"),
+        (ALARMS_PATH, alarm(details={"note": ["\ud800"]}), "details"),
+        (ALARM_REPORTS_PATH, report(reason="\udfff"), "reason"),
     ],
 )
-def test_nul_in_text_gets_422(
+def test_nul_or_lone_surrogates_in_text_get_422(
     client: TestClient, path: str, body: dict[str, Any], field: str
 ) -> None:
     refused(client.post(path, json=body), field)
