@@ -20,7 +20,7 @@ from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatcher import Dispatcher
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
-from server.routes.problems import no_unknown_query, validation_problem
+from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -86,6 +86,7 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(no_unknown_query)],
+        responses=problems(422),  # any route: an unknown query parameter
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)

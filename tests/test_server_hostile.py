@@ -21,6 +21,7 @@ from carehub.api_contract import (
     ALARM_UPDATES_PATH,
     ALARMS_PATH,
     FAULTS_PATH,
+    HUB_CONFIG_PATH,
     HUB_HEARTBEAT_PATH,
     MAX_DETAILS_DEPTH,
     AlarmUpload,
@@ -300,3 +301,9 @@ def test_accepted_details_are_always_storable(details: dict[str, Any]) -> None:
         return [v] if isinstance(v, int) and not isinstance(v, bool) else []
 
     assert all(abs(i) < 2**63 for i in ints(upload.details))
+
+
+def test_unknown_query_parameters_get_422(client: TestClient) -> None:
+    refused(client.get(HUB_CONFIG_PATH, params={"verbose": 1}), "verbose")
+    refused(client.get("/api/v1/admin/alarms", params={"limt": 5}, headers=AS_ADMIN), "limt")
+    assert client.get(ALARM_UPDATES_PATH, params={"after": 0, "wait_s": 0}).status_code == 200

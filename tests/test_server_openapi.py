@@ -137,3 +137,20 @@ def test_no_request_breaks_the_server_or_the_contract(app: FastAPI, mode: Genera
         seen.add(f"{operation.method.upper()} {operation.path}")
     # every route of both APIs was exercised (negative: all but /healthz, which takes no input)
     assert len(seen) == (11 if mode == GenerationMode.POSITIVE else 10), seen
+
+
+def test_every_error_answer_is_a_documented_problem() -> None:
+    """Each route lists its 4xx answers, each with the `Problem` body; admin answers are typed."""
+    doc = create_app(ServerSettings()).openapi()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            assert "422" in codes, (method, path)
+            if path != "/healthz":
+                assert "401" in codes, (method, path)
+            for code, answer in op["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if code.startswith("4"):
+                    assert schema == {"$ref": "#/components/schemas/Problem"}, (path, code)
+                elif code == "200" and path != "/healthz":  # a model, or a list of one
+                    assert "$ref" in schema or "$ref" in schema.get("items", {}), (path, schema)
