@@ -29,7 +29,7 @@ from tests.conftest import DIRECTORY
 
 TOKEN = "hub-token-for-schemathesis-0123456789"
 ADMIN = "admin-token-for-schemathesis"
-EXAMPLES = 25
+EXAMPLES = 20
 """Per operation and backend: both backends together stay well under a minute."""
 
 
