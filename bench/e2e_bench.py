@@ -239,6 +239,8 @@ def _report(
     for at_ns, msg in sms.arrivals_ns:
         ref = msg.body.rsplit(" ", 1)[-1]
         by_ref.setdefault((msg.to, ref), []).append((at_ns, msg))
+    # the server names alarms by its own id (the SMS reference); a hub's ids are its own
+    alarms = {(a["hub_id"], a["hub_alarm_id"]): a for a in admin.alarms(1000)}
     for p in presses:
         hit = buttons[p.home.hub_id].acks.wait_for(
             lambda a, p=p: a.seq == p.seq and a.alarm_id is not None, 0
@@ -247,15 +249,16 @@ def _report(
             continue
         p.alarm_id = hit[1].alarm_id
         assert p.alarm_id is not None
-        arrivals = by_ref.get((p.home.doctor_phone, p.alarm_id[-6:].upper()), [])
+        stored = alarms.get((p.home.hub_id, p.alarm_id))
+        ref = stored["id"][-6:].upper() if stored else ""
+        arrivals = by_ref.get((p.home.doctor_phone, ref), [])
         if arrivals:
             p.sms_ns = arrivals[0][0]
     latencies = [(p.sms_ns - p.at_ns) / 1e6 for p in presses if p.sms_ns is not None]
-    alarms = {a["id"]: a for a in admin.alarms(1000)}
     sms_ms = {(m.to, m.body.rsplit(" ", 1)[-1]): m.received_ms for _, m in sms.arrivals_ns}
     to_hub, hub_to_server, server_to_sms = [], [], []
     for p in presses:
-        a = alarms.get(p.alarm_id or "")
+        a = alarms.get((p.home.hub_id, p.alarm_id or ""))
         if a is None:
             continue
         to_hub.append(a["raised_at_ms"] - p.at_ms)

@@ -41,13 +41,18 @@ MAX_DETAILS_BYTES = 256 * 1024
 MAX_DETAILS_DEPTH = 8
 """Deepest nesting of lists and objects inside ``details``."""
 MAX_INT64 = 2**63 - 1
+INT64_END = 2**63
+"""Bounds are written `lt=INT64_END`: a power of two, so a JSON number that a float rounds
+to it is refused by the schema and the server alike."""
 UPDATES_PAGE_MAX = 1000
 """Largest ``limit`` of a listing."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-EpochMs = Annotated[int, Field(ge=0, le=MAX_INT64, description="Epoch milliseconds (UTC).")]
-Count = Annotated[int, Field(ge=0, le=MAX_INT64)]
-Cursor = Annotated[int, Field(ge=0, le=MAX_INT64)]
+EpochMs = Annotated[int, Field(ge=0, lt=10**14, description="Epoch milliseconds (UTC).")]
+"""As in the MQTT contract: before the year 5138."""
+Seq = Annotated[int, Field(ge=0, lt=INT64_END, description="The device's event counter.")]
+Count = Annotated[int, Field(ge=0, lt=2**31)]
+Cursor = Annotated[int, Field(ge=0, lt=INT64_END)]
 Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
 
 
@@ -69,15 +74,21 @@ FaultKind = DeviceFault | HubFault
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
-    """Refuse what a database cannot store: NaN/inf, NUL in text, deep nesting."""
+    """Refuse what a database cannot store: NaN/inf, huge integers, NUL or lone surrogates
+    in text, deep nesting."""
     if depth > MAX_DETAILS_DEPTH:
         raise ValueError(f"nested deeper than {MAX_DETAILS_DEPTH} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite (no NaN or Infinity)")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT64:
         raise ValueError("integers must fit in 64 bits")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("text must not contain NUL characters")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
     if isinstance(value, dict):
         for k, v in value.items():
             _check_json(k, depth + 1)
@@ -131,7 +142,7 @@ class AlarmUpload(_Body):
     device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     kind: AlarmKind
     severity: Severity = Severity.CRITICAL
-    seq: Count | None = Field(default=None, description="The device event that raised it, if any.")
+    seq: Seq | None = Field(default=None, description="The device event that raised it, if any.")
     raised_at_ms: EpochMs = Field(description="When the hub raised it, epoch ms.")
     event_ts_ms: EpochMs | None = Field(default=None, description="Device's own event time.")
     details: Details = Field(

@@ -160,9 +160,8 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
         print("FAILED: the button got no 'dispatched' ack within 20 s")
         print(f"--- hub log\n{hub.log_tail()}\n--- server log\n{server.log_tail()}")
         return 1
-    hub_alarm_id = dispatched[1].alarm_id
-    listed = admin_api.get("/api/v1/admin/alarms").json()
-    server_id = next(a["id"] for a in listed if a["hub_alarm_id"] == hub_alarm_id)
+    listed = admin_api.get("/api/v1/admin/alarms").json()  # the server has its own ids
+    server_id = next(a["id"] for a in listed if a["hub_alarm_id"] == dispatched[1].alarm_id)
     alarm = admin_api.get(f"/api/v1/admin/alarms/{server_id}").json()
     steps = _timeline(press_ms, seq, received, dispatched, alarm)
     _print(steps, press_ms)

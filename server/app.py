@@ -10,7 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import prometheus_client
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from carehub import __version__
@@ -23,7 +23,7 @@ from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, hub_api
-from server.routes.problems import validation_problem
+from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -110,7 +110,13 @@ def create_app(
                 await relay.stop()
             await engine.dispose()
 
-    app = FastAPI(title="CareHub server", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="CareHub server",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query)],
+        responses=problems(422),  # any route: an unknown query parameter
+    )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
     app.mount("/metrics", prometheus_client.make_asgi_app())

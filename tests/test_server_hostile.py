@@ -21,6 +21,7 @@ from carehub.api_contract import (
     ALARM_UPDATES_PATH,
     ALARMS_PATH,
     FAULTS_PATH,
+    HUB_CONFIG_PATH,
     HUB_HEARTBEAT_PATH,
     MAX_DETAILS_DEPTH,
     AlarmUpload,
@@ -158,12 +159,14 @@ def test_a_refused_alarm_blocks_nothing_behind_it(client: TestClient) -> None:
         (HUB_HEARTBEAT_PATH, heartbeat(version="1.0\x00"), "version"),
         (ALARMS_PATH, alarm(details={"note": "a\x00b"}), "details"),
         (ALARMS_PATH, alarm(details={"a\x00": 1}), "details"),
+        (ALARMS_PATH, alarm(details={"note": ["\ud800"]}), "details"),
+        (ALARM_REPORTS_PATH, report(reason="\udfff"), "reason"),
     ],
 )
-def test_nul_in_text_gets_422(
+def test_nul_or_lone_surrogates_in_text_get_422(
     client: TestClient, path: str, body: dict[str, Any], field: str
 ) -> None:
-    refused(client.post(path, json=body), field)
+    refused(raw_post(client, path, json.dumps(body)), field)  # \u escapes: any str
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -298,3 +301,9 @@ def test_accepted_details_are_always_storable(details: dict[str, Any]) -> None:
         return [v] if isinstance(v, int) and not isinstance(v, bool) else []
 
     assert all(abs(i) < 2**63 for i in ints(upload.details))
+
+
+def test_unknown_query_parameters_get_422(client: TestClient) -> None:
+    refused(client.get(HUB_CONFIG_PATH, params={"verbose": 1}), "verbose")
+    refused(client.get("/api/v1/admin/alarms", params={"limt": 5}, headers=AS_ADMIN), "limt")
+    assert client.get(ALARM_UPDATES_PATH, params={"after": 0, "wait_s": 0}).status_code == 200

@@ -77,7 +77,7 @@ async def alarm_updates(
     hub: Hub,
     rt: Runtime,
     after: int = Query(
-        -1, ge=-1, le=api.MAX_INT64, description="Largest cursor seen; -1 = start from now."
+        -1, ge=-1, lt=api.INT64_END, description="Largest cursor seen; -1 = start from now."
     ),
     wait_s: float = Query(0.0, ge=0, le=60, description="Long-poll: wait this long for news."),
 ) -> api.AlarmUpdates:

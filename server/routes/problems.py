@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from carehub.api_contract import Problem
 
@@ -46,3 +47,22 @@ async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
     detail = explain(exc.errors())
     log.info("%s %s refused: %s", request.method, request.url.path, detail)
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def no_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not define (as bodies refuse unknown fields):
+    a misspelt `limit` must not silently mean the default."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
