@@ -70,3 +70,26 @@ def test_box_mean_matches_scipy_uniform_filter() -> None:
         for k in (1, 2, 3, 4, 8):
             expected = uniform_filter1d(a, size=k, axis=0, mode="nearest")
             assert np.allclose(box_mean(a, k), expected), (n, k)
+
+
+FAR_MS = 10 * 365 * 24 * 3600 * 1000  # a hostile clock, ten years off (bench.hostile)
+
+
+def test_hostile_far_clock_frames_right_after_an_impact_do_not_lose_the_fall() -> None:
+    """The three falls the hostile chaos bench missed near its broker restart: a copy of a
+    real frame with a far-future clock (re-stamped to now), then a stale hostile frame whose
+    t0 the new offset maps 30 s back, restarted the detector before the impact was scored."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    impact_frame = 2 + 12  # still_standing(100) then 12 s upright in synthetic_fall
+    events = []
+    for k, f in enumerate(fs):
+        now = f.t0 + 1000
+        events += watch.push("pend-1", f, now)
+        if k == impact_frame:
+            copy = f.model_copy(update={"t0": now + FAR_MS})
+            stale = f.model_copy(update={"t0": now - 30_000 + FAR_MS})
+            events += watch.push("pend-1", copy, now)
+            events += watch.push("pend-1", stale, now)
+    assert len(events) == 1 and events[0].peak_g > 3
+    assert not any("restarted" in n.text for n in watch.take_notices())
