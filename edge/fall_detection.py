@@ -269,8 +269,9 @@ class FallDetector:
         """The stream has ended (device offline, recording over): decide the suspected falls
         now with the signal there is. A fallen person stays down, so each suspected fall whose
         trunk has not come back by now is reported; candidates with less than ``POST_S`` of
-        signal after them cannot be judged and are dropped."""
-        self._pending = []
+        signal after them cannot be judged yet. They are kept: if the stream resumes where it
+        stopped (a pendant replaying what it buffered while its broker was down, whose last
+        will said "offline"), they are judged then; a gap in the stream drops them."""
         if self._latest_ms is None or not self._suspects:
             return []
         return self._confirm(self._latest_ms, final=True)

@@ -112,14 +112,18 @@ class FallWatch:
         state.flushed = True
         return state.detector.flush()
 
-    def silent(self, now_ms: int, after_ms: int) -> list[tuple[str, FallEvent]]:
-        """`stream_ended` for every pendant silent for `after_ms` (hub clock)."""
+    def silent(
+        self, now_ms: int, after_ms: int, heard_since_ms: int | None = None
+    ) -> list[tuple[str, FallEvent]]:
+        """`stream_ended` for every pendant silent for `after_ms` (hub clock), silence counted
+        from `heard_since_ms` at the earliest: when the hub last (re)connected to its broker,
+        since before that no pendant could be heard, whatever it sent."""
         return [
             (device_id, event)
             for device_id, state in list(self._devices.items())
             if not state.flushed
             and state.last_frame_ms is not None
-            and now_ms - state.last_frame_ms > after_ms
+            and now_ms - max(state.last_frame_ms, heard_since_ms or 0) > after_ms
             for event in self.stream_ended(device_id)
         ]
 

@@ -252,6 +252,20 @@ def test_flush_decides_a_fall_when_the_stream_ends() -> None:
     assert FallDetector().flush() == []
 
 
+def test_a_stream_that_resumes_after_a_flush_still_judges_the_impact_just_before() -> None:
+    """A broker stopping publishes every pendant's last will ("offline") 1 s after an impact;
+    the pendant then replays its buffered frames from where the hub stopped hearing it."""
+    frames = _frames(FALL, 30, 50)
+    head = [f for f in frames if f[0] <= T0_MS + 9000]  # the impact at 8 s, then 1-2 s more
+    detector = FallDetector()
+    assert _run(head, detector) == [] and detector.flush() == []  # too early to judge
+    (event,) = _run(frames[len(head) :], detector)
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    gapped = FallDetector()  # but a gap in the stream still drops it (nothing to judge it on)
+    assert _run(head, gapped) == [] and gapped.flush() == []
+    assert _run([f for f in frames if f[0] >= T0_MS + 12_000], gapped) == []
+
+
 def test_gap_while_confirming_still_reports_the_fall() -> None:
     frames = _frames(FALL, 30, 50)
     gapped = [f for f in frames if not T0_MS + 11_000 <= f[0] < T0_MS + 14_000]
