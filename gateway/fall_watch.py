@@ -25,6 +25,11 @@ STALL_MS = 30_000
 """A pendant silent this long (hub clock) has its pending suspected falls decided when it
 resumes, if the `silent` sweep has not done it already."""
 
+STARTUP_PRE_S = 1.0
+"""Signal (s) a detector needs before an impact right after its stream (re)started (see
+`FallDetector`'s ``startup_pre_s``): a restarted hub hears a pendant from the frames the
+broker queued while it was down, which may begin only 1-1.5 s before the impact."""
+
 
 @dataclass
 class _DeviceState:
@@ -133,7 +138,7 @@ class FallWatch:
     def _new_state(self) -> _DeviceState:
         return _DeviceState(
             FrameOrderer(),
-            FallDetector(FallSettings(sensitivity=self._sensitivity)),
+            FallDetector(FallSettings(sensitivity=self._sensitivity), startup_pre_s=STARTUP_PRE_S),
             self._device_clock(),
         )
 

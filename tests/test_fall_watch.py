@@ -93,3 +93,16 @@ def test_hostile_far_clock_frames_right_after_an_impact_do_not_lose_the_fall() -
             events += watch.push("pend-1", stale, now)
     assert len(events) == 1 and events[0].peak_g > 3
     assert not any("restarted" in n.text for n in watch.take_notices())
+
+
+def test_a_restarted_hub_detects_a_fall_from_the_frames_the_broker_queued() -> None:
+    """The hub was SIGKILLed 1.2 s of stream before an impact: its fresh detector hears the
+    pendant from the broker's queue (a burst, late) and must still confirm the fall."""
+    rng = np.random.default_rng(1)
+    acc = synthetic_fall(50, rng, lying_s=12, upright_s=12)  # impact peak at ~12.44 s
+    queued = acc[int(11.24 * 50) :]
+    fs = frames(queued, t0_ms=1_000_000)
+    watch = FallWatch()
+    restart_ms = 1_000_000 + 3000  # the hub is back 3 s after the first queued frame
+    events = [e for f in fs for e in watch.push("pend-1", f, max(restart_ms, f.t0 + 1000))]
+    assert len(events) == 1 and events[0].peak_g > 3
