@@ -5,13 +5,14 @@ the last one released goes straight through (no added latency); a frame that lea
 is held until ``hold_ms`` of newer stream time has arrived, then the hole is accepted as a
 gap. Pure: no I/O, no clock; time is the frames' own ``t0``.
 
-A frame far from the expected time (more than ``hold_ms`` ahead, or more than ``rewind_ms``
-back) is a *stray*: kept aside, never released alone. Only when the next frame continues the
-stray's timeline does the stream move there (a device clock stepped, a replay resumed after
-a gap); a jump of more than ``jump_ms`` or any move back then restarts the orderer, the reason
-left in ``restarted`` for the caller to report (and to restart its detector). So one stale
-or far-off frame (a hostile copy, a clock mapped wrongly once) neither deafens the stream nor
-wipes a detector's history mid-fall; a real new timeline costs one frame of latency.
+A frame far from the expected time (more than ``hold_ms`` ahead, more than ``rewind_ms``
+back, or straddling it: off the stream's grid) is a *stray*: kept aside, never released
+alone. Only when the next frame continues the stray's timeline does the stream move there
+(a device clock stepped, a replay resumed after a gap); a jump of more than ``jump_ms`` or
+any move back then restarts the orderer, the reason left in ``restarted`` for the caller to
+report (and to restart its detector). So one stale or far-off frame (a hostile copy, a
+clock mapped wrongly once) neither deafens the stream nor wipes a detector's history
+mid-fall; a real new timeline costs one frame of latency.
 """
 
 from __future__ import annotations
@@ -107,10 +108,16 @@ class FrameOrderer:
         return out + self._release()
 
     def _is_stray(self, frame: Frame, expected: float, replayed: bool) -> bool:
-        """Too far from the expected time to be network reordering (see the module doc)."""
+        """Too far from the expected time to be network reordering (see the module doc), or
+        straddling it: a frame of a stream starts where the last one ended, so one starting
+        well inside what was used yet ending after it is off the stream's grid (a stale copy
+        re-stamped to the hub's now) and must not overwrite the samples that follow."""
         if frame.t0_ms > expected + self.hold_ms + self.slack_ms:
             return True
-        return not replayed and frame.t0_ms < expected - self.rewind_ms
+        if replayed:  # old on purpose: never moves the stream back (see `push`)
+            return False
+        straddles = frame.t0_ms < expected - self.slack_ms and frame.end_ms > expected + 0.5
+        return straddles or frame.t0_ms < expected - self.rewind_ms
 
     def _continues(self, stray: Frame, frame: Frame) -> bool:
         """``frame`` starts where ``stray`` ends (give or take ``hold_ms`` of lost frames)."""

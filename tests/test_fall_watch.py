@@ -106,3 +106,18 @@ def test_a_restarted_hub_detects_a_fall_from_the_frames_the_broker_queued() -> N
     restart_ms = 1_000_000 + 3000  # the hub is back 3 s after the first queued frame
     events = [e for f in fs for e in watch.push("pend-1", f, max(restart_ms, f.t0 + 1000))]
     assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_a_stale_copy_restamped_to_now_cannot_overwrite_the_impact() -> None:
+    """A hostile copy of an old (upright) frame with a far-off clock is re-stamped to the
+    hub's now, which lies inside the frame being streamed: it must not replace the impact."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    impact_frame = 2 + 12  # the peak is 0.44 s into this frame
+    events = []
+    for k, f in enumerate(fs):
+        if k == impact_frame:
+            now = f.t0 - 500  # the copy arrives while the impact's frame is being sampled
+            events += watch.push("pend-1", fs[0].model_copy(update={"t0": now + FAR_MS}), now)
+        events += watch.push("pend-1", f, f.t0 + 1000)
+    assert len(events) == 1 and events[0].peak_g > 3
