@@ -7,7 +7,8 @@ gap. Pure: no I/O, no clock; time is the frames' own ``t0``.
 
 A frame far from the expected time (more than ``hold_ms`` ahead, more than ``rewind_ms``
 back, or straddling it: off the stream's grid) is a *stray*: kept aside, never released
-alone. Only when the next frame continues the stray's timeline does the stream move there
+alone. Only when the very next new frame continues the stray's timeline (starts where it
+ends) does the stream move there
 (a device clock stepped, a replay resumed after a gap); a jump of more than ``jump_ms`` or
 any move back then restarts the orderer, the reason left in ``restarted`` for the caller to
 report (and to restart its detector). So one stale or far-off frame (a hostile copy, a
@@ -104,6 +105,9 @@ class FrameOrderer:
         if i < len(self._held) and self._held[i].t0_ms == frame.t0_ms:
             self.dropped += 1  # the same frame twice while held
             return out
+        if self._stray is not None:  # the stream went on where it was: the stray was alone
+            self._stray = None
+            self.dropped += 1
         self._held.insert(i, frame)
         return out + self._release()
 
@@ -120,8 +124,8 @@ class FrameOrderer:
         return straddles or frame.t0_ms < expected - self.rewind_ms
 
     def _continues(self, stray: Frame, frame: Frame) -> bool:
-        """``frame`` starts where ``stray`` ends (give or take ``hold_ms`` of lost frames)."""
-        return stray.end_ms - self.slack_ms <= frame.t0_ms <= stray.end_ms + self.hold_ms
+        """``frame`` starts where ``stray`` ends: the next frame of the same timeline."""
+        return abs(frame.t0_ms - stray.end_ms) <= self.slack_ms
 
     def _release(self, flush: bool = False) -> list[Frame]:
         out: list[Frame] = []

@@ -88,6 +88,18 @@ def test_a_clock_that_really_went_back_is_followed_from_its_second_frame() -> No
     assert o.rewound and o.restarted and "back" in o.restarted
 
 
+def test_two_stale_copies_do_not_make_a_timeline_while_the_stream_goes_on() -> None:
+    """The hostile bench sends old copies of a pendant's frames (3 s apart, a minute old)."""
+    o = FrameOrderer()
+    for k in range(80):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(17_000)) == []  # a stray
+    assert o.push(frame_at(80_000)) == [frame_at(80_000)]  # the stream goes on: stray gone
+    assert o.push(frame_at(18_000)) == [] and o.restarted is None  # would have continued it
+    assert o.push(frame_at(21_000)) == [] and o.restarted is None  # 2 s of "lost frames"
+    assert o.push(frame_at(81_000)) == [frame_at(81_000)] and o.restarted is None
+
+
 def test_a_frame_straddling_the_expected_time_is_a_stray() -> None:
     o = FrameOrderer()
     for k in range(5):
