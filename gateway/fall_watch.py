@@ -87,7 +87,7 @@ class FallWatch:
         stamp = state.clock.stamp(frame.t0, now_ms, replayed)
         if stamp.change is not None:
             self._note(device_id, f"pendant {stamp.change.value} (offset {stamp.offset_ms} ms)")
-        if stamp.drop:
+        if stamp.drop or stamp.guessed:  # a guessed time could put stale samples mid-fall
             return events
         acc = np.asarray(frame.acc, dtype=float)
         gyr = None if frame.gyr is None else np.asarray(frame.gyr, dtype=float)

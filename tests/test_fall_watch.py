@@ -121,3 +121,19 @@ def test_a_stale_copy_restamped_to_now_cannot_overwrite_the_impact() -> None:
             events += watch.push("pend-1", fs[0].model_copy(update={"t0": now + FAR_MS}), now)
         events += watch.push("pend-1", f, f.t0 + 1000)
     assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_a_stale_copy_whose_time_is_guessed_never_reaches_the_detector() -> None:
+    """The hostile bench's last misses: a copy of a frame from half a minute ago (the wearer
+    lying after an earlier fall), its clock ten years off, is re-stamped to the hub's now,
+    just where the next frame belongs: its posture before the impact hid the fall."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    lying = fs[-1]
+    events = []
+    for k, f in enumerate(fs):
+        if k in (12, 13):  # the second and a half before the impact
+            now = f.t0 - 150
+            events += watch.push("pend-1", lying.model_copy(update={"t0": now + FAR_MS}), now)
+        events += watch.push("pend-1", f, f.t0 + 1000)
+    assert len(events) == 1 and events[0].peak_g > 3
