@@ -3,9 +3,11 @@
 Pure (no I/O; the hub's time is passed in). The state lives in this object, not in the MQTT
 connection, so a broker restart loses nothing; the elder's sensitivity comes from the care
 plan. No input can silence a pendant for good: timestamps go through the pendant's
-`DeviceClock` (a wrong clock is re-stamped onto the hub's), and a stream that jumps, goes back
-or resumes after a stall restarts its orderer/detector. Each such event is one `Notice` for
-the shell to log (`take_notices`).
+`DeviceClock` (a wrong clock is re-stamped onto the hub's; a frame whose time had to be
+guessed is kept from the detector, as a stale copy's samples could hide a fall), a stream
+that jumps, goes back or resumes after a stall restarts its orderer/detector (one far-off
+frame alone does not: see `gateway.imu_order`). Each such event is one `Notice` for the
+shell to log (`take_notices`).
 """
 
 from __future__ import annotations
