@@ -166,7 +166,14 @@ class FallDetector:
         *,
         model: LogisticModel = FALL_MODEL,
         on_candidate: Callable[[CandidateImpact], None] | None = None,
+        startup_pre_s: float | None = None,
     ) -> None:
+        """``startup_pre_s`` (s, below ``MIN_PRE_S``; None: off): an impact with less than
+        ``MIN_PRE_S`` of signal before it, which only happens right after the stream (re)starts,
+        is still judged if it has this much, the missing start padded with the first sample
+        (the posture the stream starts in). The hub sets it: after a hub restart its detectors
+        start from the frames the broker queued, 1-2 s before an impact at worst. The fitted
+        figures (``evaluation.fall_eval``) are measured without it."""
         self.settings = settings or FallSettings()
         self._model = model
         self._on_candidate = on_candidate
@@ -174,6 +181,11 @@ class FallDetector:
         self._merge = max(1, int(round(self.settings.merge_s * INTERNAL_HZ)))
         self._lookback = int(round(LOOKBACK_S * INTERNAL_HZ))
         self._history_end = int(round(_HISTORY_END_S * INTERNAL_HZ))
+        self._startup_before = (
+            self._min_before
+            if startup_pre_s is None or not math.isfinite(startup_pre_s)
+            else min(self._min_before, max(1, int(round(startup_pre_s * INTERNAL_HZ))))
+        )
         self._event_pre = int(_EVENT_PRE_S * INTERNAL_HZ)
         self._event_post = int(_EVENT_POST_S * INTERNAL_HZ)
         self._keep = max(self._lookback, self._before) + self._after + self._merge
@@ -269,8 +281,9 @@ class FallDetector:
         """The stream has ended (device offline, recording over): decide the suspected falls
         now with the signal there is. A fallen person stays down, so each suspected fall whose
         trunk has not come back by now is reported; candidates with less than ``POST_S`` of
-        signal after them cannot be judged and are dropped."""
-        self._pending = []
+        signal after them cannot be judged yet. They are kept: if the stream resumes where it
+        stopped (a pendant replaying what it buffered while its broker was down, whose last
+        will said "offline"), they are judged then; a gap in the stream drops them."""
         if self._latest_ms is None or not self._suspects:
             return []
         return self._confirm(self._latest_ms, final=True)
@@ -361,12 +374,19 @@ class FallDetector:
             i = k - self._k0
             t_impact = float(self._t[i])
             quiet = t_impact < self._quiet_until_ms
-            if k - self._min_before < self._k0 or (quiet and not evaluating):
+            if i < self._startup_before or (quiet and not evaluating):
                 continue
-            if post_activity_g(self._acc, i) > self.settings.max_post_std_g:
+            acc, j = self._acc, i  # j: the peak's index in acc
+            if i < self._min_before:  # the stream (re)started just before: pad its start
+                pad = self._min_before - i
+                acc, j = (
+                    np.vstack((np.repeat(self._acc[:1], pad, 0), self._acc[: self._n])),
+                    i + pad,
+                )
+            if post_activity_g(acc, j) > self.settings.max_post_std_g:
                 continue  # still walking or jogging: vetoed whatever the other features say
-            w0 = max(0, i - self._before)
-            feats = impact_features(self._acc[w0 : i + self._after + 1], i - w0)
+            w0 = max(0, j - self._before)
+            feats = impact_features(acc[w0 : j + self._after + 1], j - w0)
             score = float(self._model.score(feats.vector()))
             if not evaluating and not self.settings.is_fall(feats, score):
                 continue

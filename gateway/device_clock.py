@@ -45,6 +45,10 @@ class Stamp:
     change: ClockChange | None = None
     offset_ms: int = 0
     """The offset applied (hub ms − device ms); 0 while the device's clock is trusted."""
+    guessed: bool = False
+    """The offset was re-estimated from this very timestamp, which is therefore mapped to the
+    hub's now: when its data was sampled is unknown (a stale copy re-sent with a clock ten
+    years off looks the same). Ordered streams should not use its samples."""
 
 
 class DeviceClock:
@@ -87,7 +91,7 @@ class DeviceClock:
         self.offset_ms = now_ms - device_ms
         change = None if self.wrong else ClockChange.WRONG
         self.wrong = True
-        return Stamp(now_ms, change=change, offset_ms=self.offset_ms)
+        return Stamp(now_ms, change=change, offset_ms=self.offset_ms, guessed=True)
 
     def _inside(self, ts_ms: int, now_ms: int) -> bool:
         return now_ms - self.behind_ms <= ts_ms <= now_ms + self.ahead_ms

@@ -3,9 +3,11 @@
 Pure (no I/O; the hub's time is passed in). The state lives in this object, not in the MQTT
 connection, so a broker restart loses nothing; the elder's sensitivity comes from the care
 plan. No input can silence a pendant for good: timestamps go through the pendant's
-`DeviceClock` (a wrong clock is re-stamped onto the hub's), and a stream that jumps, goes back
-or resumes after a stall restarts its orderer/detector. Each such event is one `Notice` for
-the shell to log (`take_notices`).
+`DeviceClock` (a wrong clock is re-stamped onto the hub's; a frame whose time had to be
+guessed is kept from the detector, as a stale copy's samples could hide a fall), a stream
+that jumps, goes back or resumes after a stall restarts its orderer/detector (one far-off
+frame alone does not: see `gateway.imu_order`). Each such event is one `Notice` for the
+shell to log (`take_notices`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from gateway.imu_order import Frame, FrameOrderer
 STALL_MS = 30_000
 """A pendant silent this long (hub clock) has its pending suspected falls decided when it
 resumes, if the `silent` sweep has not done it already."""
+
+STARTUP_PRE_S = 1.0
+"""Signal (s) a detector needs before an impact right after its stream (re)started (see
+`FallDetector`'s ``startup_pre_s``): a restarted hub hears a pendant from the frames the
+broker queued while it was down, which may begin only 1-1.5 s before the impact."""
 
 
 @dataclass
@@ -82,7 +89,7 @@ class FallWatch:
         stamp = state.clock.stamp(frame.t0, now_ms, replayed)
         if stamp.change is not None:
             self._note(device_id, f"pendant {stamp.change.value} (offset {stamp.offset_ms} ms)")
-        if stamp.drop:
+        if stamp.drop or stamp.guessed:  # a guessed time could put stale samples mid-fall
             return events
         acc = np.asarray(frame.acc, dtype=float)
         gyr = None if frame.gyr is None else np.asarray(frame.gyr, dtype=float)
@@ -112,14 +119,18 @@ class FallWatch:
         state.flushed = True
         return state.detector.flush()
 
-    def silent(self, now_ms: int, after_ms: int) -> list[tuple[str, FallEvent]]:
-        """`stream_ended` for every pendant silent for `after_ms` (hub clock)."""
+    def silent(
+        self, now_ms: int, after_ms: int, heard_since_ms: int | None = None
+    ) -> list[tuple[str, FallEvent]]:
+        """`stream_ended` for every pendant silent for `after_ms` (hub clock), silence counted
+        from `heard_since_ms` at the earliest: when the hub last (re)connected to its broker,
+        since before that no pendant could be heard, whatever it sent."""
         return [
             (device_id, event)
             for device_id, state in list(self._devices.items())
             if not state.flushed
             and state.last_frame_ms is not None
-            and now_ms - state.last_frame_ms > after_ms
+            and now_ms - max(state.last_frame_ms, heard_since_ms or 0) > after_ms
             for event in self.stream_ended(device_id)
         ]
 
@@ -129,7 +140,7 @@ class FallWatch:
     def _new_state(self) -> _DeviceState:
         return _DeviceState(
             FrameOrderer(),
-            FallDetector(FallSettings(sensitivity=self._sensitivity)),
+            FallDetector(FallSettings(sensitivity=self._sensitivity), startup_pre_s=STARTUP_PRE_S),
             self._device_clock(),
         )
 

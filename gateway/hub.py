@@ -42,7 +42,7 @@ from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import metrics
 from gateway.device_link import DeviceLink
-from gateway.hub_core import ACK_FOR_STATE, IMU_SILENCE_MS, Acks, HubCore, upload_body
+from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.store import HubAlarm, HubStore, OutboxKind
@@ -106,6 +106,8 @@ class Hub:
         self._alarm_wake = asyncio.Event()
         self._fall_wake = asyncio.Event()
         self._started = self.clock.monotonic()
+        self._link_up_since_ms: int | None = None
+        """Since when (hub clock) the device link is known up, as seen by supervision."""
 
     @property
     def store(self) -> HubStore:
@@ -409,7 +411,11 @@ class Hub:
         now = self.clock.now_ms()
         core = self.core
         await self._faults(core.supervisor.tick(now))
-        for device_id, fall in core.falls.silent(now, IMU_SILENCE_MS):
+        if not self.link.connected.is_set():
+            self._link_up_since_ms = None
+        elif self._link_up_since_ms is None:  # seen at this pass: later, never earlier
+            self._link_up_since_ms = now
+        for device_id, fall in core.silent_pendants(now, self._link_up_since_ms):
             await self.on_fall(device_id, fall)
         for device_id, event in core.vitals.tick(now):
             await self.on_vitals(device_id, event)

@@ -301,6 +301,20 @@ class HubCore:
         )
         return WindowsPass(due, reminders, wake_at)
 
+    def silent_pendants(
+        self, now_ms: int, link_up_since_ms: int | None
+    ) -> list[tuple[str, FallEvent]]:
+        """Falls decided because their pendant stopped streaming (`IMU_SILENCE_MS`).
+
+        `link_up_since_ms`: since when the hub has been connected to its broker (None: it is
+        not). Off the broker every pendant looks silent, and after a reconnection pendants
+        still have to reconnect and replay what they buffered: deciding a fall then, on half
+        its signal, would lose the candidates still waiting for their `POST_S`. So nothing
+        is decided while disconnected, and silence counts from the reconnection at most."""
+        if link_up_since_ms is None:
+            return []
+        return self.falls.silent(now_ms, IMU_SILENCE_MS, heard_since_ms=link_up_since_ms)
+
     def fall_not_raised(self, alarm: HubAlarm, now_ms: int) -> None:
         """Committing a due fall failed: keep its window and try again shortly."""
         self.pending[alarm.id] = PendingFall(alarm, now_ms + FALL_RETRY_MS, now_ms + FALL_RETRY_MS)

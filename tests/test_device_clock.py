@@ -108,3 +108,12 @@ def test_a_timestamp_that_is_not_a_number_is_dropped_and_leaves_the_offset_alone
         assert s.drop and s.change is ClockChange.NOT_A_TIME
     assert c.stamp(NOW + 1000, NOW) == c.stamp(NOW + 1000, NOW)
     assert c.offset_ms == 0 and not c.wrong
+
+
+def test_only_the_timestamp_the_offset_is_guessed_from_is_marked_guessed() -> None:
+    c = DeviceClock(ahead_ms=60_000, behind_ms=60_000)
+    now = 1_764_000_000_000
+    assert not c.stamp(now, now).guessed
+    first = c.stamp(now + 10**12, now + 1000)  # a clock far off: mapped to the hub's now
+    assert first.guessed and first.hub_ms == now + 1000
+    assert not c.stamp(now + 10**12 + 1000, now + 2000).guessed  # then mapped by the offset

@@ -252,6 +252,20 @@ def test_flush_decides_a_fall_when_the_stream_ends() -> None:
     assert FallDetector().flush() == []
 
 
+def test_a_stream_that_resumes_after_a_flush_still_judges_the_impact_just_before() -> None:
+    """A broker stopping publishes every pendant's last will ("offline") 1 s after an impact;
+    the pendant then replays its buffered frames from where the hub stopped hearing it."""
+    frames = _frames(FALL, 30, 50)
+    head = [f for f in frames if f[0] <= T0_MS + 9000]  # the impact at 8 s, then 1-2 s more
+    detector = FallDetector()
+    assert _run(head, detector) == [] and detector.flush() == []  # too early to judge
+    (event,) = _run(frames[len(head) :], detector)
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    gapped = FallDetector()  # but a gap in the stream still drops it (nothing to judge it on)
+    assert _run(head, gapped) == [] and gapped.flush() == []
+    assert _run([f for f in frames if f[0] >= T0_MS + 12_000], gapped) == []
+
+
 def test_gap_while_confirming_still_reports_the_fall() -> None:
     frames = _frames(FALL, 30, 50)
     gapped = [f for f in frames if not T0_MS + 11_000 <= f[0] < T0_MS + 14_000]
@@ -314,3 +328,15 @@ def test_random_frames_never_raise(frames: list[tuple[int, float, int, float, bo
             acc[rng.integers(0, n)] = poison
         events = detector.push(t, hz, acc, acc * 100)
         assert all(isinstance(e, FallEvent) for e in events)
+
+
+def test_at_start_up_an_impact_with_a_short_history_is_judged_only_when_asked() -> None:
+    """The hub's detectors (``startup_pre_s``) judge an impact 1.2 s into a stream; the
+    evaluated default needs ``MIN_PRE_S`` (1.5 s) and ignores it."""
+    late = [f for f in _frames(FALL, 30, 50) if f[0] >= T0_MS + 6800]  # impact at 8 s
+    assert _run(late) == []
+    (event,) = _run(late, FallDetector(startup_pre_s=1.0))
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    assert _run([f for f in late if f[0] >= T0_MS + 7200], FallDetector(startup_pre_s=1.0)) == []
+    walk = [f for f in _frames(WALK, 20, 50) if f[0] >= T0_MS + 6800]
+    assert _run(walk, FallDetector(startup_pre_s=1.0)) == []

@@ -70,3 +70,70 @@ def test_box_mean_matches_scipy_uniform_filter() -> None:
         for k in (1, 2, 3, 4, 8):
             expected = uniform_filter1d(a, size=k, axis=0, mode="nearest")
             assert np.allclose(box_mean(a, k), expected), (n, k)
+
+
+FAR_MS = 10 * 365 * 24 * 3600 * 1000  # a hostile clock, ten years off (bench.hostile)
+
+
+def test_hostile_far_clock_frames_right_after_an_impact_do_not_lose_the_fall() -> None:
+    """The three falls the hostile chaos bench missed near its broker restart: a copy of a
+    real frame with a far-future clock (re-stamped to now), then a stale hostile frame whose
+    t0 the new offset maps 30 s back, restarted the detector before the impact was scored."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    impact_frame = 2 + 12  # still_standing(100) then 12 s upright in synthetic_fall
+    events = []
+    for k, f in enumerate(fs):
+        now = f.t0 + 1000
+        events += watch.push("pend-1", f, now)
+        if k == impact_frame:
+            copy = f.model_copy(update={"t0": now + FAR_MS})
+            stale = f.model_copy(update={"t0": now - 30_000 + FAR_MS})
+            events += watch.push("pend-1", copy, now)
+            events += watch.push("pend-1", stale, now)
+    assert len(events) == 1 and events[0].peak_g > 3
+    assert not any("restarted" in n.text for n in watch.take_notices())
+
+
+def test_a_restarted_hub_detects_a_fall_from_the_frames_the_broker_queued() -> None:
+    """The hub was SIGKILLed 1.2 s of stream before an impact: its fresh detector hears the
+    pendant from the broker's queue (a burst, late) and must still confirm the fall."""
+    rng = np.random.default_rng(1)
+    acc = synthetic_fall(50, rng, lying_s=12, upright_s=12)  # impact peak at ~12.44 s
+    queued = acc[int(11.24 * 50) :]
+    fs = frames(queued, t0_ms=1_000_000)
+    watch = FallWatch()
+    restart_ms = 1_000_000 + 3000  # the hub is back 3 s after the first queued frame
+    events = [e for f in fs for e in watch.push("pend-1", f, max(restart_ms, f.t0 + 1000))]
+    assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_a_stale_copy_restamped_to_now_cannot_overwrite_the_impact() -> None:
+    """A hostile copy of an old (upright) frame with a far-off clock is re-stamped to the
+    hub's now, which lies inside the frame being streamed: it must not replace the impact."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    impact_frame = 2 + 12  # the peak is 0.44 s into this frame
+    events = []
+    for k, f in enumerate(fs):
+        if k == impact_frame:
+            now = f.t0 - 500  # the copy arrives while the impact's frame is being sampled
+            events += watch.push("pend-1", fs[0].model_copy(update={"t0": now + FAR_MS}), now)
+        events += watch.push("pend-1", f, f.t0 + 1000)
+    assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_a_stale_copy_whose_time_is_guessed_never_reaches_the_detector() -> None:
+    """The hostile bench's last misses: a copy of a frame from half a minute ago (the wearer
+    lying after an earlier fall), its clock ten years off, is re-stamped to the hub's now,
+    just where the next frame belongs: its posture before the impact hid the fall."""
+    watch = FallWatch()
+    fs = frames(signal(lying_s=15))
+    lying = fs[-1]
+    events = []
+    for k, f in enumerate(fs):
+        if k in (12, 13):  # the second and a half before the impact
+            now = f.t0 - 150
+            events += watch.push("pend-1", lying.model_copy(update={"t0": now + FAR_MS}), now)
+        events += watch.push("pend-1", f, f.t0 + 1000)
+    assert len(events) == 1 and events[0].peak_g > 3

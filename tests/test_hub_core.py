@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from carehub.clock import FakeClock
 from carehub.mqtt_contract import AckState, ButtonEvent, ImuFrame
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
+from firmware_sim.pendant import synthetic_fall
 from gateway.hub_core import CANCEL_HORIZON_MS, URGENT_RETRY_CAP_S, HubCore
 from gateway.store import HubAlarm
 
@@ -150,3 +152,25 @@ def test_faults_back_off_to_the_normal_cap_unless_an_alarm_waits_behind_them() -
     assert max(core.retry_delay("fault", 20) for _ in range(200)) <= URGENT_RETRY_CAP_S
     core.outbox_empty()
     assert core.retry_delay("fault", 20) >= 15
+
+
+def test_pendants_are_not_silent_while_the_hub_is_off_its_broker() -> None:
+    """A broker outage silences every pendant at once: nothing is decided on half a signal
+    while the hub is disconnected, and silence counts from its reconnection."""
+    clock = FakeClock()
+    core = HubCore(settings(), clock)
+    acc = synthetic_fall(50, np.random.default_rng(3), lying_s=4.0)
+    t0 = clock.now_ms()
+    for i in range(len(acc) // 50):  # the impact, then 3-4 s lying: still a suspect
+        frame = ImuFrame(
+            v=1, seq=i, t0=t0 + i * 1000, hz=50, acc=acc[i * 50 : (i + 1) * 50].tolist()
+        )
+        clock.advance(1)
+        assert core.falls.push("pend-1", frame, clock.now_ms()) == []
+    clock.advance(30)  # the broker is down all along
+    assert core.silent_pendants(clock.now_ms(), link_up_since_ms=None) == []
+    back = clock.now_ms()
+    clock.advance(4)
+    assert core.silent_pendants(clock.now_ms(), link_up_since_ms=back) == []  # replays due
+    clock.advance(2)  # 6 s after the reconnection and still nothing: the stream has ended
+    assert [d for d, _ in core.silent_pendants(clock.now_ms(), back)] == ["pend-1"]

@@ -60,15 +60,54 @@ def frame_at(t0_ms: float) -> Frame:
     return Frame(t0_ms, 50.0, np.zeros((50, 3)))
 
 
-def test_one_far_future_frame_does_not_make_every_later_frame_too_old() -> None:
+def test_one_far_future_frame_is_kept_aside_and_the_stream_goes_on() -> None:
     o = FrameOrderer()
     assert o.push(frame_at(0)) and o.restarted is None
-    future = frame_at(10**12)
-    assert o.push(future) == [future] and o.restarted and "forward" in o.restarted
+    assert o.push(frame_at(10**12)) == [] and o.restarted is None  # a stray: not released
     back = frame_at(1000)
-    assert o.push(back) == [back]  # a new timeline, not "older than what was used"
-    assert o.rewound and o.restarted and "back" in o.restarted
+    assert o.push(back) == [back] and o.restarted is None  # the stream was never left
     assert o.push(frame_at(2000)) == [frame_at(2000)] and o.restarted is None
+
+
+def test_one_stale_frame_from_far_back_does_not_restart_the_stream() -> None:
+    """The chaos bench's missed falls: a hostile frame mapped 30 s back restarted the
+    detector between an impact and its scoring."""
+    o = FrameOrderer()
+    for k in range(40):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(9000)) == [] and o.restarted is None
+    assert o.push(frame_at(40_000)) == [frame_at(40_000)] and o.restarted is None
+
+
+def test_a_clock_that_really_went_back_is_followed_from_its_second_frame() -> None:
+    o = FrameOrderer()
+    for k in range(40):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(5000)) == [] and o.restarted is None
+    assert o.push(frame_at(6000)) == [frame_at(5000), frame_at(6000)]
+    assert o.rewound and o.restarted and "back" in o.restarted
+
+
+def test_two_stale_copies_do_not_make_a_timeline_while_the_stream_goes_on() -> None:
+    """The hostile bench sends old copies of a pendant's frames (3 s apart, a minute old)."""
+    o = FrameOrderer()
+    for k in range(80):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(17_000)) == []  # a stray
+    assert o.push(frame_at(80_000)) == [frame_at(80_000)]  # the stream goes on: stray gone
+    assert o.push(frame_at(18_000)) == [] and o.restarted is None  # would have continued it
+    assert o.push(frame_at(21_000)) == [] and o.restarted is None  # 2 s of "lost frames"
+    assert o.push(frame_at(81_000)) == [frame_at(81_000)] and o.restarted is None
+
+
+def test_a_frame_straddling_the_expected_time_is_a_stray() -> None:
+    o = FrameOrderer()
+    for k in range(5):
+        o.push(frame_at(k * 1000))
+    assert o.push(frame_at(4500)) == [] and o.restarted is None  # off the grid: kept aside
+    assert o.push(frame_at(5000)) == [frame_at(5000)]  # the real stream goes on
+    assert o.push(frame_at(6000)) == [frame_at(6000)] and o.restarted is None
+    assert o.push(frame_at(6500), replayed=True) == [frame_at(6500)]  # a replay may overlap
 
 
 def test_a_late_straggler_within_the_rewind_bound_is_dropped_not_a_restart() -> None:
@@ -90,8 +129,9 @@ def test_a_forward_jump_releases_what_was_held_first() -> None:
     o = FrameOrderer()
     o.push(frame_at(0))
     assert o.push(frame_at(2000)) == []  # held: frame 1000 is missing
-    out = o.push(frame_at(500_000))
-    assert [f.t0_ms for f in out] == [2000, 500_000] and o.restarted
+    assert o.push(frame_at(500_000)) == []  # a stray until a second frame continues it
+    out = o.push(frame_at(501_000))
+    assert [f.t0_ms for f in out] == [2000, 500_000, 501_000] and o.restarted
 
 
 def test_non_finite_times_are_dropped() -> None:
@@ -120,7 +160,8 @@ def test_between_restarts_the_output_is_ordered_and_good_frames_always_get_throu
             segment = []
         segment += [f.t0_ms for f in out]
         assert segment == sorted(set(segment))
-    now = 2e13  # then a normal stream resumes (on the hub's clock): it is heard at once
+    now = 2e13  # then a normal stream resumes (on the hub's clock): heard from its 2nd frame
+    heard: list[Frame] = []
     for k in range(3):
-        good = frame_at(now + k * 1000)
-        assert good in o.push(good)
+        heard += o.push(frame_at(now + k * 1000))
+    assert [f for f in heard if f.t0_ms >= now] == [frame_at(now + k * 1000) for k in range(3)]
