@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from twilio.request_validator import RequestValidator
-
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages\.json$")
 
 
@@ -193,7 +191,10 @@ def _basic_auth(header: str) -> tuple[str, str]:
 
 
 def twilio_signature(url: str, params: dict[str, str], auth_token: str) -> str:
-    """``X-Twilio-Signature`` for a form POST to `url`, as Twilio computes it."""
+    """``X-Twilio-Signature`` for a form POST to `url`, as Twilio computes it (the SDK's
+    own code; imported here because the demo's hub-side command imports this module)."""
+    from twilio.request_validator import RequestValidator
+
     return str(RequestValidator(auth_token).compute_signature(url, params))
 
 

@@ -150,3 +150,16 @@ def test_faults_back_off_to_the_normal_cap_unless_an_alarm_waits_behind_them() -
     assert max(core.retry_delay("fault", 20) for _ in range(200)) <= URGENT_RETRY_CAP_S
     core.outbox_empty()
     assert core.retry_delay("fault", 20) >= 15
+
+
+def test_the_accepted_ack_names_the_responder_and_no_other_state_does() -> None:
+    core = HubCore(settings(), FakeClock())
+    button = alarm(AlarmState.DISPATCHED)
+    [(device, ack)] = core.state_acks(button, AlarmState.ACCEPTED, "Dr Li")
+    assert (device, ack.state, ack.responder, ack.seq) == ("btn-1", AckState.ACCEPTED, "Dr Li", 7)
+    [(_, resolved)] = core.state_acks(button, AlarmState.RESOLVED, "Dr Li")
+    assert resolved.responder is None
+    [(_, unknown)] = core.state_acks(button, AlarmState.ACCEPTED, None)
+    assert unknown.responder is None
+    [(_, long_name)] = core.state_acks(button, AlarmState.ACCEPTED, "x" * 100)
+    assert long_name.responder == "x" * 64
