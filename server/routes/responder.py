@@ -143,9 +143,9 @@ def answer_text(message: str, language: str) -> str:
     return ANSWER_ZH.get(message, message) if language == "zh" else message
 
 
-def _refused(status: int) -> HTMLResponse:
+def _refused(request: Request, status: int) -> HTMLResponse:
     return templates.TemplateResponse(
-        _BARE_REQUEST,
+        request,
         "link_refused.html",
         {"lines": REFUSED[status], "lang": "zh"},
         status_code=status,
@@ -153,23 +153,19 @@ def _refused(status: int) -> HTMLResponse:
     )
 
 
-_BARE_REQUEST = Request({"type": "http", "headers": [], "method": "GET", "path": "/"})
-"""Starlette's templates want a request only to offer ``url_for``, which ours do not use."""
-
-
-async def _open(rt: Runtime, ref: str, token: str) -> LinkContext | HTMLResponse:
+async def _open(request: Request, rt: Runtime, ref: str, token: str) -> LinkContext | HTMLResponse:
     verdict, ctx = await open_link(rt.dispatch, ref, token, rt.clock.now_ms())
     if verdict is LinkVerdict.EXPIRED:
         log.info("link for alarm ref %s refused: expired", ref[:8])
-        return _refused(410)
+        return _refused(request, 410)
     if ctx is None:
         log.info("link for alarm ref %s refused: unknown token", ref[:8])
-        return _refused(404)
+        return _refused(request, 404)
     return ctx
 
 
 async def _page(
-    rt: Runtime, ctx: LinkContext, token: str, notice: str | None = None
+    request: Request, rt: Runtime, ctx: LinkContext, token: str, notice: str | None = None
 ) -> HTMLResponse:
     now = rt.clock.now_ms()
     lang = ctx.member_language
@@ -195,7 +191,7 @@ async def _page(
         "key_safe": key_safe,
         "base": f"/r/{ctx.ref}/{token}",
     }
-    return templates.TemplateResponse(_BARE_REQUEST, "responder.html", context, headers=HEADERS)
+    return templates.TemplateResponse(request, "responder.html", context, headers=HEADERS)
 
 
 def _unseal(rt: Runtime, ctx: LinkContext) -> str | None:
@@ -210,24 +206,26 @@ def _unseal(rt: Runtime, ctx: LinkContext) -> str | None:
 
 
 @router.get("/r/{ref}/{token}", response_class=HTMLResponse)
-async def link_page(ref: str, token: str, rt: Runtime) -> HTMLResponse:
+async def link_page(request: Request, ref: str, token: str, rt: Runtime) -> HTMLResponse:
     """What happened, when, who and where, and Accept / Decline; after Accept the door
     details and Arrived."""
-    opened = await _open(rt, ref, token)
+    opened = await _open(request, rt, ref, token)
     if isinstance(opened, HTMLResponse):
         return opened
     await record_view(rt.dispatch, opened.notification_id, "view", rt.clock.now_ms())
-    return await _page(rt, opened, token)
+    return await _page(request, rt, opened, token)
 
 
 @router.post("/r/{ref}/{token}/{action}", response_class=HTMLResponse)
-async def link_action(ref: str, token: str, action: str, rt: Runtime) -> HTMLResponse:
+async def link_action(
+    request: Request, ref: str, token: str, action: str, rt: Runtime
+) -> HTMLResponse:
     """Accept, decline or arrived, then the page as it now is (with what happened)."""
-    opened = await _open(rt, ref, token)
+    opened = await _open(request, rt, ref, token)
     if isinstance(opened, HTMLResponse):
         return opened
     if action not in ("accept", "decline", "arrived"):
-        return _refused(404)
+        return _refused(request, 404)
     now = rt.clock.now_ms()
     care = await rt.escalator.care_map()
     answer, msgs = await rt.dispatch.answer(opened.notification_id, action, now, "link", care)
@@ -239,5 +237,5 @@ async def link_action(ref: str, token: str, action: str, rt: Runtime) -> HTMLRes
     await rt.changes.notify("alarms")
     _, fresh = await open_link(rt.dispatch, ref, token, rt.clock.now_ms())
     return await _page(
-        rt, fresh or opened, token, answer_text(answer.message, opened.member_language)
+        request, rt, fresh or opened, token, answer_text(answer.message, opened.member_language)
     )
