@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.mqtt_contract import DEVICE_ID_PATTERN
+from carehub.mqtt_contract import DEVICE_ID_PATTERN, RESPONDER_MAX_CHARS
 
 API_PREFIX = "/api/v1"
 ALARMS_PATH = f"{API_PREFIX}/alarms"
@@ -182,6 +182,12 @@ class AlarmUpdate(_Body):
     alarm_id: str = Field(description="The hub's own alarm id.")
     state: AlarmState
     at_ms: int
+    responder: str | None = Field(
+        default=None,
+        max_length=RESPONDER_MAX_CHARS,
+        description="Who accepted the alarm (the member's display name), once someone has; "
+        "the hub passes it to the elder's device with the `accepted` ack.",
+    )
 
 
 class AlarmUpdates(_Body):

@@ -267,6 +267,10 @@ class DeviceStatus(_Payload):
     rssi: Rssi | None = Field(default=None, description="Radio signal, dBm.")
 
 
+RESPONDER_MAX_CHARS = 64
+"""A responder's display name in an `Ack` is at most this many characters."""
+
+
 class Ack(_Payload):
     """Hub → device: the state of the alarm raised by the event ``seq`` of this device."""
 
@@ -281,6 +285,12 @@ class Ack(_Payload):
     state: AckState
     seconds_left: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = Field(
         default=None, description="With state pending: seconds until the alarm is raised."
+    )
+    responder: StrictStr | None = Field(
+        default=None,
+        max_length=RESPONDER_MAX_CHARS,
+        description="With state accepted: the display name of who is coming (a device may "
+        "show or speak it); null when not known.",
     )
 
 

@@ -448,15 +448,18 @@ class Hub:
 
     # ------------------------------------------------------------ server side
 
-    async def apply_server_state(self, alarm_id: str, state: AlarmState) -> None:
-        """A state decided on the server reaches the elder's device."""
+    async def apply_server_state(
+        self, alarm_id: str, state: AlarmState, responder: str | None = None
+    ) -> None:
+        """A state decided on the server reaches the elder's device (with who is coming,
+        once someone accepted)."""
         new = await self.store.set_state(alarm_id, state, self.clock.now_ms())
         if new is None:
             return
         alarm = await self.store.alarm(alarm_id)
         assert alarm is not None
         log.info("alarm %s is now %s", alarm_id, new)
-        await self._send(self.core.state_acks(alarm, new))
+        await self._send(self.core.state_acks(alarm, new, responder))
 
     async def _drain_outbox(self) -> None:
         attempt = 0
@@ -520,7 +523,7 @@ class Hub:
                 continue
             attempt = 0
             for update in batch.updates:
-                await self.apply_server_state(update.alarm_id, update.state)
+                await self.apply_server_state(update.alarm_id, update.state, update.responder)
             if batch.cursor != cursor:
                 cursor = batch.cursor
                 await self.store.put(CURSOR_KEY, str(cursor))

@@ -22,7 +22,7 @@ from carehub.api_contract import (
     storable_details,
 )
 from carehub.clock import Clock
-from carehub.mqtt_contract import Ack, AckState, ButtonEvent
+from carehub.mqtt_contract import RESPONDER_MAX_CHARS, Ack, AckState, ButtonEvent
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
@@ -225,6 +225,7 @@ class HubCore:
         state: AckState,
         seconds_left: int | None = None,
         skip: str | None = None,
+        responder: str | None = None,
     ) -> Acks:
         """Feedback on an alarm no single press raised: its device and the home's buttons."""
         targets = [alarm.device_id] + [
@@ -241,17 +242,23 @@ class HubCore:
                     alarm_id=alarm.id,
                     state=state,
                     seconds_left=seconds_left,
+                    responder=responder,
                 ),
             )
             for device_id in targets
             if device_id != skip
         ]
 
-    def state_acks(self, alarm: HubAlarm, state: AlarmState) -> Acks:
-        """A state decided on the server, for the elder's devices."""
+    def state_acks(self, alarm: HubAlarm, state: AlarmState, responder: str | None = None) -> Acks:
+        """A state decided on the server, for the elder's devices; `responder` (who is
+        coming) goes with `accepted` only."""
+        ack_state = ACK_FOR_STATE[state]
+        who = (
+            responder[:RESPONDER_MAX_CHARS] if responder and state is AlarmState.ACCEPTED else None
+        )
         if alarm.kind is AlarmKind.BUTTON:
-            return [(alarm.device_id, _ack(alarm.seq, alarm.id, ACK_FOR_STATE[state]))]
-        return self.home_acks(alarm, ACK_FOR_STATE[state])
+            return [(alarm.device_id, _ack(alarm.seq, alarm.id, ack_state, who))]
+        return self.home_acks(alarm, ack_state, responder=who)
 
     # ------------------------------------------------------------ falls
 
@@ -376,5 +383,7 @@ class HubCore:
         return self.backoff.delay(attempt, u)
 
 
-def _ack(seq: int | None, alarm_id: str | None, state: AckState) -> Ack:
-    return Ack(v=1, seq=seq, alarm_id=alarm_id, state=state)
+def _ack(
+    seq: int | None, alarm_id: str | None, state: AckState, responder: str | None = None
+) -> Ack:
+    return Ack(v=1, seq=seq, alarm_id=alarm_id, state=state, responder=responder)

@@ -22,8 +22,9 @@ from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
-from server.routes import admin_api, hub_api
+from server.routes import admin_api, hub_api, responder, twilio_hooks
 from server.routes.problems import no_unknown_query, problems, validation_problem
+from server.routes.twilio_hooks import STATUS_PATH
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
@@ -37,6 +38,7 @@ def make_notifier(settings: ServerSettings) -> Notifier:
             settings.twilio_auth_token.get_secret_value(),
             settings.twilio_from,
             settings.twilio_api_base,
+            status_callback=settings.public_base_url.rstrip("/") + STATUS_PATH,
         )
     return ConsoleNotifier()
 
@@ -121,6 +123,8 @@ def create_app(
     app.include_router(hub_api.router)
     app.mount("/metrics", prometheus_client.make_asgi_app())
     app.include_router(admin_api.router)
+    app.include_router(responder.router)
+    app.include_router(twilio_hooks.router)
 
     @app.get(HEALTH_PATH, tags=["ops"])
     async def health() -> dict[str, str]:

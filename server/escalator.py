@@ -19,6 +19,7 @@ from server.care_map import CareMap
 from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore, Message
 from server.notifier import Notifier, NotifierError
+from server.responder_store import refuse_opted_out
 from server.send_policy import WINDOW_MS, Outgoing, Waiting, plan_texts
 from server.sms_text import LINK
 
@@ -122,6 +123,7 @@ class Escalator:
     async def _send_one(self, out: Outgoing) -> tuple[str | None, str]:
         async with self._sending:
             try:
+                await refuse_opted_out(self._dispatch, out.number)
                 ref = await self._notifier.send_sms(out.number, out.body)
             except NotifierError as e:
                 log.warning("SMS for %s failed: %s", ", ".join(out.keys), e)

@@ -64,15 +64,19 @@ class TwilioNotifier:
         from_number: str,
         api_base: str | None = None,
         timeout_s: float = 10.0,
+        status_callback: str | None = None,
     ) -> None:
         http = _RebasedHttpClient(api_base or TWILIO_API_BASE, timeout_s)
         self._client = Client(account_sid, auth_token, http_client=http)
         self._from = from_number
+        self._status_callback = status_callback
 
     async def send_sms(self, to: str, body: str) -> str:
+        """Send; Twilio reports delivery to `status_callback` (``/twilio/status``)."""
+        extra = {"status_callback": self._status_callback} if self._status_callback else {}
         try:
             msg = await asyncio.to_thread(
-                self._client.messages.create, to=to, from_=self._from, body=body
+                self._client.messages.create, to=to, from_=self._from, body=body, **extra
             )
         except (TwilioException, OSError) as e:
             raise NotifierError(f"Twilio refused or unreachable: {e}") from e

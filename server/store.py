@@ -15,11 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.alarm_lifecycle import AlarmState, merge
 from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultReport
+from carehub.mqtt_contract import RESPONDER_MAX_CHARS
 from server.auth import hash_token
 from server.schema import (
     alarm_events,
     alarms,
     devices,
+    doctors,
     elders,
     faults,
     hubs,
@@ -231,8 +233,11 @@ class ServerStore:
                         alarms.c.hub_alarm_id,
                         alarm_events.c.state,
                         alarm_events.c.at_ms,
+                        alarms.c.accepted_by,
+                        doctors.c.name.label("responder"),
                     )
                     .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
+                    .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
                     .where(
                         alarm_events.c.hub_id == hub_id,
                         alarm_events.c.kind == "state",
@@ -244,7 +249,11 @@ class ServerStore:
             ).all()
         return [
             AlarmUpdate(
-                cursor=r.id, alarm_id=r.hub_alarm_id, state=AlarmState(r.state), at_ms=r.at_ms
+                cursor=r.id,
+                alarm_id=r.hub_alarm_id,
+                state=AlarmState(r.state),
+                at_ms=r.at_ms,
+                responder=_display_name(r.responder, r.accepted_by),
             )
             for r in rows
         ]
@@ -460,3 +469,10 @@ async def _add_event(
             actor=actor,
         )
     )
+
+
+def _display_name(name: str | None, member_id: str | None) -> str | None:
+    """Who accepted, as the elder's device may show it: the member's name (their id if they
+    left the directory), cut to the contract's limit."""
+    shown = name or member_id
+    return shown[:RESPONDER_MAX_CHARS] if shown else None

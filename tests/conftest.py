@@ -197,6 +197,7 @@ def deployment(
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     server = Child(
         "server",
         ["server", "--directory", str(tmp_path / "directory.toml"), "--log-level", "DEBUG"],
@@ -210,10 +211,11 @@ def deployment(
             "CAREHUB_TWILIO_AUTH_TOKEN": "test-secret",
             "CAREHUB_TWILIO_FROM": "+15550000000",
             "CAREHUB_HUB_OFFLINE_AFTER_S": "5",
+            "CAREHUB_SECRET_KEY": secrets.token_urlsafe(24),
+            "CAREHUB_PUBLIC_BASE_URL": base,  # accept links and Twilio webhooks
         },
         tmp_path / "server.log",
     ).start()
-    base = f"http://127.0.0.1:{port}"
     hub = Child(
         "hub",
         ["hub", "--log-level", "DEBUG"],

@@ -174,3 +174,16 @@ def test_pendants_are_not_silent_while_the_hub_is_off_its_broker() -> None:
     assert core.silent_pendants(clock.now_ms(), link_up_since_ms=back) == []  # replays due
     clock.advance(2)  # 6 s after the reconnection and still nothing: the stream has ended
     assert [d for d, _ in core.silent_pendants(clock.now_ms(), back)] == ["pend-1"]
+
+
+def test_the_accepted_ack_names_the_responder_and_no_other_state_does() -> None:
+    core = HubCore(settings(), FakeClock())
+    button = alarm(AlarmState.DISPATCHED)
+    [(device, ack)] = core.state_acks(button, AlarmState.ACCEPTED, "Dr Li")
+    assert (device, ack.state, ack.responder, ack.seq) == ("btn-1", AckState.ACCEPTED, "Dr Li", 7)
+    [(_, resolved)] = core.state_acks(button, AlarmState.RESOLVED, "Dr Li")
+    assert resolved.responder is None
+    [(_, unknown)] = core.state_acks(button, AlarmState.ACCEPTED, None)
+    assert unknown.responder is None
+    [(_, long_name)] = core.state_acks(button, AlarmState.ACCEPTED, "x" * 100)
+    assert long_name.responder == "x" * 64

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from carehub.mqtt_contract import (
     MAX_JSON_DEPTH,
@@ -282,3 +283,18 @@ def test_docs_state_every_range_limit_and_reason_code() -> None:
     ):
         assert f"`{name}`" in doc, name
     assert "## Device clocks" in doc
+
+
+def test_ack_responder_is_optional_and_bounded() -> None:
+    from carehub.mqtt_contract import Ack, AckState, encode
+
+    plain = Ack(v=1, seq=1, alarm_id="a", state=AckState.DISPATCHED)
+    assert b"responder" not in encode(plain)  # older devices see the same bytes as before
+    named = Ack.model_validate(
+        {"v": 1, "alarm_id": "a", "state": "accepted", "responder": "王医生"}
+    )
+    assert named.responder == "王医生"
+    with pytest.raises(ValidationError):
+        Ack.model_validate({"v": 1, "state": "accepted", "responder": "x" * 65})
+    with pytest.raises(ValidationError):
+        Ack.model_validate({"v": 1, "state": "accepted", "responder": 7})

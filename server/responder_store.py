@@ -1,0 +1,281 @@
+"""The SQL behind acceptance from any phone: what a link opens, what was viewed, inbound SMS
+(deduplicated by Twilio's MessageSid), opt-outs and the help-text rate limit.
+
+Kept apart from `server.dispatch_store` (the escalation engine's SQL): this module only
+reads the dispatch model and writes the tables of the responder's side (`link_views`,
+`inbound_messages`, `sms_optouts`). Every limit lives in the database, so every server
+process agrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from carehub.alarm_lifecycle import AlarmKind, AlarmState
+from server.accept_link import IssuedLink, LinkVerdict, check_link, token_hash
+from server.dispatch_store import DispatchStore, alarm_ref, notification_by_token_hash
+from server.notifier import NotifierError
+from server.schema import (
+    alarms,
+    doctors,
+    elders,
+    emergency_contacts,
+    inbound_messages,
+    link_views,
+    sms_optouts,
+    teams,
+)
+
+HELP_EVERY_MS = 3600 * 1000
+"""A number that sends texts we do not understand gets the help text at most once an hour."""
+
+LinkAction = str  # view | accept | decline | arrived | key_safe
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    relation: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """Everything the link page may show one member about one alarm."""
+
+    notification_id: str
+    member_id: str
+    member_language: str
+    response: str | None  # accepted | declined (this member's answer)
+    step: int | None
+    alarm_id: str
+    hub_id: str
+    ref: str
+    kind: AlarmKind
+    state: AlarmState
+    raised_at_ms: int
+    time_zone: str
+    accepted_by: str | None  # a member id
+    accepted_by_name: str | None
+    arrived_at_ms: int | None
+    elder_name: str
+    short_address: str
+    address: str
+    lat: float | None
+    lon: float | None
+    key_safe_sealed: str | None
+    contacts: tuple[Contact, ...]
+
+    @property
+    def mine(self) -> bool:
+        """This member accepted the alarm: the page opens the door details."""
+        return self.accepted_by == self.member_id
+
+
+async def open_link(
+    dispatch: DispatchStore, ref: str, token: str, now_ms: int
+) -> tuple[LinkVerdict, LinkContext | None]:
+    """Whether `token` opens the alarm `ref` names now, and what it opens. A token for
+    another alarm's ref is UNKNOWN, exactly like a guessed one."""
+    row = await notification_by_token_hash(dispatch, token_hash(token))
+    issued = (
+        IssuedLink(row.alarm_id, row.doctor_id, row.link_token_hash, row.link_expires_at_ms or 0)
+        if row is not None and row.doctor_id and row.link_token_hash
+        else None
+    )
+    named = issued.alarm_id if issued and alarm_ref(issued.alarm_id) == ref.upper() else ""
+    verdict = check_link(issued, named, token, now_ms)
+    if verdict is not LinkVerdict.OK or row is None:
+        return verdict, None
+    return verdict, await _context(dispatch, row)
+
+
+async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
+    acceptor = doctors.alias("acceptor")
+    async with dispatch.engine.connect() as conn:
+        r = (
+            await conn.execute(
+                sa.select(
+                    alarms.c.id,
+                    alarms.c.hub_id,
+                    alarms.c.kind,
+                    alarms.c.state,
+                    alarms.c.raised_at_ms,
+                    alarms.c.accepted_by,
+                    alarms.c.arrived_at_ms,
+                    elders.c.id.label("elder_id"),
+                    elders.c.name,
+                    elders.c.short_address,
+                    elders.c.address,
+                    elders.c.lat,
+                    elders.c.lon,
+                    elders.c.key_safe_secret,
+                    teams.c.time_zone,
+                    doctors.c.language,
+                    acceptor.c.name.label("acceptor_name"),
+                )
+                .join(elders, elders.c.id == alarms.c.elder_id)
+                .join(teams, teams.c.id == elders.c.team_id)
+                .join(doctors, doctors.c.id == n.doctor_id)
+                .outerjoin(acceptor, acceptor.c.id == alarms.c.accepted_by)
+                .where(alarms.c.id == n.alarm_id)
+            )
+        ).one()
+        contacts = (
+            await conn.execute(
+                sa.select(
+                    emergency_contacts.c.name,
+                    emergency_contacts.c.relation,
+                    emergency_contacts.c.phone,
+                )
+                .where(emergency_contacts.c.elder_id == r.elder_id)
+                .order_by(emergency_contacts.c.id)
+            )
+        ).all()
+    return LinkContext(
+        notification_id=n.id,
+        member_id=n.doctor_id,
+        member_language=r.language if r.language in ("zh", "en") else "zh",
+        response=n.response,
+        step=n.position,
+        alarm_id=r.id,
+        hub_id=r.hub_id,
+        ref=alarm_ref(r.id),
+        kind=AlarmKind(r.kind),
+        state=AlarmState(r.state),
+        raised_at_ms=int(r.raised_at_ms),
+        time_zone=r.time_zone,
+        accepted_by=r.accepted_by,
+        accepted_by_name=r.acceptor_name or r.accepted_by,
+        arrived_at_ms=r.arrived_at_ms,
+        elder_name=r.name,
+        short_address=r.short_address,
+        address=r.address or r.short_address,
+        lat=r.lat,
+        lon=r.lon,
+        key_safe_sealed=r.key_safe_secret,
+        contacts=tuple(Contact(c.name, c.relation, c.phone) for c in contacts),
+    )
+
+
+async def record_view(
+    dispatch: DispatchStore, notification_id: str, action: LinkAction, now_ms: int
+) -> None:
+    async with dispatch._write() as conn:
+        await conn.execute(
+            link_views.insert().values(notification_id=notification_id, at_ms=now_ms, action=action)
+        )
+
+
+async def hub_of_alarm(dispatch: DispatchStore, alarm_id: str) -> str | None:
+    """Whose long-poll to wake when this alarm changes."""
+    async with dispatch.engine.connect() as conn:
+        value = (
+            await conn.execute(sa.select(alarms.c.hub_id).where(alarms.c.id == alarm_id))
+        ).scalar()
+    return str(value) if value is not None else None
+
+
+# ---------------------------------------------------------------- inbound SMS
+
+
+async def record_inbound(
+    dispatch: DispatchStore, sid: str, from_phone: str, body: str, now_ms: int
+) -> bool:
+    """Store an inbound SMS once; False when this MessageSid was seen (Twilio retried)."""
+    dialect = postgresql if dispatch.engine.dialect.name == "postgresql" else sqlite
+    values = {
+        "sid": sid[:64],
+        "from_phone": from_phone[:32],
+        "body": body[:1600],
+        "received_at_ms": now_ms,
+    }
+    async with dispatch._write() as conn:
+        result = await conn.execute(
+            dialect.insert(inbound_messages).values(**values).on_conflict_do_nothing()
+        )
+    return bool(result.rowcount)
+
+
+async def set_inbound_result(dispatch: DispatchStore, sid: str, result: str) -> None:
+    async with dispatch._write() as conn:
+        await conn.execute(
+            inbound_messages.update()
+            .where(inbound_messages.c.sid == sid[:64])
+            .values(result=result[:200])
+        )
+
+
+async def claim_help(dispatch: DispatchStore, sid: str, from_phone: str, now_ms: int) -> bool:
+    """True when this inbound message may be answered with the help text: the number got
+    none in the last `HELP_EVERY_MS`. The claim is the message's result ``help``."""
+    async with dispatch._write() as conn:
+        if dispatch.engine.dialect.name == "postgresql":  # one claim per number at a time
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"carehub-help:{from_phone}"},
+            )
+        recent = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(inbound_messages)
+                .where(
+                    inbound_messages.c.from_phone == from_phone[:32],
+                    inbound_messages.c.result == "help",
+                    inbound_messages.c.received_at_ms > now_ms - HELP_EVERY_MS,
+                )
+            )
+        ).scalar()
+        if recent:
+            return False
+        await conn.execute(
+            inbound_messages.update()
+            .where(inbound_messages.c.sid == sid[:64])
+            .values(result="help")
+        )
+    return True
+
+
+async def member_language(dispatch: DispatchStore, phone: str) -> str:
+    """The language of the member with this number (zh when unknown)."""
+    async with dispatch.engine.connect() as conn:
+        value = (
+            await conn.execute(sa.select(doctors.c.language).where(doctors.c.phone == phone))
+        ).scalar()
+    return value if value in ("zh", "en") else "zh"
+
+
+# ---------------------------------------------------------------- opt-outs
+
+
+async def set_opt_out(dispatch: DispatchStore, phone: str, opted_out: bool, now_ms: int) -> None:
+    """STOP (True) or START (False) from this number."""
+    dialect = postgresql if dispatch.engine.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(sms_optouts).values(phone=phone[:32], opted_out=opted_out, at_ms=now_ms)
+    async with dispatch._write() as conn:
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[sms_optouts.c.phone],
+                set_={"opted_out": opted_out, "at_ms": now_ms},
+            )
+        )
+
+
+async def opted_out(dispatch: DispatchStore, phone: str) -> bool:
+    async with dispatch.engine.connect() as conn:
+        value = (
+            await conn.execute(
+                sa.select(sms_optouts.c.opted_out).where(sms_optouts.c.phone == phone[:32])
+            )
+        ).scalar()
+    return bool(value)
+
+
+async def refuse_opted_out(dispatch: DispatchStore, phone: str) -> None:
+    """Called before each send: a number that replied STOP is undeliverable (the provider
+    would refuse it too), so the step moves on without it."""
+    if await opted_out(dispatch, phone):
+        raise NotifierError("the number opted out (STOP); it is sent nothing until START")
