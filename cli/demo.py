@@ -1,9 +1,10 @@
 """`carehub demo`: one call-button press travels the whole system, and a timeline is printed.
 
-Starts a broker, the server (SQLite in a temporary directory, console SMS), one hub and a
-simulated home (call button, wearable, fall pendant) as real processes and devices, presses
-the button, and reads each step's time back from where it was recorded: the device's acks,
-the server's alarm record and its dispatch events.
+Starts a broker, the server (SQLite in a temporary directory, or the database given with
+``--database-url``; console SMS), one hub and a simulated home (call button, wearable, fall
+pendant) as real processes and devices, presses the button, and reads each step's time back
+from where it was recorded: the device's acks, the server's alarm record and its dispatch
+events.
 """
 
 from __future__ import annotations
@@ -77,11 +78,11 @@ class Step:
     text: str
 
 
-def run_demo(keep: bool = False, broker_kind: str = "auto") -> int:
+def run_demo(keep: bool = False, broker_kind: str = "auto", database_url: str | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="carehub-demo-"))
     children: list[Child] = []
     try:
-        return _run(tmp, children, broker_kind)
+        return _run(tmp, children, broker_kind, database_url)
     finally:
         for child in reversed(children):
             child.stop()
@@ -93,7 +94,7 @@ def run_demo(keep: bool = False, broker_kind: str = "auto") -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
+def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str | None) -> int:
     from firmware_sim.button import CallButton
     from firmware_sim.pendant import FallPendant
     from firmware_sim.wearable import Wearable
@@ -104,14 +105,17 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
     kind = (
         broker_kind if broker_kind != "auto" else ("mosquitto" if mosquitto_binary() else "amqtt")
     )
-    print(f"starting MQTT broker ({kind}) on :{mqtt_port}, server on :{http_port}, one hub …")
+    db = "PostgreSQL" if (database_url or "").startswith("postgresql") else "SQLite"
+    print(
+        f"starting MQTT broker ({kind}) on :{mqtt_port}, server on :{http_port} ({db}), one hub …"
+    )
 
     broker_args = ["--port", str(mqtt_port), "--kind", kind, "--data-dir", str(tmp / "broker")]
     broker = Child("broker", ["broker", *broker_args], {}, tmp / "broker.log")
     children.append(broker.start())
     wait_for_port(mqtt_port, 20)
     server_env = {
-        "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'server.db'}",
+        "CAREHUB_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp / 'server.db'}",
         "CAREHUB_PORT": str(http_port),
         "CAREHUB_ADMIN_TOKEN": admin,
         "CAREHUB_NOTIFIER": "console",
