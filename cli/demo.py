@@ -119,6 +119,7 @@ def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str |
         "CAREHUB_PORT": str(http_port),
         "CAREHUB_ADMIN_TOKEN": admin,
         "CAREHUB_NOTIFIER": "console",
+        "CAREHUB_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
     }
     server = Child(
         "server",
@@ -164,7 +165,17 @@ def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str |
         print("FAILED: the button got no 'dispatched' ack within 20 s")
         print(f"--- hub log\n{hub.log_tail()}\n--- server log\n{server.log_tail()}")
         return 1
-    alarm = admin_api.get(f"/api/v1/admin/alarms/{dispatched[1].alarm_id}").json()
+    listed = admin_api.get("/api/v1/admin/alarms").json()  # the ack names the hub's id
+    server_id = next(
+        (a["id"] for a in listed if a["hub_alarm_id"] == dispatched[1].alarm_id),
+        dispatched[1].alarm_id,
+    )
+    answer = admin_api.get(f"/api/v1/admin/alarms/{server_id}")
+    if answer.status_code != 200:
+        print(f"FAILED: the server answered {answer.status_code} for the alarm: {answer.text}")
+        print(f"--- server log\n{server.log_tail()}")
+        return 1
+    alarm = answer.json()
     steps = _timeline(press_ms, seq, received, dispatched, alarm)
     _print(steps, press_ms)
     return 0
@@ -174,14 +185,15 @@ def _timeline(
     press_ms: int, seq: int, received: Any, dispatched: Any, alarm: dict[str, Any]
 ) -> list[Step]:
     sms = alarm["notifications"][0]
-    events = {e["kind"]: e for e in alarm["events"]}
-    doctor = events["doctor_chosen"]["detail"]
+    step = next(e for e in alarm["events"] if e["kind"] == "step")
+    doctor = sms["doctor_id"]
+    sent_ms = sms["sent_at_ms"] or alarm["first_notified_at_ms"] or step["at_ms"]
     return [
         Step(press_ms, "button", f"btn-1 press, seq {seq}"),
         Step(
             alarm["raised_at_ms"],
             "hub",
-            f"alarm {alarm['id'][:8]} raised, stored on the hub (fsync'd)",
+            f"alarm {alarm['hub_alarm_id'][:8]} raised, stored on the hub (fsync'd)",
         ),
         Step(received[0], "elder", "btn-1 shows 'received': the hub has the call"),
         Step(
@@ -189,12 +201,8 @@ def _timeline(
             "server",
             "alarm stored on the server (idempotent by hub-made id)",
         ),
-        Step(
-            events["doctor_chosen"]["at_ms"],
-            "dispatch",
-            f"on-duty doctor {doctor} chosen from team-east",
-        ),
-        Step(sms["sent_at_ms"], "sms", f"SMS sent to {doctor}: “{sms['body']}”"),
+        Step(step["at_ms"], "dispatch", f"escalation {step['detail']} (team-east on duty)"),
+        Step(sent_ms, "sms", f"SMS sent to {doctor}: “{sms['body']}”"),
         Step(dispatched[0], "elder", "btn-1 shows 'dispatched': help is coming"),
     ]
 
