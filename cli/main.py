@@ -86,13 +86,19 @@ def server(
 ) -> None:
     """Run the dispatch server: hub API, escalation worker, SMS (migrates the database first).
 
-    Settings read only from the environment or the [server] table of --config:
-    CAREHUB_ADMIN_TOKEN (bearer token of the admin API), CAREHUB_SECRET_KEY (seals key-safe
-    codes and derives accept links; same on every process, keep it with the backups),
-    CAREHUB_TWILIO_ACCOUNT_SID, CAREHUB_TWILIO_AUTH_TOKEN, CAREHUB_TWILIO_FROM (sender number),
-    CAREHUB_TWILIO_API_BASE (replaces https://api.twilio.com, for tests),
+    Read only from the environment or the \\[server] table of --config:
+
+    CAREHUB_ADMIN_TOKEN: bearer token of the admin API.
+
+    CAREHUB_SECRET_KEY: seals key-safe codes, derives accept links; the same on every
+    process; keep it with the backups.
+
+    CAREHUB_TWILIO_ACCOUNT_SID, CAREHUB_TWILIO_AUTH_TOKEN, CAREHUB_TWILIO_FROM (sender),
+    CAREHUB_TWILIO_API_BASE (replaces https://api.twilio.com, for tests).
+
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
     """
+
     from server.directory import DirectoryError
     from server.main import serve
 
