@@ -1,5 +1,6 @@
-"""docs/operations.md, done as written: a SQLite backup taken with the documented command
-while the server runs restores to a working server; the demo runs on PostgreSQL."""
+"""docs/operations.md, done as written: backups taken with the documented commands while
+the server runs (SQLite `.backup`, `pg_dump`) restore to a working server; the demo runs on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,12 +25,17 @@ CAREHUB = Path(sys.executable).with_name("carehub")
 
 
 def _server(tmp_path: Path, db: Path, name: str, *args: str) -> tuple[Child, str]:
+    return _start_server(tmp_path, f"sqlite+aiosqlite:///{db}", name, *args)
+
+
+def _start_server(tmp_path: Path, url: str, name: str, *args: str) -> tuple[Child, str]:
+    """A `carehub server` child on `url` (any database), up and answering."""
     port = free_port()
     child = Child(
         name,
         ["server", *args],
         {
-            "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+            "CAREHUB_DATABASE_URL": url,
             "CAREHUB_PORT": str(port),
             "CAREHUB_ADMIN_TOKEN": ADMIN,
             "CAREHUB_SECRET_KEY": "s" * 32,
@@ -118,5 +124,57 @@ def test_demo_runs_on_postgresql() -> None:
     finally:
         subprocess.run(
             ["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+            capture_output=True,
+        )
+
+
+@pytest.mark.integration
+def test_postgresql_dump_restores_to_a_working_server(tmp_path: Path, pg_url: str) -> None:
+    """`pg_dump -Fc` of a running server's database, `pg_restore --no-owner` into a new
+    one, and a server started on the copy serves the same alarms (docs/operations.md)."""
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump / pg_restore not installed")
+    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=TOKEN))
+    libpq = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    directory = str(tmp_path / "directory.toml")
+    server, base = _start_server(tmp_path, pg_url, "server", "--directory", directory)
+    alarm_id = uuid.uuid4().hex
+    dump = tmp_path / "carehub.dump"
+    try:
+        r = httpx.post(
+            base + ALARMS_PATH,
+            json={
+                "alarm_id": alarm_id,
+                "device_id": "btn-1",
+                "kind": "button",
+                "raised_at_ms": int(time.time() * 1000),
+            },
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert r.status_code in (200, 201), r.text
+        subprocess.run(["pg_dump", "-Fc", "-d", libpq, "-f", str(dump)], check=True, timeout=60)
+    finally:
+        server.stop()
+    restored_name = pg_url.rsplit("/", 1)[1] + "_r"
+    admin_base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    subprocess.run(["psql", PG_ADMIN_URL, "-qc", f"CREATE DATABASE {restored_name}"], check=True)
+    try:
+        subprocess.run(
+            ["pg_restore", "--no-owner", "-d", f"{admin_base}/{restored_name}", str(dump)],
+            check=True,
+            timeout=60,
+        )
+        url = pg_url.rsplit("/", 1)[0] + f"/{restored_name}"
+        restored, base = _start_server(tmp_path, url, "restored")
+        try:
+            alarms = httpx.get(
+                f"{base}/api/v1/admin/alarms", headers={"Authorization": f"Bearer {ADMIN}"}
+            ).json()
+            assert [a["hub_alarm_id"] for a in alarms] == [alarm_id]
+        finally:
+            restored.stop()
+    finally:
+        subprocess.run(
+            ["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {restored_name} WITH (FORCE)"],
             capture_output=True,
         )
