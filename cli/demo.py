@@ -1,9 +1,10 @@
 """`carehub demo`: one call-button press travels the whole system, and a timeline is printed.
 
-Starts a broker, the server (SQLite in a temporary directory, console SMS), one hub and a
-simulated home (call button, wearable, fall pendant) as real processes and devices, presses
-the button, and reads each step's time back from where it was recorded: the device's acks,
-the server's alarm record and its dispatch events.
+Starts a broker, the server (SQLite in a temporary directory, or the database given with
+``--database-url``; console SMS), one hub and a simulated home (call button, wearable, fall
+pendant) as real processes and devices, presses the button, and reads each step's time back
+from where it was recorded: the device's acks, the server's alarm record and its dispatch
+events.
 """
 
 from __future__ import annotations
@@ -77,11 +78,11 @@ class Step:
     text: str
 
 
-def run_demo(keep: bool = False, broker_kind: str = "auto") -> int:
+def run_demo(keep: bool = False, broker_kind: str = "auto", database_url: str | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="carehub-demo-"))
     children: list[Child] = []
     try:
-        return _run(tmp, children, broker_kind)
+        return _run(tmp, children, broker_kind, database_url)
     finally:
         for child in reversed(children):
             child.stop()
@@ -93,7 +94,7 @@ def run_demo(keep: bool = False, broker_kind: str = "auto") -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
+def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str | None) -> int:
     from firmware_sim.button import CallButton
     from firmware_sim.pendant import FallPendant
     from firmware_sim.wearable import Wearable
@@ -104,17 +105,21 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
     kind = (
         broker_kind if broker_kind != "auto" else ("mosquitto" if mosquitto_binary() else "amqtt")
     )
-    print(f"starting MQTT broker ({kind}) on :{mqtt_port}, server on :{http_port}, one hub …")
+    db = "PostgreSQL" if (database_url or "").startswith("postgresql") else "SQLite"
+    print(
+        f"starting MQTT broker ({kind}) on :{mqtt_port}, server on :{http_port} ({db}), one hub …"
+    )
 
     broker_args = ["--port", str(mqtt_port), "--kind", kind, "--data-dir", str(tmp / "broker")]
     broker = Child("broker", ["broker", *broker_args], {}, tmp / "broker.log")
     children.append(broker.start())
     wait_for_port(mqtt_port, 20)
     server_env = {
-        "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'server.db'}",
+        "CAREHUB_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp / 'server.db'}",
         "CAREHUB_PORT": str(http_port),
         "CAREHUB_ADMIN_TOKEN": admin,
         "CAREHUB_NOTIFIER": "console",
+        "CAREHUB_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
     }
     server = Child(
         "server",
@@ -160,9 +165,17 @@ def _run(tmp: Path, children: list[Child], broker_kind: str) -> int:
         print("FAILED: the button got no 'dispatched' ack within 20 s")
         print(f"--- hub log\n{hub.log_tail()}\n--- server log\n{server.log_tail()}")
         return 1
-    listed = admin_api.get("/api/v1/admin/alarms").json()  # the server has its own ids
-    server_id = next(a["id"] for a in listed if a["hub_alarm_id"] == dispatched[1].alarm_id)
-    alarm = admin_api.get(f"/api/v1/admin/alarms/{server_id}").json()
+    listed = admin_api.get("/api/v1/admin/alarms").json()  # the ack names the hub's id
+    server_id = next(
+        (a["id"] for a in listed if a["hub_alarm_id"] == dispatched[1].alarm_id),
+        dispatched[1].alarm_id,
+    )
+    answer = admin_api.get(f"/api/v1/admin/alarms/{server_id}")
+    if answer.status_code != 200:
+        print(f"FAILED: the server answered {answer.status_code} for the alarm: {answer.text}")
+        print(f"--- server log\n{server.log_tail()}")
+        return 1
+    alarm = answer.json()
     steps = _timeline(press_ms, seq, received, dispatched, alarm)
     _print(steps, press_ms)
     return 0
@@ -172,15 +185,16 @@ def _timeline(
     press_ms: int, seq: int, received: Any, dispatched: Any, alarm: dict[str, Any]
 ) -> list[Step]:
     sms = alarm["notifications"][0]
-    events = {e["kind"]: e for e in alarm["events"]}
+    step = next(e for e in alarm["events"] if e["kind"] == "step")
     doctor = sms["doctor_id"]
+    sent_ms = sms["sent_at_ms"] or alarm["first_notified_at_ms"] or step["at_ms"]
     body = sms["body"].replace("{link}", "<accept link>")
     return [
         Step(press_ms, "button", f"btn-1 press, seq {seq}"),
         Step(
             alarm["raised_at_ms"],
             "hub",
-            f"alarm {alarm['id'][:8]} raised, stored on the hub (fsync'd)",
+            f"alarm {alarm['hub_alarm_id'][:8]} raised, stored on the hub (fsync'd)",
         ),
         Step(received[0], "elder", "btn-1 shows 'received': the hub has the call"),
         Step(
@@ -188,12 +202,8 @@ def _timeline(
             "server",
             "alarm stored on the server (idempotent by hub-made id)",
         ),
-        Step(
-            events["step"]["at_ms"],
-            "dispatch",
-            f"escalation step 1: on-duty doctor {doctor} of team-east",
-        ),
-        Step(sms["sent_at_ms"], "sms", f"SMS sent to {doctor}: “{body}”"),
+        Step(step["at_ms"], "dispatch", f"escalation {step['detail']} (team-east on duty)"),
+        Step(sent_ms, "sms", f"SMS sent to {doctor}: “{body}”"),
         Step(dispatched[0], "elder", "btn-1 shows 'dispatched': help is coming"),
     ]
 

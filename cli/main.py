@@ -36,7 +36,13 @@ eval_app = typer.Typer(
 bench_app = typer.Typer(
     help="Benchmarks that print figures beside a same-run baseline.", no_args_is_help=True
 )
+report_app = typer.Typer(help="Reports read from the server's database.", no_args_is_help=True)
+directory_app = typer.Typer(
+    help="The directory file (teams, elders, hubs …).", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
+app.add_typer(report_app, name="report")
+app.add_typer(directory_app, name="directory")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 
@@ -49,24 +55,70 @@ LogOpt = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR
 @app.command()
 def server(
     config: Path | None = ConfigOpt,
-    host: str | None = typer.Option(None, help="Listen address [CAREHUB_HOST]."),
-    port: int | None = typer.Option(None, help="Listen port [CAREHUB_PORT]."),
-    database_url: str | None = typer.Option(None, help="SQLAlchemy URL [CAREHUB_DATABASE_URL]."),
+    host: str | None = typer.Option(None, help="Listen address [CAREHUB_HOST, 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Listen port [CAREHUB_PORT, 8000]."),
+    database_url: str | None = typer.Option(
+        None,
+        help="SQLAlchemy URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
+        " [CAREHUB_DATABASE_URL, sqlite+aiosqlite:///carehub-server.db].",
+    ),
     directory: Path | None = typer.Option(
         None,
         exists=True,
         dir_okay=False,
-        help="Teams/doctors/elders/hubs/devices file to load (upsert).",
+        help="Directory file (teams, members, policies, elders, hubs, devices) to load: an"
+        " upsert, see docs/operations.md.",
+    ),
+    notifier: str | None = typer.Option(
+        None, help="console (log the SMS) or twilio [CAREHUB_NOTIFIER, console]."
+    ),
+    public_base_url: str | None = typer.Option(
+        None,
+        help="The server's address as phones and Twilio see it; accept links and webhook"
+        " signatures use it [CAREHUB_PUBLIC_BASE_URL, http://127.0.0.1:8000].",
+    ),
+    sqlite_synchronous: str | None = typer.Option(
+        None,
+        help="FULL (fsync each commit) or NORMAL (survives process crashes only)"
+        " [CAREHUB_SQLITE_SYNCHRONOUS, FULL].",
     ),
     log_level: str = LogOpt,
 ) -> None:
-    """Run the dispatch server: hub API, dispatcher, SMS (migrates the database first)."""
+    """Run the dispatch server: hub API, escalation worker, SMS (migrates the database first).
+
+    Read only from the environment or the \\[server] table of --config:
+
+    CAREHUB_ADMIN_TOKEN: bearer token of the admin API.
+
+    CAREHUB_SECRET_KEY: seals key-safe codes, derives accept links; the same on every
+    process; keep it with the backups.
+
+    CAREHUB_TWILIO_ACCOUNT_SID, CAREHUB_TWILIO_AUTH_TOKEN, CAREHUB_TWILIO_FROM (sender),
+    CAREHUB_TWILIO_API_BASE (replaces https://api.twilio.com, for tests).
+
+    CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
+    """
+
+    from server.directory import DirectoryError
     from server.main import serve
 
     logs.setup(log_level, "server")
-    settings = load(ServerSettings, config, host=host, port=port, database_url=database_url)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, directory))
+    settings = load(
+        ServerSettings,
+        config,
+        host=host,
+        port=port,
+        database_url=database_url,
+        notifier=notifier,
+        public_base_url=public_base_url,
+        sqlite_synchronous=sqlite_synchronous,
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings, directory))
+    except DirectoryError as e:
+        typer.echo(f"carehub server: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -132,11 +184,56 @@ def broker(
 def demo(
     keep: bool = typer.Option(False, help="Keep the temporary directory (logs, databases)."),
     broker_kind: str = typer.Option("auto", "--broker", help="auto, mosquitto or amqtt."),
+    database_url: str | None = typer.Option(
+        None,
+        help="The server's database, e.g. postgresql+asyncpg://postgres@127.0.0.1/demo"
+        " (default: SQLite in the temporary directory). It must be empty or a previous demo's.",
+    ),
 ) -> None:
     """One press, end to end: broker, server, hub and a simulated home; prints a timeline."""
     from cli.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep, broker_kind=broker_kind))
+    raise typer.Exit(run_demo(keep=keep, broker_kind=broker_kind, database_url=database_url))
+
+
+@report_app.command("kpi")
+def report_kpi(
+    since: str = typer.Option(..., help="First day, YYYY-MM-DD (in --time-zone)."),
+    until: str | None = typer.Option(None, help="Last day included, YYYY-MM-DD (default: now)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document instead of a table."),
+    time_zone: str = typer.Option("UTC", help="Zone of the dates and of the per-day split."),
+    database_url: str | None = typer.Option(
+        None, help="The server's database [CAREHUB_DATABASE_URL]."
+    ),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Answer and arrival times per team, overall and per day, against the targets
+    (97.5 % accepted within 60 s, 99 % within 180 s, arrival within the 20-minute circle)."""
+    from cli.report import kpi_command
+
+    settings = load(ServerSettings, config, database_url=database_url)
+    raise typer.Exit(kpi_command(settings.database_url, since, until, time_zone, as_json))
+
+
+@directory_app.command("check")
+def directory_check(
+    file: Path = typer.Argument(..., help="The directory file (.toml or .json)."),
+) -> None:
+    """Validate a directory file; print each error with its file:LINE (exit 1 on errors)."""
+    from server.directory import DirectoryError, read_directory
+
+    if not file.is_file():
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2)
+    try:
+        d = read_directory(file)
+    except DirectoryError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{file}: ok — {len(d.teams)} teams, {len(d.doctors)} members, {len(d.policies)}"
+        f" policies, {len(d.elders)} elders, {len(d.hubs)} hubs, {len(d.devices)} devices"
+    )
 
 
 @sim_app.command("press")

@@ -84,17 +84,30 @@ class RuleEntry(_Model):
     member: str | None = None
     rotation: str | None = None
 
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: str | list[int]) -> str | list[int]:
+        _weekdays(value)
+        return value
+
     def weekdays(self) -> frozenset[int]:
-        if isinstance(self.days, list):
-            return frozenset(self.days)
-        out: set[int] = set()
-        for part in self.days.lower().replace(" ", "").split(","):
-            first, _, last = part.partition("-")
-            if first not in DAY_NAMES or (last and last not in DAY_NAMES):
-                raise ValueError(f"unknown day in {self.days!r}: use mon … sun")
-            a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
-            out |= {d % 7 for d in range(a, b + 1 if b >= a else b + 8)}
-        return frozenset(out)
+        return _weekdays(self.days)
+
+
+def _weekdays(days: str | list[int]) -> frozenset[int]:
+    """``"mon-fri"``, ``"sat,sun"``, ``"fri-mon"`` or ``[0, 1]`` → weekday numbers."""
+    if isinstance(days, list):
+        if not all(0 <= d <= 6 for d in days):
+            raise ValueError(f"weekday numbers are 0 (Monday) … 6 (Sunday), not {days}")
+        return frozenset(days)
+    out: set[int] = set()
+    for part in days.lower().replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if first not in DAY_NAMES or (last and last not in DAY_NAMES):
+            raise ValueError(f"unknown day in {days!r}: use mon … sun")
+        a, b = DAY_NAMES.index(first), DAY_NAMES.index(last or first)
+        out |= {d % 7 for d in range(a, b + 1 if b >= a else b + 8)}
+    return frozenset(out)
 
 
 class OverrideEntry(_Model):
@@ -214,29 +227,91 @@ class Directory(_Model):
         team_ids = {t.id for t in self.teams}
         member_ids = {d.id for d in self.doctors}
         policy_ids = {p.id for p in self.policies}
-        for t in self.teams:
-            for b in t.backups:
-                _require(b in team_ids and b != t.id, f"team {t.id}: unknown backup team {b!r}")
+        for i, t in enumerate(self.teams):
+            for j, b in enumerate(t.backups):
+                ok = b in team_ids and b != t.id
+                _require(ok, f"team {t.id}: unknown backup team {b!r}", ("teams", i, "backups", j))
             for cls, pid in t.policies.items():
-                _require(pid in policy_ids, f"team {t.id}: {cls} policy {pid!r} is not defined")
-            roster_dutyroster(t, [])  # raises on an inconsistent roster
+                _require(
+                    pid in policy_ids,
+                    f"team {t.id}: {cls} policy {pid!r} is not defined in [[policies]]",
+                    ("teams", i, "policies", cls),
+                )
             if t.roster:
-                named = {r.member for r in t.roster.rules if r.member} | {
-                    p for r in t.roster.rotations for p in r.participants
-                }
-                named |= {o.member for o in t.roster.overrides} | set(t.roster.order)
-                unknown = sorted(m for m in named if m not in member_ids)
-                _require(not unknown, f"team {t.id}: roster names unknown members {unknown}")
-        for d in self.doctors:
-            _require(d.team in team_ids, f"member {d.id}: unknown team {d.team!r}")
-        for e in self.elders:
-            _require(e.team in team_ids, f"elder {e.id}: unknown team {e.team!r}")
+                _check_roster(t.id, t.roster, member_ids, ("teams", i, "roster"))
+            try:
+                roster_dutyroster(t, [])
+            except ValueError as problem:
+                raise ReferenceProblem(f"team {t.id}: {problem}", ("teams", i, "roster")) from None
+        for i, d in enumerate(self.doctors):
+            _require(
+                d.team in team_ids,
+                f"member {d.id}: unknown team {d.team!r}",
+                ("doctors", i, "team"),
+            )
+        for i, e in enumerate(self.elders):
+            _require(
+                e.team in team_ids, f"elder {e.id}: unknown team {e.team!r}", ("elders", i, "team")
+            )
+        elder_ids = {e.id for e in self.elders}
+        for i, h in enumerate(self.hubs):
+            _require(
+                h.elder in elder_ids, f"hub {h.id}: unknown elder {h.elder!r}", ("hubs", i, "elder")
+            )
+        hub_ids = {h.id for h in self.hubs}
+        for i, dv in enumerate(self.devices):
+            _require(
+                dv.hub in hub_ids, f"device {dv.id}: unknown hub {dv.hub!r}", ("devices", i, "hub")
+            )
+        for name in ("teams", "doctors", "policies", "elders", "hubs", "devices"):
+            seen: set[str] = set()
+            for i, entry in enumerate(getattr(self, name)):
+                _require(entry.id not in seen, f"duplicate id {entry.id!r}", (name, i, "id"))
+                seen.add(entry.id)
         return self
 
 
-def _require(ok: bool, message: str) -> None:
+def _check_roster(
+    team_id: str, roster: RosterEntry, member_ids: set[str], at: tuple[str | int, ...]
+) -> None:
+    def known(member: str | None, loc: tuple[str | int, ...]) -> None:
+        ok = member is None or member in member_ids
+        _require(ok, f"team {team_id}: roster names unknown member {member!r}", at + loc)
+
+    rotation_ids = {r.id for r in roster.rotations}
+    for j, m in enumerate(roster.order):
+        known(m, ("order", j))
+    for j, rot in enumerate(roster.rotations):
+        for k, m in enumerate(rot.participants):
+            known(m, ("rotations", j, "participants", k))
+    for j, rule in enumerate(roster.rules):
+        known(rule.member, ("rules", j, "member"))
+        _require(
+            rule.rotation is None or rule.rotation in rotation_ids,
+            f"team {team_id}: unknown rotation {rule.rotation!r}",
+            at + ("rules", j, "rotation"),
+        )
+        _require(
+            (rule.member is None) != (rule.rotation is None),
+            f"team {team_id}: a roster rule names exactly one of member or rotation",
+            at + ("rules", j),
+        )
+    for j, o in enumerate(roster.overrides):
+        known(o.member, ("overrides", j, "member"))
+        known(o.replaces, ("overrides", j, "replaces"))
+
+
+class ReferenceProblem(ValueError):
+    """A cross-entry check failed; `loc` points at the offending field for the message."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _require(ok: bool, message: str, loc: tuple[str | int, ...] = ()) -> None:
     if not ok:
-        raise ValueError(message)
+        raise ReferenceProblem(message, loc)
 
 
 def roster_dutyroster(team: Team, members: list[Doctor]) -> DutyRoster:
@@ -275,8 +350,11 @@ def read_directory(path: Path) -> Directory:
     text = path.read_text(encoding="utf-8")
     try:
         data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise DirectoryError(f"{path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        at = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        raise DirectoryError(f"{path}:{at.group(1)}: {e}" if at else f"{path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise DirectoryError(f"{path}:{e.lineno}: {e.msg}") from None
     try:
         return Directory.model_validate(data)
     except ValidationError as e:
@@ -286,12 +364,15 @@ def read_directory(path: Path) -> Directory:
 def _describe(path: Path, text: str, data: Any, error: ValidationError) -> str:
     lines = []
     for err in error.errors()[:10]:
-        loc = [p for p in err["loc"] if p != "__root__"]
+        cause = (err.get("ctx") or {}).get("error")
+        raw = cause.loc if isinstance(cause, ReferenceProblem) else err["loc"]
+        loc = [p for p in raw if p != "__root__"]
         where = ".".join(str(p) for p in loc) or "the file"
         line = _toml_line(text, loc) if path.suffix == ".toml" else None
         entry = _entry_id(data, loc)
         prefix = f"{path}:{line}" if line else str(path)
-        lines.append(f"{prefix}: {where}{f' (id {entry})' if entry else ''}: {err['msg']}")
+        msg = str(cause) if isinstance(cause, ReferenceProblem) else err["msg"]
+        lines.append(f"{prefix}: {where}{f' (id {entry})' if entry else ''}: {msg}")
     return "\n".join(lines)
 
 
@@ -308,24 +389,44 @@ def _entry_id(data: Any, loc: list[Any]) -> str | None:
     return found
 
 
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
 def _toml_line(text: str, loc: list[Any]) -> int | None:
-    """Best effort: the line of the entry's ``[[table]]`` header (the n-th one), then of the
-    offending key inside it."""
-    if len(loc) < 2 or not isinstance(loc[0], str) or not isinstance(loc[1], int):
-        return None
-    header = re.compile(rf"^\s*\[\[\s*{re.escape(loc[0])}\s*\]\]")
-    starts = [i for i, ln in enumerate(text.splitlines(), 1) if header.match(ln)]
-    if loc[1] >= len(starts):
-        return None
-    start = starts[loc[1]]
-    key = next((p for p in reversed(loc[2:]) if isinstance(p, str)), None)
-    if key is not None:
-        for i, ln in enumerate(text.splitlines()[start:], start + 1):
-            if re.match(r"^\s*\[\[?\s*" + re.escape(loc[0]) + r"\s*\]\]?", ln):
-                break
-            if re.match(rf"^\s*{re.escape(key)}\s*=", ln):
-                return i
-    return start
+    """Best effort: follow `loc` through ``[[array]]`` / ``[table]`` headers (the n-th one
+    for an index), then to the offending ``key =`` line; else the innermost header found."""
+    rows = text.splitlines()
+    headers = [
+        (i, m.group(1) == "[[", m.group(2).replace(" ", ""))
+        for i, ln in enumerate(rows)
+        if (m := _HEADER.match(ln))
+    ]
+    lo, hi, found = 0, len(rows), None  # the region (0-based lines) the path is in
+    path: list[str] = []
+    for part in loc:
+        if isinstance(part, str):
+            path.append(part)
+            continue
+        name = ".".join(path)
+        own = [i for i, is_array, h in headers if is_array and h == name and lo <= i < hi]
+        if part >= len(own):
+            break  # an inline array or table: look for its key below
+        start = own[part]
+        end = next(
+            (i for i, _, h in headers if i > start and (h == name or not h.startswith(name + "."))),
+            len(rows),
+        )
+        lo, hi, found = start, min(end, hi), start + 1
+    key = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    if key is not None and found is not None:
+        for i in range(lo + 1, hi):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", rows[i]):
+                return i + 1
+    if found is None and key is not None:  # a top-level key
+        for i, ln in enumerate(rows):
+            if re.match(rf"^\s*{re.escape(str(loc[0]))}\s*=", ln):
+                return i + 1
+    return found
 
 
 async def _upsert(conn: AsyncConnection, table: sa.Table, key: str, values: dict[str, Any]) -> None:

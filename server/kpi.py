@@ -1,23 +1,36 @@
 """The promises, measured: how fast alarms are accepted and whether help arrives inside the
-service circle. Pure: rows in, figures out.
+service circle. Pure: rows in, figures out (`server.kpi_store` reads the rows).
 
 Answer-time targets for social alarms (as in EN 50134-7 / the UK TEC code): 97.5 % answered
 within 60 s and 99 % within 180 s. Here "answered" is a qualified person accepting the alarm
 (by link, reply code or the console), counted from the moment the server received it. The
 denominator is every alarm that needed an answer: alarms the elder cancelled before anyone
 accepted, and test alarms, are left out; an alarm never accepted counts as a miss.
+
+Arrival is promised inside the service circle: the helper at the door at most
+`SERVICE_CIRCLE_S` (20 min) after accepting. Its share is over accepted alarms; an accepted
+alarm with no recorded arrival counts as a miss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from server.escalation import SERVICE_CIRCLE_S
+
+ACCEPT_TARGETS = ((60, 0.975), (180, 0.99))
+"""(seconds, share): the answer-time promises."""
+ALL_TEAMS = "all"
 
 
 @dataclass(frozen=True)
 class AlarmTimes:
+    """One alarm's milestones, epoch ms; ``None`` when that milestone never happened."""
+
     team_id: str
     received_ms: int
     first_notified_ms: int | None
@@ -28,6 +41,8 @@ class AlarmTimes:
 
 @dataclass(frozen=True)
 class TeamKpi:
+    """One team's (or ``all`` teams') figures; shares are 0…1, times seconds after receipt."""
+
     team_id: str
     alarms: int
     accepted_60s: float | None
@@ -35,44 +50,170 @@ class TeamKpi:
     arrived_in_circle: float | None
     first_notification_p50_s: float | None
     accept_p50_s: float | None
+    arrival_p50_s: float | None = None
+    first_notification_p90_s: float | None = None
+    accept_p90_s: float | None = None
+    arrival_p90_s: float | None = None
+    accepted: int = 0
+    arrived: int = 0
+    cancelled_before_accept: int = 0
+
+
+@dataclass(frozen=True)
+class DayKpi:
+    day: str  # ISO date in the report's time zone
+    overall: TeamKpi
+    teams: list[TeamKpi]
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    since_ms: int
+    until_ms: int
+    time_zone: str
+    overall: TeamKpi
+    teams: list[TeamKpi]
+    days: list[DayKpi]
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["targets"] = {
+            "accepted_within_s": {str(s): share for s, share in ACCEPT_TARGETS},
+            "service_circle_s": SERVICE_CIRCLE_S,
+        }
+        return doc
 
 
 def team_kpis(rows: Iterable[AlarmTimes], circle_s: float = SERVICE_CIRCLE_S) -> list[TeamKpi]:
+    """Per team, sorted by team id."""
     by_team: dict[str, list[AlarmTimes]] = {}
     for r in rows:
-        if not r.cancelled_before_accept:
-            by_team.setdefault(r.team_id, []).append(r)
+        by_team.setdefault(r.team_id, []).append(r)
     return [_kpi(team, alarms, circle_s) for team, alarms in sorted(by_team.items())]
 
 
-def _kpi(team_id: str, alarms: list[AlarmTimes], circle_s: float) -> TeamKpi:
-    n = len(alarms)
-    accept_s = [(a.accepted_ms - a.received_ms) / 1000 for a in alarms if a.accepted_ms]
-    accepted = [a for a in alarms if a.accepted_ms is not None]
-    arrived_in = [
-        a
-        for a in accepted
-        if a.arrived_ms is not None and (a.arrived_ms - (a.accepted_ms or 0)) / 1000 <= circle_s
+def kpi_report(
+    rows: Iterable[AlarmTimes],
+    since_ms: int,
+    until_ms: int,
+    time_zone: str = "UTC",
+    circle_s: float = SERVICE_CIRCLE_S,
+) -> KpiReport:
+    """Overall, per team and per day (the day the server received the alarm, in
+    `time_zone`) for the alarms received in [since_ms, until_ms)."""
+    zone = ZoneInfo(time_zone)
+    kept = [r for r in rows if since_ms <= r.received_ms < until_ms]
+    by_day: dict[str, list[AlarmTimes]] = {}
+    for r in kept:
+        by_day.setdefault(_day(r.received_ms, zone), []).append(r)
+    days = [
+        DayKpi(day, _kpi(ALL_TEAMS, alarms, circle_s), team_kpis(alarms, circle_s))
+        for day, alarms in sorted(by_day.items())
     ]
-    first_s = [(a.first_notified_ms - a.received_ms) / 1000 for a in alarms if a.first_notified_ms]
+    return KpiReport(
+        since_ms,
+        until_ms,
+        time_zone,
+        _kpi(ALL_TEAMS, kept, circle_s),
+        team_kpis(kept, circle_s),
+        days,
+    )
+
+
+def _day(ms: int, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date().isoformat()
+
+
+def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
+    alarms = [a for a in rows if not a.cancelled_before_accept]
+    n = len(alarms)
+    accepted = [a for a in alarms if a.accepted_ms is not None]
+    accept_s = [_since(a.received_ms, a.accepted_ms) for a in accepted]
+    arrived = [a for a in accepted if a.arrived_ms is not None]
+    in_circle = [a for a in arrived if _since(a.accepted_ms, a.arrived_ms) <= circle_s]
+    first_s = [
+        _since(a.received_ms, a.first_notified_ms)
+        for a in alarms
+        if a.first_notified_ms is not None
+    ]
+    arrival_s = [_since(a.received_ms, a.arrived_ms) for a in arrived]
     return TeamKpi(
         team_id,
         n,
         _share(sum(1 for s in accept_s if s <= 60), n),
         _share(sum(1 for s in accept_s if s <= 180), n),
-        _share(len(arrived_in), len(accepted)),
-        _median(first_s),
-        _median(accept_s),
+        _share(len(in_circle), len(accepted)),
+        _quantile(first_s, 0.5),
+        _quantile(accept_s, 0.5),
+        _quantile(arrival_s, 0.5),
+        _quantile(first_s, 0.9),
+        _quantile(accept_s, 0.9),
+        _quantile(arrival_s, 0.9),
+        len(accepted),
+        len(arrived),
+        len(rows) - n,
     )
+
+
+def _since(start_ms: int | None, end_ms: int | None) -> float:
+    assert start_ms is not None and end_ms is not None
+    return (end_ms - start_ms) / 1000
 
 
 def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
-def _median(xs: list[float]) -> float | None:
+def _quantile(xs: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (the median of an even count is the mean
+    of the middle two)."""
     if not xs:
         return None
     s = sorted(xs)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def render_table(report: KpiReport) -> str:
+    """The human report: one line per team and overall, then one line per day (overall)."""
+    since = datetime.fromtimestamp(report.since_ms / 1000, UTC).astimezone(
+        ZoneInfo(report.time_zone)
+    )
+    until = datetime.fromtimestamp(report.until_ms / 1000, UTC).astimezone(
+        ZoneInfo(report.time_zone)
+    )
+    head = (
+        f"{'team':<16} {'alarms':>6} {'≤60s':>7} {'≤180s':>7} {'circle':>7} "
+        f"{'notify p50':>10} {'accept p50/p90':>15} {'arrive p50':>10}"
+    )
+    out = [
+        f"alarms received {since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} ({report.time_zone});"
+        f" targets: ≤60 s 97.5 %, ≤180 s 99 %, arrival within {SERVICE_CIRCLE_S // 60} min"
+        " of acceptance",
+        "",
+        head,
+    ]
+    out += [_line(k.team_id, k) for k in [*report.teams, report.overall]]
+    if report.days:
+        out += ["", head.replace("team", "day ", 1)]
+        out += [_line(d.day, d.overall) for d in report.days]
+    return "\n".join(out)
+
+
+def _line(label: str, k: TeamKpi) -> str:
+    accept = f"{_s(k.accept_p50_s)}/{_s(k.accept_p90_s)}"
+    return (
+        f"{label:<16} {k.alarms:>6} {_pct(k.accepted_60s):>7} {_pct(k.accepted_180s):>7} "
+        f"{_pct(k.arrived_in_circle):>7} {_s(k.first_notification_p50_s):>10} {accept:>15} "
+        f"{_s(k.arrival_p50_s):>10}"
+    )
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.1f}%"
+
+
+def _s(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.0f}s"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -10,7 +13,8 @@ import uvicorn
 from carehub.settings import ServerSettings
 from server.app import create_app
 from server.db import make_engine, migrate
-from server.directory import load_directory, read_directory
+from server.directory import DirectoryError, load_directory, read_directory
+from server.sealed import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +24,42 @@ async def prepare_database(settings: ServerSettings, directory: Path | None) -> 
     try:
         await migrate(engine)
         if directory is not None:
-            await load_directory(engine, read_directory(directory))
+            sealer = _sealer(settings)
+            await load_directory(engine, read_directory(directory), sealer)
             log.info("directory %s loaded", directory)
     finally:
         await engine.dispose()
+
+
+def _sealer(settings: ServerSettings) -> Sealer | None:
+    if settings.secret_key is None:
+        return None
+    try:
+        return Sealer(settings.secret_key.get_secret_value())
+    except ValueError as e:
+        raise DirectoryError(str(e)) from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, saying where it listens, and ending quietly on SIGTERM/SIGINT: the signal
+    means "stop", already done once `serve` returns, so it is not raised again."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            for server in self.servers:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    log.info("listening on http://%s:%d", host, port)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", [])
+            if captured:
+                log.info("stopped (signal %d)", int(captured[-1]))
+                captured.clear()
 
 
 async def serve(settings: ServerSettings, directory: Path | None = None) -> None:
@@ -37,4 +73,4 @@ async def serve(settings: ServerSettings, directory: Path | None = None) -> None
         lifespan="on",
         timeout_graceful_shutdown=3,
     )
-    await uvicorn.Server(config).serve()
+    await _Server(config).serve()
