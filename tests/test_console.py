@@ -38,14 +38,24 @@ from server.console.sound import alert_wav
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
 from server.schema import alarms, console_sessions
+from server.sealed import Sealer
 from server.store import HubIdentity, ServerStore
 
 PASSWORD = "correct horse battery"
+SECRET = "s" * 32
 DIRECTORY = {
     "teams": [{"id": "team-a", "name": "A"}, {"id": "team-b", "name": "B"}],
     "doctors": [{"id": "li", "team": "team-a", "name": "Dr Li", "phone": "+8613800000001"}],
     "elders": [
-        {"id": "elder-a", "team": "team-a", "name": "Wang A", "short_address": "A 1-101"},
+        {
+            "id": "elder-a",
+            "team": "team-a",
+            "name": "Wang A",
+            "short_address": "A 1-101",
+            "medical_notes": "Warfarin; pacemaker",
+            "key_safe_code": "4711",
+            "contacts": [{"id": "son", "name": "Son A", "phone": "+8613900000001"}],
+        },
         {"id": "elder-b", "team": "team-b", "name": "Zhao B", "short_address": "B 2-202"},
     ],
     "hubs": [
@@ -101,6 +111,7 @@ def test_login_is_refused_once_either_count_reaches_the_limit(
 _rows = st.builds(
     QueueRow,
     alarm_id=st.text("abcdef", min_size=1, max_size=4),
+    elder_id=st.just("e"),
     elder_name=st.just("e"),
     short_address=st.just(""),
     team_id=st.just("t"),
@@ -142,7 +153,7 @@ async def _seed(database_url: str, clock: FakeClock) -> None:
     engine = make_engine(database_url)
     try:
         await migrate(engine)
-        await load_directory(engine, Directory.model_validate(DIRECTORY))
+        await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
         store, accounts = ServerStore(engine), ConsoleStore(engine)
         for username, role, team in ACCOUNTS:
             await accounts.add_account(username, PASSWORD, role, team, "en", clock.now_ms())
@@ -188,7 +199,9 @@ def db_url(tmp_path: Path) -> str:
 
 
 def _client(db_url: str, **settings: object) -> Iterator[TestClient]:
-    s = ServerSettings(database_url=db_url, console_insecure_cookies=True, **settings)  # type: ignore[arg-type]
+    s = ServerSettings(
+        database_url=db_url, console_insecure_cookies=True, secret_key=SECRET, **settings
+    )  # type: ignore[arg-type]
     with TestClient(create_app(s), base_url="http://testserver") as client:
         yield client
 

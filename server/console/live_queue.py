@@ -27,6 +27,7 @@ class Notified:
 @dataclass(frozen=True)
 class QueueRow:
     alarm_id: str
+    elder_id: str
     elder_name: str
     short_address: str
     team_id: str
@@ -57,6 +58,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
     query = (
         sa.select(
             alarms.c.id,
+            alarms.c.elder_id,
             alarms.c.kind,
             alarms.c.severity,
             alarms.c.state,
@@ -106,6 +108,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
         [
             QueueRow(
                 alarm_id=r.id,
+                elder_id=r.elder_id,
                 elder_name=r.name,
                 short_address=r.short_address,
                 team_id=r.team_id,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -21,6 +21,7 @@ from server.console.accounts import (
     new_session_id,
     password_matches,
 )
+from server.console.elder_card import ElderCard, elder_card, sealed_key_safe
 from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import open_alarms
 from server.console.sound import alert_wav
@@ -36,6 +37,8 @@ from server.console.web import (
     set_cookie,
 )
 from server.routes.deps import Runtime
+from server.runtime import ServerRuntime
+from server.sealed import Sealer, SealError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=PREFIX, tags=["console"], include_in_schema=False)
@@ -45,6 +48,8 @@ STATIC_PATH = f"{PREFIX}/static"
 ALARMS_KEY = "alarms"
 """The change-signal key every alarm change is notified on (relayed between processes)."""
 KEEPALIVE_S = 5.0
+AUDIT_NOTES = "medical_notes"
+AUDIT_KEY_SAFE = "key_safe"
 
 
 # ------------------------------------------------------------ signing in and out
@@ -181,6 +186,69 @@ async def events(
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# ------------------------------------------------------------ an elder's card (audited)
+
+
+async def _visible_elder(rt: ServerRuntime, session: Session, elder_id: str) -> ElderCard:
+    """The elder, if this account may see them: a doctor only their own team's (another
+    team's elder is answered exactly like one that does not exist)."""
+    card = await elder_card(rt.store.engine, elder_id)
+    scope = _team_scope(session)
+    if card is None or (scope is not None and card.team_id != scope):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such elder")
+    return card
+
+
+@router.get("/elders/{elder_id}")
+async def elder_page(
+    request: Request,
+    rt: Runtime,
+    elder_id: str,
+    alarm: str | None = None,
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """The elder's card; showing their medical notes is recorded in the audit log."""
+    card = await _visible_elder(rt, session, elder_id)
+    if card.medical_notes:
+        await console_store(rt).audit(
+            session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
+        )
+    return render(request, "console/elder.html", session, elder=card, alarm=alarm)
+
+
+@router.post("/elders/{elder_id}/key-safe")
+async def reveal_key_safe(
+    request: Request,
+    rt: Runtime,
+    elder_id: str,
+    alarm: str | None = None,
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """Unseal the key-safe code for this one page view; each reveal is recorded."""
+    card = await _visible_elder(rt, session, elder_id)
+    sealed = await sealed_key_safe(rt.store.engine, elder_id)
+    if sealed is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this elder has no key-safe code on file")
+    if rt.settings.secret_key is None:
+        log.error("console: key-safe code of %s cannot be opened: no CAREHUB_SECRET_KEY", elder_id)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "the server has no CAREHUB_SECRET_KEY to open the code"
+        )
+    try:
+        code = Sealer(rt.settings.secret_key.get_secret_value()).unseal(sealed)
+    except SealError:
+        log.error("console: key-safe code of %s does not open with this key", elder_id)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "the code was sealed with another CAREHUB_SECRET_KEY"
+        ) from None
+    await console_store(rt).audit(
+        session.account, AUDIT_KEY_SAFE, card.id, alarm, rt.clock.now_ms()
+    )
+    return render(
+        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
     )
 
 
