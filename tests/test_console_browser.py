@@ -4,17 +4,18 @@ outlives a server restart, and the roles, sessions and CSRF hold in the browser.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from firmware_sim.button import CallButton
+from server.console.console_store import add_account_to
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -52,44 +53,37 @@ def console_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def add_accounts(tmp: Path) -> None:
-    """A second team beside the deployment's team-a, and an account of each kind."""
+    """A second team beside the deployment's team-a, and an account of each kind (in a
+    worker thread: Playwright's event loop owns this one)."""
     with sqlite3.connect(tmp / "server.db") as db:
         db.execute("INSERT INTO teams (id, name) VALUES ('team-b', 'Team B')")
     url = f"sqlite+aiosqlite:///{tmp / 'server.db'}"
-    for username, role, team in [
-        ("disp", "dispatcher", None),
-        ("doc-a", "doctor", "team-a"),
-        ("doc-b", "doctor", "team-b"),
-    ]:
-        team_args = ["--team", team] if team else []
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "user",
-                "add",
-                "--username",
-                username,
-                "--role",
-                role,
-                *team_args,
-                "--language",
-                "en",
-                "--password-stdin",
-                "--database-url",
-                url,
-            ],
-            input=PASSWORD + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+
+    async def add_all() -> None:
+        for username, role, team in [
+            ("disp", "dispatcher", None),
+            ("doc-a", "doctor", "team-a"),
+            ("doc-b", "doctor", "team-b"),
+        ]:
+            await add_account_to(url, username, PASSWORD, role, team, "en", 0)
+
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, add_all()).result()
 
 
-def sign_in(browser, base_url: str, username: str):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def contexts(browser) -> Iterator[list]:  # type: ignore[no-untyped-def]
+    """Browser contexts of one test, closed before its deployment stops (an open live feed
+    would hold the server's graceful shutdown)."""
+    opened: list = []
+    yield opened
+    for context in opened:
+        context.close()
+
+
+def sign_in(browser, contexts: list, base_url: str, username: str):  # type: ignore[no-untyped-def]
     context = browser.new_context(base_url=base_url, locale="en-US")
+    contexts.append(context)
     page = context.new_page()
     page.goto("/console/login")
     page.fill("input[name=username]", username)
@@ -114,10 +108,10 @@ def press_and_see(page, port: int, device: str) -> float:  # type: ignore[no-unt
 
 
 def test_a_press_reaches_the_live_queue_within_a_second_and_after_a_restart(
-    browser, deployment
+    browser, contexts, deployment
 ) -> None:  # type: ignore[no-untyped-def]
     add_accounts(deployment.tmp)
-    page = sign_in(browser, deployment.base_url, "disp")
+    page = sign_in(browser, contexts, deployment.base_url, "disp")
     live = page.locator("#live")
     playwright_sync.expect(live).to_have_text("Live", timeout=5000)
     assert page.locator("tr.empty").count() == 1
@@ -148,9 +142,9 @@ def test_a_press_reaches_the_live_queue_within_a_second_and_after_a_restart(
     assert page.locator("tr[data-alarm-id]").count() == 2
 
 
-def test_roles_sessions_and_csrf_hold_in_the_browser(browser, deployment) -> None:  # type: ignore[no-untyped-def]
+def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]
     add_accounts(deployment.tmp)
-    dispatcher = sign_in(browser, deployment.base_url, "disp")
+    dispatcher = sign_in(browser, contexts, deployment.base_url, "disp")
     press_and_see(dispatcher, deployment.broker.port, "btn-1")
 
     # a dispatcher cannot open the admin pages
@@ -166,9 +160,9 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, deployment) -> Non
     assert dispatcher.request.get("/console/queue").status == 200  # still signed in
 
     # a doctor sees their own team's alarms only
-    doctor_a = sign_in(browser, deployment.base_url, "doc-a")
+    doctor_a = sign_in(browser, contexts, deployment.base_url, "doc-a")
     playwright_sync.expect(doctor_a.locator("tr[data-alarm-id]")).to_contain_text("Zhang San")
-    doctor_b = sign_in(browser, deployment.base_url, "doc-b")
+    doctor_b = sign_in(browser, contexts, deployment.base_url, "doc-b")
     playwright_sync.expect(doctor_b.locator("tr.empty")).to_be_visible()
     assert "Zhang San" not in doctor_b.request.get("/console/queue").text()
 
@@ -177,6 +171,7 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, deployment) -> Non
     dispatcher.click("#logout-form button")
     dispatcher.wait_for_url("**/console/login")
     replay = browser.new_context(base_url=deployment.base_url)
+    contexts.append(replay)
     replay.add_cookies(old)
     page = replay.new_page()
     page.goto("/console/")
