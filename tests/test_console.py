@@ -345,6 +345,8 @@ def test_language_is_switched_and_stored_on_the_account(client: TestClient) -> N
     client.cookies.clear()
     assert login(client, "disp") == 303
     assert "未处理的警报" in client.get("/console/").text
+    refused = client.post("/console/language", data={"csrf_token": csrf(client), "language": "fr"})
+    assert refused.status_code == 400 and "zh, en" in refused.text
 
 
 def test_user_add_command(tmp_path: Path) -> None:

@@ -129,8 +129,11 @@ async def logout(request: Request, rt: Runtime, session: Session = require()) ->
 async def set_language(request: Request, rt: Runtime, session: Session = require()) -> Response:
     form = await request.form()
     language = str(form.get("language", ""))
-    if language in LANGUAGES:
-        await console_store(rt).set_language(session.account.id, language)
+    if language not in LANGUAGES:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"language must be one of {', '.join(LANGUAGES)}"
+        )
+    await console_store(rt).set_language(session.account.id, language)
     back = str(form.get("next", ""))
     safe = back.startswith(f"{PREFIX}/") and "//" not in back
     return RedirectResponse(back if safe else f"{PREFIX}/", status.HTTP_303_SEE_OTHER)

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from server.console.accounts import Role, Session
 from server.console.console_store import ConsoleStore
@@ -111,9 +112,7 @@ def render(
     lang = language or (session.account.language if session else "zh")
     token = session.csrf_token if session else context.pop("login_csrf", "")
 
-    def csrf_field() -> Any:
-        from markupsafe import Markup
-
+    def csrf_field() -> Markup:
         return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
 
     return templates.TemplateResponse(

@@ -91,7 +91,8 @@
     source.addEventListener("queue", refresh);
     source.onerror = function () {
       showState("reconnecting");
-      if (source.readyState === EventSource.CLOSED) { // refused outright: try again ourselves
+      if (source.readyState === EventSource.CLOSED) { // refused outright (signed out?)
+        refresh(); // goes to the sign-in page on 401
         setTimeout(connect, 2000);
       }
     };
