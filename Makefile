@@ -32,12 +32,14 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
 	else echo "make test needs mosquitto: sudo apt-get install mosquitto mosquitto-clients" >&2; exit 1; fi
 
-# The console's browser tests drive Debian's chromium (Playwright never downloads a browser).
+# The console's browser tests drive Debian's chromium (Playwright never downloads a browser);
+# a small Chinese font makes their screenshots legible in Chinese.
 browser-deps:
-	@if test -x /usr/bin/chromium; then :; \
+	@if test -x /usr/bin/chromium && fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		echo "installing chromium and fonts-wqy-microhei with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	elif test -x /usr/bin/chromium; then :; \
 	else echo "the console's browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi
 
 lint: install-test

@@ -166,9 +166,16 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     playwright_sync.expect(doctor_b.locator("tr.empty")).to_be_visible()
     assert "Zhang San" not in doctor_b.request.get("/console/queue").text()
 
+    # the language is switched from the page and kept on the account
+    dispatcher.click("#language-form button[value=zh]")
+    playwright_sync.expect(dispatcher.locator("h1")).to_have_text("未处理的警报")
+    playwright_sync.expect(dispatcher.locator("#live")).to_have_text("实时")
+    ARTIFACTS.mkdir(exist_ok=True)
+    dispatcher.screenshot(path=str(ARTIFACTS / "queue-zh.png"), full_page=True)
+
     # logging out ends the session: the old cookie no longer works
     old = dispatcher.context.cookies()
-    dispatcher.click("#logout-form button")
+    dispatcher.click("#logout-form button")  # 退出
     dispatcher.wait_for_url("**/console/login")
     replay = browser.new_context(base_url=deployment.base_url)
     contexts.append(replay)
