@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test system-deps lint clean
+.PHONY: demo test install install-test system-deps browser-deps lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,23 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
 	else echo "make test needs mosquitto: sudo apt-get install mosquitto mosquitto-clients" >&2; exit 1; fi
 
+# The console's browser tests drive Debian's chromium (Playwright never downloads a browser);
+# a small Chinese font makes their screenshots legible in Chinese.
+browser-deps:
+	@if test -x /usr/bin/chromium && fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and fonts-wqy-microhei with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	elif test -x /usr/bin/chromium; then :; \
+	else echo "the console's browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install-test system-deps lint
+test: install-test system-deps browser-deps lint
 	$(BIN)/pytest -q
 
 clean:

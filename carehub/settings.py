@@ -117,6 +117,21 @@ class ServerSettings(_Settings):
     )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
+    console_insecure_cookies: bool = Field(
+        False,
+        description="Send the console's session cookie without `Secure`, for local http only "
+        "(a browser never sends a `Secure` cookie over plain http).",
+    )
+    console_session_hours: float = Field(
+        12.0, gt=0, description="A console login lasts this long (hours), then asks again."
+    )
+    console_login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed console logins allowed per username, and per client address, "
+        "within `console_login_window_s`; further attempts are refused until it passes.",
+    )
+    console_login_window_s: float = Field(300.0, gt=0)
 
 
 class HubSettings(MqttSettings):

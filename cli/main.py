@@ -45,6 +45,8 @@ app.add_typer(report_app, name="report")
 app.add_typer(directory_app, name="directory")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers, admins).")
+app.add_typer(user_app, name="user")
 
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False
@@ -284,6 +286,48 @@ def sim_home(
         with contextlib.suppress(KeyboardInterrupt):
             while time.monotonic() < deadline:
                 time.sleep(0.2)
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Option(..., "--username", help="Sign-in name."),
+    role: str = typer.Option(..., "--role", help="dispatcher, doctor, installer or admin."),
+    team: str | None = typer.Option(None, "--team", help="The team (required for doctors)."),
+    language: str = typer.Option("zh", "--language", help="zh or en (switchable later)."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input's first line."
+    ),
+    config: Path | None = ConfigOpt,
+    database_url: str | None = typer.Option(None, help="SQLAlchemy URL [CAREHUB_DATABASE_URL]."),
+) -> None:
+    """Create a console account (the password is prompted for, or read with --password-stdin)."""
+    import sys
+    import time
+
+    from server.console.accounts import AccountError
+    from server.console.console_store import add_account_to
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = load(ServerSettings, config, database_url=database_url)
+    try:
+        account = asyncio.run(
+            add_account_to(
+                settings.database_url,
+                username,
+                password,
+                role,
+                team,
+                language,
+                int(time.time() * 1000),
+            )
+        )
+    except AccountError as e:
+        typer.echo(f"cannot add {username!r}: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"account {account.username} ({account.role.value}) created")
 
 
 def _register_tools() -> None:

@@ -18,6 +18,7 @@ from carehub.api_contract import HEALTH_PATH
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal, PostgresRelay, asyncpg_dsn
+from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
@@ -125,6 +126,8 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(responder.router)
     app.include_router(twilio_hooks.router)
+    app.include_router(console.router)
+    app.mount(console.STATIC_PATH, console.static, name="console-static")
 
     @app.get(HEALTH_PATH, tags=["ops"])
     async def health() -> dict[str, str]:

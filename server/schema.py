@@ -233,3 +233,48 @@ faults = sa.Table(
     sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
     sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
 )
+
+# ------------------------------------------------------------ the console (server/console)
+
+console_accounts = sa.Table(
+    "console_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("username", sa.String(80), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),  # argon2id
+    sa.Column("role", sa.String(16), nullable=False),  # server.console.accounts.Role
+    sa.Column("team_id", Id, sa.ForeignKey("teams.id"), nullable=True),
+    sa.Column("language", sa.String(8), nullable=False, server_default="zh"),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # sha256 of the cookie's id
+    sa.Column("account_id", Id, sa.ForeignKey("console_accounts.id"), nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+)
+
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("username", sa.String(80), nullable=False, index=True),
+    sa.Column("client", sa.String(64), nullable=False, index=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+)
+
+console_audit = sa.Table(
+    "console_audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("account_id", Id, nullable=False),  # kept if the account goes
+    sa.Column("username", sa.String(80), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # medical_notes | key_safe
+    sa.Column("elder_id", Id, nullable=False, index=True),
+    sa.Column("alarm_id", Id, nullable=True),
+)

@@ -44,6 +44,7 @@ async def upload_alarm(
         log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
         rt.escalator.kick()
         await rt.changes.notify(f"hub:{hub.hub_id}")
+        await rt.changes.notify("alarms")
     else:
         response.status_code = status.HTTP_200_OK
     return api.AlarmAccepted(alarm_id=body.alarm_id, state=state, created=created)
@@ -68,6 +69,7 @@ async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api
     await rt.dispatch.alarm_changed(hub.hub_id, body.alarm_id, rt.clock.now_ms())
     rt.escalator.kick()
     await rt.changes.notify(f"hub:{hub.hub_id}")
+    await rt.changes.notify("alarms")
     return api.AlarmStateAccepted(alarm_id=body.alarm_id, state=state)
 
 

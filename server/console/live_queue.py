@@ -1,0 +1,126 @@
+"""The dispatcher's queue: open alarms, most severe first, then oldest first, each with its
+elder, its escalation step and who was notified."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carehub.alarm_lifecycle import AlarmState, Severity
+from server.schema import alarms, doctors, elders, emergency_contacts, escalations, notifications
+
+CLOSED = (AlarmState.RESOLVED.value, AlarmState.CANCELLED.value)
+SEVERITY_RANK = {Severity.CRITICAL.value: 0, Severity.WARNING.value: 1}
+"""Lower is shown first; an unknown severity goes last."""
+
+
+@dataclass(frozen=True)
+class Notified:
+    name: str
+    status: str  # carehub.admin_contract.NotificationStatus
+    response: str | None  # accepted | declined
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    alarm_id: str
+    elder_id: str
+    elder_name: str
+    short_address: str
+    team_id: str
+    kind: str
+    severity: str
+    state: str
+    received_at_ms: int
+    step_position: int | None = None
+    step_status: str | None = None
+    step_due_at_ms: int | None = None
+    notified: tuple[Notified, ...] = field(default=())
+
+
+def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
+    """Severity (critical first), then age (oldest first), then id for a stable order."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            SEVERITY_RANK.get(r.severity, len(SEVERITY_RANK)),
+            r.received_at_ms,
+            r.alarm_id,
+        ),
+    )
+
+
+async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[QueueRow]:
+    """Alarms neither resolved nor cancelled; only `team_id`'s elders when it is given."""
+    query = (
+        sa.select(
+            alarms.c.id,
+            alarms.c.elder_id,
+            alarms.c.kind,
+            alarms.c.severity,
+            alarms.c.state,
+            alarms.c.received_at_ms,
+            elders.c.name,
+            elders.c.short_address,
+            elders.c.team_id,
+            escalations.c.position,
+            escalations.c.status,
+            escalations.c.due_at_ms,
+        )
+        .join(elders, elders.c.id == alarms.c.elder_id)
+        .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
+        .where(alarms.c.state.not_in(CLOSED))
+    )
+    if team_id is not None:
+        query = query.where(elders.c.team_id == team_id)
+    async with engine.connect() as conn:
+        found = (await conn.execute(query)).all()
+        ids = [r.id for r in found]
+        sent = (
+            (
+                await conn.execute(
+                    sa.select(
+                        notifications.c.alarm_id,
+                        notifications.c.status,
+                        notifications.c.response,
+                        sa.func.coalesce(doctors.c.name, emergency_contacts.c.name, "?").label(
+                            "who"
+                        ),
+                    )
+                    .outerjoin(doctors, doctors.c.id == notifications.c.doctor_id)
+                    .outerjoin(
+                        emergency_contacts, emergency_contacts.c.id == notifications.c.contact_id
+                    )
+                    .where(notifications.c.alarm_id.in_(ids))
+                    .order_by(notifications.c.created_at_ms, notifications.c.id)
+                )
+            ).all()
+            if ids
+            else []
+        )
+    by_alarm: dict[str, list[Notified]] = {}
+    for n in sent:
+        by_alarm.setdefault(n.alarm_id, []).append(Notified(n.who, n.status, n.response))
+    return queue_order(
+        [
+            QueueRow(
+                alarm_id=r.id,
+                elder_id=r.elder_id,
+                elder_name=r.name,
+                short_address=r.short_address,
+                team_id=r.team_id,
+                kind=r.kind,
+                severity=r.severity,
+                state=r.state,
+                received_at_ms=r.received_at_ms,
+                step_position=r.position,
+                step_status=r.status,
+                step_due_at_ms=r.due_at_ms,
+                notified=tuple(by_alarm.get(r.id, ())),
+            )
+            for r in found
+        ]
+    )

@@ -1,0 +1,132 @@
+"""What every console page shares: the signed-in session, `require` (roles and CSRF in one
+dependency), the cookies, and `render` (a template with the account's language)."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from server.console.accounts import Role, Session
+from server.console.console_store import ConsoleStore
+from server.console.i18n import LANGUAGES, translator
+from server.routes.deps import Runtime
+from server.runtime import ServerRuntime
+
+PREFIX = "/console"
+SESSION_COOKIE = "carehub_session"
+LOGIN_CSRF_COOKIE = "carehub_login_csrf"
+CSRF_FIELD = "csrf_token"
+
+templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+
+
+def console_store(rt: ServerRuntime) -> ConsoleStore:
+    return ConsoleStore(rt.store.engine)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def current_session(request: Request, rt: ServerRuntime) -> Session | None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    return await console_store(rt).session(session_id, rt.clock.now_ms())
+
+
+def _wants_page(request: Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
+async def _csrf_checked(request: Request, expected: str) -> None:
+    form = await request.form()
+    given = form.get(CSRF_FIELD)
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale: reload the page"
+        )
+
+
+def require(*roles: Role) -> Any:
+    """The dependency of every console route: a live session (else the login page for a
+    browser, 401 for a script), one of `roles` (any when none is given; else 403), and on
+    every POST the session's CSRF token in the form (else 403)."""
+
+    async def signed_in(request: Request, rt: Runtime) -> Session:
+        session = await current_session(request, rt)
+        if session is None:
+            if _wants_page(request):
+                raise HTTPException(
+                    status.HTTP_303_SEE_OTHER, "sign in", headers={"Location": f"{PREFIX}/login"}
+                )
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in at /console/login")
+        if roles and session.account.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this page is for {', '.join(r.value for r in roles)}; "
+                f"you are signed in as {session.account.role.value}",
+            )
+        if request.method == "POST":
+            await _csrf_checked(request, session.csrf_token)
+        request.state.console_session = session
+        return session
+
+    return Depends(signed_in)
+
+
+async def check_login_csrf(request: Request) -> None:
+    """The login form has no session yet: its token is a cookie the form must echo."""
+    await _csrf_checked(request, request.cookies.get(LOGIN_CSRF_COOKIE) or "\0missing")
+
+
+def set_cookie(
+    response: Response, rt: ServerRuntime, name: str, value: str, max_age_s: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=not rt.settings.console_insecure_cookies,
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    session: Session | None,
+    language: str | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """A page (or fragment) in the account's language, with the session's CSRF token for
+    its forms (``{{ csrf_field() }}``)."""
+    lang = language or (session.account.language if session else "zh")
+    token = session.csrf_token if session else context.pop("login_csrf", "")
+
+    def csrf_field() -> Markup:
+        return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
+
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": translator(lang),
+            "lang": lang,
+            "languages": LANGUAGES,
+            "account": session.account if session else None,
+            "csrf_field": csrf_field,
+            "prefix": PREFIX,
+            "Role": Role,
+            **context,
+        },
+        status_code=status_code,
+    )

@@ -1,0 +1,405 @@
+"""The console without a browser: accounts, sessions, CSRF, roles, rate limit, the queue's
+query and order, the catalogue, the alert tone and `carehub user add`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from carehub.alarm_lifecycle import AlarmKind, Severity
+from carehub.api_contract import AlarmUpload
+from carehub.clock import FakeClock
+from carehub.settings import ServerSettings
+from cli.main import app as cli_app
+from server.app import create_app
+from server.console.accounts import (
+    AccountError,
+    Role,
+    check_new_account,
+    hash_password,
+    login_allowed,
+    password_matches,
+)
+from server.console.console_store import ConsoleStore
+from server.console.i18n import MESSAGES, pick_language, translator
+from server.console.live_queue import QueueRow, open_alarms, queue_order
+from server.console.sound import alert_wav
+from server.db import make_engine, migrate
+from server.directory import Directory, load_directory
+from server.schema import alarms, console_sessions
+from server.sealed import Sealer
+from server.store import HubIdentity, ServerStore
+
+PASSWORD = "correct horse battery"
+SECRET = "s" * 32
+DIRECTORY = {
+    "teams": [{"id": "team-a", "name": "A"}, {"id": "team-b", "name": "B"}],
+    "doctors": [{"id": "li", "team": "team-a", "name": "Dr Li", "phone": "+8613800000001"}],
+    "elders": [
+        {
+            "id": "elder-a",
+            "team": "team-a",
+            "name": "Wang A",
+            "short_address": "A 1-101",
+            "medical_notes": "Warfarin; pacemaker",
+            "key_safe_code": "4711",
+            "contacts": [{"id": "son", "name": "Son A", "phone": "+8613900000001"}],
+        },
+        {"id": "elder-b", "team": "team-b", "name": "Zhao B", "short_address": "B 2-202"},
+    ],
+    "hubs": [
+        {"id": "hub-a", "elder": "elder-a", "token": "a" * 24},
+        {"id": "hub-b", "elder": "elder-b", "token": "b" * 24},
+    ],
+    "devices": [
+        {"id": "btn-a", "hub": "hub-a", "kind": "button"},
+        {"id": "btn-b", "hub": "hub-b", "kind": "button"},
+    ],
+}
+ACCOUNTS = [
+    ("disp", "dispatcher", None),
+    ("doc-a", "doctor", "team-a"),
+    ("doc-b", "doctor", "team-b"),
+    ("inst", "installer", None),
+    ("root", "admin", None),
+]
+
+
+# ------------------------------------------------------------ the core
+
+
+def test_new_accounts_are_checked() -> None:
+    assert check_new_account("li.wei", "doctor", "team-a", "en") is Role.DOCTOR
+    with pytest.raises(AccountError, match="role must be one of"):
+        check_new_account("x", "nurse", None, "zh")
+    with pytest.raises(AccountError, match="needs --team"):
+        check_new_account("x", "doctor", None, "zh")
+    with pytest.raises(AccountError, match="username"):
+        check_new_account("has space", "admin", None, "zh")
+    with pytest.raises(AccountError, match="language"):
+        check_new_account("x", "admin", None, "fr")
+    with pytest.raises(AccountError, match="at least"):
+        hash_password("short")
+
+
+def test_passwords_are_argon2_and_checked() -> None:
+    stored = hash_password(PASSWORD)
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert password_matches(stored, PASSWORD)
+    assert not password_matches(stored, PASSWORD + "!")
+    assert not password_matches("not a hash", PASSWORD)
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.integers(1, 20))
+def test_login_is_refused_once_either_count_reaches_the_limit(
+    by_user: int, by_client: int, limit: int
+) -> None:
+    assert login_allowed(by_user, by_client, limit) == (max(by_user, by_client) < limit)
+
+
+_rows = st.builds(
+    QueueRow,
+    alarm_id=st.text("abcdef", min_size=1, max_size=4),
+    elder_id=st.just("e"),
+    elder_name=st.just("e"),
+    short_address=st.just(""),
+    team_id=st.just("t"),
+    kind=st.just("button"),
+    severity=st.sampled_from(["critical", "warning", "info"]),
+    state=st.just("received"),
+    received_at_ms=st.integers(0, 10_000),
+)
+
+
+@given(st.lists(_rows, max_size=12))
+def test_queue_shows_critical_before_warning_then_oldest_first(rows: list[QueueRow]) -> None:
+    ordered = queue_order(rows)
+    assert sorted(map(id, ordered)) == sorted(map(id, rows))
+    rank = {"critical": 0, "warning": 1}
+    keys = [(rank.get(r.severity, 2), r.received_at_ms) for r in ordered]
+    assert keys == sorted(keys)
+
+
+def test_both_languages_have_every_message() -> None:
+    assert MESSAGES["zh"].keys() == MESSAGES["en"].keys()
+    assert translator("zh")("logout") == "退出"
+    assert translator("fr")("logout") == "Sign out"
+    assert translator("en")("no.such.key") == "no.such.key"
+    assert pick_language("en-GB,en;q=0.9") == "en"
+    assert pick_language("de") == "zh"
+
+
+def test_alert_tone_is_a_short_wav() -> None:
+    with wave.open(io.BytesIO(alert_wav())) as w:
+        seconds = w.getnframes() / w.getframerate()
+        assert w.getnchannels() == 1 and 0.1 < seconds < 1.0
+
+
+# ------------------------------------------------------------ the queue's query
+
+
+async def _seed(database_url: str, clock: FakeClock) -> None:
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine)
+        await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
+        store, accounts = ServerStore(engine), ConsoleStore(engine)
+        for username, role, team in ACCOUNTS:
+            await accounts.add_account(username, PASSWORD, role, team, "en", clock.now_ms())
+        for hub, device, severity in [
+            ("hub-a", "btn-a", Severity.WARNING),
+            ("hub-b", "btn-b", Severity.CRITICAL),
+        ]:
+            upload = AlarmUpload(
+                alarm_id=uuid.uuid4().hex,
+                device_id=device,
+                kind=AlarmKind.BUTTON,
+                severity=severity,
+                raised_at_ms=clock.now_ms(),
+            )
+            await store.store_alarm(HubIdentity(hub, "elder-" + hub[-1]), upload, clock.now_ms())
+            clock.advance(1)
+    finally:
+        await engine.dispose()
+
+
+async def test_open_alarms_by_severity_and_team(database_url: str) -> None:
+    await _seed(database_url, FakeClock())
+    engine = make_engine(database_url)
+    try:
+        everyone = await open_alarms(engine)
+        assert [r.elder_name for r in everyone] == ["Zhao B", "Wang A"]  # critical first
+        assert [r.elder_name for r in await open_alarms(engine, "team-a")] == ["Wang A"]
+        async with engine.begin() as conn:
+            await conn.execute(alarms.update().values(state="resolved"))
+        assert await open_alarms(engine) == []
+    finally:
+        await engine.dispose()
+
+
+# ------------------------------------------------------------ over HTTP
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
+    asyncio.run(_seed(url, FakeClock()))
+    return url
+
+
+def _client(db_url: str, **settings: object) -> Iterator[TestClient]:
+    s = ServerSettings(
+        database_url=db_url, console_insecure_cookies=True, secret_key=SECRET, **settings
+    )  # type: ignore[arg-type]
+    with TestClient(create_app(s), base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[TestClient]:
+    yield from _client(db_url)
+
+
+def _login_token(client: TestClient) -> str:
+    page = client.get("/console/login")
+    assert page.status_code == 200
+    return page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> int:
+    token = _login_token(client)
+    r = client.post(
+        "/console/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
+    return r.status_code
+
+
+def csrf(client: TestClient) -> str:
+    page = client.get("/console/", headers={"Accept": "text/html"})
+    return page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+def test_session_cookie_is_httponly_lax_and_secure_unless_configured(db_url: str) -> None:
+    for insecure in (False, True):
+        s = ServerSettings(database_url=db_url, console_insecure_cookies=insecure)
+        with TestClient(create_app(s), base_url="https://testserver") as c:
+            token = _login_token(c)
+            r = c.post(
+                "/console/login",
+                data={"username": "disp", "password": PASSWORD, "csrf_token": token},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303
+            cookie = r.headers["set-cookie"].lower()
+            assert "carehub_session=" in cookie and "httponly" in cookie
+            assert "samesite=lax" in cookie
+            assert ("secure" in cookie.replace("samesite", "")) is not insecure
+
+
+def test_sessions_are_stored_hashed_and_logout_ends_them(client: TestClient, db_url: str) -> None:
+    assert login(client, "disp") == 303
+    cookie = client.cookies["carehub_session"]
+    assert client.get("/console/queue").status_code == 200
+
+    async def stored() -> list[str]:
+        engine = make_engine(db_url)
+        async with engine.connect() as conn:
+            ids = list((await conn.execute(sa.select(console_sessions.c.id_hash))).scalars())
+        await engine.dispose()
+        return ids
+
+    ids = asyncio.run(stored())
+    assert len(ids) == 1 and cookie not in ids
+    token = csrf(client)
+    assert client.post("/console/logout", data={"csrf_token": token}).status_code == 200
+    client.cookies.set("carehub_session", cookie, path="/console")  # the old cookie, replayed
+    assert client.get("/console/queue").status_code == 401
+    assert asyncio.run(stored()) == []
+
+
+def test_posts_without_the_csrf_token_are_refused(client: TestClient) -> None:
+    assert login(client, "disp") == 303
+    assert client.post("/console/logout").status_code == 403
+    assert client.post("/console/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert client.get("/console/queue").status_code == 200  # still signed in
+    client.cookies.clear()
+    r = client.post("/console/login", data={"username": "disp", "password": PASSWORD})
+    assert r.status_code == 403
+
+
+def test_wrong_passwords_are_rate_limited_per_username_and_per_client(db_url: str) -> None:
+    for client in _client(db_url, console_login_max_failures=3):
+        assert login(client, "disp", "wrong password") == 401
+        assert login(client, "disp", "wrong password") == 401
+        assert login(client, "nobody", "wrong password") == 401
+        assert login(client, "root") == 429  # this client used up its failures
+    for client in _client(db_url, console_login_max_failures=3):
+        # the same database, a fresh limit window is not given by a restart
+        assert login(client, "disp") == 429
+
+
+def test_roles_see_what_they_need(client: TestClient) -> None:
+    assert (
+        client.get("/console/", headers={"Accept": "text/html"}, follow_redirects=False).headers[
+            "location"
+        ]
+        == "/console/login"
+    )
+    assert login(client, "disp") == 303
+    queue = client.get("/console/").text
+    assert "Zhao B" in queue and "Wang A" in queue
+    assert queue.index("Zhao B") < queue.index("Wang A")  # critical first
+    assert client.get("/console/audit").status_code == 403
+    assert client.get("/console/accounts").status_code == 403
+
+    client.cookies.clear()
+    assert login(client, "doc-a") == 303
+    queue = client.get("/console/queue").text
+    assert "Wang A" in queue and "Zhao B" not in queue
+
+    client.cookies.clear()
+    assert login(client, "inst") == 303
+    assert client.get("/console/queue").status_code == 403
+
+    client.cookies.clear()
+    assert login(client, "root") == 303
+    assert client.get("/console/accounts").status_code == 200
+    assert "doc-b" in client.get("/console/accounts").text
+
+
+def test_the_audit_log_shows_who_saw_medical_data_to_admins(
+    client: TestClient, db_url: str
+) -> None:
+    async def seen() -> None:
+        engine = make_engine(db_url)
+        store = ConsoleStore(engine)
+        found = await store.credentials("doc-a")
+        assert found is not None
+        await store.audit(found[0], "key_safe", "elder-a", None, 1_700_000_000_000)
+        await engine.dispose()
+
+    asyncio.run(seen())
+    assert login(client, "root") == 303
+    page = client.get("/console/audit").text
+    assert "doc-a" in page and "key-safe code" in page and "elder-a" in page
+
+
+def test_language_is_switched_and_stored_on_the_account(client: TestClient) -> None:
+    assert login(client, "disp") == 303
+    assert "Open alarms" in client.get("/console/").text
+    r = client.post("/console/language", data={"csrf_token": csrf(client), "language": "zh"})
+    assert r.status_code == 200 and "未处理的警报" in r.text
+    client.cookies.clear()
+    assert login(client, "disp") == 303
+    assert "未处理的警报" in client.get("/console/").text
+    refused = client.post("/console/language", data={"csrf_token": csrf(client), "language": "fr"})
+    assert refused.status_code == 400 and "zh, en" in refused.text
+
+
+def test_user_add_command(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    ok = runner.invoke(
+        cli_app,
+        [
+            "user",
+            "add",
+            "--username",
+            "amy",
+            "--role",
+            "dispatcher",
+            "--password-stdin",
+            "--database-url",
+            url,
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "amy (dispatcher) created" in ok.output
+    again = runner.invoke(
+        cli_app,
+        [
+            "user",
+            "add",
+            "--username",
+            "amy",
+            "--role",
+            "dispatcher",
+            "--password-stdin",
+            "--database-url",
+            url,
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert again.exit_code == 2 and "is taken" in again.output
+    unknown_team = runner.invoke(
+        cli_app,
+        [
+            "user",
+            "add",
+            "--username",
+            "bo",
+            "--role",
+            "doctor",
+            "--team",
+            "nope",
+            "--password-stdin",
+            "--database-url",
+            url,
+        ],
+        input=PASSWORD + "\n",
+    )
+    assert unknown_team.exit_code == 2 and "no team 'nope'" in unknown_team.output

@@ -1,0 +1,186 @@
+"""The console in a real browser (Playwright driving Debian's chromium) against real server
+and hub processes: a button press on MQTT reaches the queue within a second, the live feed
+outlives a server restart, and the roles, sessions and CSRF hold in the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.button import CallButton
+from server.console.console_store import add_account_to
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PASSWORD = "correct horse battery"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "chromium is not installed: run `make test` (it installs it)"
+            " or apt-get install chromium"
+        )
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(autouse=True)
+def console_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment's server runs on plain http: its cookies cannot be `Secure`."""
+    monkeypatch.setenv("CAREHUB_CONSOLE_INSECURE_COOKIES", "true")
+
+
+def add_accounts(tmp: Path) -> None:
+    """A second team beside the deployment's team-a, and an account of each kind (in a
+    worker thread: Playwright's event loop owns this one)."""
+    with sqlite3.connect(tmp / "server.db") as db:
+        db.execute("INSERT INTO teams (id, name) VALUES ('team-b', 'Team B')")
+    url = f"sqlite+aiosqlite:///{tmp / 'server.db'}"
+
+    async def add_all() -> None:
+        for username, role, team in [
+            ("disp", "dispatcher", None),
+            ("doc-a", "doctor", "team-a"),
+            ("doc-b", "doctor", "team-b"),
+        ]:
+            await add_account_to(url, username, PASSWORD, role, team, "en", 0)
+
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, add_all()).result()
+
+
+@pytest.fixture
+def contexts(browser) -> Iterator[list]:  # type: ignore[no-untyped-def]
+    """Browser contexts of one test, closed before its deployment stops (an open live feed
+    would hold the server's graceful shutdown)."""
+    opened: list = []
+    yield opened
+    for context in opened:
+        context.close()
+
+
+def sign_in(browser, contexts: list, base_url: str, username: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(base_url=base_url, locale="en-US")
+    contexts.append(context)
+    page = context.new_page()
+    page.goto("/console/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console/")
+    return page
+
+
+def press_and_see(page, port: int, device: str) -> float:  # type: ignore[no-untyped-def]
+    """Press `device` and return the seconds until its alarm row is on the page."""
+    rows = page.locator("tr[data-alarm-id]")
+    before = rows.count()
+    with CallButton(device, "127.0.0.1", port) as button:
+        assert button.connected.wait(5), "the button could not reach the broker"
+        start = time.monotonic()
+        button.press("press")
+        page.wait_for_function(
+            f"document.querySelectorAll('tr[data-alarm-id]').length > {before}", timeout=5000
+        )
+        return time.monotonic() - start
+
+
+def test_a_press_reaches_the_live_queue_within_a_second_and_after_a_restart(
+    browser, contexts, deployment
+) -> None:  # type: ignore[no-untyped-def]
+    add_accounts(deployment.tmp)
+    page = sign_in(browser, contexts, deployment.base_url, "disp")
+    live = page.locator("#live")
+    playwright_sync.expect(live).to_have_text("Live", timeout=5000)
+    assert page.locator("tr.empty").count() == 1
+
+    seconds = press_and_see(page, deployment.broker.port, "btn-1")
+    assert seconds < 1.0, f"the alarm took {seconds:.2f} s to appear"
+    row = page.locator("tr[data-alarm-id]").first
+    playwright_sync.expect(row).to_have_class(re.compile(r"\bnew\b"))  # the visual cue
+    playwright_sync.expect(row).to_contain_text("Zhang San")
+    playwright_sync.expect(row).to_contain_text("Bldg 3-501")
+    playwright_sync.expect(row).to_contain_text("Help button")
+    playwright_sync.expect(page.locator("#new-alarm")).to_be_visible()
+    playwright_sync.expect(row.locator("td.due")).to_have_text(re.compile(r"^\d+:\d\d$|due now"))
+    # the escalator's first step shows up live: who was told, the SMS status, the countdown
+    playwright_sync.expect(row.locator(".sms")).to_contain_text("Doctor A", timeout=5000)
+    playwright_sync.expect(row).to_contain_text("step 1")
+    playwright_sync.expect(row.locator("td.due")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+
+    deployment.server.stop()
+    playwright_sync.expect(live).to_have_text("Reconnecting…", timeout=5000)
+    deployment.server.start()
+    playwright_sync.expect(live).to_have_text("Live", timeout=20000)
+    deployment.wait_hub_online()
+    seconds = press_and_see(page, deployment.broker.port, "btn-2")
+    assert seconds < 1.0, f"after the restart the alarm took {seconds:.2f} s to appear"
+    assert page.locator("tr[data-alarm-id]").count() == 2
+
+
+def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]
+    add_accounts(deployment.tmp)
+    dispatcher = sign_in(browser, contexts, deployment.base_url, "disp")
+    press_and_see(dispatcher, deployment.broker.port, "btn-1")
+
+    # a dispatcher cannot open the admin pages
+    for path in ("/console/audit", "/console/accounts"):
+        response = dispatcher.goto(path)
+        assert response is not None and response.status == 403
+    dispatcher.goto("/console/")
+
+    # a form posted without its CSRF token (or with a forged one) is refused
+    assert dispatcher.request.post("/console/logout").status == 403
+    forged = dispatcher.request.post("/console/logout", form={"csrf_token": "forged"})
+    assert forged.status == 403
+    assert dispatcher.request.get("/console/queue").status == 200  # still signed in
+
+    # a doctor sees their own team's alarms only
+    doctor_a = sign_in(browser, contexts, deployment.base_url, "doc-a")
+    playwright_sync.expect(doctor_a.locator("tr[data-alarm-id]")).to_contain_text("Zhang San")
+    doctor_b = sign_in(browser, contexts, deployment.base_url, "doc-b")
+    playwright_sync.expect(doctor_b.locator("tr.empty")).to_be_visible()
+    assert "Zhang San" not in doctor_b.request.get("/console/queue").text()
+
+    # the language is switched from the page and kept on the account
+    dispatcher.click("#language-form button[value=zh]")
+    playwright_sync.expect(dispatcher.locator("h1")).to_have_text("未处理的警报")
+    playwright_sync.expect(dispatcher.locator("#live")).to_have_text("实时")
+    ARTIFACTS.mkdir(exist_ok=True)
+    dispatcher.screenshot(path=str(ARTIFACTS / "queue-zh.png"), full_page=True)
+
+    # logging out ends the session: the old cookie no longer works
+    old = dispatcher.context.cookies()
+    dispatcher.click("#logout-form button")  # 退出
+    dispatcher.wait_for_url("**/console/login")
+    replay = browser.new_context(base_url=deployment.base_url)
+    contexts.append(replay)
+    replay.add_cookies(old)
+    page = replay.new_page()
+    page.goto("/console/")
+    assert page.url.endswith("/console/login")
+    assert page.request.get("/console/queue").status == 401

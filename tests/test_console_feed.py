@@ -1,0 +1,94 @@
+"""The console's live feed across server processes: two servers on one PostgreSQL database,
+the browser's stream on one, the hub's upload on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carehub.api_contract import ALARMS_PATH
+from harness.broker import free_port
+from harness.processes import Child, wait_http_ok
+from server.console.console_store import add_account_to
+from tests.conftest import DIRECTORY
+
+pytestmark = pytest.mark.integration
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, str]]:
+    """Two server processes on one database: (first's URL, second's URL, hub token)."""
+    token = secrets.token_urlsafe(24)
+    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
+    children, urls = [], []
+    try:
+        for name in ("server-a", "server-b"):
+            port = free_port()
+            args = ["server", "--directory", str(tmp_path / "directory.toml")]
+            child = Child(
+                name,
+                args if name == "server-a" else ["server"],
+                {
+                    "CAREHUB_DATABASE_URL": pg_url,
+                    "CAREHUB_PORT": str(port),
+                    "CAREHUB_CONSOLE_INSECURE_COOKIES": "true",
+                },
+                tmp_path / f"{name}.log",
+            ).start()
+            children.append(child)
+            urls.append(f"http://127.0.0.1:{port}")
+            wait_http_ok(f"{urls[-1]}/healthz", 60, child)
+        asyncio.run(add_account_to(pg_url, "disp", PASSWORD, "dispatcher", None, "en", 0))
+        yield urls[0], urls[1], token
+    finally:
+        for child in children:
+            child.stop()
+
+
+def sign_in(client: httpx.Client) -> None:
+    page = client.get("/console/login").text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    r = client.post(
+        "/console/login", data={"username": "disp", "password": PASSWORD, "csrf_token": token}
+    )
+    assert r.status_code == 303, r.text
+
+
+def test_an_alarm_stored_by_one_process_reaches_the_feed_of_another(
+    two_servers: tuple[str, str, str],
+) -> None:
+    first, second, hub_token = two_servers
+    with httpx.Client(base_url=second, timeout=10) as browser:
+        sign_in(browser)
+        with browser.stream("GET", "/console/events") as feed:
+            assert feed.headers["content-type"].startswith("text/event-stream")
+            lines = feed.iter_lines()
+            assert "event: hello" in [next(lines), next(lines)]
+            upload = {
+                "alarm_id": uuid.uuid4().hex,
+                "device_id": "btn-1",
+                "kind": "button",
+                "raised_at_ms": int(time.time() * 1000),
+            }
+            start = time.monotonic()
+            stored = httpx.post(
+                f"{first}{ALARMS_PATH}",
+                json=upload,
+                headers={"Authorization": f"Bearer {hub_token}"},
+                timeout=10,
+            )
+            assert stored.status_code == 201, stored.text
+            for line in lines:  # keepalives every few seconds: the deadline is checked
+                assert time.monotonic() - start < 1.0, "no queue event within 1 s"
+                if line == "event: queue":
+                    break
+        rows = browser.get("/console/queue").text
+        assert "Zhang San" in rows
