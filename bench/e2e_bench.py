@@ -41,6 +41,7 @@ from bench.rig import (
     percentile,
     rounded,
     server_child,
+    sms_refs,
     write_directory,
 )
 from harness.broker import Mosquitto, free_port
@@ -237,8 +238,8 @@ def _report(
 ) -> dict[str, Any]:
     by_ref: dict[tuple[str, str], list[tuple[int, Any]]] = {}
     for at_ns, msg in sms.arrivals_ns:
-        ref = msg.body.rsplit(" ", 1)[-1]
-        by_ref.setdefault((msg.to, ref), []).append((at_ns, msg))
+        for ref in sms_refs(msg.body):
+            by_ref.setdefault((msg.to, ref), []).append((at_ns, msg))
     # the server names alarms by its own id (the SMS reference); a hub's ids are its own
     alarms = {(a["hub_id"], a["hub_alarm_id"]): a for a in admin.alarms(1000)}
     for p in presses:
@@ -255,7 +256,7 @@ def _report(
         if arrivals:
             p.sms_ns = arrivals[0][0]
     latencies = [(p.sms_ns - p.at_ns) / 1e6 for p in presses if p.sms_ns is not None]
-    sms_ms = {(m.to, m.body.rsplit(" ", 1)[-1]): m.received_ms for _, m in sms.arrivals_ns}
+    sms_ms = {(m.to, ref): m.received_ms for _, m in sms.arrivals_ns for ref in sms_refs(m.body)}
     to_hub, hub_to_server, server_to_sms = [], [], []
     for p in presses:
         a = alarms.get((p.home.hub_id, p.alarm_id or ""))

@@ -115,6 +115,13 @@ class ServerSettings(_Settings):
         description="The server's address as phones and Twilio see it: accept links in SMS "
         "and webhook signatures are built on it.",
     )
+    sms_max_per_number: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Texts one number gets in 15 min before the rest are merged into one "
+        "message (and over the limit, one merged message a minute).",
+    )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
     console_insecure_cookies: bool = Field(

@@ -94,7 +94,12 @@ def create_app(
             await relay.start()
         dispatch = DispatchStore(store, link_secret(settings))
         escalator = Escalator(
-            dispatch, notifier or make_notifier(settings), clk, changes, settings.public_base_url
+            dispatch,
+            notifier or make_notifier(settings),
+            clk,
+            changes,
+            settings.public_base_url,
+            max_per_number=settings.sms_max_per_number,
         )
         rt = ServerRuntime(settings, store, dispatch, escalator, changes, clk)
         app.state.runtime = rt

@@ -20,7 +20,7 @@ from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore, Message
 from server.notifier import Notifier, NotifierError
 from server.responder_store import refuse_opted_out
-from server.send_policy import WINDOW_MS, Outgoing, Waiting, plan_texts
+from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Waiting, plan_texts
 from server.sms_text import LINK
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ class Escalator:
         sweep_s: float = 1.0,
         concurrent_sms: int = 8,
         care_ttl_s: float = 5.0,
+        max_per_number: int = MAX_PER_WINDOW,
     ) -> None:
+        self._max_per_number = max_per_number
         self._dispatch = dispatch
         self._notifier = notifier
         self._clock = clock
@@ -102,7 +104,8 @@ class Escalator:
         now = self._clock.now_ms()
         rendered = {m.id: self._render(m) for m in msgs}
         history = await self._dispatch.recent_texts({m.to_phone for m in msgs}, now - WINDOW_MS)
-        plan = plan_texts([Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs], history, now)
+        waiting = [Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs]
+        plan = plan_texts(waiting, history, now, self._max_per_number)
         by_id = {m.id: m for m in msgs}
         held = [m for m in msgs if m.to_phone in plan.held_until_ms]
         for number, until in plan.held_until_ms.items():
