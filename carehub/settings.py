@@ -117,6 +117,12 @@ class ServerSettings(_Settings):
     )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
+    sms_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A message claimed for sending by a server process that then died is "
+        "claimed again by another after this long (at-least-once SMS).",
+    )
 
 
 class HubSettings(MqttSettings):

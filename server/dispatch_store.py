@@ -107,9 +107,12 @@ def alarm_ref(alarm_id: str) -> str:
 
 
 class DispatchStore:
-    def __init__(self, store: ServerStore, link_secret: bytes) -> None:
+    def __init__(
+        self, store: ServerStore, link_secret: bytes, send_lease_ms: int = SEND_LEASE_MS
+    ) -> None:
         self.store = store
         self.link_secret = link_secret
+        self.send_lease_ms = send_lease_ms
         self.engine = store.engine
         self._pg = self.engine.dialect.name == "postgresql"
 
@@ -373,7 +376,7 @@ class DispatchStore:
             "to_phone": to_phone or member.phone,
             "position": position,
             "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
-            "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+            "next_attempt_at_ms": now_ms + self.send_lease_ms,
             "link_token_hash": token_hash(link_token(self.link_secret, nid)) if link else None,
             "link_expires_at_ms": now_ms + LINK_TTL_MS if link else None,
             "reply_code": reply_code,
@@ -501,7 +504,7 @@ class DispatchStore:
                 "created_at_ms": now_ms,
                 "to_phone": c.phone,
                 "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
-                "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+                "next_attempt_at_ms": now_ms + self.send_lease_ms,
             }
             result = await conn.execute(self._insert_ignore(notifications, values))
             if result.rowcount:
@@ -594,7 +597,7 @@ class DispatchStore:
                     .values(
                         status="sending",
                         attempts=notifications.c.attempts + 1,
-                        next_attempt_at_ms=now_ms + SEND_LEASE_MS,
+                        next_attempt_at_ms=now_ms + self.send_lease_ms,
                     )
                 )
         return [
