@@ -12,6 +12,7 @@ when the lease runs out (at-least-once SMS, as before).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -128,52 +129,9 @@ class DispatchStore:
             team_rows = (await conn.execute(sa.select(teams))).all()
             member_rows = (await conn.execute(sa.select(doctors))).all()
             policy_rows = (await conn.execute(sa.select(escalation_policies))).all()
-        members = {
-            r.id: Member(r.id, r.team_id, r.name, r.phone, r.language, r.role) for r in member_rows
-        }
-        team_views: dict[str, TeamView] = {}
-        for t in team_rows:
-            entry = Team(
-                id=t.id,
-                name=t.name,
-                kind=t.kind,
-                time_zone=t.time_zone,
-                roster=RosterEntry.model_validate(t.roster) if t.roster else None,
-            )
-            team_members = [
-                Doctor(
-                    id=m.id,
-                    team=m.team_id,
-                    name=m.name,
-                    phone=m.phone,
-                    on_duty=m.on_duty,
-                    priority=m.priority,
-                )
-                for m in member_rows
-                if m.team_id == t.id
-            ]
-            base = GeoPoint(t.base_lat, t.base_lon) if t.base_lat is not None else None
-            team_views[t.id] = TeamView(
-                t.id,
-                t.name,
-                roster_dutyroster(entry, team_members),
-                t.kind,
-                base,
-                tuple(t.backup_team_ids or ()),
-                dict(t.policies or {}),
-            )
-        policies = {
-            p.id: EscalationPolicy(
-                p.id,
-                tuple(
-                    Step(Target(s["target"]), float(s["wait_s"]), int(s.get("rank", 0)))
-                    for s in p.definition["steps"]
-                ),
-                int(p.definition.get("repeat", 1)),
-            )
-            for p in policy_rows
-        }
-        return CareMap(team_views, members, policies)
+        # building is pure CPU (a second for 10 000 teams): off the event loop, so requests
+        # are answered meanwhile
+        return await asyncio.to_thread(build_care_map, team_rows, member_rows, policy_rows)
 
     # ------------------------------------------------------------ ladders
 
@@ -869,6 +827,60 @@ class DispatchStore:
                     return Answer(True, state, "arrival recorded", n.doctor_id), msgs
                 return Answer(True, state, "arrival already recorded", n.doctor_id), []
             raise ValueError(f"unknown action {action!r}")
+
+
+def build_care_map(
+    team_rows: Sequence[Any], member_rows: Sequence[Any], policy_rows: Sequence[Any]
+) -> CareMap:
+    """The care map from the directory's rows (teams, members, escalation policies)."""
+    members = {
+        r.id: Member(r.id, r.team_id, r.name, r.phone, r.language, r.role) for r in member_rows
+    }
+    by_team: dict[str, list[Any]] = {}
+    for m in member_rows:  # grouped once: a scan per team is quadratic in the directory
+        by_team.setdefault(m.team_id, []).append(m)
+    team_views: dict[str, TeamView] = {}
+    for t in team_rows:
+        entry = Team(
+            id=t.id,
+            name=t.name,
+            kind=t.kind,
+            time_zone=t.time_zone,
+            roster=RosterEntry.model_validate(t.roster) if t.roster else None,
+        )
+        team_members = [
+            Doctor(
+                id=m.id,
+                team=m.team_id,
+                name=m.name,
+                phone=m.phone,
+                on_duty=m.on_duty,
+                priority=m.priority,
+            )
+            for m in by_team.get(t.id, [])
+        ]
+        base = GeoPoint(t.base_lat, t.base_lon) if t.base_lat is not None else None
+        team_views[t.id] = TeamView(
+            t.id,
+            t.name,
+            roster_dutyroster(entry, team_members),
+            t.kind,
+            base,
+            tuple(t.backup_team_ids or ()),
+            dict(t.policies or {}),
+        )
+    policies = {
+        p.id: EscalationPolicy(
+            p.id,
+            tuple(
+                Step(Target(s["target"]), float(s["wait_s"]), int(s.get("rank", 0)))
+                for s in p.definition["steps"]
+            ),
+            int(p.definition.get("repeat", 1)),
+        )
+        for p in policy_rows
+    }
+    return CareMap(team_views, members, policies)
 
 
 class _AlarmRow:
