@@ -346,7 +346,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
         await c.aclose()
     return {
         "kind": phase.kind,
-        "requests": len(events),
+        "requests": sum(ok.values()) + sum(failed.values()),  # alarm retries included
         "ok": ok,
         "failed": failed,
         "alarms": alarms,
