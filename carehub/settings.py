@@ -139,6 +139,12 @@ class ServerSettings(_Settings):
         "within `console_login_window_s`; further attempts are refused until it passes.",
     )
     console_login_window_s: float = Field(300.0, gt=0)
+    sms_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="A message claimed for sending by a server process that then died is "
+        "claimed again by another after this long (at-least-once SMS).",
+    )
 
 
 class HubSettings(MqttSettings):

@@ -337,6 +337,7 @@ def _register_tools() -> None:
     from bench.e2e_bench import bench_e2e
     from bench.edge_bench import bench_edge
     from bench.hub_load import bench_hub
+    from bench.server_bench import bench_server
     from evaluation.fall_cli import eval_fall
     from evaluation.vitals_cli import eval_vitals, generate_vitals
 
@@ -347,6 +348,7 @@ def _register_tools() -> None:
     bench_app.command("hub")(bench_hub)
     bench_app.command("e2e")(bench_e2e)
     bench_app.command("chaos")(bench_chaos)
+    bench_app.command("server")(bench_server)
 
 
 _register_tools()

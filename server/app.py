@@ -92,7 +92,9 @@ def create_app(
         )
         if relay is not None:  # other server processes' changes wake our long-polls
             await relay.start()
-        dispatch = DispatchStore(store, link_secret(settings))
+        dispatch = DispatchStore(
+            store, link_secret(settings), send_lease_ms=int(settings.sms_lease_s * 1000)
+        )
         escalator = Escalator(
             dispatch,
             notifier or make_notifier(settings),

@@ -12,6 +12,7 @@ when the lease runs out (at-least-once SMS, as before).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -107,9 +108,12 @@ def alarm_ref(alarm_id: str) -> str:
 
 
 class DispatchStore:
-    def __init__(self, store: ServerStore, link_secret: bytes) -> None:
+    def __init__(
+        self, store: ServerStore, link_secret: bytes, send_lease_ms: int = SEND_LEASE_MS
+    ) -> None:
         self.store = store
         self.link_secret = link_secret
+        self.send_lease_ms = send_lease_ms
         self.engine = store.engine
         self._pg = self.engine.dialect.name == "postgresql"
 
@@ -125,52 +129,9 @@ class DispatchStore:
             team_rows = (await conn.execute(sa.select(teams))).all()
             member_rows = (await conn.execute(sa.select(doctors))).all()
             policy_rows = (await conn.execute(sa.select(escalation_policies))).all()
-        members = {
-            r.id: Member(r.id, r.team_id, r.name, r.phone, r.language, r.role) for r in member_rows
-        }
-        team_views: dict[str, TeamView] = {}
-        for t in team_rows:
-            entry = Team(
-                id=t.id,
-                name=t.name,
-                kind=t.kind,
-                time_zone=t.time_zone,
-                roster=RosterEntry.model_validate(t.roster) if t.roster else None,
-            )
-            team_members = [
-                Doctor(
-                    id=m.id,
-                    team=m.team_id,
-                    name=m.name,
-                    phone=m.phone,
-                    on_duty=m.on_duty,
-                    priority=m.priority,
-                )
-                for m in member_rows
-                if m.team_id == t.id
-            ]
-            base = GeoPoint(t.base_lat, t.base_lon) if t.base_lat is not None else None
-            team_views[t.id] = TeamView(
-                t.id,
-                t.name,
-                roster_dutyroster(entry, team_members),
-                t.kind,
-                base,
-                tuple(t.backup_team_ids or ()),
-                dict(t.policies or {}),
-            )
-        policies = {
-            p.id: EscalationPolicy(
-                p.id,
-                tuple(
-                    Step(Target(s["target"]), float(s["wait_s"]), int(s.get("rank", 0)))
-                    for s in p.definition["steps"]
-                ),
-                int(p.definition.get("repeat", 1)),
-            )
-            for p in policy_rows
-        }
-        return CareMap(team_views, members, policies)
+        # building is pure CPU (a second for 10 000 teams): off the event loop, so requests
+        # are answered meanwhile
+        return await asyncio.to_thread(build_care_map, team_rows, member_rows, policy_rows)
 
     # ------------------------------------------------------------ ladders
 
@@ -373,7 +334,7 @@ class DispatchStore:
             "to_phone": to_phone or member.phone,
             "position": position,
             "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
-            "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+            "next_attempt_at_ms": now_ms + self.send_lease_ms,
             "link_token_hash": token_hash(link_token(self.link_secret, nid)) if link else None,
             "link_expires_at_ms": now_ms + LINK_TTL_MS if link else None,
             "reply_code": reply_code,
@@ -501,7 +462,7 @@ class DispatchStore:
                 "created_at_ms": now_ms,
                 "to_phone": c.phone,
                 "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
-                "next_attempt_at_ms": now_ms + SEND_LEASE_MS,
+                "next_attempt_at_ms": now_ms + self.send_lease_ms,
             }
             result = await conn.execute(self._insert_ignore(notifications, values))
             if result.rowcount:
@@ -594,7 +555,7 @@ class DispatchStore:
                     .values(
                         status="sending",
                         attempts=notifications.c.attempts + 1,
-                        next_attempt_at_ms=now_ms + SEND_LEASE_MS,
+                        next_attempt_at_ms=now_ms + self.send_lease_ms,
                     )
                 )
         return [
@@ -866,6 +827,60 @@ class DispatchStore:
                     return Answer(True, state, "arrival recorded", n.doctor_id), msgs
                 return Answer(True, state, "arrival already recorded", n.doctor_id), []
             raise ValueError(f"unknown action {action!r}")
+
+
+def build_care_map(
+    team_rows: Sequence[Any], member_rows: Sequence[Any], policy_rows: Sequence[Any]
+) -> CareMap:
+    """The care map from the directory's rows (teams, members, escalation policies)."""
+    members = {
+        r.id: Member(r.id, r.team_id, r.name, r.phone, r.language, r.role) for r in member_rows
+    }
+    by_team: dict[str, list[Any]] = {}
+    for m in member_rows:  # grouped once: a scan per team is quadratic in the directory
+        by_team.setdefault(m.team_id, []).append(m)
+    team_views: dict[str, TeamView] = {}
+    for t in team_rows:
+        entry = Team(
+            id=t.id,
+            name=t.name,
+            kind=t.kind,
+            time_zone=t.time_zone,
+            roster=RosterEntry.model_validate(t.roster) if t.roster else None,
+        )
+        team_members = [
+            Doctor(
+                id=m.id,
+                team=m.team_id,
+                name=m.name,
+                phone=m.phone,
+                on_duty=m.on_duty,
+                priority=m.priority,
+            )
+            for m in by_team.get(t.id, [])
+        ]
+        base = GeoPoint(t.base_lat, t.base_lon) if t.base_lat is not None else None
+        team_views[t.id] = TeamView(
+            t.id,
+            t.name,
+            roster_dutyroster(entry, team_members),
+            t.kind,
+            base,
+            tuple(t.backup_team_ids or ()),
+            dict(t.policies or {}),
+        )
+    policies = {
+        p.id: EscalationPolicy(
+            p.id,
+            tuple(
+                Step(Target(s["target"]), float(s["wait_s"]), int(s.get("rank", 0)))
+                for s in p.definition["steps"]
+            ),
+            int(p.definition.get("repeat", 1)),
+        )
+        for p in policy_rows
+    }
+    return CareMap(team_views, members, policies)
 
 
 class _AlarmRow:

@@ -247,3 +247,26 @@ def test_percentile_interpolates() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([0.0, 10.0], 99) == pytest.approx(9.9)
+
+
+@pytest.mark.integration
+def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
+    from bench.server_bench import KEYS, pg_available
+
+    r = last_json_line(
+        "server", "--hubs", "120", "--alarm-rate", "4", "--seconds", "3", timeout=110
+    )
+    backends = ["sqlite", "postgresql"] if pg_available() else ["sqlite"]
+    assert sorted(r) == sorted(backends), r.keys()
+    for name in backends:
+        b, detail = r[name], r[name]["detail"]
+        for key in KEYS:
+            assert isinstance(b[key], int | float), (name, key, b)
+        assert detail["server_processes"] == (2 if name == "postgresql" else 1)
+        assert detail["load"]["alarms"] == detail["storm"]["alarms"] == 12
+        assert b["storm_lost"] == 0 and detail["load"]["without_sms"] == 0, detail
+        assert detail["alarms_stored"] == 24, detail
+        # every hub came back in the storm: a heartbeat and two fault reports each
+        assert detail["storm"]["ok"] == {"noop": 0, "heartbeat": 120, "fault": 240, "alarm": 12}
+        assert 0 < b["latency_ms_p50"] <= b["latency_ms_p99"]
+        assert b["throughput_ratio"] > 0
