@@ -21,7 +21,7 @@ from carehub.api_contract import AlarmUpload, FaultReport
 from carehub.clock import FakeClock
 from server.console.alarm_detail import TimelineEntry, lifecycle, merged_timeline
 from server.console.health_board import lasted
-from server.console.plots import acceleration_svg, magnitudes, series_svg
+from server.console.plots import acceleration_svg, calendar_days, magnitudes, series_svg
 from server.db import make_engine
 from server.schema import alarm_events, alarms, console_audit, escalations, notifications
 from server.store import HubIdentity, ServerStore
@@ -297,3 +297,17 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
     client.cookies.clear()
     assert login(client, "inst") == 303
     assert client.get("/console/kpi").status_code == 403
+
+
+def test_calendar_days_cover_the_window_in_the_time_zone() -> None:
+    day = 86_400_000
+    start = 1_763_942_400_000  # 2025-11-24 00:00 UTC = 08:00 in Shanghai
+    assert calendar_days(start, start + 2 * day, "UTC") == [
+        "2025-11-24",
+        "2025-11-25",
+        "2025-11-26",
+    ]
+    assert calendar_days(start - 9 * 3_600_000, start, "Asia/Shanghai") == [
+        "2025-11-23",
+        "2025-11-24",
+    ]

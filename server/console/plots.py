@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
@@ -117,3 +119,16 @@ def series_svg(
             parts.append(_text(x + slot / 2, HEIGHT - PAD + 16, label[5:], 10, "middle"))
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def calendar_days(since_ms: int, until_ms: int, time_zone: str) -> list[str]:
+    """Every ISO date in `time_zone` from `since_ms` to `until_ms` (epoch ms), so a plot
+    shows the days without alarms as empty slots."""
+    zone = ZoneInfo(time_zone)
+    day = datetime.fromtimestamp(since_ms / 1000, UTC).astimezone(zone).date()
+    last = datetime.fromtimestamp(until_ms / 1000, UTC).astimezone(zone).date()
+    out = []
+    while day <= last:
+        out.append(day.isoformat())
+        day += timedelta(days=1)
+    return out

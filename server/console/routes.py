@@ -36,7 +36,7 @@ from server.console.elder_card import ElderCard, elder_card, elder_position, sea
 from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import CLOSED, open_alarms
-from server.console.plots import acceleration_svg, series_svg
+from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.sound import alert_wav
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -469,12 +469,15 @@ async def kpi_page(
     if scope is not None:
         rows = [r for r in rows if r.team_id == scope]
     report = kpi_report(rows, since, until, time_zone)
-    labels = [d.day for d in report.days]
+    labels = calendar_days(since, until, time_zone)
+    by_day = {d.day: d.overall for d in report.days}
+
+    def per_day(figure: str) -> list[float | None]:
+        return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
+
     plots = {
-        "accepted_60s": series_svg(labels, [d.overall.accepted_60s for d in report.days], "%", 100),
-        "arrived_in_circle": series_svg(
-            labels, [d.overall.arrived_in_circle for d in report.days], "%", 100
-        ),
-        "accept_p50_s": series_svg(labels, [d.overall.accept_p50_s for d in report.days], "s"),
+        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100),
+        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100),
+        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), "s"),
     }
     return render(request, "console/kpi.html", session, report=report, plots=plots, days=days)
