@@ -192,7 +192,18 @@ def test_an_operator_works_an_alarm_from_its_page(browser, contexts, deployment)
     record the hub reads."""
     add_accounts(deployment.tmp)
     page = sign_in(browser, contexts, deployment.base_url, "disp")
-    press_and_see(page, deployment.broker.port, "btn-1")
+    with CallButton("btn-1", "127.0.0.1", deployment.broker.port) as button:
+        assert button.connected.wait(5), "the button could not reach the broker"
+        seq = button.press("press")
+        page.wait_for_selector("tr[data-alarm-id] a.open-alarm", timeout=5000)
+        _work_the_alarm(page, deployment)
+        resolved = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == "resolved", 10)
+        assert resolved is not None, "the hub did not tell the button the alarm was resolved"
+    page.goto("/console/")
+    playwright_sync.expect(page.locator("tr.empty")).to_be_visible()  # off the queue
+
+
+def _work_the_alarm(page, deployment) -> None:  # type: ignore[no-untyped-def]
     page.locator("tr[data-alarm-id] a.open-alarm").first.click()
     page.wait_for_url(re.compile(r".*/console/alarms/\w+$"))
     alarm_id = page.url.rsplit("/", 1)[1]
@@ -223,8 +234,6 @@ def test_an_operator_works_an_alarm_from_its_page(browser, contexts, deployment)
     playwright_sync.expect(page.locator("#lifecycle")).to_contain_text("cleared")
     playwright_sync.expect(timeline.locator("li.ev-state").last).to_contain_text("resolved")
     assert deployment.alarm(alarm_id)["state"] == "resolved"
-    page.goto("/console/")
-    playwright_sync.expect(page.locator("tr.empty")).to_be_visible()  # off the queue
 
 
 def _fall_upload(now_ms: int) -> dict:

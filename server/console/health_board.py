@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.schema import doctors, elders, faults, hubs, notifications
+from server.schema import alarms, doctors, elders, faults, hubs, notifications
 
 FAULT_SECTIONS = ("device_offline", "battery_low", "sensor_not_worn")
 SMS_FAILED = ("undelivered", "failed")
@@ -60,8 +60,10 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                     notifications.c.alarm_id,
                     sa.func.coalesce(doctors.c.name, notifications.c.to_phone, "?").label("who"),
                 )
+                .join(alarms, alarms.c.id == notifications.c.alarm_id)
+                .join(elders, elders.c.id == alarms.c.elder_id)
                 .outerjoin(doctors, doctors.c.id == notifications.c.doctor_id)
-                .where(notifications.c.status.in_(SMS_FAILED))
+                .where(notifications.c.status.in_(SMS_FAILED), *scope)
                 .order_by(notifications.c.created_at_ms)
                 .limit(200)
             )
