@@ -311,3 +311,52 @@ def test_calendar_days_cover_the_window_in_the_time_zone() -> None:
         "2025-11-23",
         "2025-11-24",
     ]
+
+
+def test_key_safe_is_revealed_on_the_alarm_page_and_audited(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, fall = seeded
+    assert login(client, "disp") == 303
+    assert "4711" not in client.get(f"/console/alarms/{fall}").text
+    r = client.post(f"/console/alarms/{fall}/key-safe", data={"csrf_token": csrf(client)})
+    assert r.status_code == 200 and 'id="key-safe-code"' in r.text and "4711" in r.text
+    seen = _rows(url, sa.select(console_audit.c.action).order_by(console_audit.c.id))
+    assert seen == [("medical_notes",), ("medical_notes",), ("key_safe",)]
+    assert client.post(f"/console/alarms/{fall}/key-safe").status_code == 403  # no CSRF token
+
+
+def test_a_vitals_alarm_shows_readings_and_news2_sub_scores(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, _ = seeded
+
+    async def vitals_alarm() -> str:
+        engine = make_engine(url)
+        upload = AlarmUpload(
+            alarm_id=uuid.uuid4().hex,
+            device_id="btn-a",
+            kind=AlarmKind.VITALS,
+            severity=Severity.WARNING,
+            raised_at_ms=FakeClock().now_ms(),
+            details={
+                "reason": "news2",
+                "scores": {"hr": 3, "spo2": 1, "total": 4},
+                "readings": {"hr": 134, "spo2": 95},
+            },
+        )
+        await ServerStore(engine).store_alarm(HUB_A, upload, FakeClock().now_ms())
+        async with engine.connect() as conn:
+            found = await conn.scalar(sa.select(alarms.c.id).where(alarms.c.kind == "vitals"))
+        await engine.dispose()
+        return str(found)
+
+    alarm_id = asyncio.run(vitals_alarm())
+    assert login(client, "doc-a") == 303
+    page = client.get(f"/console/alarms/{alarm_id}").text
+    table = page.split('id="vitals"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r'class="triggered"><td>Heart rate \(bpm\)</td><td>134</td><td>3<', table)
+    assert "NEWS2 total</td><td>—</td><td>4<" in table
+    client.cookies.clear()
+    assert login(client, "inst") == 303
+    assert 'id="vitals"' not in client.get(f"/console/alarms/{alarm_id}").text

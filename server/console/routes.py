@@ -249,27 +249,33 @@ async def reveal_key_safe(
 ) -> Response:
     """Unseal the key-safe code for this one page view; each reveal is recorded."""
     card = await _visible_elder(rt, session, elder_id)
-    sealed = await sealed_key_safe(rt.store.engine, elder_id)
+    code = await _reveal(rt, session, card, alarm)
+    return render(
+        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
+    )
+
+
+async def _reveal(rt: ServerRuntime, session: Session, card: ElderCard, alarm: str | None) -> str:
+    """The elder's key-safe code, unsealed, the reveal written to the audit log."""
+    sealed = await sealed_key_safe(rt.store.engine, card.id)
     if sealed is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this elder has no key-safe code on file")
     if rt.settings.secret_key is None:
-        log.error("console: key-safe code of %s cannot be opened: no CAREHUB_SECRET_KEY", elder_id)
+        log.error("console: key-safe code of %s cannot be opened: no CAREHUB_SECRET_KEY", card.id)
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the server has no CAREHUB_SECRET_KEY to open the code"
         )
     try:
         code = Sealer(rt.settings.secret_key.get_secret_value()).unseal(sealed)
     except SealError:
-        log.error("console: key-safe code of %s does not open with this key", elder_id)
+        log.error("console: key-safe code of %s does not open with this key", card.id)
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the code was sealed with another CAREHUB_SECRET_KEY"
         ) from None
     await console_store(rt).audit(
         session.account, AUDIT_KEY_SAFE, card.id, alarm, rt.clock.now_ms()
     )
-    return render(
-        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
-    )
+    return code
 
 
 # ------------------------------------------------------------ admin pages
@@ -328,6 +334,16 @@ async def alarm_page(
 ) -> Response:
     """The operator screen of one alarm. Installers get it without any medical data; a view
     of the elder's medical notes is recorded in the audit log."""
+    return await _alarm_screen(request, rt, alarm_id, session)
+
+
+async def _alarm_screen(
+    request: Request,
+    rt: ServerRuntime,
+    alarm_id: str,
+    session: Session,
+    reveal: bool = False,
+) -> Response:
     view = await _visible_alarm(rt, session, alarm_id)
     card = await elder_card(rt.store.engine, view.elder_id)
     assert card is not None  # alarms.elder_id is a foreign key
@@ -336,6 +352,7 @@ async def alarm_page(
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm_id, rt.clock.now_ms()
         )
+    code = await _reveal(rt, session, card, alarm_id) if reveal and medical else None
     plot = None
     window = fall_window(view.details) if view.kind == "fall" else None
     if window is not None:
@@ -357,7 +374,7 @@ async def alarm_page(
         members=members,
         outcomes=OUTCOMES,
         now_ms=rt.clock.now_ms(),
-        error=request.query_params.get("error"),
+        key_safe_code=code,
     )
 
 
@@ -389,7 +406,10 @@ async def alarm_action(
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
-    resolve (outcome): each recorded in the alarm's events with who and when."""
+    resolve (outcome): each recorded in the alarm's events with who and when. key-safe
+    shows the page with the code revealed (recorded in the audit log)."""
+    if action == "key-safe":  # this page again, the code shown (and the reveal audited)
+        return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
     view = await _visible_alarm(rt, session, alarm_id)
     form = await request.form()
     engine, now, who = rt.store.engine, rt.clock.now_ms(), session.account
