@@ -5,6 +5,10 @@ Starts a broker, the server (SQLite in a temporary directory, or the database gi
 pendant) as real processes and devices, presses the button, and reads each step's time back
 from where it was recorded: the device's acks, the server's alarm record and its dispatch
 events.
+
+With ``--keep-running`` it then stays up until Ctrl-C: it creates a dispatcher account,
+prints the console's URL and sign-in, and the simulated home presses its call button now
+and then, so the console's queue has something to show.
 """
 
 from __future__ import annotations
@@ -78,11 +82,23 @@ class Step:
     text: str
 
 
-def run_demo(keep: bool = False, broker_kind: str = "auto", database_url: str | None = None) -> int:
+DEMO_DISPATCHER = "dispatcher"
+
+
+def run_demo(
+    keep: bool = False,
+    broker_kind: str = "auto",
+    database_url: str | None = None,
+    keep_running: bool = False,
+    alarm_every_s: float = 60.0,
+) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="carehub-demo-"))
     children: list[Child] = []
     try:
-        return _run(tmp, children, broker_kind, database_url)
+        return _run(tmp, children, broker_kind, database_url, keep_running, alarm_every_s)
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+        return 0
     finally:
         for child in reversed(children):
             child.stop()
@@ -94,7 +110,14 @@ def run_demo(keep: bool = False, broker_kind: str = "auto", database_url: str | 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str | None) -> int:
+def _run(
+    tmp: Path,
+    children: list[Child],
+    broker_kind: str,
+    database_url: str | None,
+    keep_running: bool = False,
+    alarm_every_s: float = 60.0,
+) -> int:
     from firmware_sim.button import CallButton
     from firmware_sim.pendant import FallPendant
     from firmware_sim.wearable import Wearable
@@ -120,6 +143,8 @@ def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str |
         "CAREHUB_ADMIN_TOKEN": admin,
         "CAREHUB_NOTIFIER": "console",
         "CAREHUB_PUBLIC_BASE_URL": f"http://127.0.0.1:{http_port}",
+        "CAREHUB_CONSOLE_INSECURE_COOKIES": "true",  # plain http on this machine
+        "CAREHUB_SECRET_KEY": secrets.token_urlsafe(32),
     }
     server = Child(
         "server",
@@ -161,9 +186,49 @@ def _run(tmp: Path, children: list[Child], broker_kind: str, database_url: str |
             lambda a: a.seq == seq and a.state.value == "dispatched", 20
         )
         received = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == "received", 0)
+        if keep_running and dispatched is not None:
+            _print_result(admin_api, server, dispatched, received, press_ms, seq)
+            _serve(server_env["CAREHUB_DATABASE_URL"], base, button, alarm_every_s)
     if dispatched is None or received is None:
         print("FAILED: the button got no 'dispatched' ack within 20 s")
         print(f"--- hub log\n{hub.log_tail()}\n--- server log\n{server.log_tail()}")
+        return 1
+    if keep_running:
+        return 0
+    return _print_result(admin_api, server, dispatched, received, press_ms, seq)
+
+
+def _serve(database_url: str, base: str, button: Any, every_s: float) -> None:
+    """Create the dispatcher's account, print how to sign in, then press the call button
+    every `every_s` seconds until Ctrl-C (KeyboardInterrupt)."""
+    import asyncio
+
+    from server.console.console_store import add_account_to
+
+    password = secrets.token_urlsafe(12)
+    now_ms = time.time_ns() // 1_000_000
+    asyncio.run(
+        add_account_to(database_url, DEMO_DISPATCHER, password, "dispatcher", None, "zh", now_ms)
+    )
+    print(f"\nconsole: {base}/console/", flush=True)
+    print(f"login: {DEMO_DISPATCHER} / {password}", flush=True)
+    print(f"a new alarm every {every_s:g} s; press Ctrl-C to stop", flush=True)
+    while True:
+        time.sleep(every_s)  # a pace for the demo, not a wait for anything
+        seq = button.press()
+        print(f"btn-1 pressed (seq {seq})", flush=True)
+
+
+def _print_result(
+    admin_api: httpx.Client,
+    server: Child,
+    dispatched: Any,
+    received: Any,
+    press_ms: int,
+    seq: int,
+) -> int:
+    if received is None:
+        print("FAILED: the button got no 'received' ack")
         return 1
     listed = admin_api.get("/api/v1/admin/alarms").json()  # the ack names the hub's id
     server_id = next(

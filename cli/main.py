@@ -191,11 +191,28 @@ def demo(
         help="The server's database, e.g. postgresql+asyncpg://postgres@127.0.0.1/demo"
         " (default: SQLite in the temporary directory). It must be empty or a previous demo's.",
     ),
+    keep_running: bool = typer.Option(
+        False,
+        "--keep-running",
+        help="Stay up until Ctrl-C: print the console's URL and a dispatcher's sign-in, and"
+        " press the call button now and then.",
+    ),
+    alarm_every: float = typer.Option(
+        60.0, min=0.5, help="With --keep-running: seconds between simulated presses."
+    ),
 ) -> None:
     """One press, end to end: broker, server, hub and a simulated home; prints a timeline."""
     from cli.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep, broker_kind=broker_kind, database_url=database_url))
+    raise typer.Exit(
+        run_demo(
+            keep=keep,
+            broker_kind=broker_kind,
+            database_url=database_url,
+            keep_running=keep_running,
+            alarm_every_s=alarm_every,
+        )
+    )
 
 
 @report_app.command("kpi")

@@ -306,6 +306,45 @@ class DispatchStore:
         )
         return msgs
 
+    async def assign(
+        self, alarm_id: str, member_id: str, care: CareMap, now_ms: int, actor: str
+    ) -> list[Message]:
+        """The console sends the alarm (with its accept link) to one member, outside the
+        ladder's steps; the caller sends the returned messages (`Escalator.send`)."""
+        async with self._write() as conn:
+            alarm = (
+                await conn.execute(
+                    sa.select(
+                        alarms.c.id,
+                        alarms.c.hub_id,
+                        alarms.c.kind,
+                        alarms.c.severity,
+                        alarms.c.is_test,
+                        elders.c.name,
+                        elders.c.short_address,
+                    )
+                    .join(elders, elders.c.id == alarms.c.elder_id)
+                    .where(alarms.c.id == alarm_id)
+                )
+            ).one()
+            member = care.members[member_id]
+            summary = AlarmSummary(
+                alarm_ref(alarm.id),
+                alarm.name,
+                alarm.short_address,
+                AlarmKind(alarm.kind),
+                Severity(alarm.severity),
+            )
+            code = await self._free_reply_code(conn, member_id)
+            body = compose_alarm(summary, member.language, code)
+            if alarm.is_test:
+                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            msg = await self._new_message(
+                conn, alarm, member, f"assigned-{now_ms}", body, now_ms, None, code, link=True
+            )
+            await self._event(conn, alarm, "assigned", now_ms, actor, f"to {member.name}")
+        return [msg] if msg is not None else []
+
     async def _new_message(
         self,
         conn: AsyncConnection,

@@ -184,3 +184,106 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     page.goto("/console/")
     assert page.url.endswith("/console/login")
     assert page.request.get("/console/queue").status == 401
+
+
+def test_an_operator_works_an_alarm_from_its_page(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]
+    """A real button press over MQTT, then acknowledge, assign, note and resolve from the
+    alarm's page: each step shows on the timeline and the resolution reaches the server's
+    record the hub reads."""
+    add_accounts(deployment.tmp)
+    page = sign_in(browser, contexts, deployment.base_url, "disp")
+    with CallButton("btn-1", "127.0.0.1", deployment.broker.port) as button:
+        assert button.connected.wait(5), "the button could not reach the broker"
+        seq = button.press("press")
+        page.wait_for_selector("tr[data-alarm-id] a.open-alarm", timeout=5000)
+        _work_the_alarm(page, deployment)
+        resolved = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == "resolved", 10)
+        assert resolved is not None, "the hub did not tell the button the alarm was resolved"
+    page.goto("/console/")
+    playwright_sync.expect(page.locator("tr.empty")).to_be_visible()  # off the queue
+
+
+def _work_the_alarm(page, deployment) -> None:  # type: ignore[no-untyped-def]
+    page.locator("tr[data-alarm-id] a.open-alarm").first.click()
+    page.wait_for_url(re.compile(r".*/console/alarms/\w+$"))
+    alarm_id = page.url.rsplit("/", 1)[1]
+    timeline = page.locator("#timeline")
+    playwright_sync.expect(timeline).to_contain_text("Hub raised")
+    playwright_sync.expect(page.locator("#lifecycle")).to_contain_text("unacknowledged")
+
+    page.click("#ack-form button")
+    playwright_sync.expect(page.locator("#lifecycle")).to_contain_text("acknowledged")
+    playwright_sync.expect(timeline.locator("li.ev-acknowledged")).to_contain_text("console:disp")
+
+    page.select_option("#assign-form select", "dr-b")
+    page.click("#assign-form button")
+    playwright_sync.expect(page.locator("#lifecycle")).to_contain_text("assigned to: Doctor B")
+    playwright_sync.expect(timeline.locator("li.ev-assigned")).to_contain_text("to Doctor B")
+    deadline = time.monotonic() + 10
+    while not any(m.to == "+8613800000002" for m in deployment.sms.messages):
+        assert time.monotonic() < deadline, "Doctor B was not sent the alarm"
+        time.sleep(0.05)
+    assert any("/r/" in m.body for m in deployment.sms.messages if m.to == "+8613800000002")
+
+    page.fill("#note-form input[name=text]", "Daughter has a key, on her way")
+    page.click("#note-form button")
+    playwright_sync.expect(timeline.locator("li.ev-note")).to_contain_text("Daughter has a key")
+
+    page.select_option("#resolve-form select", "home_visit")
+    page.click("#resolve-form button")
+    playwright_sync.expect(page.locator("#lifecycle")).to_contain_text("cleared")
+    playwright_sync.expect(timeline.locator("li.ev-state").last).to_contain_text("resolved")
+    assert deployment.alarm(alarm_id)["state"] == "resolved"
+
+
+def _fall_upload(now_ms: int) -> dict:
+    """A fall as the hub uploads it: 2 s before the impact to 5 s after, at 50 Hz."""
+    import numpy as np
+
+    from firmware_sim.pendant import synthetic_fall
+
+    hz = 50.0
+    acc = synthetic_fall(hz, np.random.default_rng(7), lying_s=6.0, upright_s=4.0)
+    impact = int(np.argmax(np.linalg.norm(acc, axis=1)))
+    window = acc[impact - 100 : impact + 250]
+    t0 = now_ms - 8000
+    return {
+        "alarm_id": "fall-" + str(now_ms),
+        "device_id": "pend-1",
+        "kind": "fall",
+        "severity": "critical",
+        "raised_at_ms": now_ms - 1000,
+        "event_ts_ms": t0 + 2000,
+        "details": {
+            "impact_ts_ms": t0 + 2000,
+            "peak_g": float(np.linalg.norm(acc[impact])),
+            "window": {"hz": hz, "t0_ms": t0, "acc": np.round(window, 3).tolist()},
+        },
+    }
+
+
+def test_fall_detail_health_and_kpi_pages_screenshots(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    add_accounts(deployment.tmp)
+    upload = _fall_upload(int(time.time() * 1000))
+    r = httpx.post(
+        f"{deployment.base_url}/api/v1/alarms",
+        json=upload,
+        headers={"Authorization": f"Bearer {deployment.token}"},
+    )
+    assert r.status_code in (200, 201), r.text
+    page = sign_in(browser, contexts, deployment.base_url, "disp")
+    page.locator("tr[data-alarm-id] a.open-alarm").first.click()
+    playwright_sync.expect(page.locator("#fall-plot svg polyline")).to_be_visible()
+    playwright_sync.expect(page.locator("#fall-plot line.impact")).to_have_count(1)
+    playwright_sync.expect(page.locator("#timeline")).to_contain_text("Device event")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "fall-detail.png"), full_page=True)
+
+    page.goto("/console/health")
+    playwright_sync.expect(page.locator("#hubs-offline")).to_be_visible()
+    page.goto("/console/kpi")
+    playwright_sync.expect(page.locator("#kpi-teams")).to_contain_text("team-a")
+    playwright_sync.expect(page.locator("#plot-accepted svg")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "kpi.png"), full_page=True)

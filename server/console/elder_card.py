@@ -63,3 +63,12 @@ async def sealed_key_safe(engine: AsyncEngine, elder_id: str) -> str | None:
             sa.select(elders.c.key_safe_secret).where(elders.c.id == elder_id)
         )
     return None if value is None else str(value)
+
+
+async def elder_position(engine: AsyncEngine, elder_id: str) -> tuple[float | None, float | None]:
+    """The elder's home (lat, lon), for the map link, when the directory has it."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(elders.c.lat, elders.c.lon).where(elders.c.id == elder_id))
+        ).first()
+    return (None, None) if row is None else (row.lat, row.lon)

@@ -6,6 +6,8 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
+from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
@@ -21,9 +23,20 @@ from server.console.accounts import (
     new_session_id,
     password_matches,
 )
-from server.console.elder_card import ElderCard, elder_card, sealed_key_safe
+from server.console.alarm_actions import (
+    ActionRefused,
+    actor,
+    add_entry,
+    clean_text,
+    edit_entry,
+    resolve,
+)
+from server.console.alarm_detail import OUTCOMES, AlarmView, alarm_view, fall_window, vitals
+from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
+from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language
-from server.console.live_queue import open_alarms
+from server.console.live_queue import CLOSED, open_alarms
+from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.sound import alert_wav
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -36,6 +49,8 @@ from server.console.web import (
     require,
     set_cookie,
 )
+from server.kpi import kpi_report
+from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
@@ -50,6 +65,8 @@ ALARMS_KEY = "alarms"
 KEEPALIVE_S = 5.0
 AUDIT_NOTES = "medical_notes"
 AUDIT_KEY_SAFE = "key_safe"
+ALARM_ROLES = (*MEDICAL_ROLES, Role.INSTALLER)
+"""Who may open an alarm's page and the health board (installers without medical data)."""
 
 
 # ------------------------------------------------------------ signing in and out
@@ -232,27 +249,33 @@ async def reveal_key_safe(
 ) -> Response:
     """Unseal the key-safe code for this one page view; each reveal is recorded."""
     card = await _visible_elder(rt, session, elder_id)
-    sealed = await sealed_key_safe(rt.store.engine, elder_id)
+    code = await _reveal(rt, session, card, alarm)
+    return render(
+        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
+    )
+
+
+async def _reveal(rt: ServerRuntime, session: Session, card: ElderCard, alarm: str | None) -> str:
+    """The elder's key-safe code, unsealed, the reveal written to the audit log."""
+    sealed = await sealed_key_safe(rt.store.engine, card.id)
     if sealed is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this elder has no key-safe code on file")
     if rt.settings.secret_key is None:
-        log.error("console: key-safe code of %s cannot be opened: no CAREHUB_SECRET_KEY", elder_id)
+        log.error("console: key-safe code of %s cannot be opened: no CAREHUB_SECRET_KEY", card.id)
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the server has no CAREHUB_SECRET_KEY to open the code"
         )
     try:
         code = Sealer(rt.settings.secret_key.get_secret_value()).unseal(sealed)
     except SealError:
-        log.error("console: key-safe code of %s does not open with this key", elder_id)
+        log.error("console: key-safe code of %s does not open with this key", card.id)
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the code was sealed with another CAREHUB_SECRET_KEY"
         ) from None
     await console_store(rt).audit(
         session.account, AUDIT_KEY_SAFE, card.id, alarm, rt.clock.now_ms()
     )
-    return render(
-        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
-    )
+    return code
 
 
 # ------------------------------------------------------------ admin pages
@@ -285,3 +308,196 @@ def _alert() -> bytes:
 @router.get("/alert.wav")
 async def alert_sound() -> Response:
     return Response(_alert(), media_type="audio/wav", headers={"Cache-Control": "max-age=86400"})
+
+
+# ------------------------------------------------------------ one alarm: detail and actions
+
+
+async def _visible_alarm(rt: ServerRuntime, session: Session, alarm_id: str) -> AlarmView:
+    """The alarm, if this account may see it: a doctor only their own team's."""
+    view = await alarm_view(rt.store.engine, alarm_id)
+    scope = _team_scope(session)
+    if view is None or (scope is not None and view.team_id != scope):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alarm")
+    return view
+
+
+def _map_link(card: ElderCard, lat: float | None, lon: float | None) -> str:
+    if lat is not None and lon is not None:
+        return f"https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=18/{lat}/{lon}"
+    return "https://www.openstreetmap.org/search?query=" + quote(card.address or card.short_address)
+
+
+@router.get("/alarms/{alarm_id}")
+async def alarm_page(
+    request: Request, rt: Runtime, alarm_id: str, session: Session = require(*ALARM_ROLES)
+) -> Response:
+    """The operator screen of one alarm. Installers get it without any medical data; a view
+    of the elder's medical notes is recorded in the audit log."""
+    return await _alarm_screen(request, rt, alarm_id, session)
+
+
+async def _alarm_screen(
+    request: Request,
+    rt: ServerRuntime,
+    alarm_id: str,
+    session: Session,
+    reveal: bool = False,
+) -> Response:
+    view = await _visible_alarm(rt, session, alarm_id)
+    card = await elder_card(rt.store.engine, view.elder_id)
+    assert card is not None  # alarms.elder_id is a foreign key
+    medical = session.account.role in MEDICAL_ROLES
+    if medical and card.medical_notes:
+        await console_store(rt).audit(
+            session.account, AUDIT_NOTES, card.id, alarm_id, rt.clock.now_ms()
+        )
+    code = await _reveal(rt, session, card, alarm_id) if reveal and medical else None
+    plot = None
+    window = fall_window(view.details) if view.kind == "fall" else None
+    if window is not None:
+        plot = acceleration_svg(*window)
+    scores, readings = vitals(view.details) if medical else ({}, {})
+    lat, lon = await elder_position(rt.store.engine, card.id)
+    members = await _assignable(rt, view.team_id) if medical else []
+    return render(
+        request,
+        "console/alarm.html",
+        session,
+        alarm=view,
+        elder=card,
+        medical=medical,
+        map_link=_map_link(card, lat, lon),
+        plot=plot,
+        scores=scores,
+        readings=readings,
+        members=members,
+        outcomes=OUTCOMES,
+        now_ms=rt.clock.now_ms(),
+        key_safe_code=code,
+    )
+
+
+async def _assignable(rt: ServerRuntime, team_id: str) -> list[tuple[str, str]]:
+    """(member id, label) of the alarm's team first, then the other teams'."""
+    care = await rt.escalator.care_map()
+    return sorted(
+        ((m.id, f"{m.name} · {m.team_id}") for m in care.members.values()),
+        key=lambda x: (not x[1].endswith(f"· {team_id}"), x[1]),
+    )
+
+
+def _back(alarm_id: str) -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}/alarms/{alarm_id}", status.HTTP_303_SEE_OTHER)
+
+
+async def _changed(rt: ServerRuntime, hub_id: str | None = None) -> None:
+    await rt.changes.notify(ALARMS_KEY)
+    if hub_id is not None:
+        await rt.changes.notify(f"hub:{hub_id}")
+
+
+@router.post("/alarms/{alarm_id}/{action}")
+async def alarm_action(
+    request: Request,
+    rt: Runtime,
+    alarm_id: str,
+    action: str,
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
+    resolve (outcome): each recorded in the alarm's events with who and when. key-safe
+    shows the page with the code revealed (recorded in the audit log)."""
+    if action == "key-safe":  # this page again, the code shown (and the reveal audited)
+        return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
+    view = await _visible_alarm(rt, session, alarm_id)
+    form = await request.form()
+    engine, now, who = rt.store.engine, rt.clock.now_ms(), session.account
+    try:
+        if action == "acknowledge":
+            await add_entry(engine, alarm_id, who, "acknowledged", "", now)
+        elif action in ("note", "callback"):
+            await add_entry(
+                engine, alarm_id, who, action, clean_text(str(form.get("text", ""))), now
+            )
+        elif action == "edit":
+            event = str(form.get("event", ""))
+            if not event.isdigit():
+                raise ActionRefused("which note? (event must be a number)")
+            await edit_entry(
+                engine, alarm_id, int(event), who, clean_text(str(form.get("text", "")))
+            )
+        elif action == "assign":
+            care = await rt.escalator.care_map()
+            member = str(form.get("member", ""))
+            if member not in care.members:
+                raise ActionRefused("choose a member of a team to assign the alarm to")
+            if view.state in CLOSED:
+                raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
+            msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
+            await rt.escalator.send(msgs)
+        elif action == "resolve":
+            hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
+            log.info("console: alarm %s resolved by %s", alarm_id, who.username)
+            await _changed(rt, hub_id)
+            return _back(alarm_id)
+        else:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
+    except ActionRefused as e:
+        log.info("console: %s on alarm %s refused: %s", action, alarm_id, e)
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+    await _changed(rt)
+    return _back(alarm_id)
+
+
+# ------------------------------------------------------------ health board and KPI
+
+
+@router.get("/health")
+async def health_page(
+    request: Request, rt: Runtime, session: Session = require(*ALARM_ROLES)
+) -> Response:
+    board = await health_board(rt.store.engine, _team_scope(session))
+    return render(
+        request,
+        "console/health.html",
+        session,
+        board=board,
+        now_ms=rt.clock.now_ms(),
+        lasted=lasted,
+    )
+
+
+@router.get("/kpi")
+async def kpi_page(
+    request: Request,
+    rt: Runtime,
+    days: int = 14,
+    time_zone: str = "Asia/Shanghai",
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """Answer times and the service circle per team and per day (the last `days` days, days
+    counted in `time_zone`)."""
+    if not 1 <= days <= 92:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "days must be between 1 and 92")
+    if time_zone not in available_timezones():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown time zone {time_zone!r}")
+    until = rt.clock.now_ms()
+    since = until - days * 86_400_000
+    rows = await read_alarm_times(rt.store.engine, since, until)
+    scope = _team_scope(session)
+    if scope is not None:
+        rows = [r for r in rows if r.team_id == scope]
+    report = kpi_report(rows, since, until, time_zone)
+    labels = calendar_days(since, until, time_zone)
+    by_day = {d.day: d.overall for d in report.days}
+
+    def per_day(figure: str) -> list[float | None]:
+        return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
+
+    plots = {
+        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100),
+        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100),
+        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), "s"),
+    }
+    return render(request, "console/kpi.html", session, report=report, plots=plots, days=days)

@@ -1,0 +1,122 @@
+"""What an operator does to an alarm from the console, each written to `alarm_events` with
+the account (``console:<username>``) and the time: acknowledge, note, call-back details,
+resolve. (Assigning goes through `DispatchStore.assign`, which sends the SMS.)"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carehub.alarm_lifecycle import AlarmState, can_transition
+from server.console.accounts import Account
+from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
+from server.dispatch_store import LadderStatus
+from server.schema import alarm_events, alarms, escalations
+
+MAX_TEXT = 400
+
+
+class ActionRefused(Exception):
+    """The action cannot be applied; the message says why (shown as a 4xx)."""
+
+
+def actor(account: Account) -> str:
+    return f"{CONSOLE_ACTOR}{account.username}"
+
+
+def clean_text(text: str) -> str:
+    """A note as stored: trimmed, not empty, at most 400 characters."""
+    text = text.strip()
+    if not text:
+        raise ActionRefused("the text is empty")
+    if len(text) > MAX_TEXT:
+        raise ActionRefused(f"the text is longer than {MAX_TEXT} characters")
+    return text
+
+
+async def _hub_of(conn: AsyncConnection, alarm_id: str) -> tuple[str, str]:
+    row = (
+        await conn.execute(
+            sa.select(alarms.c.hub_id, alarms.c.state).where(alarms.c.id == alarm_id)
+        )
+    ).first()
+    if row is None:
+        raise ActionRefused("no such alarm")
+    return row.hub_id, row.state
+
+
+async def add_entry(
+    engine: AsyncEngine, alarm_id: str, account: Account, kind: str, detail: str, now_ms: int
+) -> None:
+    """Acknowledge (empty detail), a note or call-back details."""
+    async with engine.begin() as conn:
+        hub_id, _ = await _hub_of(conn, alarm_id)
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=alarm_id,
+                hub_id=hub_id,
+                kind=kind,
+                at_ms=now_ms,
+                detail=detail,
+                actor=actor(account),
+            )
+        )
+
+
+async def edit_entry(
+    engine: AsyncEngine, alarm_id: str, event_id: int, account: Account, detail: str
+) -> None:
+    """Only the author may change their own note or call-back; system entries never change."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            alarm_events.update()
+            .where(
+                alarm_events.c.id == event_id,
+                alarm_events.c.alarm_id == alarm_id,
+                alarm_events.c.kind.in_(USER_ENTRY_KINDS),
+                alarm_events.c.actor == actor(account),
+            )
+            .values(detail=detail)
+        )
+    if done.rowcount != 1:
+        raise ActionRefused("only the author can edit a note; system entries are read-only")
+
+
+async def resolve(
+    engine: AsyncEngine, alarm_id: str, account: Account, outcome: str, now_ms: int
+) -> str:
+    """Move the alarm to resolved with an outcome code (the hub hears it through its updates
+    feed) and close its ladder. Returns the hub id, to notify."""
+    if outcome not in OUTCOMES:
+        raise ActionRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
+    async with engine.begin() as conn:
+        hub_id, state = await _hub_of(conn, alarm_id)
+        if not can_transition(AlarmState(state), AlarmState.RESOLVED):
+            raise ActionRefused(f"this alarm is {state}: it cannot be resolved")
+        await conn.execute(
+            alarms.update()
+            .where(alarms.c.id == alarm_id)
+            .values(
+                state=AlarmState.RESOLVED.value,
+                resolved_at_ms=now_ms,
+                outcome=outcome,
+                updated_at_ms=now_ms,
+            )
+        )
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=alarm_id,
+                hub_id=hub_id,
+                kind="state",
+                state=AlarmState.RESOLVED.value,
+                at_ms=now_ms,
+                detail=f"outcome: {outcome}",
+                actor=actor(account),
+            )
+        )
+        await conn.execute(
+            escalations.update()
+            .where(escalations.c.alarm_id == alarm_id)
+            .values(status=LadderStatus.CLOSED, due_at_ms=None, updated_at_ms=now_ms)
+        )
+    return hub_id

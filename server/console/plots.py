@@ -1,0 +1,134 @@
+"""Server-rendered SVG plots (no charting library): a fall's acceleration around the
+impact, and a KPI series per day. Pure functions: numbers in, SVG markup out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
+
+WIDTH, HEIGHT, PAD = 640, 220, 36
+
+
+def _open() -> str:
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">'
+    )
+
+
+def _text(x: float, y: float, text: str, size: int = 11, anchor: str = "start") -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}">'
+        f"{escape(text)}</text>"
+    )
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, style: str) -> str:
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" {style}/>'
+
+
+def magnitudes(acc: Sequence[Sequence[float]]) -> list[float]:
+    """|a| in g of each (x, y, z) sample in g; malformed samples are skipped."""
+    out = []
+    for sample in acc:
+        if len(sample) == 3 and all(isinstance(v, int | float) for v in sample):
+            m = math.sqrt(sum(float(v) ** 2 for v in sample))
+            if math.isfinite(m):
+                out.append(m)
+    return out
+
+
+def _scale(lo: float, hi: float, size: float, flip: bool) -> tuple[float, float]:
+    span = hi - lo or 1.0
+    k = size / span
+    return (-k, size + lo * k) if flip else (k, -lo * k)
+
+
+def acceleration_svg(
+    hz: float, t0_ms: float, acc: Sequence[Sequence[float]], impact_ms: float | None
+) -> Markup:
+    """|a| (g) against seconds from the impact (or from the window's start), with a 1 g line
+    and the impact marked."""
+    mags = magnitudes(acc)
+    if not mags or not (hz > 0 and math.isfinite(hz)):
+        return Markup("")
+    origin = impact_ms if impact_ms is not None else t0_ms
+    ts = [(t0_ms + i * 1000.0 / hz - origin) / 1000.0 for i in range(len(mags))]
+    x0, x1 = ts[0], ts[-1] if ts[-1] > ts[0] else ts[0] + 1
+    y1 = max(max(mags), 2.0)
+    w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    kx, bx = _scale(x0, x1, w, False)
+    ky, by = _scale(0.0, y1, h, True)
+
+    def px(t: float) -> float:
+        return PAD + kx * t + bx
+
+    def py(v: float) -> float:
+        return PAD + ky * v + by
+
+    points = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in zip(ts, mags, strict=True))
+    parts = [
+        _open(),
+        f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
+        _line(PAD, py(1), PAD + w, py(1), 'class="one-g" stroke="#999" stroke-dasharray="4 3"'),
+        _text(PAD + w + 4, py(1) + 4, "1 g"),
+    ]
+    if impact_ms is not None and x0 <= 0 <= x1:
+        parts.append(_line(px(0), PAD, px(0), PAD + h, 'class="impact" stroke="#c00"'))
+    for tick in range(math.ceil(x0), math.floor(x1) + 1):
+        parts.append(_text(px(tick), HEIGHT - PAD + 16, f"{tick:+d} s", anchor="middle"))
+    parts.append(_text(4, PAD - 8, f"|a| (g), max {max(mags):.1f} g"))
+    parts.append(f'<polyline fill="none" stroke="#1a5fb4" stroke-width="1.5" points="{points}"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def series_svg(
+    labels: Sequence[str], values: Sequence[float | None], unit: str, top: float | None = None
+) -> Markup:
+    """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
+    value is drawn as an empty slot marked "–"."""
+    if not labels:
+        return Markup("")
+    scaled = [None if v is None else (v * 100 if unit == "%" else v) for v in values]
+    hi = top if top is not None else max([v for v in scaled if v is not None] or [1.0]) or 1.0
+    w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    slot = w / len(labels)
+    parts = [
+        _open(),
+        _line(PAD, PAD + h, PAD + w, PAD + h, 'stroke="#999"'),
+        _text(4, PAD - 8, f"{unit} (max {hi:.0f})"),
+    ]
+    for i, (label, v) in enumerate(zip(labels, scaled, strict=True)):
+        x = PAD + i * slot
+        if v is None:
+            parts.append(_text(x + slot / 2, PAD + h - 4, "–", anchor="middle"))
+        else:
+            bar = h * min(v, hi) / hi
+            parts.append(
+                f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{PAD + h - bar:.1f}" '
+                f'width="{slot * 0.7:.1f}" height="{bar:.1f}" fill="#1a5fb4">'
+                f"<title>{escape(label)}: {v:.0f} {escape(unit)}</title></rect>"
+            )
+            parts.append(_text(x + slot / 2, PAD + h - bar - 3, f"{v:.0f}", 10, "middle"))
+        if len(labels) <= 16 or i % math.ceil(len(labels) / 16) == 0:
+            parts.append(_text(x + slot / 2, HEIGHT - PAD + 16, label[5:], 10, "middle"))
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def calendar_days(since_ms: int, until_ms: int, time_zone: str) -> list[str]:
+    """Every ISO date in `time_zone` from `since_ms` to `until_ms` (epoch ms), so a plot
+    shows the days without alarms as empty slots."""
+    zone = ZoneInfo(time_zone)
+    day = datetime.fromtimestamp(since_ms / 1000, UTC).astimezone(zone).date()
+    last = datetime.fromtimestamp(until_ms / 1000, UTC).astimezone(zone).date()
+    out = []
+    while day <= last:
+        out.append(day.isoformat())
+        day += timedelta(days=1)
+    return out
