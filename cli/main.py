@@ -99,6 +99,13 @@ def server(
     CAREHUB_TWILIO_API_BASE (replaces https://api.twilio.com, for tests).
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
+
+    CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
+    CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it).
+
+    Console: CAREHUB_CONSOLE_INSECURE_COOKIES (false; true only for local http),
+    CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5) within
+    CAREHUB_CONSOLE_LOGIN_WINDOW_S (300).
     """
 
     from server.directory import DirectoryError

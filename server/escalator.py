@@ -98,7 +98,7 @@ class Escalator:
 
         Per number, `server.send_policy` decides: under its limit each text goes alone,
         beyond it the rest are merged into one message, and a number over its limit gets
-        at most one merged message a minute (the rest wait, queued)."""
+        at most one merged message every 10 s (the rest wait, queued)."""
         if not msgs:
             return
         now = self._clock.now_ms()

@@ -39,9 +39,9 @@ class Outgoing:
     """The waiting texts this message carries (several when merged)."""
 
 
-MIN_GAP_OVER_LIMIT_MS = 60_000
-"""Over its limit a number still gets one merged message a minute: an emergency is never
-held back for the rest of the window."""
+MIN_GAP_OVER_LIMIT_MS = 10_000
+"""Over its limit a number still gets one merged message every 10 s: an emergency waits
+seconds, never the rest of the window (and the ladder moves on after its step's wait)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def plan_texts(
 
     Every waiting text is carried by exactly one outgoing message, now or when held:
     sent alone while the number is under its limit; the texts beyond the limit merged into
-    one message, at most one a minute once the limit is reached.
+    one message, at most one every 10 s once the limit is reached.
     """
     recent: dict[str, int] = {}
     last: dict[str, int] = {}

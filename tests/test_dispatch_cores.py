@@ -92,7 +92,7 @@ def test_a_burst_is_merged_so_the_number_stays_within_its_limit() -> None:
     assert sorted(carried) == sorted(w.key for w in waiting(10))
 
 
-def test_over_the_limit_one_merged_message_a_minute() -> None:
+def test_over_the_limit_one_merged_message_every_few_seconds() -> None:
     number = "+8613800000001"
     history = [Sent(number, f"old {i}", 1000 * i) for i in range(4)]
     held = plan_texts(waiting(2), history, 10_000)

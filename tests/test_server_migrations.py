@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection
 
 from carehub.api_contract import AlarmUpload
 from server.db import alembic_config, make_engine, migrate
-from server.directory import load_directory, read_directory
 from server.schema import alarm_events, alarms
 from server.store import HubIdentity, ServerStore
 from tests.conftest import DIRECTORY
@@ -64,8 +63,16 @@ async def test_alarms_from_before_0002_keep_their_hub_ids(
     directory.write_text(DIRECTORY.format(token="t" * 20))
     try:
         await migrate(engine, "0001")
-        await load_directory(engine, read_directory(directory))
-        async with engine.begin() as conn:
+        async with engine.begin() as conn:  # the 0001 schema's rows, as that code wrote them
+            for sql in (
+                "INSERT INTO teams (id, name) VALUES ('team-a', 'Team A')",
+                "INSERT INTO doctors (id, team_id, name, phone) VALUES"
+                " ('dr-a', 'team-a', 'Doctor A', '+8613800000001')",
+                "INSERT INTO elders (id, team_id, name) VALUES ('elder-1', 'team-a', 'Zhang')",
+                "INSERT INTO hubs (id, elder_id, token_hash) VALUES ('hub-1', 'elder-1', 'x')",
+                "INSERT INTO devices (id, hub_id, kind) VALUES ('btn-1', 'hub-1', 'button')",
+            ):
+                await conn.execute(sa.text(sql))
             await conn.execute(
                 sa.text(
                     "INSERT INTO alarms (id, hub_id, elder_id, device_id, kind, severity, state,"
