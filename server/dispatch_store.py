@@ -198,27 +198,7 @@ class DispatchStore:
     async def _advance(
         self, conn: AsyncConnection, ladder: Any, now_ms: int, care: CareMap
     ) -> list[Message]:
-        alarm = (
-            await conn.execute(
-                sa.select(
-                    alarms.c.id,
-                    alarms.c.hub_id,
-                    alarms.c.state,
-                    alarms.c.kind,
-                    alarms.c.severity,
-                    alarms.c.accepted_by,
-                    alarms.c.is_test,
-                    elders.c.name,
-                    elders.c.short_address,
-                    elders.c.team_id,
-                    elders.c.lat,
-                    elders.c.lon,
-                    elders.c.id.label("elder_id"),
-                )
-                .join(elders, elders.c.id == alarms.c.elder_id)
-                .where(alarms.c.id == ladder.alarm_id)
-            )
-        ).one()
+        alarm = await _alarm_row(conn, ladder.alarm_id)
         state = AlarmState(alarm.state)
         ref = alarm_ref(alarm.id)
         if state in FINAL_STATES:
@@ -312,21 +292,7 @@ class DispatchStore:
         """The console sends the alarm (with its accept link) to one member, outside the
         ladder's steps; the caller sends the returned messages (`Escalator.send`)."""
         async with self._write() as conn:
-            alarm = (
-                await conn.execute(
-                    sa.select(
-                        alarms.c.id,
-                        alarms.c.hub_id,
-                        alarms.c.kind,
-                        alarms.c.severity,
-                        alarms.c.is_test,
-                        elders.c.name,
-                        elders.c.short_address,
-                    )
-                    .join(elders, elders.c.id == alarms.c.elder_id)
-                    .where(alarms.c.id == alarm_id)
-                )
-            ).one()
+            alarm = await _alarm_row(conn, alarm_id)
             member = care.members[member_id]
             summary = AlarmSummary(
                 alarm_ref(alarm.id),
@@ -770,22 +736,7 @@ class DispatchStore:
                     sa.select(notifications).where(notifications.c.id == notification_id)
                 )
             ).one()
-            alarm = (
-                await conn.execute(
-                    sa.select(
-                        alarms.c.id,
-                        alarms.c.hub_id,
-                        alarms.c.state,
-                        alarms.c.accepted_by,
-                        alarms.c.arrived_at_ms,
-                        elders.c.name,
-                        elders.c.team_id,
-                        elders.c.id.label("elder_id"),
-                    )
-                    .join(elders, elders.c.id == alarms.c.elder_id)
-                    .where(alarms.c.id == n.alarm_id)
-                )
-            ).one()
+            alarm = await _alarm_row(conn, n.alarm_id)
             member = care.members.get(n.doctor_id)
             name = member.name if member else n.doctor_id
             state = AlarmState(alarm.state)
@@ -1008,3 +959,30 @@ async def record_delivery(
         if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
             await store._member_out(conn, row.alarm_id, now_ms)
         return True
+
+
+async def _alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:
+    """An alarm with what messages about it need from its elder (one query for every
+    step, answer and assignment)."""
+    return (
+        await conn.execute(
+            sa.select(
+                alarms.c.id,
+                alarms.c.hub_id,
+                alarms.c.state,
+                alarms.c.kind,
+                alarms.c.severity,
+                alarms.c.accepted_by,
+                alarms.c.arrived_at_ms,
+                alarms.c.is_test,
+                elders.c.name,
+                elders.c.short_address,
+                elders.c.team_id,
+                elders.c.lat,
+                elders.c.lon,
+                elders.c.id.label("elder_id"),
+            )
+            .join(elders, elders.c.id == alarms.c.elder_id)
+            .where(alarms.c.id == alarm_id)
+        )
+    ).one()
