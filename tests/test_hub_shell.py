@@ -239,7 +239,7 @@ async def test_a_backoff_is_cut_short_only_by_a_queued_alarm_and_the_log_says_so
         assert not hub._alarm_wake.is_set()  # a fault does not cut the wait short
         await hub.handle_message(*button(hub, "btn-1", 1))
         await wait_until(lambda: uplink.attempts >= 2, timeout_s=2)
-        failed, early = [r.getMessage() for r in caplog.records if "f1" in r.getMessage()][:2]
+        failed, early = [m for r in caplog.records if "fault f1" in (m := r.getMessage())][:2]
         assert "retry in" in failed and "alarm queued: retrying fault f1 after" in early
     finally:
         run.cancel()
