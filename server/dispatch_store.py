@@ -408,15 +408,8 @@ class DispatchStore:
                 .distinct()
             )
         ).scalars()
-        msgs = []
-        for member_id in sorted(set(told)):
-            member = care.members.get(member_id)
-            if member is None or member_id == alarm.accepted_by:
-                continue
-            msg = await self._new_message(conn, alarm, member, purpose, text(member), now_ms)
-            if msg is not None:
-                msgs.append(msg)
-        return msgs
+        others = [m for m in sorted(set(told)) if m in care.members and m != alarm.accepted_by]
+        return await self._message_each(conn, alarm, others, purpose, text, care, now_ms)
 
     async def _notify_dispatchers(
         self,
@@ -427,8 +420,22 @@ class DispatchStore:
         care: CareMap,
         now_ms: int,
     ) -> list[Message]:
+        dispatchers = care.dispatchers_on_duty(now_ms)
+        return await self._message_each(conn, alarm, dispatchers, purpose, text, care, now_ms)
+
+    async def _message_each(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        member_ids: list[str],
+        purpose: str,
+        text: Any,
+        care: CareMap,
+        now_ms: int,
+    ) -> list[Message]:
+        """One notice per member (`text(member)` in their language), each at most once."""
         msgs = []
-        for member_id in care.dispatchers_on_duty(now_ms):
+        for member_id in member_ids:
             member = care.members[member_id]
             msg = await self._new_message(conn, alarm, member, purpose, text(member), now_ms)
             if msg is not None:
