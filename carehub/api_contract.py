@@ -32,6 +32,10 @@ ALARM_UPDATES_PATH = f"{API_PREFIX}/alarm-updates"
 HUB_CONFIG_PATH = f"{API_PREFIX}/hub/config"
 HUB_HEARTBEAT_PATH = f"{API_PREFIX}/hub/heartbeat"
 FAULTS_PATH = f"{API_PREFIX}/faults"
+ENROLL_PATH = f"{API_PREFIX}/hub/enroll"
+HUB_DEVICES_PATH = f"{API_PREFIX}/hub/devices"
+"""PUT ``{HUB_DEVICES_PATH}/{device_id}`` registers a paired device, DELETE revokes it."""
+SELFTESTS_PATH = f"{API_PREFIX}/hub/selftests"
 HEALTH_PATH = "/healthz"
 
 ID_PATTERN: str = DEVICE_ID_PATTERN.pattern
@@ -150,6 +154,11 @@ class AlarmUpload(_Body):
         description="Kind-specific evidence: fall window, vital readings. Finite numbers,"
         f" no NUL, at most {MAX_DETAILS_DEPTH} levels deep, at most {MAX_DETAILS_BYTES} bytes.",
     )
+    test: bool = Field(
+        default=False,
+        description="Raised by the installer's self-test: dispatched as a clearly marked test"
+        " to the first step only, shown as a test in the console, never counted in KPIs.",
+    )
 
 
 class AlarmAccepted(_Body):
@@ -232,6 +241,50 @@ class FaultReport(_Body):
     active: bool = Field(description="True when raised, False when it cleared itself.")
     at_ms: EpochMs
     detail: Text = ""
+
+
+class EnrollRequest(_Body):
+    """A new hub trades an installer's one-time enrollment code for its own credential.
+    The only hub request made without a bearer token."""
+
+    code: Annotated[str, Field(min_length=6, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+    hardware_id: Text = Field(description="The hub's serial or machine id, for the installer.")
+    version: str = Field(max_length=40, pattern=r"^[^\x00]*$")
+
+
+class EnrollGranted(_Body):
+    """The hub's identity and bearer token; the token is shown this once and stored hashed."""
+
+    hub_id: str
+    household_id: str
+    token: str
+
+
+class DeviceRegistration(_Body):
+    """A device the hub has just paired (body of PUT ``HUB_DEVICES_PATH/{device_id}``)."""
+
+    kind: DeviceKind
+    hardware_id: Text = ""
+
+
+class SelftestCheck(_Body):
+    name: Text = Field(description="What was checked, e.g. `button pressed`, `heartbeat`.")
+    device_id: Id | None = None
+    passed: bool
+    detail: Text = ""
+
+
+class SelftestReport(_Body):
+    """The installer's self-test of a home, recorded on the household. ``report_id`` dedups."""
+
+    report_id: Id
+    started_at_ms: EpochMs
+    finished_at_ms: EpochMs
+    passed: bool
+    test_alarm_id: Id | None = Field(
+        default=None, description="The hub's id of the test alarm sent through the server."
+    )
+    checks: list[SelftestCheck] = Field(max_length=100)
 
 
 class Problem(_Body):
