@@ -13,7 +13,8 @@ from pathlib import Path
 import typer
 
 from carehub import logs
-from carehub.settings import HubSettings, MqttSettings, ServerSettings, load
+from carehub.settings import MqttSettings, ServerSettings, load
+from cli.hub_commands import ConfigOpt, LogOpt, hub_app
 
 app = typer.Typer(
     help=(
@@ -47,11 +48,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers, admins).")
 app.add_typer(user_app, name="user")
-
-ConfigOpt = typer.Option(
-    None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False
-)
-LogOpt = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+app.add_typer(hub_app, name="hub")
 
 
 @app.command()
@@ -127,42 +124,6 @@ def server(
             asyncio.run(serve(settings, directory))
     except DirectoryError as e:
         typer.echo(f"carehub server: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
-@app.command()
-def hub(
-    config: Path | None = ConfigOpt,
-    server_url: str | None = typer.Option(None, help="Server base URL [CAREHUB_SERVER_URL]."),
-    mqtt_host: str | None = typer.Option(None, help="Broker host [CAREHUB_MQTT_HOST]."),
-    mqtt_port: int | None = typer.Option(None, help="Broker port [CAREHUB_MQTT_PORT]."),
-    hub_db: Path | None = typer.Option(None, help="Durable store file [CAREHUB_HUB_DB]."),
-    log_level: str = LogOpt,
-) -> None:
-    """Run the hub gateway (the token comes from CAREHUB_HUB_TOKEN or the config file)."""
-    from gateway.main import run_hub
-
-    logs.setup(log_level, "hub")
-    settings = load(
-        HubSettings,
-        config,
-        server_url=server_url,
-        mqtt_host=mqtt_host,
-        mqtt_port=mqtt_port,
-        hub_db=hub_db,
-    )
-    if not settings.hub_token.get_secret_value():
-        typer.echo(
-            "carehub hub: set CAREHUB_HUB_TOKEN (or hub_token in [hub]) to this hub's token",
-            err=True,
-        )
-        raise typer.Exit(2)
-    from gateway.store import SchemaTooNew
-
-    try:
-        asyncio.run(run_hub(settings))
-    except SchemaTooNew as e:
-        typer.echo(f"carehub hub: {e}", err=True)
         raise typer.Exit(2) from None
 
 

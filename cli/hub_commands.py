@@ -1,0 +1,64 @@
+"""`carehub hub`: run the home hub, and the installer's commands that set one up.
+
+`carehub hub` alone runs the gateway; each subcommand (enroll, pair, selftest …) lives in
+its own module and is registered on `hub_app` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from carehub import logs
+from carehub.settings import HubSettings, load
+
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False
+)
+LogOpt = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+
+hub_app = typer.Typer(
+    help="Run the home hub (no subcommand), or install and test a home (subcommands)."
+)
+
+
+@hub_app.callback(invoke_without_command=True)
+def hub(
+    ctx: typer.Context,
+    config: Path | None = ConfigOpt,
+    server_url: str | None = typer.Option(None, help="Server base URL [CAREHUB_SERVER_URL]."),
+    mqtt_host: str | None = typer.Option(None, help="Broker host [CAREHUB_MQTT_HOST]."),
+    mqtt_port: int | None = typer.Option(None, help="Broker port [CAREHUB_MQTT_PORT]."),
+    hub_db: Path | None = typer.Option(None, help="Durable store file [CAREHUB_HUB_DB]."),
+    log_level: str = LogOpt,
+) -> None:
+    """Run the hub gateway (the token comes from CAREHUB_HUB_TOKEN or the config file);
+    the subcommands below install and test a home."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gateway.main import run_hub
+
+    logs.setup(log_level, "hub")
+    settings = load(
+        HubSettings,
+        config,
+        server_url=server_url,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        hub_db=hub_db,
+    )
+    if not settings.hub_token.get_secret_value():
+        typer.echo(
+            "carehub hub: set CAREHUB_HUB_TOKEN (or hub_token in [hub]) to this hub's token",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from gateway.store import SchemaTooNew
+
+    try:
+        asyncio.run(run_hub(settings))
+    except SchemaTooNew as e:
+        typer.echo(f"carehub hub: {e}", err=True)
+        raise typer.Exit(2) from None
