@@ -151,6 +151,9 @@ def server_child(
             # the benches press far more often than any elder: they measure the pipeline,
             # not the per-number limit that merges a real doctor's burst of texts
             "CAREHUB_SMS_MAX_PER_NUMBER": "1000",
+            # and one dispatch per press: a press while the button's alarm is open would
+            # otherwise join that alarm as a repeat (server.alarm_repeats)
+            "CAREHUB_MERGE_REPEATS": "false",
         },
         tmp / "server.log",
     )

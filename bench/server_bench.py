@@ -127,6 +127,9 @@ def server_process(
             "CAREHUB_TWILIO_AUTH_TOKEN": "bench-secret",
             "CAREHUB_TWILIO_FROM": "+15550000000",
             "CAREHUB_SECRET_KEY": "bench-secret-key-0123456789",
+            # one dispatch per alarm: the bench's buttons press again while their alarm is
+            # open, which would otherwise join it as a repeat (server.alarm_repeats)
+            "CAREHUB_MERGE_REPEATS": "false",
             "CAREHUB_HUB_OFFLINE_AFTER_S": "3600",
             **(extra_env or {}),
         },

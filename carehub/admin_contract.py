@@ -51,6 +51,13 @@ class AlarmSummary(_Answer):
     raised_at_ms: int
     received_at_ms: int
     doctor_id: str | None
+    repeat_count: int = Field(
+        0, description="Uploads from the same device and kind that joined it while open."
+    )
+    last_repeat_at_ms: int | None = None
+    repeat_hub_alarm_ids: list[str] = Field(
+        default_factory=list, description="The hub's own ids of those repeats, oldest first."
+    )
 
 
 class NotificationView(_Answer):

@@ -11,7 +11,8 @@ the record it already has. Both are scoped to the hub: another hub may use the s
 Inputs are checked here, at the edge, so that no single request can make the server fail
 (and a hub retry it forever, blocking the alarms behind it): every integer is bounded to
 what a 64-bit column holds, text may not contain NUL, and numbers must be finite, also
-inside ``details``.
+inside ``details``. Numbers and booleans are strict: ``true`` is not the count 1, nor
+``"1"`` a number (pydantic's lax mode would take both).
 """
 
 from __future__ import annotations
@@ -52,11 +53,15 @@ UPDATES_PAGE_MAX = 1000
 """Largest ``limit`` of a listing."""
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-EpochMs = Annotated[int, Field(ge=0, lt=10**14, description="Epoch milliseconds (UTC).")]
+EpochMs = Annotated[
+    int, Field(strict=True, ge=0, lt=10**14, description="Epoch milliseconds (UTC).")
+]
 """As in the MQTT contract: before the year 5138."""
-Seq = Annotated[int, Field(ge=0, lt=INT64_END, description="The device's event counter.")]
-Count = Annotated[int, Field(ge=0, lt=2**31)]
-Cursor = Annotated[int, Field(ge=0, lt=INT64_END)]
+Seq = Annotated[
+    int, Field(strict=True, ge=0, lt=INT64_END, description="The device's event counter.")
+]
+Count = Annotated[int, Field(strict=True, ge=0, lt=2**31)]
+Cursor = Annotated[int, Field(strict=True, ge=0, lt=INT64_END)]
 Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
 
 
@@ -156,6 +161,7 @@ class AlarmUpload(_Body):
     )
     test: bool = Field(
         default=False,
+        strict=True,
         description="Raised by the installer's self-test: dispatched as a clearly marked test"
         " to the first step only, shown as a test in the console, never counted in KPIs.",
     )
@@ -212,8 +218,8 @@ class DeviceConfig(_Body):
 class CarePlan(_Body):
     """What the hub needs to know about the elder: no names, no addresses."""
 
-    spo2_scale2: bool = False
-    fall_sensitivity: float = Field(default=0.5, ge=0, le=1)
+    spo2_scale2: bool = Field(default=False, strict=True)
+    fall_sensitivity: float = Field(default=0.5, strict=True, ge=0, le=1)
 
 
 class HubConfig(_Body):
@@ -226,7 +232,9 @@ class HubConfig(_Body):
 class HubHeartbeat(_Body):
     """Hub health, sent periodically."""
 
-    uptime_s: float = Field(ge=0, le=1e12, description="Seconds since the hub started.")
+    uptime_s: float = Field(
+        strict=True, ge=0, le=1e12, description="Seconds since the hub started."
+    )
     queue_depth: Count
     devices_online: Count
     version: str = Field(max_length=40, pattern=r"^[^\x00]*$")
@@ -238,7 +246,7 @@ class FaultReport(_Body):
     report_id: Id
     device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     fault: DeviceFault
-    active: bool = Field(description="True when raised, False when it cleared itself.")
+    active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
     at_ms: EpochMs
     detail: Text = ""
 
@@ -270,7 +278,7 @@ class DeviceRegistration(_Body):
 class SelftestCheck(_Body):
     name: Text = Field(description="What was checked, e.g. `button pressed`, `heartbeat`.")
     device_id: Id | None = None
-    passed: bool
+    passed: bool = Field(strict=True)
     detail: Text = ""
 
 
@@ -280,7 +288,7 @@ class SelftestReport(_Body):
     report_id: Id
     started_at_ms: EpochMs
     finished_at_ms: EpochMs
-    passed: bool
+    passed: bool = Field(strict=True)
     test_alarm_id: Id | None = Field(
         default=None, description="The hub's id of the test alarm sent through the server."
     )

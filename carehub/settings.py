@@ -122,6 +122,12 @@ class ServerSettings(_Settings):
         description="Texts one number gets in 15 min before the rest are merged into one "
         "message (and over the limit, one merged message a minute).",
     )
+    merge_repeats: bool = Field(
+        True,
+        description="One open alarm per device and kind: a repeat joins the open alarm "
+        "(counted, on its timeline) instead of starting another escalation. The benches "
+        "turn it off to measure one dispatch per press.",
+    )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
     console_insecure_cookies: bool = Field(

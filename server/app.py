@@ -82,7 +82,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
         await migrate(engine)
-        store = ServerStore(engine)
+        store = ServerStore(engine, merge_repeats=settings.merge_repeats)
         clk = clock or SystemClock()
         changes = ChangeSignal()
         relay = (

@@ -233,6 +233,17 @@ class DispatchStore:
             await self._set_ladder(conn, alarm.id, ladder.status, None, now_ms)
             return []
         policy = care.policy(ladder.policy_id)
+        msgs = []
+        urgent = care.policy_for(alarm.team_id, AlarmKind(alarm.kind), Severity(alarm.severity))
+        if (
+            urgent.id != policy.id
+            and ladder.policy_id
+            == care.policy_for(alarm.team_id, AlarmKind(alarm.kind), Severity.WARNING).id
+        ):
+            # a critical repeat raised a warning (`server.alarm_repeats`): whoever had the
+            # notice hears it is now urgent, and the ladder goes on under the urgent policy
+            msgs = await self._raised(conn, alarm, urgent.id, care, now_ms)
+            policy = urgent
         excluded = await self._excluded(conn, alarm.id)
         elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
         candidates = care.candidates(alarm.team_id, elder, excluded, now_ms)
@@ -240,8 +251,34 @@ class DispatchStore:
         if isinstance(decision, Exhausted):
             await self._event(conn, alarm, "ladder_exhausted", now_ms, "system", policy.id)
             await self._set_ladder(conn, alarm.id, LadderStatus.EXHAUSTED, None, now_ms)
-            return []
-        return await self._take(conn, alarm, decision, care, now_ms)
+            return msgs
+        return msgs + await self._take(conn, alarm, decision, care, now_ms)
+
+    async def _raised(
+        self, conn: AsyncConnection, alarm: Any, policy_id: str, care: CareMap, now_ms: int
+    ) -> list[Message]:
+        summary = AlarmSummary(
+            alarm_ref(alarm.id),
+            alarm.name,
+            alarm.short_address,
+            AlarmKind(alarm.kind),
+            Severity.CRITICAL,
+        )
+        msgs = await self._tell_notified(
+            conn,
+            alarm,
+            "raised-critical",
+            lambda m: compose_alarm(summary, m.language, None),
+            care,
+            now_ms,
+        )
+        await conn.execute(
+            escalations.update()
+            .where(escalations.c.alarm_id == alarm.id)
+            .values(policy_id=policy_id, updated_at_ms=now_ms)
+        )
+        await self._event(conn, alarm, "severity_raised", now_ms, "system", policy_id)
+        return msgs
 
     async def _take(
         self, conn: AsyncConnection, alarm: Any, step: Notify, care: CareMap, now_ms: int

@@ -129,7 +129,29 @@ alarms = sa.Table(
     sa.Column("resolved_at_ms", sa.BigInteger, nullable=True),
     sa.Column("outcome", sa.String(24), nullable=True),
     sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    # repeats of this alarm from the same device and kind while it was open (alarm_repeats)
+    sa.Column("repeat_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_repeat_at_ms", sa.BigInteger, nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
+    sa.Index("ix_alarms_open_per_device", "hub_id", "device_id", "kind", "state"),
+)
+
+alarm_repeats = sa.Table(
+    "alarm_repeats",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), nullable=False, index=True),
+    sa.Column("hub_id", Id, nullable=False),
+    sa.Column("hub_alarm_id", Id, nullable=False),  # the hub's id for this repeat
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("event_ts_ms", sa.BigInteger, nullable=True),
+    sa.Column("raised_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("received_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    # the hub hears of the alarm's state changes after this event (cursor), under this id
+    sa.Column("after_event_id", sa.BigInteger, nullable=False),
+    sa.Index("uq_alarm_repeats_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
 )
 
 alarm_events = sa.Table(

@@ -13,16 +13,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.alarm_lifecycle import AlarmState, merge
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind, AlarmState, Severity, merge
 from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultReport
 from carehub.mqtt_contract import RESPONDER_MAX_CHARS
+from server.alarm_repeats import Joined, OpenAlarm, join
 from server.auth import hash_token
 from server.schema import (
     alarm_events,
+    alarm_repeats,
     alarms,
     devices,
     doctors,
     elders,
+    escalations,
     faults,
     hubs,
     notifications,
@@ -33,6 +36,16 @@ from server.schema import (
 class HubIdentity:
     hub_id: str
     elder_id: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of an upload: its alarm's state, whether this upload was new, and, for a
+    repeat, the open alarm it joined."""
+
+    state: AlarmState
+    created: bool
+    joined: Joined | None = None
 
 
 class UnknownAlarm(LookupError):
@@ -48,8 +61,9 @@ class UnknownDevice(LookupError):
 
 
 class ServerStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, merge_repeats: bool = True) -> None:
         self.engine = engine
+        self.merge_repeats = merge_repeats
         # SQLite has one writer: writers of this process queue here, in order, instead of in
         # SQLite's busy handler (which sleeps in growing steps: 100 ms tails under load)
         # or failing on a stale snapshot. PostgreSQL needs no such lock.
@@ -136,16 +150,23 @@ class ServerStore:
 
     # ------------------------------------------------------------ alarms
 
-    async def store_alarm(
-        self, hub: HubIdentity, upload: AlarmUpload, now_ms: int
-    ) -> tuple[AlarmState, bool]:
+    async def store_alarm(self, hub: HubIdentity, upload: AlarmUpload, now_ms: int) -> Stored:
         """Insert the alarm once per (hub, hub's alarm id); a repeated upload returns the stored
-        state and created=False. Raises UnknownDevice for a device not paired with the hub."""
+        state and created=False. An upload from a device whose alarm of the same kind is still
+        open joins that alarm as a repeat (`server.alarm_repeats`). Raises UnknownDevice for a
+        device not paired with the hub."""
         async with self._write() as conn:
             existing = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
             if existing is not None:
-                return AlarmState(existing.state), False
-            await _check_device(conn, hub.hub_id, upload.device_id)
+                return Stored(AlarmState(existing.state), False)
+            # locks the device row on PostgreSQL: uploads from one device are decided in turn,
+            # so two server processes cannot both open an alarm for it
+            await _check_device(conn, hub.hub_id, upload.device_id, lock=self.merge_repeats)
+            if self.merge_repeats:
+                joined = join(await _open_alarm(conn, hub, upload), upload.severity)
+                if joined is not None:
+                    state = await _add_repeat(conn, hub, upload, joined, now_ms)
+                    return Stored(state, True, joined)
             alarm_id = uuid.uuid4().hex
             try:
                 await conn.execute(
@@ -164,17 +185,18 @@ class ServerStore:
                         received_at_ms=now_ms,
                         updated_at_ms=now_ms,
                         details=upload.details,
+                        is_test=upload.test,
                     )
                 )
                 await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
-                return AlarmState.RECEIVED, True
+                return Stored(AlarmState.RECEIVED, True)
         async with self.engine.connect() as conn:
             row = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
         assert row is not None
-        return AlarmState(row.state), False
+        return Stored(AlarmState(row.state), False)
 
     async def report_state(
         self,
@@ -225,28 +247,53 @@ class ServerStore:
             return new
 
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
+        """The hub's alarms' state changes after cursor ``after``, each under the hub's own id:
+        a repeat (`alarm_repeats`) hears its open alarm's changes under the repeat's id."""
+        columns = (
+            alarm_events.c.id,
+            alarm_events.c.state,
+            alarm_events.c.at_ms,
+            alarms.c.accepted_by,
+            doctors.c.name.label("responder"),
+        )
+        own = (
+            sa.select(alarms.c.hub_alarm_id, *columns)
+            .select_from(alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id))
+            .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
+            .where(
+                alarm_events.c.hub_id == hub_id,
+                alarm_events.c.kind == "state",
+                alarm_events.c.id > after,
+            )
+        )
+        repeats = (
+            sa.select(alarm_repeats.c.hub_alarm_id, *columns)
+            .select_from(
+                alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id).join(
+                    alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id
+                )
+            )
+            .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
+            .where(
+                alarm_repeats.c.hub_id == hub_id,
+                alarm_events.c.kind == "state",
+                alarm_events.c.id > after,
+                alarm_events.c.id > alarm_repeats.c.after_event_id,
+            )
+        )
+        both = sa.union_all(own, repeats).subquery()
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(
-                        alarm_events.c.id,
-                        alarms.c.hub_alarm_id,
-                        alarm_events.c.state,
-                        alarm_events.c.at_ms,
-                        alarms.c.accepted_by,
-                        doctors.c.name.label("responder"),
-                    )
-                    .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
-                    .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
-                    .where(
-                        alarm_events.c.hub_id == hub_id,
-                        alarm_events.c.kind == "state",
-                        alarm_events.c.id > after,
-                    )
-                    .order_by(alarm_events.c.id)
-                    .limit(limit)
+                    sa.select(both).order_by(both.c.id, both.c.hub_alarm_id).limit(limit + 1)
                 )
             ).all()
+        if len(rows) > limit:
+            # rows sharing the last cursor (one change, several hub ids) go out together:
+            # the hub asks for what follows that cursor next time
+            last = rows[limit].id
+            kept = [r for r in rows[:limit] if r.id != last]
+            rows = kept or [r for r in rows if r.id == last]
         return [
             AlarmUpdate(
                 cursor=r.id,
@@ -340,7 +387,9 @@ class ServerStore:
                     ).where(notifications.c.alarm_id == alarm_id)
                 )
             ).all()
+            repeats = await _repeat_ids(conn, [alarm_id])
         data = dict(row._mapping)
+        data["repeat_hub_alarm_ids"] = repeats.get(alarm_id, [])
         data["notifications"] = [dict(n._mapping) for n in sent]
         data["events"] = [
             {
@@ -368,12 +417,15 @@ class ServerStore:
                         alarms.c.raised_at_ms,
                         alarms.c.received_at_ms,
                         alarms.c.doctor_id,
+                        alarms.c.repeat_count,
+                        alarms.c.last_repeat_at_ms,
                     )
                     .order_by(alarms.c.received_at_ms.desc())
                     .limit(limit)
                 )
             ).all()
-        return [dict(r._mapping) for r in rows]
+            repeats = await _repeat_ids(conn, [r.id for r in rows if r.repeat_count])
+        return [dict(r._mapping, repeat_hub_alarm_ids=repeats.get(r.id, [])) for r in rows]
 
     async def list_hubs(self) -> Sequence[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -419,22 +471,130 @@ async def _hub_fault(
 async def _hub_alarm(
     conn: AsyncConnection, hub_id: str, hub_alarm_id: str
 ) -> sa.Row[Any, Any] | None:
-    """The hub's alarm with this hub-made id: its server id and state."""
-    return (
+    """The hub's alarm with this hub-made id (its own, or the open alarm a repeat joined):
+    its server id and state."""
+    own = (
         await conn.execute(
             sa.select(alarms.c.id, alarms.c.state).where(
                 alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
             )
         )
     ).first()
-
-
-async def _check_device(conn: AsyncConnection, hub_id: str, device_id: str) -> None:
-    paired = (
+    if own is not None:
+        return own
+    return (
         await conn.execute(
-            sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub_id)
+            sa.select(alarms.c.id, alarms.c.state)
+            .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
+            .where(alarm_repeats.c.hub_id == hub_id, alarm_repeats.c.hub_alarm_id == hub_alarm_id)
         )
     ).first()
+
+
+async def _repeat_ids(conn: AsyncConnection, alarm_ids: list[str]) -> dict[str, list[str]]:
+    """The hub's ids of each alarm's repeats, oldest first."""
+    out: dict[str, list[str]] = {}
+    if not alarm_ids:
+        return out
+    rows = await conn.execute(
+        sa.select(alarm_repeats.c.alarm_id, alarm_repeats.c.hub_alarm_id)
+        .where(alarm_repeats.c.alarm_id.in_(alarm_ids))
+        .order_by(alarm_repeats.c.id)
+    )
+    for r in rows:
+        out.setdefault(r.alarm_id, []).append(r.hub_alarm_id)
+    return out
+
+
+async def _open_alarm(
+    conn: AsyncConnection, hub: HubIdentity, upload: AlarmUpload
+) -> OpenAlarm | None:
+    """The alarm of this device and kind that is still open (test and real kept apart)."""
+    row = (
+        await conn.execute(
+            sa.select(alarms.c.id, alarms.c.severity, alarms.c.repeat_count)
+            .where(
+                alarms.c.hub_id == hub.hub_id,
+                alarms.c.device_id == upload.device_id,
+                alarms.c.kind == upload.kind.value,
+                alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                alarms.c.is_test == upload.test,
+            )
+            .order_by(alarms.c.received_at_ms.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return OpenAlarm(row.id, Severity(row.severity), int(row.repeat_count))
+
+
+async def _add_repeat(
+    conn: AsyncConnection, hub: HubIdentity, upload: AlarmUpload, joined: Joined, now_ms: int
+) -> AlarmState:
+    """Record the upload as a repeat of the open alarm; the open alarm's state."""
+    last_event = (
+        await conn.execute(
+            sa.select(sa.func.max(alarm_events.c.id)).where(
+                alarm_events.c.alarm_id == joined.alarm_id
+            )
+        )
+    ).scalar()
+    await conn.execute(
+        alarm_repeats.insert().values(
+            alarm_id=joined.alarm_id,
+            hub_id=hub.hub_id,
+            hub_alarm_id=upload.alarm_id,
+            severity=upload.severity.value,
+            seq=upload.seq,
+            event_ts_ms=upload.event_ts_ms,
+            raised_at_ms=upload.raised_at_ms,
+            received_at_ms=now_ms,
+            details=upload.details,
+            after_event_id=int(last_event or 0),
+        )
+    )
+    await conn.execute(
+        alarms.update()
+        .where(alarms.c.id == joined.alarm_id)
+        .values(
+            repeat_count=joined.repeats,
+            last_repeat_at_ms=now_ms,
+            updated_at_ms=now_ms,
+            severity=joined.severity.value,
+        )
+    )
+    if joined.raised:  # the escalator moves the ladder to the urgent policy on its next pass
+        await conn.execute(
+            escalations.update()
+            .where(
+                escalations.c.alarm_id == joined.alarm_id,
+                escalations.c.status.in_(["running", "exhausted"]),
+            )
+            .values(status="running", due_at_ms=now_ms, updated_at_ms=now_ms)
+        )
+    what = _REPEAT_TEXT.get(upload.kind, upload.kind.value)
+    detail = f"{what} again (×{joined.repeats + 1}), {upload.device_id}"
+    if joined.raised:
+        detail += "; now critical"
+    await _add_event(conn, joined.alarm_id, hub.hub_id, "repeat", now_ms, None, detail)
+    state = await _alarm_state(conn, joined.alarm_id)
+    assert state is not None
+    return state
+
+
+_REPEAT_TEXT = {
+    AlarmKind.BUTTON: "pressed",
+    AlarmKind.FALL: "fall detected",
+    AlarmKind.VITALS: "vital signs alarm",
+}
+
+
+async def _check_device(
+    conn: AsyncConnection, hub_id: str, device_id: str, lock: bool = False
+) -> None:
+    query = sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub_id)
+    paired = (await conn.execute(query.with_for_update() if lock else query)).first()
     if paired is None:
         raise UnknownDevice(device_id)
 

@@ -173,6 +173,12 @@ def hub_env() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """Extra CAREHUB_* settings for the deployment's server; override it in a test module."""
+    return {}
+
+
 BOTH_DATABASES = pytest.mark.parametrize("server_db", ["sqlite", "postgresql"], indirect=True)
 """Run a deployment test once with the server on SQLite and once on PostgreSQL."""
 
@@ -192,6 +198,7 @@ def deployment(
     mosquitto: Mosquitto,
     sms: SmsSandbox,
     hub_env: dict[str, str],
+    server_env: dict[str, str],
     server_db: str,
 ) -> Iterator[Deployment]:
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -213,6 +220,7 @@ def deployment(
             "CAREHUB_HUB_OFFLINE_AFTER_S": "5",
             "CAREHUB_SECRET_KEY": secrets.token_urlsafe(24),
             "CAREHUB_PUBLIC_BASE_URL": base,  # accept links and Twilio webhooks
+            **server_env,
         },
         tmp_path / "server.log",
     ).start()

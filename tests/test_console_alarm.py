@@ -360,3 +360,35 @@ def test_a_vitals_alarm_shows_readings_and_news2_sub_scores(
     client.cookies.clear()
     assert login(client, "inst") == 303
     assert 'id="vitals"' not in client.get(f"/console/alarms/{alarm_id}").text
+
+
+async def _fall_again(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        now = FakeClock().now_ms() + 60_000
+        upload = AlarmUpload(
+            alarm_id=uuid.uuid4().hex,
+            device_id="btn-a",
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            raised_at_ms=now,
+        )
+        stored = await ServerStore(engine).store_alarm(HUB_A, upload, now)
+        assert stored.joined is not None
+    finally:
+        await engine.dispose()
+
+
+def test_a_repeat_updates_the_open_alarm_visibly(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, fall = seeded
+    assert login(client, "disp") == 303
+    before = client.get("/console/queue", headers={"Accept": "text/html-fragment"}).text
+    assert 'data-repeats="0"' in before and "from this device" not in before
+    asyncio.run(_fall_again(url))
+    rows = client.get("/console/queue", headers={"Accept": "text/html-fragment"}).text
+    assert rows.count(f'data-alarm-id="{fall}"') == 1, "still one row for the device's falls"
+    assert 'data-repeats="1"' in rows and "2× from this device" in rows
+    page = client.get(f"/console/alarms/{fall}").text
+    assert 'id="repeats"' in page and "Raised again" in page and "fall detected again" in page

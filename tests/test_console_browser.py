@@ -141,6 +141,18 @@ def test_a_press_reaches_the_live_queue_within_a_second_and_after_a_restart(
     assert seconds < 1.0, f"after the restart the alarm took {seconds:.2f} s to appear"
     assert page.locator("tr[data-alarm-id]").count() == 2
 
+    # pressed again while its alarm is open: the same row updates and flashes, no new row
+    # (a fresh seq: the simulated button counts from the clock's second, and the hub drops a
+    # seq it has already taken as a retry)
+    later = int(time.time()) + 1000
+    with CallButton("btn-2", "127.0.0.1", deployment.broker.port, first_seq=later) as button:
+        assert button.connected.wait(5)
+        button.press("press")
+    again = page.locator("tr[data-repeats='1']")
+    playwright_sync.expect(again).to_have_class(re.compile(r"\brepeated\b"), timeout=5000)
+    playwright_sync.expect(again).to_contain_text("2× from this device")
+    assert page.locator("tr[data-alarm-id]").count() == 2
+
 
 def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]
     add_accounts(deployment.tmp)

@@ -169,7 +169,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     await migrate(engine)
     await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer("k" * 32))
     clock = FakeClock()
-    store = ServerStore(engine)
+    store = ServerStore(engine, merge_repeats=False)
     dispatch = DispatchStore(store, b"s" * 32)
     sms = RecordingNotifier()
     escalator = Escalator(dispatch, sms, clock, ChangeSignal(), "https://ch.example.cn")
@@ -330,7 +330,7 @@ async def test_a_server_killed_mid_escalation_resumes_without_skipping_or_repeat
     # a new process on the same database
     engine = make_engine(database_url)
     try:
-        store = ServerStore(engine)
+        store = ServerStore(engine, merge_repeats=False)
         dispatch = DispatchStore(store, b"s" * 32)
         escalator = Escalator(dispatch, world.sms, world.clock, ChangeSignal(), "https://x")
         await escalator.pass_once()

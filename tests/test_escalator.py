@@ -51,7 +51,7 @@ async def server_with_alarms(tmp_path: Path, n: int) -> tuple[AsyncEngine, Serve
     url = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
     await prepare_database(ServerSettings(database_url=url), directory)  # type: ignore[call-arg]
     engine = make_engine(url)
-    store = ServerStore(engine)
+    store = ServerStore(engine, merge_repeats=False)
     hub = await store.hub_by_token("t" * 24)
     assert isinstance(hub, HubIdentity)
     for i in range(n):

@@ -15,6 +15,14 @@ from tests.mqtt_tools import AckWatcher, wait_for
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """These tests follow each press to its own alarm and SMS. By default a press while the
+    button's alarm is open joins that alarm as a repeat; that is tested in
+    test_alarm_repeats, durability here."""
+    return {"CAREHUB_MERGE_REPEATS": "false"}
+
+
 def start_server(d: Deployment) -> None:
     d.server.start()
     wait_http_ok(f"{d.base_url}/healthz", 60, d.server)

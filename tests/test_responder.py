@@ -181,7 +181,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     await migrate(engine)
     await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
     clock = FakeClock()
-    store = ServerStore(engine)
+    store = ServerStore(engine, merge_repeats=False)
     dispatch = DispatchStore(store, link_secret(settings))
     sms = RecordingNotifier()
     changes = ChangeSignal()

@@ -97,7 +97,8 @@ async def test_alarms_from_before_0002_keep_their_hub_ids(
         store = ServerStore(engine)
         hub = HubIdentity("hub-1", "elder-1")
         again = AlarmUpload(alarm_id="old-1", device_id="btn-1", kind="button", raised_at_ms=1)
-        assert await store.store_alarm(hub, again, 10) == ("dispatched", False)
+        stored = await store.store_alarm(hub, again, 10)
+        assert (stored.state, stored.created) == ("dispatched", False)
         updates = await store.updates_for_hub("hub-1", 0)
         assert [(u.alarm_id, u.state) for u in updates] == [("old-1", "dispatched")]
     finally:

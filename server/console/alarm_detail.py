@@ -69,6 +69,8 @@ class AlarmView:
     details: dict[str, Any]
     timeline: tuple[TimelineEntry, ...]
     lifecycle: Lifecycle
+    repeat_count: int = 0  # raised again while open (server.alarm_repeats)
+    is_test: bool = False
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -164,6 +166,8 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         details=details,
         timeline=tuple(timeline),
         lifecycle=lifecycle(row.state, timeline, accepted or row.accepted_by),
+        repeat_count=int(row.repeat_count or 0),
+        is_test=bool(row.is_test),
     )
 
 

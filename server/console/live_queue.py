@@ -39,6 +39,9 @@ class QueueRow:
     step_status: str | None = None
     step_due_at_ms: int | None = None
     notified: tuple[Notified, ...] = field(default=())
+    repeat_count: int = 0  # repeats from the same device and kind (server.alarm_repeats)
+    last_repeat_at_ms: int | None = None
+    is_test: bool = False
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
@@ -63,6 +66,9 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
             alarms.c.severity,
             alarms.c.state,
             alarms.c.received_at_ms,
+            alarms.c.repeat_count,
+            alarms.c.last_repeat_at_ms,
+            alarms.c.is_test,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -120,6 +126,9 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                 step_status=r.status,
                 step_due_at_ms=r.due_at_ms,
                 notified=tuple(by_alarm.get(r.id, ())),
+                repeat_count=r.repeat_count,
+                last_repeat_at_ms=r.last_repeat_at_ms,
+                is_test=bool(r.is_test),
             )
             for r in found
         ]

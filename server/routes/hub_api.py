@@ -37,10 +37,22 @@ async def upload_alarm(
     if len(body.model_dump_json()) > api.MAX_DETAILS_BYTES:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "alarm details too large")
     try:
-        state, created = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
+        stored = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
     except UnknownDevice as e:
         raise _unpaired(hub.hub_id, e) from None
-    if created:
+    state, created = stored.state, stored.created
+    if stored.joined is not None:
+        log.info(
+            "hub %s: alarm %s (%s) is a repeat of open alarm %s",
+            hub.hub_id,
+            body.alarm_id,
+            body.kind,
+            stored.joined.alarm_id,
+        )
+        if stored.joined.raised:
+            rt.escalator.kick()  # the ladder, due now, moves to the urgent policy
+        await rt.changes.notify("alarms")
+    elif created:
         log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
         rt.escalator.kick()
         await rt.changes.notify(f"hub:{hub.hub_id}")

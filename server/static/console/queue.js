@@ -11,9 +11,11 @@
   var offsetMs = 0; // server clock minus browser clock
   var known = ids();
 
-  function ids() {
-    var seen = new Set();
-    rows.querySelectorAll("tr[data-alarm-id]").forEach(function (tr) { seen.add(tr.dataset.alarmId); });
+  function ids() { // alarm id -> how many repeats it has had
+    var seen = new Map();
+    rows.querySelectorAll("tr[data-alarm-id]").forEach(function (tr) {
+      seen.set(tr.dataset.alarmId, Number(tr.dataset.repeats || 0));
+    });
     return seen;
   }
 
@@ -64,12 +66,21 @@
         syncClock();
         var now = ids();
         var fresh = [];
-        now.forEach(function (id) { if (!known.has(id)) fresh.push(id); });
+        var repeated = [];
+        now.forEach(function (count, id) {
+          if (!known.has(id)) fresh.push(id);
+          else if (count > known.get(id)) repeated.push(id);
+        });
         known = now;
         fresh.forEach(function (id) {
           var tr = rows.querySelector('tr[data-alarm-id="' + id + '"]');
           if (tr) tr.classList.add("new");
         });
+        repeated.forEach(function (id) { // pressed again: the same row flashes and beeps
+          var tr = rows.querySelector('tr[data-alarm-id="' + id + '"]');
+          if (tr) tr.classList.add("repeated");
+        });
+        if (repeated.length) beep();
         if (fresh.length) {
           flash.hidden = false;
           setTimeout(function () { flash.hidden = true; }, 8000);
