@@ -66,12 +66,13 @@ def hub(
 
 def _register() -> None:
     """Each installer command lives in its own module; one line each here."""
-    from cli import hub_pairing
+    from cli import hub_pairing, hub_selftest
 
     hub_app.command("broker-config")(hub_pairing.broker_config)
     hub_app.command("pair")(hub_pairing.pair)
     hub_app.command("devices")(hub_pairing.devices)
     hub_app.command("remove")(hub_pairing.remove)
+    hub_app.command("selftest")(hub_selftest.selftest)
 
 
 _register()

@@ -81,7 +81,7 @@ def require_accounts(settings: HubSettings) -> BrokerAccounts:
     return accounts
 
 
-def _client(settings: HubSettings, role: str) -> aiomqtt.Client:
+def hub_client(settings: HubSettings, role: str) -> aiomqtt.Client:
     username, password = hub_credentials(settings)
     return aiomqtt.Client(
         settings.mqtt_host,
@@ -93,7 +93,7 @@ def _client(settings: HubSettings, role: str) -> aiomqtt.Client:
     )
 
 
-def _uplink(settings: HubSettings) -> Uplink | None:
+def hub_uplink(settings: HubSettings) -> Uplink | None:
     token = settings.hub_token.get_secret_value()
     if not token:
         return None
@@ -126,9 +126,9 @@ class PairingSession:
         until = self.clock.now_ms() + int(seconds * 1000)
         seen: dict[str, str] = {}
         waiting: set[str] = set()  # accepted, not yet seen online with their own account
-        uplink = _uplink(self.settings)
+        uplink = hub_uplink(self.settings)
         try:
-            async with _client(self.settings, "pair") as client:
+            async with hub_client(self.settings, "pair") as client:
                 await client.subscribe(self.topics.pair_announcements(), qos=1)
                 await client.subscribe(f"{self.topics.base}/+/{Channel.AVAILABILITY.value}", qos=1)
                 window = PairingWindow(v=1, open=True, until_ms=until)
@@ -331,7 +331,7 @@ async def remove_device(
         )
     )
     try:
-        async with _client(settings, "remove") as client:
+        async with hub_client(settings, "remove") as client:
             event = BridgeEvent(v=1, event="device_removed", ts=clock.now_ms(), device_id=device_id)
             await client.publish(topics.bridge(BridgeTopic.EVENT), encode(event), qos=1)
             await client.publish(  # its retained presence goes with it
@@ -340,7 +340,7 @@ async def remove_device(
         done.append("running hub told (bridge event device_removed)")
     except aiomqtt.MqttError as e:
         done.append(f"running hub NOT told (broker: {e}); it forgets the device at its restart")
-    uplink = _uplink(settings)
+    uplink = hub_uplink(settings)
     if uplink is None:
         done.append("server NOT told: no hub token")
     else:
