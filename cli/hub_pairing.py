@@ -98,7 +98,7 @@ def pair(
     except PairingError as e:
         typer.echo(f"carehub hub pair: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"paired: {', '.join(result.accepted) or 'none'}")
+    typer.echo(f"paired: {', '.join(sorted(result.accepted)) or 'none'}")
     if result.refused:
         typer.echo(f"refused: {', '.join(result.refused)}")
     if result.not_registered:
