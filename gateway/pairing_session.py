@@ -107,8 +107,10 @@ class PairingSession:
         confirm: Confirm,
         say: Say = print,
         clock: Clock | None = None,
+        pickup_grace_s: float = PICKUP_GRACE_S,
     ) -> None:
         self.settings = settings
+        self.pickup_grace_s = pickup_grace_s
         self.topics = Topics(settings.base_topic)
         self.confirm = confirm
         self.say = say
@@ -280,7 +282,7 @@ class PairingSession:
     ) -> None:
         """Remove the retained credentials once their devices are online (or after a grace):
         sealed, they are useless to others, but nothing should linger on the broker."""
-        deadline = self.clock.monotonic() + PICKUP_GRACE_S
+        deadline = self.clock.monotonic() + self.pickup_grace_s
         messages = aiter(client.messages)
         while waiting and (left := deadline - self.clock.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
