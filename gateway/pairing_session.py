@@ -249,11 +249,16 @@ class PairingSession:
             password_hash=hash_password(password),
             paired_at_ms=self.clock.now_ms(),
         )
-        self.accounts = self.accounts.with_device(device)
-        write_security(self.settings.hub_broker_dir, self.accounts, self.settings.base_topic)
-        how = await asyncio.to_thread(
-            reload_broker, self.settings.hub_broker_dir, self.settings.hub_broker_reload_command
-        )
+        before, after = self.accounts, self.accounts.with_device(device)
+        write_security(self.settings.hub_broker_dir, after, self.settings.base_topic)
+        try:
+            how = await asyncio.to_thread(
+                reload_broker, self.settings.hub_broker_dir, self.settings.hub_broker_reload_command
+            )
+        except RuntimeError:  # not paired after all: the files say so too
+            write_security(self.settings.hub_broker_dir, before, self.settings.base_topic)
+            raise
+        self.accounts = after
         log.info("broker reloaded (%s) with the account of %s", how, device_id)
         await client.publish(
             self.topics.pair_credential(announce.hardware_id),

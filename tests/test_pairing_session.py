@@ -148,3 +148,27 @@ async def test_a_second_key_under_the_same_hardware_id_is_refused(secured: HubSe
     await asyncio.to_thread(worker.join, 5)
     assert result.accepted == ["btn-6"]  # the first key, confirmed by the installer
     assert "btn-6" in result.refused  # the second key
+
+
+async def test_a_broker_that_cannot_reload_pairs_nothing(secured: HubSettings) -> None:
+    settings = secured.model_copy(update={"hub_broker_reload_command": "false"})
+
+    async def installer(announce: PairAnnounce) -> bool:
+        return True
+
+    is_open = threading.Event()
+    session = PairingSession(settings, installer, say=lambda _: is_open.set(), pickup_grace_s=0.2)
+
+    def device() -> None:
+        assert is_open.wait(5)
+        with pytest.raises(PairingTimeout):
+            pair_device("btn-7", "button", "127.0.0.1", secured.mqtt_port, timeout_s=1.0)
+
+    worker = threading.Thread(target=device)
+    worker.start()
+    result = await session.pair(1.0, accept_all=True)
+    await asyncio.to_thread(worker.join, 5)
+    assert result.accepted == [] and result.refused == ["btn-7"]
+    accounts = load_accounts(secured.hub_broker_dir)
+    assert accounts is not None and accounts.devices == ()
+    assert "btn-7" not in (secured.hub_broker_dir / "passwd").read_text()
