@@ -113,6 +113,7 @@ class Hub:
         self._fall_wake = asyncio.Event()
         self._config_wake = asyncio.Event()
         self.selftest: SelftestMode | None = None
+        self._paired_read_at = float("-inf")
         self._started = self.clock.monotonic()
         self._link_up_since_ms: int | None = None
         """Since when (hub clock) the device link is known up, as seen by supervision."""
@@ -146,6 +147,17 @@ class Hub:
                 yield self
             finally:
                 self._store = None
+
+    def _paired_since(self, device_id: str) -> bool:
+        """Paired while the hub missed the bridge event (it was not yet subscribed, e.g.
+        on its very first start)? On a secured broker only paired devices can publish, so
+        the accounts file is read again, at most once a second, before a message is dropped."""
+        now = self.clock.monotonic()
+        if now - self._paired_read_at < 1.0:
+            return False
+        self._paired_read_at = now
+        self._load_paired()
+        return self.is_known(device_id)
 
     def _load_paired(self) -> None:
         """Devices paired on this hub, from the broker's accounts file (when this hub runs
@@ -197,7 +209,7 @@ class Hub:
             return self._drop(topic, "?", getattr(e, "reason", "bad_topic"), str(e))
         if parsed.channel is Channel.ACK:
             return
-        if not self.is_known(parsed.device_id):
+        if not self.is_known(parsed.device_id) and not self._paired_since(parsed.device_id):
             return self._drop(
                 topic,
                 parsed.device_id,

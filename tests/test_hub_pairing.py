@@ -59,6 +59,11 @@ async def test_bridge_events_teach_the_hub_its_devices_and_a_selftest_marks_alar
         assert not hub.is_known("btn-9")
         await hub.handle_message(*event("device_accepted", "btn-9"))
         assert hub.is_known("btn-9")
+        # paired while the hub missed the event: found in the accounts file, not dropped
+        later = accounts.with_device(PairedDevice("late-1", "button", "late-1", "$7$", 0))
+        write_all(tmp_path / "broker", later, "carehub", Listener())
+        await hub.handle_message(*button(hub, "late-1", 1))
+        assert hub.is_known("late-1") and link.acks[-1][0] == "late-1"
 
         until = hub.clock.now_ms() + 60_000
         await hub.handle_message(
@@ -70,7 +75,11 @@ async def test_bridge_events_teach_the_hub_its_devices_and_a_selftest_marks_alar
         while (entry := await hub.store.next_pending()) is not None:
             bodies.append(entry.body)
             await hub.store.mark_sent(entry.id, hub.clock.now_ms())
-        assert [(b["device_id"], b["test"]) for b in bodies] == [("btn-9", True), ("btn-1", False)]
+        assert [(b["device_id"], b["test"]) for b in bodies] == [
+            ("late-1", False),
+            ("btn-9", True),
+            ("btn-1", False),
+        ]
         assert all(TEST_MARK not in b["details"] for b in bodies)
 
         await hub.handle_message(TOPICS.bridge(BridgeTopic.SELFTEST), b"")  # cleared
@@ -79,7 +88,7 @@ async def test_bridge_events_teach_the_hub_its_devices_and_a_selftest_marks_alar
         assert not hub.is_known("btn-9")
         await hub.handle_message(TOPICS.bridge(BridgeTopic.EVENT), b'{"v": 1, "event": 7}')
         assert hub.dropped == 1  # a bad bridge message is one log line, nothing else
-        assert len(link.acks) == 2
+        assert len(link.acks) == 3
 
 
 def recording_uplink(status: int = 204) -> tuple[Uplink, list[httpx.Request]]:
