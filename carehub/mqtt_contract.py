@@ -14,7 +14,15 @@ topic                                 direction          QoS    retained
 ``<base>/<device_id>/status``         device → hub       1      no
 ``<base>/<device_id>/availability``   device → hub       1      yes (last will ``offline``)
 ``<base>/<device_id>/ack``            hub → device       1      no
+``<base>/pair/<hardware_id>/announce``   new device → hub   1      no
+``<base>/pair/<hardware_id>/credential`` hub → new device   1      yes (sealed; cleared later)
+``<base>/bridge/state``               hub → all          1      yes (``online``/``offline``)
+``<base>/bridge/pairing``             hub → all          1      yes
+``<base>/bridge/selftest``            hub → hub          1      yes
+``<base>/bridge/event``               hub → all          1      no
 ====================================  =================  =====  ========
+
+Pairing and bridge topics are documented in `docs/mqtt.md` ("Pairing").
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AllowInfNan,
@@ -306,6 +314,121 @@ _MODELS: dict[Channel, type[_Payload]] = {
 }
 
 
+# ---------------------------------------------------------------- pairing and the bridge
+
+PAIRING_USERNAME = "_pair"
+"""The shared, low-privilege MQTT account of devices not yet paired. Its password is not a
+secret worth much (every device carries it, like Zigbee's well-known link key): the ACL lets
+it only announce itself and read its own sealed credential (see `docs/mqtt.md`)."""
+DEFAULT_PAIRING_PASSWORD = "carehub-pairing"
+DeviceType = Literal["button", "pendant", "wearable"]
+"""What a device says it is in its announcement (the server's `DeviceKind` values)."""
+PAIR_KEY_BYTES = 32
+"""An X25519 public key, raw, base64 in JSON."""
+Base64Key = Annotated[
+    StrictStr, Field(min_length=43, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=?$")
+]
+Base64Blob = Annotated[
+    StrictStr, Field(min_length=4, max_length=1024, pattern=r"^[A-Za-z0-9+/]+=*$")
+]
+HardwareId = Annotated[StrictStr, Field(pattern=DEVICE_ID_PATTERN.pattern)]
+
+
+class PairAnnounce(_Payload):
+    """A new device, connected with the pairing account and client id = its hardware id,
+    asks to be paired; ``public_key`` is its ephemeral X25519 key, to which the hub seals
+    the device's own credential. Republished every few seconds until a credential arrives."""
+
+    hardware_id: HardwareId
+    kind: DeviceType
+    public_key: Base64Key
+    firmware: StrictStr | None = Field(default=None, max_length=64)
+
+
+class PairCredential(_Payload):
+    """Hub → new device (retained on its credential topic): its device id and MQTT account,
+    sealed (X25519 + HKDF-SHA256 + ChaCha20-Poly1305, `carehub.pairing_seal`) to the public
+    key of the announcement, so only the device holding the private key can read it."""
+
+    hardware_id: HardwareId
+    device_id: HardwareId
+    hub_key: Base64Key = Field(description="The hub's ephemeral X25519 public key.")
+    nonce: Annotated[StrictStr, Field(min_length=16, max_length=16)]
+    sealed: Base64Blob
+
+
+class SealedAccount(_Payload):
+    """The plaintext inside `PairCredential.sealed`."""
+
+    username: HardwareId
+    password: Annotated[StrictStr, Field(min_length=16, max_length=128)]
+
+
+class PairingWindow(_Payload):
+    """Retained on ``bridge/pairing``: is the hub accepting new devices, and until when."""
+
+    open: StrictBool
+    until_ms: EpochMs | None = None
+
+
+BridgeEventKind = Literal[
+    "pairing_opened",
+    "pairing_closed",
+    "device_announced",
+    "device_accepted",
+    "device_refused",
+    "device_removed",
+    "selftest_started",
+    "selftest_finished",
+]
+
+
+class BridgeEvent(_Payload):
+    """Something the installer's commands did, for the running hub and for observers."""
+
+    event: BridgeEventKind
+    ts: EpochMs
+    hardware_id: HardwareId | None = None
+    device_id: HardwareId | None = None
+    kind: DeviceType | None = None
+    detail: StrictStr | None = Field(default=None, max_length=200)
+
+
+class SelftestMode(_Payload):
+    """Retained on ``bridge/selftest`` while an installer's self-test runs: until
+    ``until_ms`` the hub marks alarms raised by ``devices`` as tests (test SMS, no KPIs)."""
+
+    active: StrictBool
+    until_ms: EpochMs | None = None
+    devices: list[HardwareId] = Field(default_factory=list, max_length=100)
+
+
+BridgePayload = PairAnnounce | PairCredential | PairingWindow | BridgeEvent | SelftestMode
+BRIDGE_MODELS: tuple[type[_Payload], ...] = (
+    PairAnnounce,
+    PairCredential,
+    SealedAccount,
+    PairingWindow,
+    BridgeEvent,
+    SelftestMode,
+)
+"""Every pairing/bridge payload model; each is parsed with `parse_model`."""
+
+M = TypeVar("M", bound=_Payload)
+
+
+def parse_model(model: type[M], payload: bytes) -> M:
+    """Validate a pairing/bridge payload as `model`, under the same strict rules as device
+    payloads; raises `ContractError` and nothing else, whatever the bytes."""
+    return _validate(model, payload)  # type: ignore[return-value]
+
+
+def _hardware_id(hardware_id: str) -> str:
+    if not DEVICE_ID_PATTERN.match(hardware_id):
+        raise ValueError(f"invalid hardware id {hardware_id!r}")
+    return hardware_id
+
+
 # ---------------------------------------------------------------- topics
 
 
@@ -315,6 +438,21 @@ class Topic:
 
     device_id: str
     channel: Channel
+
+
+class BridgeTopic(enum.StrEnum):
+    """The hub's own topics under ``<base>/bridge/`` (as Zigbee2MQTT's ``bridge/…``)."""
+
+    STATE = "state"  # retained "online"/"offline" (the hub's last will)
+    PAIRING = "pairing"  # retained PairingWindow
+    SELFTEST = "selftest"  # retained SelftestMode
+    EVENT = "event"  # BridgeEvent, not retained
+
+
+PAIR_LEVEL = "pair"
+BRIDGE_LEVEL = "bridge"
+RESERVED_DEVICE_IDS = frozenset({PAIR_LEVEL, BRIDGE_LEVEL})
+"""Device ids that would collide with the pairing and bridge topics: never paired."""
 
 
 class Topics:
@@ -332,8 +470,45 @@ class Topics:
         return f"{self.base}/{device_id}/{channel.value}"
 
     def hub_subscriptions(self) -> list[tuple[str, int]]:
-        """Topic filters (with QoS) the hub subscribes to."""
-        return [(f"{self.base}/+/{c.value}", CHANNEL_QOS[c]) for c in sorted(DEVICE_TO_HUB)]
+        """Topic filters (with QoS) the hub subscribes to: the devices' channels, and the
+        bridge's events and self-test mode (published by the installer's commands)."""
+        return [(f"{self.base}/+/{c.value}", CHANNEL_QOS[c]) for c in sorted(DEVICE_TO_HUB)] + [
+            (self.bridge(BridgeTopic.EVENT), 1),
+            (self.bridge(BridgeTopic.SELFTEST), 1),
+        ]
+
+    def bridge(self, name: BridgeTopic) -> str:
+        return f"{self.base}/{BRIDGE_LEVEL}/{name.value}"
+
+    def parse_bridge(self, topic: str) -> BridgeTopic | None:
+        """The bridge topic ``topic`` is, or None when it is not one."""
+        prefix = f"{self.base}/{BRIDGE_LEVEL}/"
+        if not topic.startswith(prefix):
+            return None
+        try:
+            return BridgeTopic(topic[len(prefix) :])
+        except ValueError:
+            return None
+
+    def pair_announce(self, hardware_id: str) -> str:
+        return f"{self.base}/{PAIR_LEVEL}/{_hardware_id(hardware_id)}/announce"
+
+    def pair_credential(self, hardware_id: str) -> str:
+        return f"{self.base}/{PAIR_LEVEL}/{_hardware_id(hardware_id)}/credential"
+
+    def pair_announcements(self) -> str:
+        """The filter the pairing command subscribes to."""
+        return f"{self.base}/{PAIR_LEVEL}/+/announce"
+
+    def parse_pair_announce(self, topic: str) -> str:
+        """The hardware id of an announcement topic; `ContractError` otherwise."""
+        prefix, suffix = f"{self.base}/{PAIR_LEVEL}/", "/announce"
+        if not (topic.startswith(prefix) and topic.endswith(suffix)):
+            raise ContractError(Refusal.BAD_TOPIC, f"{_clip(topic)} is not a pairing announcement")
+        hardware_id = topic[len(prefix) : -len(suffix)]
+        if not DEVICE_ID_PATTERN.match(hardware_id):
+            raise ContractError(Refusal.BAD_DEVICE_ID, f"invalid hardware id {_clip(hardware_id)}")
+        return hardware_id
 
     def parse(self, topic: str) -> Topic:
         """The device and channel of ``topic``; `ContractError` if it is not a device topic."""
@@ -372,10 +547,17 @@ def parse_payload(channel: Channel, payload: bytes) -> DevicePayload | Ack | Ava
                 Refusal.NOT_JSON, f"availability must be 'online' or 'offline', got {_clip(text)}"
             )
         return "online" if text == "online" else "offline"
+    return _validate(_MODELS[channel], payload)  # type: ignore[return-value]
+
+
+def _validate(model: type[_Payload], payload: bytes) -> _Payload:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(
+            Refusal.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        )
     data = _load_json(payload)
     if not isinstance(data, dict):
         raise ContractError(Refusal.SCHEMA, "payload must be a JSON object")
-    model = _MODELS[channel]
     try:  # the sample lists are checked by the model: no second pass over them
         _check_numbers([v for k, v in data.items() if type(v) is not list or k not in _LISTS])
     except _Refused as e:
@@ -387,7 +569,7 @@ def parse_payload(channel: Channel, payload: bytes) -> DevicePayload | Ack | Ava
             f"unsupported contract version v={_clip(repr(version))} (must be the integer 1)",
         )
     try:
-        return model.model_validate(data)  # type: ignore[return-value]
+        return model.model_validate(data)
     except ValidationError as e:
         reason, text = _reason(e), _describe(e)
         try:  # a refused payload may hide a non-finite number the model never reached

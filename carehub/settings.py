@@ -23,7 +23,11 @@ from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from carehub.mqtt_contract import CLOCK_AHEAD_TOLERANCE_MS, DEFAULT_BASE_TOPIC
+from carehub.mqtt_contract import (
+    CLOCK_AHEAD_TOLERANCE_MS,
+    DEFAULT_BASE_TOPIC,
+    DEFAULT_PAIRING_PASSWORD,
+)
 
 CONFIG_ENV = "CAREHUB_CONFIG"
 
@@ -210,6 +214,35 @@ class HubSettings(MqttSettings):
     )
     debug_handler_delay_s: float = Field(
         0.0, ge=0, description="Tests only: wait this long before handling each MQTT message."
+    )
+    hub_broker_dir: Path = Field(
+        Path("/var/lib/carehub/broker"),
+        description="The hub broker's security files (carehub.conf, passwd, acl, accounts.json"
+        " with the hub's own MQTT password) and persistence: see docs/mqtt.md, Broker security.",
+    )
+    hub_broker_port: int = Field(1883, description="The broker's listener port.")
+    hub_broker_host: str | None = Field(
+        None, description="The listener's bind address (default: every interface, for devices)."
+    )
+    hub_broker_tls_certfile: Path | None = Field(
+        None, description="With hub_broker_tls_keyfile: TLS on the listener (docs/mqtt.md)."
+    )
+    hub_broker_tls_keyfile: Path | None = None
+    hub_broker_tls_cafile: Path | None = None
+    hub_broker_run_as: str | None = Field(
+        None, description="mosquitto's `user` line (the account it drops to when started as root)."
+    )
+    hub_broker_reload_command: str | None = Field(
+        None,
+        description="Command that makes mosquitto re-read passwd/acl (e.g. `systemctl reload "
+        "carehub-broker`); default: SIGHUP to the pid in <hub_broker_dir>/mosquitto.pid.",
+    )
+    pairing_password: SecretStr = Field(
+        SecretStr(DEFAULT_PAIRING_PASSWORD),
+        description="Password of the shared pairing account (`_pair`) that unpaired devices use.",
+    )
+    observer_password: SecretStr | None = Field(
+        None, description="When set, a read-only `_observer` broker account (Home Assistant)."
     )
 
 

@@ -62,3 +62,17 @@ def hub(
     except SchemaTooNew as e:
         typer.echo(f"carehub hub: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _register() -> None:
+    """Each installer command lives in its own module; one line each here."""
+    from cli import hub_pairing, hub_selftest
+
+    hub_app.command("broker-config")(hub_pairing.broker_config)
+    hub_app.command("pair")(hub_pairing.pair)
+    hub_app.command("devices")(hub_pairing.devices)
+    hub_app.command("remove")(hub_pairing.remove)
+    hub_app.command("selftest")(hub_selftest.selftest)
+
+
+_register()

@@ -25,6 +25,7 @@ from carehub.mqtt_contract import (
     encode,
     parse_payload,
 )
+from firmware_sim.pairing import DeviceCredential
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class SimDevice:
         base_topic: str = "carehub",
         retry_s: float = 2.0,
         first_seq: int | None = None,
+        credential: DeviceCredential | None = None,
     ) -> None:
+        """Without `credential` the device connects anonymously (a development broker);
+        with one (from `firmware_sim.pairing.pair_device`) it logs in with its own account."""
         self.device_id = device_id
         self.topics = Topics(base_topic)
         self.retry_s = retry_s
@@ -80,6 +84,8 @@ class SimDevice:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{device_id}", clean_session=True
         )
+        if credential is not None:
+            self.client.username_pw_set(credential.username, credential.password)
         self.client.will_set(self._topic(Channel.AVAILABILITY), b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

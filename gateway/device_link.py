@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 import paho.mqtt.client as paho
 
-from carehub.mqtt_contract import Ack, Channel, Topics, encode
+from carehub.mqtt_contract import Ack, BridgeTopic, Channel, Topics, encode
 from carehub.settings import HubSettings
+from gateway.broker_files import load_accounts
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,15 @@ class DeviceLink:
         """Messages acknowledged without being handled (poison), since start."""
 
     def _new_client(self) -> aiomqtt.Client:
+        username, password = hub_credentials(self._settings)
         client = aiomqtt.Client(
             self._settings.mqtt_host,
             self._settings.mqtt_port,
             identifier=self._settings.mqtt_client_id,
-            username=self._settings.mqtt_username,
-            password=(
-                self._settings.mqtt_password.get_secret_value()
-                if self._settings.mqtt_password
-                else None
+            username=username,
+            password=password,
+            will=aiomqtt.Will(
+                self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
             ),
             clean_session=False,
             keepalive=15,
@@ -93,6 +94,9 @@ class DeviceLink:
                 async with self._new_client() as client:
                     for topic, qos in self._topics.hub_subscriptions():
                         await client.subscribe(topic, qos=qos)
+                    await client.publish(
+                        self._topics.bridge(BridgeTopic.STATE), b"online", qos=1, retain=True
+                    )
                     self._client = client
                     self.connections += 1
                     self.connected.set()
@@ -168,6 +172,23 @@ class DeviceLink:
             log.warning("ack to %s not sent: %s", device_id, e)
             return False
         return True
+
+
+def hub_credentials(settings: HubSettings) -> tuple[str | None, str | None]:
+    """The hub's broker login: `mqtt_username`/`mqtt_password` when set, else the hub account
+    in ``<hub_broker_dir>/accounts.json`` written by `carehub hub broker-config`, else none
+    (a broker that allows anonymous clients, as in development and the older tests)."""
+    if settings.mqtt_username:
+        secret = settings.mqtt_password
+        return settings.mqtt_username, secret.get_secret_value() if secret else None
+    try:
+        accounts = load_accounts(settings.hub_broker_dir)
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("cannot read the hub's broker account in %s: %s", settings.hub_broker_dir, e)
+        return None, None
+    if accounts is None:
+        return None, None
+    return accounts.hub_username, accounts.hub_password
 
 
 def _paho(client: aiomqtt.Client) -> paho.Client:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -28,21 +29,26 @@ from carehub.clock import Clock, SystemClock
 from carehub.mqtt_contract import (
     Ack,
     AckState,
+    BridgeEvent,
+    BridgeTopic,
     ButtonEvent,
     Channel,
     ContractError,
     DeviceStatus,
     ImuFrame,
+    SelftestMode,
     Topics,
     VitalsReading,
+    parse_model,
     parse_payload,
 )
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import metrics
+from gateway.broker_files import load_accounts
 from gateway.device_link import DeviceLink
-from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, upload_body
+from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, selftest_marks, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.store import HubAlarm, HubStore, OutboxKind
@@ -105,6 +111,9 @@ class Hub:
         self._outbox_wake = asyncio.Event()
         self._alarm_wake = asyncio.Event()
         self._fall_wake = asyncio.Event()
+        self._config_wake = asyncio.Event()
+        self.selftest: SelftestMode | None = None
+        self._paired_read_at = float("-inf")
         self._started = self.clock.monotonic()
         self._link_up_since_ms: int | None = None
         """Since when (hub clock) the device link is known up, as seen by supervision."""
@@ -131,12 +140,35 @@ class Hub:
                     log.warning("cached hub config unreadable, ignored: %s", str(e)[:200])
             for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
                 self.core.supervisor.restore(device_id, fault)
+            self._load_paired()
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
                 self.core.track_pending(alarm)  # windows that were running at the restart
             try:
                 yield self
             finally:
                 self._store = None
+
+    def _paired_since(self, device_id: str) -> bool:
+        """Paired while the hub missed the bridge event (it was not yet subscribed, e.g.
+        on its very first start)? On a secured broker only paired devices can publish, so
+        the accounts file is read again, at most once a second, before a message is dropped."""
+        now = self.clock.monotonic()
+        if now - self._paired_read_at < 1.0:
+            return False
+        self._paired_read_at = now
+        self._load_paired()
+        return self.is_known(device_id)
+
+    def _load_paired(self) -> None:
+        """Devices paired on this hub, from the broker's accounts file (when this hub runs
+        its own secured broker): known before the server's config arrives."""
+        try:
+            accounts = load_accounts(self.settings.hub_broker_dir)
+        except (OSError, ValueError, TypeError) as e:
+            log.warning("broker accounts unreadable, paired devices not loaded: %s", e)
+            return
+        for device in accounts.devices if accounts else ():
+            self.core.device_paired(device.device_id, device.kind)
 
     async def run(self) -> None:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -169,13 +201,15 @@ class Hub:
     async def handle_message(self, topic: str, payload: bytes) -> None:
         """Validate and route one device message; bad input is logged and dropped. Returns
         once a button event is committed and acked (the device link PUBACKs after)."""
+        if self.topics.parse_bridge(topic) is not None:
+            return await self._on_bridge(topic, payload)
         try:
             parsed = self.topics.parse(topic)
         except ContractError as e:
             return self._drop(topic, "?", getattr(e, "reason", "bad_topic"), str(e))
         if parsed.channel is Channel.ACK:
             return
-        if not self.is_known(parsed.device_id):
+        if not self.is_known(parsed.device_id) and not self._paired_since(parsed.device_id):
             return self._drop(
                 topic,
                 parsed.device_id,
@@ -210,6 +244,33 @@ class Hub:
             await self._faults(supervisor.battery(device_id, message.battery))
         self._log_notices()
 
+    async def _on_bridge(self, topic: str, payload: bytes) -> None:
+        """The installer's commands speak to the running hub on the bridge topics (only the
+        hub's own account may publish there): a device paired or removed is known or
+        forgotten at once; a self-test marks the alarms of its devices as tests."""
+        which = self.topics.parse_bridge(topic)
+        try:
+            if which is BridgeTopic.SELFTEST:
+                self.selftest = parse_model(SelftestMode, payload) if payload else None
+                log.info("self-test mode: %s", self.selftest)
+                return
+            if which is not BridgeTopic.EVENT:
+                return
+            event = parse_model(BridgeEvent, payload)
+        except ContractError as e:
+            return self._drop(topic, "bridge", e.reason, str(e))
+        if event.event == "device_accepted" and event.device_id and event.kind:
+            if self.core.device_paired(event.device_id, event.kind):
+                log.info("device %s (%s) paired: known from now on", event.device_id, event.kind)
+            self._config_wake.set()
+        elif event.event == "device_removed" and event.device_id:
+            self.core.device_removed(event.device_id)
+            log.info("device %s removed: no longer listened to", event.device_id)
+            self._config_wake.set()
+
+    def _test_marks(self, device_id: str) -> dict[str, Any]:
+        return selftest_marks(self.selftest, device_id, self.clock.now_ms())
+
     def _log_notices(self) -> None:
         """What the detectors and clock guards have to say: once per event, per device."""
         for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
@@ -236,7 +297,8 @@ class Hub:
             assert stored is not None
             await self._reack(device_id, event.seq, stored.alarm_id)
         elif event.action == "press":
-            await self.raise_alarm(self.core.press_alarm(device_id, event), event.ts, {})
+            alarm = self.core.press_alarm(device_id, event)
+            await self.raise_alarm(alarm, event.ts, self._test_marks(device_id))
         else:
             await self._cancel(device_id, event, self.clock.now_ms())
 
@@ -298,6 +360,8 @@ class Hub:
         """A detected fall waits its cancel window (persisted, so a restart keeps it)."""
         now = self.clock.now_ms()
         plan = self.core.plan_fall(device_id, fall, now)
+        if marks := self._test_marks(device_id):
+            plan = dataclasses.replace(plan, details={**plan.details, **marks})
         log.info(
             "fall detected on %s (peak %.1f g, score %.2f, %d ms after the impact);"
             " cancel window %.0f s",
@@ -557,7 +621,12 @@ class Hub:
     async def _refresh_config_forever(self) -> None:
         while True:
             ok = await self.refresh_config()
-            await asyncio.sleep(300.0 if ok else 5.0 if self.config is None else 60.0)
+            self._config_wake.clear()
+            with contextlib.suppress(TimeoutError):  # a pairing wakes it early
+                await asyncio.wait_for(
+                    self._config_wake.wait(),
+                    300.0 if ok else 5.0 if self.config is None else 60.0,
+                )
 
     async def _send_heartbeats(self) -> None:
         with contextlib.suppress(TimeoutError):  # first beat once devices can reach us

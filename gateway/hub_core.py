@@ -22,7 +22,13 @@ from carehub.api_contract import (
     storable_details,
 )
 from carehub.clock import Clock
-from carehub.mqtt_contract import RESPONDER_MAX_CHARS, Ack, AckState, ButtonEvent
+from carehub.mqtt_contract import (
+    RESPONDER_MAX_CHARS,
+    Ack,
+    AckState,
+    ButtonEvent,
+    SelftestMode,
+)
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
@@ -56,10 +62,16 @@ Acks = list[tuple[str, Ack]]
 """(device id, ack) pairs for the shell to publish, in order."""
 
 
+TEST_MARK = "selftest"
+"""Key in an alarm's stored details marking it as raised during an installer's self-test;
+kept with the evidence, so a fall raised after its window is still uploaded as a test."""
+
+
 def upload_body(
     alarm: HubAlarm, event_ts_ms: int | None, details: dict[str, Any]
 ) -> dict[str, Any]:
     """The outbox body that uploads `alarm` (its id is the server's idempotency key)."""
+    test = details.get(TEST_MARK) is True
     return AlarmUpload(
         alarm_id=alarm.id,
         device_id=alarm.device_id,
@@ -68,8 +80,18 @@ def upload_body(
         seq=alarm.seq,
         raised_at_ms=alarm.raised_at_ms,
         event_ts_ms=event_ts_ms,
-        details=storable_details(details),
+        details=storable_details({k: v for k, v in details.items() if k != TEST_MARK}),
+        test=test,
     ).model_dump(mode="json")
+
+
+def selftest_marks(mode: SelftestMode | None, device_id: str, now_ms: int) -> dict[str, Any]:
+    """The details that mark an alarm of `device_id` as a self-test's, when a self-test
+    announced on the bridge covers that device now; else none. Bounded in time by the
+    self-test's own deadline, so a forgotten retained mode cannot turn real alarms into tests."""
+    if mode is None or not mode.active or mode.until_ms is None or now_ms >= mode.until_ms:
+        return {}
+    return {TEST_MARK: True} if device_id in mode.devices else {}
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,9 @@ class HubCore:
         self.clock = clock
         self.rng = rng or random.Random()
         self.config: HubConfig | None = None
+        self.paired: dict[str, str] = {}
+        """Devices paired on this hub (id → kind), from the broker's accounts and the bridge's
+        events: known at once, before the server's config lists them."""
         tolerance_ms = int(settings.device_clock_tolerance_s * 1000)
 
         def device_clock() -> DeviceClock:
@@ -157,9 +182,23 @@ class HubCore:
     def is_known(self, device_id: str) -> bool:
         """Devices paired with this hub; before any config is known, accept every device
         rather than ignore an elder's call."""
-        if self.config is None:
+        if self.config is None or device_id in self.paired:
             return True
         return any(d.device_id == device_id for d in self.config.devices)
+
+    def device_paired(self, device_id: str, kind: str) -> bool:
+        """A device paired here; True when it is new to the hub."""
+        new = device_id not in self.paired
+        self.paired[device_id] = kind
+        self.supervisor.expect([device_id], self.clock.now_ms())
+        return new
+
+    def device_removed(self, device_id: str) -> None:
+        """Unpaired here: forgotten now (the server's config follows on the next refresh)."""
+        self.paired.pop(device_id, None)
+        self.supervisor.forget(device_id)
+        self.falls.forget(device_id)
+        self.vitals.forget(device_id)
 
     def apply_config(self, config: HubConfig) -> ConfigChange:
         """A new config: care plan to the detectors; a device no longer listed stops being

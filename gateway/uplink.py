@@ -13,6 +13,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from carehub import api_contract as api
+from carehub.mqtt_contract import DEVICE_ID_PATTERN
 from gateway.store import OutboxKind
 
 RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 425, 429})
@@ -105,6 +106,33 @@ class Uplink:
     async def heartbeat(self, beat: api.HubHeartbeat) -> None:
         response = await self._request("POST", api.HUB_HEARTBEAT_PATH, json=beat.model_dump())
         _expect_empty(response)
+
+    async def register_device(self, device_id: str, registration: api.DeviceRegistration) -> None:
+        """A device just paired on this hub (PUT, idempotent: pairing it again is fine)."""
+        await self._request(
+            "PUT",
+            f"{api.HUB_DEVICES_PATH}/{_path_id(device_id)}",
+            json=registration.model_dump(mode="json"),
+        )
+
+    async def remove_device(self, device_id: str) -> None:
+        """A device unpaired on this hub (DELETE; an unknown device is already gone)."""
+        try:
+            await self._request("DELETE", f"{api.HUB_DEVICES_PATH}/{_path_id(device_id)}")
+        except UplinkError as e:
+            if "HTTP 404" not in str(e):
+                raise
+
+    async def selftest(self, report: api.SelftestReport) -> None:
+        """Record an installer's self-test on the household (``report_id`` dedups)."""
+        await self._request("POST", api.SELFTESTS_PATH, json=report.model_dump(mode="json"))
+
+
+def _path_id(device_id: str) -> str:
+    """A device id as a path segment: the contract's pattern has nothing to escape."""
+    if not DEVICE_ID_PATTERN.match(device_id):
+        raise UplinkError(f"invalid device id {device_id!r}", retryable=False)
+    return device_id
 
 
 def _parse(response: httpx.Response, model: type[M]) -> M:

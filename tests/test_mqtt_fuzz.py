@@ -1,9 +1,11 @@
 """Fuzzing the MQTT contract: whatever arrives on a device topic, the parser returns a valid
 model or raises `ContractError` with a reason code; nothing else escapes, and every model it
-accepts holds only finite numbers inside the documented ranges."""
+accepts holds only finite numbers inside the documented ranges. The pairing and bridge
+parsers (`parse_model` over `BRIDGE_MODELS`) are held to the same promise."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any
@@ -13,20 +15,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carehub.mqtt_contract import (
+    BRIDGE_MODELS,
     DEVICE_ID_PATTERN,
     MAX_FRAME_SAMPLES,
     RANGES,
     Ack,
     AckState,
     Bounds,
+    BridgeEvent,
+    BridgeEventKind,
+    BridgeTopic,
     ButtonEvent,
     Channel,
     ContractError,
     DeviceStatus,
     ImuFrame,
+    PairAnnounce,
+    PairCredential,
+    PairingWindow,
     Refusal,
+    SealedAccount,
+    SelftestMode,
     Topics,
     VitalsReading,
+    parse_model,
     parse_payload,
 )
 
@@ -281,3 +293,128 @@ def test_json_with_overflowing_numbers(channel: Channel, value: object) -> None:
     for literal in ("Infinity", "NaN"):
         text = text.replace(literal, "1e400")
     outcome(channel, text.encode())
+
+
+# ------------------------------------------------------------------ pairing and bridge payloads
+# Every other parser: the hub parses announcements, its own bridge topics and (firmware)
+# credentials with `parse_model`; the same promise holds: a model or a ContractError.
+
+hardware_ids = st.from_regex(DEVICE_ID_PATTERN, fullmatch=True)
+b64_keys = st.binary(min_size=32, max_size=32).map(lambda b: base64.b64encode(b).decode())
+VALID_BRIDGE: dict[type, st.SearchStrategy[dict[str, Any]]] = {
+    PairAnnounce: st.fixed_dictionaries(
+        {
+            "v": st.just(1),
+            "hardware_id": hardware_ids,
+            "kind": st.sampled_from(["button", "pendant", "wearable"]),
+            "public_key": b64_keys,
+        },
+        optional={"firmware": st.text(max_size=64)},
+    ),
+    PairCredential: st.fixed_dictionaries(
+        {
+            "v": st.just(1),
+            "hardware_id": hardware_ids,
+            "device_id": hardware_ids,
+            "hub_key": b64_keys,
+            "nonce": st.binary(min_size=12, max_size=12).map(
+                lambda b: base64.b64encode(b).decode()
+            ),
+            "sealed": st.binary(min_size=16, max_size=200).map(
+                lambda b: base64.b64encode(b).decode()
+            ),
+        }
+    ),
+    SealedAccount: st.fixed_dictionaries(
+        {"v": st.just(1), "username": hardware_ids, "password": st.text(min_size=16, max_size=64)}
+    ),
+    PairingWindow: st.fixed_dictionaries(
+        {"v": st.just(1), "open": st.booleans()}, optional={"until_ms": epoch_ms}
+    ),
+    BridgeEvent: st.fixed_dictionaries(
+        {
+            "v": st.just(1),
+            "event": st.sampled_from(list(BridgeEventKind.__args__)),  # type: ignore[attr-defined]
+            "ts": epoch_ms,
+        },
+        optional={
+            "hardware_id": hardware_ids,
+            "device_id": hardware_ids,
+            "kind": st.sampled_from(["button", "pendant", "wearable"]),
+            "detail": st.text(max_size=200),
+        },
+    ),
+    SelftestMode: st.fixed_dictionaries(
+        {"v": st.just(1), "active": st.booleans()},
+        optional={"until_ms": epoch_ms, "devices": st.lists(hardware_ids, max_size=5)},
+    ),
+}
+
+
+def test_every_bridge_model_is_fuzzed() -> None:
+    assert set(VALID_BRIDGE) == set(BRIDGE_MODELS)
+
+
+def bridge_outcome(model: type, payload: bytes) -> object:
+    try:
+        return parse_model(model, payload)
+    except ContractError as e:
+        assert isinstance(e.reason, Refusal) and str(e) and "\n" not in str(e)
+        return e
+
+
+@FUZZ
+@given(st.sampled_from(BRIDGE_MODELS), st.binary(max_size=400))
+def test_bridge_arbitrary_bytes(model: type, data: bytes) -> None:
+    bridge_outcome(model, data)
+
+
+@FUZZ
+@given(st.sampled_from(BRIDGE_MODELS), json_values)
+def test_bridge_arbitrary_json(model: type, value: object) -> None:
+    bridge_outcome(model, json.dumps(value, allow_nan=True).encode())
+
+
+@FUZZ
+@given(st.sampled_from(BRIDGE_MODELS).flatmap(lambda m: st.tuples(st.just(m), VALID_BRIDGE[m])))
+def test_bridge_valid_payloads_are_accepted(case: tuple[type, dict[str, Any]]) -> None:
+    model, data = case
+    parsed = bridge_outcome(model, json.dumps(data).encode())
+    assert isinstance(parsed, model), (parsed, data)
+
+
+@FUZZ
+@given(
+    st.sampled_from(BRIDGE_MODELS).flatmap(lambda m: st.tuples(st.just(m), VALID_BRIDGE[m])),
+    st.data(),
+)
+def test_bridge_mutated_payloads(case: tuple[type, dict[str, Any]], data: st.DataObject) -> None:
+    model, payload = case
+    key = data.draw(st.sampled_from(sorted(set(payload) | set(model.model_fields))), label="key")
+    mutated = dict(payload)
+    how = data.draw(st.sampled_from(["number", "json", "delete", "flip"]))
+    if how == "number":
+        mutated[key] = data.draw(numbers, label="number")
+    elif how == "json":
+        mutated[key] = data.draw(json_values, label="value")
+    elif how == "delete":
+        mutated.pop(key, None)
+    raw = bytearray(json.dumps(mutated, allow_nan=True).encode())
+    if how == "flip":
+        i = data.draw(st.integers(min_value=0, max_value=len(raw) - 1), label="at")
+        raw[i] = data.draw(st.integers(min_value=0, max_value=255), label="byte")
+    bridge_outcome(model, bytes(raw))
+
+
+@FUZZ
+@given(st.text(max_size=80))
+def test_pairing_and_bridge_topics(rest: str) -> None:
+    topics = Topics("carehub")
+    topic = f"carehub/{rest}"
+    assert topics.parse_bridge(topic) in (None, *BridgeTopic)
+    try:
+        hardware_id = topics.parse_pair_announce(topic)
+    except ContractError as e:
+        assert isinstance(e.reason, Refusal)
+        return
+    assert topics.pair_announce(hardware_id) == topic

@@ -1,0 +1,142 @@
+"""`carehub hub broker-config | pair | devices | remove`: securing the hub's broker and
+pairing devices with it, as Zigbee2MQTT users know it (see docs/mqtt.md, Pairing)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import typer
+
+from carehub import logs
+from carehub.mqtt_contract import PairAnnounce
+from carehub.settings import HubSettings, load
+from cli.hub_commands import ConfigOpt, LogOpt
+
+
+def _settings(config: Path | None, broker_dir: Path | None = None) -> HubSettings:
+    settings: HubSettings = load(HubSettings, config, hub_broker_dir=broker_dir)
+    return settings
+
+
+DirOpt = typer.Option(
+    None, "--dir", help="The broker's directory [CAREHUB_HUB_BROKER_DIR, /var/lib/carehub/broker]."
+)
+
+
+def broker_config(
+    directory: Path | None = DirOpt,
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Write DIR/carehub.conf, DIR/passwd, DIR/acl (and DIR/accounts.json, the hub's own
+    account): no anonymous clients, each device only its own topics. Run mosquitto with
+    `mosquitto -c DIR/carehub.conf`. Existing pairings and passwords are kept."""
+    from gateway.broker_auth import Listener
+    from gateway.broker_files import CONF, load_accounts, write_all
+    from gateway.pairing import HUB_USERNAME, OBSERVER_USERNAME, BrokerAccounts
+
+    s = _settings(config, directory)
+    d = s.hub_broker_dir
+    accounts = load_accounts(d) or BrokerAccounts.new(
+        s.mqtt_username or HUB_USERNAME,
+        s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+    )
+    from dataclasses import replace
+
+    from gateway.broker_auth import hash_password
+
+    accounts = replace(
+        accounts,
+        pairing_password=s.pairing_password.get_secret_value(),
+        observer_username=OBSERVER_USERNAME if s.observer_password else None,
+        observer_password_hash=(
+            hash_password(s.observer_password.get_secret_value()) if s.observer_password else None
+        ),
+    )
+    listener = Listener(
+        port=s.hub_broker_port,
+        host=s.hub_broker_host,
+        certfile=s.hub_broker_tls_certfile,
+        keyfile=s.hub_broker_tls_keyfile,
+        cafile=s.hub_broker_tls_cafile,
+    )
+    write_all(d, accounts, s.base_topic, listener, s.hub_broker_run_as)
+    typer.echo(f"wrote {d / CONF}, {d / 'passwd'}, {d / 'acl'}, {d / 'accounts.json'}")
+    typer.echo(
+        f"hub account {accounts.hub_username}; {len(accounts.devices)} paired devices;"
+        f" TLS {'on' if listener.tls else 'off'}; run: mosquitto -c {d / CONF}"
+    )
+
+
+def pair(
+    seconds: float = typer.Option(
+        120.0, "--seconds", min=1, help="How long the window stays open."
+    ),
+    accept_all: bool = typer.Option(
+        False, "--accept-all", help="Accept every device that announces itself (scripted installs)."
+    ),
+    config: Path | None = ConfigOpt,
+    log_level: str = LogOpt,
+) -> None:
+    """Open a pairing window: each device switched on announces itself; confirm it (or
+    --accept-all) and it gets its own broker account. Exit 1 when nothing was paired."""
+    from gateway.pairing_session import PairingError, PairingSession
+
+    logs.setup(log_level, "pair")
+    s = _settings(config)
+
+    async def confirm(announce: PairAnnounce) -> bool:
+        question = f"pair {announce.kind} {announce.hardware_id}" + (
+            f" (firmware {announce.firmware})?" if announce.firmware else "?"
+        )
+        return await asyncio.to_thread(typer.confirm, question, default=False)
+
+    try:
+        session = PairingSession(s, confirm, say=typer.echo)
+        result = asyncio.run(session.pair(seconds, accept_all))
+    except PairingError as e:
+        typer.echo(f"carehub hub pair: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"paired: {', '.join(sorted(result.accepted)) or 'none'}")
+    if result.refused:
+        typer.echo(f"refused: {', '.join(result.refused)}")
+    if result.not_registered:
+        typer.echo(f"not registered on the server: {', '.join(result.not_registered)}", err=True)
+    raise typer.Exit(0 if result.accepted else 1)
+
+
+def devices(config: Path | None = ConfigOpt) -> None:
+    """List the devices paired with this hub."""
+    from gateway.pairing_session import PairingError, require_accounts
+
+    try:
+        accounts = require_accounts(_settings(config))
+    except PairingError as e:
+        typer.echo(f"carehub hub devices: {e}", err=True)
+        raise typer.Exit(2) from None
+    if not accounts.devices:
+        typer.echo("no paired devices")
+    for d in accounts.devices:
+        at = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.paired_at_ms / 1000))
+        typer.echo(f"{d.device_id:<24} {d.kind:<9} hardware {d.hardware_id:<24} paired {at}")
+
+
+def remove(
+    device: str = typer.Argument(..., help="The device id (see `carehub hub devices`)."),
+    config: Path | None = ConfigOpt,
+    log_level: str = LogOpt,
+) -> None:
+    """Revoke a device at once: its account is deleted, the broker reloaded (which drops
+    it if connected), the running hub and the server told."""
+    from gateway.pairing_session import PairingError, remove_device
+
+    logs.setup(log_level, "remove")
+    try:
+        done = asyncio.run(remove_device(_settings(config), device))
+    except (PairingError, RuntimeError) as e:
+        typer.echo(f"carehub hub remove: {e}", err=True)
+        raise typer.Exit(2) from None
+    for line in done:
+        typer.echo(line)
+    raise typer.Exit(1 if any("NOT" in line for line in done) else 0)

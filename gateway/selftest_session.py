@@ -1,0 +1,145 @@
+"""The self-test's I/O: tell the running hub (retained ``bridge/selftest``) that alarms of
+the home's devices are tests until the deadline, watch the devices and their acks on the
+broker, feed `gateway.selftest.SelftestCore`, then post the report to the server.
+
+The test alarm is the installer's own press, taking the hub's durable outbox path like a
+real call (hub → outbox → server → dispatch → ack back to the button): what the home
+relies on is what gets proven, and a failing link anywhere fails the test. Marked as a
+test by the hub, it reaches the doctor as a clearly marked test and stays out of KPIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiomqtt
+
+from carehub.clock import Clock, SystemClock
+from carehub.mqtt_contract import (
+    DEVICE_TO_HUB,
+    Ack,
+    BridgeEvent,
+    BridgeTopic,
+    Channel,
+    ContractError,
+    SelftestMode,
+    Topics,
+    encode,
+    parse_payload,
+)
+from carehub.settings import HubSettings
+from gateway.intake import new_alarm_id
+from gateway.pairing_session import hub_client, hub_uplink, require_accounts
+from gateway.selftest import INSTRUCTIONS, SelftestCore
+from gateway.uplink import UplinkError
+
+log = logging.getLogger(__name__)
+
+MODE_MARGIN_S = 60.0
+"""The hub keeps marking alarms as tests this long after the self-test's own timeout (a
+fall waits its cancel window before it is raised); never longer."""
+
+
+async def run_selftest(
+    settings: HubSettings,
+    timeout_s: float,
+    say: Callable[[str], None] = print,
+    clock: Clock | None = None,
+) -> tuple[SelftestCore, str]:
+    """Run the self-test; returns the core (checks) and what became of the report."""
+    clock = clock or SystemClock()
+    topics = Topics(settings.base_topic)
+    accounts = require_accounts(settings)
+    devices = {d.device_id: d.kind for d in accounts.devices}
+    start = clock.now_ms()
+    core = SelftestCore(devices, settings.battery_low_pct, start)
+    mode = SelftestMode(
+        v=1,
+        active=True,
+        until_ms=start + int((timeout_s + MODE_MARGIN_S) * 1000),
+        devices=sorted(devices),
+    )
+    async with hub_client(settings, "selftest") as client:
+        for c in sorted(DEVICE_TO_HUB | {Channel.ACK}):
+            await client.subscribe(f"{topics.base}/+/{c.value}", qos=1)
+        await client.publish(topics.bridge(BridgeTopic.SELFTEST), encode(mode), qos=1, retain=True)
+        await client.publish(
+            topics.bridge(BridgeTopic.EVENT),
+            encode(BridgeEvent(v=1, event="selftest_started", ts=start)),
+            qos=1,
+        )
+        say(f"self-test started: {len(devices)} devices, {timeout_s:.0f} s")
+        for device_id, kind in sorted(devices.items()):
+            if kind in INSTRUCTIONS:
+                say("  " + INSTRUCTIONS[kind].format(id=device_id))
+        try:
+            await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say)
+        finally:
+            await client.publish(
+                topics.bridge(BridgeTopic.SELFTEST),
+                encode(SelftestMode(v=1, active=False)),
+                qos=1,
+                retain=True,
+            )
+            await client.publish(
+                topics.bridge(BridgeTopic.EVENT),
+                encode(
+                    BridgeEvent(
+                        v=1,
+                        event="selftest_finished",
+                        ts=clock.now_ms(),
+                        detail="passed" if core.passed else "failed",
+                    )
+                ),
+                qos=1,
+            )
+    return core, await _post(settings, core, clock)
+
+
+async def _watch(
+    client: aiomqtt.Client,
+    topics: Topics,
+    core: SelftestCore,
+    clock: Clock,
+    deadline_ms: int,
+    say: Callable[[str], None],
+) -> None:
+    messages = aiter(client.messages)
+    done_before = 0
+    while not core.passed and (left := deadline_ms - clock.now_ms()) > 0:
+        try:
+            message = await asyncio.wait_for(anext(messages), left / 1000)
+        except TimeoutError:
+            return
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            parsed = topics.parse(str(message.topic))
+            body = parse_payload(parsed.channel, payload)
+        except ContractError:
+            continue  # the hub logs bad input; the self-test only looks at good news
+        if parsed.channel is Channel.ACK:
+            assert isinstance(body, Ack)
+            core.acked(parsed.device_id, body)
+        else:
+            core.seen(parsed.device_id, body)
+        done = sum(c.passed for c in core.checks)
+        if done != done_before:
+            done_before = done
+            say(f"  {done}/{len(core.checks)} checks passed")
+
+
+async def _post(settings: HubSettings, core: SelftestCore, clock: Clock) -> str:
+    report = core.report(new_alarm_id(), clock.now_ms())
+    uplink = hub_uplink(settings)
+    if uplink is None:
+        return "report NOT sent: no hub token"
+    try:
+        await uplink.selftest(report)
+    except UplinkError as e:
+        log.warning("self-test report not accepted: %s", e)
+        return f"report NOT recorded on the server: {e}"
+    finally:
+        await uplink.aclose()
+    return f"report {report.report_id} recorded on the server"

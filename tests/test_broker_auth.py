@@ -1,0 +1,108 @@
+"""The broker's security files as text: mosquitto's own password format (checked both
+ways against the real tools), the ACL's pattern lines, the configuration and TLS."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.broker_auth import (
+    Account,
+    Listener,
+    acl_file,
+    hash_password,
+    mosquitto_conf,
+    password_file,
+    verify_password,
+)
+from gateway.broker_files import ACCOUNTS, ACL, PASSWD, load_accounts, write_all
+from gateway.pairing import BrokerAccounts, PairedDevice
+
+
+def test_hash_has_mosquittos_format_and_verifies() -> None:
+    hashed = hash_password("s3cret", salt=b"0123456789ab")
+    _, kind, iterations, salt, digest = hashed.split("$")
+    assert (kind, iterations, len(salt), len(digest)) == ("7", "101", 16, 88)
+    assert verify_password("s3cret", hashed)
+    assert not verify_password("s3cret!", hashed)
+    assert not verify_password("s3cret", "$6$garbage")
+    assert hash_password("s3cret") != hash_password("s3cret")  # a fresh salt each time
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="no mosquitto_passwd")
+def test_a_hash_made_by_mosquitto_passwd_verifies_here(tmp_path: Path) -> None:
+    path = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(path), "alice", "pa:ss wörd"], check=True)
+    user, hashed = path.read_text().strip().split(":", 1)
+    assert user == "alice" and verify_password("pa:ss wörd", hashed)
+    assert not verify_password("pass", hashed)
+
+
+def test_password_file_refuses_a_username_that_would_break_it() -> None:
+    assert password_file([Account("b", "$7$x"), Account("a", "$7$y")]) == "a:$7$y\nb:$7$x\n"
+    for bad in ("a:b", "a\nb", ""):
+        with pytest.raises(ValueError):
+            password_file([Account(bad, "$7$x")])
+
+
+def test_acl_gives_devices_their_own_topics_only() -> None:
+    text = acl_file("carehub", "_hub", "_observer")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[:2] == ["user _hub", "topic readwrite #"]
+    patterns = [line for line in lines if line.startswith("pattern")]
+    assert patterns == [
+        "pattern write carehub/pair/%c/announce",
+        "pattern read carehub/pair/%c/credential",
+        "pattern write carehub/%u/availability",
+        "pattern write carehub/%u/button",
+        "pattern write carehub/%u/imu",
+        "pattern write carehub/%u/status",
+        "pattern write carehub/%u/vitals",
+        "pattern read carehub/%u/ack",
+    ]
+    observer = lines[lines.index("user _observer") + 1 : lines.index("user _observer") + 5]
+    assert all(line.startswith("topic read ") for line in observer)
+    assert "user _observer" not in acl_file("carehub", "_hub")
+
+
+def test_conf_refuses_anonymous_names_the_files_and_keeps_persistence(tmp_path: Path) -> None:
+    conf = mosquitto_conf(tmp_path, Listener(port=1884, host="127.0.0.1"), run_as="carehub")
+    d = tmp_path.resolve()
+    for line in (
+        "user carehub",
+        "listener 1884 127.0.0.1",
+        "allow_anonymous false",
+        f"password_file {d}/passwd",
+        f"acl_file {d}/acl",
+        "persistence true",
+        f"persistence_location {d}/data/",
+        f"pid_file {d}/mosquitto.pid",
+    ):
+        assert line in conf.splitlines(), line
+    assert "certfile" not in conf
+
+
+def test_tls_is_one_setting_away(tmp_path: Path) -> None:
+    listener = Listener(port=8883, certfile=Path("/etc/c.pem"), keyfile=Path("/etc/k.pem"))
+    lines = mosquitto_conf(tmp_path, listener).splitlines()
+    at = lines.index("listener 8883")
+    assert lines[at + 1 : at + 3] == ["certfile /etc/c.pem", "keyfile /etc/k.pem"]
+
+
+def test_files_are_written_with_secret_modes_and_read_back(tmp_path: Path) -> None:
+    accounts = BrokerAccounts.new(hub_password="hub-password").with_device(
+        PairedDevice("btn-1", "button", "btn-1", hash_password("device-pw"), 1)
+    )
+    write_all(tmp_path, accounts, "carehub", Listener())
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in (ACCOUNTS, PASSWD, ACL)}
+    assert modes == {ACCOUNTS: 0o600, PASSWD: 0o600, ACL: 0o640}
+    assert load_accounts(tmp_path) == accounts
+    passwd = dict(line.split(":", 1) for line in (tmp_path / PASSWD).read_text().splitlines())
+    assert set(passwd) == {"_hub", "_pair", "btn-1"}
+    assert verify_password("hub-password", passwd["_hub"])
+    assert verify_password("carehub-pairing", passwd["_pair"])
+    assert verify_password("device-pw", passwd["btn-1"])
+    assert not list(tmp_path.glob(".*.tmp"))
