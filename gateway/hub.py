@@ -9,6 +9,9 @@ Loops, each kept alive by `gateway.loop_guard.keep_running` (none can take anoth
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server;
 - supervision: device faults, the vitals detectors' tick, outbox bound and pruning.
+
+Each loop tells `self.health` (a `gateway.loop_health.LoopHealth`) when it starts, fails and
+how soon it will check in again; `gateway.watchdog` turns that into systemd's watchdog pings.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from gateway.device_link import DeviceLink
 from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
+from gateway.loop_health import STUCK_AFTER_S, LoopHealth
 from gateway.store import HubAlarm, HubStore, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
@@ -98,6 +102,7 @@ class Hub:
             else DeviceLink(settings, self.topics, self.handle_message)
         )
         self.core = HubCore(settings, self.clock)
+        self.health = LoopHealth(self.clock)
         self.availability: dict[str, str] = {}
         self.dropped = 0
         self.outbox_dropped = 0
@@ -117,6 +122,11 @@ class Hub:
     @property
     def config(self) -> api.HubConfig | None:
         return self.core.config
+
+    @property
+    def ready(self) -> bool:
+        """Connected to the broker with every loop running (systemd's READY=1)."""
+        return self.link.connected.is_set() and self.health.all_started()
 
     @contextlib.asynccontextmanager
     async def opened(self) -> AsyncIterator[Hub]:
@@ -148,9 +158,12 @@ class Hub:
             ("feedback", self._follow_updates),
             ("heartbeat", self._send_heartbeats),
         ]
+        self.health.expect(*(name for name, _ in loops))
         async with self.opened():
             tasks = [
-                asyncio.create_task(keep_running(name, body, self.restart_policy), name=name)
+                asyncio.create_task(
+                    keep_running(name, body, self.restart_policy, self.health), name=name
+                )
                 for name, body in loops
             ]
             try:
@@ -169,6 +182,13 @@ class Hub:
     async def handle_message(self, topic: str, payload: bytes) -> None:
         """Validate and route one device message; bad input is logged and dropped. Returns
         once a button event is committed and acked (the device link PUBACKs after)."""
+        self.health.promise("device-link", STUCK_AFTER_S)
+        try:
+            await self._handle_message(topic, payload)
+        finally:
+            self.health.idle("device-link")  # the next message may take hours to come
+
+    async def _handle_message(self, topic: str, payload: bytes) -> None:
         try:
             parsed = self.topics.parse(topic)
         except ContractError as e:
@@ -332,6 +352,7 @@ class Hub:
 
     async def _run_fall_windows(self) -> None:
         while True:
+            self.health.promise("fall-windows", 1.0 + STUCK_AFTER_S)
             wait_s = await self.fall_windows_pass()
             self._fall_wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -443,6 +464,7 @@ class Hub:
     async def _supervise(self) -> None:
         every = min(5.0, self.settings.device_offline_after_s / 4)
         while True:
+            self.health.promise("supervision", every + STUCK_AFTER_S)
             await asyncio.sleep(every)
             await self.supervision_pass()
 
@@ -464,7 +486,9 @@ class Hub:
     async def _drain_outbox(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
+        longest_wait_s = max(5.0, self.settings.upload_timeout_s + self.settings.retry_max_s)
         while True:
+            self.health.promise("outbox", longest_wait_s + STUCK_AFTER_S)
             entry = await self.store.next_pending()
             if entry is None:
                 attempt = 0
