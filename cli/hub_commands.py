@@ -40,7 +40,6 @@ def hub(
         return
     from gateway.main import run_hub
 
-    logs.setup(log_level, "hub")
     settings = load(
         HubSettings,
         config,
@@ -49,6 +48,7 @@ def hub(
         mqtt_port=mqtt_port,
         hub_db=hub_db,
     )
+    logs.setup(log_level, "hub", settings.log_file)
     if not settings.hub_token.get_secret_value():
         typer.echo(
             "carehub hub: set CAREHUB_HUB_TOKEN (or hub_token in [hub]) to this hub's token",
@@ -62,3 +62,8 @@ def hub(
     except SchemaTooNew as e:
         typer.echo(f"carehub hub: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+from cli.hub_units import units  # noqa: E402  (a subcommand module needs nothing from here)
+
+hub_app.command()(units)
