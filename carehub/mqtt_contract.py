@@ -14,7 +14,11 @@ topic                                 direction          QoS    retained
 ``<base>/<device_id>/status``         device → hub       1      no
 ``<base>/<device_id>/availability``   device → hub       1      yes (last will ``offline``)
 ``<base>/<device_id>/ack``            hub → device       1      no
+``<base>/bridge/state``               hub → anyone       1      yes (last will ``offline``)
 ====================================  =================  =====  ========
+
+``bridge/state`` is the hub's own ``online``/``offline``; Home Assistant discovery
+(`gateway.ha_discovery`) uses it as every entity's availability.
 """
 
 from __future__ import annotations
@@ -330,6 +334,10 @@ class Topics:
         if not DEVICE_ID_PATTERN.match(device_id):
             raise ValueError(f"invalid device id {device_id!r}")
         return f"{self.base}/{device_id}/{channel.value}"
+
+    def bridge_state(self) -> str:
+        """The hub's own availability: ``online`` (retained), its last will ``offline``."""
+        return f"{self.base}/bridge/state"
 
     def hub_subscriptions(self) -> list[tuple[str, int]]:
         """Topic filters (with QoS) the hub subscribes to."""

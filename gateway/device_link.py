@@ -79,6 +79,7 @@ class DeviceLink:
             ),
             clean_session=False,
             keepalive=15,
+            will=aiomqtt.Will(self._topics.bridge_state(), b"offline", qos=1, retain=True),
             max_queued_incoming_messages=10_000,
         )
         _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
@@ -94,6 +95,7 @@ class DeviceLink:
                     for topic, qos in self._topics.hub_subscriptions():
                         await client.subscribe(topic, qos=qos)
                     self._client = client
+                    await client.publish(self._topics.bridge_state(), b"online", qos=1, retain=True)
                     self.connections += 1
                     self.connected.set()
                     delay = 0.2
@@ -166,6 +168,19 @@ class DeviceLink:
             await client.publish(self._topics.device(device_id, Channel.ACK), encode(ack), qos=1)
         except aiomqtt.MqttError as e:
             log.warning("ack to %s not sent: %s", device_id, e)
+            return False
+        return True
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish anything else the hub says (Home Assistant discovery and states); False
+        when the broker is away (the caller republishes after the reconnection)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as e:
+            log.warning("publish on %s not sent: %s", topic, e)
             return False
         return True
 

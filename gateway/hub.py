@@ -45,6 +45,8 @@ from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import metrics
 from gateway.device_link import DeviceLink
+from gateway.ha_bridge import HaBridge
+from gateway.ha_discovery import HaDiscovery, Publication
 from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
@@ -74,9 +76,13 @@ class AckLink(Protocol):
     """What the hub needs from the device link (`gateway.device_link.DeviceLink`)."""
 
     connected: asyncio.Event
+    connections: int
 
     async def run(self) -> None: ...
     async def send_ack(self, device_id: str, ack: Ack) -> bool: ...
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> bool: ...
 
 
 class Hub:
@@ -103,6 +109,11 @@ class Hub:
         )
         self.core = HubCore(settings, self.clock)
         self.health = LoopHealth(self.clock)
+        self.ha = (
+            HaBridge(HaDiscovery(self.topics, settings.ha_discovery_prefix), self.link)
+            if settings.ha_discovery
+            else None
+        )
         self.availability: dict[str, str] = {}
         self.dropped = 0
         self.outbox_dropped = 0
@@ -139,6 +150,8 @@ class Hub:
                     self.core.apply_config(api.HubConfig.model_validate_json(cached))
                 except ValueError as e:
                     log.warning("cached hub config unreadable, ignored: %s", str(e)[:200])
+                else:
+                    self._ha_pair()
             for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
                 self.core.supervisor.restore(device_id, fault)
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
@@ -158,6 +171,8 @@ class Hub:
             ("feedback", self._follow_updates),
             ("heartbeat", self._send_heartbeats),
         ]
+        if self.ha is not None:  # read-only: publishes, never subscribes
+            loops.append(("home-assistant", self.ha.run))
         self.health.expect(*(name for name, _ in loops))
         async with self.opened():
             tasks = [
@@ -208,6 +223,8 @@ class Hub:
             return self._drop(topic, parsed.device_id, getattr(e, "reason", "invalid"), str(e))
         device_id, now = parsed.device_id, self.clock.now_ms()
         supervisor = self.core.supervisor
+        if self.ha is not None:
+            self._ha(self.ha.discovery.connectivity(device_id, message != "offline"))
         if isinstance(message, ButtonEvent):
             await self.on_button(device_id, message)  # nothing else may delay or stop this
             return await self._faults(supervisor.seen(device_id, now))
@@ -226,14 +243,36 @@ class Hub:
         elif isinstance(message, VitalsReading):
             for event in self.core.vitals.push(device_id, message, now):
                 await self.on_vitals(device_id, event)
-        elif isinstance(message, DeviceStatus) and message.battery is not None:
-            await self._faults(supervisor.battery(device_id, message.battery))
+        elif isinstance(message, DeviceStatus):
+            if self.ha is not None:
+                self._ha(self.ha.discovery.status(device_id, message.battery, message.rssi))
+            if message.battery is not None:
+                await self._faults(supervisor.battery(device_id, message.battery))
         self._log_notices()
 
     def _log_notices(self) -> None:
         """What the detectors and clock guards have to say: once per event, per device."""
         for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
             log.warning("device %s: %s", notice.device_id, notice.text)
+
+    def _ha(self, publications: list[Publication]) -> None:
+        """Hand Home Assistant's updates to its loop (never waits)."""
+        if self.ha is not None:
+            self.ha.note(publications)
+
+    def _ha_pair(self) -> None:
+        config = self.core.config
+        if self.ha is not None and config is not None:
+            devices = {d.device_id: str(d.kind) for d in config.devices}
+            self._ha(self.ha.discovery.pair(config.hub_id, devices))
+
+    def _ha_alarm(self, alarm: HubAlarm, state: AlarmState) -> None:
+        if self.ha is not None:
+            self._ha(
+                self.ha.discovery.alarm(
+                    alarm.device_id, alarm.id, alarm.kind, state, alarm.raised_at_ms
+                )
+            )
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
         self.dropped += 1
@@ -278,6 +317,7 @@ class Hub:
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._queued(OutboxKind.ALARM)
+        self._ha_alarm(alarm, alarm.state)
         if ack:
             await self.link.send_ack(
                 alarm.device_id,
@@ -293,6 +333,7 @@ class Hub:
             await self.store.set_state(plan.target.id, AlarmState.CANCELLED, now)
             await self.store.record_event(device_id, event.seq, event.ts, plan.target.id, now)
             self.core.pending.pop(plan.target.id, None)
+            self._ha_alarm(plan.target, AlarmState.CANCELLED)
             log.info("fall alarm %s cancelled from %s inside its window", plan.target.id, device_id)
         else:
             report = plan.report
@@ -304,6 +345,7 @@ class Hub:
             )
             await self.store.record_event(device_id, event.seq, event.ts, plan.target.id, now)
             self._queued(OutboxKind.REPORT)
+            self._ha_alarm(plan.target, AlarmState.CANCELLED)
             log.info("alarm %s cancelled from %s", plan.target.id, device_id)
         await self._send(plan.acks)
 
@@ -333,6 +375,7 @@ class Hub:
             return
         await self.store.raise_alarm(plan.alarm, plan.event_ts_ms, plan.details, None, now)
         self.core.track_pending(plan.alarm)
+        self._ha_alarm(plan.alarm, plan.alarm.state)
         self._fall_wake.set()
 
     async def fall_windows_pass(self) -> float:
@@ -371,6 +414,7 @@ class Hub:
         log.info("alarm %s raised by %s (fall, window over)", alarm.id, alarm.device_id)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._queued(OutboxKind.ALARM)
+        self._ha_alarm(alarm, AlarmState.RECEIVED)
         await self._send(self.core.home_acks(alarm, AckState.RECEIVED))
 
     # ------------------------------------------------------------ vitals and supervision
@@ -407,6 +451,9 @@ class Hub:
         if not changes:
             return
         now = self.clock.now_ms()
+        for change in changes:
+            if change.fault == "device_offline" and self.ha is not None:
+                self._ha(self.ha.discovery.connectivity(change.device_id, not change.active))
         for report in self.core.fault_reports(changes, now):
             log.info(
                 "fault %s %s on %s (%s)",
@@ -481,6 +528,7 @@ class Hub:
         alarm = await self.store.alarm(alarm_id)
         assert alarm is not None
         log.info("alarm %s is now %s", alarm_id, new)
+        self._ha_alarm(alarm, new)
         await self._send(self.core.state_acks(alarm, new, responder))
 
     async def _drain_outbox(self) -> None:
@@ -574,6 +622,7 @@ class Hub:
                 change.removed or "none",
             )
             await self.store.put(CONFIG_KEY, config.model_dump_json())
+            self._ha_pair()
             if change.removed:
                 await self._save_faults()
         return True
