@@ -14,11 +14,11 @@ topic                                 direction          QoS    retained
 ``<base>/<device_id>/status``         device → hub       1      no
 ``<base>/<device_id>/availability``   device → hub       1      yes (last will ``offline``)
 ``<base>/<device_id>/ack``            hub → device       1      no
-``<base>/bridge/state``               hub → anyone       1      yes (last will ``offline``)
+``<base>/bridge/state``               hub → all          1      yes (``online``/``offline``)
 ====================================  =================  =====  ========
 
-``bridge/state`` is the hub's own ``online``/``offline``; Home Assistant discovery
-(`gateway.ha_discovery`) uses it as every entity's availability.
+``bridge/state`` is the hub's own ``online``/``offline`` (its last will); Home Assistant
+discovery (`gateway.ha_discovery`) uses it as every entity's availability.
 """
 
 from __future__ import annotations
@@ -321,6 +321,15 @@ class Topic:
     channel: Channel
 
 
+class BridgeTopic(enum.StrEnum):
+    """The hub's own topics under ``<base>/bridge/`` (as Zigbee2MQTT's ``bridge/…``)."""
+
+    STATE = "state"  # retained "online"/"offline" (the hub's last will)
+
+
+BRIDGE_LEVEL = "bridge"
+
+
 class Topics:
     """Builds and parses the topic strings under one base topic."""
 
@@ -335,13 +344,12 @@ class Topics:
             raise ValueError(f"invalid device id {device_id!r}")
         return f"{self.base}/{device_id}/{channel.value}"
 
-    def bridge_state(self) -> str:
-        """The hub's own availability: ``online`` (retained), its last will ``offline``."""
-        return f"{self.base}/bridge/state"
-
     def hub_subscriptions(self) -> list[tuple[str, int]]:
         """Topic filters (with QoS) the hub subscribes to."""
         return [(f"{self.base}/+/{c.value}", CHANNEL_QOS[c]) for c in sorted(DEVICE_TO_HUB)]
+
+    def bridge(self, name: BridgeTopic) -> str:
+        return f"{self.base}/{BRIDGE_LEVEL}/{name.value}"
 
     def parse(self, topic: str) -> Topic:
         """The device and channel of ``topic``; `ContractError` if it is not a device topic."""

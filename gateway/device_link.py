@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 import paho.mqtt.client as paho
 
-from carehub.mqtt_contract import Ack, Channel, Topics, encode
+from carehub.mqtt_contract import Ack, BridgeTopic, Channel, Topics, encode
 from carehub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,11 @@ class DeviceLink:
                 if self._settings.mqtt_password
                 else None
             ),
+            will=aiomqtt.Will(
+                self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
+            ),
             clean_session=False,
             keepalive=15,
-            will=aiomqtt.Will(self._topics.bridge_state(), b"offline", qos=1, retain=True),
             max_queued_incoming_messages=10_000,
         )
         _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
@@ -94,8 +96,10 @@ class DeviceLink:
                 async with self._new_client() as client:
                     for topic, qos in self._topics.hub_subscriptions():
                         await client.subscribe(topic, qos=qos)
+                    await client.publish(
+                        self._topics.bridge(BridgeTopic.STATE), b"online", qos=1, retain=True
+                    )
                     self._client = client
-                    await client.publish(self._topics.bridge_state(), b"online", qos=1, retain=True)
                     self.connections += 1
                     self.connected.set()
                     delay = 0.2
@@ -159,18 +163,6 @@ class DeviceLink:
             self._poison.succeeded(PoisonGuard.key(topic, payload))
         return True
 
-    async def send_ack(self, device_id: str, ack: Ack) -> bool:
-        """Publish an ack; False when the broker is away (the device will retry and be re-acked)."""
-        client = self._client
-        if client is None:
-            return False
-        try:
-            await client.publish(self._topics.device(device_id, Channel.ACK), encode(ack), qos=1)
-        except aiomqtt.MqttError as e:
-            log.warning("ack to %s not sent: %s", device_id, e)
-            return False
-        return True
-
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         """Publish anything else the hub says (Home Assistant discovery and states); False
         when the broker is away (the caller republishes after the reconnection)."""
@@ -181,6 +173,18 @@ class DeviceLink:
             await client.publish(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as e:
             log.warning("publish on %s not sent: %s", topic, e)
+            return False
+        return True
+
+    async def send_ack(self, device_id: str, ack: Ack) -> bool:
+        """Publish an ack; False when the broker is away (the device will retry and be re-acked)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(self._topics.device(device_id, Channel.ACK), encode(ack), qos=1)
+        except aiomqtt.MqttError as e:
+            log.warning("ack to %s not sent: %s", device_id, e)
             return False
         return True
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from carehub import __version__
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
-from carehub.mqtt_contract import Topics
+from carehub.mqtt_contract import BridgeTopic, Topics
 
 ENTITIES = ("battery", "connectivity", "last_alarm")
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]")
@@ -86,7 +86,7 @@ class HaDiscovery:
 
     @property
     def availability_topic(self) -> str:
-        return self.topics.bridge_state()
+        return self.topics.bridge(BridgeTopic.STATE)
 
     def state_topic(self, device_id: str) -> str:
         return f"{self.topics.base}/bridge/devices/{device_id}/state"
