@@ -223,8 +223,7 @@ class Hub:
             return self._drop(topic, parsed.device_id, getattr(e, "reason", "invalid"), str(e))
         device_id, now = parsed.device_id, self.clock.now_ms()
         supervisor = self.core.supervisor
-        if self.ha is not None:
-            self._ha(self.ha.discovery.connectivity(device_id, message != "offline"))
+        self._ha_online(device_id, message != "offline")
         if isinstance(message, ButtonEvent):
             await self.on_button(device_id, message)  # nothing else may delay or stop this
             return await self._faults(supervisor.seen(device_id, now))
@@ -244,8 +243,7 @@ class Hub:
             for event in self.core.vitals.push(device_id, message, now):
                 await self.on_vitals(device_id, event)
         elif isinstance(message, DeviceStatus):
-            if self.ha is not None:
-                self._ha(self.ha.discovery.status(device_id, message.battery, message.rssi))
+            self._ha(lambda ha: ha.status(device_id, message.battery, message.rssi))
             if message.battery is not None:
                 await self._faults(supervisor.battery(device_id, message.battery))
         self._log_notices()
@@ -255,24 +253,29 @@ class Hub:
         for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
             log.warning("device %s: %s", notice.device_id, notice.text)
 
-    def _ha(self, publications: list[Publication]) -> None:
-        """Hand Home Assistant's updates to its loop (never waits)."""
-        if self.ha is not None:
-            self.ha.note(publications)
+    def _ha(self, update: Callable[[HaDiscovery], list[Publication]]) -> None:
+        """Hand Home Assistant's updates to its loop, when the bridge is on: never waits and
+        never raises, since it is called on the alarm path."""
+        if self.ha is None:
+            return
+        try:
+            self.ha.note(update(self.ha.discovery))
+        except Exception:
+            log.exception("home assistant update failed; ignored")
 
     def _ha_pair(self) -> None:
         config = self.core.config
-        if self.ha is not None and config is not None:
+        if config is not None:
             devices = {d.device_id: str(d.kind) for d in config.devices}
-            self._ha(self.ha.discovery.pair(config.hub_id, devices))
+            self._ha(lambda ha: ha.pair(config.hub_id, devices))
+
+    def _ha_online(self, device_id: str, online: bool) -> None:
+        self._ha(lambda ha: ha.connectivity(device_id, online))
 
     def _ha_alarm(self, alarm: HubAlarm, state: AlarmState) -> None:
-        if self.ha is not None:
-            self._ha(
-                self.ha.discovery.alarm(
-                    alarm.device_id, alarm.id, alarm.kind, state, alarm.raised_at_ms
-                )
-            )
+        self._ha(
+            lambda ha: ha.alarm(alarm.device_id, alarm.id, alarm.kind, state, alarm.raised_at_ms)
+        )
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
         self.dropped += 1
@@ -452,8 +455,8 @@ class Hub:
             return
         now = self.clock.now_ms()
         for change in changes:
-            if change.fault == "device_offline" and self.ha is not None:
-                self._ha(self.ha.discovery.connectivity(change.device_id, not change.active))
+            if change.fault == "device_offline":
+                self._ha_online(change.device_id, not change.active)
         for report in self.core.fault_reports(changes, now):
             log.info(
                 "fault %s %s on %s (%s)",

@@ -22,7 +22,7 @@ from carehub.settings import HubSettings
 from gateway.ha_discovery import HaDiscovery, Publication, node_id
 from gateway.hub import Hub
 from harness.broker import Mosquitto
-from tests.test_hub_shell import CONFIG, FakeUplink
+from tests.test_hub_shell import CONFIG, FakeUplink, button, make_hub
 
 # The configuration variables of https://www.home-assistant.io/integrations/sensor.mqtt/ and
 # https://www.home-assistant.io/integrations/binary_sensor.mqtt/ (the keys a discovery
@@ -219,3 +219,24 @@ async def test_the_hub_publishes_discovery_and_a_battery_update(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_press_is_shown_as_the_last_alarm_and_a_broken_bridge_never_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub, link = make_hub(tmp_path, FakeUplink(), ha_discovery=True)
+    assert hub.ha is not None
+    async with hub.opened():
+        assert await hub.refresh_config()
+        await hub.handle_message(*button(hub, "btn-1", 1))
+        states = [p for p in hub.ha._pending if p.topic.endswith("/btn-1/state")]
+        assert json.loads(states[-1].payload)["last_alarm_state"] == "received"
+
+        def broken(*args: object) -> list[Publication]:
+            raise RuntimeError("a bug in the bridge")
+
+        monkeypatch.setattr(hub.ha.discovery, "connectivity", broken)
+        monkeypatch.setattr(hub.ha.discovery, "alarm", broken)
+        await hub.handle_message(*button(hub, "btn-2", 1))
+        assert [a.state for d, a in link.acks if d == "btn-2"] == ["received"]
+        assert len(await hub.store.alarms_in_state(AlarmState.RECEIVED)) == 2
