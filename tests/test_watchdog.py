@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,10 +226,31 @@ def hub_env(notify_socket: NotifySocket) -> dict[str, str]:
     return {"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "1000000"}
 
 
+def _bridge_state(d: Deployment) -> str:
+    """The retained hub state, as an observer (Home Assistant) connecting now reads it."""
+    done = subprocess.run(
+        ["mosquitto_sub", "-p", str(d.broker.port), "-t", "carehub/bridge/state", "-C", "1"]
+        + ["-W", "5"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return done.stdout.strip()
+
+
+def _until_state(d: Deployment, want: str) -> None:
+    deadline = time.monotonic() + 15
+    while (state := _bridge_state(d)) != want:
+        assert time.monotonic() < deadline, f"bridge state {state!r}, not {want!r}"
+        time.sleep(0.1)
+
+
 @pytest.mark.integration
 def test_the_hub_process_says_ready_then_pings_then_stopping(
     deployment: Deployment, notify_socket: NotifySocket
 ) -> None:
+    """Also what observers see: `online`, `offline` on a clean stop, and the last will
+    `offline` when the hub dies (SIGKILL, as a power cut of the hub process)."""
     deadline = time.monotonic() + 20
     while len(_lines(notify_socket, "WATCHDOG=1")) < 2:
         assert time.monotonic() < deadline, (notify_socket.received, deployment.hub.log_tail())
@@ -237,5 +259,11 @@ def test_the_hub_process_says_ready_then_pings_then_stopping(
     lines = notify_socket.received
     assert lines.index("READY=1") < lines.index("WATCHDOG=1")
     assert any(line.startswith("STATUS=broker connected") for line in lines), lines
+    assert _bridge_state(deployment) == "online"
     deployment.hub.stop()
     assert "STOPPING=1" in notify_socket.drain()
+    assert _bridge_state(deployment) == "offline"
+    deployment.hub.start()
+    _until_state(deployment, "online")
+    deployment.hub.kill()
+    _until_state(deployment, "offline")
