@@ -19,7 +19,7 @@ import pytest
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from carehub.mqtt_contract import Channel, DeviceStatus, Topics, encode
 from carehub.settings import HubSettings
-from gateway.ha_discovery import HaDiscovery, Publication, node_id
+from gateway.ha_discovery import ENTITIES, DeviceState, HaDiscovery, Publication, node_id
 from gateway.hub import Hub
 from harness.broker import Mosquitto
 from tests.test_hub_shell import CONFIG, FakeUplink, button, make_hub
@@ -240,3 +240,13 @@ async def test_a_press_is_shown_as_the_last_alarm_and_a_broken_bridge_never_stop
         await hub.handle_message(*button(hub, "btn-2", 1))
         assert [a.state for d, a in link.acks if d == "btn-2"] == ["received"]
         assert len(await hub.store.alarms_in_state(AlarmState.RECEIVED)) == 2
+
+
+def test_the_docs_show_every_state_field_and_entity() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text()
+    section = doc[doc.index("## Home Assistant") :]
+    state = json.loads(DeviceState().payload())
+    for field in state:
+        assert f'"{field}"' in section, field
+    for entity in ENTITIES:
+        assert f"/{entity}/config" in section, entity
