@@ -14,11 +14,7 @@ topic                                 direction          QoS    retained
 ``<base>/<device_id>/status``         device → hub       1      no
 ``<base>/<device_id>/availability``   device → hub       1      yes (last will ``offline``)
 ``<base>/<device_id>/ack``            hub → device       1      no
-``<base>/bridge/state``               hub → all          1      yes (``online``/``offline``)
 ====================================  =================  =====  ========
-
-``bridge/state`` is the hub's own ``online``/``offline`` (its last will); Home Assistant
-discovery (`gateway.ha_discovery`) uses it as every entity's availability.
 """
 
 from __future__ import annotations

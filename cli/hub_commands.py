@@ -64,6 +64,11 @@ def hub(
         raise typer.Exit(2) from None
 
 
-from cli.hub_units import units  # noqa: E402  (a subcommand module needs nothing from here)
+def _register() -> None:
+    """Each installer command lives in its own module; one line each here."""
+    from cli import hub_units
 
-hub_app.command()(units)
+    hub_app.command("units")(hub_units.units)
+
+
+_register()

@@ -43,10 +43,8 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
-from gateway import metrics
+from gateway import ha_bridge, ha_discovery, metrics
 from gateway.device_link import DeviceLink
-from gateway.ha_bridge import HaBridge
-from gateway.ha_discovery import HaDiscovery, Publication
 from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
@@ -103,14 +101,16 @@ class Hub:
             settings.server_url, settings.hub_token.get_secret_value(), settings.upload_timeout_s
         )
         self.link: AckLink = (
-            link(self.handle_message)
+            link(self._handle_watched)
             if link
-            else DeviceLink(settings, self.topics, self.handle_message)
+            else DeviceLink(settings, self.topics, self._handle_watched)
         )
         self.core = HubCore(settings, self.clock)
         self.health = LoopHealth(self.clock)
         self.ha = (
-            HaBridge(HaDiscovery(self.topics, settings.ha_discovery_prefix), self.link)
+            ha_bridge.HaBridge(
+                ha_discovery.HaDiscovery(self.topics, settings.ha_discovery_prefix), self.link
+            )
             if settings.ha_discovery
             else None
         )
@@ -191,19 +191,21 @@ class Hub:
 
     # ------------------------------------------------------------ device messages
 
+    async def _handle_watched(self, topic: str, payload: bytes) -> None:
+        """`handle_message` for the device link, watched: one message's handling that never
+        ends (a hung disk under SQLite) makes the hub unhealthy (`gateway.watchdog`)."""
+        self.health.promise("device-link", STUCK_AFTER_S)
+        try:
+            await self.handle_message(topic, payload)
+        finally:
+            self.health.idle("device-link")  # the next message may take hours to come
+
     def is_known(self, device_id: str) -> bool:
         return self.core.is_known(device_id)
 
     async def handle_message(self, topic: str, payload: bytes) -> None:
         """Validate and route one device message; bad input is logged and dropped. Returns
         once a button event is committed and acked (the device link PUBACKs after)."""
-        self.health.promise("device-link", STUCK_AFTER_S)
-        try:
-            await self._handle_message(topic, payload)
-        finally:
-            self.health.idle("device-link")  # the next message may take hours to come
-
-    async def _handle_message(self, topic: str, payload: bytes) -> None:
         try:
             parsed = self.topics.parse(topic)
         except ContractError as e:
@@ -253,7 +255,9 @@ class Hub:
         for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
             log.warning("device %s: %s", notice.device_id, notice.text)
 
-    def _ha(self, update: Callable[[HaDiscovery], list[Publication]]) -> None:
+    def _ha(
+        self, update: Callable[[ha_discovery.HaDiscovery], list[ha_discovery.Publication]]
+    ) -> None:
         """Hand Home Assistant's updates to its loop, when the bridge is on: never waits and
         never raises, since it is called on the alarm path."""
         if self.ha is None:
