@@ -78,14 +78,15 @@ class DeviceLink:
                 if self._settings.mqtt_password
                 else None
             ),
-            will=aiomqtt.Will(
-                self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
-            ),
             clean_session=False,
             keepalive=15,
             max_queued_incoming_messages=10_000,
         )
         _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
+        # the hub's last will: observers (Home Assistant) see it gone if it dies
+        _paho(client).will_set(
+            self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
+        )
         return client
 
     async def run(self) -> None:
