@@ -193,7 +193,9 @@ class HubSettings(MqttSettings):
         "(docs/mqtt.md, Home Assistant); never a path for alarms.",
     )
     ha_discovery_prefix: str = Field(
-        "homeassistant", description="Home Assistant's discovery prefix (its MQTT setting)."
+        "homeassistant",
+        pattern=r"^[^#+\s/]([^#+\s]*[^#+\s/])?$",
+        description="Home Assistant's discovery prefix (its MQTT setting).",
     )
     retention_days: float = Field(
         30.0, gt=0, description="Uploaded and finished records older than this are pruned."

@@ -61,6 +61,8 @@ def units(
     except ValueError as e:
         typer.echo(f"carehub hub units: {e}", err=True)
         raise typer.Exit(2) from None
+    if not config.is_file():
+        typer.echo(f"note: {config} does not exist yet; write it before starting the hub")
     out.mkdir(parents=True, exist_ok=True)
     for name, text in unit_files.render(params).items():
         (out / name).write_text(text)

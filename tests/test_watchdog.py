@@ -181,7 +181,7 @@ async def _until(condition: object, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("fault", ["stuck", "dead"])
+@pytest.mark.parametrize("fault", ["stuck", "dead", "stuck-message"])
 async def test_the_hub_stops_pinging_when_a_loop_is_stuck_or_dead(
     tmp_path: Path, notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
@@ -192,11 +192,14 @@ async def test_the_hub_stops_pinging_when_a_loop_is_stuck_or_dead(
     healthy = asyncio.Event()
 
     async def supervision_pass() -> None:  # the real pass, until the fault is injected
-        if healthy.is_set():
+        if healthy.is_set() and fault != "stuck-message":
             if fault == "stuck":
                 await asyncio.Event().wait()  # e.g. a hung SD card under SQLite
             raise OSError("disk I/O error")
         await Hub.supervision_pass(hub)
+
+    async def handle_message(topic: str, payload: bytes) -> None:
+        await asyncio.Event().wait()  # one message whose handling never ends
 
     monkeypatch.setattr(hub, "supervision_pass", supervision_pass)
     notifier = Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "200000"})
@@ -205,10 +208,15 @@ async def test_the_hub_stops_pinging_when_a_loop_is_stuck_or_dead(
         await _until(lambda: len(_lines(notify_socket, "WATCHDOG=1")) >= 3)
         assert notify_socket.received.index("READY=1") < notify_socket.received.index("WATCHDOG=1")
         healthy.set()
+        if fault == "stuck-message":
+            monkeypatch.setattr(hub, "handle_message", handle_message)
+            assert isinstance(hub.link, FakeLink)
+            tasks.append(asyncio.create_task(hub.link.handler("carehub/btn-1/button", b"{}")))
         await _until(lambda: _lines(notify_socket, "STATUS=unhealthy"))
         status = _lines(notify_socket, "STATUS=unhealthy")[0]
-        assert "loop supervision" in status, status
-        assert ("stuck" if fault == "stuck" else "failed") in status
+        loop = "device-link" if fault == "stuck-message" else "supervision"
+        assert f"loop {loop}" in status, status
+        assert ("failed" if fault == "dead" else "stuck") in status
         pings = len(_lines(notify_socket, "WATCHDOG=1"))
         await asyncio.sleep(0.5)  # five ping periods: none may come
         assert len(_lines(notify_socket, "WATCHDOG=1")) == pings
