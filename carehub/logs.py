@@ -8,20 +8,29 @@ at DEBUG, so a server's log is its own events.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
+from pathlib import Path
 
 NOISY = ("httpx", "httpcore", "amqtt", "transitions", "aiosqlite")
 CHATTY_AT_INFO = ("twilio",)
 """Quiet at INFO, shown at DEBUG."""
 
 
-def setup(level: str = "INFO", component: str = "") -> None:
+def setup(level: str = "INFO", component: str = "", file: Path | None = None) -> None:
+    """Log to stderr, or to `file` (reopened when logrotate has moved it: no signal and no
+    copytruncate needed)."""
     prefix = f"{component} " if component else ""
     numeric = getattr(logging, level.upper(), logging.INFO)
+    handler: logging.Handler = (
+        logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        if file is not None
+        else logging.StreamHandler(sys.stderr)
+    )
     logging.basicConfig(
         level=numeric,
         format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
         force=True,
     )
     for noisy in NOISY:

@@ -191,6 +191,22 @@ class HubSettings(MqttSettings):
     metrics_port: int | None = Field(
         None, description="Serve Prometheus metrics on this port (127.0.0.1) when set."
     )
+    log_file: Path | None = Field(
+        None,
+        description="Log to this file instead of stderr, reopened when logrotate moves it "
+        "(docs/install.md); by default the hub logs to stderr, which journald keeps and "
+        "rotates under systemd.",
+    )
+    ha_discovery: bool = Field(
+        False,
+        description="Publish Home Assistant MQTT discovery and read-only device states "
+        "(docs/mqtt.md, Home Assistant); never a path for alarms.",
+    )
+    ha_discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[^#+\s/]([^#+\s]*[^#+\s/])?$",
+        description="Home Assistant's discovery prefix (its MQTT setting).",
+    )
     retention_days: float = Field(
         30.0, gt=0, description="Uploaded and finished records older than this are pruned."
     )

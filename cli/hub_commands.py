@@ -40,7 +40,6 @@ def hub(
         return
     from gateway.main import run_hub
 
-    logs.setup(log_level, "hub")
     settings = load(
         HubSettings,
         config,
@@ -49,6 +48,7 @@ def hub(
         mqtt_port=mqtt_port,
         hub_db=hub_db,
     )
+    logs.setup(log_level, "hub", settings.log_file)
     if not settings.hub_token.get_secret_value():
         typer.echo(
             "carehub hub: set CAREHUB_HUB_TOKEN (or hub_token in [hub]) to this hub's token",
@@ -66,13 +66,14 @@ def hub(
 
 def _register() -> None:
     """Each installer command lives in its own module; one line each here."""
-    from cli import hub_pairing, hub_selftest
+    from cli import hub_pairing, hub_selftest, hub_units
 
     hub_app.command("broker-config")(hub_pairing.broker_config)
     hub_app.command("pair")(hub_pairing.pair)
     hub_app.command("devices")(hub_pairing.devices)
     hub_app.command("remove")(hub_pairing.remove)
     hub_app.command("selftest")(hub_selftest.selftest)
+    hub_app.command("units")(hub_units.units)
 
 
 _register()

@@ -6,6 +6,7 @@ nothing else touches the client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,7 @@ class DeviceLink:
             identifier=self._settings.mqtt_client_id,
             username=username,
             password=password,
+            # the hub's last will: observers (Home Assistant) see it gone if it dies
             will=aiomqtt.Will(
                 self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
             ),
@@ -106,12 +108,16 @@ class DeviceLink:
                         self._settings.mqtt_host,
                         self._settings.mqtt_port,
                     )
-                    async for message in client.messages:
-                        if await self._deliver(message):
-                            _ack(client, message)
-                        else:  # broker redelivers on reconnection: leave after a pause
-                            await asyncio.sleep(self._settings.mqtt_redeliver_after_s)
-                            raise _Redeliver
+                    try:
+                        async for message in client.messages:
+                            if await self._deliver(message):
+                                _ack(client, message)
+                            else:  # broker redelivers on reconnection: leave after a pause
+                                await asyncio.sleep(self._settings.mqtt_redeliver_after_s)
+                                raise _Redeliver
+                    except asyncio.CancelledError:
+                        await self._say_offline(client)
+                        raise
             except _Redeliver:
                 log.warning("reconnecting to the broker to get an unhandled message again")
                 delay = 0.0
@@ -159,6 +165,28 @@ class DeviceLink:
             return False
         if self._poison:
             self._poison.succeeded(PoisonGuard.key(topic, payload))
+        return True
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """On the way out (the hub stops): a clean disconnect sends no last will, so say
+        ``offline`` on the bridge state ourselves, briefly."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                await client.publish(
+                    self._topics.bridge(BridgeTopic.STATE), b"offline", qos=1, retain=True
+                )
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish anything else the hub says (Home Assistant discovery and states); False
+        when the broker is away (the caller republishes after the reconnection)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as e:
+            log.warning("publish on %s not sent: %s", topic, e)
+            return False
         return True
 
     async def send_ack(self, device_id: str, ack: Ack) -> bool:

@@ -9,6 +9,9 @@ Loops, each kept alive by `gateway.loop_guard.keep_running` (none can take anoth
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server;
 - supervision: device faults, the vitals detectors' tick, outbox bound and pruning.
+
+Each loop tells `self.health` (a `gateway.loop_health.LoopHealth`) when it starts, fails and
+how soon it will check in again; `gateway.watchdog` turns that into systemd's watchdog pings.
 """
 
 from __future__ import annotations
@@ -45,12 +48,13 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
-from gateway import metrics
+from gateway import ha_bridge, ha_discovery, metrics
 from gateway.broker_files import load_accounts
 from gateway.device_link import DeviceLink
 from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, selftest_marks, upload_body
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
+from gateway.loop_health import STUCK_AFTER_S, LoopHealth
 from gateway.store import HubAlarm, HubStore, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
@@ -76,9 +80,13 @@ class AckLink(Protocol):
     """What the hub needs from the device link (`gateway.device_link.DeviceLink`)."""
 
     connected: asyncio.Event
+    connections: int
 
     async def run(self) -> None: ...
     async def send_ack(self, device_id: str, ack: Ack) -> bool: ...
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> bool: ...
 
 
 class Hub:
@@ -99,11 +107,19 @@ class Hub:
             settings.server_url, settings.hub_token.get_secret_value(), settings.upload_timeout_s
         )
         self.link: AckLink = (
-            link(self.handle_message)
+            link(self._handle_watched)
             if link
-            else DeviceLink(settings, self.topics, self.handle_message)
+            else DeviceLink(settings, self.topics, self._handle_watched)
         )
         self.core = HubCore(settings, self.clock)
+        self.health = LoopHealth(self.clock)
+        self.ha = (
+            ha_bridge.HaBridge(
+                ha_discovery.HaDiscovery(self.topics, settings.ha_discovery_prefix), self.link
+            )
+            if settings.ha_discovery
+            else None
+        )
         self.availability: dict[str, str] = {}
         self.dropped = 0
         self.outbox_dropped = 0
@@ -127,6 +143,11 @@ class Hub:
     def config(self) -> api.HubConfig | None:
         return self.core.config
 
+    @property
+    def ready(self) -> bool:
+        """Connected to the broker with every loop running (systemd's READY=1)."""
+        return self.link.connected.is_set() and self.health.all_started()
+
     @contextlib.asynccontextmanager
     async def opened(self) -> AsyncIterator[Hub]:
         """The store open and the state of the last run restored (no loops running)."""
@@ -138,6 +159,8 @@ class Hub:
                     self.core.apply_config(api.HubConfig.model_validate_json(cached))
                 except ValueError as e:
                     log.warning("cached hub config unreadable, ignored: %s", str(e)[:200])
+                else:
+                    self._ha_pair()
             for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
                 self.core.supervisor.restore(device_id, fault)
             self._load_paired()
@@ -180,9 +203,14 @@ class Hub:
             ("feedback", self._follow_updates),
             ("heartbeat", self._send_heartbeats),
         ]
+        if self.ha is not None:  # read-only: publishes, never subscribes
+            loops.append(("home-assistant", self.ha.run))
+        self.health.expect(*(name for name, _ in loops))
         async with self.opened():
             tasks = [
-                asyncio.create_task(keep_running(name, body, self.restart_policy), name=name)
+                asyncio.create_task(
+                    keep_running(name, body, self.restart_policy, self.health), name=name
+                )
                 for name, body in loops
             ]
             try:
@@ -194,6 +222,15 @@ class Hub:
                 await self.uplink.aclose()
 
     # ------------------------------------------------------------ device messages
+
+    async def _handle_watched(self, topic: str, payload: bytes) -> None:
+        """`handle_message` for the device link, watched: one message's handling that never
+        ends (a hung disk under SQLite) makes the hub unhealthy (`gateway.watchdog`)."""
+        self.health.promise("device-link", STUCK_AFTER_S)
+        try:
+            await self.handle_message(topic, payload)
+        finally:
+            self.health.idle("device-link")  # the next message may take hours to come
 
     def is_known(self, device_id: str) -> bool:
         return self.core.is_known(device_id)
@@ -222,6 +259,7 @@ class Hub:
             return self._drop(topic, parsed.device_id, getattr(e, "reason", "invalid"), str(e))
         device_id, now = parsed.device_id, self.clock.now_ms()
         supervisor = self.core.supervisor
+        self._ha_online(device_id, message != "offline")
         if isinstance(message, ButtonEvent):
             await self.on_button(device_id, message)  # nothing else may delay or stop this
             return await self._faults(supervisor.seen(device_id, now))
@@ -240,8 +278,10 @@ class Hub:
         elif isinstance(message, VitalsReading):
             for event in self.core.vitals.push(device_id, message, now):
                 await self.on_vitals(device_id, event)
-        elif isinstance(message, DeviceStatus) and message.battery is not None:
-            await self._faults(supervisor.battery(device_id, message.battery))
+        elif isinstance(message, DeviceStatus):
+            self._ha(lambda ha: ha.status(device_id, message.battery, message.rssi))
+            if message.battery is not None:
+                await self._faults(supervisor.battery(device_id, message.battery))
         self._log_notices()
 
     async def _on_bridge(self, topic: str, payload: bytes) -> None:
@@ -262,10 +302,12 @@ class Hub:
         if event.event == "device_accepted" and event.device_id and event.kind:
             if self.core.device_paired(event.device_id, event.kind):
                 log.info("device %s (%s) paired: known from now on", event.device_id, event.kind)
+            self._ha_pair()
             self._config_wake.set()
         elif event.event == "device_removed" and event.device_id:
             self.core.device_removed(event.device_id)
             log.info("device %s removed: no longer listened to", event.device_id)
+            self._ha_pair()
             self._config_wake.set()
 
     def _test_marks(self, device_id: str) -> dict[str, Any]:
@@ -275,6 +317,32 @@ class Hub:
         """What the detectors and clock guards have to say: once per event, per device."""
         for notice in self.core.falls.take_notices() + self.core.vitals.take_notices():
             log.warning("device %s: %s", notice.device_id, notice.text)
+
+    def _ha(
+        self, update: Callable[[ha_discovery.HaDiscovery], list[ha_discovery.Publication]]
+    ) -> None:
+        """Hand Home Assistant's updates to its loop, when the bridge is on: never waits and
+        never raises, since it is called on the alarm path."""
+        if self.ha is None:
+            return
+        try:
+            self.ha.note(update(self.ha.discovery))
+        except Exception:
+            log.exception("home assistant update failed; ignored")
+
+    def _ha_pair(self) -> None:
+        config = self.core.config
+        if config is not None:
+            devices = {d.device_id: str(d.kind) for d in config.devices}
+            self._ha(lambda ha: ha.pair(config.hub_id, devices))
+
+    def _ha_online(self, device_id: str, online: bool) -> None:
+        self._ha(lambda ha: ha.connectivity(device_id, online))
+
+    def _ha_alarm(self, alarm: HubAlarm, state: AlarmState) -> None:
+        self._ha(
+            lambda ha: ha.alarm(alarm.device_id, alarm.id, alarm.kind, state, alarm.raised_at_ms)
+        )
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
         self.dropped += 1
@@ -320,6 +388,7 @@ class Hub:
         log.info("alarm %s raised by %s (%s)", alarm.id, alarm.device_id, alarm.kind)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._queued(OutboxKind.ALARM)
+        self._ha_alarm(alarm, alarm.state)
         if ack:
             await self.link.send_ack(
                 alarm.device_id,
@@ -335,6 +404,7 @@ class Hub:
             await self.store.set_state(plan.target.id, AlarmState.CANCELLED, now)
             await self.store.record_event(device_id, event.seq, event.ts, plan.target.id, now)
             self.core.pending.pop(plan.target.id, None)
+            self._ha_alarm(plan.target, AlarmState.CANCELLED)
             log.info("fall alarm %s cancelled from %s inside its window", plan.target.id, device_id)
         else:
             report = plan.report
@@ -346,6 +416,7 @@ class Hub:
             )
             await self.store.record_event(device_id, event.seq, event.ts, plan.target.id, now)
             self._queued(OutboxKind.REPORT)
+            self._ha_alarm(plan.target, AlarmState.CANCELLED)
             log.info("alarm %s cancelled from %s", plan.target.id, device_id)
         await self._send(plan.acks)
 
@@ -377,6 +448,7 @@ class Hub:
             return
         await self.store.raise_alarm(plan.alarm, plan.event_ts_ms, plan.details, None, now)
         self.core.track_pending(plan.alarm)
+        self._ha_alarm(plan.alarm, plan.alarm.state)
         self._fall_wake.set()
 
     async def fall_windows_pass(self) -> float:
@@ -396,6 +468,7 @@ class Hub:
 
     async def _run_fall_windows(self) -> None:
         while True:
+            self.health.promise("fall-windows", 1.0 + STUCK_AFTER_S)
             wait_s = await self.fall_windows_pass()
             self._fall_wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -414,6 +487,7 @@ class Hub:
         log.info("alarm %s raised by %s (fall, window over)", alarm.id, alarm.device_id)
         metrics.ALARMS_RAISED.labels(alarm.kind.value).inc()
         self._queued(OutboxKind.ALARM)
+        self._ha_alarm(alarm, AlarmState.RECEIVED)
         await self._send(self.core.home_acks(alarm, AckState.RECEIVED))
 
     # ------------------------------------------------------------ vitals and supervision
@@ -450,6 +524,9 @@ class Hub:
         if not changes:
             return
         now = self.clock.now_ms()
+        for change in changes:
+            if change.fault == "device_offline":
+                self._ha_online(change.device_id, not change.active)
         for report in self.core.fault_reports(changes, now):
             log.info(
                 "fault %s %s on %s (%s)",
@@ -507,6 +584,7 @@ class Hub:
     async def _supervise(self) -> None:
         every = min(5.0, self.settings.device_offline_after_s / 4)
         while True:
+            self.health.promise("supervision", every + STUCK_AFTER_S)
             await asyncio.sleep(every)
             await self.supervision_pass()
 
@@ -523,12 +601,15 @@ class Hub:
         alarm = await self.store.alarm(alarm_id)
         assert alarm is not None
         log.info("alarm %s is now %s", alarm_id, new)
+        self._ha_alarm(alarm, new)
         await self._send(self.core.state_acks(alarm, new, responder))
 
     async def _drain_outbox(self) -> None:
         attempt = 0
         loop = asyncio.get_running_loop()
+        longest_wait_s = max(5.0, self.settings.upload_timeout_s + self.settings.retry_max_s)
         while True:
+            self.health.promise("outbox", longest_wait_s + STUCK_AFTER_S)
             entry = await self.store.next_pending()
             if entry is None:
                 attempt = 0
@@ -614,6 +695,7 @@ class Hub:
                 change.removed or "none",
             )
             await self.store.put(CONFIG_KEY, config.model_dump_json())
+            self._ha_pair()
             if change.removed:
                 await self._save_faults()
         return True

@@ -3,7 +3,8 @@
 A loop that raises is logged with its name and the exception (a traceback only for the
 first failure of a burst), counted in `carehub_hub_loop_restarts_total{loop=...}`, and
 restarted after an exponential backoff; a loop that then runs `calm_s` without failing
-starts a new burst (short delay, one traceback again).
+starts a new burst (short delay, one traceback again). Each start, failure and the end are
+told to a `LoopHealth` when one is given (the watchdog reads it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway import metrics
+from gateway.loop_health import LoopHealth
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,27 @@ class RestartPolicy:
 
 
 async def keep_running(
-    name: str, loop: Callable[[], Awaitable[None]], policy: RestartPolicy = RestartPolicy()
+    name: str,
+    loop: Callable[[], Awaitable[None]],
+    policy: RestartPolicy = RestartPolicy(),
+    health: LoopHealth | None = None,
 ) -> None:
     """Run `loop()` forever, restarting it after any exception (cancellation ends it)."""
+    try:
+        await _keep_running(name, loop, policy, health)
+    finally:
+        if health is not None:
+            health.ended(name)
+
+
+async def _keep_running(
+    name: str, loop: Callable[[], Awaitable[None]], policy: RestartPolicy, health: LoopHealth | None
+) -> None:
     failures = 0
     while True:
         started = time.monotonic()
+        if health is not None:
+            health.started(name)
         try:
             await loop()
             problem = "returned"  # loops are meant to run forever
@@ -45,6 +62,8 @@ async def keep_running(
         except Exception as e:
             problem = f"failed: {type(e).__name__}: {str(e)[:300]}"
             exc_info = True
+        if health is not None:
+            health.failed(name)
         if time.monotonic() - started >= policy.calm_s:
             failures = 0
         failures += 1
