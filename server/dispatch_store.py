@@ -37,6 +37,7 @@ from server.escalation import (
     Target,
     move_on_early,
     take_step,
+    test_ladder,
 )
 from server.reply_codes import next_code
 from server.schema import (
@@ -233,6 +234,8 @@ class DispatchStore:
             await self._set_ladder(conn, alarm.id, ladder.status, None, now_ms)
             return []
         policy = care.policy(ladder.policy_id)
+        if alarm.is_test:
+            policy = test_ladder(policy)
         excluded = await self._excluded(conn, alarm.id)
         elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
         candidates = care.candidates(alarm.team_id, elder, excluded, now_ms)
@@ -261,9 +264,7 @@ class DispatchStore:
         for member_id in recipients:
             member = care.members[member_id]
             code = await self._free_reply_code(conn, member_id)
-            body = compose_alarm(summary, member.language, code)
-            if alarm.is_test:
-                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, purpose, body, now_ms, step.position, code, link=True
             )
@@ -302,9 +303,7 @@ class DispatchStore:
                 Severity(alarm.severity),
             )
             code = await self._free_reply_code(conn, member_id)
-            body = compose_alarm(summary, member.language, code)
-            if alarm.is_test:
-                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, f"assigned-{now_ms}", body, now_ms, None, code, link=True
             )

@@ -33,6 +33,7 @@ from server.schema import (
 class HubIdentity:
     hub_id: str
     elder_id: str
+    household_id: str | None = None
 
 
 class UnknownAlarm(LookupError):
@@ -73,12 +74,12 @@ class ServerStore:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(hubs.c.id, hubs.c.elder_id).where(
+                    sa.select(hubs.c.id, hubs.c.elder_id, hubs.c.household_id).where(
                         hubs.c.token_hash == hash_token(token)
                     )
                 )
             ).first()
-        return HubIdentity(row.id, row.elder_id) if row else None
+        return HubIdentity(row.id, row.elder_id, row.household_id) if row else None
 
     async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
         async with self.engine.connect() as conn:
@@ -164,6 +165,7 @@ class ServerStore:
                         received_at_ms=now_ms,
                         updated_at_ms=now_ms,
                         details=upload.details,
+                        is_test=upload.test,
                     )
                 )
                 await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
