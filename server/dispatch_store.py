@@ -37,7 +37,7 @@ from server.escalation import (
     Target,
     move_on_early,
     take_step,
-    test_ladder,
+    self_test_ladder,
 )
 from server.reply_codes import next_code
 from server.schema import (
@@ -235,7 +235,7 @@ class DispatchStore:
             return []
         policy = care.policy(ladder.policy_id)
         if alarm.is_test:
-            policy = test_ladder(policy)
+            policy = self_test_ladder(policy)
         excluded = await self._excluded(conn, alarm.id)
         elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
         candidates = care.candidates(alarm.team_id, elder, excluded, now_ms)

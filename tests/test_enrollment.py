@@ -255,7 +255,7 @@ def test_a_hub_acts_only_on_its_own_household(server: tuple[TestClient, FakeCloc
         "checks": [{"name": "x", "device_id": "btn-1", "passed": True}],
     }
     r = client.post(SELFTESTS_PATH, json=foreign, headers=mine)
-    assert r.status_code == 422 and "btn-1" in r.json()["detail"]
+    assert r.status_code == 409 and "btn-1" in r.json()["detail"]
     homes = {
         h["id"]: h for h in client.get(f"{ADMIN_PREFIX}/households", headers=ADMIN_AUTH).json()
     }

@@ -93,7 +93,10 @@ async def enroll(body: api.EnrollRequest, request: Request, rt: Runtime) -> api.
     response_model=api.DeviceConfig,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"description": "already paired with this hub (kind updated)"},
+        200: {
+            "description": "already paired with this hub (kind updated)",
+            "model": api.DeviceConfig,
+        },
         **problems(400, 401, 409, 422),
     },
 )
@@ -142,8 +145,10 @@ async def record_selftest(body: api.SelftestReport, hub: Hub, rt: Runtime) -> No
     """Record the installer's self-test on this hub's household (idempotent by report_id)."""
     try:
         new = await households(rt).record_selftest(hub, body, rt.clock.now_ms())
-    except UnknownDevice as e:
-        raise HTTPException(422, f"{e}: a self-test checks this hub's own devices") from None
+    except UnknownDevice as e:  # 409, not 422: the body is valid, the stored pairing differs
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"{e}: a self-test checks this hub's own devices"
+        ) from None
     except Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     if new:
