@@ -36,8 +36,8 @@ from server.escalation import (
     Step,
     Target,
     move_on_early,
-    take_step,
     self_test_ladder,
+    take_step,
 )
 from server.reply_codes import next_code
 from server.schema import (
