@@ -14,6 +14,7 @@ import typer
 
 from carehub import logs
 from carehub.settings import MqttSettings, ServerSettings, load
+from cli.admin_commands import admin_app
 from cli.hub_commands import ConfigOpt, LogOpt, hub_app
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(bench_app, name="bench")
 user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers, admins).")
 app.add_typer(user_app, name="user")
 app.add_typer(hub_app, name="hub")
+app.add_typer(admin_app, name="admin")
 
 
 @app.command()
