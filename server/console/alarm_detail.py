@@ -69,6 +69,7 @@ class AlarmView:
     details: dict[str, Any]
     timeline: tuple[TimelineEntry, ...]
     lifecycle: Lifecycle
+    is_test: bool = False  # raised by an installer's self-test
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -164,6 +165,7 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         details=details,
         timeline=tuple(timeline),
         lifecycle=lifecycle(row.state, timeline, accepted or row.accepted_by),
+        is_test=row.is_test,
     )
 
 

@@ -39,6 +39,7 @@ class QueueRow:
     step_status: str | None = None
     step_due_at_ms: int | None = None
     notified: tuple[Notified, ...] = field(default=())
+    is_test: bool = False  # raised by an installer's self-test
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
@@ -63,6 +64,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
             alarms.c.severity,
             alarms.c.state,
             alarms.c.received_at_ms,
+            alarms.c.is_test,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -120,6 +122,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                 step_status=r.status,
                 step_due_at_ms=r.due_at_ms,
                 notified=tuple(by_alarm.get(r.id, ())),
+                is_test=r.is_test,
             )
             for r in found
         ]
