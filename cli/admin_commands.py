@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import typer
 
 from carehub.admin_contract import ADMIN_PREFIX, EnrollmentCode, HouseholdView
@@ -38,6 +37,8 @@ TokenOpt = typer.Option(
 
 def _call(server: str, token: str, method: str, path: str, body: Any = None) -> Any:
     """One admin request; a refusal is printed as the server's reason, exit 1."""
+    import httpx  # here: every role runs `carehub`, not every role has httpx
+
     try:
         r = httpx.request(
             method,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import httpx
 import typer
 
 from carehub import __version__
@@ -47,6 +46,8 @@ def enroll(
 ) -> None:
     """Enroll this hub with the server using an installer's code (it works once, for 30 min);
     the hub's own credential is written to a file only its owner can read."""
+    import httpx
+
     from gateway.credential import HubCredential, write_credential
 
     settings = load(HubSettings, config, hub_credential_file=credential_file)

@@ -327,3 +327,37 @@ async def test_a_code_raced_by_two_server_processes_enrolls_one_hub(database_url
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_hubs_from_before_0005_get_a_household_named_after_their_elder(
+    database_url: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from server.db import migrate
+
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine, "0004")
+        async with engine.begin() as conn:
+            for sql in (
+                "INSERT INTO teams (id, name) VALUES ('team-a', 'Team A')",
+                "INSERT INTO elders (id, team_id, name, address) VALUES"
+                " ('elder-1', 'team-a', 'Zhang', 'Road 1'), ('elder-9', 'team-a', 'Wu', '')",
+                "INSERT INTO hubs (id, elder_id, token_hash) VALUES ('hub-1', 'elder-1', 'x')",
+            ):
+                await conn.execute(sa.text(sql))
+        await migrate(engine)
+        async with engine.connect() as conn:
+            homes = (
+                await conn.execute(sa.text("SELECT id, address, team_id FROM households"))
+            ).all()
+            hub = (await conn.execute(sa.text("SELECT household_id FROM hubs"))).scalar()
+            people = (
+                await conn.execute(sa.text("SELECT id, household_id FROM elders ORDER BY id"))
+            ).all()
+        assert [tuple(h) for h in homes] == [("elder-1", "Road 1", "team-a")]
+        assert hub == "elder-1"
+        assert [tuple(p) for p in people] == [("elder-1", "elder-1"), ("elder-9", None)]
+    finally:
+        await engine.dispose()
