@@ -77,12 +77,7 @@ async def enroll(body: api.EnrollRequest, request: Request, rt: Runtime) -> api.
         raise HTTPException(code, why) from None
     except Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
-    log.info(
-        "enrollment: hub %s joined household %s (version %s)",
-        granted.hub_id,
-        granted.household_id,
-        body.version[:40],
-    )
+    log.info("enrollment: hub %s joined household %s", granted.hub_id, granted.household_id)
     return api.EnrollGranted(
         hub_id=granted.hub_id, household_id=granted.household_id, token=granted.token
     )
