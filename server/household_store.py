@@ -90,7 +90,8 @@ class HouseholdStore:
 
     async def assign_elder(self, household_id: str, elder_id: str) -> None:
         """The elder lives in this household (moving them out of any other); they take the
-        household's contracted team when it has one."""
+        household's contracted team when it has one. Hubs of the home they left speak for
+        its first remaining elder (if none remains, still for them)."""
         async with self.engine.begin() as conn:
             home = await _household(conn, household_id)
             values: dict[str, Any] = {"household_id": household_id}
@@ -99,6 +100,20 @@ class HouseholdStore:
             done = await conn.execute(elders.update().where(elders.c.id == elder_id).values(values))
             if done.rowcount == 0:
                 raise NotFound(f"no elder {elder_id}")
+            # hubs of the home the elder left now speak for whoever still lives there
+            left = (
+                await conn.execute(
+                    sa.select(hubs.c.id, hubs.c.household_id).where(
+                        hubs.c.elder_id == elder_id, hubs.c.household_id != household_id
+                    )
+                )
+            ).all()
+            for hub in left:
+                remaining = await _first_elder(conn, hub.household_id)
+                if remaining is not None:
+                    await conn.execute(
+                        hubs.update().where(hubs.c.id == hub.id).values(elder_id=remaining)
+                    )
 
     async def assign_team(self, household_id: str, team_id: str) -> None:
         """The household's contracted team, and so its elders' (whom dispatch asks)."""

@@ -361,3 +361,18 @@ async def test_hubs_from_before_0005_get_a_household_named_after_their_elder(
         assert [tuple(p) for p in people] == [("elder-1", "elder-1"), ("elder-9", None)]
     finally:
         await engine.dispose()
+
+
+def test_an_elder_moving_out_leaves_the_hub_to_who_still_lives_there(
+    server: tuple[TestClient, FakeClock],
+) -> None:
+    client, _ = server
+    hub_1 = bearer(TOKEN)
+    assert client.get(HUB_CONFIG_PATH, headers=hub_1).json()["elder_id"] == "elder-1"
+    client.put(f"{ADMIN_PREFIX}/households/elder-1/elders/elder-2", headers=ADMIN_AUTH)
+    client.post(f"{ADMIN_PREFIX}/households", json={"id": "home-3"}, headers=ADMIN_AUTH)
+    moved = client.put(f"{ADMIN_PREFIX}/households/home-3/elders/elder-1", headers=ADMIN_AUTH)
+    assert moved.status_code == 200 and moved.json()["elder_ids"] == ["elder-1"]
+    assert client.get(HUB_CONFIG_PATH, headers=hub_1).json()["elder_id"] == "elder-2"
+    unknown = client.put(f"{ADMIN_PREFIX}/households/home-3/elders/nobody", headers=ADMIN_AUTH)
+    assert unknown.status_code == 404 and "no elder nobody" in unknown.json()["detail"]
