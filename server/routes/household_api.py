@@ -19,14 +19,14 @@ from server.routes.problems import problems
 log = logging.getLogger(__name__)
 
 
-async def installer(rt: Runtime, creds: Credentials) -> str:
-    """Who is asking, for the log: the admin token's holder (``admin``). Installers use the
-    console's households page (`server.console.routes`), which calls the same store."""
+async def admin_caller(rt: Runtime, creds: Credentials) -> str:
+    """Who is asking, for the log and the code's `created_by`: the admin token's holder.
+    Installers use the console's households page (`server.console.routes`) instead."""
     require_admin(rt, creds)
     return "admin"
 
 
-Installer = Depends(installer)
+Caller = Depends(admin_caller)
 
 router = APIRouter(prefix=admin.ADMIN_PREFIX, tags=["installer"], responses=problems(401, 403, 422))
 HouseholdId = Path(pattern=ID_PATTERN, description="The household's id.")
@@ -48,7 +48,7 @@ async def _view(rt: Runtime, household_id: str) -> admin.HouseholdView:
 
 
 @router.get("/households", response_model=list[admin.HouseholdView])
-async def list_households(rt: Runtime, who: str = Installer) -> list[admin.HouseholdView]:
+async def list_households(rt: Runtime, who: str = Caller) -> list[admin.HouseholdView]:
     """Every household with its elders, hubs and last self-test."""
     return [admin.HouseholdView.model_validate(h) for h in await _store(rt).list_households()]
 
@@ -60,7 +60,7 @@ async def list_households(rt: Runtime, who: str = Installer) -> list[admin.House
     responses=problems(400, 404, 409),
 )
 async def create_household(
-    body: admin.HouseholdCreate, rt: Runtime, who: str = Installer
+    body: admin.HouseholdCreate, rt: Runtime, who: str = Caller
 ) -> admin.HouseholdView:
     try:
         await _store(rt).create_household(body.id, body.address, body.team_id, rt.clock.now_ms())
@@ -79,7 +79,7 @@ async def assign_elder(
     rt: Runtime,
     household_id: str = HouseholdId,
     elder_id: str = Path(pattern=ID_PATTERN),
-    who: str = Installer,
+    who: str = Caller,
 ) -> admin.HouseholdView:
     """The elder lives here (and takes the household's contracted team, if it has one)."""
     try:
@@ -96,7 +96,7 @@ async def assign_elder(
     responses=problems(400, 404),
 )
 async def assign_team(
-    body: admin.TeamAssignment, rt: Runtime, household_id: str = HouseholdId, who: str = Installer
+    body: admin.TeamAssignment, rt: Runtime, household_id: str = HouseholdId, who: str = Caller
 ) -> admin.HouseholdView:
     """The contracted team of the household and of each of its elders."""
     try:
@@ -114,7 +114,7 @@ async def assign_team(
     responses=problems(404, 409),
 )
 async def create_enrollment_code(
-    rt: Runtime, household_id: str = HouseholdId, who: str = Installer
+    rt: Runtime, household_id: str = HouseholdId, who: str = Caller
 ) -> admin.EnrollmentCode:
     """A one-time code that enrolls one hub into this household, valid for
     `CAREHUB_ENROLL_CODE_TTL_S` (30 min by default). Shown only in this answer."""
@@ -140,7 +140,7 @@ async def move_hub(
     body: admin.HubMove,
     rt: Runtime,
     hub_id: str = Path(pattern=ID_PATTERN),
-    who: str = Installer,
+    who: str = Caller,
 ) -> admin.HouseholdView:
     """Move a hub to another household: its token stops working at once and its devices
     are unpaired; it enrolls again with a code of the new household."""
