@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import API_PREFIX, FaultKind
+from carehub.api_contract import API_PREFIX, ID_PATTERN, FaultKind
 
 ADMIN_PREFIX = f"{API_PREFIX}/admin"
 LIST_LIMIT_MAX = 1000
@@ -117,3 +117,56 @@ class FaultView(_Answer):
     updated_at_ms: int
     detail: str
     report_id: str
+
+
+# ------------------------------------------------------------ households and enrollment
+# (installers and admins: the admin bearer token, or a console session of either role)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+Address = Field(default="", max_length=400, pattern=r"^[^\x00]*$", description="The home's.")
+
+
+class HouseholdCreate(_Request):
+    """A new home; elders and the contracted team may be assigned later."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    address: str = Address
+    team_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class TeamAssignment(_Request):
+    team_id: str = Field(pattern=ID_PATTERN, description="The contracted care team.")
+
+
+class HubMove(_Request):
+    household_id: str = Field(pattern=ID_PATTERN, description="Where the hub now is.")
+
+
+class SelftestSummary(_Answer):
+    hub_id: str
+    report_id: str
+    passed: bool
+    finished_at_ms: int
+    failed_checks: list[str] = Field(description="Names of the checks that failed.")
+
+
+class HouseholdView(_Answer):
+    id: str
+    address: str
+    team_id: str | None
+    elder_ids: list[str]
+    hub_ids: list[str]
+    last_selftest: SelftestSummary | None = Field(description="None: never self-tested.")
+
+
+class EnrollmentCode(_Answer):
+    """Shown once: only its hash is stored. Give it to the installer for
+    ``carehub hub enroll --code``; it works once, until ``expires_at_ms``."""
+
+    code: str
+    household_id: str
+    expires_at_ms: int

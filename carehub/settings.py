@@ -149,6 +149,22 @@ class ServerSettings(_Settings):
         "within `console_login_window_s`; further attempts are refused until it passes.",
     )
     console_login_window_s: float = Field(300.0, gt=0)
+    enroll_code_ttl_s: float = Field(
+        1800.0,
+        gt=0,
+        le=7 * 86400,
+        description="An enrollment code expires this long after it is made.",
+    )
+    enroll_max_attempts_per_client: int = Field(
+        10,
+        ge=1,
+        description="Enrollment attempts allowed from one client address within "
+        "`enroll_window_s` (further ones get 429 with Retry-After).",
+    )
+    enroll_max_attempts_total: int = Field(
+        200, ge=1, description="Enrollment attempts allowed from everyone within the window."
+    )
+    enroll_window_s: float = Field(600.0, gt=0)
     sms_lease_s: float = Field(
         30.0,
         gt=0,
@@ -162,7 +178,14 @@ class HubSettings(MqttSettings):
 
     toml_table: ClassVar[str] = "hub"
     server_url: str = Field("http://127.0.0.1:8000", description="Dispatch server base URL.")
-    hub_token: SecretStr = Field(SecretStr(""), description="This hub's bearer token.")
+    hub_token: SecretStr = Field(
+        SecretStr(""),
+        description="This hub's bearer token; when empty it is read from `hub_credential_file`.",
+    )
+    hub_credential_file: Path = Field(
+        Path("carehub-hub-credential.json"),
+        description="Written by `carehub hub enroll` (mode 0600): server URL, hub id, token.",
+    )
     hub_db: Path = Field(Path("carehub-hub.db"), description="The hub's durable store (SQLite).")
     mqtt_client_id: str = "carehub-hub"
     upload_timeout_s: float = 10.0

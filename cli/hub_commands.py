@@ -13,6 +13,7 @@ import typer
 
 from carehub import logs
 from carehub.settings import HubSettings, load
+from cli.hub_enroll import enroll
 
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False
@@ -34,8 +35,8 @@ def hub(
     hub_db: Path | None = typer.Option(None, help="Durable store file [CAREHUB_HUB_DB]."),
     log_level: str = LogOpt,
 ) -> None:
-    """Run the hub gateway (the token comes from CAREHUB_HUB_TOKEN or the config file);
-    the subcommands below install and test a home."""
+    """Run the hub gateway (the token comes from CAREHUB_HUB_TOKEN, the config file, or the
+    credential file `carehub hub enroll` wrote); the subcommands below install and test a home."""
     if ctx.invoked_subcommand is not None:
         return
     from gateway.main import run_hub
@@ -49,12 +50,13 @@ def hub(
         hub_db=hub_db,
     )
     logs.setup(log_level, "hub", settings.log_file)
-    if not settings.hub_token.get_secret_value():
-        typer.echo(
-            "carehub hub: set CAREHUB_HUB_TOKEN (or hub_token in [hub]) to this hub's token",
-            err=True,
-        )
-        raise typer.Exit(2)
+    from gateway.credential import CredentialError, with_credential
+
+    try:
+        settings = with_credential(settings)  # the token of `carehub hub enroll`, if not set
+    except CredentialError as e:
+        typer.echo(f"carehub hub: {e}", err=True)
+        raise typer.Exit(2) from None
     from gateway.store import SchemaTooNew
 
     try:
@@ -74,6 +76,7 @@ def _register() -> None:
     hub_app.command("remove")(hub_pairing.remove)
     hub_app.command("selftest")(hub_selftest.selftest)
     hub_app.command("units")(hub_units.units)
+    hub_app.command("enroll")(enroll)
 
 
 _register()

@@ -14,6 +14,7 @@ import typer
 
 from carehub import logs
 from carehub.settings import MqttSettings, ServerSettings, load
+from cli.admin_commands import admin_app
 from cli.hub_commands import ConfigOpt, LogOpt, hub_app
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(bench_app, name="bench")
 user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers, admins).")
 app.add_typer(user_app, name="user")
 app.add_typer(hub_app, name="hub")
+app.add_typer(admin_app, name="admin")
 
 
 @app.command()
@@ -96,6 +98,9 @@ def server(
     CAREHUB_TWILIO_API_BASE (replaces https://api.twilio.com, for tests).
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
+
+    Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10)
+    and CAREHUB_ENROLL_MAX_ATTEMPTS_TOTAL (200) within CAREHUB_ENROLL_WINDOW_S (600).
 
     CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
     CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it).

@@ -10,8 +10,9 @@ import secrets
 from collections.abc import AsyncIterator
 
 import prometheus_client
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from carehub import __version__
 from carehub.api_contract import HEALTH_PATH
@@ -23,13 +24,16 @@ from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
-from server.routes import admin_api, hub_api, responder, twilio_hooks
+from server.routes import admin_api, enroll_api, household_api, hub_api, responder, twilio_hooks
+from server.routes.deps import Admin
 from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.routes.twilio_hooks import STATUS_PATH
 from server.runtime import ServerRuntime
 from server.store import ServerStore
 
 log = logging.getLogger(__name__)
+OPENAPI_PATH = "/openapi.json"
+METRICS_PATH = "/metrics"
 
 
 def make_notifier(settings: ServerSettings) -> Notifier:
@@ -126,15 +130,31 @@ def create_app(
         lifespan=lifespan,
         dependencies=[Depends(no_unknown_query)],
         responses=problems(422),  # any route: an unknown query parameter
+        openapi_url=None,  # served below, to admins only
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
-    app.mount("/metrics", prometheus_client.make_asgi_app())
+    app.include_router(enroll_api.router)
     app.include_router(admin_api.router)
+    app.include_router(household_api.router)
     app.include_router(responder.router)
     app.include_router(twilio_hooks.router)
     app.include_router(console.router)
     app.mount(console.STATIC_PATH, console.static, name="console-static")
+
+    @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Admin])
+    async def openapi() -> JSONResponse:
+        """The OpenAPI document, for the admin token only (it maps every route)."""
+        return JSONResponse(app.openapi())
+
+    @app.get(METRICS_PATH, include_in_schema=False, dependencies=[Admin])
+    async def metrics() -> Response:
+        """Prometheus metrics; scrape with ``authorization: {credentials: <admin token>}``."""
+        return Response(
+            prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
 
     @app.get(HEALTH_PATH, tags=["ops"])
     async def health() -> dict[str, str]:

@@ -10,6 +10,7 @@ errors name the entry and, for TOML files, the line.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from datetime import datetime, time
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.api_contract import ID_PATTERN, DeviceKind
-from server.auth import hash_token
+from server.auth import REVOKED_PREFIX, hash_token
 from server.duty_roster import (
     DEFAULT_TIME_ZONE,
     DutyRoster,
@@ -39,11 +40,13 @@ from server.schema import (
     elders,
     emergency_contacts,
     escalation_policies,
+    households,
     hubs,
     teams,
 )
 from server.sealed import Sealer
 
+log = logging.getLogger(__name__)
 E164 = r"^\+[1-9]\d{6,14}$"
 PolicyKey = Literal[
     "urgent", "notice", "button_critical", "fall_critical", "vitals_critical", "vitals_warning"
@@ -529,13 +532,52 @@ async def load_directory(
                     )
                 )
         for h in directory.hubs:
+            current = (
+                await conn.execute(sa.select(hubs.c.token_hash).where(hubs.c.id == h.id))
+            ).scalar()
+            if current is not None and current.startswith(REVOKED_PREFIX):
+                log.warning("directory: hub %s was moved (credential revoked): left alone", h.id)
+                continue
             await _upsert(
                 conn,
                 hubs,
                 "id",
-                {"id": h.id, "elder_id": h.elder, "token_hash": hash_token(h.token)},
+                {
+                    "id": h.id,
+                    "elder_id": h.elder,
+                    "token_hash": hash_token(h.token),
+                    "household_id": await _implicit_household(conn, h.elder),
+                },
             )
         for dv in directory.devices:
             await _upsert(
                 conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value}
             )
+
+
+async def _implicit_household(conn: AsyncConnection, elder_id: str) -> str:
+    """The household of a directory file's hub: its elder's, else a new one named after
+    the elder (their address and team), which the elder joins."""
+    elder = (
+        await conn.execute(
+            sa.select(elders.c.household_id, elders.c.address, elders.c.team_id).where(
+                elders.c.id == elder_id
+            )
+        )
+    ).one()
+    if elder.household_id is not None:
+        return str(elder.household_id)
+    exists = (
+        await conn.execute(sa.select(households.c.id).where(households.c.id == elder_id))
+    ).first()
+    if exists is None:
+        await conn.execute(
+            households.insert().values(
+                id=elder_id,
+                address=elder.address,
+                team_id=elder.team_id,
+                created_at_ms=int(datetime.now().timestamp() * 1000),
+            )
+        )
+    await conn.execute(elders.update().where(elders.c.id == elder_id).values(household_id=elder_id))
+    return elder_id

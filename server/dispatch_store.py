@@ -36,6 +36,7 @@ from server.escalation import (
     Step,
     Target,
     move_on_early,
+    self_test_ladder,
     take_step,
 )
 from server.reply_codes import next_code
@@ -244,6 +245,8 @@ class DispatchStore:
             # notice hears it is now urgent, and the ladder goes on under the urgent policy
             msgs = await self._raised(conn, alarm, urgent.id, care, now_ms)
             policy = urgent
+        if alarm.is_test:
+            policy = self_test_ladder(policy)
         excluded = await self._excluded(conn, alarm.id)
         elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
         candidates = care.candidates(alarm.team_id, elder, excluded, now_ms)
@@ -298,9 +301,7 @@ class DispatchStore:
         for member_id in recipients:
             member = care.members[member_id]
             code = await self._free_reply_code(conn, member_id)
-            body = compose_alarm(summary, member.language, code)
-            if alarm.is_test:
-                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, purpose, body, now_ms, step.position, code, link=True
             )
@@ -339,9 +340,7 @@ class DispatchStore:
                 Severity(alarm.severity),
             )
             code = await self._free_reply_code(conn, member_id)
-            body = compose_alarm(summary, member.language, code)
-            if alarm.is_test:
-                body = ("[TEST] " if member.language == "en" else "【测试】") + body
+            body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, f"assigned-{now_ms}", body, now_ms, None, code, link=True
             )

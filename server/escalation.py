@@ -86,6 +86,12 @@ NOTICE = EscalationPolicy(
 """Vital-sign warnings: the doctor should look today, not run now."""
 
 
+def self_test_ladder(policy: EscalationPolicy) -> EscalationPolicy:
+    """What a self-test's alarm climbs: the policy's first step, once. The installer proves
+    the first SMS arrives; nobody further up the ladder is disturbed."""
+    return EscalationPolicy(f"{policy.id}:test", policy.steps[:1], repeat=0)
+
+
 def default_policy(kind: AlarmKind, severity: Severity) -> EscalationPolicy:
     if kind is AlarmKind.VITALS and severity is Severity.WARNING:
         return NOTICE

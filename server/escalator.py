@@ -18,7 +18,7 @@ from server.accept_link import link_token
 from server.care_map import CareMap
 from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore, Message
-from server.notifier import Notifier, NotifierError
+from server.notifier import Notifier, NotifierError, redact_phones
 from server.responder_store import refuse_opted_out
 from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Waiting, plan_texts
 from server.sms_text import LINK
@@ -129,7 +129,7 @@ class Escalator:
                 await refuse_opted_out(self._dispatch, out.number)
                 ref = await self._notifier.send_sms(out.number, out.body)
             except NotifierError as e:
-                log.warning("SMS for %s failed: %s", ", ".join(out.keys), e)
+                log.warning("SMS for %s failed: %s", ", ".join(out.keys), redact_phones(str(e)))
                 return None, str(e)
         log.info("SMS %s sent for notification %s", ref, ", ".join(out.keys))
         return ref, ""

@@ -94,6 +94,15 @@ def redact_links(body: str) -> str:
     return _LINK_TOKEN.sub(r"\1…", body)
 
 
+_PHONE = re.compile(r"\+?\d[\d ()-]{5,}\d(\d{4})\b")
+
+
+def redact_phones(text: str) -> str:
+    """Text from a provider (an error names the number it refused) as it may be logged:
+    every phone number cut to its last 4 digits."""
+    return _PHONE.sub(lambda m: "…" + m.group(1), text)
+
+
 def _mask(phone: str) -> str:
     """Phone numbers in logs keep only their last 4 digits."""
     return "*" * max(0, len(phone) - 4) + phone[-4:]

@@ -48,11 +48,22 @@ doctors = sa.Table(
     sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+households = sa.Table(
+    "households",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("address", sa.String(400), nullable=False, server_default=""),
+    sa.Column("team_id", Id, sa.ForeignKey("teams.id"), nullable=True),  # contracted team
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+"""A home: its address, the elder(s) living there, the contracted team, its hub(s)."""
+
 elders = sa.Table(
     "elders",
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("team_id", Id, sa.ForeignKey("teams.id"), nullable=False, index=True),
+    sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=True, index=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("address", sa.String(400), nullable=False, server_default=""),
     sa.Column("short_address", sa.String(100), nullable=False, server_default=""),
@@ -90,7 +101,11 @@ hubs = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
+    sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=True, index=True),
+    # sha256 of the token; a revoked hub's is `server.auth.REVOKED` + random (matches none)
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hardware_id", sa.String(200), nullable=False, server_default=""),
+    sa.Column("enrolled_at_ms", sa.BigInteger, nullable=True),
     sa.Column("last_seen_ms", sa.BigInteger, nullable=True),
     sa.Column("health", sa.JSON, nullable=True),
     sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -102,6 +117,43 @@ devices = sa.Table(
     sa.Column("id", Id, primary_key=True),
     sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),
+)
+
+enrollment_codes = sa.Table(
+    "enrollment_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),  # sha256 of the normalised code
+    sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=False, index=True),
+    sa.Column("created_by", sa.String(80), nullable=False),  # admin | console:<username>
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("used_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("hub_id", Id, nullable=True),  # the hub it enrolled
+)
+
+enroll_attempts = sa.Table(
+    "enroll_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("client", sa.String(64), nullable=False, index=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+)
+"""Every enrollment attempt, for the rate limit every server process shares."""
+
+selftests = sa.Table(
+    "selftests",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=False, index=True),
+    sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False),
+    sa.Column("report_id", Id, nullable=False),  # hub-made: dedups retries, per hub
+    sa.Column("started_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("finished_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("test_alarm_id", Id, nullable=True),  # the hub's id of its test alarm
+    sa.Column("checks", sa.JSON, nullable=False),  # carehub.api_contract.SelftestCheck
+    sa.Column("received_at_ms", sa.BigInteger, nullable=False),
+    sa.Index("uq_selftests_hub_report", "hub_id", "report_id", unique=True),
 )
 
 alarms = sa.Table(

@@ -69,14 +69,26 @@ LINK = "{link}"
 stored text never holds it."""
 
 
-def compose_alarm(summary: AlarmSummary, language: str, reply_code: int | None) -> str:
-    """The alarm text with its accept link (and reply codes where replies are received)."""
+TEST_MARK = {
+    "en": "[TEST - installer check, no action needed] ",
+    "zh": "【测试：安装检查，无需出诊】",
+}
+"""Opens the text of a self-test's alarm, so no doctor sets out for a test."""
+
+
+def compose_alarm(
+    summary: AlarmSummary, language: str, reply_code: int | None, test: bool = False
+) -> str:
+    """The alarm text with its accept link (and reply codes where replies are received);
+    a self-test's alarm (`test`) opens with `TEST_MARK` in the member's language."""
     base = compose(summary, language)
     if language == "en":
         codes = f" Reply {reply_code}a accept, {reply_code}d decline." if reply_code else ""
-        return f"{base}.{codes} Open: {LINK}"
-    codes = f"回复{reply_code}a接受，{reply_code}d拒绝。" if reply_code else ""
-    return f"{base}。{codes}打开：{LINK}"
+        text = f"{base}.{codes} Open: {LINK}"
+    else:
+        codes = f"回复{reply_code}a接受，{reply_code}d拒绝。" if reply_code else ""
+        text = f"{base}。{codes}打开：{LINK}"
+    return (TEST_MARK["en" if language == "en" else "zh"] + text) if test else text
 
 
 def compose_taken(alarm_ref: str, responder: str, language: str) -> str:

@@ -36,6 +36,7 @@ from server.schema import (
 class HubIdentity:
     hub_id: str
     elder_id: str
+    household_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,12 @@ class ServerStore:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(hubs.c.id, hubs.c.elder_id).where(
+                    sa.select(hubs.c.id, hubs.c.elder_id, hubs.c.household_id).where(
                         hubs.c.token_hash == hash_token(token)
                     )
                 )
             ).first()
-        return HubIdentity(row.id, row.elder_id) if row else None
+        return HubIdentity(row.id, row.elder_id, row.household_id) if row else None
 
     async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
         async with self.engine.connect() as conn:

@@ -105,7 +105,7 @@ class World:
     escalator: Escalator
     sms: RecordingNotifier
 
-    async def press(self) -> str:
+    async def press(self, test: bool = False) -> str:
         upload = AlarmUpload(
             alarm_id=uuid.uuid4().hex,
             device_id="btn-1",
@@ -113,6 +113,7 @@ class World:
             severity=Severity.CRITICAL,
             seq=1,
             raised_at_ms=self.clock.now_ms(),
+            test=test,
         )
         await self.store.store_alarm(HUB, upload, self.clock.now_ms())
         async with self.store.engine.connect() as conn:
@@ -357,3 +358,19 @@ async def test_a_burst_to_one_doctor_is_merged_within_the_per_number_limit(world
     assert [await world.state(a) for a in ids] == [AlarmState.DISPATCHED] * 6
     await world.run(60)  # the next step: wang gets the same treatment, li nothing more
     assert len(world.sms.to("li")) == 4 and len(world.sms.to("wang")) == 4
+
+
+async def test_a_self_test_alarm_reaches_the_first_step_only_marked_as_a_test(
+    world: World,
+) -> None:
+    alarm_id = await world.press(test=True)
+    await world.run(15 * 60)  # a real alarm would have climbed to the dispatcher by now
+    assert [to for to, _, _ in world.sms.sent] == [PHONE["li"]], world.sms.sent
+    assert world.sms.to("li")[0].startswith("【测试：安装检查，无需出诊】")
+    async with world.store.engine.connect() as conn:
+        ladder = (
+            await conn.execute(
+                sa.select(escalations.c.status).where(escalations.c.alarm_id == alarm_id)
+            )
+        ).scalar()
+    assert ladder == "exhausted"

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from carehub.admin_contract import EnrollmentCode, HouseholdView
 from server.console.accounts import (
     DUMMY_HASH,
     MEDICAL_ROLES,
@@ -37,6 +38,7 @@ from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import CLOSED, open_alarms
 from server.console.plots import acceleration_svg, calendar_days, series_svg
+from server.console.selftest_board import homes_to_selftest
 from server.console.sound import alert_wav
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -49,6 +51,7 @@ from server.console.web import (
     require,
     set_cookie,
 )
+from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
@@ -463,9 +466,68 @@ async def health_page(
         "console/health.html",
         session,
         board=board,
+        selftests=await homes_to_selftest(rt.store.engine, _team_scope(session)),
         now_ms=rt.clock.now_ms(),
         lasted=lasted,
     )
+
+
+# ------------------------------------------------------------ households (installers)
+
+INSTALLER_ROLES = (Role.INSTALLER, Role.ADMIN)
+
+
+async def _households_page(
+    request: Request, rt: ServerRuntime, session: Session, code: EnrollmentCode | None = None
+) -> Response:
+    homes = [
+        HouseholdView.model_validate(h)
+        for h in await HouseholdStore(rt.store.engine).list_households()
+    ]
+    return render(
+        request,
+        "console/households.html",
+        session,
+        homes=homes,
+        code=code,
+        server_url=rt.settings.public_base_url,
+    )
+
+
+@router.get("/households")
+async def households_page(
+    request: Request, rt: Runtime, session: Session = require(*INSTALLER_ROLES)
+) -> Response:
+    """Households, their elders, hubs and last self-test; a code for each."""
+    return await _households_page(request, rt, session)
+
+
+@router.post("/households/{household_id}/enrollment-code")
+async def new_enrollment_code(
+    request: Request,
+    rt: Runtime,
+    household_id: str,
+    session: Session = require(*INSTALLER_ROLES),
+) -> Response:
+    """A one-time enrollment code for a hub of this household, shown on this page only."""
+    try:
+        code, expires = await HouseholdStore(rt.store.engine).create_code(
+            household_id,
+            f"console:{session.account.username}",
+            rt.clock.now_ms(),
+            int(rt.settings.enroll_code_ttl_s * 1000),
+        )
+    except NotFound as e:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
+    except Conflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
+    log.info(
+        "console: enrollment code for household %s made by %s",
+        household_id,
+        session.account.username,
+    )
+    made = EnrollmentCode(code=code, household_id=household_id, expires_at_ms=expires)
+    return await _households_page(request, rt, session, made)
 
 
 @router.get("/kpi")

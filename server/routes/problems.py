@@ -22,8 +22,11 @@ _WHY = {
     401: "No token, or not a known one.",
     403: "The admin API is disabled (CAREHUB_ADMIN_TOKEN is not set).",
     404: "No such record among this caller's own.",
+    409: "It contradicts what is stored; `detail` says what to do.",
+    410: "It expired; ask for a new one.",
     413: "The body is too large.",
     422: "The request breaks the contract; `detail` says where. Retrying cannot help.",
+    429: "Too many attempts: retry after the `Retry-After` header's seconds.",
 }
 
 

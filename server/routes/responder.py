@@ -230,7 +230,12 @@ async def link_action(
     care = await rt.escalator.care_map()
     answer, msgs = await rt.dispatch.answer(opened.notification_id, action, now, "link", care)
     await record_view(rt.dispatch, opened.notification_id, action, now)
-    log.info("alarm %s: %s by link: %s", opened.alarm_id, action, answer.message)
+    log.info(  # the answer's message may name the responder: the log keeps its outcome
+        "alarm %s: %s by link: %s",
+        opened.alarm_id,
+        action,
+        ("done" if answer.ok else "refused") + (f", {answer.state.value}" if answer.state else ""),
+    )
     await rt.escalator.send(msgs)
     rt.escalator.kick()
     await rt.changes.notify(f"hub:{opened.hub_id}")

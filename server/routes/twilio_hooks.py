@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from server.dispatch_store import notification_by_reply, record_delivery
+from server.dispatch_store import Answer, notification_by_reply, record_delivery
 from server.reply_codes import HELP_TEXT, CodedReply, Keyword, ReplyAction, parse_reply
 from server.responder_store import (
     claim_help,
@@ -108,7 +108,8 @@ async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> t
     action = ACTIONS[reply.action]
     care = await rt.escalator.care_map()
     answer, msgs = await rt.dispatch.answer(n.id, action, rt.clock.now_ms(), "sms", care)
-    log.info("alarm %s: %s by SMS: %s", n.alarm_id, action, answer.message)
+    # the answer's message may name the responder: the log keeps its outcome only
+    log.info("alarm %s: %s by SMS: %s", n.alarm_id, action, _outcome(answer))
     await rt.escalator.send(msgs)
     rt.escalator.kick()
     hub_id = await hub_of_alarm(rt.dispatch, n.alarm_id)
@@ -128,3 +129,10 @@ async def status_callback(form: SignedForm, rt: Runtime) -> None:
         log.info("SMS %s is %s", sid, state)
         rt.escalator.kick()
         await rt.changes.notify("alarms")
+
+
+def _outcome(answer: Answer) -> str:
+    """An answer as the log keeps it: done or refused, and the alarm's state."""
+    return ("done" if answer.ok else "refused") + (
+        f", {answer.state.value}" if answer.state else ""
+    )

@@ -5,8 +5,8 @@ is still open joins that alarm (`server.alarm_repeats`): the alarm counts its re
 each repeat is kept in ``alarm_repeats`` under the hub's own id for it, so the hub's
 retries stay idempotent and the hub hears the open alarm's state under that id too.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-23 23:55:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,426 @@
+"""Households, enrollment and what a hub registers (devices, self-tests): the SQL behind
+the admin and hub routes of the provisioning issue.
+
+A household is a home: its address, the elder(s) living there and the contracted team. A
+hub belongs to one household and speaks for the household's first elder (by id). Codes,
+tokens and the attempt counter live in the database, so every server process (SQLite or
+PostgreSQL) applies the same one-time and rate-limit rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carehub.api_contract import DeviceKind, SelftestReport
+from server.auth import hash_token, new_token, revoked_hash
+from server.enrollment import (
+    CodeRefusal,
+    EnrollLimits,
+    code_hash,
+    new_code,
+    retry_after_s,
+    why_refused,
+)
+from server.schema import (
+    devices,
+    elders,
+    enroll_attempts,
+    enrollment_codes,
+    households,
+    hubs,
+    selftests,
+    teams,
+)
+from server.store import HubIdentity, UnknownDevice
+
+
+class NotFound(LookupError):
+    """A named record does not exist; the message says which."""
+
+
+class Conflict(ValueError):
+    """The request contradicts what is stored; the message says what to do."""
+
+
+class CodeRefused(ValueError):
+    def __init__(self, reason: CodeRefusal) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    hub_id: str
+    household_id: str
+    token: str
+
+
+class HouseholdStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------ households (admin)
+
+    async def create_household(
+        self, household_id: str, address: str, team_id: str | None, now_ms: int
+    ) -> None:
+        async with self.engine.begin() as conn:
+            if team_id is not None:
+                await _require_team(conn, team_id)
+            try:
+                await conn.execute(
+                    households.insert().values(
+                        id=household_id, address=address, team_id=team_id, created_at_ms=now_ms
+                    )
+                )
+            except IntegrityError:
+                raise Conflict(f"household {household_id} exists already") from None
+
+    async def assign_elder(self, household_id: str, elder_id: str) -> None:
+        """The elder lives in this household (moving them out of any other); they take the
+        household's contracted team when it has one. Hubs of the home they left speak for
+        its first remaining elder (if none remains, still for them)."""
+        async with self.engine.begin() as conn:
+            home = await _household(conn, household_id)
+            values: dict[str, Any] = {"household_id": household_id}
+            if home.team_id is not None:
+                values["team_id"] = home.team_id
+            done = await conn.execute(elders.update().where(elders.c.id == elder_id).values(values))
+            if done.rowcount == 0:
+                raise NotFound(f"no elder {elder_id}")
+            # hubs of the home the elder left now speak for whoever still lives there
+            left = (
+                await conn.execute(
+                    sa.select(hubs.c.id, hubs.c.household_id).where(
+                        hubs.c.elder_id == elder_id, hubs.c.household_id != household_id
+                    )
+                )
+            ).all()
+            for hub in left:
+                remaining = await _first_elder(conn, hub.household_id)
+                if remaining is not None:
+                    await conn.execute(
+                        hubs.update().where(hubs.c.id == hub.id).values(elder_id=remaining)
+                    )
+
+    async def assign_team(self, household_id: str, team_id: str) -> None:
+        """The household's contracted team, and so its elders' (whom dispatch asks)."""
+        async with self.engine.begin() as conn:
+            await _household(conn, household_id)
+            await _require_team(conn, team_id)
+            await conn.execute(
+                households.update().where(households.c.id == household_id).values(team_id=team_id)
+            )
+            await conn.execute(
+                elders.update().where(elders.c.household_id == household_id).values(team_id=team_id)
+            )
+
+    async def move_hub(self, hub_id: str, household_id: str) -> None:
+        """The hub now belongs to `household_id`. Its token is revoked at once (it must
+        enroll again with a code of the new household) and its devices are unpaired."""
+        async with self.engine.begin() as conn:
+            await _household(conn, household_id)
+            elder_id = await _first_elder(conn, household_id)
+            if elder_id is None:
+                raise Conflict(f"household {household_id} has no elder: assign one first")
+            done = await conn.execute(
+                hubs.update()
+                .where(hubs.c.id == hub_id)
+                .values(
+                    household_id=household_id,
+                    elder_id=elder_id,
+                    token_hash=revoked_hash(),
+                    online=False,
+                )
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"no hub {hub_id}")
+            await conn.execute(devices.delete().where(devices.c.hub_id == hub_id))
+
+    async def list_households(self) -> list[dict[str, Any]]:
+        """Every household with its elders, hubs and last self-test, by id."""
+        async with self.engine.connect() as conn:
+            homes = (await conn.execute(sa.select(households).order_by(households.c.id))).all()
+            people = (
+                await conn.execute(
+                    sa.select(elders.c.id, elders.c.household_id)
+                    .where(elders.c.household_id.is_not(None))
+                    .order_by(elders.c.id)
+                )
+            ).all()
+            boxes = (
+                await conn.execute(
+                    sa.select(hubs.c.id, hubs.c.household_id)
+                    .where(hubs.c.household_id.is_not(None))
+                    .order_by(hubs.c.id)
+                )
+            ).all()
+            last = await _last_selftests(conn)
+        out = []
+        for h in homes:
+            out.append(
+                {
+                    "id": h.id,
+                    "address": h.address,
+                    "team_id": h.team_id,
+                    "elder_ids": [e.id for e in people if e.household_id == h.id],
+                    "hub_ids": [b.id for b in boxes if b.household_id == h.id],
+                    "last_selftest": last.get(h.id),
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------ enrollment
+
+    async def create_code(
+        self, household_id: str, created_by: str, now_ms: int, ttl_ms: int
+    ) -> tuple[str, int]:
+        """A new one-time code for the household and when it expires (epoch ms)."""
+        code = new_code()
+        expires = now_ms + ttl_ms
+        async with self.engine.begin() as conn:
+            await _household(conn, household_id)
+            if await _first_elder(conn, household_id) is None:
+                raise Conflict(f"household {household_id} has no elder: assign one first")
+            await conn.execute(
+                enrollment_codes.insert().values(
+                    code_hash=code_hash(code),
+                    household_id=household_id,
+                    created_by=created_by[:80],
+                    created_at_ms=now_ms,
+                    expires_at_ms=expires,
+                )
+            )
+        return code, expires
+
+    async def count_attempt(self, client: str, now_ms: int, limits: EnrollLimits) -> None:
+        """Count an enrollment attempt, or raise `RateLimited` (not counted then, so a
+        client that keeps trying is not locked out longer than the window)."""
+        since = now_ms - limits.window_ms
+        async with self.engine.begin() as conn:
+            await conn.execute(enroll_attempts.delete().where(enroll_attempts.c.at_ms <= since))
+            rows = (
+                await conn.execute(
+                    sa.select(enroll_attempts.c.client, enroll_attempts.c.at_ms)
+                    .where(enroll_attempts.c.at_ms > since)
+                    .order_by(enroll_attempts.c.at_ms)
+                )
+            ).all()
+            everyone = [r.at_ms for r in rows]
+            mine = [r.at_ms for r in rows if r.client == client]
+            wait = retry_after_s(mine, everyone, limits, now_ms)
+            if wait is not None:
+                raise RateLimited(wait)
+            await conn.execute(enroll_attempts.insert().values(client=client[:64], at_ms=now_ms))
+
+    async def enroll(self, code: str, hardware_id: str, now_ms: int) -> Enrolled:
+        """Redeem the code (once, atomically, across processes) for a new hub and token.
+        Raises `CodeRefused` (unknown, used, expired) or `Conflict` (no elder)."""
+        hub_id = f"hub-{uuid.uuid4().hex[:16]}"
+        token = new_token()
+        digest = code_hash(code)
+        async with self.engine.begin() as conn:
+            # one statement decides: a second redemption (any process) updates no row
+            redeemed = (
+                await conn.execute(
+                    enrollment_codes.update()
+                    .where(
+                        enrollment_codes.c.code_hash == digest,
+                        enrollment_codes.c.used_at_ms.is_(None),
+                        enrollment_codes.c.expires_at_ms > now_ms,
+                    )
+                    .values(used_at_ms=now_ms, hub_id=hub_id)
+                    .returning(enrollment_codes.c.household_id)
+                )
+            ).first()
+            if redeemed is None:
+                row = (
+                    await conn.execute(
+                        sa.select(
+                            enrollment_codes.c.used_at_ms, enrollment_codes.c.expires_at_ms
+                        ).where(enrollment_codes.c.code_hash == digest)
+                    )
+                ).first()
+                raise CodeRefused(
+                    why_refused(
+                        row.used_at_ms if row else None, row.expires_at_ms if row else None, now_ms
+                    )
+                )
+            household_id = redeemed.household_id
+            elder_id = await _first_elder(conn, household_id)
+            if elder_id is None:  # rolls back: the code stays usable
+                raise Conflict(f"household {household_id} has no elder: ask the office")
+            await conn.execute(
+                hubs.insert().values(
+                    id=hub_id,
+                    elder_id=elder_id,
+                    household_id=household_id,
+                    token_hash=hash_token(token),
+                    hardware_id=hardware_id[:200],
+                    enrolled_at_ms=now_ms,
+                )
+            )
+        return Enrolled(hub_id, household_id, token)
+
+    # ------------------------------------------------------------ what a hub registers
+
+    async def register_device(self, hub: HubIdentity, device_id: str, kind: DeviceKind) -> bool:
+        """Pair the device with this hub; True when it is new. `Conflict` when another hub
+        has it (it must be removed there first)."""
+        async with self.engine.begin() as conn:
+            owner = (
+                await conn.execute(sa.select(devices.c.hub_id).where(devices.c.id == device_id))
+            ).first()
+            if owner is not None and owner.hub_id != hub.hub_id:
+                raise Conflict(
+                    f"device {device_id} is paired with another hub: remove it there first"
+                )
+            if owner is not None:
+                await conn.execute(
+                    devices.update().where(devices.c.id == device_id).values(kind=kind.value)
+                )
+                return False
+            try:
+                await conn.execute(
+                    devices.insert().values(id=device_id, hub_id=hub.hub_id, kind=kind.value)
+                )
+            except IntegrityError:  # another request paired it in between
+                raise Conflict(
+                    f"device {device_id} is paired with another hub: remove it there first"
+                ) from None
+            return True
+
+    async def remove_device(self, hub: HubIdentity, device_id: str) -> None:
+        """Unpair one of this hub's devices: its alarms and faults are refused from now on.
+        Another hub's device is answered like an unknown one (`UnknownDevice`)."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                devices.delete().where(devices.c.id == device_id, devices.c.hub_id == hub.hub_id)
+            )
+            if done.rowcount == 0:
+                raise UnknownDevice(device_id)
+
+    async def record_selftest(self, hub: HubIdentity, report: SelftestReport, now_ms: int) -> bool:
+        """Keep the report on the hub's household; True when new (False: a retry). Raises
+        `UnknownDevice` when a check names a device this hub does not serve."""
+        async with self.engine.begin() as conn:
+            seen = (
+                await conn.execute(
+                    sa.select(selftests.c.id).where(
+                        selftests.c.hub_id == hub.hub_id, selftests.c.report_id == report.report_id
+                    )
+                )
+            ).first()
+            if seen is not None:
+                return False
+            own = set(
+                (
+                    await conn.execute(
+                        sa.select(devices.c.id).where(devices.c.hub_id == hub.hub_id)
+                    )
+                ).scalars()
+            )
+            for check in report.checks:
+                if check.device_id is not None and check.device_id not in own:
+                    raise UnknownDevice(check.device_id)
+            household_id = (
+                await conn.execute(sa.select(hubs.c.household_id).where(hubs.c.id == hub.hub_id))
+            ).scalar()
+            if household_id is None:
+                raise Conflict("this hub belongs to no household: ask the office to assign it")
+            try:
+                await conn.execute(
+                    selftests.insert().values(
+                        household_id=household_id,
+                        hub_id=hub.hub_id,
+                        report_id=report.report_id,
+                        started_at_ms=report.started_at_ms,
+                        finished_at_ms=report.finished_at_ms,
+                        passed=report.passed,
+                        test_alarm_id=report.test_alarm_id,
+                        checks=[c.model_dump(mode="json") for c in report.checks],
+                        received_at_ms=now_ms,
+                    )
+                )
+            except IntegrityError:  # the same report, retried concurrently
+                return False
+            return True
+
+
+async def _household(conn: AsyncConnection, household_id: str) -> Any:
+    row = (await conn.execute(sa.select(households).where(households.c.id == household_id))).first()
+    if row is None:
+        raise NotFound(f"no household {household_id}")
+    return row
+
+
+async def _require_team(conn: AsyncConnection, team_id: str) -> None:
+    if (await conn.execute(sa.select(teams.c.id).where(teams.c.id == team_id))).first() is None:
+        raise NotFound(f"no team {team_id}")
+
+
+async def _first_elder(conn: AsyncConnection, household_id: str) -> str | None:
+    """The elder a household's hubs speak for: the first by id."""
+    value = (
+        await conn.execute(
+            sa.select(elders.c.id)
+            .where(elders.c.household_id == household_id)
+            .order_by(elders.c.id)
+            .limit(1)
+        )
+    ).scalar()
+    return str(value) if value is not None else None
+
+
+async def _last_selftests(conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+    """Each household's latest self-test (by when it finished)."""
+    latest = (
+        sa.select(
+            selftests.c.household_id,
+            sa.func.max(selftests.c.finished_at_ms).label("finished_at_ms"),
+        )
+        .group_by(selftests.c.household_id)
+        .subquery()
+    )
+    rows = (
+        await conn.execute(
+            sa.select(
+                selftests.c.household_id,
+                selftests.c.hub_id,
+                selftests.c.report_id,
+                selftests.c.passed,
+                selftests.c.finished_at_ms,
+                selftests.c.checks,
+            )
+            .join(
+                latest,
+                sa.and_(
+                    latest.c.household_id == selftests.c.household_id,
+                    latest.c.finished_at_ms == selftests.c.finished_at_ms,
+                ),
+            )
+            .order_by(selftests.c.id)
+        )
+    ).all()
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        out[r.household_id] = {
+            "hub_id": r.hub_id,
+            "report_id": r.report_id,
+            "passed": r.passed,
+            "finished_at_ms": r.finished_at_ms,
+            "failed_checks": [c["name"] for c in r.checks if not c.get("passed")],
+        }
+    return out
