@@ -49,7 +49,7 @@ lint: install-test
 	$(BIN)/lint-imports
 
 test: install-test system-deps browser-deps lint
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n 2 --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ the record it already has. Both are scoped to the hub: another hub may use the s
 Inputs are checked here, at the edge, so that no single request can make the server fail
 (and a hub retry it forever, blocking the alarms behind it): every integer is bounded to
 what a 64-bit column holds, text may not contain NUL, and numbers must be finite, also
-inside ``details``. Numbers and booleans are strict: ``true`` is not the count 1, nor
+inside ``details``. Numbers and booleans are JSON's: ``true`` is not the count 1, nor
 ``"1"`` a number (pydantic's lax mode would take both).
 """
 
@@ -21,7 +21,7 @@ import enum
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
 from carehub.mqtt_contract import DEVICE_ID_PATTERN, RESPONDER_MAX_CHARS
@@ -52,16 +52,27 @@ to it is refused by the schema and the server alike."""
 UPDATES_PAGE_MAX = 1000
 """Largest ``limit`` of a listing."""
 
+
+def _json_number(value: Any) -> Any:
+    """JSON Schema's numbers: ``30.0`` is the integer 30, but ``true`` and ``"30"`` are not
+    numbers at all (pydantic's lax mode would take both)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+_JsonNumber = BeforeValidator(_json_number)
+
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 EpochMs = Annotated[
-    int, Field(strict=True, ge=0, lt=10**14, description="Epoch milliseconds (UTC).")
+    int, Field(ge=0, lt=10**14, description="Epoch milliseconds (UTC)."), _JsonNumber
 ]
 """As in the MQTT contract: before the year 5138."""
 Seq = Annotated[
-    int, Field(strict=True, ge=0, lt=INT64_END, description="The device's event counter.")
+    int, Field(ge=0, lt=INT64_END, description="The device's event counter."), _JsonNumber
 ]
-Count = Annotated[int, Field(strict=True, ge=0, lt=2**31)]
-Cursor = Annotated[int, Field(strict=True, ge=0, lt=INT64_END)]
+Count = Annotated[int, Field(ge=0, lt=2**31), _JsonNumber]
+Cursor = Annotated[int, Field(ge=0, lt=INT64_END), _JsonNumber]
 Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
 
 
@@ -219,7 +230,7 @@ class CarePlan(_Body):
     """What the hub needs to know about the elder: no names, no addresses."""
 
     spo2_scale2: bool = Field(default=False, strict=True)
-    fall_sensitivity: float = Field(default=0.5, strict=True, ge=0, le=1)
+    fall_sensitivity: Annotated[float, _JsonNumber] = Field(default=0.5, ge=0, le=1)
 
 
 class HubConfig(_Body):
@@ -232,8 +243,8 @@ class HubConfig(_Body):
 class HubHeartbeat(_Body):
     """Hub health, sent periodically."""
 
-    uptime_s: float = Field(
-        strict=True, ge=0, le=1e12, description="Seconds since the hub started."
+    uptime_s: Annotated[float, _JsonNumber] = Field(
+        ge=0, le=1e12, description="Seconds since the hub started."
     )
     queue_depth: Count
     devices_online: Count

@@ -16,8 +16,10 @@ from cli.hub_commands import ConfigOpt, LogOpt
 
 
 def _settings(config: Path | None, broker_dir: Path | None = None) -> HubSettings:
+    from gateway.credential import with_credential_if_enrolled
+
     settings: HubSettings = load(HubSettings, config, hub_broker_dir=broker_dir)
-    return settings
+    return with_credential_if_enrolled(settings)  # registers devices on the server if enrolled
 
 
 DirOpt = typer.Option(

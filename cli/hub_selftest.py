@@ -28,7 +28,9 @@ def selftest(
     from gateway.selftest_session import run_selftest
 
     logs.setup(log_level, "selftest")
-    settings: HubSettings = load(HubSettings, config)
+    from gateway.credential import with_credential_if_enrolled
+
+    settings: HubSettings = with_credential_if_enrolled(load(HubSettings, config))
     if not yes:
         typer.confirm("Devices switched on and the hub running? Start the self-test", abort=True)
     try:

@@ -77,3 +77,13 @@ def with_credential(settings: HubSettings) -> HubSettings:
     if "server_url" not in settings.model_fields_set:
         update["server_url"] = credential.server_url
     return settings.model_copy(update=update)
+
+
+def with_credential_if_enrolled(settings: HubSettings) -> HubSettings:
+    """`with_credential`, for the installer's commands that also work before enrollment
+    (pairing, self-test without the server): the settings unchanged when the hub has no
+    credential yet."""
+    try:
+        return with_credential(settings)
+    except CredentialError:
+        return settings
