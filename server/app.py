@@ -18,7 +18,7 @@ from carehub import __version__
 from carehub.api_contract import HEALTH_PATH
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
-from server.change_signal import ChangeSignal, PostgresRelay, asyncpg_dsn
+from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
@@ -61,6 +61,7 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
                     hub_id,
                     rt.settings.hub_offline_after_s,
                 )
+                await rt.changes.notify(HEALTH_KEY)
         except Exception:
             log.exception("hub watch failed")
 

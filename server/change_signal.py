@@ -24,6 +24,10 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 CHANNEL = "carehub_changes"
+ALARMS_KEY = "alarms"
+"""Any alarm changed (the console's queue)."""
+HEALTH_KEY = "health"
+"""A fault, a hub going offline or coming back, a failed SMS, a self-test (the health board)."""
 MAX_KEY_CHARS = 200
 """PostgreSQL caps a NOTIFY payload at 8000 bytes; keys are ids, far shorter."""
 

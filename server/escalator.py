@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from carehub.clock import Clock
 from server.accept_link import link_token
 from server.care_map import CareMap
-from server.change_signal import ChangeSignal
+from server.change_signal import ALARMS_KEY, HEALTH_KEY, ChangeSignal
 from server.dispatch_store import DispatchStore, Message
 from server.notifier import Notifier, NotifierError, redact_phones
 from server.responder_store import refuse_opted_out
@@ -118,7 +118,9 @@ class Escalator:
         ]
         for hub_id in set(await self._dispatch.record_results(results, self._clock.now_ms())):
             await self._changes.notify(f"hub:{hub_id}")
-        await self._changes.notify("alarms")
+        await self._changes.notify(ALARMS_KEY)
+        if any(error for _, _, error in results):
+            await self._changes.notify(HEALTH_KEY)  # the board lists failed SMS
 
     def _render(self, msg: Message) -> str:
         return msg.body.replace(LINK, self.link_url(msg)) if LINK in msg.body else msg.body

@@ -295,6 +295,14 @@ def test_fall_detail_health_and_kpi_pages_screenshots(browser, contexts, deploym
 
     page.goto("/console/health")
     playwright_sync.expect(page.locator("#hubs-offline")).to_be_visible()
+    playwright_sync.expect(page.locator("#live")).to_have_text("Live", timeout=5000)
+    # the board is live: a battery running low appears without a reload
+    battery = page.locator("#battery-low")
+    playwright_sync.expect(battery).not_to_contain_text("btn-2")
+    with CallButton("btn-2", "127.0.0.1", deployment.broker.port) as button:
+        assert button.connected.wait(5)
+        button.send_status(battery=12.0)
+        playwright_sync.expect(battery).to_contain_text("btn-2", timeout=10000)
     page.goto("/console/kpi")
     playwright_sync.expect(page.locator("#kpi-teams")).to_contain_text("team-a")
     playwright_sync.expect(page.locator("#plot-accepted svg")).to_be_visible()

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
+from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
     MEDICAL_ROLES,
@@ -63,7 +64,6 @@ router = APIRouter(prefix=PREFIX, tags=["console"], include_in_schema=False)
 static = StaticFiles(directory=Path(__file__).resolve().parents[1] / "static" / "console")
 STATIC_PATH = f"{PREFIX}/static"
 
-ALARMS_KEY = "alarms"
 """The change-signal key every alarm change is notified on (relayed between processes)."""
 KEEPALIVE_S = 5.0
 AUDIT_NOTES = "medical_notes"
@@ -193,15 +193,27 @@ async def events(
     """Server-Sent Events: ``hello`` on (re)connecting, ``queue`` whenever an alarm changed
     in any server process (the page then fetches `/console/queue`), comments to keep the
     connection alive. ``retry`` makes the browser reconnect within a second."""
+    return _change_stream(request, rt, ALARMS_KEY, "queue")
 
+
+@router.get("/health/events")
+async def health_events(
+    request: Request, rt: Runtime, session: Session = require(*ALARM_ROLES)
+) -> StreamingResponse:
+    """As `events`, for the health board: ``health`` whenever a fault, a hub's heartbeat, a
+    failed SMS or a self-test changed it (the page then fetches `/console/health`)."""
+    return _change_stream(request, rt, HEALTH_KEY, "health")
+
+
+def _change_stream(request: Request, rt: ServerRuntime, key: str, event: str) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        version = rt.changes.version(ALARMS_KEY)
+        version = rt.changes.version(key)
         yield "retry: 1000\nevent: hello\ndata: connected\n\n"
         while not await request.is_disconnected():
-            seen = await rt.changes.wait(ALARMS_KEY, version, KEEPALIVE_S)
+            seen = await rt.changes.wait(key, version, KEEPALIVE_S)
             if seen != version:
                 version = seen
-                yield "event: queue\ndata: changed\n\n"
+                yield f"event: {event}\ndata: changed\n\n"
             else:
                 yield ": keepalive\n\n"
 
@@ -461,9 +473,10 @@ async def health_page(
     request: Request, rt: Runtime, session: Session = require(*ALARM_ROLES)
 ) -> Response:
     board = await health_board(rt.store.engine, _team_scope(session))
+    fragment = request.headers.get("accept", "").startswith("text/html-fragment")
     return render(
         request,
-        "console/health.html",
+        "console/_health_board.html" if fragment else "console/health.html",
         session,
         board=board,
         selftests=await homes_to_selftest(rt.store.engine, _team_scope(session)),

@@ -8,6 +8,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
 from carehub import api_contract as api
+from server.change_signal import HEALTH_KEY
 from server.enrollment import CodeRefusal, EnrollLimits
 from server.household_store import CodeRefused, Conflict, HouseholdStore, RateLimited
 from server.routes.deps import Hub, Runtime
@@ -147,6 +148,7 @@ async def record_selftest(body: api.SelftestReport, hub: Hub, rt: Runtime) -> No
     except Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     if new:
+        await rt.changes.notify(HEALTH_KEY)
         log.info(
             "hub %s: self-test %s %s",
             hub.hub_id,

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from carehub import api_contract as api
+from server.change_signal import HEALTH_KEY
 from server.routes.deps import Hub, Runtime
 from server.routes.problems import problems
 from server.store import UnknownAlarm, UnknownDevice
@@ -122,6 +123,7 @@ async def hub_config(hub: Hub, rt: Runtime) -> api.HubConfig:
 async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
     if await rt.store.record_heartbeat(hub.hub_id, rt.clock.now_ms(), body.model_dump()):
         log.info("hub %s online", hub.hub_id)
+        await rt.changes.notify(HEALTH_KEY)
 
 
 @router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
@@ -132,6 +134,7 @@ async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
     except UnknownDevice as e:
         raise _unpaired(hub.hub_id, e) from None
     if new:
+        await rt.changes.notify(HEALTH_KEY)
         log.info(
             "hub %s: %s %s on %s",
             hub.hub_id,
