@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -296,8 +296,27 @@ class BrokerSettings(_Settings):
     )
 
 
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names it and its source."""
+
+
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:
-    """Build settings, optionally naming the TOML file explicitly."""
+    """Build settings, optionally naming the TOML file explicitly. Raises `SettingsError`
+    naming each bad setting as the operator wrote it (``CAREHUB_PORT``), not a traceback."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
-    return cls(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        raise SettingsError(describe(e)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per bad setting: its environment name, what is wrong, the value given."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        given = problem.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {str(given)[:60]!r})"
+        lines.append(f"{name} (CAREHUB_{name.upper()}): {problem['msg']}{shown}")
+    return "; ".join(lines)

@@ -342,3 +342,15 @@ def _register_tools() -> None:
 
 
 _register_tools()
+
+
+def main() -> None:
+    """The `carehub` entry point: a setting with a bad value ends in one line naming it
+    (and exit code 2), not in a traceback."""
+    from carehub.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as e:
+        typer.echo(f"carehub: bad setting: {e}", err=True)
+        raise SystemExit(2) from None

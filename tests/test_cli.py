@@ -103,3 +103,16 @@ def test_a_hub_database_from_a_newer_carehub_is_refused_in_one_line(tmp_path: Pa
     assert result.returncode == 2, result.stderr
     assert "newer than this CareHub understands" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_setting_is_one_line_naming_it_not_a_traceback() -> None:
+    env = {**os.environ, "CAREHUB_PORT": "abc"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "server"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "carehub: bad setting: port (CAREHUB_PORT): Input should be a valid integer, unable to"
+        " parse string as an integer (got 'abc')"
+    ]
