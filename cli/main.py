@@ -105,6 +105,9 @@ def server(
     CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
     CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it).
 
+    CAREHUB_MERGE_REPEATS (true: an alarm raised again by the same device while its alarm
+    of that kind is open joins that alarm as a repeat).
+
     Console: CAREHUB_CONSOLE_INSECURE_COOKIES (false; true only for local http),
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5) within
     CAREHUB_CONSOLE_LOGIN_WINDOW_S (300).

@@ -14,6 +14,13 @@ from tests.mqtt_tools import pub
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """Each press is followed to its own alarm here; by default a press while the button's
+    alarm is open joins it as a repeat (tested in test_alarm_repeats)."""
+    return {"CAREHUB_MERGE_REPEATS": "false"}
+
 HANDLING = "handling carehub/btn-1/button"
 CONNECTED = "connected to broker"
 
