@@ -36,9 +36,9 @@ from edge.fall_features import (
     POSTURE_CHANGE_DEG,
     ImpactFeatures,
     LogisticModel,
+    first_match,
     held_before,
     impact_features,
-    matches,
     post_activity_g,
     window_bounds,
     window_directions,
@@ -73,8 +73,9 @@ class FallSettings:
     """
 
     sensitivity: float = 0.5
-    trigger_g: float = 1.6
-    """SVM (g) above which a sample opens a candidate impact; SisFall falls peak ≥ 1.68 g."""
+    trigger_g: float = 1.4
+    """SVM (g) above which a sample opens a candidate impact. SisFall's young falls peak
+    ≥ 1.68 g, their slower, softer elderly-like copies down to ~1.4 g (docs/fall-detection.md)."""
     merge_s: float = 1.0
     """Peaks closer than this (s) are one candidate, described at the highest peak."""
     refractory_s: float = 30.0
@@ -120,6 +121,10 @@ class CandidateImpact:
 
     ``posture_reversed``: the event undid an earlier posture change or was undone within
     ``confirm_s`` (see ``edge.fall_features``); such a candidate is never a fall.
+    ``held_before``: the first of these (rule A, ends in a posture held before).
+    ``return_s``: when the trunk came back to its orientation before the event (rule B), in
+    seconds after the impact, if it did within ``confirm_s``; the evaluation replays with a
+    long ``confirm_s`` and re-decides for shorter ones from this.
     """
 
     impact_ts_ms: int
@@ -128,6 +133,8 @@ class CandidateImpact:
     score: float
     is_fall: bool
     posture_reversed: bool = False
+    held_before: bool = False
+    return_s: float | None = None
 
 
 @dataclass
@@ -144,6 +151,7 @@ class _Suspect:
     window: np.ndarray  # event window known at scoring time, in case the buffer is reset
     window_t0: float  # ms
     reversed: bool = False
+    returned_ms: float | None = None  # end of the first 1 s window back in the old posture
 
 
 def box_mean(a: np.ndarray, k: int) -> np.ndarray:
@@ -394,7 +402,7 @@ class FallDetector:
             reversed_ = held_before(self._acc[h0:h1], feats)
             decided = float(self._t[i + self._after])
             if reversed_ and evaluating:
-                self._report(t_impact, decided, feats, score, False, True)
+                self._report(t_impact, decided, feats, score, False, True, held=True)
             if reversed_:
                 continue
             lo = max(0, i - self._event_pre)
@@ -427,8 +435,10 @@ class FallDetector:
                 continue  # a candidate that did not turn the trunk cannot return
             lo = int(np.searchsorted(ends, s.check_from_ms - 0.5 * _PERIOD_MS))
             hi = int(np.searchsorted(ends, s.deadline_ms + 0.5 * _PERIOD_MS))
-            if hi > lo and matches(sums[lo:hi], s.features.pre_up):
+            hit = first_match(sums[lo:hi], s.features.pre_up) if hi > lo else -1
+            if hit >= 0:
                 s.reversed = True
+                s.returned_ms = float(ends[lo + hit])
 
     def _confirm(self, now_ms: float, final: bool = False) -> list[FallEvent]:
         """Resolve the suspects that returned or whose confirmation time has come (all when
@@ -446,7 +456,10 @@ class FallDetector:
                 and self.settings.is_fall(s.features, s.score)
             )
             if self._on_candidate is not None:
-                self._report(s.t_impact, decided, s.features, s.score, is_fall, s.reversed)
+                returned = None if s.returned_ms is None else (s.returned_ms - s.t_impact) / 1e3
+                self._report(
+                    s.t_impact, decided, s.features, s.score, is_fall, s.reversed, returned=returned
+                )
             if not is_fall:
                 continue
             self._quiet_until_ms = s.t_impact + 1000.0 * self.settings.refractory_s
@@ -488,10 +501,20 @@ class FallDetector:
         score: float,
         is_fall: bool,
         reversed_: bool,
+        *,
+        held: bool = False,
+        returned: float | None = None,
     ) -> None:
         assert self._on_candidate is not None
         self._on_candidate(
             CandidateImpact(
-                int(round(t_impact)), int(round(decided)), feats, score, is_fall, reversed_
+                int(round(t_impact)),
+                int(round(decided)),
+                feats,
+                score,
+                is_fall,
+                reversed_,
+                held_before=held,
+                return_s=returned,
             )
         )
