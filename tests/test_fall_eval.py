@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from evaluation.fall_cli import eval_fall
 from edge.fall_detection import FALL_MODEL, FallSettings
+from evaluation.fall_cli import eval_fall
 from evaluation.fall_eval import (
     Condition,
     cross_validate,
