@@ -45,14 +45,16 @@ from edge.fall_features import (
 )
 
 FALL_MODEL = LogisticModel(
-    mean=(0.9782, -2.3158, 0.3668, -2.9146, -1.1061),
-    scale=(0.5088, 0.5108, 0.4256, 1.6621, 0.5127),
-    weight=(1.0379, 0.1982, 3.3587, -0.3392, 0.5551),
-    bias=-2.7932,
+    mean=(0.7880, -2.2935, 0.4107, -2.9210, -1.3079),
+    scale=(0.4489, 0.6429, 0.4408, 1.5473, 0.5549),
+    weight=(0.2991, 0.5763, 3.2221, -0.0378, 1.5480),
+    bias=-2.2794,
 )
-"""Fitted by ``evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
-replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate), on the
-candidates that the activity veto and the posture-reversal rules leave to it."""
+"""Fitted by ``evaluation.fall_eval.fit_detector`` on all sisfall-dev subjects, replayed at
+50 Hz and as a 20 Hz device in any orientation, with one elderly-like (slower, softer) copy
+of every fall; lying down and being cancelled only by sitting up again counts against it.
+Its bias includes the logit threshold (-0.5) chosen as the sensitivity margin, so
+``FallSettings.sensitivity`` 0.5 is that threshold. ``carehub eval fall --fit`` prints it."""
 
 _PERIOD_MS = 1000.0 / INTERNAL_HZ
 _MIN_HZ, _MAX_HZ = 1.0, 5000.0  # outside this a frame is malformed and ignored (Hz)

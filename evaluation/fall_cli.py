@@ -229,6 +229,15 @@ def _print_condition(
         f" ({got['elderly_like_falls']}); lying down and staying (D12/D13, no sitting up)"
         f" specificity {_pct(got['lie_down_and_stay_specificity'])} ({got['lie_down_recordings']})"
     )
+    echo(
+        "    care-plan sensitivity | sensitivity | specificity | elderly-like | lying down, staying"
+    )
+    for row in got["sensitivity_table"]:
+        echo(
+            f"    {row['sensitivity_setting']:>21g} | {_pct(row['sensitivity']):>11} |"
+            f" {_pct(row['specificity']):>11} | {_pct(row['elderly_like_sensitivity']):>12} |"
+            f" {_pct(row['lie_down_and_stay_specificity'])}"
+        )
     echo("    confirmation s | sensitivity | specificity | FA/h  | elderly-like | median delay")
     for row in got["confirm_table"]:
         echo(
