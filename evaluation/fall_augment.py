@@ -5,8 +5,9 @@ yet elderly falls are slower and softer: muscles brake the descent, the trunk fo
 impact is damped by a hand, a hip, a knee. ``elderly_like`` turns a recorded fall into such
 a fall by physics rather than by copying any file:
 
-* the signal is split into a *posture* part (gravity in the sensor frame: a running median,
-  which a 60 ms impact spike cannot move) and a *dynamic* part (what is left);
+* the signal is split into a *posture* part (gravity in the sensor frame: 1 g along the
+  direction of a running median, which a 60 ms impact spike cannot move) and a *dynamic*
+  part (what is left, including the sag below 1 g while the body drops);
 * the descent and impact (``SPAN_S`` around the peak) are **time-stretched** by ``stretch``
   (a slower descent), the dynamic part is **scaled** by ``soften`` (less free-fall depth,
   lower impact) and **low-passed** over ``blur_s`` (a damped impact: longer, lower peak);
@@ -71,7 +72,11 @@ def elderly_like(rec: Recording, params: ElderlyParams) -> Recording:
     lo = max(0, peak + int(SPAN_S[0] * hz))
     hi = min(len(acc), peak + int(SPAN_S[1] * hz))
     k = max(3, int(POSTURE_MEDIAN_S * hz) | 1)
-    posture = median_filter(acc, size=(k, 1), mode="nearest")
+    # gravity is always 1 g: the median gives its direction, everything else is motion
+    # (a free fall lasting longer than half the median would otherwise pass for posture)
+    direction = median_filter(acc, size=(k, 1), mode="nearest")
+    norms = np.linalg.norm(direction, axis=1, keepdims=True)
+    posture = direction / np.maximum(norms, 1e-6)
     dynamic = acc - posture
     # stretch [lo, hi) by `stretch`: new samples read the old signal at slower times
     n_new = int(round((hi - lo) * params.stretch))

@@ -157,14 +157,12 @@ def replay_conditions(
     out = []
     for name, hz, other_device in rates:
         rng = np.random.default_rng(seed)  # the same copies at every rate
-        real, elderly = [], []
+        real: list[ReplayResult] = []
+        elderly: list[ReplayResult] = []
         for info in dataset.recordings:
             rec = dataset.load(info)
-            variants = [
-                elderly_like(rec, draw_elderly_params(rng)) for _ in range(elderly_per_fall)
-            ]
-            if not info.is_fall:
-                variants = []
+            copies = elderly_per_fall if info.is_fall else 0
+            variants = [elderly_like(rec, draw_elderly_params(rng)) for _ in range(copies)]
             if other_device:
                 rec = perturbed(rec, rng)
                 variants = [perturbed(v, rng) for v in variants]
