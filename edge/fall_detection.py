@@ -36,23 +36,25 @@ from edge.fall_features import (
     POSTURE_CHANGE_DEG,
     ImpactFeatures,
     LogisticModel,
+    first_match,
     held_before,
     impact_features,
-    matches,
     post_activity_g,
     window_bounds,
     window_directions,
 )
 
 FALL_MODEL = LogisticModel(
-    mean=(0.9782, -2.3158, 0.3668, -2.9146, -1.1061),
-    scale=(0.5088, 0.5108, 0.4256, 1.6621, 0.5127),
-    weight=(1.0379, 0.1982, 3.3587, -0.3392, 0.5551),
-    bias=-2.7932,
+    mean=(0.7974, -2.3641, 0.4157, -2.8850, -1.3266),
+    scale=(0.4531, 0.5403, 0.4413, 1.5026, 0.5472),
+    weight=(0.6422, 0.1411, 3.4506, 0.2953, 1.2727),
+    bias=-2.7010,
 )
-"""Fitted by ``evaluation.fall_eval.fit_model`` on all sisfall-dev subjects, candidates
-replayed at 50 Hz and 25 Hz together (so the peak features do not favour one rate), on the
-candidates that the activity veto and the posture-reversal rules leave to it."""
+"""Fitted by ``evaluation.fall_eval.fit_detector`` on all sisfall-dev subjects, replayed at
+50 Hz and as a 20 Hz device in any orientation, with one elderly-like (slower, softer) copy
+of every fall; lying down and being cancelled only by sitting up again counts against it.
+Its bias includes the logit threshold (+0.25) chosen as the sensitivity margin, so
+``FallSettings.sensitivity`` 0.5 is that threshold. ``carehub eval fall --fit`` prints it."""
 
 _PERIOD_MS = 1000.0 / INTERNAL_HZ
 _MIN_HZ, _MAX_HZ = 1.0, 5000.0  # outside this a frame is malformed and ignored (Hz)
@@ -73,8 +75,9 @@ class FallSettings:
     """
 
     sensitivity: float = 0.5
-    trigger_g: float = 1.6
-    """SVM (g) above which a sample opens a candidate impact; SisFall falls peak ≥ 1.68 g."""
+    trigger_g: float = 1.4
+    """SVM (g) above which a sample opens a candidate impact. SisFall's young falls peak
+    ≥ 1.68 g, their slower, softer elderly-like copies down to ~1.4 g (docs/fall-detection.md)."""
     merge_s: float = 1.0
     """Peaks closer than this (s) are one candidate, described at the highest peak."""
     refractory_s: float = 30.0
@@ -120,6 +123,10 @@ class CandidateImpact:
 
     ``posture_reversed``: the event undid an earlier posture change or was undone within
     ``confirm_s`` (see ``edge.fall_features``); such a candidate is never a fall.
+    ``held_before``: the first of these (rule A, ends in a posture held before).
+    ``return_s``: when the trunk came back to its orientation before the event (rule B), in
+    seconds after the impact, if it did within ``confirm_s``; the evaluation replays with a
+    long ``confirm_s`` and re-decides for shorter ones from this.
     """
 
     impact_ts_ms: int
@@ -128,6 +135,8 @@ class CandidateImpact:
     score: float
     is_fall: bool
     posture_reversed: bool = False
+    held_before: bool = False
+    return_s: float | None = None
 
 
 @dataclass
@@ -144,6 +153,7 @@ class _Suspect:
     window: np.ndarray  # event window known at scoring time, in case the buffer is reset
     window_t0: float  # ms
     reversed: bool = False
+    returned_ms: float | None = None  # end of the first 1 s window back in the old posture
 
 
 def box_mean(a: np.ndarray, k: int) -> np.ndarray:
@@ -394,7 +404,7 @@ class FallDetector:
             reversed_ = held_before(self._acc[h0:h1], feats)
             decided = float(self._t[i + self._after])
             if reversed_ and evaluating:
-                self._report(t_impact, decided, feats, score, False, True)
+                self._report(t_impact, decided, feats, score, False, True, held=True)
             if reversed_:
                 continue
             lo = max(0, i - self._event_pre)
@@ -427,8 +437,10 @@ class FallDetector:
                 continue  # a candidate that did not turn the trunk cannot return
             lo = int(np.searchsorted(ends, s.check_from_ms - 0.5 * _PERIOD_MS))
             hi = int(np.searchsorted(ends, s.deadline_ms + 0.5 * _PERIOD_MS))
-            if hi > lo and matches(sums[lo:hi], s.features.pre_up):
+            hit = first_match(sums[lo:hi], s.features.pre_up) if hi > lo else -1
+            if hit >= 0:
                 s.reversed = True
+                s.returned_ms = float(ends[lo + hit])
 
     def _confirm(self, now_ms: float, final: bool = False) -> list[FallEvent]:
         """Resolve the suspects that returned or whose confirmation time has come (all when
@@ -446,7 +458,10 @@ class FallDetector:
                 and self.settings.is_fall(s.features, s.score)
             )
             if self._on_candidate is not None:
-                self._report(s.t_impact, decided, s.features, s.score, is_fall, s.reversed)
+                returned = None if s.returned_ms is None else (s.returned_ms - s.t_impact) / 1e3
+                self._report(
+                    s.t_impact, decided, s.features, s.score, is_fall, s.reversed, returned=returned
+                )
             if not is_fall:
                 continue
             self._quiet_until_ms = s.t_impact + 1000.0 * self.settings.refractory_s
@@ -488,10 +503,20 @@ class FallDetector:
         score: float,
         is_fall: bool,
         reversed_: bool,
+        *,
+        held: bool = False,
+        returned: float | None = None,
     ) -> None:
         assert self._on_candidate is not None
         self._on_candidate(
             CandidateImpact(
-                int(round(t_impact)), int(round(decided)), feats, score, is_fall, reversed_
+                int(round(t_impact)),
+                int(round(decided)),
+                feats,
+                score,
+                is_fall,
+                reversed_,
+                held_before=held,
+                return_s=returned,
             )
         )

@@ -216,11 +216,17 @@ def window_directions(acc: np.ndarray) -> np.ndarray:
 
 def matches(sums: np.ndarray, up: Sequence[float]) -> bool:
     """Whether any row of ``sums`` (window_directions) is within SAME_POSTURE_DEG of ``up``."""
+    return first_match(sums, up) >= 0
+
+
+def first_match(sums: np.ndarray, up: Sequence[float]) -> int:
+    """Index of the first row of ``sums`` within SAME_POSTURE_DEG of ``up``, else -1."""
     if not len(sums) or sum(u * u for u in up) < 0.25:
-        return False
+        return -1
     dots = sums @ np.asarray(up, dtype=float)
     norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))
-    return bool((dots >= _SAME_COS * norms).any())
+    hits = np.flatnonzero(dots >= _SAME_COS * norms)
+    return int(hits[0]) if len(hits) else -1
 
 
 def held_before(history: np.ndarray, features: ImpactFeatures) -> bool:

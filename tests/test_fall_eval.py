@@ -12,10 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from edge.fall_detection import FALL_MODEL, FallSettings
 from evaluation.fall_cli import eval_fall
 from evaluation.fall_eval import (
+    Condition,
     cross_validate,
     decisions_from_events,
+    decisions_from_model,
     replay_dataset,
     subject_folds,
     summarize,
@@ -104,10 +107,10 @@ def test_eval_on_generic_dataset(generic_dataset: Path) -> None:
     assert summary["sensitivity"] == 1.0 and summary["specificity"] == 1.0
     delay = summary["delay_s_p95"]
     assert isinstance(delay, float) and 0 < delay <= 10
-    cv = cross_validate(results, k=3)
+    cv = cross_validate([Condition("50 Hz", results)], k=3)
     assert cv["folds"] == 3
     only_s1_falls = [r for r in results if r.info.subject == "S1" or not r.info.is_fall]
-    cv = cross_validate(only_s1_falls, k=3)
+    cv = cross_validate([Condition("50 Hz", only_s1_falls)], k=3)
     assert cv["folds"] == 2  # holding S1 out leaves no fall to fit on
     per_fold = cv["per_fold"]
     assert isinstance(per_fold, list) and "skipped" in per_fold[0]
@@ -119,10 +122,25 @@ def test_eval_command_json_last_line(generic_dataset: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
+    shipped = report["25 Hz other device"]
     for key in ("recordings", "falls", "sensitivity", "specificity", "false_alarms_per_hour"):
-        assert key in report
-    assert report["recordings"] == 12 and report["delay_s_p95"] <= 10
-    assert "sensitivity" in result.output.splitlines()[2]
+        assert key in shipped
+    assert shipped["recordings"] == 12 and shipped["delay_s_p95"] <= 10
+    assert shipped["elderly_like_sensitivity"] is not None
+    cv = report["cross_validation"]["25 Hz other device"]
+    assert [row["confirm_s"] for row in cv["confirm_table"]][0] == 2.5
+    assert "sensitivity" in result.output.splitlines()[3]
+
+
+def test_decisions_re_derived_for_a_shorter_confirmation_match_a_replay(
+    generic_dataset: Path,
+) -> None:
+    """One replay confirming at 10 s answers for 7 s exactly as a replay at 7 s does."""
+    ds = open_dataset(generic_dataset)
+    late = replay_dataset(ds, 50.0, settings=FallSettings(confirm_s=10.0))
+    direct = replay_dataset(ds, 50.0, settings=FallSettings(confirm_s=7.0))
+    derived = decisions_from_model(late, FALL_MODEL, FallSettings(confirm_s=7.0))
+    assert [d.alarms_t_s for d in derived] == [d.alarms_t_s for d in decisions_from_events(direct)]
 
 
 @pytest.mark.parametrize("content", [None, "a,b\n1,2\n"])
