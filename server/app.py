@@ -23,6 +23,7 @@ from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.heartbeats import HeartbeatWriter
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, enroll_api, household_api, hub_api, responder, twilio_hooks
 from server.routes.deps import Admin
@@ -108,10 +109,12 @@ def create_app(
             settings.public_base_url,
             max_per_number=settings.sms_max_per_number,
         )
-        rt = ServerRuntime(settings, store, dispatch, escalator, changes, clk)
+        heartbeats = HeartbeatWriter(store, changes)
+        rt = ServerRuntime(settings, store, dispatch, escalator, changes, clk, heartbeats)
         app.state.runtime = rt
         tasks = [
             asyncio.create_task(escalator.run()),
+            asyncio.create_task(heartbeats.run()),
             asyncio.create_task(_watch_hubs(rt)),
             asyncio.create_task(checkpoint_forever(engine)),
         ]
@@ -121,6 +124,8 @@ def create_app(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await heartbeats.flush()  # the last beats noted, before the engine goes
             if relay is not None:
                 await relay.stop()
             await engine.dispose()

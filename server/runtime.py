@@ -9,6 +9,7 @@ from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.heartbeats import HeartbeatWriter
 from server.store import ServerStore
 
 
@@ -20,3 +21,4 @@ class ServerRuntime:
     escalator: Escalator
     changes: ChangeSignal
     clock: Clock
+    heartbeats: HeartbeatWriter

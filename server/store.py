@@ -117,21 +117,34 @@ class ServerStore:
 
     async def record_heartbeat(self, hub_id: str, now_ms: int, health: dict[str, Any]) -> bool:
         """Store a heartbeat; True when the hub was offline before (it came back)."""
+        return hub_id in await self.record_heartbeats({hub_id: (now_ms, health)})
+
+    async def record_heartbeats(self, beats: dict[str, tuple[int, dict[str, Any]]]) -> list[str]:
+        """Store many hubs' latest heartbeats in one transaction; the hubs that were offline
+        (came back: their hub fault is cleared)."""
         async with self._write() as conn:
             before = (
                 await conn.execute(
-                    sa.select(hubs.c.online, hubs.c.last_seen_ms).where(hubs.c.id == hub_id)
+                    sa.select(hubs.c.id, hubs.c.online, hubs.c.last_seen_ms).where(
+                        hubs.c.id.in_(list(beats))
+                    )
                 )
-            ).first()
-            was = bool(before and before.online)
+            ).all()
+            if not before:
+                return []
             await conn.execute(
                 hubs.update()
-                .where(hubs.c.id == hub_id)
-                .values(last_seen_ms=now_ms, health=health, online=True)
+                .where(hubs.c.id == sa.bindparam("hub"))
+                .values(
+                    last_seen_ms=sa.bindparam("seen"), health=sa.bindparam("beat"), online=True
+                ),
+                [{"hub": r.id, "seen": beats[r.id][0], "beat": beats[r.id][1]} for r in before],
             )
-            if before is not None and not was and before.last_seen_ms is not None:
-                await _hub_fault(conn, hub_id, False, now_ms, "heartbeats resumed")
-        return not was
+            back = [r.id for r in before if not r.online]
+            for r in before:
+                if not r.online and r.last_seen_ms is not None:
+                    await _hub_fault(conn, r.id, False, beats[r.id][0], "heartbeats resumed")
+        return back
 
     async def mark_stale_hubs_offline(self, now_ms: int, after_ms: int) -> list[str]:
         async with self._write() as conn:

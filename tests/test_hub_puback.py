@@ -21,6 +21,7 @@ def server_env() -> dict[str, str]:
     alarm is open joins it as a repeat (tested in test_alarm_repeats)."""
     return {"CAREHUB_MERGE_REPEATS": "false"}
 
+
 HANDLING = "handling carehub/btn-1/button"
 CONNECTED = "connected to broker"
 

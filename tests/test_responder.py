@@ -31,6 +31,7 @@ from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.heartbeats import HeartbeatWriter
 from server.notifier import NotifierError
 from server.reply_codes import HELP_TEXT
 from server.runtime import ServerRuntime
@@ -186,7 +187,9 @@ async def world(database_url: str) -> AsyncIterator[World]:
     sms = RecordingNotifier()
     changes = ChangeSignal()
     escalator = Escalator(dispatch, sms, clock, changes, BASE)
-    rt = ServerRuntime(settings, store, dispatch, escalator, changes, clock)
+    rt = ServerRuntime(
+        settings, store, dispatch, escalator, changes, clock, HeartbeatWriter(store, changes)
+    )
     app = create_app(settings, sms, clock)
     app.state.runtime = rt  # the lifespan (and its background worker) is not run
     transport = httpx.ASGITransport(app=app)

@@ -121,9 +121,9 @@ async def hub_config(hub: Hub, rt: Runtime) -> api.HubConfig:
     api.HUB_HEARTBEAT_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422)
 )
 async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
-    if await rt.store.record_heartbeat(hub.hub_id, rt.clock.now_ms(), body.model_dump()):
-        log.info("hub %s online", hub.hub_id)
-        await rt.changes.notify(HEALTH_KEY)
+    """Noted at once and stored with other hubs' beats within a second
+    (`server.heartbeats`): a heartbeat is not an alarm."""
+    rt.heartbeats.note(hub.hub_id, rt.clock.now_ms(), body.model_dump())
 
 
 @router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
