@@ -38,7 +38,7 @@ def enroll(
         " carehub-hub-credential.json].",
     ),
     hardware_id: str | None = typer.Option(
-        None, "--hardware-id", help="Shown to the installer's office [/etc/machine-id]."
+        None, "--hardware-id", help="Shown to the installer's office \\[/etc/machine-id]."
     ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False

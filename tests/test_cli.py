@@ -116,3 +116,26 @@ def test_a_bad_setting_is_one_line_naming_it_not_a_traceback() -> None:
         "carehub: bad setting: port (CAREHUB_PORT): Input should be a valid integer, unable to"
         " parse string as an integer (got 'abc')"
     ]
+
+
+def test_every_command_renders_its_help() -> None:
+    """Each command's --help, walked from the command tree (a help text with markup the
+    renderer refuses would otherwise only show on an installer's screen)."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    def walk(command: object, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if isinstance(getattr(command, "commands", None), dict):  # a group
+            for name, sub in command.commands.items():  # type: ignore[attr-defined]
+                found += walk(sub, [*path, name])
+        return found
+
+    paths = walk(get_command(app), [])
+    assert ["hub", "enroll"] in paths and ["hub", "pair"] in paths and ["admin"] in paths
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output, result.exception)
+        assert "Usage" in result.output, path
