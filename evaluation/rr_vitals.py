@@ -26,7 +26,13 @@ from numpy.typing import NDArray
 
 from evaluation.vitals_dataset import DatasetFormatError, RecordingInfo, VitalsRecording
 from evaluation.vitals_eval import RecordingResult, evaluate_recording
-from firmware_sim.vitals_model import SCENARIOS, Deterioration, ElderProfile, ElderVitalsModel
+from firmware_sim.vitals_model import (
+    SCENARIOS,
+    Deterioration,
+    ElderProfile,
+    ElderVitalsModel,
+    RealHeart,
+)
 
 __all__ = [
     "RR_SUFFIX",
@@ -142,21 +148,22 @@ def subject_recordings(
     hr = heart_rate_per_second(load_beats(subject.path))
     if hours is not None:
         hr = hr[: int(hours * 3600)]
+    heart = RealHeart(hr)
     base = int(np.random.default_rng([seed, 0]).integers(1 << 30))
     rng = np.random.default_rng([seed, 1])
     profile = _profile(rng)
     out: list[tuple[VitalsRecording, ElderVitalsModel]] = []
     for day in range(stable_days):
-        model = ElderVitalsModel(base + day, profile, real_hr=hr)
+        model = ElderVitalsModel(base + day, profile, real_hr=heart)
         out.append((_record(model, subject, "stable", hr.size, None), model))
     length = int(DETERIORATION_HOURS * 3600)
     for j, (kind, shape) in enumerate(scenarios):
         start = int(rng.integers(0, max(hr.size - length, 1)))
-        piece = hr[start : start + length]
+        piece = heart.piece(start, length)
         onset = float(rng.uniform(3600, 5400))
         det = Deterioration(kind, onset, shape=shape)  # type: ignore[arg-type]
         model = ElderVitalsModel(base + 1000 + j, profile, real_hr=piece, deterioration=det)
-        out.append((_record(model, subject, f"{kind}/{shape}", piece.size, onset), model))
+        out.append((_record(model, subject, f"{kind}/{shape}", piece.duration_s, onset), model))
     return out
 
 

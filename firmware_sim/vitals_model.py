@@ -24,6 +24,7 @@ own signal-quality index).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -226,7 +227,8 @@ def _centred_median(x: F64, width: int) -> F64:
     half = width // 2
     pad = np.concatenate([np.full(half, x[0]), x, np.full(half, x[-1])])
     win = np.lib.stride_tricks.sliding_window_view(pad, width)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window gives NaN
         return np.asarray(np.nanmedian(win, axis=1), dtype=float)
 
 
@@ -291,6 +293,15 @@ class RealHeart:
     def duration_s(self) -> int:
         return int(self.hr.size)
 
+    def piece(self, start_s: int, length_s: int) -> RealHeart:
+        """``length_s`` seconds from ``start_s``, with activity and sleep as read from the
+        whole recording (an hour's resting rate needs the hour around it)."""
+        out = object.__new__(RealHeart)
+        sl = slice(int(start_s), int(start_s) + int(length_s))
+        out.hr, out.activity, out.awake = self.hr[sl], self.activity[sl], self.awake[sl]
+        out.start_hour = (self.start_hour + start_s / 3600.0) % 24.0
+        return out
+
     def window(self, t: F64, arr: F64, fill: float) -> F64:
         """``arr`` at integer seconds ``t`` (``fill`` outside the recording)."""
         i = t.astype(int)
@@ -321,11 +332,13 @@ class ElderVitalsModel:
         take_off_at_s: float | None = None,
         battery_dies_at_s: float | None = None,
         artefacts: bool = True,
-        real_hr: F64 | None = None,
+        real_hr: F64 | RealHeart | None = None,
     ) -> None:
         self.seed = int(seed)
         self.profile = profile or ElderProfile.random(np.random.default_rng([self.seed, 0]))
-        self.real = None if real_hr is None else RealHeart(real_hr)
+        self.real = (
+            real_hr if isinstance(real_hr, RealHeart) or real_hr is None else RealHeart(real_hr)
+        )
         self.start_hour = float(start_hour) if self.real is None else self.real.start_hour
         self.deterioration = self._resolve(deterioration)
         self.take_off_at_s = take_off_at_s
