@@ -18,14 +18,22 @@ people it has never seen.
 from __future__ import annotations
 
 import lzma
+import zlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from evaluation.vitals_dataset import DatasetFormatError, RecordingInfo, VitalsRecording
-from evaluation.vitals_eval import RecordingResult, evaluate_recording
+from evaluation.vitals_eval import (
+    RecordingResult,
+    evaluate_recording,
+    format_report,
+    summarize,
+)
 from firmware_sim.vitals_model import (
     SCENARIOS,
     Deterioration,
@@ -37,12 +45,15 @@ from firmware_sim.vitals_model import (
 __all__ = [
     "RR_SUFFIX",
     "Subject",
+    "evaluate_rr_dir",
     "evaluate_subject",
+    "format_rr_report",
     "find_subjects",
     "heart_rate_per_second",
     "load_beats",
     "person_folds",
     "subject_recordings",
+    "subject_seed",
 ]
 
 RR_SUFFIX = "_rr_secs.txt.xz"
@@ -195,3 +206,67 @@ def evaluate_subject(
         evaluate_recording(rec, values_only=values_only)
         for rec, _ in subject_recordings(subject, seed=seed, stable_days=stable_days, hours=hours)
     ]
+
+
+def subject_seed(subject: Subject, seed: int) -> int:
+    """A subject's simulation seed: from its name (stable across folders and runs) and ``seed``."""
+    return zlib.crc32(f"{subject.database}/{subject.name}".encode()) + seed
+
+
+def evaluate_rr_dir(
+    rr_dir: Path,
+    *,
+    values_only: bool = False,
+    workers: int = 1,
+    folds: int = 2,
+    stable_days: int = 1,
+    people: int | None = None,
+    hours: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate the detector on real-heart-rate elder days, per fold of people.
+
+    Returns ``{"folds": [summary, …], "all": summary, …}``; fold 0 is the tuning fold (every
+    threshold was set looking at it), the others are people the tuning never saw. ``people``
+    keeps the first n subjects of each fold (development runs)."""
+    subjects = find_subjects(rr_dir)
+    groups = person_folds(subjects, folds)
+    if people is not None:
+        groups = [g[:people] for g in groups]
+    jobs = [(s, subject_seed(s, seed), stable_days, values_only, hours) for g in groups for s in g]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            per_subject = list(pool.map(evaluate_subject, jobs, chunksize=1))
+    else:
+        per_subject = [evaluate_subject(j) for j in jobs]
+    by_name = {j[0].name: r for j, r in zip(jobs, per_subject, strict=True)}
+    fold_summaries = []
+    for i, g in enumerate(groups):
+        summary = summarize([r for s in g for r in by_name[s.name]])
+        summary["fold"] = i
+        summary["role"] = "tuning" if i == 0 else "held out"
+        summary["people"] = [s.name for s in g]
+        fold_summaries.append(summary)
+    everyone = summarize([r for rs in per_subject for r in rs])
+    return {
+        "dataset": str(rr_dir),
+        "values_only": values_only,
+        "stable_days_per_person": stable_days,
+        "folds": fold_summaries,
+        "all": everyone,
+    }
+
+
+def format_rr_report(result: dict[str, Any]) -> str:
+    """One report per fold (tuning first), then everyone together."""
+    mode = "values only (no motion, no quality)" if result["values_only"] else "all channels"
+    parts = [f"real heart rate from {result['dataset']}, {mode}"]
+    for f in result["folds"]:
+        parts.append(
+            f"\n== fold {f['fold'] + 1} of {len(result['folds'])} ({f['role']}): "
+            f"{len(f['people'])} people: {' '.join(f['people'])}"
+        )
+        parts.append(format_report({**f, "dataset": result["dataset"]}))
+    parts.append("\n== everyone")
+    parts.append(format_report({**result["all"], "dataset": result["dataset"]}))
+    return "\n".join(parts)
