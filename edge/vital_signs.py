@@ -143,7 +143,7 @@ class VitalsSettings:
     motion, quality; None = whatever arrives. Anything else is ignored, and the checks that
     need a channel (SpO2 coverage, skin cooling) are off without it."""
     doubt_window_s: float = 300.0
-    doubt_fraction: float = 0.25
+    doubt_fraction: float = 0.4
     """While at least this share of the epochs of the last ``doubt_window_s`` showed poor
     contact (see ``_doubt``), or the skin is cooling, red PPG values count only toward the
     slow ``weak_persistence_s`` window."""
