@@ -148,7 +148,15 @@ class VitalsSettings:
     contact (see ``_doubt``), or the skin is cooling, red PPG values count only toward the
     slow ``weak_persistence_s`` window."""
     weak_persistence_s: float = 600.0
-    """Persistence for red values while contact is in doubt (they may be artefacts)."""
+    """Persistence for red values while contact is in doubt (they may be artefacts), if
+    physiology backs them: a low SpO2 with pulse or respiration risen (``corroboration``)
+    over the last clear half hour; a pulse that is not half or twice the recent one."""
+    doubtful_persistence_s: float = 1800.0
+    """Persistence for red values in doubt that nothing backs (a pulse at half or twice the
+    recent rate during poor contact is an octave error and never counts)."""
+    corroboration: tuple[float, float] = (10.0, 4.0)
+    """Rise of pulse (bpm) or respiration (/min) over the median of the last clear 30 min
+    that makes a low SpO2 in doubt plausible."""
     recurrent_persistence_s: float | None = None
     """None: 5/3 × ``critical_persistence_s`` (150 s)."""
     recurrent_abnormal_fraction: float = 0.6
@@ -231,6 +239,7 @@ class VitalsDetector:
         self._recurrent_s = s.recurrent_persistence_s or s.critical_persistence_s * 5 / 3
         self._red_recurrent = {c: _Window(self._recurrent_s) for c in _PPG}
         self._red_weak = {c: _Window(s.weak_persistence_s) for c in _PPG}
+        self._red_doubtful = {c: _Window(s.doubtful_persistence_s) for c in _PPG}
         self._high_weak = _Window(s.weak_persistence_s)
         self._fever = _Window(s.fever_persistence_s)
         self._doubts = _Window(s.doubt_window_s)
@@ -272,6 +281,7 @@ class VitalsDetector:
         self._sbp: tuple[int, float] | None = None
         self._recovered_since: int | None = None
         self._cool = False
+        self._clear: deque[tuple[int, float | None, float | None]] = deque()
         self._spo2_seen_ts: int | None = None
         self._temp_bucket: tuple[int, list[float]] | None = None
         self._temp_10min: deque[tuple[int, float]] = deque()
@@ -283,6 +293,7 @@ class VitalsDetector:
             *self._red.values(),
             *self._red_recurrent.values(),
             *self._red_weak.values(),
+            *self._red_doubtful.values(),
             self._high_weak,
             self._fever,
             self._doubts,
@@ -528,6 +539,7 @@ class VitalsDetector:
                 self._red[name].clear()
                 self._red_recurrent[name].clear()
                 self._red_weak[name].clear()
+                self._red_doubtful[name].clear()
             if not vals or stale:
                 values[name] = None
                 continue
@@ -572,6 +584,30 @@ class VitalsDetector:
             for b in self._baseline.values():
                 b.exclude_current_hour()
         return events
+
+    def _backed(self, c: str, v: dict[str, float | None], end_ms: int) -> bool:
+        """Does physiology back a red value taken while contact is in doubt? Compared with
+        the clear epochs of the last 30 min: a low SpO2 needs pulse or respiration risen
+        (hypoxaemia rarely leaves both alone); a pulse must not be half or twice the recent
+        one (the PPG locking onto an octave)."""
+        past = [x for x in self._clear if x[0] <= end_ms - 60_000]
+        hrs = [x[1] for x in past if x[1] is not None]
+        hr_ref = median(hrs) if len(hrs) >= 6 else None
+        hr = v["hr"]
+        if c == "hr":
+            if hr is None or hr_ref is None:
+                return True
+            ratio = hr / hr_ref
+            return not (0.4 <= ratio <= 0.6 or 1.7 <= ratio <= 2.3)
+        if c == "spo2":
+            rrs = [x[2] for x in past if x[2] is not None]
+            rr_ref = median(rrs) if len(rrs) >= 6 else None
+            rr = v["rr"]
+            d_hr, d_rr = self.settings.corroboration
+            return (hr is not None and hr_ref is not None and hr - hr_ref >= d_hr) or (
+                rr is not None and rr_ref is not None and rr - rr_ref >= d_rr
+            )
+        return True
 
     def _skin_cooling(self, end_ms: int, temp: float | None) -> bool:
         """Temperature well below the highest 10-min median of the last 3 h (kept here)."""
@@ -673,13 +709,21 @@ class VitalsDetector:
         dw = self._doubts
         weak = self._cool or dw.n_bad >= s.doubt_fraction * s.doubt_window_s / s.epoch_s
 
+        clear = self._clear
+        while clear and clear[0][0] < end_ms - 1_800_000:
+            clear.popleft()
         for c, w in self._red.items():
             is_red = sc.get(c) == 3
             if c in _PPG:
-                self._red_weak[c].add(end_ms, c in sc, is_red)
+                backed = not (weak and is_red) or self._backed(c, v, end_ms)
+                octave = c == "hr" and not backed
+                self._red_doubtful[c].add(end_ms, c in sc, is_red and not octave)
+                self._red_weak[c].add(end_ms, c in sc, is_red and backed)
                 is_red = is_red and not weak
                 self._red_recurrent[c].add(end_ms, c in sc, is_red)
             w.add(end_ms, c in sc, is_red)
+        if not weak and (hr is not None or rr is not None):
+            clear.append((end_ms, hr, rr))
         high = scorable and total >= AGGREGATE_HIGH
         self._high_weak.add(end_ms, scorable, high)
         self._high.add(end_ms, scorable, high and not weak)
@@ -721,6 +765,11 @@ class VitalsDetector:
             else holding(self._red_recurrent, self._recurrent_s, s.recurrent_abnormal_fraction)
         )
         weak_red = [] if red or recurrent else holding(self._red_weak, s.weak_persistence_s, fb)
+        doubtful = (
+            []
+            if red or recurrent or weak_red
+            else holding(self._red_doubtful, s.doubtful_persistence_s, fb)
+        )
         if red:
             level, reason = (
                 "critical",
@@ -745,6 +794,12 @@ class VitalsDetector:
             level, reason = (
                 "critical",
                 f"{what} for {s.weak_persistence_s:.0f} s (signal in doubt)",
+            )
+        elif doubtful:
+            level, reason = (
+                "critical",
+                f"red NEWS2 sub-score ({', '.join(doubtful)}) for"
+                f" {s.doubtful_persistence_s:.0f} s (signal in doubt, nothing backs it)",
             )
         elif self._medium.holds(s.warning_persistence_s / s.epoch_s, fv, fb):
             level, reason = (

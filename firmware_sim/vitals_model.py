@@ -521,6 +521,12 @@ class ElderVitalsModel:
         start = day * DAY_S + rng2.uniform(0, DAY_S, n)
         dur = np.exp(rng2.uniform(np.log(600), np.log(5400), n))
         ev["cold"] = _Events(start, start + dur, rng2.random(n))
+        d = self.deterioration
+        if d is not None:  # an ill elder rests; keep the device on while deteriorating
+            for name in ("activity", "loose", "takeoff", "freeze", "cold"):
+                e = ev[name]
+                keep = e.end < d.onset_s - 600
+                ev[name] = _Events(e.start[keep], e.end[keep], e.param[keep])
         octs: list[tuple[float, float, float]] = []
         for name in ("loose", "cold"):
             e = ev[name]
@@ -531,12 +537,6 @@ class ElderVitalsModel:
                     octs.append((at, at + length, float(rng2.random())))
         o = np.array(octs, dtype=float).reshape(-1, 3)
         ev["octave"] = _Events(o[:, 0], o[:, 1], o[:, 2])
-        d = self.deterioration
-        if d is not None:  # an ill elder rests; keep the device on while deteriorating
-            for name in ("activity", "loose", "takeoff", "freeze", "cold", "octave"):
-                e = ev[name]
-                keep = e.end < d.onset_s - 600
-                ev[name] = _Events(e.start[keep], e.end[keep], e.param[keep])
         return ev
 
     def _events(self, kind: str, t0: float, t1: float) -> _Events:

@@ -87,20 +87,24 @@ def test_the_same_halved_rate_on_a_clean_signal_is_a_heart_block() -> None:
     assert severity == "critical" and 3600 < t <= 3600 + 120
 
 
-def test_a_long_episode_in_doubt_still_alarms_after_the_slow_window() -> None:
-    """Persistently low SpO2 with poor-contact signs: weaker evidence, longer persistence,
-    but not ignored: a critical alarm after about ``weak_persistence_s``."""
+@pytest.mark.parametrize("backed", [True, False], ids=["pulse-and-breathing-up", "alone"])
+def test_a_long_low_spo2_in_doubt_still_alarms_later(backed: bool) -> None:
+    """Persistently low SpO2 with a cold hand: weaker evidence, longer persistence, never
+    ignored. With pulse and respiration risen (hypoxaemia rarely leaves them alone) it takes
+    ``weak_persistence_s``; with nothing to back it, ``doubtful_persistence_s``."""
 
     def episode(t: float, rng: np.random.Generator) -> dict[str, Any]:
-        fields = _steady(rng, spo2=86.0)
+        fields = _steady(rng, spo2=86.0, hr=88.0 if backed else 72.0)
+        fields["rr"] = round((22 if backed else 16) + rng.normal(0, 1.0))
         fields["temp"] = round(35.6 + rng.normal(0, 0.05), 1)  # a cold hand
         return fields
 
-    events = _run(episode, episode_s=30 * 60)
+    events = _run(episode, episode_s=45 * 60)
     [(t, severity)] = _alarms(events)
     s = VitalsSettings()
+    wait = s.weak_persistence_s if backed else s.doubtful_persistence_s
     assert severity == "critical"
-    assert 3600 + s.weak_persistence_s * 0.75 <= t <= 3600 + s.weak_persistence_s + 120
+    assert 3600 + wait * 0.75 <= t <= 3600 + wait + 120
 
 
 def _first_alarm_delay(kind: str, shape: str, seed: int) -> float | None:
