@@ -264,6 +264,9 @@ class RealHeart:
         filled = np.where(ok, hr, hr[idx])
         filled[~np.isfinite(filled)] = float(np.nanmedian(hr))
         smooth = _moving_mean(filled, 61)
+        self.trend = _moving_mean(filled, 301)
+        """The rate's 5-min moving mean: deteriorations move it, keeping the beat-to-beat
+        variability around it."""
         # resting rate: lowest 5-min median within the surrounding hour
         block = 300
         nb = -(-n // block)
@@ -299,6 +302,7 @@ class RealHeart:
         out = object.__new__(RealHeart)
         sl = slice(int(start_s), int(start_s) + int(length_s))
         out.hr, out.activity, out.awake = self.hr[sl], self.activity[sl], self.awake[sl]
+        out.trend = self.trend[sl]
         out.start_hour = (self.start_hour + start_s / 3600.0) % 24.0
         return out
 
@@ -726,16 +730,18 @@ class ElderVitalsModel:
         shiver = np.zeros(t.size)
         rng = np.random.default_rng([self.seed, 9, 2])  # the same for every block
         real = self.real is not None
-        if real:  # the recorded rate at onset: deteriorations scale the recording
+        if real:  # the recording's 5-min trend: deteriorations move it
             assert self.real is not None
-            near = self.real.hr[int(max(d.onset_s - 300, 0)) : int(d.onset_s) + 1]
-            ref = float(np.nanmedian(near)) if np.isfinite(near).any() else p.hr_day_bpm
+            trend = self.real.window(t, self.real.trend, p.hr_day_bpm)
         steps = int(rng.integers(3, 6))
         stair = sum(_smoothstep((x - j / steps) * d.ramp_s / 30.0) for j in range(steps)) / steps
 
         def to_hr(target: float, r: F64) -> F64:
-            if real:  # keep the recording's own variability (scaled down when slowing)
-                return hr + r * (target - ref) if target > ref else hr * (1 - r + r * target / ref)
+            if real:  # the trend moves to the target, the recording's variability stays
+                # around it (scaled down with the rate when slowing)
+                up = hr + r * (target - trend)
+                down = hr * (1 - r + r * target / trend)
+                return np.where(target > trend, up, down)
             return (1 - r) * hr + r * (target + 3.0 * w[0])
 
         if d.kind == "hypoxaemia":
