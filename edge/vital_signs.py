@@ -9,11 +9,17 @@ Pipeline (see docs/vital-signs.md):
 2. **Per epoch**: the median of each channel; a channel whose values scatter too much inside
    the epoch (robust spread) or have not changed for minutes (flat line) is not scored.
    NEWS2 sub-scores are computed on the epoch medians.
+   **Contact doubt** comes from the values themselves (for wearables without motion or
+   quality channels): scattered or jittery PPG, SpO2 missing from most samples, a skin
+   cooling below its recent temperature. While in doubt, red PPG values need longer
+   persistence — 10 min if physiology backs them (a low SpO2 with pulse or breathing risen;
+   a pulse that is not an octave of the recent one), else 30 min; an octave never counts.
 3. **Persistence**: a condition counts only if, over its window, enough epochs were valid and
    most of the valid ones were abnormal — so artefacts delay an alarm instead of raising one;
    a red value that has stopped changing waits, and is forgotten once the channel is stale.
-   ``critical`` = a red sub-score (3) in pulse, SpO2, respiration or systolic pressure, or a
-   total ≥ 7; ``warning`` = a total ≥ 5, or a change from the elder's own baseline.
+   ``critical`` = a red sub-score (3) in pulse, SpO2, respiration or systolic pressure (for
+   90 s, or most of 150 s), or a total ≥ 7; ``warning`` = a total ≥ 5, a temperature
+   ≥ 39.1 °C, or a change from the elder's own baseline.
 4. **Hysteresis**: one alarm per episode (it may escalate once, warning → critical); the
    episode clears only after the values have been back to near normal for ``clear_after_s``.
 5. **Wear faults**: no samples, no pulse, temperature near ambient without pulse or frozen
