@@ -226,11 +226,32 @@ class DeviceConfig(_Body):
     kind: DeviceKind
 
 
+WearableChannel = Literal["hr", "spo2", "rr", "temp", "sbp", "motion", "quality"]
+"""A channel a wearable may report on the `vitals` topic (see `VitalsReading`)."""
+
+
 class CarePlan(_Body):
     """What the hub needs to know about the elder: no names, no addresses."""
 
-    spo2_scale2: bool = Field(default=False, strict=True)
+    spo2_scale2: bool = Field(
+        default=False,
+        strict=True,
+        description="NEWS2 SpO2 scale 2: confirmed hypercapnic respiratory failure, target "
+        "88-92 % set by a clinician.",
+    )
     fall_sensitivity: Annotated[float, _JsonNumber] = Field(default=0.5, ge=0, le=1)
+    on_oxygen: bool = Field(
+        default=False,
+        strict=True,
+        description="On supplemental oxygen at home: NEWS2 adds 2 points, and on scale 2 high "
+        "saturations score.",
+    )
+    wearable_channels: list[WearableChannel] | None = Field(
+        default=None,
+        max_length=7,
+        description="The channels the elder's wearable reports; null = whatever arrives. "
+        "Without motion and quality the vital-signs detector reasons from the values alone.",
+    )
 
 
 class HubConfig(_Body):

@@ -9,11 +9,17 @@ Pipeline (see docs/vital-signs.md):
 2. **Per epoch**: the median of each channel; a channel whose values scatter too much inside
    the epoch (robust spread) or have not changed for minutes (flat line) is not scored.
    NEWS2 sub-scores are computed on the epoch medians.
+   **Contact doubt** comes from the values themselves (for wearables without motion or
+   quality channels): scattered or jittery PPG, SpO2 missing from most samples, a skin
+   cooling below its recent temperature. While in doubt, red PPG values need longer
+   persistence — 10 min if physiology backs them (a low SpO2 with pulse or breathing risen;
+   a pulse that is not an octave of the recent one), else 30 min; an octave never counts.
 3. **Persistence**: a condition counts only if, over its window, enough epochs were valid and
    most of the valid ones were abnormal — so artefacts delay an alarm instead of raising one;
    a red value that has stopped changing waits, and is forgotten once the channel is stale.
-   ``critical`` = a red sub-score (3) in pulse, SpO2, respiration or systolic pressure, or a
-   total ≥ 7; ``warning`` = a total ≥ 5, or a change from the elder's own baseline.
+   ``critical`` = a red sub-score (3) in pulse, SpO2, respiration or systolic pressure (for
+   90 s, or most of 150 s), or a total ≥ 7; ``warning`` = a total ≥ 5, a temperature
+   ≥ 39.1 °C, or a change from the elder's own baseline.
 4. **Hysteresis**: one alarm per episode (it may escalate once, warning → critical); the
    episode clears only after the values have been back to near normal for ``clear_after_s``.
 5. **Wear faults**: no samples, no pulse, temperature near ambient without pulse or frozen
@@ -49,7 +55,9 @@ Severity = Literal["warning", "critical"]
 Reading = dict[str, float | int | None]
 
 _CHANNELS = ("hr", "spo2", "rr", "temp", "sbp")
+_PPG = ("hr", "spo2", "rr")
 _PULSE = ("hr", "spo2")
+_ALL_FIELDS = ("hr", "spo2", "rr", "temp", "sbp", "motion", "quality")
 _BASELINE = ("hr", "spo2", "rr", "temp")
 _REWIND_MS = 30_000
 """A sample this far (ms) before the newest one means the stream's clock went back: the
@@ -136,6 +144,38 @@ class VitalsSettings:
     baseline_min_delta: tuple[float, float, float, float] = (25.0, 3.0, 6.0, 1.0)
     """… and at least this much: hr bpm (up or down), spo2 % (down), rr /min (up), temp °C (up)."""
     max_readings: int = 12
+    channels: frozenset[str] | None = None
+    """The channels the elder's wearable reports (care plan), from hr, spo2, rr, temp, sbp,
+    motion, quality; None = whatever arrives. Anything else is ignored, and the checks that
+    need a channel (SpO2 coverage, skin cooling) are off without it."""
+    doubt_window_s: float = 300.0
+    doubt_fraction: float = 0.4
+    """While at least this share of the epochs of the last ``doubt_window_s`` showed poor
+    contact (see ``_doubt``), or the skin is cooling, red PPG values count only toward the
+    slow ``weak_persistence_s`` window."""
+    weak_persistence_s: float = 600.0
+    """Persistence for red values while contact is in doubt (they may be artefacts), if
+    physiology backs them: a low SpO2 with pulse or respiration risen (``corroboration``)
+    over the last clear half hour; a pulse that is not half or twice the recent one."""
+    doubtful_persistence_s: float = 1800.0
+    """Persistence for red values in doubt that nothing backs (a pulse at half or twice the
+    recent rate during poor contact is an octave error and never counts)."""
+    corroboration: tuple[float, float] = (10.0, 4.0)
+    """Rise of pulse (bpm) or respiration (/min) over the median of the last clear 30 min
+    that makes a low SpO2 in doubt plausible."""
+    recurrent_persistence_s: float | None = None
+    """None: 5/3 × ``critical_persistence_s`` (150 s)."""
+    recurrent_abnormal_fraction: float = 0.6
+    """A red sub-score in this share of the recurrent window's valid epochs is critical too:
+    oscillating desaturation and intermittent heart block are red most, not all, of the time."""
+    fever_persistence_s: float = 300.0
+    """Temperature ≥ 39.1 °C (NEWS2 temperature 2) this long: a warning on its own."""
+    min_spo2_coverage: float = 0.5
+    """An epoch in which fewer than this share of the samples carried an accepted SpO2 (the
+    device reports SpO2) shows poor contact."""
+    skin_cooling_c: float = 0.45
+    """Temperature this far below the highest 10-min median of the last 3 h: the wearable
+    reads a cold hand or an air gap (loose strap), not a core temperature."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +242,13 @@ class VitalsDetector:
         self._fault: str | None = None
         self._level: Severity | None = None
         self._red = {c: _Window(s.critical_persistence_s) for c in ("hr", "spo2", "rr", "sbp")}
+        self._recurrent_s = s.recurrent_persistence_s or s.critical_persistence_s * 5 / 3
+        self._red_recurrent = {c: _Window(self._recurrent_s) for c in _PPG}
+        self._red_weak = {c: _Window(s.weak_persistence_s) for c in _PPG}
+        self._red_doubtful = {c: _Window(s.doubtful_persistence_s) for c in _PPG}
+        self._high_weak = _Window(s.weak_persistence_s)
+        self._fever = _Window(s.fever_persistence_s)
+        self._doubts = _Window(s.doubt_window_s)
         self._high = _Window(s.critical_persistence_s)
         self._medium = _Window(s.warning_persistence_s)
         self._dev = {c: _Window(s.baseline_persistence_s) for c in _BASELINE}
@@ -239,8 +286,27 @@ class VitalsDetector:
         self._good_since: int | None = None
         self._sbp: tuple[int, float] | None = None
         self._recovered_since: int | None = None
-        for w in (*self._red.values(), self._high, self._medium, *self._dev.values()):
+        self._cool = False
+        self._clear: deque[tuple[int, float | None, float | None]] = deque()
+        self._spo2_seen_ts: int | None = None
+        self._temp_bucket: tuple[int, list[float]] | None = None
+        self._temp_10min: deque[tuple[int, float]] = deque()
+        for w in self._all_windows():
             w.clear()
+
+    def _all_windows(self) -> tuple[_Window, ...]:
+        return (
+            *self._red.values(),
+            *self._red_recurrent.values(),
+            *self._red_weak.values(),
+            *self._red_doubtful.values(),
+            self._high_weak,
+            self._fever,
+            self._doubts,
+            self._high,
+            self._medium,
+            *self._dev.values(),
+        )
 
     def _restart(self) -> None:
         self.restarts += 1
@@ -272,6 +338,11 @@ class VitalsDetector:
         self._last_ts = ts
         self._n_samples += 1
         s = self.settings
+        if s.channels is not None:  # the care plan's channel set: ignore anything else
+            sample = VitalsSample(
+                ts,
+                **{c: getattr(sample, c, None) for c in _ALL_FIELDS if c in s.channels},
+            )
         motion = getattr(sample, "motion", None)
         if motion is not None:
             m = finite_number(motion)
@@ -324,8 +395,19 @@ class VitalsDetector:
         def col(a: ArrayLike | None) -> NDArray[np.float64]:
             return np.full(n, np.nan) if a is None else np.asarray(a, dtype=np.float64).ravel()
 
-        raw = {"hr": col(hr), "spo2": col(spo2), "rr": col(rr), "temp": col(temp), "sbp": col(sbp)}
-        mot, qual = col(motion), col(quality)
+        given = {
+            "hr": hr,
+            "spo2": spo2,
+            "rr": rr,
+            "temp": temp,
+            "sbp": sbp,
+            "motion": motion,
+            "quality": quality,
+        }
+        if self.settings.channels is not None:  # the care plan's channel set
+            given = {c: a if c in self.settings.channels else None for c, a in given.items()}
+        raw = {c: col(given[c]) for c in _CHANNELS}
+        mot, qual = col(given["motion"]), col(given["quality"])
         floor = np.int64(self._last_ts) if self._last_ts is not None else np.iinfo(np.int64).min
         before = np.concatenate([[floor], np.maximum.accumulate(ts)[:-1]])
         keep = ts > np.maximum(before, floor)
@@ -442,10 +524,16 @@ class VitalsDetector:
         flat_ms, stale_ms = self._flat_ms, self._stale_ms
         n_reporting = n_flat = 0
         pulse = False
+        scattered = False
+        n_spo2 = 0
         for name in ("hr", "spo2", "rr", "temp"):
             ch = self._ch[name]
             vals = ch.values
             ch.values = []
+            if name == "spo2":
+                n_spo2 = len(vals)
+                if ch.seen:
+                    self._spo2_seen_ts = end_ms
             reporting, flat = ch.flat_at(end_ms, flat_ms)
             n_reporting += reporting
             n_flat += flat
@@ -453,14 +541,18 @@ class VitalsDetector:
                 pulse = True
             ch.seen = False
             stale = ch.flat_at(end_ms, stale_ms)[1]
-            if stale and name in self._red:
-                self._red[name].clear()  # the frozen value was never a measurement
+            if stale and name in self._red:  # the frozen value was never a measurement
+                self._red[name].clear()
+                self._red_recurrent[name].clear()
+                self._red_weak[name].clear()
+                self._red_doubtful[name].clear()
             if not vals or stale:
                 values[name] = None
                 continue
             m = median(vals)
             if len(vals) >= 3 and median([abs(v - m) for v in vals]) > self._spread[name]:
                 values[name] = None
+                scattered = scattered or name in _PULSE
             else:
                 values[name] = m
             if name == "spo2" and len(vals) >= 4:
@@ -475,13 +567,18 @@ class VitalsDetector:
                     values["hr"] = values["spo2"] = None
                     self._ppg_unsteady = True
                 self._jitter.add(end_ms // 3_600_000, jitter)
-        if self._ppg_unsteady:
+        unsteady = self._ppg_unsteady
+        if unsteady:
             values["rr"] = None
             self._ppg_unsteady = False
         sbp = self._sbp
         hold_ms = self.settings.sbp_hold_s * 1000
         values["sbp"] = sbp[1] if sbp is not None and end_ms - sbp[0] <= hold_ms else None
         n_samples, self._n_samples = self._n_samples, 0
+        cool = self._skin_cooling(end_ms, values["temp"])
+        doubt = self._doubt(end_ms, n_samples, n_spo2, scattered or unsteady)
+        self._doubts.add(end_ms, True, doubt)
+        self._cool = cool
         if pulse:
             self._last_pulse_ts = end_ms
         self._readings.append({"ts_ms": end_ms, **values})
@@ -493,6 +590,63 @@ class VitalsDetector:
             for b in self._baseline.values():
                 b.exclude_current_hour()
         return events
+
+    def _backed(self, c: str, v: dict[str, float | None], end_ms: int) -> bool:
+        """Does physiology back a red value taken while contact is in doubt? Compared with
+        the clear epochs of the last 30 min: a low SpO2 needs pulse or respiration risen
+        (hypoxaemia rarely leaves both alone); a pulse must not be half or twice the recent
+        one (the PPG locking onto an octave)."""
+        past = [x for x in self._clear if x[0] <= end_ms - 60_000]
+        hrs = [x[1] for x in past if x[1] is not None]
+        hr_ref = median(hrs) if len(hrs) >= 6 else None
+        hr = v["hr"]
+        if c == "hr":
+            if hr is None or hr_ref is None:
+                return True
+            ratio = hr / hr_ref
+            return not (0.4 <= ratio <= 0.6 or 1.7 <= ratio <= 2.3)
+        if c == "spo2":
+            rrs = [x[2] for x in past if x[2] is not None]
+            rr_ref = median(rrs) if len(rrs) >= 6 else None
+            rr = v["rr"]
+            d_hr, d_rr = self.settings.corroboration
+            return (hr is not None and hr_ref is not None and hr - hr_ref >= d_hr) or (
+                rr is not None and rr_ref is not None and rr - rr_ref >= d_rr
+            )
+        return True
+
+    def _skin_cooling(self, end_ms: int, temp: float | None) -> bool:
+        """Temperature well below the highest 10-min median of the last 3 h (kept here)."""
+        s = self.settings
+        if s.channels is not None and "temp" not in s.channels:
+            return False
+        bucket = end_ms // 600_000
+        tb = self._temp_bucket
+        if tb is None or tb[0] != bucket:
+            if tb is not None and len(tb[1]) >= 20:
+                self._temp_10min.append((tb[0], median(tb[1])))
+            tb = self._temp_bucket = (bucket, [])
+        while self._temp_10min and self._temp_10min[0][0] < bucket - 18:
+            self._temp_10min.popleft()
+        if temp is None:
+            return False
+        tb[1].append(temp)
+        if len(self._temp_10min) < 3:
+            return False
+        return temp < max(m for _, m in self._temp_10min) - s.skin_cooling_c
+
+    def _doubt(self, end_ms: int, n_samples: int, n_spo2: int, scattered: bool) -> bool:
+        """Do this epoch's values themselves show poor contact? Scattered or jittery PPG, or
+        SpO2 missing from most samples of a device that reports it: the signs of a loose
+        strap, a cold hand or movement, with or without a quality channel."""
+        s = self.settings
+        if scattered:
+            return True
+        seen = self._spo2_seen_ts
+        reports_spo2 = (s.channels is None or "spo2" in s.channels) and (
+            seen is not None and end_ms - seen <= 600_000
+        )
+        return reports_spo2 and n_samples >= 5 and n_spo2 < s.min_spo2_coverage * n_samples
 
     def _update_fault(
         self, end_ms: int, values: dict[str, float | None], n_samples: int, all_flat: bool
@@ -532,7 +686,7 @@ class VitalsDetector:
 
     def _set_fault(self, ts: int, reason: str) -> VitalsEvent:
         self._fault = reason
-        for w in (*self._red.values(), self._high, self._medium, *self._dev.values()):
+        for w in self._all_windows():
             w.clear()
         return self._event("fault", ts, None, "sensor_not_worn", reason)
 
@@ -546,8 +700,8 @@ class VitalsDetector:
             sc["spo2"] = score_spo2(spo2, scale2=s.spo2_scale2, on_oxygen=s.on_supplemental_oxygen)
         if rr is not None:
             sc["rr"] = score_respiration_rate(rr)
-        if temp is not None and s.temp_scored:
-            sc["temp"] = score_temperature(temp)
+        if temp is not None and s.temp_scored and not self._cool:
+            sc["temp"] = score_temperature(temp)  # (a cooling skin is no hypothermia)
         if sbp is not None:
             sc["sbp"] = score_systolic_bp(sbp)
         if s.on_supplemental_oxygen:
@@ -556,16 +710,39 @@ class VitalsDetector:
         sc["total"] = total
         self._last_scores = sc
         scorable = hr is not None or spo2 is not None or rr is not None
+        # while the values show poor contact, red PPG values may be artefacts: they count
+        # toward the slow windows only (valid but not abnormal in the fast ones)
+        dw = self._doubts
+        weak = self._cool or dw.n_bad >= s.doubt_fraction * s.doubt_window_s / s.epoch_s
 
+        clear = self._clear
+        while clear and clear[0][0] < end_ms - 1_800_000:
+            clear.popleft()
         for c, w in self._red.items():
-            w.add(end_ms, c in sc, sc.get(c) == 3)
-        self._high.add(end_ms, scorable, scorable and total >= AGGREGATE_HIGH)
-        self._medium.add(end_ms, scorable, scorable and total >= AGGREGATE_MEDIUM)
+            is_red = sc.get(c) == 3
+            if c in _PPG:
+                backed = not (weak and is_red) or self._backed(c, v, end_ms)
+                octave = c == "hr" and not backed
+                self._red_doubtful[c].add(end_ms, c in sc, is_red and not octave)
+                self._red_weak[c].add(end_ms, c in sc, is_red and backed)
+                is_red = is_red and not weak
+                self._red_recurrent[c].add(end_ms, c in sc, is_red)
+            w.add(end_ms, c in sc, is_red)
+        if not weak and (hr is not None or rr is not None):
+            clear.append((end_ms, hr, rr))
+        high = scorable and total >= AGGREGATE_HIGH
+        self._high_weak.add(end_ms, scorable, high)
+        self._high.add(end_ms, scorable, high and not weak)
+        self._medium.add(end_ms, scorable, scorable and total >= AGGREGATE_MEDIUM and not weak)
+        fever = temp is not None and not self._cool and score_temperature(temp) == 2
+        self._fever.add(end_ms, temp is not None, fever)
 
         deviations: list[str] = []
         hour = end_ms // 3_600_000
         for i, c in enumerate(_BASELINE):
             x = v[c]
+            if c == "temp" and self._cool:
+                x = None
             base = self._baseline[c]
             base.add(hour, x)
             est = base.estimate
@@ -574,32 +751,71 @@ class VitalsDetector:
                 limit = max(s.baseline_k * est.spread, s.baseline_min_delta[i])
                 d = x - est.center
                 dev = abs(d) >= limit if c == "hr" else (-d if c == "spo2" else d) >= limit
-            self._dev[c].add(end_ms, x is not None, dev)
+            self._dev[c].add(end_ms, x is not None, dev and not (weak and c in _PPG))
 
         epochs = s.critical_persistence_s / s.epoch_s
         fv, fb = s.min_valid_fraction, s.min_abnormal_fraction
         level: Severity | None = None
         reason = ""
-        red = [  # a cuff's systolic reading is carried forward: flat by design
-            c
-            for c, w in self._red.items()
-            if w.holds(epochs, fv, fb)
-            and (c == "sbp" or not self._ch[c].flat_at(end_ms, self._suspect_ms)[1])
-        ]
+
+        def fresh(c: str) -> bool:  # a cuff's systolic reading is carried forward: flat
+            return c == "sbp" or not self._ch[c].flat_at(end_ms, self._suspect_ms)[1]
+
+        def holding(ws: dict[str, _Window], span_s: float, bad: float) -> list[str]:
+            return [c for c, w in ws.items() if w.holds(span_s / s.epoch_s, fv, bad) and fresh(c)]
+
+        red = holding(self._red, s.critical_persistence_s, fb)
+        recurrent = (
+            []
+            if red
+            else holding(self._red_recurrent, self._recurrent_s, s.recurrent_abnormal_fraction)
+        )
+        weak_red = [] if red or recurrent else holding(self._red_weak, s.weak_persistence_s, fb)
+        doubtful = (
+            []
+            if red or recurrent or weak_red
+            else holding(self._red_doubtful, s.doubtful_persistence_s, fb)
+        )
         if red:
             level, reason = (
                 "critical",
                 f"red NEWS2 sub-score ({', '.join(red)}) for {s.critical_persistence_s:.0f} s",
+            )
+        elif recurrent:
+            level, reason = (
+                "critical",
+                f"red NEWS2 sub-score ({', '.join(recurrent)}) most of {self._recurrent_s:.0f} s",
             )
         elif self._high.holds(epochs, fv, fb):
             level, reason = (
                 "critical",
                 f"NEWS2 total >= {AGGREGATE_HIGH} for {s.critical_persistence_s:.0f} s",
             )
+        elif weak_red or self._high_weak.holds(s.weak_persistence_s / s.epoch_s, fv, fb):
+            what = (
+                f"red NEWS2 sub-score ({', '.join(weak_red)})"
+                if weak_red
+                else (f"NEWS2 total >= {AGGREGATE_HIGH}")
+            )
+            level, reason = (
+                "critical",
+                f"{what} for {s.weak_persistence_s:.0f} s (signal in doubt)",
+            )
+        elif doubtful:
+            level, reason = (
+                "critical",
+                f"red NEWS2 sub-score ({', '.join(doubtful)}) for"
+                f" {s.doubtful_persistence_s:.0f} s (signal in doubt, nothing backs it)",
+            )
         elif self._medium.holds(s.warning_persistence_s / s.epoch_s, fv, fb):
             level, reason = (
                 "warning",
                 f"NEWS2 total >= {AGGREGATE_MEDIUM} for {s.warning_persistence_s:.0f} s",
+            )
+        elif self._fever.holds(s.fever_persistence_s / s.epoch_s, fv, fb):
+            level, reason = (
+                "warning",
+                f"temperature >= 39.1 °C for {s.fever_persistence_s:.0f} s",
             )
         else:
             n = s.baseline_persistence_s / s.epoch_s

@@ -14,18 +14,58 @@ __all__ = ["eval_vitals", "generate_vitals"]
 
 
 def eval_vitals(
-    dataset: Path = typer.Option(..., "--dataset", help="Folder in the generic vitals format."),
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="Folder in the generic vitals format."
+    ),
+    rr_dir: Path | None = typer.Option(
+        None,
+        "--rr-dir",
+        help="Folder of RR-interval recordings (*_rr_secs.txt.xz, e.g. ../shared/datasets/"
+        "rr-dev): real heart rate, simulated other channels, evaluated per fold of people.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line of figures."),
     values_only: bool = typer.Option(
         False, "--values-only", help="Ignore the wearable's motion/quality columns (ablation)."
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes to use."),
+    folds: int = typer.Option(2, "--folds", min=1, help="--rr-dir: folds of people."),
+    stable_days: int = typer.Option(
+        2, "--stable-days", min=0, help="--rr-dir: stable days per person (other wearables)."
+    ),
+    people: int | None = typer.Option(
+        None, "--people", min=1, help="--rr-dir: first n people of each fold (quick runs)."
+    ),
+    hours: float | None = typer.Option(
+        None, "--hours", min=1.0, help="--rr-dir: shorten the stable days (quick runs)."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="--rr-dir: added to every seed."),
 ) -> None:
     """Alarms per monitored hour on stable recordings; detection rate and delay on the others."""
     from evaluation.vitals_dataset import DatasetFormatError
     from evaluation.vitals_eval import evaluate_dataset, format_report
 
+    if (dataset is None) == (rr_dir is None):
+        typer.echo("error: give exactly one of --dataset and --rr-dir", err=True)
+        raise typer.Exit(code=2)
     try:
+        if rr_dir is not None:
+            from evaluation.rr_vitals import evaluate_rr_dir, format_rr_report
+
+            result = evaluate_rr_dir(
+                rr_dir,
+                values_only=values_only,
+                workers=workers,
+                folds=folds,
+                stable_days=stable_days,
+                people=people,
+                hours=hours,
+                seed=seed,
+            )
+            typer.echo(format_rr_report(result))
+            if as_json:
+                typer.echo(json.dumps(result, sort_keys=True))
+            return
+        assert dataset is not None
         summary = evaluate_dataset(dataset, values_only=values_only, workers=workers)
     except DatasetFormatError as e:
         typer.echo(f"error: {e}", err=True)

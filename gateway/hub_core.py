@@ -214,7 +214,10 @@ class HubCore:
             self.falls.forget(device_id)
             self.vitals.forget(device_id)
         self.falls.set_sensitivity(config.care_plan.fall_sensitivity)
-        self.vitals.set_care_plan(config.care_plan.spo2_scale2)
+        plan = config.care_plan
+        self.vitals.set_care_plan(
+            plan.spo2_scale2, on_oxygen=plan.on_oxygen, channels=plan.wearable_channels
+        )
         self.supervisor.expect(sorted(new), self.clock.now_ms())
         return ConfigChange(changed=True, added=sorted(new - old), removed=removed)
 

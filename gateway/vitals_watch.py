@@ -10,7 +10,7 @@ the shell to log (`take_notices`). The elder's care plan says whether SpO2 scale
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +43,22 @@ class VitalsWatch:
         self._notices: deque[Notice] = deque(maxlen=256)
         self._now_ms: int | None = None  # the hub's clock at the last push or tick
 
-    def set_care_plan(self, spo2_scale2: bool) -> None:
-        if spo2_scale2 != self._settings.spo2_scale2:
-            self._settings = VitalsSettings(spo2_scale2=spo2_scale2)
+    def set_care_plan(
+        self,
+        spo2_scale2: bool,
+        *,
+        on_oxygen: bool = False,
+        channels: Iterable[str] | None = None,
+    ) -> None:
+        """The elder's NEWS2 scale and oxygen, and the channels the wearable reports (None =
+        whatever arrives); a change restarts the detectors with the new settings."""
+        settings = VitalsSettings(
+            spo2_scale2=spo2_scale2,
+            on_supplemental_oxygen=on_oxygen,
+            channels=None if channels is None else frozenset(channels),
+        )
+        if settings != self._settings:
+            self._settings = settings
             self._wearables.clear()
 
     def take_notices(self) -> list[Notice]:
