@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.api_contract import ID_PATTERN, DeviceKind
+from carehub.api_contract import ID_PATTERN, DeviceKind, WearableChannel
 from server.auth import REVOKED_PREFIX, hash_token
 from server.duty_roster import (
     DEFAULT_TIME_ZONE,
@@ -203,7 +203,11 @@ class Elder(_Entry):
     medical_notes: str = Field("", max_length=4000)
     key_safe_code: str | None = Field(None, max_length=40, description="Stored encrypted.")
     spo2_scale2: bool = False
+    on_oxygen: bool = Field(False, description="On supplemental oxygen at home (NEWS2).")
     fall_sensitivity: float = Field(0.5, ge=0, le=1)
+    wearable_channels: list[WearableChannel] | None = Field(
+        None, description="The channels the elder's wearable reports; unset = whatever arrives."
+    )
     contacts: list[ContactEntry] = []
 
 
@@ -513,7 +517,9 @@ async def load_directory(
                         sealer.seal(e.key_safe_code) if sealer and e.key_safe_code else None
                     ),
                     "spo2_scale2": e.spo2_scale2,
+                    "on_oxygen": e.on_oxygen,
                     "fall_sensitivity": e.fall_sensitivity,
+                    "wearable_channels": e.wearable_channels,
                 },
             )
             await conn.execute(

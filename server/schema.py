@@ -69,6 +69,8 @@ elders = sa.Table(
     sa.Column("short_address", sa.String(100), nullable=False, server_default=""),
     sa.Column("spo2_scale2", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("fall_sensitivity", sa.Float, nullable=False, server_default="0.5"),
+    sa.Column("on_oxygen", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("wearable_channels", sa.JSON, nullable=True),  # null: whatever arrives
     sa.Column("lat", sa.Float, nullable=True),
     sa.Column("lon", sa.Float, nullable=True),
     sa.Column("care_level", sa.Integer, nullable=False, server_default="0"),

@@ -111,6 +111,8 @@ class ServerStore:
             "care_plan": {
                 "spo2_scale2": elder.spo2_scale2,
                 "fall_sensitivity": elder.fall_sensitivity,
+                "on_oxygen": elder.on_oxygen,
+                "wearable_channels": elder.wearable_channels,
             },
             "devices": [{"device_id": d.id, "kind": d.kind} for d in devs],
         }

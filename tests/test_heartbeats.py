@@ -93,3 +93,32 @@ async def test_a_failed_write_keeps_the_beats_for_the_next(store: ServerStore) -
     writer.note("hub-2", 2_000, {})
     store.record_heartbeats = real  # type: ignore[method-assign]
     assert sorted(await writer.flush()) == ["hub-1", "hub-2"]
+
+
+async def test_the_care_plan_reaches_the_hub_with_oxygen_and_channels(database_url: str) -> None:
+    """Not a heartbeat, but the same small world: what the hub is told about its elder."""
+    from carehub.api_contract import HubConfig
+    from server.store import HubIdentity
+
+    engine = make_engine(database_url)
+    await migrate(engine)
+    elder = {
+        **DIRECTORY["elders"][0],  # type: ignore[index]
+        "spo2_scale2": True,
+        "on_oxygen": True,
+        "wearable_channels": ["hr", "spo2", "rr"],
+    }
+    directory = {**TWO_HUBS, "elders": [elder]}
+    await load_directory(engine, Directory.model_validate(directory), Sealer("k" * 32))
+    try:
+        config = HubConfig.model_validate(
+            await ServerStore(engine).hub_config(HubIdentity("hub-1", "elder-1"))
+        )
+    finally:
+        await engine.dispose()
+    plan = config.care_plan
+    assert (plan.spo2_scale2, plan.on_oxygen, plan.wearable_channels) == (
+        True,
+        True,
+        ["hr", "spo2", "rr"],
+    )
