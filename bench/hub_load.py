@@ -52,6 +52,17 @@ def _directory(token: str, pendants: list[str], wearables: list[str]) -> str:
     )
 
 
+LYING_S = 12.0
+"""Lying still after each replayed fall (`synthetic_fall`)."""
+FALL_DECIDED_S = 12.0
+"""After the impact, by when the hub has decided: its 7 s confirmation, with room to spare."""
+
+
+def _falls_raised(hub_db: Path) -> int:
+    with sqlite3.connect(hub_db) as db:
+        return int(db.execute("SELECT count(*) FROM alarms WHERE kind = 'fall'").fetchone()[0])
+
+
 def _measure(pid: int, seconds: float) -> tuple[float, float, float]:
     """(peak RSS MB, mean RSS MB, CPU seconds) of `pid` over `seconds`."""
     cpu0, samples = _cpu_s(pid), []
@@ -110,21 +121,24 @@ def run_bench(devices: int, seconds: float, idle_s: float = 10.0) -> dict[str, o
             rng = np.random.default_rng(0)
             cpu0, samples = _cpu_s(pid), []
             start = time.monotonic()
-            next_fall, falls_replayed = start + 5, 0
+            next_fall, falls_replayed, decided_by = start + 5, 0, start
             while (now := time.monotonic()) < start + seconds:
                 if pendants and now >= next_fall:
-                    sims[int(rng.integers(len(pendants)))].replay(synthetic_fall(50, rng))  # type: ignore[union-attr]
+                    fall = synthetic_fall(50, rng, lying_s=LYING_S)
+                    sims[int(rng.integers(len(pendants)))].replay(fall)  # type: ignore[union-attr]
+                    # the impact comes after the upright lead-in; the hub decides after its
+                    # confirmation (7 s), while the pendant streams the lying part
+                    decided_by = now + len(fall) / 50 - LYING_S + FALL_DECIDED_S
                     next_fall, falls_replayed = now + 15, falls_replayed + 1
                 samples.append(_rss_mb(pid))
                 time.sleep(0.5)
             cpu = _cpu_s(pid) - cpu0
             if not hub.running:
                 raise RuntimeError(f"hub died under load:\n{hub.log_tail()}")
-            time.sleep(8)  # let the last replayed fall be decided (confirmation)
-            with sqlite3.connect(tmp / "hub.db") as db:
-                falls_detected = db.execute(
-                    "SELECT count(*) FROM alarms WHERE kind = 'fall'"
-                ).fetchone()[0]
+            falls_detected = _falls_raised(tmp / "hub.db")
+            while falls_detected < falls_replayed and time.monotonic() < decided_by:
+                time.sleep(0.2)  # the last replayed fall is still being confirmed
+                falls_detected = _falls_raised(tmp / "hub.db")
         finally:
             for sim in sims:
                 sim.stop()
