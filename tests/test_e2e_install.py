@@ -181,7 +181,7 @@ def test_install_pair_selftest_and_isolation(home: dict, tmp_path: Path) -> None
     # --- pairing (the hub running): a window, three devices announce, all accepted
     wait_until(lambda: "connected to broker" in hub.log_tail(200), 10, "hub on the broker", [hub])
     pairing = subprocess.Popen(
-        [sys.executable, "-m", "cli", "hub", "pair", "--seconds", "3", "--accept-all"],
+        [sys.executable, "-m", "cli", "hub", "pair", "--seconds", "5", "--accept-all"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -226,8 +226,13 @@ def test_install_pair_selftest_and_isolation(home: dict, tmp_path: Path) -> None
     assert (home["dir"] / "passwd").stat().st_mode & 0o777 == 0o600
     listed = carehub(["hub", "devices"], env)
     assert all(d in listed for d in KINDS), listed
-    for device_id in KINDS:  # the running hub learnt them from the bridge event
-        assert f"device {device_id} (" in hub.log_path.read_text(), hub.log_tail()
+    for device_id in KINDS:  # the running hub learns them from the bridge event
+        wait_until(
+            lambda d=device_id: f"device {d} (" in hub.log_path.read_text(),  # type: ignore[misc]
+            10,
+            f"the hub learnt {device_id}",
+            [hub],
+        )
 
     button, pendant, wearable = devices["btn-1"], devices["pend-1"], devices["wear-1"]
     assert isinstance(button, CallButton) and isinstance(pendant, FallPendant)
