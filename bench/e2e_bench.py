@@ -134,8 +134,10 @@ def run_e2e(
     log_level: str = "WARNING",
     keep: Path | None = None,
     say: Any = print,
+    backend: str = "sqlite",
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the report (see the module docstring)."""
+    """Run the benchmark; returns the report (see the module docstring). ``backend``
+    ``postgresql`` runs the server on a fresh PostgreSQL database, dropped afterwards."""
     from firmware_sim.button import CallButton
 
     rng = random.Random(seed)
@@ -153,8 +155,15 @@ def run_e2e(
             broker = stack.enter_context(Mosquitto(workdir=tmp))
             sms = TimedSmsSandbox()
             stack.enter_context(sms)
+            database_url = None
+            if backend == "postgresql":
+                from bench.server_bench import PgDatabase
+
+                database_url = stack.enter_context(PgDatabase())
             children = stack.enter_context(_children([]))
-            server = server_child(tmp, http_port, admin_token, sms.url, directory, log_level)
+            server = server_child(
+                tmp, http_port, admin_token, sms.url, directory, log_level, database_url
+            )
             children.append(server.start())
             admin = AdminApi(base, admin_token)
             stack.callback(admin.close)
@@ -221,6 +230,7 @@ def run_e2e(
             time.sleep(0.5)
             report = _report(done, buttons, sms, admin, floor, homes, duration_s)
             report["schedule_lag_s"] = round(max(0.0, lag_s), 3)
+            report["backend"] = backend
             return report
     finally:
         if keep is None:
@@ -310,13 +320,21 @@ def bench_e2e(
         None, help="Keep logs and databases in this directory (default: a temporary one)."
     ),
     log_level: str = typer.Option("WARNING", help="Log level of the server and hubs."),
+    backend: str = typer.Option(
+        "sqlite",
+        help="The server's database: sqlite, or postgresql (a fresh database on"
+        " CAREHUB_TEST_PG, by default postgresql://postgres@127.0.0.1:5432/test, dropped after).",
+    ),
 ) -> None:
     """Press-to-SMS latency (p50/p99) over many homes, beside the bare MQTT floor."""
     echo = typer.echo
-    r = run_e2e(homes, presses, workers, duration, seed, log_level, keep, say=echo)
+    if backend not in ("sqlite", "postgresql"):
+        raise typer.BadParameter("sqlite or postgresql", param_hint="--backend")
+    r = run_e2e(homes, presses, workers, duration, seed, log_level, keep, say=echo, backend=backend)
     echo(
-        f"End-to-end benchmark: {r['presses']} presses across {r['homes']} homes in"
-        f" {r['duration_s']:.0f} s; {r['sms']} SMS requests, {r['matched']} matched to a press"
+        f"End-to-end benchmark ({r['backend']}): {r['presses']} presses across {r['homes']}"
+        f" homes in {r['duration_s']:.0f} s; {r['sms']} SMS requests, {r['matched']} matched"
+        " to a press"
     )
     echo(
         f"  press → SMS request    p50 {r['latency_ms_p50']} ms   p99 {r['latency_ms_p99']} ms"

@@ -132,14 +132,21 @@ class TimedSmsSandbox(SmsSandbox):
 
 
 def server_child(
-    tmp: Path, port: int, admin_token: str, sms_url: str, directory: Path, log_level: str = "INFO"
+    tmp: Path,
+    port: int,
+    admin_token: str,
+    sms_url: str,
+    directory: Path,
+    log_level: str = "INFO",
+    database_url: str | None = None,
 ) -> Child:
-    """`carehub server` on SQLite in `tmp`, texting through the real Twilio SDK to `sms_url`."""
+    """`carehub server` on SQLite in `tmp` (or on `database_url`), texting through the real
+    Twilio SDK to `sms_url`."""
     return Child(
         "server",
         ["server", "--directory", str(directory), "--log-level", log_level],
         {
-            "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'server.db'}",
+            "CAREHUB_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp / 'server.db'}",
             "CAREHUB_HOST": "127.0.0.1",
             "CAREHUB_PORT": str(port),
             "CAREHUB_ADMIN_TOKEN": admin_token,

@@ -123,10 +123,15 @@ def test_chaos_hostile_small_reports_every_figure() -> None:
 
 
 @pytest.mark.integration
-def test_e2e_small_matches_every_press_to_its_sms() -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_e2e_small_matches_every_press_to_its_sms(backend: str) -> None:
+    from bench.server_bench import pg_available
+
+    if backend == "postgresql" and not pg_available():
+        pytest.skip("PostgreSQL not reachable")
     r = last_json_line(
         "e2e", "--homes", "5", "--presses", "25", "--duration", "4", "--workers", "1",
-        timeout=120,
+        "--backend", backend, timeout=120,
     )  # fmt: skip
     for key in (
         "presses",
@@ -140,7 +145,7 @@ def test_e2e_small_matches_every_press_to_its_sms() -> None:
         "ratio_p99",
     ):
         assert key in r, key
-    assert r["presses"] == 25 and r["homes"] == 5
+    assert r["presses"] == 25 and r["homes"] == 5 and r["backend"] == backend
     assert r["sms"] == 25 and r["matched"] == 25, r  # each press texted once, no more
     assert 0 < r["floor_ms_p50"] <= r["latency_ms_p50"]
 
