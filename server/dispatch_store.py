@@ -566,17 +566,10 @@ class DispatchStore:
             )
 
     async def alarm_changed(self, hub_id: str, hub_alarm_id: str, now_ms: int) -> None:
-        """`kick`, for an alarm named by its hub."""
-        async with self.engine.connect() as conn:
-            alarm_id = (
-                await conn.execute(
-                    sa.select(alarms.c.id).where(
-                        alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
-                    )
-                )
-            ).scalar()
+        """`kick`, for an alarm named by its hub (a repeat's id names the open alarm)."""
+        alarm_id = await self.store.server_alarm_id(hub_id, hub_alarm_id)
         if alarm_id is not None:
-            await self.kick(str(alarm_id), now_ms)
+            await self.kick(alarm_id, now_ms)
 
     # ------------------------------------------------------------ sending
 

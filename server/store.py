@@ -117,10 +117,6 @@ class ServerStore:
             "devices": [{"device_id": d.id, "kind": d.kind} for d in devs],
         }
 
-    async def record_heartbeat(self, hub_id: str, now_ms: int, health: dict[str, Any]) -> bool:
-        """Store a heartbeat; True when the hub was offline before (it came back)."""
-        return hub_id in await self.record_heartbeats({hub_id: (now_ms, health)})
-
     async def record_heartbeats(self, beats: dict[str, tuple[int, dict[str, Any]]]) -> list[str]:
         """Store many hubs' latest heartbeats in one transaction; the hubs that were offline
         (came back: their hub fault is cleared)."""
@@ -320,6 +316,13 @@ class ServerStore:
             )
             for r in rows
         ]
+
+    async def server_alarm_id(self, hub_id: str, hub_alarm_id: str) -> str | None:
+        """The server's id of the alarm the hub calls `hub_alarm_id` (its own, or the open
+        alarm a repeat of that id joined)."""
+        async with self.engine.connect() as conn:
+            row = await _hub_alarm(conn, hub_id, hub_alarm_id)
+        return str(row.id) if row is not None else None
 
     async def latest_cursor(self, hub_id: str) -> int:
         async with self.engine.connect() as conn:

@@ -19,7 +19,7 @@ from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
-from server.schema import alarm_events, alarms
+from server.schema import alarm_events, alarms, escalations
 from server.sealed import Sealer
 from server.store import ServerStore
 from tests.test_escalation_scenarios import DIRECTORY, HUB, RecordingNotifier, World
@@ -137,11 +137,20 @@ async def test_the_hub_hears_the_open_alarms_changes_under_the_repeats_id(world:
     assert page == everything[:-2]
     rest = await world.store.updates_for_hub("hub-1", page[-1].cursor)
     assert rest == everything[-2:]
-    # the elder cancels through the repeat's id: the open alarm is cancelled
+    # the elder cancels through the repeat's id: the open alarm is cancelled, and its
+    # ladder is due at once (the responder hears of it now, not at the arrival watchdog)
     state = await world.store.report_state(
         HUB, again.alarm_id, AlarmState.CANCELLED, world.clock.now_ms(), "r1", "hub", "cancel"
     )
     assert state is AlarmState.CANCELLED and not await open_alarms(world)
+    await world.dispatch.alarm_changed("hub-1", again.alarm_id, world.clock.now_ms())
+    async with world.store.engine.connect() as conn:
+        due = (
+            await conn.execute(
+                sa.select(escalations.c.due_at_ms).where(escalations.c.alarm_id == alarm_id)
+            )
+        ).scalar()
+    assert due == world.clock.now_ms()
 
 
 async def test_after_resolution_a_press_opens_a_new_alarm(world: World) -> None:
