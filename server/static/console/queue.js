@@ -3,13 +3,14 @@
 (function () {
   "use strict";
   var rows = document.getElementById("queue-rows");
-  var live = document.getElementById("live");
   var table = rows.closest("table");
   var flash = document.getElementById("new-alarm");
   var soundButton = document.getElementById("sound");
   var audio = document.getElementById("alert");
   var offsetMs = 0; // server clock minus browser clock
   var known = ids();
+  var FLASH_MS = 5000;
+  var flashing = new Map(); // alarm id -> { cls: "new" | "repeated", until: epoch ms }
 
   function ids() { // alarm id -> how many repeats it has had
     var seen = new Map();
@@ -54,63 +55,40 @@
     audio.play().catch(function () {});
   });
 
-  function refresh() {
-    return fetch("queue", { headers: { Accept: "text/html-fragment" }, credentials: "same-origin" })
-      .then(function (r) {
-        if (r.status === 401) { window.location.assign("login"); return null; }
-        return r.ok ? r.text() : null;
-      })
-      .then(function (html) {
-        if (html === null) return;
-        rows.innerHTML = html;
-        syncClock();
-        var now = ids();
-        var fresh = [];
-        var repeated = [];
-        now.forEach(function (count, id) {
-          if (!known.has(id)) fresh.push(id);
-          else if (count > known.get(id)) repeated.push(id);
-        });
-        known = now;
-        fresh.forEach(function (id) {
-          var tr = rows.querySelector('tr[data-alarm-id="' + id + '"]');
-          if (tr) tr.classList.add("new");
-        });
-        repeated.forEach(function (id) { // pressed again: the same row flashes and beeps
-          var tr = rows.querySelector('tr[data-alarm-id="' + id + '"]');
-          if (tr) tr.classList.add("repeated");
-        });
-        if (repeated.length) beep();
-        if (fresh.length) {
-          flash.hidden = false;
-          setTimeout(function () { flash.hidden = true; }, 8000);
-          beep();
-        }
-        tick();
-      })
-      .catch(function () {});
-  }
-
-  function showState(state) {
-    live.className = "live " + state;
-    live.textContent = state === "on" ? live.dataset.live : live.dataset.reconnecting;
-  }
-
-  function connect() {
-    var source = new EventSource("events");
-    source.addEventListener("hello", function () { showState("on"); refresh(); });
-    source.addEventListener("queue", refresh);
-    source.onerror = function () {
-      showState("reconnecting");
-      if (source.readyState === EventSource.CLOSED) { // refused outright (signed out?)
-        refresh(); // goes to the sign-in page on 401
-        setTimeout(connect, 2000);
-      }
-    };
+  function update(html) {
+    rows.innerHTML = html;
+    syncClock();
+    var now = ids();
+    var fresh = [];
+    var repeated = [];
+    now.forEach(function (count, id) {
+      if (!known.has(id)) fresh.push(id);
+      else if (count > known.get(id)) repeated.push(id);
+    });
+    known = now;
+    var until = Date.now() + FLASH_MS;
+    fresh.forEach(function (id) { flashing.set(id, { cls: "new", until: until }); });
+    repeated.forEach(function (id) { // pressed again: the same row flashes and beeps
+      flashing.set(id, { cls: "repeated", until: until });
+    });
+    // a row keeps its cue through the re-renders of the next seconds (an SMS status
+    // arriving just after would otherwise wipe it before anyone saw it)
+    flashing.forEach(function (cue, id) {
+      var tr = rows.querySelector('tr[data-alarm-id="' + id + '"]');
+      if (cue.until < Date.now()) flashing.delete(id);
+      else if (tr) tr.classList.add(cue.cls);
+    });
+    if (repeated.length) beep();
+    if (fresh.length) {
+      flash.hidden = false;
+      setTimeout(function () { flash.hidden = true; }, 8000);
+      beep();
+    }
+    tick();
   }
 
   syncClock();
   tick();
   setInterval(tick, 1000);
-  connect();
+  CareHubLive.follow("events", "queue", "queue", update);
 })();
