@@ -92,11 +92,25 @@ class FallSettings:
     confirm_s: float = CONFIRM_S
     """A suspected fall is reported this long after its impact (s, at least ``POST_S``) unless
     the trunk returned to its orientation before the event meanwhile."""
+    strong_margin: float = 3.5
+    """Logit units above the fitted threshold (score 0, i.e. sensitivity 0.5, whatever this
+    elder's sensitivity) from which a fall is reported even if the trunk came back (the
+    posture-reversal rules are waived): someone who falls hard and is up again within
+    seconds (an agile faller, a break-fall) has still fallen, and can cancel on the hub. On
+    sisfall-dev no lying down, rolling over or sitting up scores this high (the highest 3.0);
+    80 % of its falls at 50 Hz do (docs/fall-detection.md). Fixed rather than moved with the
+    sensitivity: how sure a fall is does not depend on how cautious the care plan is."""
 
     def threshold(self) -> float:
         """Logit above which a candidate impact is a fall, for this sensitivity."""
         s = min(max(self.sensitivity, 0.0), 1.0) if math.isfinite(self.sensitivity) else 0.5
         return (0.5 - s) * self.score_span
+
+    def is_strong(self, score: float) -> bool:
+        """A fall beyond doubt: reported even if the posture-reversal rules say it was undone.
+        Never below this elder's threshold, so a strong candidate is always a fall."""
+        margin = self.strong_margin if math.isfinite(self.strong_margin) else math.inf
+        return score > max(margin, self.threshold())
 
     def is_fall(self, features: ImpactFeatures, score: float) -> bool:
         """The decision on one scored candidate impact (before the posture-reversal rules)."""
@@ -122,7 +136,9 @@ class CandidateImpact:
     """A candidate impact, fall or not, for evaluation (activity-vetoed ones are not reported).
 
     ``posture_reversed``: the event undid an earlier posture change or was undone within
-    ``confirm_s`` (see ``edge.fall_features``); such a candidate is never a fall.
+    ``confirm_s`` (see ``edge.fall_features``); such a candidate is never a fall. A strong
+    candidate (``FallSettings.is_strong``) is never reversed, though its flags say what the
+    rules saw.
     ``held_before``: the first of these (rule A, ends in a posture held before).
     ``return_s``: when the trunk came back to its orientation before the event (rule B), in
     seconds after the impact, if it did within ``confirm_s``; the evaluation replays with a
@@ -152,6 +168,7 @@ class _Suspect:
     score: float
     window: np.ndarray  # event window known at scoring time, in case the buffer is reset
     window_t0: float  # ms
+    held: bool = False  # ended in a posture held before (rule A): kept if strong or evaluating
     reversed: bool = False
     returned_ms: float | None = None  # end of the first 1 s window back in the old posture
 
@@ -287,6 +304,11 @@ class FallDetector:
         self._reset()
         return decided
 
+    def end_refractory(self) -> None:
+        """The fall just reported was no one's (the installer dropped the pendant for the
+        self-test): judge the impacts after it afresh rather than as the same fall."""
+        self._quiet_until_ms = -np.inf
+
     def flush(self) -> list[FallEvent]:
         """The stream has ended (device offline, recording over): decide the suspected falls
         now with the signal there is. A fallen person stays down, so each suspected fall whose
@@ -401,12 +423,10 @@ class FallDetector:
             if not evaluating and not self.settings.is_fall(feats, score):
                 continue
             h0, h1 = max(0, i - self._lookback), max(0, i - self._history_end)
-            reversed_ = held_before(self._acc[h0:h1], feats)
-            decided = float(self._t[i + self._after])
-            if reversed_ and evaluating:
-                self._report(t_impact, decided, feats, score, False, True, held=True)
-            if reversed_:
+            held = held_before(self._acc[h0:h1], feats)
+            if held and not evaluating and not self.settings.is_strong(score):
                 continue
+            decided = float(self._t[i + self._after])
             lo = max(0, i - self._event_pre)
             self._suspects.append(
                 _Suspect(
@@ -419,6 +439,7 @@ class FallDetector:
                     score=score,
                     window=self._acc[lo : i + self._after + 1].copy(),
                     window_t0=float(self._t[lo]),
+                    held=held,
                 )
             )
 
@@ -433,14 +454,14 @@ class FallDetector:
             return
         ends = self._t[self._n - len(sums) : self._n]
         for s in self._suspects:
-            if s.reversed or s.features.tilt_deg < POSTURE_CHANGE_DEG:
+            if s.returned_ms is not None or s.features.tilt_deg < POSTURE_CHANGE_DEG:
                 continue  # a candidate that did not turn the trunk cannot return
             lo = int(np.searchsorted(ends, s.check_from_ms - 0.5 * _PERIOD_MS))
             hi = int(np.searchsorted(ends, s.deadline_ms + 0.5 * _PERIOD_MS))
             hit = first_match(sums[lo:hi], s.features.pre_up) if hi > lo else -1
             if hit >= 0:
-                s.reversed = True
                 s.returned_ms = float(ends[lo + hit])
+                s.reversed = not self.settings.is_strong(s.score)  # a hard fall stays a fall
 
     def _confirm(self, now_ms: float, final: bool = False) -> list[FallEvent]:
         """Resolve the suspects that returned or whose confirmation time has come (all when
@@ -452,15 +473,23 @@ class FallDetector:
                 waiting.append(s)
                 continue
             decided = now_ms if final or s.reversed else self._time_at(s.deadline_ms, now_ms)
+            undone = s.reversed or (s.held and not self.settings.is_strong(s.score))
             is_fall = (
-                not s.reversed
+                not undone
                 and s.t_impact >= self._quiet_until_ms
                 and self.settings.is_fall(s.features, s.score)
             )
             if self._on_candidate is not None:
                 returned = None if s.returned_ms is None else (s.returned_ms - s.t_impact) / 1e3
                 self._report(
-                    s.t_impact, decided, s.features, s.score, is_fall, s.reversed, returned=returned
+                    s.t_impact,
+                    decided,
+                    s.features,
+                    s.score,
+                    is_fall,
+                    undone,
+                    held=s.held,
+                    returned=returned,
                 )
             if not is_fall:
                 continue

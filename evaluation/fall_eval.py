@@ -214,12 +214,14 @@ def decisions_from_model(
         quiet_until = -np.inf
         for c in sorted(r.candidates, key=lambda c: c.impact_ts_ms):
             t_impact, t_decided = r.candidate_t_s(c)
-            if t_impact < quiet_until or c.held_before:
+            score = float(model.score(c.features.vector()))
+            strong = settings.is_strong(score)  # the posture-reversal rules are waived
+            if t_impact < quiet_until or (c.held_before and not strong):
                 continue
             returned = c.return_s is not None and c.return_s <= confirm
-            if returned and not ignore_return:
+            if returned and not ignore_return and not strong:
                 continue
-            if settings.is_fall(c.features, float(model.score(c.features.vector()))):
+            if settings.is_fall(c.features, score):
                 late = c.return_s is not None or t_decided > t_impact + confirm
                 alarms.append(t_impact + confirm if late else t_decided)
                 quiet_until = t_impact + settings.refractory_s

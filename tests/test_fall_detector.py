@@ -214,10 +214,13 @@ def test_alarm_is_confirmed_after_the_person_stayed_down() -> None:
     assert event.window_acc and len(event.window_acc) == 7 * 50 + 1
 
 
-def _down_and_up_again(t_down: float, t_up: float, impact_g: float) -> Signal:
-    """Upright, a hard 90° posture change at ``t_down``, and back to upright at ``t_up``
-    (lying down quickly and sitting up again; rolling onto one side and back)."""
-    down = _event(t_down, free_fall_s=0.4, free_fall_g=0.2, impact_g=impact_g, end_tilt_deg=90)
+def _down_and_up_again(
+    t_down: float, t_up: float, impact_g: float, free_fall_s: float = 0.4, free_fall_g: float = 0.2
+) -> Signal:
+    """Upright, a 90° posture change landing at ``t_down``, and back to upright at ``t_up``
+    (lying down quickly and sitting up again; rolling onto one side and back; a fall and
+    getting up)."""
+    down = _event(t_down, free_fall_s, free_fall_g, impact_g=impact_g, end_tilt_deg=90)
 
     def signal(t: np.ndarray) -> np.ndarray:
         back = np.tile(UP, (len(t), 1)) + (impact_g - 1.0) * _bump(t[:, None], t_up, 0.06) * UP
@@ -226,14 +229,35 @@ def _down_and_up_again(t_down: float, t_up: float, impact_g: float) -> Signal:
     return signal
 
 
+LIE_DOWN_QUICKLY = {"impact_g": 2.5, "free_fall_s": 0.3, "free_fall_g": 0.5}
+"""A mattress landing: above the fall threshold on its own, far from a hard fall's score."""
+
+
 def test_posture_change_undone_within_seconds_is_no_fall() -> None:
     seen: list[CandidateImpact] = []
     detector = FallDetector(on_candidate=seen.append)
-    assert _run(_frames(_down_and_up_again(8.0, 12.5, 4.0), 40, 50), detector) == []
+    signal = _down_and_up_again(8.0, 12.5, **LIE_DOWN_QUICKLY)
+    assert _run(_frames(signal, 40, 50), detector) == []
     down, up = sorted((c for c in seen if c.features.tilt_deg > 60), key=lambda c: c.impact_ts_ms)
+    assert down.score > FallSettings().threshold()  # it would be a fall but for rule B
+    assert not FallSettings().is_strong(down.score)
     assert down.posture_reversed and not down.is_fall  # came back up 4.5 s later
     assert up.posture_reversed and not up.is_fall  # ended where it was 5 s before
     assert abs(up.impact_ts_ms - (T0_MS + 12_500)) <= 40
+
+
+def test_a_hard_fall_is_reported_even_if_the_faller_is_up_again_within_seconds() -> None:
+    """Rule B is waived beyond ``strong_margin``: a break-fall and getting straight up is
+    still a fall (the elder can cancel on the hub); a lie-down never scores that high."""
+    hard = _down_and_up_again(8.0, 12.5, 4.0)
+    seen: list[CandidateImpact] = []
+    (event,) = _run(_frames(hard, 40, 50), FallDetector(on_candidate=seen.append))
+    assert abs(event.impact_ts_ms - (T0_MS + 8000)) <= 40
+    assert event.decided_ts_ms - event.impact_ts_ms == pytest.approx(7000, abs=40)
+    down = next(c for c in seen if abs(c.impact_ts_ms - event.impact_ts_ms) <= 40)
+    assert down.is_fall and not down.posture_reversed and down.return_s == pytest.approx(4.5, abs=1)
+    never_waived = FallDetector(FallSettings(strong_margin=float("inf")))
+    assert _run(_frames(hard, 40, 50), never_waived) == []
 
 
 def test_getting_up_after_the_confirmation_time_does_not_cancel() -> None:
@@ -340,3 +364,11 @@ def test_at_start_up_an_impact_with_a_short_history_is_judged_only_when_asked() 
     assert _run([f for f in late if f[0] >= T0_MS + 7200], FallDetector(startup_pre_s=1.0)) == []
     walk = [f for f in _frames(WALK, 20, 50) if f[0] >= T0_MS + 6800]
     assert _run(walk, FallDetector(startup_pre_s=1.0)) == []
+
+
+def test_how_sure_a_strong_fall_is_does_not_move_with_the_sensitivity() -> None:
+    for sensitivity in (0.0, 0.5, 1.0):
+        at = FallSettings(sensitivity=sensitivity)
+        assert not at.is_strong(3.4) and at.is_strong(3.6)
+        assert at.is_strong(3.6) <= (3.6 > at.threshold())  # strong is always a fall
+    assert not FallSettings(strong_margin=float("nan")).is_strong(1e6)  # a bad setting waives none
