@@ -8,6 +8,10 @@ guessed is kept from the detector, as a stale copy's samples could hide a fall),
 that jumps, goes back or resumes after a stall restarts its orderer/detector (one far-off
 frame alone does not: see `gateway.imu_order`). Each such event is one `Notice` for the
 shell to log (`take_notices`).
+
+During an installer's self-test the pendant is dropped on purpose: the frames heard while a
+self-test covers a pendant mark a span of its timeline, and the first fall whose impact
+lies in it is that drop (`take_selftest_drop`), not an elder's.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class _DeviceState:
     last_frame_ms: int | None = None  # hub clock
     flushed: bool = False
     bad_values: bool = False  # the last frame held NaN/inf (reported once per run)
+    selftest: int | None = None  # the last self-test frames were heard in (its deadline)
+    selftest_span: tuple[int, int] | None = None  # hub ms those frames covered
+    drop_taken: bool = False  # that self-test's drop was found
 
 
 class FallWatch:
@@ -70,8 +77,11 @@ class FallWatch:
         self._notices.clear()
         return out
 
-    def push(self, device_id: str, frame: ImuFrame, now_ms: int) -> list[FallEvent]:
-        """Falls decided with this frame (usually none); `now_ms` is the hub's clock.
+    def push(
+        self, device_id: str, frame: ImuFrame, now_ms: int, selftest: int | None = None
+    ) -> list[FallEvent]:
+        """Falls decided with this frame (usually none); `now_ms` is the hub's clock;
+        `selftest` names the self-test covering the pendant now (its deadline), if any.
 
         Event times are hub-clock ms: a replayed frame (``frame.replayed``, sent late after an
         outage) is still run through the detector, so its fall comes late rather than never.
@@ -86,6 +96,8 @@ class FallWatch:
             events += state.detector.flush()
             self._note(device_id, f"pendant stream resumed after {(now_ms - last) / 1000:.0f} s")
         state.last_frame_ms, state.flushed = now_ms, False
+        if selftest is not None and selftest != state.selftest:  # a new self-test, a new drop
+            state.selftest, state.selftest_span, state.drop_taken = selftest, None, False
         stamp = state.clock.stamp(frame.t0, now_ms, replayed)
         if stamp.change is not None:
             self._note(device_id, f"pendant {stamp.change.value} (offset {stamp.offset_ms} ms)")
@@ -101,6 +113,10 @@ class FallWatch:
             state.bad_values = True
             return events
         state.bad_values = False
+        if selftest is not None and not replayed:  # replayed: sampled before, maybe long before
+            end = stamp.hub_ms + round(len(acc) * 1000 / hz)
+            lo, hi = state.selftest_span or (stamp.hub_ms, end)
+            state.selftest_span = (min(lo, stamp.hub_ms), max(hi, end))
         ready = state.orderer.push(Frame(float(stamp.hub_ms), hz, acc, gyr), replayed)
         if state.orderer.restarted is not None:
             if state.orderer.rewound:  # the old timeline is over: decide it, start afresh
@@ -109,6 +125,21 @@ class FallWatch:
         for f in ready:
             events += state.detector.push(int(f.t0_ms), f.hz, f.acc, f.gyr)
         return events
+
+    def take_selftest_drop(self, device_id: str, fall: FallEvent) -> bool:
+        """Whether `fall` is the drop the last self-test asked for: its impact lies in a frame
+        heard while that self-test covered the pendant. One drop per self-test (a second fall
+        alarms, as a test while the self-test runs). Taking it ends the refractory it began,
+        or a real fall in the 30 s after the self-test would pass for the same fall."""
+        state = self._devices.get(device_id)
+        if state is None or state.selftest_span is None or state.drop_taken:
+            return False
+        lo, hi = state.selftest_span
+        if not lo <= fall.impact_ts_ms <= hi:
+            return False
+        state.drop_taken = True
+        state.detector.end_refractory()
+        return True
 
     def stream_ended(self, device_id: str) -> list[FallEvent]:
         """The pendant went silent or offline right after an impact (a fall can break it or

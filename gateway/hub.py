@@ -51,7 +51,14 @@ from edge.vital_signs import VitalsEvent
 from gateway import ha_bridge, ha_discovery, metrics
 from gateway.broker_files import load_accounts
 from gateway.device_link import DeviceLink
-from gateway.hub_core import ACK_FOR_STATE, Acks, HubCore, selftest_marks, upload_body
+from gateway.hub_core import (
+    ACK_FOR_STATE,
+    Acks,
+    HubCore,
+    selftest_marks,
+    selftest_run,
+    upload_body,
+)
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.loop_health import STUCK_AFTER_S, LoopHealth
@@ -273,7 +280,8 @@ class Hub:
         await self._faults(supervisor.seen(device_id, now))
         if isinstance(message, ImuFrame):
             self.core.vitals.push_imu(message, now)
-            for fall in self.core.falls.push(device_id, message, now):
+            run = selftest_run(self.selftest, device_id, now)
+            for fall in self.core.falls.push(device_id, message, now, run):
                 await self.on_fall(device_id, fall)
         elif isinstance(message, VitalsReading):
             for event in self.core.vitals.push(device_id, message, now):
@@ -431,6 +439,16 @@ class Hub:
         """A detected fall waits its cancel window (persisted, so a restart keeps it)."""
         now = self.clock.now_ms()
         plan = self.core.plan_fall(device_id, fall, now)
+        if plan.selftest_drop:  # kept as evidence, like a fall cancelled in its window
+            await self.store.raise_alarm(plan.alarm, plan.event_ts_ms, plan.details, None, now)
+            log.info(
+                "fall detected on %s (peak %.1f g) is the self-test's drop: alarm %s kept on"
+                " the hub, not raised",
+                device_id,
+                fall.peak_g,
+                plan.alarm.id,
+            )
+            return
         if marks := self._test_marks(device_id):
             plan = dataclasses.replace(plan, details={**plan.details, **marks})
         log.info(

@@ -94,14 +94,24 @@ def selftest_marks(mode: SelftestMode | None, device_id: str, now_ms: int) -> di
     return {TEST_MARK: True} if device_id in mode.devices else {}
 
 
+def selftest_run(mode: SelftestMode | None, device_id: str, now_ms: int) -> int | None:
+    """The self-test covering `device_id` now, named by its deadline (one per run), or None:
+    what `FallWatch.push` needs to tell the self-test's drop from an elder's fall."""
+    if mode is None or not selftest_marks(mode, device_id, now_ms):
+        return None
+    return mode.until_ms
+
+
 @dataclass(frozen=True)
 class FallPlan:
-    """A detected fall: commit `alarm`; `pending` means it waits its cancel window first."""
+    """A detected fall: commit `alarm`; `pending` means it waits its cancel window first;
+    `selftest_drop`: the installer's drop, kept on the hub (cancelled) and never uploaded."""
 
     alarm: HubAlarm
     event_ts_ms: int
     details: dict[str, Any]
     pending: bool
+    selftest_drop: bool = False
 
 
 @dataclass
@@ -307,15 +317,24 @@ class HubCore:
     def plan_fall(self, device_id: str, fall: FallEvent, now_ms: int) -> FallPlan:
         """The alarm for a detected fall; `late_by_ms` = hub time of this decision − impact
         time (the fall watch already maps the pendant's clock onto the hub's), large for
-        frames replayed after a broker outage."""
+        frames replayed after a broker outage.
+
+        The drop a self-test asks for is detected as a fall like any other: it alarms no one
+        (the self-test's one test alarm is the installer's press), see
+        `FallWatch.take_selftest_drop`."""
         window_s = self.settings.fall_cancel_window_s
+        drop = self.falls.take_selftest_drop(device_id, fall)
+        if drop:
+            state = AlarmState.CANCELLED
+        else:
+            state = AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED
         alarm = HubAlarm(
             id=new_alarm_id(),
             device_id=device_id,
             seq=None,
             kind=AlarmKind.FALL,
             severity=Severity.CRITICAL,
-            state=AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED,
+            state=state,
             raised_at_ms=now_ms,
         )
         details = {
@@ -326,7 +345,9 @@ class HubCore:
             "sensitivity": self.falls.sensitivity,
             "window": {"hz": fall.window_hz, "t0_ms": fall.window_t0_ms, "acc": fall.window_acc},
         }
-        return FallPlan(alarm, fall.impact_ts_ms, details, pending=window_s > 0)
+        if drop:
+            details[TEST_MARK] = True
+        return FallPlan(alarm, fall.impact_ts_ms, details, window_s > 0 and not drop, drop)
 
     def track_pending(self, alarm: HubAlarm) -> None:
         """A committed fall in its window (also those found at start, windows still running)."""

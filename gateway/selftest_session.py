@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 MODE_MARGIN_S = 60.0
 """The hub keeps marking alarms as tests this long after the self-test's own timeout (a
-fall waits its cancel window before it is raised); never longer."""
+fall is decided seconds after its impact); never longer. The pendant's drop raises no alarm
+at all: the hub knows it by its impact (`gateway.fall_watch.FallWatch.take_selftest_drop`)."""
 
 
 async def run_selftest(

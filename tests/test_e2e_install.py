@@ -2,7 +2,8 @@
 generated password and ACL files; three simulated devices pair through a pairing window;
 the self-test runs non-interactively; then a device cannot publish as another, cannot read
 another's acks, an anonymous client is refused, and a removed device is dropped at once
-and can no longer connect.
+and can no longer connect. The self-test sends one SMS: the pendant's drop is kept on the
+hub, not raised as a second alarm.
 
 Enrollment: until the enroll branch is merged the hub gets its token from the directory
 file (hub-1 in tests/conftest.py) and the server does not implement device registration
@@ -268,6 +269,13 @@ def test_install_pair_selftest_and_isolation(home: dict, tmp_path: Path) -> None
         )
         assert taken is not None, button.acks.entries
         assert f"alarm {taken[1].alarm_id} dispatched" in st_out, st_out
+
+        # --- the pendant's drop is the self-test's: no second alarm after its cancel window
+        wait_until(
+            lambda: "is the self-test's drop" in hub.log_path.read_text(), 15, "the drop", [hub]
+        )
+        assert "cancel window" not in hub.log_path.read_text()  # no fall waits to be raised
+        assert [m.body[:5] for m in home["sms"].messages] == ["[TEST"], home["sms"].messages
 
         # --- a device cannot publish as another: the hub never sees it
         hub_eye = Probe(port, "probe-hub", accounts.hub_username, accounts.hub_password)
