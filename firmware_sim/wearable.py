@@ -160,9 +160,12 @@ class Wearable(SimDevice):
         return (time.monotonic() - self._t0_mono) * self.time_scale
 
     def ts_ms(self, model_t_s: float) -> int:
-        """The ``ts`` (epoch ms) stamped on a reading taken at wearable time ``model_t_s``."""
-        t0 = self._t0_wall_ms if self._t0_wall_ms is not None else time.time_ns() // 1_000_000
-        return t0 + round(model_t_s * 1000.0)
+        """The ``ts`` (epoch ms) stamped on a reading taken at wearable time ``model_t_s``.
+        Wearable time 0 is the wall clock at ``start``, or at the first reading before it (one
+        origin: readings a second apart in wearable time are 1000 ms apart)."""
+        if self._t0_wall_ms is None:
+            self._t0_wall_ms = time.time_ns() // 1_000_000
+        return self._t0_wall_ms + round(model_t_s * 1000.0)
 
     def start(self) -> Wearable:
         self._t0_wall_ms = time.time_ns() // 1_000_000
