@@ -152,7 +152,17 @@ Details = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class _Body(BaseModel):
+    """A request body: a field this server does not know is refused (422), never ignored."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Reply(BaseModel):
+    """A server's answer, read by hubs that may be older than the server: a field the hub does
+    not know is ignored (forward compatible), so a server may add fields before its hubs are
+    upgraded. The server itself only builds these from typed code."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class AlarmUpload(_Body):
@@ -178,7 +188,7 @@ class AlarmUpload(_Body):
     )
 
 
-class AlarmAccepted(_Body):
+class AlarmAccepted(_Reply):
     """The server's answer to an upload: the alarm as stored (new or already known)."""
 
     alarm_id: str
@@ -196,12 +206,12 @@ class AlarmStateReport(_Body):
     reason: Text = ""
 
 
-class AlarmStateAccepted(_Body):
+class AlarmStateAccepted(_Reply):
     alarm_id: str
     state: AlarmState
 
 
-class AlarmUpdate(_Body):
+class AlarmUpdate(_Reply):
     """A state change of one of this hub's alarms, for the elder's feedback."""
 
     cursor: Cursor = Field(description="Pass the largest cursor seen as `after` next time.")
@@ -216,12 +226,12 @@ class AlarmUpdate(_Body):
     )
 
 
-class AlarmUpdates(_Body):
+class AlarmUpdates(_Reply):
     updates: list[AlarmUpdate]
     cursor: Cursor
 
 
-class DeviceConfig(_Body):
+class DeviceConfig(_Reply):
     device_id: str
     kind: DeviceKind
 
@@ -230,7 +240,7 @@ WearableChannel = Literal["hr", "spo2", "rr", "temp", "sbp", "motion", "quality"
 """A channel a wearable may report on the `vitals` topic (see `VitalsReading`)."""
 
 
-class CarePlan(_Body):
+class CarePlan(_Reply):
     """What the hub needs to know about the elder: no names, no addresses."""
 
     spo2_scale2: bool = Field(
@@ -254,7 +264,7 @@ class CarePlan(_Body):
     )
 
 
-class HubConfig(_Body):
+class HubConfig(_Reply):
     hub_id: str
     elder_id: str
     care_plan: CarePlan
@@ -292,7 +302,7 @@ class EnrollRequest(_Body):
     version: str = Field(max_length=40, pattern=r"^[^\x00]*$")
 
 
-class EnrollGranted(_Body):
+class EnrollGranted(_Reply):
     """The hub's identity and bearer token; the token is shown this once and stored hashed."""
 
     hub_id: str
@@ -327,7 +337,7 @@ class SelftestReport(_Body):
     checks: list[SelftestCheck] = Field(max_length=100)
 
 
-class Problem(_Body):
+class Problem(_Reply):
     """Error body of every 4xx answer: what went wrong and what to do."""
 
     detail: str

@@ -103,6 +103,8 @@ def test_bad_upload_gets_a_clear_422(api: tuple[TestClient, ConsoleNotifier]) ->
     client, _ = api
     r = client.post(ALARMS_PATH, json=upload(kind="earthquake"))
     assert r.status_code == 422 and "kind" in str(r.json()["detail"])
+    r = client.post(ALARMS_PATH, json={**upload(), "priority": "high"})  # requests stay strict
+    assert r.status_code == 422 and "priority" in str(r.json()["detail"])
 
 
 def test_updates_long_poll_returns_state_changes_in_order(
@@ -116,10 +118,21 @@ def test_updates_long_poll_returns_state_changes_in_order(
         ("a-2", "received"),
         ("a-2", "dispatched"),
     ]
+    store = client.app.state.runtime.store  # type: ignore[attr-defined]
+    reads: list[int] = []
+    read = store.updates_for_hub
+
+    async def counted(hub_id: str, after: int, limit: int = 200) -> object:
+        reads.append(after)
+        return await read(hub_id, after, limit)
+
+    store.updates_for_hub = counted
     started = time.monotonic()
     empty = client.get(ALARM_UPDATES_PATH, params={"after": batch["cursor"], "wait_s": 1.5}).json()
     assert empty["updates"] == [] and empty["cursor"] == batch["cursor"]
     assert time.monotonic() - started >= 1.4
+    # nothing changed: one read when the poll came in, none when it woke after a second
+    assert reads == [batch["cursor"]]
 
 
 def test_cancel_report_is_idempotent_and_final(api: tuple[TestClient, ConsoleNotifier]) -> None:

@@ -82,6 +82,20 @@ async def test_an_alarm_answer_is_validated_and_returned() -> None:
         await outcome(mock_uplink(200, b""), "alarm")  # an empty 200 is not an answer
 
 
+async def test_a_newer_servers_answers_with_fields_this_hub_does_not_know_are_read() -> None:
+    """Servers are upgraded before hubs: an answer may carry fields this hub predates."""
+    update = {"cursor": 3, "alarm_id": "a-1", "state": "accepted", "at_ms": 5, "eta_s": 300}
+    page = json.dumps({"updates": [update], "cursor": 3, "next_poll_s": 1}).encode()
+    got = await outcome(mock_uplink(200, page), "updates")
+    assert [(u.alarm_id, u.state) for u in got.updates] == [("a-1", "accepted")]
+    plan = {"fall_sensitivity": 0.7, "night_mode": True}
+    config = {"hub_id": "h", "elder_id": "e", "care_plan": plan, "devices": [], "region": "x"}
+    got_config = await outcome(mock_uplink(200, json.dumps(config).encode()), "config")
+    assert got_config.care_plan.fall_sensitivity == 0.7
+    newer = json.dumps({**ACCEPTED, "dispatch_eta_s": 60}).encode()
+    assert await outcome(mock_uplink(201, newer), "alarm") == ACCEPTED
+
+
 async def test_a_refusal_for_good_is_not_retryable() -> None:
     with pytest.raises(UplinkError) as caught:
         await outcome(mock_uplink(422, b'{"detail": "bad"}'), "alarm")
