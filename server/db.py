@@ -6,13 +6,16 @@ import asyncio
 import logging
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_POOL_SIZE = 20
+"""Connections kept open to a SQLite database (each one thread in aiosqlite)."""
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +25,12 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> AsyncEngine:
     if sqlite_synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"sqlite_synchronous must be FULL or NORMAL, not {sqlite_synchronous!r}")
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # a pool as large as the server's usual concurrency: an overflow connection is a
+        # new aiosqlite thread, whose start blocks the event loop, and is closed again
+        # when returned (connection churn under bursts of requests)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=SQLITE_POOL_SIZE, max_overflow=20
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -55,6 +63,15 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database schema to `revision` (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
+
+
+async def serialise_on(conn: AsyncConnection, key: str) -> None:
+    """Make transactions that read-then-write under the same ``key`` run one at a time, in
+    every server process: a PostgreSQL advisory lock held until this transaction ends.
+    A no-op on SQLite: there the caller relies on its one writer (a transaction that writes
+    first, or the store's write lock)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 async def checkpoint_forever(engine: AsyncEngine, every_s: float = 5.0) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.api_contract import DeviceKind, SelftestReport
 from server.auth import hash_token, new_token, revoked_hash
+from server.db import serialise_on
 from server.enrollment import (
     CodeRefusal,
     EnrollLimits,
@@ -207,9 +208,13 @@ class HouseholdStore:
 
     async def count_attempt(self, client: str, now_ms: int, limits: EnrollLimits) -> None:
         """Count an enrollment attempt, or raise `RateLimited` (not counted then, so a
-        client that keeps trying is not locked out longer than the window)."""
+        client that keeps trying is not locked out longer than the window).
+
+        Checks are serialised across processes, or two could both see room for one more:
+        SQLite by its write lock (the first statement writes), PostgreSQL by an advisory lock."""
         since = now_ms - limits.window_ms
         async with self.engine.begin() as conn:
+            await serialise_on(conn, "carehub-enroll-attempts")
             await conn.execute(enroll_attempts.delete().where(enroll_attempts.c.at_ms <= since))
             rows = (
                 await conn.execute(

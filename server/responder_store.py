@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from server.accept_link import IssuedLink, LinkVerdict, check_link, token_hash
+from server.db import serialise_on
 from server.dispatch_store import DispatchStore, alarm_ref, notification_by_token_hash
 from server.notifier import NotifierError
 from server.schema import (
@@ -213,11 +214,7 @@ async def claim_help(dispatch: DispatchStore, sid: str, from_phone: str, now_ms:
     """True when this inbound message may be answered with the help text: the number got
     none in the last `HELP_EVERY_MS`. The claim is the message's result ``help``."""
     async with dispatch._write() as conn:
-        if dispatch.engine.dialect.name == "postgresql":  # one claim per number at a time
-            await conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                {"key": f"carehub-help:{from_phone}"},
-            )
+        await serialise_on(conn, f"carehub-help:{from_phone}")  # one claim per number at a time
         recent = (
             await conn.execute(
                 sa.select(sa.func.count())

@@ -329,6 +329,36 @@ async def test_a_code_raced_by_two_server_processes_enrolls_one_hub(database_url
         await second.dispose()
 
 
+async def test_attempts_raced_by_two_server_processes_never_pass_the_limit(
+    database_url: str,
+) -> None:
+    """Two engines (as two processes have) count attempts from one client at once: exactly
+    the limit gets through, however the checks interleave."""
+    from server.db import migrate
+    from server.household_store import RateLimited
+
+    first, second = make_engine(database_url), make_engine(database_url)
+    try:
+        await migrate(first)
+        stores = (HouseholdStore(first), HouseholdStore(second))
+        limits = EnrollLimits(per_client=4, total=1000, window_ms=60_000)
+        for attempt in range(3):  # three rounds: the window holds every attempt
+            results = await asyncio.gather(
+                *(
+                    stores[i % 2].count_attempt("10.0.0.9", 1000 + attempt, limits)
+                    for i in range(12)
+                ),
+                return_exceptions=True,
+            )
+            counted = [r for r in results if r is None]
+            limited = [r for r in results if isinstance(r, RateLimited)]
+            assert len(counted) + len(limited) == 12, results
+            assert len(counted) == (4 if attempt == 0 else 0), results
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
 async def test_hubs_from_before_0005_get_a_household_named_after_their_elder(
     database_url: str,
 ) -> None:
