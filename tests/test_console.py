@@ -43,6 +43,8 @@ from server.store import HubIdentity, ServerStore
 
 PASSWORD = "correct horse battery"
 SECRET = "s" * 32
+FRAGMENT = {"Accept": "text/html-fragment"}
+"""What the console's live parts send (`live.js`): the part alone, from the page's route."""
 DIRECTORY = {
     "teams": [{"id": "team-a", "name": "A"}, {"id": "team-b", "name": "B"}],
     "doctors": [{"id": "li", "team": "team-a", "name": "Dr Li", "phone": "+8613800000001"}],
@@ -252,7 +254,7 @@ def test_session_cookie_is_httponly_lax_and_secure_unless_configured(db_url: str
 def test_sessions_are_stored_hashed_and_logout_ends_them(client: TestClient, db_url: str) -> None:
     assert login(client, "disp") == 303
     cookie = client.cookies["carehub_session"]
-    assert client.get("/console/queue").status_code == 200
+    assert client.get("/console/").status_code == 200
 
     async def stored() -> list[str]:
         engine = make_engine(db_url)
@@ -266,7 +268,10 @@ def test_sessions_are_stored_hashed_and_logout_ends_them(client: TestClient, db_
     token = csrf(client)
     assert client.post("/console/logout", data={"csrf_token": token}).status_code == 200
     client.cookies.set("carehub_session", cookie, path="/console")  # the old cookie, replayed
-    assert client.get("/console/queue").status_code == 401
+    assert client.get("/console/").status_code == 401
+    for live in ("/console/", "/console/health"):  # the live parts' fetch: 401, not the login page
+        part = client.get(live, headers=FRAGMENT, follow_redirects=False)
+        assert part.status_code == 401, live
     assert asyncio.run(stored()) == []
 
 
@@ -274,7 +279,7 @@ def test_posts_without_the_csrf_token_are_refused(client: TestClient) -> None:
     assert login(client, "disp") == 303
     assert client.post("/console/logout").status_code == 403
     assert client.post("/console/logout", data={"csrf_token": "forged"}).status_code == 403
-    assert client.get("/console/queue").status_code == 200  # still signed in
+    assert client.get("/console/").status_code == 200  # still signed in
     client.cookies.clear()
     r = client.post("/console/login", data={"username": "disp", "password": PASSWORD})
     assert r.status_code == 403
@@ -307,12 +312,14 @@ def test_roles_see_what_they_need(client: TestClient) -> None:
 
     client.cookies.clear()
     assert login(client, "doc-a") == 303
-    queue = client.get("/console/queue").text
+    queue = client.get("/console/").text
     assert "Wang A" in queue and "Zhao B" not in queue
+    rows = client.get("/console/", headers=FRAGMENT).text  # what the live feed fetches
+    assert "Wang A" in rows and "Zhao B" not in rows and "<html" not in rows
 
     client.cookies.clear()
     assert login(client, "inst") == 303
-    assert client.get("/console/queue").status_code == 403
+    assert client.get("/console/").status_code == 403
 
     client.cookies.clear()
     assert login(client, "root") == 303

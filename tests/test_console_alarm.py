@@ -384,10 +384,10 @@ def test_a_repeat_updates_the_open_alarm_visibly(
 ) -> None:
     url, fall = seeded
     assert login(client, "disp") == 303
-    before = client.get("/console/queue", headers={"Accept": "text/html-fragment"}).text
+    before = client.get("/console/", headers={"Accept": "text/html-fragment"}).text
     assert 'data-repeats="0"' in before and "from this device" not in before
     asyncio.run(_fall_again(url))
-    rows = client.get("/console/queue", headers={"Accept": "text/html-fragment"}).text
+    rows = client.get("/console/", headers={"Accept": "text/html-fragment"}).text
     assert rows.count(f'data-alarm-id="{fall}"') == 1, "still one row for the device's falls"
     assert 'data-repeats="1"' in rows and "2× from this device" in rows
     page = client.get(f"/console/alarms/{fall}").text

@@ -169,14 +169,14 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     assert dispatcher.request.post("/console/logout").status == 403
     forged = dispatcher.request.post("/console/logout", form={"csrf_token": "forged"})
     assert forged.status == 403
-    assert dispatcher.request.get("/console/queue").status == 200  # still signed in
+    assert dispatcher.request.get("/console/").status == 200  # still signed in
 
     # a doctor sees their own team's alarms only
     doctor_a = sign_in(browser, contexts, deployment.base_url, "doc-a")
     playwright_sync.expect(doctor_a.locator("tr[data-alarm-id]")).to_contain_text("Zhang San")
     doctor_b = sign_in(browser, contexts, deployment.base_url, "doc-b")
     playwright_sync.expect(doctor_b.locator("tr.empty")).to_be_visible()
-    assert "Zhang San" not in doctor_b.request.get("/console/queue").text()
+    assert "Zhang San" not in doctor_b.request.get("/console/").text()
 
     # the language is switched from the page and kept on the account
     dispatcher.click("#language-form button[value=zh]")
@@ -195,7 +195,7 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     page = replay.new_page()
     page.goto("/console/")
     assert page.url.endswith("/console/login")
-    assert page.request.get("/console/queue").status == 401
+    assert page.request.get("/console/").status == 401
 
 
 def test_an_operator_works_an_alarm_from_its_page(browser, contexts, deployment) -> None:  # type: ignore[no-untyped-def]

@@ -78,7 +78,7 @@ def test_board_and_test_badge_in_the_console(client: TestClient, db_url: str) ->
     section = board.split('id="selftest"', 1)[1].split("</section>", 1)[0]
     assert "elder-a" in section and "test SMS" in section and "elder-b" not in section
     assert login(client, "disp") == 303
-    queue = client.get("/console/queue").text
+    queue = client.get("/console/").text
     assert queue.count('class="badge test"') == 1
 
     async def test_alarm_id() -> str:

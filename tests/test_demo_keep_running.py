@@ -69,7 +69,7 @@ def test_keep_running_prints_a_console_sign_in_that_works_and_stops_on_sigint() 
             )
             assert signed_in.status_code == 303, signed_in.text
             assert signed_in.headers["location"] == "/console/"
-            rows = web.get("/console/queue")
+            rows = web.get("/console/")
             assert rows.status_code == 200 and "和平里3-2-501" in rows.text
     finally:
         demo.send_signal(signal.SIGINT)

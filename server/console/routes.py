@@ -51,6 +51,7 @@ from server.console.web import (
     render,
     require,
     set_cookie,
+    wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import kpi_report
@@ -173,17 +174,10 @@ def _team_scope(session: Session) -> str | None:
 async def queue_page(
     request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
 ) -> Response:
+    """The queue; its rows alone when the page's live feed asks (`wants_fragment`)."""
     rows = await open_alarms(rt.store.engine, _team_scope(session))
-    return render(request, "console/queue.html", session, rows=rows, now_ms=rt.clock.now_ms())
-
-
-@router.get("/queue")
-async def queue_rows(
-    request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
-) -> Response:
-    """The queue's rows alone: what the page fetches when the live feed says it changed."""
-    rows = await open_alarms(rt.store.engine, _team_scope(session))
-    return render(request, "console/_queue_rows.html", session, rows=rows, now_ms=rt.clock.now_ms())
+    page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
+    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms())
 
 
 @router.get("/events")
@@ -191,8 +185,8 @@ async def events(
     request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
 ) -> StreamingResponse:
     """Server-Sent Events: ``hello`` on (re)connecting, ``queue`` whenever an alarm changed
-    in any server process (the page then fetches `/console/queue`), comments to keep the
-    connection alive. ``retry`` makes the browser reconnect within a second."""
+    in any server process (the page then fetches its rows from `/console/`), comments to
+    keep the connection alive. ``retry`` makes the browser reconnect within a second."""
     return _change_stream(request, rt, ALARMS_KEY, "queue")
 
 
@@ -473,10 +467,9 @@ async def health_page(
     request: Request, rt: Runtime, session: Session = require(*ALARM_ROLES)
 ) -> Response:
     board = await health_board(rt.store.engine, _team_scope(session))
-    fragment = request.headers.get("accept", "").startswith("text/html-fragment")
     return render(
         request,
-        "console/_health_board.html" if fragment else "console/health.html",
+        "console/_health_board.html" if wants_fragment(request) else "console/health.html",
         session,
         board=board,
         selftests=await homes_to_selftest(rt.store.engine, _team_scope(session)),

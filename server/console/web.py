@@ -40,8 +40,20 @@ async def current_session(request: Request, rt: ServerRuntime) -> Session | None
     return await console_store(rt).session(session_id, rt.clock.now_ms())
 
 
+FRAGMENT = "text/html-fragment"
+"""The Accept of a live page's script (`live.js`) asking for the live part alone."""
+
+
+def wants_fragment(request: Request) -> bool:
+    """The page's script asks for its live part: one route serves the page and the part."""
+    return request.headers.get("accept", "").startswith(FRAGMENT)
+
+
 def _wants_page(request: Request) -> bool:
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    """A browser navigating (sent to the sign-in page), not a script (which gets 401: a
+    fragment request is a script's, lest the sign-in page be pasted into the live part)."""
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and "text/html" in accept and not wants_fragment(request)
 
 
 async def _csrf_checked(request: Request, expected: str) -> None:

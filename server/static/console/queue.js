@@ -90,5 +90,5 @@
   syncClock();
   tick();
   setInterval(tick, 1000);
-  CareHubLive.follow("events", "queue", "queue", update);
+  CareHubLive.follow("events", "queue", "./", update);
 })();
