@@ -8,14 +8,27 @@ var CareHubLive = (function () {
   function follow(eventsUrl, eventName, fetchUrl, onHtml) {
     var live = document.getElementById("live");
 
+    // One fetch at a time: events that arrive meanwhile ask for one more fetch after it.
+    // Overlapping fetches may answer out of order, and an older answer rendered last would
+    // leave the part stale until the next event (a repeated press went unseen that way).
+    var inFlight = false;
+    var again = false;
+
     function refresh() {
-      return fetch(fetchUrl, { headers: { Accept: "text/html-fragment" }, credentials: "same-origin" })
+      if (inFlight) { again = true; return; }
+      inFlight = true;
+      again = false;
+      fetch(fetchUrl, { headers: { Accept: "text/html-fragment" }, credentials: "same-origin" })
         .then(function (r) {
           if (r.status === 401) { window.location.assign("login"); return null; }
           return r.ok ? r.text() : null;
         })
         .then(function (html) { if (html !== null) onHtml(html); })
-        .catch(function () {});
+        .catch(function () {})
+        .then(function () {
+          inFlight = false;
+          if (again) refresh();
+        });
     }
 
     function showState(state) {
