@@ -12,17 +12,9 @@ import sqlalchemy as sa
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
 from carehub.api_contract import AlarmUpload
-from carehub.clock import FakeClock
 from server.alarm_repeats import Joined, OpenAlarm, join
-from server.change_signal import ChangeSignal
-from server.db import make_engine, migrate
-from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
 from server.schema import alarm_events, alarms, escalations
-from server.sealed import Sealer
-from server.store import ServerStore
-from tests.test_escalation_scenarios import DIRECTORY, HUB, RecordingNotifier, World
+from tests.test_escalation_scenarios import DIRECTORY, HUB, World, open_world
 
 WITH_WEARABLE = {
     **DIRECTORY,
@@ -45,18 +37,8 @@ def test_join_core() -> None:
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
-    engine = make_engine(database_url)
-    await migrate(engine)
-    await load_directory(engine, Directory.model_validate(WITH_WEARABLE), Sealer("k" * 32))
-    clock = FakeClock()
-    store = ServerStore(engine)  # merging repeats is the default
-    dispatch = DispatchStore(store, b"s" * 32)
-    sms = RecordingNotifier()
-    escalator = Escalator(dispatch, sms, clock, ChangeSignal(), "https://ch.example.cn")
-    try:
-        yield World(clock, store, dispatch, escalator, sms)
-    finally:
-        await engine.dispose()
+    async with open_world(database_url, WITH_WEARABLE, merge_repeats=True) as w:  # the default
+        yield w
 
 
 def upload(

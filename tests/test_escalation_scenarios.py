@@ -3,16 +3,16 @@ the escalation worker's passes are driven by hand, SMS go to a recording notifie
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import AlarmUpload
+from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
 from server.change_signal import ChangeSignal
 from server.db import make_engine, migrate
@@ -23,11 +23,11 @@ from server.dispatch_store import (
     record_delivery,
 )
 from server.escalator import Escalator
-from server.notifier import NotifierError
 from server.reply_codes import CodedReply, parse_reply
 from server.schema import alarms, escalations, notifications
 from server.sealed import Sealer
 from server.store import HubIdentity, ServerStore
+from tests.dispatch_world import RecordingNotifier, press_button
 
 HUB = HubIdentity("hub-1", "elder-1")
 DIRECTORY = {
@@ -82,22 +82,6 @@ PHONE = {d["id"]: d["phone"] for d in DIRECTORY["doctors"]}  # type: ignore[inde
 
 
 @dataclass
-class RecordingNotifier:
-    sent: list[tuple[str, str, str]] = field(default_factory=list)  # (to, body, ref)
-    failing: set[str] = field(default_factory=set)
-
-    async def send_sms(self, to: str, body: str) -> str:
-        if to in self.failing:
-            raise NotifierError("provider refused")
-        ref = "SM" + uuid.uuid4().hex
-        self.sent.append((to, body, ref))
-        return ref
-
-    def to(self, member: str) -> list[str]:
-        return [body for to, body, _ in self.sent if to == PHONE[member]]
-
-
-@dataclass
 class World:
     clock: FakeClock
     store: ServerStore
@@ -106,24 +90,7 @@ class World:
     sms: RecordingNotifier
 
     async def press(self, test: bool = False) -> str:
-        upload = AlarmUpload(
-            alarm_id=uuid.uuid4().hex,
-            device_id="btn-1",
-            kind=AlarmKind.BUTTON,
-            severity=Severity.CRITICAL,
-            seq=1,
-            raised_at_ms=self.clock.now_ms(),
-            test=test,
-        )
-        await self.store.store_alarm(HUB, upload, self.clock.now_ms())
-        async with self.store.engine.connect() as conn:
-            return str(
-                (
-                    await conn.execute(
-                        sa.select(alarms.c.id).where(alarms.c.hub_alarm_id == upload.alarm_id)
-                    )
-                ).scalar()
-            )
+        return await press_button(self.store, HUB, self.clock.now_ms(), test=test)
 
     async def run(self, seconds: float = 0.0) -> None:
         """Let `seconds` pass, one second at a time, with a worker pass each second."""
@@ -164,20 +131,29 @@ class World:
         return result.message
 
 
-@pytest.fixture
-async def world(database_url: str) -> AsyncIterator[World]:
+@asynccontextmanager
+async def open_world(
+    database_url: str, directory: dict[str, Any], *, merge_repeats: bool
+) -> AsyncIterator[World]:
+    """A migrated database with `directory` loaded, and the worker to drive by hand."""
     engine = make_engine(database_url)
     await migrate(engine)
-    await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer("k" * 32))
+    await load_directory(engine, Directory.model_validate(directory), Sealer("k" * 32))
     clock = FakeClock()
-    store = ServerStore(engine, merge_repeats=False)
+    store = ServerStore(engine, merge_repeats=merge_repeats)
     dispatch = DispatchStore(store, b"s" * 32)
-    sms = RecordingNotifier()
+    sms = RecordingNotifier(PHONE)
     escalator = Escalator(dispatch, sms, clock, ChangeSignal(), "https://ch.example.cn")
     try:
         yield World(clock, store, dispatch, escalator, sms)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[World]:
+    async with open_world(database_url, DIRECTORY, merge_repeats=False) as w:
+        yield w
 
 
 async def test_the_contracted_doctor_accepts_by_link(world: World) -> None:

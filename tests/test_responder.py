@@ -8,9 +8,8 @@ app's routes are called through httpx's ASGI transport with a hand-built runtime
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -19,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import AlarmUpload
+from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from harness.sms_sandbox import inbound_params, twilio_signature
@@ -32,12 +30,12 @@ from server.directory import Directory, load_directory
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
 from server.heartbeats import HeartbeatWriter
-from server.notifier import NotifierError
 from server.reply_codes import HELP_TEXT
 from server.runtime import ServerRuntime
 from server.schema import alarms, inbound_messages, link_views, notifications, sms_optouts
 from server.sealed import Sealer
 from server.store import HubIdentity, ServerStore
+from tests.dispatch_world import RecordingNotifier, press_button
 
 BASE = "http://testserver"
 SECRET = "test-secret-key-0123456789"
@@ -86,25 +84,6 @@ LINK = re.compile(r"https?://\S+/r/(\w+)/([\w-]+)")
 
 
 @dataclass
-class RecordingNotifier:
-    sent: list[tuple[str, str, str]] = field(default_factory=list)  # (to, body, ref)
-    failing: set[str] = field(default_factory=set)
-
-    async def send_sms(self, to: str, body: str) -> str:
-        if to in self.failing:
-            raise NotifierError("provider refused")
-        ref = "SM" + uuid.uuid4().hex
-        self.sent.append((to, body, ref))
-        return ref
-
-    def to(self, member: str) -> list[str]:
-        return [body for to, body, _ in self.sent if to == PHONE[member]]
-
-    def ref_to(self, member: str) -> str:
-        return [ref for to, _, ref in self.sent if to == PHONE[member]][-1]
-
-
-@dataclass
 class World:
     clock: FakeClock
     rt: ServerRuntime
@@ -112,20 +91,7 @@ class World:
     http: httpx.AsyncClient
 
     async def press(self) -> str:
-        upload = AlarmUpload(
-            alarm_id=uuid.uuid4().hex,
-            device_id="btn-1",
-            kind=AlarmKind.BUTTON,
-            severity=Severity.CRITICAL,
-            seq=1,
-            raised_at_ms=self.clock.now_ms(),
-        )
-        await self.rt.store.store_alarm(HUB, upload, self.clock.now_ms())
-        return str(
-            await self.scalar(
-                sa.select(alarms.c.id).where(alarms.c.hub_alarm_id == upload.alarm_id)
-            )
-        )
+        return await press_button(self.rt.store, HUB, self.clock.now_ms())
 
     async def run(self, seconds: float = 0.0) -> None:
         await self.rt.escalator.pass_once()
@@ -184,7 +150,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     clock = FakeClock()
     store = ServerStore(engine, merge_repeats=False)
     dispatch = DispatchStore(store, link_secret(settings))
-    sms = RecordingNotifier()
+    sms = RecordingNotifier(PHONE)
     changes = ChangeSignal()
     escalator = Escalator(dispatch, sms, clock, changes, BASE)
     rt = ServerRuntime(
