@@ -149,6 +149,8 @@ def server_child(
             "CAREHUB_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp / 'server.db'}",
             "CAREHUB_HOST": "127.0.0.1",
             "CAREHUB_PORT": str(port),
+            # Twilio's delivery callbacks come back to this server, as in production
+            "CAREHUB_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "CAREHUB_ADMIN_TOKEN": admin_token,
             "CAREHUB_NOTIFIER": "twilio",
             "CAREHUB_TWILIO_API_BASE": sms_url,

@@ -60,7 +60,7 @@ from server.sms_text import (
     compose_contact_notice,
     compose_taken,
 )
-from server.store import ServerStore
+from server.store import POLICY_PENDING, ServerStore, new_ladder
 
 SEND_LEASE_MS = 30_000
 """A message claimed for sending is claimed again after this long without a result."""
@@ -136,38 +136,30 @@ class DispatchStore:
 
     # ------------------------------------------------------------ ladders
 
-    async def start_ladders(self, now_ms: int, care: CareMap) -> int:
-        """Give every received alarm without a ladder one, due now. Returns how many."""
+    async def start_ladders(self, now_ms: int) -> int:
+        """Give every received alarm without a ladder one, due now; returns how many. A
+        sweep for alarms stored before ladders started in the alarm's own commit
+        (`server.store.new_ladder`) or by an older server process sharing the database."""
+        async with self.engine.connect() as conn:
+            if not (await self._ladderless(conn)).first():
+                return 0  # the usual case, answered without the write lock
         async with self._write() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(alarms.c.id, alarms.c.kind, alarms.c.severity, elders.c.team_id)
-                    .join(elders, elders.c.id == alarms.c.elder_id)
-                    .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
-                    .where(
-                        escalations.c.alarm_id.is_(None),
-                        alarms.c.state.in_(
-                            [AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]
-                        ),
-                    )
-                    .limit(500)
-                )
-            ).all()
+            rows = (await self._ladderless(conn)).all()
             for r in rows:
-                policy = care.policy_for(r.team_id, AlarmKind(r.kind), Severity(r.severity))
-                values = {
-                    "alarm_id": r.id,
-                    "policy_id": policy.id,
-                    "status": LadderStatus.RUNNING,
-                    "position": 0,
-                    "due_at_ms": now_ms,
-                    "members": [],
-                    "dispatcher": False,
-                    "started_at_ms": now_ms,
-                    "updated_at_ms": now_ms,
-                }
-                await conn.execute(self._insert_ignore(escalations, values))
+                await conn.execute(self._insert_ignore(escalations, new_ladder(r.id, now_ms)))
         return len(rows)
+
+    @staticmethod
+    async def _ladderless(conn: AsyncConnection) -> Any:
+        return await conn.execute(
+            sa.select(alarms.c.id)
+            .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
+            .where(
+                escalations.c.alarm_id.is_(None),
+                alarms.c.state.in_([AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]),
+            )
+            .limit(500)
+        )
 
     def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
         dialect = postgresql if self._pg else sqlite
@@ -177,6 +169,9 @@ class DispatchStore:
         """Take the next step of every ladder that is due (claimed, so each step is taken by
         one process once); returns the messages to send now."""
         out: list[Message] = []
+        due_ms = await self.next_due_ms()
+        if due_ms is None or due_ms > now_ms:
+            return out  # nothing due: no write transaction (no wait for SQLite's writer)
         async with self._write() as conn:
             due = (
                 await conn.execute(
@@ -233,9 +228,11 @@ class DispatchStore:
         if ladder.status != LadderStatus.RUNNING:
             await self._set_ladder(conn, alarm.id, ladder.status, None, now_ms)
             return []
-        policy = care.policy(ladder.policy_id)
-        msgs = []
         urgent = care.policy_for(alarm.team_id, AlarmKind(alarm.kind), Severity(alarm.severity))
+        # the first step chooses the ladder's policy (stored with the step's own update)
+        chosen = urgent.id if ladder.policy_id == POLICY_PENDING else None
+        policy = urgent if chosen else care.policy(ladder.policy_id)
+        msgs = []
         if (
             urgent.id != policy.id
             and ladder.policy_id
@@ -253,9 +250,9 @@ class DispatchStore:
         decision = take_step(policy, ladder.position, candidates, now_ms)
         if isinstance(decision, Exhausted):
             await self._event(conn, alarm, "ladder_exhausted", now_ms, "system", policy.id)
-            await self._set_ladder(conn, alarm.id, LadderStatus.EXHAUSTED, None, now_ms)
+            await self._set_ladder(conn, alarm.id, LadderStatus.EXHAUSTED, None, now_ms, chosen)
             return msgs
-        return msgs + await self._take(conn, alarm, decision, care, now_ms)
+        return msgs + await self._take(conn, alarm, decision, care, now_ms, chosen)
 
     async def _raised(
         self, conn: AsyncConnection, alarm: Any, policy_id: str, care: CareMap, now_ms: int
@@ -284,7 +281,13 @@ class DispatchStore:
         return msgs
 
     async def _take(
-        self, conn: AsyncConnection, alarm: Any, step: Notify, care: CareMap, now_ms: int
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        step: Notify,
+        care: CareMap,
+        now_ms: int,
+        policy_id: str | None = None,
     ) -> list[Message]:
         purpose = f"step-{step.position}"
         recipients = list(step.members)
@@ -320,6 +323,7 @@ class DispatchStore:
                 members=list(step.members),
                 dispatcher=step.dispatcher,
                 updated_at_ms=now_ms,
+                **({"policy_id": policy_id} if policy_id else {}),
             )
         )
         return msgs
@@ -522,12 +526,23 @@ class DispatchStore:
         return msgs
 
     async def _set_ladder(
-        self, conn: AsyncConnection, alarm_id: str, status: str, due_ms: int | None, now_ms: int
+        self,
+        conn: AsyncConnection,
+        alarm_id: str,
+        status: str,
+        due_ms: int | None,
+        now_ms: int,
+        policy_id: str | None = None,
     ) -> None:
         await conn.execute(
             escalations.update()
             .where(escalations.c.alarm_id == alarm_id)
-            .values(status=status, due_at_ms=due_ms, updated_at_ms=now_ms)
+            .values(
+                status=status,
+                due_at_ms=due_ms,
+                updated_at_ms=now_ms,
+                **({"policy_id": policy_id} if policy_id else {}),
+            )
         )
 
     async def _event(
@@ -575,15 +590,20 @@ class DispatchStore:
 
     async def claim_unsent(self, now_ms: int, limit: int = 50) -> list[Message]:
         """Messages whose send is due or whose lease ran out (their process died)."""
+        unsent = notifications.c.status.in_(["queued", "sending"]) & (
+            notifications.c.next_attempt_at_ms <= now_ms
+        )
+        async with self.engine.connect() as conn:
+            if not (
+                await conn.execute(sa.select(notifications.c.id).where(unsent).limit(1))
+            ).first():
+                return []  # the usual case, answered without the write lock
         async with self._write() as conn:
             rows = (
                 await conn.execute(
                     sa.select(notifications, alarms.c.hub_id)
                     .join(alarms, alarms.c.id == notifications.c.alarm_id)
-                    .where(
-                        notifications.c.status.in_(["queued", "sending"]),
-                        notifications.c.next_attempt_at_ms <= now_ms,
-                    )
+                    .where(unsent)
                     .order_by(notifications.c.next_attempt_at_ms)
                     .limit(limit)
                     .with_for_update(skip_locked=True, of=notifications)
@@ -696,29 +716,14 @@ class DispatchStore:
                 doctor_id=row.doctor_id or msg.member_id,
             )
         )
-        await conn.execute(
-            alarm_events.insert().values(
-                alarm_id=msg.alarm_id,
-                hub_id=msg.hub_id,
-                kind="sms_sent",
-                at_ms=now_ms,
-                detail=f"{msg.member_id}: {ref}"[:400],
-                actor="system",
-            )
-        )
+        event = {"alarm_id": msg.alarm_id, "hub_id": msg.hub_id, "at_ms": now_ms, "actor": "system"}
+        events = [
+            {**event, "kind": "sms_sent", "state": None, "detail": f"{msg.member_id}: {ref}"[:400]}
+        ]
         if new != state:
-            await conn.execute(
-                alarm_events.insert().values(
-                    alarm_id=msg.alarm_id,
-                    hub_id=msg.hub_id,
-                    kind="state",
-                    state=new.value,
-                    at_ms=now_ms,
-                    actor="system",
-                )
-            )
-            return True
-        return False
+            events.append({**event, "kind": "state", "state": new.value, "detail": ""})
+        await conn.execute(alarm_events.insert().values(events))  # one statement, in order
+        return new != state
 
     async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
         row = (

@@ -51,47 +51,77 @@ class Escalator:
         self._care: CareMap | None = None
         self._care_at = float("-inf")
         self._care_ttl_s = care_ttl_s
+        self._care_refresh: asyncio.Task[None] | None = None
+        self._swept_at = float("-inf")
 
     def kick(self) -> None:
         """Something is due now (a new alarm, an answer, a failed delivery)."""
         self._wake.set()
 
     async def care_map(self) -> CareMap:
-        """The directory as of at most `care_ttl_s` ago (it changes rarely)."""
-        now = self._clock.monotonic()
-        if self._care is None or now - self._care_at > self._care_ttl_s:
-            self._care, self._care_at = await self._dispatch.care_map(), now
+        """The directory as of about `care_ttl_s` ago (it changes rarely). Only the first
+        call waits for the database; after that a stale map is served while a fresh one is
+        read in the background, so no alarm's step waits for the rosters to be rebuilt."""
+        if self._care is None:
+            await self._refresh_care()
+        elif self._clock.monotonic() - self._care_at > self._care_ttl_s and (
+            self._care_refresh is None or self._care_refresh.done()
+        ):
+            self._care_refresh = asyncio.create_task(self._refresh_care())
+        assert self._care is not None
         return self._care
 
+    async def _refresh_care(self) -> None:
+        at = self._clock.monotonic()
+        try:
+            self._care = await self._dispatch.care_map()
+        except Exception:
+            if self._care is None:
+                raise
+            log.exception("reading the directory failed; the previous one is kept")
+            return
+        self._care_at = at
+
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.pass_once()
-            except Exception:
-                log.exception("escalation pass failed; retrying")
-            wait = self._sweep_s
-            with contextlib.suppress(Exception):
-                due = await self._dispatch.next_due_ms()
-                if due is not None:
-                    wait = min(wait, max(0.0, (due - self._clock.now_ms()) / 1000))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.pass_once()
+                except Exception:
+                    log.exception("escalation pass failed; retrying")
+                wait = self._sweep_s
+                with contextlib.suppress(Exception):
+                    due = await self._dispatch.next_due_ms()
+                    if due is not None:
+                        wait = min(wait, max(0.0, (due - self._clock.now_ms()) / 1000))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            if self._care_refresh is not None:
+                self._care_refresh.cancel()
 
     async def pass_once(self) -> int:
-        """Start ladders for new alarms, take due steps, send what is unsent. Returns the
-        number of messages sent."""
+        """Take due steps and send their messages, then send what else is due (retries,
+        expired leases). Returns the number of messages sent.
+
+        A new alarm's ladder is stored with the alarm, due now (`server.store.new_ladder`),
+        and its first step is taken and claimed in one transaction (`advance_due`): the SMS
+        goes out after the alarm's own commit and one more. Ladders of alarms stored
+        without one (by an older server) are started by a sweep, at most every `sweep_s`."""
         care = await self.care_map()
-        now = self._clock.now_ms()
-        await self._dispatch.start_ladders(now, care)
+        if self._clock.monotonic() - self._swept_at >= self._sweep_s:
+            self._swept_at = self._clock.monotonic()
+            await self._dispatch.start_ladders(self._clock.now_ms())
         sent = 0
         while True:
             msgs = await self._dispatch.advance_due(self._clock.now_ms(), care)
-            msgs += await self._dispatch.claim_unsent(self._clock.now_ms())
-            if not msgs:
+            await self.send(msgs)  # the steps' SMS first: the retries below may wait
+            unsent = await self._dispatch.claim_unsent(self._clock.now_ms())
+            await self.send(unsent)
+            if not msgs and not unsent:
                 return sent
-            await self.send(msgs)
-            sent += len(msgs)
+            sent += len(msgs) + len(unsent)
 
     async def send(self, msgs: Sequence[Message]) -> None:
         """Send concurrently (bounded), then record every outcome in one commit.

@@ -49,6 +49,29 @@ class Stored:
     joined: Joined | None = None
 
 
+POLICY_PENDING = ""
+"""A ladder's `policy_id` until its first step: the step chooses the policy of the alarm's
+class from the directory (`CareMap.policy_for`), which the worker has at hand."""
+
+
+def new_ladder(alarm_id: str, now_ms: int) -> dict[str, Any]:
+    """The `escalations` row of a new alarm: running, its first step due now. Inserted in
+    the alarm's own transaction, so no alarm is ever stored without a ladder (a kill -9
+    after the commit leaves the step due, never skipped) and the alarm reaches its first
+    SMS in one commit fewer."""
+    return {
+        "alarm_id": alarm_id,
+        "policy_id": POLICY_PENDING,
+        "status": "running",
+        "position": 0,
+        "due_at_ms": now_ms,
+        "members": [],
+        "dispatcher": False,
+        "started_at_ms": now_ms,
+        "updated_at_ms": now_ms,
+    }
+
+
 class UnknownAlarm(LookupError):
     """No alarm with this id among the hub's own (another hub's alarm counts as none)."""
 
@@ -201,6 +224,7 @@ class ServerStore:
                     )
                 )
                 await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
+                await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
@@ -261,43 +285,10 @@ class ServerStore:
     async def updates_for_hub(self, hub_id: str, after: int, limit: int = 200) -> list[AlarmUpdate]:
         """The hub's alarms' state changes after cursor ``after``, each under the hub's own id:
         a repeat (`alarm_repeats`) hears its open alarm's changes under the repeat's id."""
-        columns = (
-            alarm_events.c.id,
-            alarm_events.c.state,
-            alarm_events.c.at_ms,
-            alarms.c.accepted_by,
-            doctors.c.name.label("responder"),
-        )
-        own = (
-            sa.select(alarms.c.hub_alarm_id, *columns)
-            .select_from(alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id))
-            .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
-            .where(
-                alarm_events.c.hub_id == hub_id,
-                alarm_events.c.kind == "state",
-                alarm_events.c.id > after,
-            )
-        )
-        repeats = (
-            sa.select(alarm_repeats.c.hub_alarm_id, *columns)
-            .select_from(
-                alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id).join(
-                    alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id
-                )
-            )
-            .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
-            .where(
-                alarm_repeats.c.hub_id == hub_id,
-                alarm_events.c.kind == "state",
-                alarm_events.c.id > after,
-                alarm_events.c.id > alarm_repeats.c.after_event_id,
-            )
-        )
-        both = sa.union_all(own, repeats).subquery()
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(both).order_by(both.c.id, both.c.hub_alarm_id).limit(limit + 1)
+                    _UPDATES_FOR_HUB, {"hub_id": hub_id, "after": after, "limit": limit + 1}
                 )
             ).all()
         if len(rows) > limit:
@@ -467,6 +458,50 @@ class ServerStore:
                 await conn.execute(sa.select(faults).order_by(faults.c.id.desc()).limit(limit))
             ).all()
         return [dict(r._mapping) for r in rows]
+
+
+def _updates_for_hub() -> sa.Select[Any]:
+    """`ServerStore.updates_for_hub`'s query, built once: each hub's long-poll runs it on
+    every change of its alarms, and building the union anew took most of its time."""
+    hub_id = sa.bindparam("hub_id", type_=sa.String)
+    after = sa.bindparam("after", type_=sa.BigInteger)
+    columns = (
+        alarm_events.c.id,
+        alarm_events.c.state,
+        alarm_events.c.at_ms,
+        alarms.c.accepted_by,
+        doctors.c.name.label("responder"),
+    )
+    own = (
+        sa.select(alarms.c.hub_alarm_id, *columns)
+        .select_from(alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id))
+        .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
+        .where(
+            alarm_events.c.hub_id == hub_id,
+            alarm_events.c.kind == "state",
+            alarm_events.c.id > after,
+        )
+    )
+    repeats = (
+        sa.select(alarm_repeats.c.hub_alarm_id, *columns)
+        .select_from(
+            alarm_events.join(alarms, alarms.c.id == alarm_events.c.alarm_id).join(
+                alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id
+            )
+        )
+        .outerjoin(doctors, doctors.c.id == alarms.c.accepted_by)
+        .where(
+            alarm_repeats.c.hub_id == hub_id,
+            alarm_events.c.kind == "state",
+            alarm_events.c.id > after,
+            alarm_events.c.id > alarm_repeats.c.after_event_id,
+        )
+    )
+    both = sa.union_all(own, repeats).subquery()
+    return sa.select(both).order_by(both.c.id, both.c.hub_alarm_id).limit(sa.bindparam("limit"))
+
+
+_UPDATES_FOR_HUB = _updates_for_hub()
 
 
 async def _hub_fault(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.api_contract import AlarmUpload
@@ -15,10 +16,12 @@ from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.db import make_engine
 from server.dispatch_store import DispatchStore
+from server.escalation import URGENT
 from server.escalator import Escalator
 from server.main import prepare_database
 from server.notifier import NotifierError
-from server.store import HubIdentity, ServerStore
+from server.schema import escalations
+from server.store import POLICY_PENDING, HubIdentity, ServerStore
 from tests.conftest import DIRECTORY
 
 
@@ -96,4 +99,43 @@ async def test_the_running_worker_notifies_everyone_and_retries_failures(tmp_pat
         await asyncio.gather(task, return_exceptions=True)
     assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
     assert sum(t.count("/r/") for t in notifier.sent) == 40  # each alarm's link, once
+    await engine.dispose()
+
+
+async def test_an_alarm_is_stored_with_its_ladder_due_and_the_first_step_chooses_the_policy(
+    tmp_path: Path,
+) -> None:
+    """The ladder starts in the alarm's own commit: no moment (no kill -9) leaves an alarm
+    stored without a due ladder, and the first step needs no separate start."""
+    engine, store = await server_with_alarms(tmp_path, 2)
+    async with engine.connect() as conn:
+        ladders = (await conn.execute(sa.select(escalations))).all()
+    assert [(r.status, r.position, r.due_at_ms, r.policy_id) for r in ladders] == [
+        ("running", 0, 1000, POLICY_PENDING),
+        ("running", 0, 1001, POLICY_PENDING),
+    ]
+    notifier = FlakyNotifier(failures=0)
+    escalator = Escalator(
+        DispatchStore(store, b"k" * 32), notifier, FakeClock(), ChangeSignal(), "x"
+    )
+    assert await escalator.pass_once() == 2
+    async with engine.connect() as conn:
+        ladders = (await conn.execute(sa.select(escalations))).all()
+    assert {(r.position, r.policy_id) for r in ladders} == {(1, URGENT.id)}
+    await engine.dispose()
+
+
+async def test_an_alarm_stored_without_a_ladder_by_an_older_server_gets_one(
+    tmp_path: Path,
+) -> None:
+    engine, store = await server_with_alarms(tmp_path, 3)
+    async with engine.begin() as conn:
+        await conn.execute(escalations.delete())
+    notifier = FlakyNotifier(failures=0)
+    escalator = Escalator(
+        DispatchStore(store, b"k" * 32), notifier, FakeClock(), ChangeSignal(), "x"
+    )
+    assert await escalator.pass_once() == 3
+    assert sum(t.count("/r/") for t in notifier.sent) == 3
+    assert await escalator.pass_once() == 0  # once each
     await engine.dispose()
