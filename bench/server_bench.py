@@ -131,6 +131,8 @@ def server_process(
             # open, which would otherwise join it as a repeat (server.alarm_repeats)
             "CAREHUB_MERGE_REPEATS": "false",
             "CAREHUB_HUB_OFFLINE_AFTER_S": "3600",
+            # Twilio's delivery callbacks come back to this process, as in production
+            "CAREHUB_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             **(extra_env or {}),
         },
         tmp / f"{name}.log",

@@ -692,7 +692,14 @@ class DispatchStore:
             notifications.update()
             .where(notifications.c.id == msg.id)
             .values(
-                status="sent", provider_ref=ref[:64], sent_at_ms=now_ms, next_attempt_at_ms=None
+                # a delivery callback may have come first: its outcome stands
+                status=sa.case(
+                    (notifications.c.status.in_(_DELIVERY_OUTCOMES), notifications.c.status),
+                    else_="sent",
+                ),
+                provider_ref=ref[:64],
+                sent_at_ms=now_ms,
+                next_attempt_at_ms=None,
             )
         )
         if not msg.purpose.startswith("step-"):
@@ -927,6 +934,9 @@ class _AlarmRow:
 
 # ---------------------------------------------------------------- lookups and delivery status
 
+_DELIVERY_OUTCOMES = ("delivered", "undelivered")
+"""A notification's statuses only a delivery callback sets (`record_delivery`)."""
+
 STATUS_RANK = {
     "queued": 0,
     "accepted": 1,
@@ -970,36 +980,46 @@ async def notification_by_reply(store: DispatchStore, phone: str, code: int) -> 
 
 
 async def record_delivery(
-    store: DispatchStore, provider_ref: str, status: str, now_ms: int
+    store: DispatchStore,
+    provider_ref: str,
+    status: str,
+    now_ms: int,
+    notification_ids: Sequence[str] = (),
 ) -> bool:
     """A provider status callback; True when it changed something (out-of-order and
     repeated callbacks change nothing). Undelivered or failed takes the member out of the
-    current step, so the next step comes at once."""
+    current step, so the next step comes at once.
+
+    The message's notifications are found by the ids its callback URL names
+    (`server.notifier.status_callback_url`): its first callbacks may come before the send's
+    answer, and so `provider_ref`, has been recorded. A URL without ids (sent by an older
+    server process) is matched by `provider_ref`."""
     status = status.lower()
     if status not in STATUS_RANK:
         return False
+    where = (
+        notifications.c.id.in_(list(notification_ids))
+        if notification_ids
+        else notifications.c.provider_ref == provider_ref
+    )
+    changed = False
     async with store._write() as conn:
-        row = (
+        for row in (await conn.execute(sa.select(notifications).where(where))).all():
+            current = row.provider_status or row.status
+            if STATUS_RANK.get(current, 0) >= STATUS_RANK[status]:
+                continue
+            values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
+            if status in ("undelivered", "failed"):
+                values["status"] = "undelivered"
+            elif status == "delivered":
+                values["status"] = "delivered"
             await conn.execute(
-                sa.select(notifications).where(notifications.c.provider_ref == provider_ref)
+                notifications.update().where(notifications.c.id == row.id).values(**values)
             )
-        ).first()
-        if row is None:
-            return False
-        current = row.provider_status or row.status
-        if STATUS_RANK.get(current, 0) >= STATUS_RANK[status]:
-            return False
-        values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
-        if status in ("undelivered", "failed"):
-            values["status"] = "undelivered"
-        elif status == "delivered":
-            values["status"] = "delivered"
-        await conn.execute(
-            notifications.update().where(notifications.c.id == row.id).values(**values)
-        )
-        if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
-            await store._member_out(conn, row.alarm_id, now_ms)
-        return True
+            if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
+                await store._member_out(conn, row.alarm_id, now_ms)
+            changed = True
+    return changed
 
 
 async def _alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:

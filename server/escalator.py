@@ -159,7 +159,7 @@ class Escalator:
         async with self._sending:
             try:
                 await refuse_opted_out(self._dispatch, out.number)
-                ref = await self._notifier.send_sms(out.number, out.body)
+                ref = await self._notifier.send_sms(out.number, out.body, out.keys)
             except NotifierError as e:
                 log.warning("SMS for %s failed: %s", ", ".join(out.keys), redact_phones(str(e)))
                 return None, str(e)

@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
@@ -16,6 +18,29 @@ from twilio.rest import Client
 log = logging.getLogger(__name__)
 
 TWILIO_API_BASE = "https://api.twilio.com"
+NOTIFICATIONS_PARAM = "n"
+"""The status callback URL's query parameter naming the notifications a message carries
+(comma-separated ids). Twilio's first callbacks can come before the send's answer has been
+recorded with its MessageSid, so the callback names its notifications itself; the URL is
+part of what Twilio signs, so the ids cannot be forged."""
+MAX_CALLBACK_IDS = 50
+"""More ids than a merged message can carry: a callback naming more is refused."""
+
+
+def status_callback_url(base: str, notification_ids: Sequence[str]) -> str:
+    """`base` (``…/twilio/status``) naming the notifications one message carries."""
+    if not notification_ids:
+        return base
+    return f"{base}?{urlencode({NOTIFICATIONS_PARAM: ','.join(notification_ids)})}"
+
+
+def callback_notification_ids(value: str | None) -> list[str]:
+    """The ids `status_callback_url` put in the URL (none for a URL without them, as an
+    older server process gave); raises ValueError beyond `MAX_CALLBACK_IDS`."""
+    ids = [i for i in (value or "").split(",") if i]
+    if len(ids) > MAX_CALLBACK_IDS:
+        raise ValueError(f"a status callback names at most {MAX_CALLBACK_IDS} notifications")
+    return ids
 
 
 class NotifierError(Exception):
@@ -23,8 +48,9 @@ class NotifierError(Exception):
 
 
 class Notifier(Protocol):
-    async def send_sms(self, to: str, body: str) -> str:
-        """Send one SMS; return the provider's message reference."""
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
+        """Send one SMS carrying `notification_ids` (more than one when merged); return
+        the provider's message reference."""
         ...
 
 
@@ -35,7 +61,7 @@ class ConsoleNotifier:
         self._ids = itertools.count(1)
         self.sent: list[tuple[str, str]] = []
 
-    async def send_sms(self, to: str, body: str) -> str:
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
         self.sent.append((to, body))
         ref = f"console-{next(self._ids)}"
         log.info("SMS %s to %s: %s", ref, _mask(to), redact_links(body))
@@ -72,9 +98,14 @@ class TwilioNotifier:
         self._from = from_number
         self._status_callback = status_callback
 
-    async def send_sms(self, to: str, body: str) -> str:
-        """Send; Twilio reports delivery to `status_callback` (``/twilio/status``)."""
-        extra = {"status_callback": self._status_callback} if self._status_callback else {}
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
+        """Send; Twilio reports delivery to `status_callback` (``/twilio/status``), the
+        URL naming the message's notifications (`status_callback_url`)."""
+        extra = (
+            {"status_callback": status_callback_url(self._status_callback, notification_ids)}
+            if self._status_callback
+            else {}
+        )
         try:
             msg = await asyncio.to_thread(
                 self._client.messages.create, to=to, from_=self._from, body=body, **extra

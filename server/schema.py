@@ -228,12 +228,13 @@ notifications = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), nullable=False, index=True),
-    sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=True),  # a member, or
-    sa.Column("contact_id", Id, nullable=True),  # an emergency contact
+    # a member (indexed: each of their SMS looks up their reply codes), or a contact
+    sa.Column("doctor_id", Id, sa.ForeignKey("doctors.id"), nullable=True, index=True),
+    sa.Column("contact_id", Id, nullable=True),
     sa.Column("purpose", sa.String(24), nullable=False),  # dispatch | escalation-N | …
     sa.Column("status", sa.String(16), nullable=False),  # carehub.admin_contract.NotificationStatus
     sa.Column("body", sa.String(400), nullable=False),
-    sa.Column("provider_ref", sa.String(64), nullable=True),
+    sa.Column("provider_ref", sa.String(64), nullable=True, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
     sa.Column("sent_at_ms", sa.BigInteger, nullable=True),

@@ -5,7 +5,7 @@ Each test module keeps its own directory and world; only these parts are the sam
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -24,12 +24,19 @@ class RecordingNotifier:
     phones: Mapping[str, str]  # member id -> phone, for `to` and `ref_to`
     sent: list[tuple[str, str, str]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
+    carried: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """ref -> the notification ids its message carried (for its status callback URL)."""
+    while_sending: Callable[[str, tuple[str, ...]], Awaitable[None]] | None = None
+    """Run with (ref, ids) before the send answers: a provider whose callbacks come first."""
 
-    async def send_sms(self, to: str, body: str) -> str:
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
         if to in self.failing:
             raise NotifierError("provider refused")
         ref = "SM" + uuid.uuid4().hex
         self.sent.append((to, body, ref))
+        self.carried[ref] = tuple(notification_ids)
+        if self.while_sending is not None:
+            await self.while_sending(ref, tuple(notification_ids))
         return ref
 
     def to(self, member: str) -> list[str]:

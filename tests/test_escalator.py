@@ -5,6 +5,7 @@ worker gets there on its own."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ class FlakyNotifier:
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def send_sms(self, to: str, body: str) -> str:
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

@@ -30,6 +30,7 @@ from server.directory import Directory, load_directory
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
 from server.heartbeats import HeartbeatWriter
+from server.notifier import MAX_CALLBACK_IDS, status_callback_url
 from server.reply_codes import HELP_TEXT
 from server.runtime import ServerRuntime
 from server.schema import alarms, inbound_messages, link_views, notifications, sms_optouts
@@ -371,6 +372,54 @@ async def test_status_callbacks_record_delivery_in_order(world: World) -> None:
     assert await status_of() == ("delivered", "delivered")
     await world.twilio("/twilio/status", {"MessageSid": ref, "MessageStatus": "sent"})  # late
     assert await status_of() == ("delivered", "delivered")
+
+
+def status_path(ids: tuple[str, ...]) -> str:
+    """The status callback path as `TwilioNotifier` gives it to Twilio for these ids."""
+    return status_callback_url("/twilio/status", ids)
+
+
+async def test_callbacks_that_come_before_the_send_is_recorded_are_kept(world: World) -> None:
+    """Twilio's callbacks can beat the send's own answer: the URL names the notification."""
+
+    async def deliver(ref: str, ids: tuple[str, ...]) -> None:
+        for state in ("queued", "sent", "delivered"):
+            r = await world.twilio(status_path(ids), {"MessageSid": ref, "MessageStatus": state})
+            assert r.status_code == 204, r.text
+
+    world.sms.while_sending = deliver
+    await world.press()
+    await world.run()
+    ref = world.sms.ref_to("li")
+    assert world.sms.carried[ref]
+    n = (await world.rows(sa.select(notifications).where(notifications.c.provider_ref == ref)))[0]
+    assert (n.status, n.provider_status) == ("delivered", "delivered")
+
+
+async def test_an_undelivered_callback_before_the_send_is_recorded_moves_the_ladder_on(
+    world: World,
+) -> None:
+    async def bounce(ref: str, ids: tuple[str, ...]) -> None:
+        if world.sms.sent[-1][0] == PHONE["li"]:
+            params = {"MessageSid": ref, "MessageStatus": "undelivered"}
+            assert (await world.twilio(status_path(ids), params)).status_code == 204
+
+    world.sms.while_sending = bounce
+    await world.press()
+    await world.run()
+    li = (await world.rows(sa.select(notifications).where(notifications.c.doctor_id == "li")))[0]
+    assert li.status == "undelivered"
+    await world.run()  # no time passes
+    assert len(world.sms.to("wang")) == 1
+
+
+async def test_a_status_callback_naming_too_many_notifications_is_refused(world: World) -> None:
+    await world.press()
+    await world.run()
+    ids = tuple(f"n{i}" for i in range(MAX_CALLBACK_IDS + 1))
+    params = {"MessageSid": world.sms.ref_to("li"), "MessageStatus": "delivered"}
+    r = await world.twilio(status_path(ids), params)
+    assert r.status_code == 400 and "at most" in r.json()["detail"]
 
 
 async def test_an_undelivered_callback_moves_the_ladder_on(world: World) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from server.dispatch_store import Answer, notification_by_reply, record_delivery
+from server.notifier import NOTIFICATIONS_PARAM, callback_notification_ids
 from server.reply_codes import HELP_TEXT, CodedReply, Keyword, ReplyAction, parse_reply
 from server.responder_store import (
     claim_help,
@@ -120,12 +121,21 @@ async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> t
 
 
 @router.post("/status", status_code=status.HTTP_204_NO_CONTENT)
-async def status_callback(form: SignedForm, rt: Runtime) -> None:
-    """A message's delivery status; undelivered takes the member out of the step at once."""
+async def status_callback(
+    form: SignedForm,
+    rt: Runtime,
+    carried: Annotated[str | None, Query(alias=NOTIFICATIONS_PARAM)] = None,
+) -> None:
+    """A message's delivery status; undelivered takes the member out of the step at once.
+    The URL names the message's notifications (`server.notifier.status_callback_url`)."""
     sid, state = form.get("MessageSid", ""), form.get("MessageStatus", "")
     if not sid or not state:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid and MessageStatus required")
-    if await record_delivery(rt.dispatch, sid, state, rt.clock.now_ms()):
+    try:
+        ids = callback_notification_ids(carried)
+    except ValueError as e:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
+    if await record_delivery(rt.dispatch, sid, state, rt.clock.now_ms(), ids):
         log.info("SMS %s is %s", sid, state)
         rt.escalator.kick()
         await rt.changes.notify("alarms")
