@@ -20,10 +20,14 @@ from server.change_signal import ALARMS_KEY, HEALTH_KEY, ChangeSignal
 from server.dispatch_store import DispatchStore, Message
 from server.notifier import Notifier, NotifierError, redact_phones
 from server.responder_store import refuse_opted_out
-from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Waiting, plan_texts
+from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Sent, Waiting, plan_texts
 from server.sms_text import LINK
 
 log = logging.getLogger(__name__)
+
+MAX_SENDS_IN_FLIGHT = 16
+"""Batches being sent behind the pass at once; more wait (their SMS requests are bounded
+by `concurrent_sms` anyway)."""
 
 
 class Escalator:
@@ -53,6 +57,11 @@ class Escalator:
         self._care_ttl_s = care_ttl_s
         self._care_refresh: asyncio.Task[None] | None = None
         self._swept_at = float("-inf")
+        self._planning = asyncio.Lock()
+        self._flying: list[Sent] = []
+        """Texts planned and being sent, not yet recorded: history for the next plan."""
+        self._flying_ids: set[str] = set()
+        self._sends: set[asyncio.Task[None]] = set()
 
     def kick(self) -> None:
         """Something is due now (a new alarm, an answer, a failed delivery)."""
@@ -87,7 +96,7 @@ class Escalator:
             while True:
                 self._wake.clear()
                 try:
-                    await self.pass_once()
+                    await self.take_due()
                 except Exception:
                     log.exception("escalation pass failed; retrying")
                 wait = self._sweep_s
@@ -100,15 +109,35 @@ class Escalator:
         finally:
             if self._care_refresh is not None:
                 self._care_refresh.cancel()
+            sends = list(self._sends)
+            for task in sends:  # claimed under a lease: sent after a restart
+                task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
 
     async def pass_once(self) -> int:
-        """Take due steps and send their messages, then send what else is due (retries,
-        expired leases). Returns the number of messages sent.
+        """One pass, its sends waited for (`run` does not wait for them). Returns the number
+        of messages sent."""
+        sent = await self.take_due()
+        await self.drain()
+        return sent
+
+    async def drain(self) -> None:
+        """Wait for the sends in flight."""
+        while self._sends:
+            await asyncio.wait(set(self._sends))
+
+    async def take_due(self) -> int:
+        """Take due steps and start sending their messages, then what else is due (retries,
+        expired leases), without waiting for the sends. Returns the number of messages
+        started.
 
         A new alarm's ladder is stored with the alarm, due now (`server.store.new_ladder`),
         and its first step is taken and claimed in one transaction (`advance_due`): the SMS
-        goes out after the alarm's own commit and one more. Ladders of alarms stored
-        without one (by an older server) are started by a sweep, at most every `sweep_s`."""
+        goes out after the alarm's own commit and one more. The sends run behind the pass,
+        so an alarm arriving meanwhile is taken at once instead of waiting for the previous
+        alarm's SMS to be sent and recorded (that wait was most of `bench e2e`'s p99).
+        Ladders of alarms stored without one (by an older server) are started by a sweep,
+        at most every `sweep_s`."""
         care = await self.care_map()
         if self._clock.monotonic() - self._swept_at >= self._sweep_s:
             self._swept_at = self._clock.monotonic()
@@ -116,12 +145,35 @@ class Escalator:
         sent = 0
         while True:
             msgs = await self._dispatch.advance_due(self._clock.now_ms(), care)
-            await self.send(msgs)  # the steps' SMS first: the retries below may wait
-            unsent = await self._dispatch.claim_unsent(self._clock.now_ms())
-            await self.send(unsent)
+            await self._send_behind(msgs)  # the steps' SMS first: the retries below may wait
+            # a message of ours whose lease ran out while still being sent is not sent twice
+            claimed = await self._dispatch.claim_unsent(self._clock.now_ms())
+            unsent = [m for m in claimed if m.id not in self._flying_ids]
+            await self._send_behind(unsent)
             if not msgs and not unsent:
                 return sent
             sent += len(msgs) + len(unsent)
+
+    async def _send_behind(self, msgs: Sequence[Message]) -> None:
+        """Start sending `msgs` without waiting for them (at most `MAX_SENDS_IN_FLIGHT`
+        batches at once: beyond that, wait for one to finish)."""
+        if not msgs:
+            return
+        while len(self._sends) >= MAX_SENDS_IN_FLIGHT:
+            await asyncio.wait(set(self._sends), return_when=asyncio.FIRST_COMPLETED)
+        self._flying_ids.update(m.id for m in msgs)
+        task = asyncio.create_task(self._send_logged(msgs), name="escalator-send")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send_logged(self, msgs: Sequence[Message]) -> None:
+        try:
+            await self.send(msgs)
+        except Exception:
+            # claimed under a lease: a later pass sends what was not recorded
+            log.exception("sending %d message(s) failed; retried after their lease", len(msgs))
+        finally:
+            self._flying_ids.difference_update(m.id for m in msgs)
 
     async def send(self, msgs: Sequence[Message]) -> None:
         """Send concurrently (bounded), then record every outcome in one commit.
@@ -131,22 +183,32 @@ class Escalator:
         at most one merged message every 10 s (the rest wait, queued)."""
         if not msgs:
             return
-        now = self._clock.now_ms()
-        rendered = {m.id: self._render(m) for m in msgs}
-        history = await self._dispatch.recent_texts({m.to_phone for m in msgs}, now - WINDOW_MS)
-        waiting = [Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs]
-        plan = plan_texts(waiting, history, now, self._max_per_number)
-        by_id = {m.id: m for m in msgs}
-        held = [m for m in msgs if m.to_phone in plan.held_until_ms]
-        for number, until in plan.held_until_ms.items():
-            await self._dispatch.hold([m.id for m in held if m.to_phone == number], until)
-        sent = await asyncio.gather(*(self._send_one(o) for o in plan.send))
-        results = [
-            (by_id[key], ref, error)
-            for outgoing, (ref, error) in zip(plan.send, sent, strict=True)
-            for key in outgoing.keys
-        ]
-        for hub_id in set(await self._dispatch.record_results(results, self._clock.now_ms())):
+        numbers = {m.to_phone for m in msgs}
+        async with self._planning:  # one plan at a time, each seeing the others in flight
+            now = self._clock.now_ms()
+            rendered = {m.id: self._render(m) for m in msgs}
+            history = await self._dispatch.recent_texts(numbers, now - WINDOW_MS)
+            history += [s for s in self._flying if s.number in numbers]
+            waiting = [Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs]
+            plan = plan_texts(waiting, history, now, self._max_per_number)
+            flying = [Sent(o.number, o.body, now) for o in plan.send]
+            self._flying += flying
+        try:
+            by_id = {m.id: m for m in msgs}
+            held = [m for m in msgs if m.to_phone in plan.held_until_ms]
+            for number, until in plan.held_until_ms.items():
+                await self._dispatch.hold([m.id for m in held if m.to_phone == number], until)
+            sent = await asyncio.gather(*(self._send_one(o) for o in plan.send))
+            results = [
+                (by_id[key], ref, error)
+                for outgoing, (ref, error) in zip(plan.send, sent, strict=True)
+                for key in outgoing.keys
+            ]
+            changed = await self._dispatch.record_results(results, self._clock.now_ms())
+        finally:
+            for s in flying:  # recorded (or lost with an error): the next plan reads them
+                self._flying.remove(s)
+        for hub_id in set(changed):
             await self._changes.notify(f"hub:{hub_id}")
         await self._changes.notify(ALARMS_KEY)
         if any(error for _, _, error in results):

@@ -251,6 +251,8 @@ notifications = sa.Table(
     sa.UniqueConstraint("alarm_id", "doctor_id", "purpose", name="uq_notifications_once"),
     sa.Index("uq_notifications_link_token_hash", "link_token_hash", unique=True),
     sa.Index("uq_notifications_contact_once", "alarm_id", "contact_id", "purpose", unique=True),
+    # what a number was sent lately (the per-number limit), read before each batch is sent
+    sa.Index("ix_notifications_to_phone_sent", "to_phone", "sent_at_ms"),
 )
 
 escalations = sa.Table(

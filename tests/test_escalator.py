@@ -21,7 +21,7 @@ from server.escalation import URGENT
 from server.escalator import Escalator
 from server.main import prepare_database
 from server.notifier import NotifierError
-from server.schema import escalations
+from server.schema import escalations, notifications
 from server.store import POLICY_PENDING, HubIdentity, ServerStore
 from tests.conftest import DIRECTORY
 
@@ -139,4 +139,102 @@ async def test_an_alarm_stored_without_a_ladder_by_an_older_server_gets_one(
     assert await escalator.pass_once() == 3
     assert sum(t.count("/r/") for t in notifier.sent) == 3
     assert await escalator.pass_once() == 0  # once each
+    await engine.dispose()
+
+
+class GatedNotifier:
+    """Holds the first send until `gate` is set (a provider slow to answer); the others go
+    through at once."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.first_held = asyncio.Event()
+        self.second_sent = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def send_sms(self, to: str, body: str, notification_ids: Sequence[str] = ()) -> str:
+        self.sent.append(body)
+        if len(self.sent) == 1:
+            self.first_held.set()
+            await self.gate.wait()
+        else:
+            self.second_sent.set()
+        return f"SM{len(self.sent)}"
+
+
+async def store_another_alarm(store: ServerStore, alarm_id: str, now_ms: int) -> None:
+    hub = await store.hub_by_token("t" * 24)
+    assert hub is not None
+    upload = AlarmUpload(alarm_id=alarm_id, device_id="btn-1", kind="button", raised_at_ms=now_ms)
+    await store.store_alarm(hub, upload, now_ms)
+
+
+async def notification_rows(engine: AsyncEngine) -> list[sa.Row]:
+    async with engine.connect() as conn:
+        query = sa.select(notifications).order_by(notifications.c.created_at_ms)
+        return list((await conn.execute(query)).all())
+
+
+async def test_an_alarm_is_texted_while_the_previous_alarms_sms_is_still_being_sent(
+    tmp_path: Path,
+) -> None:
+    """The sends run behind the pass: a provider slow to answer one alarm's SMS does not
+    hold up the next alarm's (that wait was most of bench e2e's p99)."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    notifier = GatedNotifier()
+    clock = FakeClock()
+    escalator = Escalator(DispatchStore(store, b"k" * 32), notifier, clock, ChangeSignal(), "x")
+    assert await escalator.take_due() == 1
+    await asyncio.wait_for(notifier.first_held.wait(), 5)
+    await store_another_alarm(store, "b00", clock.now_ms())
+    assert await escalator.take_due() == 1
+    await asyncio.wait_for(notifier.second_sent.wait(), 5)  # the first is still held
+    notifier.gate.set()
+    await escalator.drain()
+    assert [n.status for n in await notification_rows(engine)] == ["sent", "sent"]
+    await engine.dispose()
+
+
+async def test_a_text_in_flight_counts_against_the_number_limit(tmp_path: Path) -> None:
+    """The per-number limit sees the texts still being sent, not only those recorded."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    notifier = GatedNotifier()
+    clock = FakeClock()
+    escalator = Escalator(
+        DispatchStore(store, b"k" * 32), notifier, clock, ChangeSignal(), "x", max_per_number=1
+    )
+    await escalator.take_due()
+    await asyncio.wait_for(notifier.first_held.wait(), 5)
+    await store_another_alarm(store, "b00", clock.now_ms())
+    await escalator.take_due()
+    # the second text is held for the number's next merged message, not sent alone
+    for _ in range(250):
+        rows = await notification_rows(engine)
+        if len(rows) == 2 and rows[1].status == "queued":
+            break
+        await asyncio.sleep(0.02)
+    assert rows[1].status == "queued" and rows[1].next_attempt_at_ms > clock.now_ms()
+    assert len(notifier.sent) == 1
+    notifier.gate.set()
+    await escalator.drain()
+    assert len(notifier.sent) == 1
+    await engine.dispose()
+
+
+async def test_a_message_still_being_sent_when_its_lease_runs_out_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    engine, store = await server_with_alarms(tmp_path, 1)
+    notifier = GatedNotifier()
+    clock = FakeClock()
+    dispatch = DispatchStore(store, b"k" * 32, send_lease_ms=1000)
+    escalator = Escalator(dispatch, notifier, clock, ChangeSignal(), "x")
+    await escalator.take_due()
+    await asyncio.wait_for(notifier.first_held.wait(), 5)
+    clock.advance(5)  # the lease ran out: claimable again, but this process is sending it
+    assert await escalator.take_due() == 0
+    notifier.gate.set()
+    await escalator.drain()
+    assert len(notifier.sent) == 1
+    assert [n.status for n in await notification_rows(engine)] == ["sent"]
     await engine.dispose()
