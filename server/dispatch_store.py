@@ -1002,11 +1002,21 @@ async def record_delivery(
         if notification_ids
         else notifications.c.provider_ref == provider_ref
     )
+    rank = STATUS_RANK[status]
+
+    def moves(row: Any) -> bool:
+        return STATUS_RANK.get(row.provider_status or row.status, 0) < rank
+
+    # most callbacks change nothing (`queued` and `sent` after the send was recorded): they
+    # are answered from a read, without waiting for SQLite's one writer behind the steps
+    query = sa.select(notifications).where(where)
+    async with store.engine.connect() as conn:
+        if not any(moves(row) for row in (await conn.execute(query)).all()):
+            return False
     changed = False
     async with store._write() as conn:
-        for row in (await conn.execute(sa.select(notifications).where(where))).all():
-            current = row.provider_status or row.status
-            if STATUS_RANK.get(current, 0) >= STATUS_RANK[status]:
+        for row in (await conn.execute(query)).all():
+            if not moves(row):
                 continue
             values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
             if status in ("undelivered", "failed"):

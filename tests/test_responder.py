@@ -7,9 +7,11 @@ app's routes are called through httpx's ASGI transport with a hand-built runtime
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -431,3 +433,26 @@ async def test_an_undelivered_callback_moves_the_ladder_on(world: World) -> None
     assert r.status_code == 204
     await world.run()  # no time passes
     assert len(world.sms.to("wang")) == 1
+
+
+async def test_a_callback_that_changes_nothing_does_not_take_the_writer(world: World) -> None:
+    """`queued` and `sent` arrive after the send was recorded: answered from a read, so
+    they do not queue for SQLite's one writer behind the alarms' steps."""
+    await world.press()
+    await world.run()
+    ref = world.sms.ref_to("li")
+    writes = 0
+    real = world.rt.store._write
+
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[Any]:
+        nonlocal writes
+        writes += 1
+        async with real() as conn:
+            yield conn
+
+    world.rt.store._write = counted  # type: ignore[method-assign]
+    for state in ("queued", "sent", "sent", "delivered", "delivered"):
+        r = await world.twilio("/twilio/status", {"MessageSid": ref, "MessageStatus": state})
+        assert r.status_code == 204
+    assert writes == 1  # the delivered one
