@@ -124,6 +124,7 @@ def create_app(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await escalator.close()  # the SMS being sent are recorded, not sent twice
             with contextlib.suppress(Exception):
                 await heartbeats.flush()  # the last beats noted, before the engine goes
             if relay is not None:

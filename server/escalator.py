@@ -25,6 +25,9 @@ from server.sms_text import LINK
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 12.0
+"""How long a stopping server waits for its sends in flight: past the provider's 10 s
+timeout, so a send that is answered at all gets recorded."""
 MAX_SENDS_IN_FLIGHT = 16
 """Batches being sent behind the pass at once; more wait (their SMS requests are bounded
 by `concurrent_sms` anyway)."""
@@ -109,10 +112,23 @@ class Escalator:
         finally:
             if self._care_refresh is not None:
                 self._care_refresh.cancel()
-            sends = list(self._sends)
-            for task in sends:  # claimed under a lease: sent after a restart
-                task.cancel()
-            await asyncio.gather(*sends, return_exceptions=True)
+
+    async def close(self, grace_s: float = STOP_GRACE_S) -> None:
+        """After `run` is cancelled: let the sends in flight finish and be recorded, for at
+        most `grace_s`, then cancel the rest. A send cut off unrecorded is sent again by
+        another process when its lease runs out (a duplicate SMS), so a planned restart
+        waits for them."""
+        sends = list(self._sends)
+        if not sends:
+            return
+        _, pending = await asyncio.wait(sends, timeout=grace_s)
+        for task in pending:  # claimed under a lease: sent again after it runs out
+            task.cancel()
+        if pending:
+            log.warning(
+                "stopped with %d send batch(es) unrecorded; resent after the lease", len(pending)
+            )
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def pass_once(self) -> int:
         """One pass, its sends waited for (`run` does not wait for them). Returns the number

@@ -98,6 +98,7 @@ async def test_the_running_worker_notifies_everyone_and_retries_failures(tmp_pat
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await escalator.close()
     assert {a["state"] for a in await store.list_alarms(limit=100)} == {"dispatched"}
     assert sum(t.count("/r/") for t in notifier.sent) == 40  # each alarm's link, once
     await engine.dispose()
@@ -237,4 +238,34 @@ async def test_a_message_still_being_sent_when_its_lease_runs_out_is_not_sent_ag
     await escalator.drain()
     assert len(notifier.sent) == 1
     assert [n.status for n in await notification_rows(engine)] == ["sent"]
+    await engine.dispose()
+
+
+async def test_a_stopping_server_records_the_sms_it_was_sending(tmp_path: Path) -> None:
+    """A planned restart waits for the sends in flight: recorded, never sent twice."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    notifier = GatedNotifier()
+    escalator = Escalator(
+        DispatchStore(store, b"k" * 32), notifier, FakeClock(), ChangeSignal(), "x"
+    )
+    await escalator.take_due()
+    await asyncio.wait_for(notifier.first_held.wait(), 5)
+    closing = asyncio.create_task(escalator.close(grace_s=30))
+    notifier.gate.set()  # the provider answers while the server stops
+    await asyncio.wait_for(closing, 10)
+    assert [n.status for n in await notification_rows(engine)] == ["sent"]
+    await engine.dispose()
+
+
+async def test_a_stop_does_not_wait_past_its_grace_for_a_hung_provider(tmp_path: Path) -> None:
+    engine, store = await server_with_alarms(tmp_path, 1)
+    notifier = GatedNotifier()  # never released: the provider hangs
+    escalator = Escalator(
+        DispatchStore(store, b"k" * 32), notifier, FakeClock(), ChangeSignal(), "x"
+    )
+    await escalator.take_due()
+    await asyncio.wait_for(notifier.first_held.wait(), 5)
+    await asyncio.wait_for(escalator.close(grace_s=0.05), 5)
+    # left claimed under its lease: another process sends it when the lease runs out
+    assert [n.status for n in await notification_rows(engine)] == ["sending"]
     await engine.dispose()
