@@ -147,7 +147,9 @@ def test_a_press_reaches_the_live_queue_within_a_second_and_after_a_restart(
     later = int(time.time()) + 1000
     with CallButton("btn-2", "127.0.0.1", deployment.broker.port, first_seq=later) as button:
         assert button.connected.wait(5)
-        button.press("press")
+        # held connected until the hub acks: `press` publishes from a firmware thread, and
+        # leaving the block at once could stop the button before it had published at all
+        button.press("press", wait_s=10)
     again = page.locator("tr[data-repeats='1']")
     playwright_sync.expect(again).to_have_class(re.compile(r"\brepeated\b"), timeout=5000)
     playwright_sync.expect(again).to_contain_text("2× from this device")
