@@ -63,8 +63,8 @@ class Escalator:
         self._planning = asyncio.Lock()
         self._flying: list[Sent] = []
         """Texts planned and being sent, not yet recorded: history for the next plan."""
-        self._flying_ids: set[str] = set()
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends: dict[asyncio.Task[None], frozenset[str]] = {}
+        """The send tasks in flight, each with the ids of the messages it carries."""
 
     def kick(self) -> None:
         """Something is due now (a new alarm, an answer, a failed delivery)."""
@@ -164,7 +164,8 @@ class Escalator:
             await self._send_behind(msgs)  # the steps' SMS first: the retries below may wait
             # a message of ours whose lease ran out while still being sent is not sent twice
             claimed = await self._dispatch.claim_unsent(self._clock.now_ms())
-            unsent = [m for m in claimed if m.id not in self._flying_ids]
+            flying = frozenset().union(*self._sends.values())
+            unsent = [m for m in claimed if m.id not in flying]
             await self._send_behind(unsent)
             if not msgs and not unsent:
                 return sent
@@ -177,10 +178,9 @@ class Escalator:
             return
         while len(self._sends) >= MAX_SENDS_IN_FLIGHT:
             await asyncio.wait(set(self._sends), return_when=asyncio.FIRST_COMPLETED)
-        self._flying_ids.update(m.id for m in msgs)
         task = asyncio.create_task(self._send_logged(msgs), name="escalator-send")
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        self._sends[task] = frozenset(m.id for m in msgs)
+        task.add_done_callback(lambda done: self._sends.pop(done, None))
 
     async def _send_logged(self, msgs: Sequence[Message]) -> None:
         try:
@@ -188,8 +188,6 @@ class Escalator:
         except Exception:
             # claimed under a lease: a later pass sends what was not recorded
             log.exception("sending %d message(s) failed; retried after their lease", len(msgs))
-        finally:
-            self._flying_ids.difference_update(m.id for m in msgs)
 
     async def send(self, msgs: Sequence[Message]) -> None:
         """Send concurrently (bounded), then record every outcome in one commit.
