@@ -24,6 +24,7 @@ from server.notifier import NotifierError
 from server.schema import escalations, notifications
 from server.store import POLICY_PENDING, HubIdentity, ServerStore
 from tests.conftest import DIRECTORY
+from tests.dispatch_world import press_button
 
 
 class FlakyNotifier:
@@ -163,11 +164,10 @@ class GatedNotifier:
         return f"SM{len(self.sent)}"
 
 
-async def store_another_alarm(store: ServerStore, alarm_id: str, now_ms: int) -> None:
+async def store_another_alarm(store: ServerStore, now_ms: int) -> None:
     hub = await store.hub_by_token("t" * 24)
     assert hub is not None
-    upload = AlarmUpload(alarm_id=alarm_id, device_id="btn-1", kind="button", raised_at_ms=now_ms)
-    await store.store_alarm(hub, upload, now_ms)
+    await press_button(store, hub, now_ms)
 
 
 async def notification_rows(engine: AsyncEngine) -> list[sa.Row]:
@@ -187,7 +187,7 @@ async def test_an_alarm_is_texted_while_the_previous_alarms_sms_is_still_being_s
     escalator = Escalator(DispatchStore(store, b"k" * 32), notifier, clock, ChangeSignal(), "x")
     assert await escalator.take_due() == 1
     await asyncio.wait_for(notifier.first_held.wait(), 5)
-    await store_another_alarm(store, "b00", clock.now_ms())
+    await store_another_alarm(store, clock.now_ms())
     assert await escalator.take_due() == 1
     await asyncio.wait_for(notifier.second_sent.wait(), 5)  # the first is still held
     notifier.gate.set()
@@ -206,7 +206,7 @@ async def test_a_text_in_flight_counts_against_the_number_limit(tmp_path: Path) 
     )
     await escalator.take_due()
     await asyncio.wait_for(notifier.first_held.wait(), 5)
-    await store_another_alarm(store, "b00", clock.now_ms())
+    await store_another_alarm(store, clock.now_ms())
     await escalator.take_due()
     # the second text is held for the number's next merged message, not sent alone
     for _ in range(250):
