@@ -43,6 +43,7 @@ from server.reply_codes import next_code
 from server.schema import (
     alarm_events,
     alarms,
+    directory_version,
     doctors,
     elders,
     emergency_contacts,
@@ -126,13 +127,27 @@ class DispatchStore:
     # ------------------------------------------------------------ the care map
 
     async def care_map(self) -> CareMap:
+        versioned = await self.care_map_if_changed(None)
+        assert versioned is not None
+        return versioned[1]
+
+    async def care_map_if_changed(self, known: int | None) -> tuple[int, CareMap] | None:
+        """The directory's version (bumped by the database on every change, migration 0009)
+        and its care map; None, after one small read, when the version is still `known`."""
         async with self.engine.connect() as conn:
+            # read first: a change made while the rows are read bumps it past this value,
+            # so the next check rebuilds again
+            version = int(
+                (await conn.execute(sa.select(directory_version.c.version))).scalar() or 0
+            )
+            if version == known:
+                return None
             team_rows = (await conn.execute(sa.select(teams))).all()
             member_rows = (await conn.execute(sa.select(doctors))).all()
             policy_rows = (await conn.execute(sa.select(escalation_policies))).all()
         # building is pure CPU (a second for 10 000 teams): off the event loop, so requests
         # are answered meanwhile
-        return await asyncio.to_thread(build_care_map, team_rows, member_rows, policy_rows)
+        return version, await asyncio.to_thread(build_care_map, team_rows, member_rows, policy_rows)
 
     # ------------------------------------------------------------ ladders
 

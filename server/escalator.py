@@ -43,7 +43,7 @@ class Escalator:
         public_base_url: str,
         sweep_s: float = 1.0,
         concurrent_sms: int = 8,
-        care_ttl_s: float = 5.0,
+        care_ttl_s: float = 1.0,
         max_per_number: int = MAX_PER_WINDOW,
     ) -> None:
         self._max_per_number = max_per_number
@@ -56,6 +56,7 @@ class Escalator:
         self._wake = asyncio.Event()
         self._sending = asyncio.Semaphore(concurrent_sms)
         self._care: CareMap | None = None
+        self._care_version: int | None = None
         self._care_at = float("-inf")
         self._care_ttl_s = care_ttl_s
         self._care_refresh: asyncio.Task[None] | None = None
@@ -71,9 +72,10 @@ class Escalator:
         self._wake.set()
 
     async def care_map(self) -> CareMap:
-        """The directory as of about `care_ttl_s` ago (it changes rarely). Only the first
-        call waits for the database; after that a stale map is served while a fresh one is
-        read in the background, so no alarm's step waits for the rosters to be rebuilt."""
+        """The directory as of about `care_ttl_s` ago. Only the first call waits for the
+        database; after that the map is served while its version is checked in the
+        background (one small read), and rebuilt there only when the directory changed:
+        a rebuild reads every team and member, which for a city stalls the process."""
         if self._care is None:
             await self._refresh_care()
         elif self._clock.monotonic() - self._care_at > self._care_ttl_s and (
@@ -86,12 +88,14 @@ class Escalator:
     async def _refresh_care(self) -> None:
         at = self._clock.monotonic()
         try:
-            self._care = await self._dispatch.care_map()
+            fresh = await self._dispatch.care_map_if_changed(self._care_version)
         except Exception:
             if self._care is None:
                 raise
             log.exception("reading the directory failed; the previous one is kept")
             return
+        if fresh is not None:
+            self._care_version, self._care = fresh
         self._care_at = at
 
     async def run(self) -> None:

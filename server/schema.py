@@ -48,6 +48,15 @@ doctors = sa.Table(
     sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+directory_version = sa.Table(
+    "directory_version",
+    metadata,
+    # one row (id 1), bumped by triggers on teams, doctors and escalation_policies
+    # (migration 0009): the processes' care maps are rebuilt only when it moves
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 households = sa.Table(
     "households",
     metadata,
