@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from carehub.clock import Clock
 from server.accept_link import link_token
@@ -45,7 +45,9 @@ class Escalator:
         concurrent_sms: int = 8,
         care_ttl_s: float = 1.0,
         max_per_number: int = MAX_PER_WINDOW,
+        on_care_map: Callable[[], None] | None = None,
     ) -> None:
+        self._on_care_map = on_care_map
         self._max_per_number = max_per_number
         self._dispatch = dispatch
         self._notifier = notifier
@@ -96,6 +98,8 @@ class Escalator:
             return
         if fresh is not None:
             self._care_version, self._care = fresh
+            if self._on_care_map is not None:
+                self._on_care_map()
         self._care_at = at
 
     async def run(self) -> None:

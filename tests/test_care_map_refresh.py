@@ -65,8 +65,15 @@ async def test_the_escalator_rebuilds_its_care_map_only_after_a_change(tmp_path:
     engine = await _engine(f"sqlite+aiosqlite:///{tmp_path / 'server.db'}", tmp_path)
     clock = FakeClock()
     dispatch = DispatchStore(ServerStore(engine), b"k" * 32)
+    built: list[int] = []  # the server freezes each new map out of the GC's scans
     escalator = Escalator(
-        dispatch, RecordingNotifier({}), clock, ChangeSignal(), "http://x", care_ttl_s=1.0
+        dispatch,
+        RecordingNotifier({}),
+        clock,
+        ChangeSignal(),
+        "http://x",
+        care_ttl_s=1.0,
+        on_care_map=lambda: built.append(1),
     )
 
     async def after_a_check() -> object:
@@ -80,6 +87,7 @@ async def test_the_escalator_rebuilds_its_care_map_only_after_a_change(tmp_path:
         first = await escalator.care_map()
         assert first.members["dr-a"].name == "Doctor A"
         assert await after_a_check() is first  # nothing changed: the same map, not rebuilt
+        assert len(built) == 1
         async with engine.begin() as conn:
             await conn.execute(doctors.update().where(doctors.c.id == "dr-a").values(name="Dr. A"))
         assert await escalator.care_map() is first  # within its ttl: not even checked
@@ -87,5 +95,6 @@ async def test_the_escalator_rebuilds_its_care_map_only_after_a_change(tmp_path:
         assert fresh is not first
         assert fresh.members["dr-a"].name == "Dr. A"  # type: ignore[attr-defined]
         assert await after_a_check() is fresh
+        assert len(built) == 2
     finally:
         await engine.dispose()
