@@ -24,6 +24,7 @@ from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
 from server.routes import admin_api, enroll_api, household_api, hub_api, responder, twilio_hooks
@@ -114,7 +115,9 @@ def create_app(
             on_care_map=gc.freeze,
         )
         heartbeats = HeartbeatWriter(store, changes)
-        rt = ServerRuntime(settings, store, dispatch, escalator, changes, clk, heartbeats)
+        rt = ServerRuntime(
+            settings, store, dispatch, escalator, changes, clk, heartbeats, FaultWriter(store)
+        )
         app.state.runtime = rt
         tasks = [
             asyncio.create_task(escalator.run()),

@@ -9,6 +9,7 @@ from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.store import ServerStore
 
@@ -22,3 +23,4 @@ class ServerRuntime:
     changes: ChangeSignal
     clock: Clock
     heartbeats: HeartbeatWriter
+    faults: FaultWriter

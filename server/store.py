@@ -18,6 +18,7 @@ from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultRep
 from carehub.mqtt_contract import RESPONDER_MAX_CHARS
 from server.alarm_repeats import Joined, OpenAlarm, join
 from server.auth import hash_token
+from server.fault_reports import Incoming, Latest, Outcome, decide
 from server.schema import (
     alarm_events,
     alarm_repeats,
@@ -329,46 +330,61 @@ class ServerStore:
     async def record_fault(self, hub: HubIdentity, report: FaultReport, now_ms: int) -> bool:
         """Store a fault report once (by the hub's report_id); True when it was new.
         Raises UnknownDevice for a device not paired with the hub."""
+        (outcome,) = await self.record_faults([Incoming(hub.hub_id, report, now_ms)])
+        if outcome is Outcome.UNKNOWN_DEVICE:
+            raise UnknownDevice(report.device_id)
+        return outcome is Outcome.NEW
+
+    async def record_faults(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """Decide and store many hubs' fault reports in one transaction: three reads for the
+        whole batch, one insert of the new rows (`server.fault_reports`)."""
+        if not batch:
+            return []
         async with self._write() as conn:
-            seen = (
-                await conn.execute(
-                    sa.select(faults.c.id).where(
-                        faults.c.hub_id == hub.hub_id, faults.c.report_id == report.report_id
-                    )
-                )
-            ).first()
-            if seen:
-                return False
-            await _check_device(conn, hub.hub_id, report.device_id)
-            latest = (
-                await conn.execute(
-                    sa.select(faults.c.active, faults.c.since_ms)
-                    .where(
-                        faults.c.hub_id == hub.hub_id,
-                        faults.c.device_id == report.device_id,
-                        faults.c.fault == report.fault,
-                    )
-                    .order_by(faults.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-            if latest is not None and (
-                latest.active == report.active or latest.since_ms > report.at_ms
-            ):
-                return False  # no change (a repeat after a hub restart) or an older report
-            await conn.execute(
-                faults.insert().values(
-                    hub_id=hub.hub_id,
-                    device_id=report.device_id,
-                    fault=report.fault,
-                    active=report.active,
-                    since_ms=report.at_ms,
-                    updated_at_ms=now_ms,
-                    detail=report.detail,
-                    report_id=report.report_id,
+            ids = {(i.hub_id, i.report.report_id) for i in batch}
+            stored = await conn.execute(
+                sa.select(faults.c.hub_id, faults.c.report_id).where(
+                    sa.tuple_(faults.c.hub_id, faults.c.report_id).in_(ids)
                 )
             )
-            return True
+            pairs = {(i.hub_id, i.report.device_id) for i in batch}
+            paired = await conn.execute(
+                sa.select(devices.c.hub_id, devices.c.id).where(
+                    sa.tuple_(devices.c.hub_id, devices.c.id).in_(pairs)
+                )
+            )
+            key = (faults.c.hub_id, faults.c.device_id, faults.c.fault)
+            newest = (
+                sa.select(sa.func.max(faults.c.id))
+                .where(sa.tuple_(*key).in_({i.key for i in batch}))
+                .group_by(*key)
+            )
+            latest = await conn.execute(
+                sa.select(*key, faults.c.active, faults.c.since_ms).where(faults.c.id.in_(newest))
+            )
+            outcomes = decide(
+                batch,
+                [tuple(r) for r in stored],
+                [tuple(r) for r in paired],
+                {(r.hub_id, r.device_id, r.fault): Latest(r.active, r.since_ms) for r in latest},
+            )
+            rows = [
+                {
+                    "hub_id": i.hub_id,
+                    "device_id": i.report.device_id,
+                    "fault": i.report.fault,
+                    "active": i.report.active,
+                    "since_ms": i.report.at_ms,
+                    "updated_at_ms": i.received_ms,
+                    "detail": i.report.detail,
+                    "report_id": i.report.report_id,
+                }
+                for i, outcome in zip(batch, outcomes, strict=True)
+                if outcome is Outcome.NEW
+            ]
+            if rows:
+                await conn.execute(faults.insert(), rows)
+        return outcomes
 
     # ------------------------------------------------------------ reads for dispatcher/admin
 

@@ -31,6 +31,7 @@ from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
 from server.dispatch_store import DispatchStore
 from server.escalator import Escalator
+from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import MAX_CALLBACK_IDS, status_callback_url
 from server.reply_codes import HELP_TEXT
@@ -157,7 +158,14 @@ async def world(database_url: str) -> AsyncIterator[World]:
     changes = ChangeSignal()
     escalator = Escalator(dispatch, sms, clock, changes, BASE)
     rt = ServerRuntime(
-        settings, store, dispatch, escalator, changes, clock, HeartbeatWriter(store, changes)
+        settings,
+        store,
+        dispatch,
+        escalator,
+        changes,
+        clock,
+        HeartbeatWriter(store, changes),
+        FaultWriter(store),
     )
     app = create_app(settings, sms, clock)
     app.state.runtime = rt  # the lifespan (and its background worker) is not run

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from carehub import api_contract as api
 from server.change_signal import HEALTH_KEY
+from server.fault_reports import Incoming, Outcome
 from server.routes.deps import Hub, Runtime
 from server.routes.problems import problems
 from server.store import UnknownAlarm, UnknownDevice
@@ -134,12 +135,12 @@ async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
 
 @router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
 async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
-    """A device fault raised or cleared on the hub (not an emergency). Idempotent."""
-    try:
-        new = await rt.store.record_fault(hub, body, rt.clock.now_ms())
-    except UnknownDevice as e:
-        raise _unpaired(hub.hub_id, e) from None
-    if new:
+    """A device fault raised or cleared on the hub (not an emergency). Idempotent. Stored
+    with the other hubs' reports of the moment, in one transaction (`server.fault_writer`)."""
+    outcome = await rt.faults.record(Incoming(hub.hub_id, body, rt.clock.now_ms()))
+    if outcome is Outcome.UNKNOWN_DEVICE:
+        raise _unpaired(hub.hub_id, UnknownDevice(body.device_id))
+    if outcome is Outcome.NEW:
         await rt.changes.notify(HEALTH_KEY)
         log.info(
             "hub %s: %s %s on %s",
