@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -383,7 +384,10 @@ class ServerStore:
                 if outcome is Outcome.NEW
             ]
             if rows:
-                await conn.execute(faults.insert(), rows)
+                # a report stored meanwhile by another process is skipped, not an error
+                # that would fail the other hubs' reports of the batch
+                dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+                await conn.execute(dialect.insert(faults).on_conflict_do_nothing(), rows)
         return outcomes
 
     # ------------------------------------------------------------ reads for dispatcher/admin

@@ -126,3 +126,46 @@ async def test_a_failed_batch_fails_its_own_reports_only() -> None:
     assert [type(r).__name__ for r in results[:2]] == ["RuntimeError", "RuntimeError"]
     assert results[2:] == [Outcome.NEW] * 3  # the hubs' retries of the first two will land
     assert store.batches == [2, 2, 1]
+
+
+async def test_a_report_another_process_stores_meanwhile_fails_nothing(pg_url: str) -> None:
+    """PostgreSQL, several server processes: a report committed by another process after
+    this batch read the table is skipped at insert, not an IntegrityError failing the
+    whole batch (every other hub's report in it)."""
+    engine = make_engine(pg_url)
+    await migrate(engine)
+    await load_directory(engine, Directory.model_validate(DIRECTORY), None)
+    other = make_engine(pg_url)
+    row = {
+        "hub_id": "hub-0",
+        "device_id": "p-0",
+        "fault": "battery_low",
+        "active": True,
+        "since_ms": 1,
+        "updated_at_ms": 1,
+        "report_id": "r-dup",
+    }
+    dup = FaultReport(report_id="r-dup", device_id="p-0", fault="battery_low", active=True, at_ms=1)
+    fine = FaultReport(report_id="r-ok", device_id="p-1", fault="battery_low", active=True, at_ms=1)
+    try:
+        async with other.connect() as conn:
+            tx = await conn.begin()
+            await conn.execute(faults.insert().values(**row))  # not committed yet: invisible
+            batch = [Incoming("hub-0", dup, 5), Incoming("hub-1", fine, 5)]
+            writing = asyncio.create_task(ServerStore(engine).record_faults(batch))
+            async with engine.connect() as watch:  # until the batch's insert waits on ours
+                waiting = sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                # the database's lock table is the only signal there is: polled, not slept on
+                while not (await watch.execute(waiting)).scalar() and not writing.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await tx.commit()
+        assert await writing == [Outcome.NEW, Outcome.NEW]
+        async with engine.connect() as conn:
+            ids = (await conn.execute(sa.select(faults.c.report_id))).scalars().all()
+        assert sorted(ids) == ["r-dup", "r-ok"]
+    finally:
+        await other.dispose()
+        await engine.dispose()
