@@ -69,6 +69,15 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
             log.exception("hub watch failed")
 
 
+def freeze_long_lived() -> None:
+    """Keep what lives as long as the process (modules, engine, the care map just built)
+    out of the garbage collector's full passes, which scanned ~190 000 such objects and
+    stalled the event loop 100-130 ms each (`docs/benchmarks.md`). Collected first, so no
+    garbage is frozen with them; called when the directory is (re)built, i.e. rarely."""
+    gc.collect()
+    gc.freeze()
+
+
 def link_secret(settings: ServerSettings) -> bytes:
     """The key accept links are derived from: from ``CAREHUB_SECRET_KEY``, so every server
     process (and a restarted one) makes and accepts the same links."""
@@ -110,9 +119,7 @@ def create_app(
             changes,
             settings.public_base_url,
             max_per_number=settings.sms_max_per_number,
-            # the directory is the process's largest long-lived data: frozen out of the
-            # collector's scans, whose full passes stalled the event loop 100-130 ms
-            on_care_map=gc.freeze,
+            on_care_map=freeze_long_lived,
         )
         heartbeats = HeartbeatWriter(store, changes)
         rt = ServerRuntime(

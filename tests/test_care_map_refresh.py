@@ -5,6 +5,8 @@ few seconds (which stalled its event loop)."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
+from server.app import freeze_long_lived
 from server.change_signal import ChangeSignal
 from server.db import make_engine
 from server.dispatch_store import DispatchStore
@@ -98,3 +101,21 @@ async def test_the_escalator_rebuilds_its_care_map_only_after_a_change(tmp_path:
         assert len(built) == 2
     finally:
         await engine.dispose()
+
+
+def test_freezing_the_long_lived_objects_collects_garbage_first() -> None:
+    """Frozen objects are never collected: garbage frozen with them would leak for good."""
+
+    class Node:
+        other: object = None
+
+    alive, dead = Node(), Node()
+    dead.other = dead  # a cycle only the collector can free
+    gone = weakref.ref(dead)
+    del dead
+    try:
+        freeze_long_lived()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0 and alive.other is None
+    finally:
+        gc.unfreeze()
