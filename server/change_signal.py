@@ -99,7 +99,9 @@ class PostgresRelay:
         self._signal.relay = None
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # a cancel that lands inside asyncpg can come back as asyncpg's own error
+            # ("cannot switch to state …; another operation is in progress"): stopped anyway
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self._close()
 
@@ -130,8 +132,11 @@ class PostgresRelay:
                 await self._signal.wake_all()  # whatever was missed while away
                 await lost.wait()
                 log.warning("change relay lost its PostgreSQL connection; reconnecting")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                log.warning("change relay cannot listen (%s); retrying", e)
+            except Exception as e:  # any failure: listen again, never leave the relay dead
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # being stopped: a cancel asyncpg reported as its own error
+                log.warning("change relay cannot listen (%s: %s); retrying", type(e).__name__, e)
             finally:
                 self.listening.clear()
                 self._conn = None

@@ -73,3 +73,52 @@ async def test_a_relay_that_lost_its_connection_reconnects_and_wakes_everyone(
 def test_sqlalchemy_urls_become_asyncpg_dsns() -> None:
     assert asyncpg_dsn("postgresql+asyncpg://u@h:5432/db") == "postgresql://u@h:5432/db"
     assert asyncpg_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_a_relay_stops_cleanly_when_its_cancel_lands_inside_the_driver() -> None:
+    """Seen on CI's machine: a server stopping right after it started cancelled the
+    listener inside asyncpg's `add_listener`, which raised InternalClientError instead of
+    CancelledError, and the server's shutdown failed with it."""
+
+    class DriverError(Exception):
+        pass
+
+    relay = PostgresRelay("postgresql://unused", ChangeSignal())
+    started = asyncio.Event()
+
+    async def listening_until_cancelled() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise DriverError(
+                "cannot switch to state 12; another operation is in progress"
+            ) from None
+
+    relay._listen_forever = listening_until_cancelled  # type: ignore[method-assign]
+    await relay.start()
+    await started.wait()
+    await relay.stop()  # raised DriverError before
+    assert relay._task is not None and relay._task.done()
+
+
+async def test_an_unexpected_driver_error_is_retried_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    connected = asyncio.Event()
+
+    async def connect(_dsn: str) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise asyncpg.exceptions._base.InternalClientError("another operation is in progress")
+        connected.set()
+        await asyncio.Event().wait()  # the second attempt hangs until stopped
+        raise AssertionError
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    relay = PostgresRelay("postgresql://unused", ChangeSignal(), retry_s=0.01)
+    await relay.start()
+    await asyncio.wait_for(connected.wait(), 5)
+    await relay.stop()
+    assert len(calls) == 2
