@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -63,6 +64,13 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database schema to `revision` (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
+
+
+def dialect_insert(engine: AsyncEngine, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can take an ON CONFLICT clause (``on_conflict_do_nothing`` or
+    ``_do_update``), spelt for the engine's database: SQLite and PostgreSQL both have one."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 async def serialise_on(conn: AsyncConnection, key: str) -> None:

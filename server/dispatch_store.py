@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind, AlarmState, Severity, merge
 from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member, TeamView
+from server.db import dialect_insert
 from server.directory import Doctor, RosterEntry, Team, roster_dutyroster
 from server.escalation import (
     SERVICE_CIRCLE_S,
@@ -117,7 +117,6 @@ class DispatchStore:
         self.link_secret = link_secret
         self.send_lease_ms = send_lease_ms
         self.engine = store.engine
-        self._pg = self.engine.dialect.name == "postgresql"
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -177,8 +176,7 @@ class DispatchStore:
         )
 
     def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
-        dialect = postgresql if self._pg else sqlite
-        return dialect.insert(table).values(**values).on_conflict_do_nothing()
+        return dialect_insert(self.engine, table).values(**values).on_conflict_do_nothing()
 
     async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> list[Message]:
         """Take the next step of every ladder that is due (claimed, so each step is taken by

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from server.accept_link import IssuedLink, LinkVerdict, check_link, token_hash
-from server.db import serialise_on
+from server.db import dialect_insert, serialise_on
 from server.dispatch_store import DispatchStore, alarm_ref, notification_by_token_hash
 from server.notifier import NotifierError
 from server.schema import (
@@ -187,7 +186,6 @@ async def record_inbound(
     dispatch: DispatchStore, sid: str, from_phone: str, body: str, now_ms: int
 ) -> bool:
     """Store an inbound SMS once; False when this MessageSid was seen (Twilio retried)."""
-    dialect = postgresql if dispatch.engine.dialect.name == "postgresql" else sqlite
     values = {
         "sid": sid[:64],
         "from_phone": from_phone[:32],
@@ -196,7 +194,9 @@ async def record_inbound(
     }
     async with dispatch._write() as conn:
         result = await conn.execute(
-            dialect.insert(inbound_messages).values(**values).on_conflict_do_nothing()
+            dialect_insert(dispatch.engine, inbound_messages)
+            .values(**values)
+            .on_conflict_do_nothing()
         )
     return bool(result.rowcount)
 
@@ -250,8 +250,9 @@ async def member_language(dispatch: DispatchStore, phone: str) -> str:
 
 async def set_opt_out(dispatch: DispatchStore, phone: str, opted_out: bool, now_ms: int) -> None:
     """STOP (True) or START (False) from this number."""
-    dialect = postgresql if dispatch.engine.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(sms_optouts).values(phone=phone[:32], opted_out=opted_out, at_ms=now_ms)
+    insert = dialect_insert(dispatch.engine, sms_optouts).values(
+        phone=phone[:32], opted_out=opted_out, at_ms=now_ms
+    )
     async with dispatch._write() as conn:
         await conn.execute(
             insert.on_conflict_do_update(

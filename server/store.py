@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,6 +18,7 @@ from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultRep
 from carehub.mqtt_contract import RESPONDER_MAX_CHARS
 from server.alarm_repeats import Joined, OpenAlarm, join
 from server.auth import hash_token
+from server.db import dialect_insert
 from server.fault_reports import Incoming, Latest, Outcome, decide
 from server.schema import (
     alarm_events,
@@ -386,8 +386,8 @@ class ServerStore:
             if rows:
                 # a report stored meanwhile by another process is skipped, not an error
                 # that would fail the other hubs' reports of the batch
-                dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-                await conn.execute(dialect.insert(faults).on_conflict_do_nothing(), rows)
+                insert = dialect_insert(self.engine, faults).on_conflict_do_nothing()
+                await conn.execute(insert, rows)
         return outcomes
 
     # ------------------------------------------------------------ reads for dispatcher/admin
