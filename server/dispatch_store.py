@@ -125,11 +125,6 @@ class DispatchStore:
 
     # ------------------------------------------------------------ the care map
 
-    async def care_map(self) -> CareMap:
-        versioned = await self.care_map_if_changed(None)
-        assert versioned is not None
-        return versioned[1]
-
     async def care_map_if_changed(self, known: int | None) -> tuple[int, CareMap] | None:
         """The directory's version (bumped by the database on every change, migration 0009)
         and its care map; None, after one small read, when the version is still `known`."""
