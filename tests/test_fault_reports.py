@@ -159,7 +159,12 @@ async def test_a_report_another_process_stores_meanwhile_fails_nothing(pg_url: s
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
                 # the database's lock table is the only signal there is: polled, not slept on
-                while not (await watch.execute(waiting)).scalar() and not writing.done():  # noqa: ASYNC110
+                while True:
+                    blocked = (await watch.execute(waiting)).scalar()
+                    # pg_stat_activity is read once per transaction: end it, or it never moves
+                    await watch.rollback()
+                    if blocked or writing.done():
+                        break
                     await asyncio.sleep(0.01)
             await tx.commit()
         assert await writing == [Outcome.NEW, Outcome.NEW]
