@@ -69,6 +69,8 @@ async def test_callbacks_are_signed_in_order_and_undeliverable_numbers_fail(
         await notifier.send_sms("+8613800000001", "one")
         await notifier.send_sms("+8613800000002", "two")
         assert wait_for(lambda: len(receiver.seen) == 6, 10), receiver.seen
+        # the sandbox notes a callback once its answer is back, just after the receiver saw it
+        assert wait_for(lambda: len(sandbox.callbacks) == 6, 10), sandbox.callbacks
         assert [c.http_status for c in sandbox.callbacks] == [204] * 6
     by_number = {
         to: [(status, ok) for t, status, ok in receiver.seen if t == to]
