@@ -140,6 +140,22 @@ def server_process(
     return child, f"http://127.0.0.1:{port}"
 
 
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time the processes have used so far (Linux ``/proc``), or None.
+
+    Per answered request it is the bench's steadiest figure: latency and throughput move
+    with whatever else the machine runs, the CPU a request costs much less."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields 3.. follow
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def start_servers(children: Sequence[tuple[Child, str]], timeout_s: float = 300) -> None:
     """One after the other: the first migrates the database and loads the directory alone."""
     for child, url in children:
@@ -403,10 +419,13 @@ def _alarm_latencies(
     return latencies, lost
 
 
-def _phase_figures(report: dict[str, Any], sms: MonotonicSmsSandbox) -> dict[str, Any]:
+def _phase_figures(
+    report: dict[str, Any], sms: MonotonicSmsSandbox, cpu_s: float | None
+) -> dict[str, Any]:
     latencies, lost = _alarm_latencies([tuple(a) for a in report["alarms"]], sms)
     ok = sum(report["ok"].values())
     return {
+        "server_cpu_ms_per_request": rounded(1000 * cpu_s / ok) if cpu_s and ok else None,
         "requests": report["requests"],
         "ok": report["ok"],
         "failed": report["failed"],
@@ -469,20 +488,24 @@ def _phases(
     drain_s: float,
 ) -> dict[str, Any]:
     urls = [u for _, u in servers]
+    pids = [child.process.pid for child, _ in servers if child.process is not None]
     load_rate = hubs / 60.0 + alarm_rate
     common = {"servers": urls, "seed": seed, "hubs": hubs, "alarm_rate": alarm_rate}
     noop = run_phase(Phase("noop", seconds, noop_rate=load_rate, **common), tmp)  # type: ignore[arg-type]
+    cpu_0 = cpu_seconds(pids)
     load = run_phase(Phase("load", seconds, **common), tmp)  # type: ignore[arg-type]
     n_load = len(load["alarms"])
-    sms.wait_for(n_load, drain_s)
+    sms.wait_for(n_load, drain_s)  # the CPU of a phase includes texting its alarms
+    cpu_1 = cpu_seconds(pids)
     storm = run_phase(Phase("storm", seconds, first_alarm_hub=n_load, **common), tmp)  # type: ignore[arg-type]
     n_all = n_load + len(storm["alarms"])
     sms.wait_for(n_all, drain_s)
+    cpu_2 = cpu_seconds(pids)
     for child, _ in servers:
         if not child.running:
             raise RuntimeError(f"{child.name} died under load:\n{child.log_tail()}")
-    load_f = _phase_figures(load, sms)
-    storm_f = _phase_figures(storm, sms)
+    load_f = _phase_figures(load, sms, _minus(cpu_1, cpu_0))
+    storm_f = _phase_figures(storm, sms, _minus(cpu_2, cpu_1))
     noop_rps = sum(noop["ok"].values()) / noop["elapsed_s"]
     stored = _stored_alarms(url)
     return {
@@ -502,6 +525,10 @@ def _phases(
         "storm_latency_ms_p99": storm_f["latency_ms_p99"],
         "storm_lost": storm_f["without_sms"] + max(0, n_all - stored),
     }
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 KEYS = (
@@ -542,11 +569,13 @@ def bench_server(
             f"  load: {ld['throughput_rps']} req/s answered (ratio {r['throughput_ratio']}), "
             f"failed {ld['failed']}; upload → SMS p50 {ld['latency_ms_p50']} ms, "
             f"p99 {ld['latency_ms_p99']} ms, max {ld['latency_ms_max']} ms "
-            f"(target p99 ≤ {TARGET_P99_MS:g} ms)\n"
+            f"(target p99 ≤ {TARGET_P99_MS:g} ms); server CPU "
+            f"{ld['server_cpu_ms_per_request']} ms per request\n"
             f"  storm: {st['requests']} requests, failed {st['failed']}; alarms p50 "
             f"{st['latency_ms_p50']} ms, p99 {st['latency_ms_p99']} ms (target ≤ "
             f"{TARGET_STORM_P99_MS:g} ms); lost {r['storm_lost']}; stored "
-            f"{r['alarms_stored']} of {ld['alarms'] + st['alarms']} alarms"
+            f"{r['alarms_stored']} of {ld['alarms'] + st['alarms']} alarms; server CPU "
+            f"{st['server_cpu_ms_per_request']} ms per request"
         )
     if json_out:
         full = {k: {key: r[key] for key in KEYS} | {"detail": r} for k, r in results.items()}

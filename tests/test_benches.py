@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,21 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
         assert detail["storm"]["ok"] == {"noop": 0, "heartbeat": 120, "fault": 240, "alarm": 12}
         assert 0 < b["latency_ms_p50"] <= b["latency_ms_p99"]
         assert b["throughput_ratio"] > 0
+        for phase in ("load", "storm"):  # a request costs some CPU, well under a second
+            assert 0 < detail[phase]["server_cpu_ms_per_request"] < 1000, detail[phase]
+
+
+def test_cpu_seconds_counts_a_process_cpu_and_is_none_for_a_gone_one() -> None:
+    from bench.server_bench import cpu_seconds
+
+    me = os.getpid()
+    before = cpu_seconds([me])
+    assert before is not None
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn 0.2 s of CPU
+        pass
+    after = cpu_seconds([me])
+    assert after is not None and 0.1 <= after - before <= 5
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert cpu_seconds([me, gone.pid]) is None
