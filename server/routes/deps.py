@@ -1,4 +1,8 @@
-"""Request dependencies: the store and the authenticated hub or admin."""
+"""Request dependencies: the store and the authenticated hub or admin.
+
+Each is ``async def`` though none awaits anything but the store: FastAPI runs a plain
+``def`` dependency in its thread pool, a thread hand-off on every request.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def runtime(request: Request) -> ServerRuntime:
+async def runtime(request: Request) -> ServerRuntime:
     rt: ServerRuntime = request.app.state.runtime
     return rt
 
@@ -35,12 +39,17 @@ async def current_hub(rt: Runtime, creds: Credentials) -> HubIdentity:
 Hub = Annotated[HubIdentity, Depends(current_hub)]
 
 
-def require_admin(rt: Runtime, creds: Credentials) -> None:
+def check_admin(rt: ServerRuntime, creds: HTTPAuthorizationCredentials | None) -> None:
+    """Raise 403/401 unless ``creds`` carry the configured admin token."""
     expected = rt.settings.admin_token
     if expected is None or not expected.get_secret_value():
         raise HTTPException(status.HTTP_403_FORBIDDEN, "set CAREHUB_ADMIN_TOKEN to use this API")
     if creds is None or not same_secret(creds.credentials, expected.get_secret_value()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin token required")
+
+
+async def require_admin(rt: Runtime, creds: Credentials) -> None:
+    check_admin(rt, creds)
 
 
 Admin = Depends(require_admin)

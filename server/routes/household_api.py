@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, status
 from carehub import admin_contract as admin
 from carehub.api_contract import ID_PATTERN
 from server.household_store import Conflict, HouseholdStore, NotFound
-from server.routes.deps import Credentials, Runtime, require_admin
+from server.routes.deps import Credentials, Runtime, check_admin
 from server.routes.problems import problems
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 async def admin_caller(rt: Runtime, creds: Credentials) -> str:
     """Who is asking, for the log and the code's `created_by`: the admin token's holder.
     Installers use the console's households page (`server.console.routes`) instead."""
-    require_admin(rt, creds)
+    check_admin(rt, creds)
     return "admin"
 
 

@@ -59,7 +59,7 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-def no_unknown_query(request: Request) -> None:
+async def no_unknown_query(request: Request) -> None:
     """Refuse query parameters the route does not define (as bodies refuse unknown fields):
     a misspelt `limit` must not silently mean the default."""
     route = request.scope.get("route")
