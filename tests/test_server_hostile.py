@@ -141,6 +141,16 @@ def test_query_integers_are_bounded_both_ways(client: TestClient) -> None:
         assert client.get(path, params={"limit": 1000}, headers=AS_ADMIN).status_code == 200
 
 
+def test_a_single_valued_query_parameter_given_twice_gets_422(client: TestClient) -> None:
+    """`limit=5&limit=2` would silently mean the last value (found by schemathesis)."""
+    twice = client.get("/api/v1/admin/alarms?limit=5&limit=2", headers=AS_ADMIN)
+    assert twice.status_code == 422
+    assert twice.json()["detail"] == "query parameter(s) given more than once: limit"
+    updates = client.get(f"{ALARM_UPDATES_PATH}?after=1&after=2")
+    assert updates.status_code == 422 and "after" in updates.json()["detail"]
+    assert client.get("/api/v1/admin/alarms?limit=2", headers=AS_ADMIN).status_code == 200
+
+
 def test_a_refused_alarm_blocks_nothing_behind_it(client: TestClient) -> None:
     refused(client.post(ALARMS_PATH, json=alarm("a-big", raised_at_ms=TOO_BIG)), "raised_at_ms")
     assert client.post(ALARMS_PATH, json=alarm("a-next")).status_code == 201

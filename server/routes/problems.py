@@ -6,6 +6,9 @@ A hub logs the ``detail`` of a refused request, so it says in one line what was 
 from __future__ import annotations
 
 import logging
+import types
+import typing
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -52,20 +55,41 @@ async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
-def _query_names(dependant: Any) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
+def _query_fields(dependant: Any) -> dict[str, Any]:
+    fields = {p.alias: p for p in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        fields |= _query_fields(sub)
+    return fields
+
+
+def _takes_many(field: Any) -> bool:
+    """Whether a query parameter is declared as a list (so it may be repeated)."""
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    kinds = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+    for kind in kinds or (annotation,):
+        if typing.get_origin(kind) in (list, tuple, set, frozenset, Sequence):
+            return True
+    return False
+
+
+_UNIONS = (typing.Union, types.UnionType)
 
 
 async def no_unknown_query(request: Request) -> None:
     """Refuse query parameters the route does not define (as bodies refuse unknown fields):
-    a misspelt `limit` must not silently mean the default."""
+    a misspelt `limit` must not silently mean the default. Refuse a single-valued one given
+    twice too: `limit=5&limit=2` would silently mean the last."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _query_names(route.dependant)
-    unknown = sorted(set(request.query_params) - known)
+    fields = _query_fields(route.dependant)
+    unknown = sorted(set(request.query_params) - set(fields))
     if unknown:
         raise HTTPException(422, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+    repeated = sorted(
+        name
+        for name in set(request.query_params)
+        if len(request.query_params.getlist(name)) > 1 and not _takes_many(fields[name])
+    )
+    if repeated:
+        raise HTTPException(422, f"query parameter(s) given more than once: {', '.join(repeated)}")
