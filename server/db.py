@@ -14,6 +14,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server import sqlite_driver
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_POOL_SIZE = 20
 """Connections kept open to a SQLite database (each one thread in aiosqlite)."""
@@ -29,8 +31,18 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> AsyncEngine:
         # a pool as large as the server's usual concurrency: an overflow connection is a
         # new aiosqlite thread, whose start blocks the event loop, and is closed again
         # when returned (connection churn under bursts of requests)
+        database = sa.engine.make_url(url).database or ":memory:"
+
+        async def one_hop() -> sqlite_driver.OneHopConnection:
+            conn = sqlite_driver.connect(database, timeout=30)
+            await conn  # starts its thread and opens the database
+            return conn
+
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=SQLITE_POOL_SIZE, max_overflow=20
+            url,
+            async_creator=one_hop,  # one thread hand-off per statement, not four
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=20,
         )
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -1,0 +1,133 @@
+"""aiosqlite connections that run each statement in one thread hand-off instead of four.
+
+SQLAlchemy's aiosqlite adapter opens a cursor, executes, fetches and closes it, and aiosqlite
+sends each of those to its connection's thread and back: four hand-offs per statement, each
+~110 µs of CPU on a small VM, against ~7 µs for the query itself. ``OneHopConnection``'s
+cursor does all four in one call to the thread and answers the rest from what it brought
+back. Everything else (transactions, commit, rollback, close) is aiosqlite's own.
+
+The adapter fetches every row of a result at once anyway (no server-side cursors are used
+here), so bringing them back with the execute changes nothing it sees.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from threading import Thread
+from typing import Any
+
+import aiosqlite
+
+_Outcome = tuple[list[Any], Any, int, int | None]
+
+
+def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    """In the connection's thread: execute, fetch every row, close."""
+    cur = conn.cursor()
+    try:
+        if many:
+            cur.executemany(sql, parameters)
+        elif parameters is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, parameters)
+        rows = cur.fetchall() if cur.description else []
+        return rows, cur.description, cur.rowcount, cur.lastrowid
+    finally:
+        cur.close()
+
+
+class OneHopCursor(aiosqlite.Cursor):
+    """An aiosqlite cursor whose ``execute`` brings back the rows, description, rowcount and
+    last row id in the same hand-off; fetching and closing then need no thread."""
+
+    def __init__(self, conn: OneHopConnection) -> None:
+        super().__init__(conn, None)  # type: ignore[arg-type]  # no sqlite3 cursor kept
+        self._rows: list[Any] = []
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    async def _go(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
+        conn = self._conn
+        outcome = await conn._execute(_run, conn._conn, sql, parameters, many)
+        self._rows, self._description, self._rowcount, self._lastrowid = outcome
+        return self
+
+    async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:  # type: ignore[override]
+        return await self._go(sql, parameters, many=False)
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneHopCursor:  # type: ignore[override]
+        return await self._go(sql, list(parameters), many=True)
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        n = self.arraysize if size is None else size
+        out, self._rows = self._rows[:n], self._rows[n:]
+        return out
+
+    async def fetchall(self) -> Sequence[Any]:
+        out, self._rows = self._rows, []
+        return out
+
+    async def close(self) -> None:
+        self._rows = []
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._lastrowid
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def arraysize(self) -> int:
+        return 1
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass
+
+
+class _Ready:
+    """What ``Connection.cursor()`` returns: awaitable and an async context manager, as
+    aiosqlite's own, but with nothing to wait for."""
+
+    def __init__(self, cursor: OneHopCursor) -> None:
+        self._cursor = cursor
+
+    def __await__(self) -> Any:
+        if False:  # pragma: no cover - makes this a generator
+            yield
+        return self._cursor
+
+    async def __aenter__(self) -> OneHopCursor:
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._cursor.close()
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose cursors are ``OneHopCursor``."""
+
+    def cursor(self) -> Any:  # type: ignore[override]
+        return _Ready(OneHopCursor(self))
+
+
+def connect(database: str, **kwargs: Any) -> OneHopConnection:
+    """Like ``aiosqlite.connect`` (await it to start the connection), with a daemon
+    thread as SQLAlchemy's own dialect makes it, so an unclosed pool cannot hold up exit."""
+    conn = OneHopConnection(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
+    thread = conn if isinstance(conn, Thread) else getattr(conn, "_thread", None)
+    if isinstance(thread, Thread):
+        thread.daemon = True
+    return conn

@@ -1,0 +1,95 @@
+"""The server's SQLite connections (``server.sqlite_driver``): one thread hand-off per
+statement, and everything SQLAlchemy reads from a cursor still right — rows, row counts,
+inserted ids, bulk inserts, errors, rollbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from server.db import make_engine
+
+META = sa.MetaData()
+ITEMS = sa.Table(
+    "items",
+    META,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, unique=True, nullable=False),
+)
+
+
+async def _table(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(META.create_all)
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kw: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return calls
+
+
+async def _hand_offs_for_one_select(engine: AsyncEngine, calls: list[str]) -> int:
+    await _table(engine)
+    async with engine.begin() as conn:
+        await conn.execute(ITEMS.insert().values(name="a"))
+        calls.clear()
+        rows = (await conn.execute(sa.select(ITEMS.c.name))).all()
+        n = len(calls)
+    assert rows == [("a",)]
+    await engine.dispose()
+    return n
+
+
+async def test_a_statement_is_one_thread_hand_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _counting(monkeypatch)
+    ours = await _hand_offs_for_one_select(
+        make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ours.db'}"), calls
+    )
+    stock = await _hand_offs_for_one_select(
+        create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'stock.db'}"), calls
+    )
+    assert ours == 1
+    assert stock >= 3  # cursor, execute, fetch, close: what the driver saves
+
+
+async def test_rows_counts_ids_bulk_inserts_errors_and_rollbacks(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    await _table(engine)
+    try:
+        async with engine.begin() as conn:
+            first = await conn.execute(ITEMS.insert().values(name="first"))
+            assert first.inserted_primary_key == (1,)
+            await conn.execute(ITEMS.insert(), [{"name": f"n{i}"} for i in range(500)])
+            names = (await conn.execute(sa.select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars()
+            assert list(names) == ["first"] + [f"n{i}" for i in range(500)]
+            updated = await conn.execute(
+                ITEMS.update().where(ITEMS.c.id > 1).values(name=ITEMS.c.name + "!")
+            )
+            assert updated.rowcount == 500
+            stream = await conn.execute(sa.select(ITEMS.c.id).order_by(ITEMS.c.id))
+            assert stream.fetchone() == (1,) and len(stream.fetchmany(10)) == 10
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(ITEMS.insert().values(name="second"))
+                await conn.execute(ITEMS.insert().values(name="first"))  # unique: refused
+        async with engine.connect() as conn:
+            count = (await conn.execute(sa.select(sa.func.count()).select_from(ITEMS))).scalar()
+            second = (await conn.execute(sa.select(ITEMS).where(ITEMS.c.name == "second"))).all()
+        assert count == 501 and second == []  # the failed transaction left nothing
+    finally:
+        await engine.dispose()
