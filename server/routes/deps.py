@@ -39,17 +39,13 @@ async def current_hub(rt: Runtime, creds: Credentials) -> HubIdentity:
 Hub = Annotated[HubIdentity, Depends(current_hub)]
 
 
-def check_admin(rt: ServerRuntime, creds: HTTPAuthorizationCredentials | None) -> None:
-    """Raise 403/401 unless ``creds`` carry the configured admin token."""
+async def require_admin(rt: Runtime, creds: Credentials) -> None:
+    """Raise 403/401 unless the request carries the configured admin token."""
     expected = rt.settings.admin_token
     if expected is None or not expected.get_secret_value():
         raise HTTPException(status.HTTP_403_FORBIDDEN, "set CAREHUB_ADMIN_TOKEN to use this API")
     if creds is None or not same_secret(creds.credentials, expected.get_secret_value()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "admin token required")
-
-
-async def require_admin(rt: Runtime, creds: Credentials) -> None:
-    check_admin(rt, creds)
 
 
 Admin = Depends(require_admin)

@@ -7,22 +7,22 @@ the console make codes and see the households on its page ``/console/households`
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from carehub import admin_contract as admin
 from carehub.api_contract import ID_PATTERN
 from server.household_store import Conflict, HouseholdStore, NotFound
-from server.routes.deps import Credentials, Runtime, check_admin
+from server.routes.deps import Admin, Runtime
 from server.routes.problems import problems
 
 log = logging.getLogger(__name__)
 
 
-async def admin_caller(rt: Runtime, creds: Credentials) -> str:
+async def admin_caller(_: Annotated[None, Admin]) -> str:
     """Who is asking, for the log and the code's `created_by`: the admin token's holder.
     Installers use the console's households page (`server.console.routes`) instead."""
-    check_admin(rt, creds)
     return "admin"
 
 
