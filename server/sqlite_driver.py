@@ -13,6 +13,7 @@ here), so bringing them back with the execute changes nothing it sees.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Sequence
 from threading import Thread
 from typing import Any
@@ -44,15 +45,17 @@ class OneHopCursor(aiosqlite.Cursor):
 
     def __init__(self, conn: OneHopConnection) -> None:
         super().__init__(conn, None)  # type: ignore[arg-type]  # no sqlite3 cursor kept
-        self._rows: list[Any] = []
+        self._rows: deque[Any] = deque()
         self._description: Any = None
+        self._arraysize = 1
         self._rowcount = -1
         self._lastrowid: int | None = None
 
     async def _go(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
         conn = self._conn
         outcome = await conn._execute(_run, conn._conn, sql, parameters, many)
-        self._rows, self._description, self._rowcount, self._lastrowid = outcome
+        rows, self._description, self._rowcount, self._lastrowid = outcome
+        self._rows = deque(rows)
         return self
 
     async def execute(self, sql: str, parameters: Any = None) -> OneHopCursor:  # type: ignore[override]
@@ -62,19 +65,19 @@ class OneHopCursor(aiosqlite.Cursor):
         return await self._go(sql, list(parameters), many=True)
 
     async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
+        return self._rows.popleft() if self._rows else None
 
     async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
-        n = self.arraysize if size is None else size
-        out, self._rows = self._rows[:n], self._rows[n:]
-        return out
+        n = self._arraysize if size is None else size
+        return [self._rows.popleft() for _ in range(min(n, len(self._rows)))]
 
     async def fetchall(self) -> Sequence[Any]:
-        out, self._rows = self._rows, []
+        out = list(self._rows)
+        self._rows.clear()
         return out
 
     async def close(self) -> None:
-        self._rows = []
+        self._rows.clear()
 
     @property
     def rowcount(self) -> int:
@@ -90,11 +93,11 @@ class OneHopCursor(aiosqlite.Cursor):
 
     @property
     def arraysize(self) -> int:
-        return 1
+        return self._arraysize
 
     @arraysize.setter
     def arraysize(self, value: int) -> None:
-        pass
+        self._arraysize = value
 
 
 class _Ready:
