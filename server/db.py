@@ -31,10 +31,11 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> AsyncEngine:
         # a pool as large as the server's usual concurrency: an overflow connection is a
         # new aiosqlite thread, whose start blocks the event loop, and is closed again
         # when returned (connection churn under bursts of requests)
-        database = sa.engine.make_url(url).database or ":memory:"
 
         async def one_hop() -> sqlite_driver.OneHopConnection:
-            conn = sqlite_driver.connect(database, timeout=30)
+            # the URL read as SQLAlchemy's own dialect reads it (path, ?uri, ?timeout…)
+            args, kwargs = engine.dialect.create_connect_args(engine.url)
+            conn = sqlite_driver.connect(*args, **{**kwargs, "timeout": 30})
             await conn  # starts its thread and opens the database
             return conn
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.db import make_engine
@@ -93,3 +93,20 @@ async def test_rows_counts_ids_bulk_inserts_errors_and_rollbacks(tmp_path: Path)
         assert count == 501 and second == []  # the failed transaction left nothing
     finally:
         await engine.dispose()
+
+
+async def test_the_urls_options_reach_the_connection(tmp_path: Path) -> None:
+    """`?mode=ro&uri=true` opens the file read-only, as SQLAlchemy's own dialect would."""
+    path = tmp_path / "x.db"
+    writable = make_engine(f"sqlite+aiosqlite:///{path}")
+    await _table(writable)
+    await writable.dispose()
+    read_only = make_engine(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        async with read_only.connect() as conn:
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(ITEMS))).scalar() == 0
+        with pytest.raises(OperationalError, match="readonly"):
+            async with read_only.begin() as conn:
+                await conn.execute(ITEMS.insert().values(name="x"))
+    finally:
+        await read_only.dispose()
