@@ -24,13 +24,20 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(BIN)/carehub demo
 
-# The tests spawn their own mosquitto and use mosquitto_pub/mosquitto_sub.
+# The tests spawn their own mosquitto and use mosquitto_pub/mosquitto_sub. They start their own
+# PostgreSQL too (initdb in a temporary directory, a free port): a cluster the package may
+# start on 5432 is never used.
 system-deps:
 	@if command -v mosquitto_pub >/dev/null && { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; }; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing mosquitto and mosquitto-clients with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
 	else echo "make test needs mosquitto: sudo apt-get install mosquitto mosquitto-clients" >&2; exit 1; fi
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "make test needs PostgreSQL: sudo apt-get install postgresql" >&2; exit 1; fi
 
 # The console's browser tests drive Debian's chromium (Playwright never downloads a browser);
 # a small Chinese font makes their screenshots legible in Chinese.

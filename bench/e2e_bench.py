@@ -157,9 +157,9 @@ def run_e2e(
             stack.enter_context(sms)
             database_url = None
             if backend == "postgresql":
-                from bench.server_bench import PgDatabase
+                from bench.server_bench import pg_database
 
-                database_url = stack.enter_context(PgDatabase())
+                database_url = stack.enter_context(pg_database())
             children = stack.enter_context(_children([]))
             server = server_child(
                 tmp, http_port, admin_token, sms.url, directory, log_level, database_url
@@ -322,8 +322,8 @@ def bench_e2e(
     log_level: str = typer.Option("WARNING", help="Log level of the server and hubs."),
     backend: str = typer.Option(
         "sqlite",
-        help="The server's database: sqlite, or postgresql (a fresh database on"
-        " CAREHUB_TEST_PG, by default postgresql://postgres@127.0.0.1:5432/test, dropped after).",
+        help="The server's database: sqlite, or postgresql (a fresh database on a private"
+        " server started for the run, or on CAREHUB_TEST_PG when set; dropped after).",
     ),
 ) -> None:
     """Press-to-SMS latency (p50/p99) over many homes, beside the bare MQTT floor."""

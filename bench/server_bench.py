@@ -30,7 +30,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,13 @@ from typing import Any
 import typer
 
 from bench.rig import percentile, rounded
+from harness import postgres
 from harness.broker import free_port
 from harness.processes import Child, wait_http_ok
 from harness.sms_sandbox import RecordedSms, SmsSandbox
 
 TARGET_P99_MS = 100.0
 TARGET_STORM_P99_MS = 1000.0
-PG_ADMIN_URL = os.environ.get("CAREHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TWILIO_SID = "AC" + "0" * 31 + "1"
 
 
@@ -190,38 +191,14 @@ class MonotonicSmsSandbox(SmsSandbox):
             return self._changed.wait_for(lambda: len(self.arrivals) >= count, timeout_s)
 
 
-@dataclass
-class PgDatabase:
-    """A fresh PostgreSQL database for one run, dropped afterwards."""
-
-    name: str = ""
-
-    def __enter__(self) -> str:
-        self.name = f"carehub_b_{secrets.token_hex(5)}"
-        psql(PG_ADMIN_URL, f"CREATE DATABASE {self.name}")
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        return f"{base}/{self.name}"
-
-    def __exit__(self, *exc: object) -> None:
-        psql(PG_ADMIN_URL, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)", check=False)
-
-
-def psql(url: str, sql: str, check: bool = True) -> list[list[str]]:
-    """Rows of `sql` (``|``-separated columns) through the psql client."""
-    url = url.replace("postgresql+asyncpg://", "postgresql://")
-    out = subprocess.run(
-        ["psql", url, "-qtAF|", "-c", sql], capture_output=True, text=True, timeout=60
-    )
-    if check and out.returncode != 0:
-        raise RuntimeError(f"psql failed: {out.stderr.strip()}")
-    return [line.split("|") for line in out.stdout.splitlines() if line]
-
-
-def pg_available() -> bool:
-    try:
-        return bool(psql(PG_ADMIN_URL, "select 1"))
-    except (OSError, RuntimeError, subprocess.TimeoutExpired):
-        return False
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one run (its asyncpg URL), dropped afterwards: on
+    CAREHUB_TEST_PG when set, else on a private server started for the run with a real
+    server's durable settings (fsync on)."""
+    with postgres.server(durable=True) as admin_url:
+        with postgres.fresh_database(admin_url, "carehub_b_") as url:
+            yield url
 
 
 # ---------------------------------------------------------------- the load generator
@@ -398,7 +375,7 @@ def _stored_alarms(database_url: str) -> int:
     if database_url.startswith("sqlite"):
         with sqlite3.connect(database_url.split("///", 1)[1]) as db:
             return int(db.execute("SELECT count(*) FROM alarms").fetchone()[0])
-    return int(psql(database_url, "select count(*) from alarms")[0][0])
+    return int(postgres.psql(database_url, "select count(*) from alarms")[0][0])
 
 
 def _alarm_latencies(
@@ -454,25 +431,26 @@ def run_backend(
     with tempfile.TemporaryDirectory(prefix="carehub-bench-server-") as tmp_s:
         tmp = Path(tmp_s)
         directory = fleet_directory(tmp / "directory.json", hubs, seed, [(0, 3600.0)], 0)
-        pg = PgDatabase() if backend == "postgresql" else None
-        url = pg.__enter__() if pg else f"sqlite+aiosqlite:///{tmp / 'server.db'}"
-        try:
-            with MonotonicSmsSandbox() as sms:
-                n = 2 if pg else 1
-                servers = [
-                    server_process(f"server-{i}", tmp, url, directory, sms.url) for i in range(n)
-                ]
-                try:
-                    start_servers(servers)
-                    return _phases(
-                        backend, servers, url, sms, seed, hubs, alarm_rate, seconds, tmp, drain_s
-                    )
-                finally:
-                    for child, _ in servers:
-                        child.stop()
-        finally:
-            if pg:
-                pg.__exit__()
+        with ExitStack() as stack:
+            pg = backend == "postgresql"
+            url = (
+                stack.enter_context(pg_database())
+                if pg
+                else f"sqlite+aiosqlite:///{tmp / 'server.db'}"
+            )
+            sms = stack.enter_context(MonotonicSmsSandbox())
+            n = 2 if pg else 1
+            servers = [
+                server_process(f"server-{i}", tmp, url, directory, sms.url) for i in range(n)
+            ]
+            try:
+                start_servers(servers)
+                return _phases(
+                    backend, servers, url, sms, seed, hubs, alarm_rate, seconds, tmp, drain_s
+                )
+            finally:
+                for child, _ in servers:
+                    child.stop()
 
 
 def _phases(
@@ -555,8 +533,11 @@ def bench_server(
     for name in backend:
         if name not in ("sqlite", "postgresql"):
             raise typer.BadParameter(f"unknown backend {name!r}: sqlite or postgresql")
-        if name == "postgresql" and not pg_available():
-            typer.echo(f"postgresql: skipped, not reachable at {PG_ADMIN_URL} (CAREHUB_TEST_PG)")
+        if name == "postgresql" and not postgres.available():
+            typer.echo(
+                f"postgresql: skipped, not installed ({postgres.MISSING}) and"
+                f" {postgres.ENV_URL} not set or not reachable"
+            )
             continue
         r = run_backend(name, hubs, alarm_rate, seconds)
         results[name] = r

@@ -23,11 +23,11 @@ from bench.server_bench import (
     doctor_phone,
     fleet_directory,
     hub_token,
-    psql,
     server_process,
     start_servers,
 )
 from carehub import api_contract as api
+from harness.postgres import psql
 from harness.processes import Child, wait_until
 
 ALARMS = 60

@@ -16,9 +16,10 @@ import httpx
 import pytest
 
 from carehub.api_contract import ALARMS_PATH
+from harness import postgres
 from harness.broker import free_port
 from harness.processes import Child, wait_http_ok
-from tests.conftest import DIRECTORY, PG_ADMIN_URL, _pg_available
+from tests.conftest import DIRECTORY
 
 TOKEN, ADMIN = "hub-token-" + "b" * 20, "admin-" + "a" * 20
 CAREHUB = Path(sys.executable).with_name("carehub")
@@ -92,48 +93,27 @@ def test_sqlite_backup_restores_to_a_working_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_demo_runs_on_postgresql() -> None:
-    if not _pg_available():
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
-    name = f"carehub_demo_{uuid.uuid4().hex[:10]}"
-    subprocess.run(["psql", PG_ADMIN_URL, "-qc", f"CREATE DATABASE {name}"], check=True)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        result = subprocess.run(
-            [str(CAREHUB), "demo", "--database-url", f"{url}/{name}"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            env=os.environ,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "(PostgreSQL)" in result.stdout and "'dispatched'" in result.stdout
-        count = subprocess.run(
-            [
-                "psql",
-                PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-                "-tAc",
-                "select count(*) from alarms",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert count.stdout.strip() == "1"  # the press went to PostgreSQL, not a SQLite file
-    finally:
-        subprocess.run(
-            ["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
-            capture_output=True,
-        )
+def test_demo_runs_on_postgresql(pg_url: str) -> None:
+    result = subprocess.run(
+        [str(CAREHUB), "demo", "--database-url", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=os.environ,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(PostgreSQL)" in result.stdout and "'dispatched'" in result.stdout
+    # the press went to PostgreSQL, not a SQLite file
+    assert postgres.psql(pg_url, "select count(*) from alarms") == [["1"]]
 
 
 @pytest.mark.integration
-def test_postgresql_dump_restores_to_a_working_server(tmp_path: Path, pg_url: str) -> None:
+def test_postgresql_dump_restores_to_a_working_server(
+    tmp_path: Path, pg_url: str, pg_admin_url: str
+) -> None:
     """`pg_dump -Fc` of a running server's database, `pg_restore --no-owner` into a new
     one, and a server started on the copy serves the same alarms (docs/operations.md)."""
-    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
-        pytest.skip("pg_dump / pg_restore not installed")
     (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=TOKEN))
     libpq = pg_url.replace("postgresql+asyncpg://", "postgresql://")
     directory = str(tmp_path / "directory.toml")
@@ -152,19 +132,18 @@ def test_postgresql_dump_restores_to_a_working_server(tmp_path: Path, pg_url: st
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert r.status_code in (200, 201), r.text
-        subprocess.run(["pg_dump", "-Fc", "-d", libpq, "-f", str(dump)], check=True, timeout=60)
+        subprocess.run(
+            [postgres.tool("pg_dump"), "-Fc", "-d", libpq, "-f", str(dump)], check=True, timeout=60
+        )
     finally:
         server.stop()
-    restored_name = pg_url.rsplit("/", 1)[1] + "_r"
-    admin_base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    subprocess.run(["psql", PG_ADMIN_URL, "-qc", f"CREATE DATABASE {restored_name}"], check=True)
-    try:
+    with postgres.fresh_database(pg_admin_url, "carehub_r_") as url:
+        restored_libpq = url.replace("postgresql+asyncpg://", "postgresql://")
         subprocess.run(
-            ["pg_restore", "--no-owner", "-d", f"{admin_base}/{restored_name}", str(dump)],
+            [postgres.tool("pg_restore"), "--no-owner", "-d", restored_libpq, str(dump)],
             check=True,
             timeout=60,
         )
-        url = pg_url.rsplit("/", 1)[0] + f"/{restored_name}"
         restored, base = _start_server(tmp_path, url, "restored")
         try:
             alarms = httpx.get(
@@ -173,8 +152,3 @@ def test_postgresql_dump_restores_to_a_working_server(tmp_path: Path, pg_url: st
             assert [a["hub_alarm_id"] for a in alarms] == [alarm_id]
         finally:
             restored.stop()
-    finally:
-        subprocess.run(
-            ["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {restored_name} WITH (FORCE)"],
-            capture_output=True,
-        )
