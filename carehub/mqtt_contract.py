@@ -49,7 +49,11 @@ from pydantic import Strict as _Strict
 
 CONTRACT_VERSION = 1
 DEFAULT_BASE_TOPIC = "carehub"
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A device id is also its broker username (and a hardware id the pairing account's client
+id): no ``:``, which separates the username from its hash in mosquitto's password file, no
+``/``, ``+``, ``#`` (topic levels and wildcards), and no leading ``_`` (the hub's own
+accounts, ``_hub``, ``_pair``…)."""
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest payload the hub accepts on any device topic (an IMU frame of 200 Hz × 1 s fits)."""
 MAX_JSON_DEPTH = 8

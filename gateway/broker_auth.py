@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carehub.mqtt_contract import (
+    DEVICE_ID_PATTERN,
     DEVICE_TO_HUB,
     PAIR_LEVEL,
     PAIRING_USERNAME,
@@ -63,11 +64,18 @@ class Account:
     password_hash: str
 
 
+def valid_username(username: str) -> bool:
+    """A device id (`DEVICE_ID_PATTERN`, as the contract says), or one of the hub's own
+    accounts: ``_`` then the same characters. Nothing that would break the password file
+    (``:``, a line break) or a topic pattern (``/ + #``)."""
+    return DEVICE_ID_PATTERN.match(username.removeprefix("_")) is not None
+
+
 def password_file(accounts: Iterable[Account]) -> str:
-    """``username:hash`` lines. A username may not contain ':' or a line break."""
+    """``username:hash`` lines; `ValueError` for a username that is not `valid_username`."""
     lines = []
     for a in sorted(accounts, key=lambda a: a.username):
-        if not a.username or any(c in a.username for c in ":\r\n") or "\n" in a.password_hash:
+        if not valid_username(a.username) or any(c in a.password_hash for c in "\r\n"):
             raise ValueError(f"invalid broker account {a.username!r}")
         lines.append(f"{a.username}:{a.password_hash}\n")
     return "".join(lines)

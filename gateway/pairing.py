@@ -72,6 +72,16 @@ class BrokerAccounts:
     def without_device(self, device_id: str) -> BrokerAccounts:
         return replace(self, devices=tuple(d for d in self.devices if d.device_id != device_id))
 
+    def without_invalid_devices(self) -> tuple[BrokerAccounts, tuple[str, ...]]:
+        """These accounts without the devices whose id the contract refuses (written by an
+        older hub that allowed ``:``: such an id breaks the password file), and their ids."""
+        bad = tuple(
+            d.device_id
+            for d in self.devices
+            if d.device_id in RESERVED_DEVICE_IDS or not DEVICE_ID_PATTERN.match(d.device_id)
+        )
+        return replace(self, devices=tuple(d for d in self.devices if d.device_id not in bad)), bad
+
     def accounts(self) -> list[Account]:
         """Every broker login, hashed. The hub's hash is made afresh each time (new salt)."""
         out = [

@@ -36,7 +36,7 @@ from carehub.mqtt_contract import (
     encode,
     parse_model,
 )
-from carehub.pairing_seal import SealError, seal
+from carehub.pairing_seal import seal
 from carehub.settings import HubSettings
 from gateway.broker_auth import hash_password
 from gateway.broker_files import load_accounts, reload_broker, write_security
@@ -219,7 +219,7 @@ class PairingSession:
                 continue
             try:
                 device_id = await self._accept(client, announce, uplink, result)
-            except (SealError, RuntimeError, OSError) as e:
+            except (ValueError, RuntimeError, OSError) as e:  # SealError is a ValueError
                 log.error("pairing %s failed: %s", announce.hardware_id, e)
                 self.say(f"could not pair {announce.hardware_id}: {e}")
                 result.refused.append(announce.hardware_id)
