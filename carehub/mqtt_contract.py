@@ -501,8 +501,25 @@ class Topics:
         return f"{self.base}/{PAIR_LEVEL}/{_hardware_id(hardware_id)}/credential"
 
     def pair_announcements(self) -> str:
-        """The filter the pairing command subscribes to."""
+        """The filter of every well-formed announcement."""
         return f"{self.base}/{PAIR_LEVEL}/+/announce"
+
+    def pair_everything(self) -> str:
+        """The filter the pairing command subscribes to: the ACL's ``%c`` is any client id,
+        ``/`` included, so a pairing client can publish deeper than ``pair/+/announce``."""
+        return f"{self.base}/{PAIR_LEVEL}/#"
+
+    def pair_client_id(self, topic: str) -> str | None:
+        """The client id that may publish on `topic` under the pairing account's ACL
+        (``<base>/pair/<client id>/announce``, any client id), or None."""
+        prefix, suffix = f"{self.base}/{PAIR_LEVEL}/", "/announce"
+        if (
+            topic.startswith(prefix)
+            and topic.endswith(suffix)
+            and len(topic) > len(prefix + suffix)
+        ):
+            return topic[len(prefix) : -len(suffix)]
+        return None
 
     def parse_pair_announce(self, topic: str) -> str:
         """The hardware id of an announcement topic; `ContractError` otherwise."""

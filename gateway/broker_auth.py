@@ -81,10 +81,20 @@ def password_file(accounts: Iterable[Account]) -> str:
     return "".join(lines)
 
 
-def acl_file(base_topic: str, hub_username: str, observer_username: str | None = None) -> str:
+def acl_file(
+    base_topic: str,
+    hub_username: str,
+    observer_username: str | None = None,
+    pairing_open: bool = False,
+) -> str:
     """The ACL. `pattern` lines apply to every client, so the accounts that are not devices
     have names no device id can take (``_hub``, ``_pair``…: a device id starts with a letter
-    or digit); their substituted topics (``carehub/_pair/button``) are refused by the hub."""
+    or digit); their substituted topics (``carehub/_pair/button``) are refused by the hub.
+
+    The pairing account gets its two lines only while a window is open (`pairing_open`,
+    written by `carehub hub pair` and reloaded): outside a window it can log in and do
+    nothing, so it cannot leave a retained announcement for a later window, nor fill the
+    broker's persistence with retained messages."""
     topics = Topics(base_topic)
     b = topics.base
     lines = [
@@ -104,13 +114,18 @@ def acl_file(base_topic: str, hub_username: str, observer_username: str | None =
             "topic read homeassistant/#",
             "",
         ]
+    if pairing_open:
+        lines += [
+            f"# A pairing window is open. Unpaired devices (account {PAIRING_USERNAME},",
+            "# client id = hardware id): announce themselves, read their own sealed credential.",
+            f"pattern write {b}/{PAIR_LEVEL}/%c/announce",
+            f"pattern read {b}/{PAIR_LEVEL}/%c/credential",
+            "",
+        ]
+    else:
+        lines += [f"# No pairing window: the account {PAIRING_USERNAME} may do nothing.", ""]
     lines += [
-        f"# Unpaired devices (account {PAIRING_USERNAME}, client id = hardware id): announce",
-        "# themselves, read their own sealed credential. Nothing else.",
-        f"pattern write {b}/{PAIR_LEVEL}/%c/announce",
-        f"pattern read {b}/{PAIR_LEVEL}/%c/credential",
-        "",
-        "# Paired devices (username = device id): publish their own channels, read their acks.",
+        "# Paired devices (username = device id): publish their own channels, read their acks."
     ]
     lines += [f"pattern write {b}/%u/{c.value}" for c in sorted(DEVICE_TO_HUB)]
     lines += [f"pattern read {b}/%u/{Channel.ACK.value}", ""]

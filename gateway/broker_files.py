@@ -57,10 +57,18 @@ def load_accounts(directory: Path) -> BrokerAccounts | None:
     return accounts
 
 
-def write_security(directory: Path, accounts: BrokerAccounts, base_topic: str) -> None:
+def write_security(
+    directory: Path, accounts: BrokerAccounts, base_topic: str, pairing_open: bool = False
+) -> None:
     """accounts.json (0600), passwd (0600) and acl (0640). Every text is made before any
-    file is written: accounts that cannot be written (`ValueError`) change nothing."""
-    texts = (accounts.to_json(), accounts.passwd_text(), accounts.acl_text(base_topic))
+    file is written: accounts that cannot be written (`ValueError`) change nothing. The ACL
+    lets the pairing account in only when `pairing_open` (only `carehub hub pair` says so:
+    every other writer, `broker-config` and `remove` included, closes a window left open)."""
+    texts = (
+        accounts.to_json(),
+        accounts.passwd_text(),
+        accounts.acl_text(base_topic, pairing_open),
+    )
     directory.mkdir(parents=True, exist_ok=True)
     for (name, mode), text in zip(
         ((ACCOUNTS, 0o600), (PASSWD, 0o600), (ACL, 0o640)), texts, strict=True

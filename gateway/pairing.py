@@ -96,8 +96,8 @@ class BrokerAccounts:
     def passwd_text(self) -> str:
         return password_file(self.accounts())
 
-    def acl_text(self, base_topic: str) -> str:
-        return acl_file(base_topic, self.hub_username, self.observer_username)
+    def acl_text(self, base_topic: str, pairing_open: bool = False) -> str:
+        return acl_file(base_topic, self.hub_username, self.observer_username, pairing_open)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)

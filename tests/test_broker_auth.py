@@ -50,7 +50,7 @@ def test_password_file_refuses_a_username_that_would_break_it() -> None:
 
 
 def test_acl_gives_devices_their_own_topics_only() -> None:
-    text = acl_file("carehub", "_hub", "_observer")
+    text = acl_file("carehub", "_hub", "_observer", pairing_open=True)
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines[:2] == ["user _hub", "topic readwrite #"]
     patterns = [line for line in lines if line.startswith("pattern")]

@@ -22,7 +22,7 @@ from firmware_sim.pairing import PairingTimeout, pair_device
 from gateway.broker_auth import Listener, verify_password
 from gateway.broker_files import load_accounts, write_all
 from gateway.pairing import BrokerAccounts
-from gateway.pairing_session import PairingSession
+from gateway.pairing_session import PairingError, PairingSession
 from harness.broker import free_port, mosquitto_binary, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -151,12 +151,21 @@ async def test_a_second_key_under_the_same_hardware_id_is_refused(secured: HubSe
     assert "btn-6" in result.refused  # the second key
 
 
-async def test_a_broker_that_cannot_reload_pairs_nothing(secured: HubSettings) -> None:
-    settings = secured.model_copy(update={"hub_broker_reload_command": "false"})
-
+async def test_a_broker_that_cannot_reload_pairs_nothing(
+    secured: HubSettings, tmp_path: Path
+) -> None:
     async def installer(announce: PairAnnounce) -> bool:
         return True
 
+    never = secured.model_copy(update={"hub_broker_reload_command": "false"})
+    with pytest.raises(PairingError, match="cannot open the pairing window"):
+        await PairingSession(never, installer, say=lambda _: None).pair(1.0, accept_all=True)
+    assert "carehub/pair/" not in (secured.hub_broker_dir / "acl").read_text()
+
+    # the window opens (one reload), then the device's account cannot be loaded
+    flag, pid = tmp_path / "reloaded", secured.hub_broker_dir / "mosquitto.pid"
+    once = f"sh -c 'test ! -e {flag} && touch {flag} && kill -HUP $(cat {pid})'"
+    settings = secured.model_copy(update={"hub_broker_reload_command": once})
     is_open = threading.Event()
     session = PairingSession(settings, installer, say=lambda _: is_open.set(), pickup_grace_s=0.2)
 
