@@ -21,6 +21,7 @@ from pathlib import Path
 from carehub.mqtt_contract import (
     DEVICE_ID_PATTERN,
     DEVICE_TO_HUB,
+    MAX_PAYLOAD_BYTES,
     PAIR_LEVEL,
     PAIRING_USERNAME,
     Channel,
@@ -33,6 +34,13 @@ SALT_BYTES = 12
 HASH_BYTES = 64
 QUEUE_LIMIT = 100_000
 """`max_queued_messages` for the hub's persistent session, as `carehub broker` sets it."""
+PACKET_HEADROOM_BYTES = 1024
+"""Room for an MQTT packet's header, topic and properties beside the largest payload."""
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_HEADROOM_BYTES
+"""mosquitto's ``max_packet_size``: a client sending a bigger packet is disconnected as soon
+as its length is read, before the broker allocates or forwards a byte of it, so no device
+(nor the pairing account) can make the broker or the hub hold more than one payload the
+hub accepts. (``message_size_limit``, deprecated in 2.0, reads the whole packet first.)"""
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -172,6 +180,7 @@ def mosquitto_conf(
         "allow_anonymous false",
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
+        f"max_packet_size {MAX_PACKET_BYTES}",
         "persistence true",
         f"persistence_location {d / 'data'}/",
         "autosave_interval 1",

@@ -81,6 +81,7 @@ def test_conf_refuses_anonymous_names_the_files_and_keeps_persistence(tmp_path: 
         "persistence true",
         f"persistence_location {d}/data/",
         f"pid_file {d}/mosquitto.pid",
+        f"max_packet_size {64 * 1024 + 1024}",  # the hub's payload limit and a topic
     ):
         assert line in conf.splitlines(), line
     assert "certfile" not in conf
