@@ -33,7 +33,22 @@ PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 HASH_BYTES = 64
 QUEUE_LIMIT = 100_000
-"""`max_queued_messages` for the hub's persistent session, as `carehub broker` sets it."""
+"""``max_queued_messages``: per offline persistent session (the hub's), QoS 1 and 2. mosquitto
+2.0.11 does not count QoS-0 messages against it (measured): `QUEUE_BYTES` bounds those."""
+QUEUE_BYTES = 64 * 1024 * 1024
+"""``max_queued_bytes``: payload bytes queued per offline persistent session, every QoS. About
+7 hours of one fall pendant's IMU frames (2.5 KB a second); beyond it new messages for the
+hub are dropped (presses are retried by the firmware until acked)."""
+QUEUE_MEMORY_BYTES = 160 * 1024 * 1024
+"""What the broker holds in RAM with the hub's queue full, rounded up: 91 MB measured
+(mosquitto 2.0.11) for `QUEUE_BYTES` of IMU frames, plus about 0.7 KB per message for up to
+`QUEUE_LIMIT` small QoS-1 messages. The broker unit's ``MemoryMax=`` is above it."""
+AUTOSAVE_CHANGES = 1000
+"""``autosave_on_changes true`` + ``autosave_interval`` = this: mosquitto rewrites its whole
+``mosquitto.db`` after this many changes (queued messages, retained messages, subscriptions),
+never on a timer, so an idle hub writes nothing to its SD card. A power cut of the broker
+loses at most this many changes (a clean stop saves everything): messages queued while the
+hub was away, which the firmware resends (presses) or can spare (IMU frames, heartbeats)."""
 PACKET_HEADROOM_BYTES = 1024
 """Room for an MQTT packet's header, topic and properties beside the largest payload."""
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_HEADROOM_BYTES
@@ -154,6 +169,21 @@ class Listener:
         return self.certfile is not None and self.keyfile is not None
 
 
+def queue_settings(data_dir: Path, queue_bytes: int = QUEUE_BYTES) -> list[str]:
+    """Persistence and the bounds of the hub's queue, the same for the appliance's broker
+    and `carehub broker`: the messages queued for the hub's persistent session, QoS-0
+    frames included, survive a broker restart (docs/reliability.md)."""
+    return [
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_on_changes true",
+        f"autosave_interval {AUTOSAVE_CHANGES}",
+        f"max_queued_messages {QUEUE_LIMIT}",
+        f"max_queued_bytes {queue_bytes}",
+        "queue_qos0_messages true",
+    ]
+
+
 def mosquitto_conf(
     directory: Path,
     listener: Listener,
@@ -181,11 +211,7 @@ def mosquitto_conf(
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
         f"max_packet_size {MAX_PACKET_BYTES}",
-        "persistence true",
-        f"persistence_location {d / 'data'}/",
-        "autosave_interval 1",
-        f"max_queued_messages {QUEUE_LIMIT}",
-        "queue_qos0_messages true",
+        *queue_settings(d / "data"),
         f"pid_file {d / 'mosquitto.pid'}",
         "log_dest stderr",
         "log_type error",

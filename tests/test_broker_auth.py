@@ -152,3 +152,19 @@ def test_broker_config_survives_an_accounts_file_with_a_colon_id(tmp_path: Path)
     assert done.exit_code == 0, done.output
     users = [line.split(":", 1)[0] for line in (tmp_path / PASSWD).read_text().splitlines()]
     assert users == ["_hub", "_pair", "btn-1"]
+
+
+def test_both_brokers_bound_the_queue_alike_and_never_save_on_a_timer(tmp_path: Path) -> None:
+    from gateway.broker_auth import AUTOSAVE_CHANGES, QUEUE_BYTES, QUEUE_LIMIT, queue_settings
+    from harness.broker import mosquitto_config
+
+    appliance = mosquitto_conf(tmp_path, Listener()).splitlines()
+    development = mosquitto_config(1883, tmp_path / "dev").splitlines()
+    assert set(queue_settings(tmp_path.resolve() / "data")) <= set(appliance)
+    assert set(queue_settings(tmp_path / "dev")) <= set(development)
+    for conf in (appliance, development):
+        assert (
+            "autosave_on_changes true" in conf and f"autosave_interval {AUTOSAVE_CHANGES}" in conf
+        )
+        assert f"max_queued_bytes {QUEUE_BYTES}" in conf
+        assert f"max_queued_messages {QUEUE_LIMIT}" in conf
