@@ -49,7 +49,11 @@ from pydantic import Strict as _Strict
 
 CONTRACT_VERSION = 1
 DEFAULT_BASE_TOPIC = "carehub"
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A device id is also its broker username (and a hardware id the pairing account's client
+id): no ``:``, which separates the username from its hash in mosquitto's password file, no
+``/``, ``+``, ``#`` (topic levels and wildcards), and no leading ``_`` (the hub's own
+accounts, ``_hub``, ``_pair``…)."""
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest payload the hub accepts on any device topic (an IMU frame of 200 Hz × 1 s fits)."""
 MAX_JSON_DEPTH = 8
@@ -497,8 +501,25 @@ class Topics:
         return f"{self.base}/{PAIR_LEVEL}/{_hardware_id(hardware_id)}/credential"
 
     def pair_announcements(self) -> str:
-        """The filter the pairing command subscribes to."""
+        """The filter of every well-formed announcement."""
         return f"{self.base}/{PAIR_LEVEL}/+/announce"
+
+    def pair_everything(self) -> str:
+        """The filter the pairing command subscribes to: the ACL's ``%c`` is any client id,
+        ``/`` included, so a pairing client can publish deeper than ``pair/+/announce``."""
+        return f"{self.base}/{PAIR_LEVEL}/#"
+
+    def pair_client_id(self, topic: str) -> str | None:
+        """The client id that may publish on `topic` under the pairing account's ACL
+        (``<base>/pair/<client id>/announce``, any client id), or None."""
+        prefix, suffix = f"{self.base}/{PAIR_LEVEL}/", "/announce"
+        if (
+            topic.startswith(prefix)
+            and topic.endswith(suffix)
+            and len(topic) > len(prefix + suffix)
+        ):
+            return topic[len(prefix) : -len(suffix)]
+        return None
 
     def parse_pair_announce(self, topic: str) -> str:
         """The hardware id of an announcement topic; `ContractError` otherwise."""

@@ -63,7 +63,11 @@ def broker_config(
         keyfile=s.hub_broker_tls_keyfile,
         cafile=s.hub_broker_tls_cafile,
     )
-    write_all(d, accounts, s.base_topic, listener, s.hub_broker_run_as)
+    try:
+        write_all(d, accounts, s.base_topic, listener, s.hub_broker_run_as)
+    except ValueError as e:  # e.g. a hub username the password file cannot hold
+        typer.echo(f"carehub hub broker-config: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {d / CONF}, {d / 'passwd'}, {d / 'acl'}, {d / 'accounts.json'}")
     typer.echo(
         f"hub account {accounts.hub_username}; {len(accounts.devices)} paired devices;"

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carehub.mqtt_contract import (
+    DEVICE_ID_PATTERN,
     DEVICE_TO_HUB,
+    MAX_PAYLOAD_BYTES,
     PAIR_LEVEL,
     PAIRING_USERNAME,
     Channel,
@@ -31,7 +33,29 @@ PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 HASH_BYTES = 64
 QUEUE_LIMIT = 100_000
-"""`max_queued_messages` for the hub's persistent session, as `carehub broker` sets it."""
+"""``max_queued_messages``: per offline persistent session (the hub's), QoS 1 and 2. mosquitto
+2.0.11 does not count QoS-0 messages against it (measured): `QUEUE_BYTES` bounds those."""
+QUEUE_BYTES = 64 * 1024 * 1024
+"""``max_queued_bytes``: payload bytes queued per offline persistent session, every QoS. About
+7 hours of one fall pendant's IMU frames (2.5 KB a second); beyond it new messages for the
+hub are dropped (presses are retried by the firmware until acked)."""
+QUEUE_MEMORY_BYTES = 160 * 1024 * 1024
+"""What the broker holds in RAM with the hub's queue full, rounded up: 91 MB measured
+(mosquitto 2.0.11) for `QUEUE_BYTES` of IMU frames, plus about 0.7 KB per message for up to
+`QUEUE_LIMIT` small QoS-1 messages. The broker unit's ``MemoryMax=`` is above it."""
+AUTOSAVE_CHANGES = 1000
+"""``autosave_on_changes true`` + ``autosave_interval`` = this: mosquitto rewrites its whole
+``mosquitto.db`` after this many changes (queued messages, retained messages, subscriptions),
+never on a timer, so an idle hub writes nothing to its SD card. A power cut of the broker
+loses at most this many changes (a clean stop saves everything): messages queued while the
+hub was away, which the firmware resends (presses) or can spare (IMU frames, heartbeats)."""
+PACKET_HEADROOM_BYTES = 1024
+"""Room for an MQTT packet's header, topic and properties beside the largest payload."""
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_HEADROOM_BYTES
+"""mosquitto's ``max_packet_size``: a client sending a bigger packet is disconnected as soon
+as its length is read, before the broker allocates or forwards a byte of it, so no device
+(nor the pairing account) can make the broker or the hub hold more than one payload the
+hub accepts. (``message_size_limit``, deprecated in 2.0, reads the whole packet first.)"""
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -63,20 +87,37 @@ class Account:
     password_hash: str
 
 
+def valid_username(username: str) -> bool:
+    """A device id (`DEVICE_ID_PATTERN`, as the contract says), or one of the hub's own
+    accounts: ``_`` then the same characters. Nothing that would break the password file
+    (``:``, a line break) or a topic pattern (``/ + #``)."""
+    return DEVICE_ID_PATTERN.match(username.removeprefix("_")) is not None
+
+
 def password_file(accounts: Iterable[Account]) -> str:
-    """``username:hash`` lines. A username may not contain ':' or a line break."""
+    """``username:hash`` lines; `ValueError` for a username that is not `valid_username`."""
     lines = []
     for a in sorted(accounts, key=lambda a: a.username):
-        if not a.username or any(c in a.username for c in ":\r\n") or "\n" in a.password_hash:
+        if not valid_username(a.username) or any(c in a.password_hash for c in "\r\n"):
             raise ValueError(f"invalid broker account {a.username!r}")
         lines.append(f"{a.username}:{a.password_hash}\n")
     return "".join(lines)
 
 
-def acl_file(base_topic: str, hub_username: str, observer_username: str | None = None) -> str:
+def acl_file(
+    base_topic: str,
+    hub_username: str,
+    observer_username: str | None = None,
+    pairing_open: bool = False,
+) -> str:
     """The ACL. `pattern` lines apply to every client, so the accounts that are not devices
     have names no device id can take (``_hub``, ``_pair``…: a device id starts with a letter
-    or digit); their substituted topics (``carehub/_pair/button``) are refused by the hub."""
+    or digit); their substituted topics (``carehub/_pair/button``) are refused by the hub.
+
+    The pairing account gets its two lines only while a window is open (`pairing_open`,
+    written by `carehub hub pair` and reloaded): outside a window it can log in and do
+    nothing, so it cannot leave a retained announcement for a later window, nor fill the
+    broker's persistence with retained messages."""
     topics = Topics(base_topic)
     b = topics.base
     lines = [
@@ -96,13 +137,18 @@ def acl_file(base_topic: str, hub_username: str, observer_username: str | None =
             "topic read homeassistant/#",
             "",
         ]
+    if pairing_open:
+        lines += [
+            f"# A pairing window is open. Unpaired devices (account {PAIRING_USERNAME},",
+            "# client id = hardware id): announce themselves, read their own sealed credential.",
+            f"pattern write {b}/{PAIR_LEVEL}/%c/announce",
+            f"pattern read {b}/{PAIR_LEVEL}/%c/credential",
+            "",
+        ]
+    else:
+        lines += [f"# No pairing window: the account {PAIRING_USERNAME} may do nothing.", ""]
     lines += [
-        f"# Unpaired devices (account {PAIRING_USERNAME}, client id = hardware id): announce",
-        "# themselves, read their own sealed credential. Nothing else.",
-        f"pattern write {b}/{PAIR_LEVEL}/%c/announce",
-        f"pattern read {b}/{PAIR_LEVEL}/%c/credential",
-        "",
-        "# Paired devices (username = device id): publish their own channels, read their acks.",
+        "# Paired devices (username = device id): publish their own channels, read their acks."
     ]
     lines += [f"pattern write {b}/%u/{c.value}" for c in sorted(DEVICE_TO_HUB)]
     lines += [f"pattern read {b}/%u/{Channel.ACK.value}", ""]
@@ -121,6 +167,21 @@ class Listener:
     @property
     def tls(self) -> bool:
         return self.certfile is not None and self.keyfile is not None
+
+
+def queue_settings(data_dir: Path, queue_bytes: int = QUEUE_BYTES) -> list[str]:
+    """Persistence and the bounds of the hub's queue, the same for the appliance's broker
+    and `carehub broker`: the messages queued for the hub's persistent session, QoS-0
+    frames included, survive a broker restart (docs/reliability.md)."""
+    return [
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_on_changes true",
+        f"autosave_interval {AUTOSAVE_CHANGES}",
+        f"max_queued_messages {QUEUE_LIMIT}",
+        f"max_queued_bytes {queue_bytes}",
+        "queue_qos0_messages true",
+    ]
 
 
 def mosquitto_conf(
@@ -149,11 +210,8 @@ def mosquitto_conf(
         "allow_anonymous false",
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
-        "persistence true",
-        f"persistence_location {d / 'data'}/",
-        "autosave_interval 1",
-        f"max_queued_messages {QUEUE_LIMIT}",
-        "queue_qos0_messages true",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        *queue_settings(d / "data"),
         f"pid_file {d / 'mosquitto.pid'}",
         "log_dest stderr",
         "log_type error",

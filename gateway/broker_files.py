@@ -46,15 +46,34 @@ def load_accounts(directory: Path) -> BrokerAccounts | None:
     path = directory / ACCOUNTS
     if not path.exists():
         return None
-    return BrokerAccounts.from_json(path.read_text())
+    accounts, dropped = BrokerAccounts.from_json(path.read_text()).without_invalid_devices()
+    if dropped:
+        log.warning(
+            "%s: device ids %s do not match the contract's id pattern: left out (pair them"
+            " again under a valid id)",
+            path,
+            ", ".join(repr(d) for d in dropped),
+        )
+    return accounts
 
 
-def write_security(directory: Path, accounts: BrokerAccounts, base_topic: str) -> None:
-    """accounts.json (0600), passwd (0600) and acl (0640)."""
+def write_security(
+    directory: Path, accounts: BrokerAccounts, base_topic: str, pairing_open: bool = False
+) -> None:
+    """accounts.json (0600), passwd (0600) and acl (0640). Every text is made before any
+    file is written: accounts that cannot be written (`ValueError`) change nothing. The ACL
+    lets the pairing account in only when `pairing_open` (only `carehub hub pair` says so:
+    every other writer, `broker-config` and `remove` included, closes a window left open)."""
+    texts = (
+        accounts.to_json(),
+        accounts.passwd_text(),
+        accounts.acl_text(base_topic, pairing_open),
+    )
     directory.mkdir(parents=True, exist_ok=True)
-    _write(directory / ACCOUNTS, accounts.to_json(), 0o600)
-    _write(directory / PASSWD, accounts.passwd_text(), 0o600)
-    _write(directory / ACL, accounts.acl_text(base_topic), 0o640)
+    for (name, mode), text in zip(
+        ((ACCOUNTS, 0o600), (PASSWD, 0o600), (ACL, 0o640)), texts, strict=True
+    ):
+        _write(directory / name, text, mode)
 
 
 def write_all(

@@ -72,6 +72,16 @@ class BrokerAccounts:
     def without_device(self, device_id: str) -> BrokerAccounts:
         return replace(self, devices=tuple(d for d in self.devices if d.device_id != device_id))
 
+    def without_invalid_devices(self) -> tuple[BrokerAccounts, tuple[str, ...]]:
+        """These accounts without the devices whose id the contract refuses (written by an
+        older hub that allowed ``:``: such an id breaks the password file), and their ids."""
+        bad = tuple(
+            d.device_id
+            for d in self.devices
+            if d.device_id in RESERVED_DEVICE_IDS or not DEVICE_ID_PATTERN.match(d.device_id)
+        )
+        return replace(self, devices=tuple(d for d in self.devices if d.device_id not in bad)), bad
+
     def accounts(self) -> list[Account]:
         """Every broker login, hashed. The hub's hash is made afresh each time (new salt)."""
         out = [
@@ -86,8 +96,8 @@ class BrokerAccounts:
     def passwd_text(self) -> str:
         return password_file(self.accounts())
 
-    def acl_text(self, base_topic: str) -> str:
-        return acl_file(base_topic, self.hub_username, self.observer_username)
+    def acl_text(self, base_topic: str, pairing_open: bool = False) -> str:
+        return acl_file(base_topic, self.hub_username, self.observer_username, pairing_open)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)

@@ -1,13 +1,20 @@
 """The installer's pairing window and device removal: MQTT and file I/O around the pure
 decisions of `gateway.pairing`.
 
-`pair` opens a window (retained ``bridge/pairing``), listens for announcements, asks the
-installer (or accepts all), and for each accepted device: a new password, the broker's
-files rewritten and reloaded, the credential sealed to the device's key and published on
-its credential topic, the device registered on the server, and ``device_accepted`` on
-``bridge/event`` so the running hub knows it at once. `remove` undoes it: files rewritten,
-broker reloaded (mosquitto 2.0 drops a connected client whose account is gone on reload;
-the end-to-end test checks it), ``device_removed``, and a DELETE on the server.
+`pair` opens a window (the ACL lets the pairing account in, the broker is reloaded, retained
+``bridge/pairing``), listens for announcements, asks the installer (or accepts all), and for
+each accepted device: a new password, the broker's files rewritten and reloaded, the
+credential sealed to the device's key and published on its credential topic, the device
+registered on the server, and ``device_accepted`` on ``bridge/event`` so the running hub
+knows it at once. Only announcements published during the window count: one the broker
+kept (retained) from before is ignored. When the window closes the pairing account loses
+its rights again, and nothing of the window stays on the broker: every retained message
+under ``<base>/pair/`` is cleared and the sessions of the client ids that announced are
+ended (a persistent session could otherwise collect a credential later).
+
+`remove` undoes a pairing: files rewritten, broker reloaded (mosquitto 2.0 drops a connected
+client whose account is gone on reload; the end-to-end test checks it), ``device_removed``,
+and a DELETE on the server.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import aiomqtt
 from carehub import api_contract as api
 from carehub.clock import Clock, SystemClock
 from carehub.mqtt_contract import (
+    PAIR_LEVEL,
     BridgeEvent,
     BridgeEventKind,
     BridgeTopic,
@@ -36,7 +44,7 @@ from carehub.mqtt_contract import (
     encode,
     parse_model,
 )
-from carehub.pairing_seal import SealError, seal
+from carehub.pairing_seal import seal
 from carehub.settings import HubSettings
 from gateway.broker_auth import hash_password
 from gateway.broker_files import load_accounts, reload_broker, write_security
@@ -58,10 +66,25 @@ Say = Callable[[str], None]
 PICKUP_GRACE_S = 5.0
 """After the window closes, how long an accepted device has to come online with its own
 account before its (sealed) retained credential is cleared anyway."""
+SWEEP_TIMEOUT_S = 10.0
+"""Longest wait for the broker's retained pairing messages when the window closes."""
+MAX_SESSIONS_ENDED = 1000
+"""Client ids whose sessions are ended at the close, at most (accepted devices first): a
+flood of announcements cannot make the close last forever; the others can read nothing."""
 
 
 class PairingError(RuntimeError):
     """Pairing cannot start (no broker configuration, broker unreachable)."""
+
+
+@dataclass
+class Leftovers:
+    """What a window left on the broker, to clear when it closes."""
+
+    topics: set[str] = field(default_factory=set)
+    """Topics under ``<base>/pair/`` that a pairing client published on (maybe retained)."""
+    client_ids: set[str] = field(default_factory=set)
+    """Client ids that published there (maybe with a persistent session)."""
 
 
 @dataclass
@@ -116,6 +139,7 @@ class PairingSession:
         self.say = say
         self.clock = clock or SystemClock()
         self.accounts = require_accounts(settings)
+        self._acl_open = False
 
     async def _event(
         self, client: aiomqtt.Client, what: BridgeEventKind, **fields: str | None
@@ -125,37 +149,148 @@ class PairingSession:
 
     async def pair(self, seconds: float, accept_all: bool) -> PairingResult:
         result = PairingResult()
-        until = self.clock.now_ms() + int(seconds * 1000)
         seen: dict[str, str] = {}
         waiting: set[str] = set()  # accepted, not yet seen online with their own account
+        left = Leftovers()
         uplink = hub_uplink(self.settings)
         try:
             async with hub_client(self.settings, "pair") as client:
-                await client.subscribe(self.topics.pair_announcements(), qos=1)
-                await client.subscribe(f"{self.topics.base}/+/{Channel.AVAILABILITY.value}", qos=1)
-                window = PairingWindow(v=1, open=True, until_ms=until)
-                await client.publish(
-                    self.topics.bridge(BridgeTopic.PAIRING), encode(window), qos=1, retain=True
-                )
-                await self._event(client, "pairing_opened")
-                self.say(f"pairing open for {seconds:.0f} s: switch the devices on")
+                await self._open_acl()
+                until = self.clock.now_ms() + int(seconds * 1000)
                 try:
-                    await self._listen(client, until, seen, waiting, accept_all, result, uplink)
+                    await client.subscribe(self.topics.pair_everything(), qos=1)
+                    await client.subscribe(
+                        f"{self.topics.base}/+/{Channel.AVAILABILITY.value}", qos=1
+                    )
+                    window = PairingWindow(v=1, open=True, until_ms=until)
+                    await client.publish(
+                        self.topics.bridge(BridgeTopic.PAIRING), encode(window), qos=1, retain=True
+                    )
+                    await self._event(client, "pairing_opened")
+                    self.say(f"pairing open for {seconds:.0f} s: switch the devices on")
+                    await self._listen(
+                        client, until, seen, waiting, accept_all, result, uplink, left
+                    )
                 finally:
                     closed = PairingWindow(v=1, open=False)
                     await client.publish(
                         self.topics.bridge(BridgeTopic.PAIRING), encode(closed), qos=1, retain=True
                     )
                     await self._event(client, "pairing_closed")
-                    await self._clear_credentials(client, seen, waiting)
+                    await self._clear_credentials(client, seen, waiting, left)
+                    await self._close(client, left, result)
         except aiomqtt.MqttError as e:
             where = f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
             raise PairingError(f"broker {where}: {e}") from None
         finally:
+            if self._acl_open:  # the broker went away mid-window: close it all the same
+                await self._close_acl()
             if uplink:
                 await uplink.aclose()
         self.say("pairing closed")
         return result
+
+    async def _write_and_reload(self, accounts: BrokerAccounts, pairing_open: bool) -> str:
+        write_security(
+            self.settings.hub_broker_dir, accounts, self.settings.base_topic, pairing_open
+        )
+        return await asyncio.to_thread(
+            reload_broker, self.settings.hub_broker_dir, self.settings.hub_broker_reload_command
+        )
+
+    async def _open_acl(self) -> None:
+        """Let the pairing account announce and read credentials. mosquitto reloads on the
+        signal before it reads anything sent after it, so the window is open for the
+        devices once this returns."""
+        self._acl_open = True
+        try:
+            await self._write_and_reload(self.accounts, pairing_open=True)
+        except (RuntimeError, OSError) as e:
+            with contextlib.suppress(OSError, ValueError):
+                write_security(
+                    self.settings.hub_broker_dir, self.accounts, self.settings.base_topic
+                )
+            self._acl_open = False
+            raise PairingError(f"cannot open the pairing window: {e}") from None
+
+    async def _close_acl(self) -> None:
+        try:
+            await self._write_and_reload(self.accounts, pairing_open=False)
+            self._acl_open = False
+        except (RuntimeError, OSError) as e:
+            log.error("pairing window: the broker still lets the pairing account in: %s", e)
+            self.say(
+                f"the broker was not reloaded ({e}): the pairing account keeps its rights until"
+                " `systemctl reload carehub-broker`"
+            )
+
+    async def _close(self, client: aiomqtt.Client, left: Leftovers, result: PairingResult) -> None:
+        """Take the pairing account's rights back, clear what the window left retained
+        under ``<base>/pair/``, end the sessions of the client ids that announced."""
+        await self._close_acl()
+        await self._sweep(client, left)
+        for topic in sorted(left.topics):
+            await client.publish(topic, b"", qos=1, retain=True)
+        accepted = [c for c in result.accepted if c in left.client_ids]
+        others = sorted(left.client_ids - set(accepted))
+        ids = (accepted + others)[:MAX_SESSIONS_ENDED]
+        if len(left.client_ids) > len(ids):
+            log.warning(
+                "pairing window: %d client ids announced; the sessions of %d were ended",
+                len(left.client_ids),
+                len(ids),
+            )
+        for client_id in ids:
+            await self._end_session(client_id)
+
+    async def _sweep(self, client: aiomqtt.Client, left: Leftovers) -> None:
+        """Note every retained message under ``<base>/pair/``: subscribing again makes the
+        broker send them all, then the retained ``bridge/pairing`` (subscribed next) comes
+        after them, which says the sweep is complete."""
+        sentinel = self.topics.bridge(BridgeTopic.PAIRING)
+        await client.subscribe(self.topics.pair_everything(), qos=1)
+        await client.subscribe(sentinel, qos=1)
+        messages = aiter(client.messages)
+        deadline = self.clock.monotonic() + SWEEP_TIMEOUT_S
+        while (wait := deadline - self.clock.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(anext(messages), wait)
+            except TimeoutError:
+                log.warning("pairing window: the broker's retained messages did not all come")
+                return
+            if str(message.topic) == sentinel and message.retain:
+                return
+            self._note(message, left)
+
+    async def _end_session(self, client_id: str) -> None:
+        """Connect as `client_id` with a clean session and leave: the broker drops that
+        client id's session (and anything queued in it) and whoever is connected with it."""
+        username, password = hub_credentials(self.settings)
+        try:
+            async with aiomqtt.Client(
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                identifier=client_id,
+                username=username,
+                password=password,
+                clean_session=True,
+            ):
+                pass
+        except aiomqtt.MqttError as e:
+            log.warning("pairing window: session of %r not ended: %s", client_id, e)
+
+    def _note(self, message: aiomqtt.Message, left: Leftovers) -> None:
+        """Remember a message a pairing client published under ``<base>/pair/`` (not the
+        hub's own credentials)."""
+        topic = str(message.topic)
+        if not topic.startswith(f"{self.topics.base}/{PAIR_LEVEL}/") or topic.endswith(
+            "/credential"
+        ):
+            return
+        left.topics.add(topic)
+        client_id = self.topics.pair_client_id(topic)
+        if client_id is not None:
+            left.client_ids.add(client_id)
 
     async def _listen(
         self,
@@ -166,11 +301,12 @@ class PairingSession:
         accept_all: bool,
         result: PairingResult,
         uplink: Uplink | None,
+        left: Leftovers,
     ) -> None:
         messages = aiter(client.messages)
-        while (left := until - self.clock.now_ms()) > 0:
+        while (remaining := until - self.clock.now_ms()) > 0:
             try:
-                message = await asyncio.wait_for(anext(messages), left / 1000)
+                message = await asyncio.wait_for(anext(messages), remaining / 1000)
             except TimeoutError:
                 return
             topic = str(message.topic)
@@ -179,11 +315,17 @@ class PairingSession:
                 if payload == b"online":
                     waiting.discard(topic.split("/")[-2])
                 continue
+            self._note(message, left)
+            if topic.endswith("/credential"):
+                continue  # ours
+            if message.retain:  # kept by the broker from before this window: stale
+                log.info("pairing: ignored %s, published before this window", topic[:200])
+                continue
             try:
                 hardware_id = self.topics.parse_pair_announce(topic)
                 announce = parse_model(PairAnnounce, payload)
             except ContractError as e:
-                log.warning("pairing: bad announcement on %s: %s", topic, e)
+                log.warning("pairing: bad announcement on %s: %s", topic[:200], e)
                 continue
             decision = decide(
                 announce,
@@ -219,7 +361,7 @@ class PairingSession:
                 continue
             try:
                 device_id = await self._accept(client, announce, uplink, result)
-            except (SealError, RuntimeError, OSError) as e:
+            except (ValueError, RuntimeError, OSError) as e:  # SealError is a ValueError
                 log.error("pairing %s failed: %s", announce.hardware_id, e)
                 self.say(f"could not pair {announce.hardware_id}: {e}")
                 result.refused.append(announce.hardware_id)
@@ -250,13 +392,11 @@ class PairingSession:
             paired_at_ms=self.clock.now_ms(),
         )
         before, after = self.accounts, self.accounts.with_device(device)
-        write_security(self.settings.hub_broker_dir, after, self.settings.base_topic)
         try:
-            how = await asyncio.to_thread(
-                reload_broker, self.settings.hub_broker_dir, self.settings.hub_broker_reload_command
-            )
+            how = await self._write_and_reload(after, pairing_open=True)
         except RuntimeError:  # not paired after all: the files say so too
-            write_security(self.settings.hub_broker_dir, before, self.settings.base_topic)
+            base = self.settings.base_topic
+            write_security(self.settings.hub_broker_dir, before, base, pairing_open=True)
             raise
         self.accounts = after
         log.info("broker reloaded (%s) with the account of %s", how, device_id)
@@ -283,15 +423,16 @@ class PairingSession:
         return device_id
 
     async def _clear_credentials(
-        self, client: aiomqtt.Client, seen: dict[str, str], waiting: set[str]
+        self, client: aiomqtt.Client, seen: dict[str, str], waiting: set[str], left: Leftovers
     ) -> None:
         """Remove the retained credentials once their devices are online (or after a grace):
         sealed, they are useless to others, but nothing should linger on the broker."""
         deadline = self.clock.monotonic() + self.pickup_grace_s
         messages = aiter(client.messages)
-        while waiting and (left := deadline - self.clock.monotonic()) > 0:
+        while waiting and (wait := deadline - self.clock.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
-                message = await asyncio.wait_for(anext(messages), left)
+                message = await asyncio.wait_for(anext(messages), wait)
+                self._note(message, left)
                 topic = str(message.topic)
                 if (
                     topic.endswith(f"/{Channel.AVAILABILITY.value}")

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.broker_auth import QUEUE_BYTES, queue_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -43,33 +45,30 @@ def mosquitto_binary() -> str | None:
     )
 
 
-QUEUE_LIMIT = 100_000
-"""mosquitto's `max_queued_messages`: per offline persistent session (the hub's), all QoS."""
-
-
-def mosquitto_config(port: int, data_dir: Path) -> str:
-    """The configuration of a hub's broker. Persistence lives in `data_dir`, so the messages
-    queued for the hub's persistent session survive a broker restart; QoS-0 frames (IMU,
-    vitals) are queued too while the hub is away, up to `QUEUE_LIMIT` messages in all."""
-    return (
-        f"user {getpass.getuser()}\n"  # as root, mosquitto would drop to a user without access
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence true\n"
-        f"persistence_location {data_dir}/\n"
-        "autosave_interval 1\n"
-        f"max_queued_messages {QUEUE_LIMIT}\n"
-        "queue_qos0_messages true\n"
-        "log_dest stderr\n"
-        "log_type error\n"
-        "log_type warning\n"
-    )
+def mosquitto_config(port: int, data_dir: Path, queue_bytes: int = QUEUE_BYTES) -> str:
+    """The configuration of a development broker: anonymous, on localhost, with the
+    appliance's persistence and queue bounds (`gateway.broker_auth.queue_settings`): the
+    messages queued for the hub's persistent session, QoS-0 frames (IMU, vitals) included,
+    survive a broker restart, up to ``QUEUE_LIMIT`` QoS-1 messages and `queue_bytes` bytes."""
+    lines = [
+        f"user {getpass.getuser()}",  # as root, mosquitto would drop to a user without access
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        *queue_settings(data_dir, queue_bytes),
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class Mosquitto:
     """A private mosquitto (persistence on, so queued QoS-1 messages survive its restarts)."""
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, workdir: Path | None = None, queue_bytes: int = QUEUE_BYTES
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
@@ -81,7 +80,7 @@ class Mosquitto:
         self.workdir = (workdir or Path(self._tmp.name)).resolve()  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = self.workdir / "mosquitto.conf"
-        self.config.write_text(mosquitto_config(self.port, self.workdir))
+        self.config.write_text(mosquitto_config(self.port, self.workdir, queue_bytes))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:

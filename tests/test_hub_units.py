@@ -194,3 +194,23 @@ def test_logrotate_rotates_the_file_log_and_the_hub_keeps_writing(tmp_path: Path
         logs.setup("INFO")
     assert "before the rotation" in (log_dir / "hub.log.1").read_text()
     assert "after the rotation" in (log_dir / "hub.log").read_text()
+
+
+def _bytes(systemd_size: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return int(systemd_size[:-1]) * units[systemd_size[-1]]
+
+
+def test_the_hub_starts_once_the_clock_is_set_and_the_broker_has_room_for_its_queue() -> None:
+    """A Pi has no clock: the hub is ordered after time-set (the last saved time) and
+    time-sync (NTP, when the installer enables a wait for it), without pulling them in.
+    The broker's MemoryMax is above what it holds with the hub's queue full."""
+    from gateway.broker_auth import QUEUE_MEMORY_BYTES
+
+    files = render(params())
+    hub = directives(files["carehub-hub.service"])
+    after = " ".join(hub["Unit.After"]).split()
+    assert {"time-set.target", "time-sync.target", "carehub-broker.service"} <= set(after)
+    assert "time-sync.target" not in " ".join(hub.get("Unit.Wants", []))  # systemd.special(7)
+    broker = directives(files["carehub-broker.service"])
+    assert _bytes(broker["Service.MemoryMax"][-1]) > QUEUE_MEMORY_BYTES

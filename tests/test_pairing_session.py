@@ -22,7 +22,7 @@ from firmware_sim.pairing import PairingTimeout, pair_device
 from gateway.broker_auth import Listener, verify_password
 from gateway.broker_files import load_accounts, write_all
 from gateway.pairing import BrokerAccounts
-from gateway.pairing_session import PairingSession
+from gateway.pairing_session import PairingError, PairingSession
 from harness.broker import free_port, mosquitto_binary, wait_for_port
 
 pytestmark = pytest.mark.integration
@@ -151,12 +151,21 @@ async def test_a_second_key_under_the_same_hardware_id_is_refused(secured: HubSe
     assert "btn-6" in result.refused  # the second key
 
 
-async def test_a_broker_that_cannot_reload_pairs_nothing(secured: HubSettings) -> None:
-    settings = secured.model_copy(update={"hub_broker_reload_command": "false"})
-
+async def test_a_broker_that_cannot_reload_pairs_nothing(
+    secured: HubSettings, tmp_path: Path
+) -> None:
     async def installer(announce: PairAnnounce) -> bool:
         return True
 
+    never = secured.model_copy(update={"hub_broker_reload_command": "false"})
+    with pytest.raises(PairingError, match="cannot open the pairing window"):
+        await PairingSession(never, installer, say=lambda _: None).pair(1.0, accept_all=True)
+    assert "carehub/pair/" not in (secured.hub_broker_dir / "acl").read_text()
+
+    # the window opens (one reload), then the device's account cannot be loaded
+    flag, pid = tmp_path / "reloaded", secured.hub_broker_dir / "mosquitto.pid"
+    once = f"sh -c 'test ! -e {flag} && touch {flag} && kill -HUP $(cat {pid})'"
+    settings = secured.model_copy(update={"hub_broker_reload_command": once})
     is_open = threading.Event()
     session = PairingSession(settings, installer, say=lambda _: is_open.set(), pickup_grace_s=0.2)
 
@@ -173,3 +182,52 @@ async def test_a_broker_that_cannot_reload_pairs_nothing(secured: HubSettings) -
     accounts = load_accounts(secured.hub_broker_dir)
     assert accounts is not None and accounts.devices == ()
     assert "btn-7" not in (secured.hub_broker_dir / "passwd").read_text()
+
+
+def pair_client(
+    port: int, client_id: str, clean: bool = True, password: str = "carehub-pairing"
+) -> mqtt.Client:
+    """A client of the shared pairing account, connected (its loop running)."""
+    connected = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+    c.username_pw_set("_pair", password)
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    assert connected.wait(5)
+    return c
+
+
+def announce_body(hardware_id: str, key: str | None = None) -> bytes:
+    key = key or public_b64(new_private_key())
+    return json.dumps(
+        {"v": 1, "hardware_id": hardware_id, "kind": "button", "public_key": key}
+    ).encode()
+
+
+async def test_an_id_with_a_colon_is_refused_and_the_window_goes_on(secured: HubSettings) -> None:
+    """``btn:1`` matched the contract but not the password file: pairing it crashed the
+    window and left an accounts file that crashed every later `broker-config`."""
+    is_open = threading.Event()
+    session = PairingSession(
+        secured, lambda a: asyncio.sleep(0, True), say=lambda _: is_open.set(), pickup_grace_s=0.2
+    )
+
+    def devices() -> None:
+        assert is_open.wait(5)
+        colon = pair_client(secured.mqtt_port, "btn:1")
+        colon.publish(
+            "carehub/pair/btn:1/announce", announce_body("btn:1"), qos=1
+        ).wait_for_publish(5)
+        colon.disconnect()
+        colon.loop_stop()
+        pair_device("btn-2", "button", "127.0.0.1", secured.mqtt_port, timeout_s=5.0)
+
+    worker = threading.Thread(target=devices)
+    worker.start()
+    result = await session.pair(3.0, accept_all=True)
+    await asyncio.to_thread(worker.join, 10)
+    assert result.accepted == ["btn-2"]
+    accounts = load_accounts(secured.hub_broker_dir)
+    assert accounts is not None and [d.device_id for d in accounts.devices] == ["btn-2"]
+    assert "btn:1" not in (secured.hub_broker_dir / "accounts.json").read_text()
