@@ -165,6 +165,14 @@ class ServerSettings(_Settings):
         200, ge=1, description="Enrollment attempts allowed from everyone within the window."
     )
     enroll_window_s: float = Field(600.0, gt=0)
+    reply_code_hold_h: float = Field(
+        12.0,
+        gt=0,
+        le=7 * 24,
+        description='A member\'s reply code ("2a") keeps meaning its alarm this long (hours) '
+        "after it was sent or the alarm closed: a late reply is answered that the alarm is "
+        "over, and the code is not given to another alarm of theirs meanwhile.",
+    )
     sms_lease_s: float = Field(
         30.0,
         gt=0,

@@ -105,7 +105,8 @@ def server(
     and CAREHUB_ENROLL_MAX_ATTEMPTS_TOTAL (200) within CAREHUB_ENROLL_WINDOW_S (600).
 
     CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
-    CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it).
+    CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it),
+    CAREHUB_REPLY_CODE_HOLD_H (12: a reply code keeps meaning its alarm this long).
 
     CAREHUB_MERGE_REPEATS (true: an alarm raised again by the same device while its alarm
     of that kind is open joins that alarm as a repeat).
