@@ -165,6 +165,27 @@ class ServerSettings(_Settings):
         200, ge=1, description="Enrollment attempts allowed from everyone within the window."
     )
     enroll_window_s: float = Field(600.0, gt=0)
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's head (request line and headers) must arrive within this "
+        "many seconds of the connection or of its first byte, else 408 and the connection "
+        "closes (a client trickling a head byte by byte holds nothing for long).",
+    )
+    http_body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's body must arrive within this long after its head."
+    )
+    http_keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle kept-alive connection closes after this long."
+    )
+    http_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (431 above)."
+    )
+    http_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=512 * 1024,
+        description="Largest request body (413 above; an alarm's details are at most 256 KiB).",
+    )
     reply_code_hold_h: float = Field(
         12.0,
         gt=0,

@@ -108,6 +108,10 @@ def server(
     CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it),
     CAREHUB_REPLY_CODE_HOLD_H (12: a reply code keeps meaning its alarm this long).
 
+    HTTP limits (docs/operations.md): CAREHUB_HTTP_HEADER_TIMEOUT_S (10),
+    CAREHUB_HTTP_BODY_TIMEOUT_S (60), CAREHUB_HTTP_KEEP_ALIVE_S (5),
+    CAREHUB_HTTP_MAX_HEADER_BYTES (65536), CAREHUB_HTTP_MAX_BODY_BYTES (1048576).
+
     CAREHUB_MERGE_REPEATS (true: an alarm raised again by the same device while its alarm
     of that kind is open joins that alarm as a repeat).
 

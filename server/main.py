@@ -14,6 +14,7 @@ from carehub.settings import ServerSettings
 from server.app import create_app
 from server.db import make_engine, migrate
 from server.directory import DirectoryError, load_directory, read_directory
+from server.http_limits import HttpLimits, bounded_protocol
 from server.sealed import Sealer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ class _Server(uvicorn.Server):
                 captured.clear()
 
 
+def http_limits(settings: ServerSettings) -> HttpLimits:
+    return HttpLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_body_bytes=settings.http_max_body_bytes,
+    )
+
+
 async def serve(settings: ServerSettings, directory: Path | None = None) -> None:
     await prepare_database(settings, directory)
     config = uvicorn.Config(
@@ -72,5 +82,7 @@ async def serve(settings: ServerSettings, directory: Path | None = None) -> None
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        http=bounded_protocol(http_limits(settings)),
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # a float works
     )
     await _Server(config).serve()
