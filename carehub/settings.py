@@ -14,12 +14,13 @@ by ``CAREHUB_CONFIG`` (or ``--config``); each process reads its own table (``[se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -158,11 +159,21 @@ class ServerSettings(_Settings):
     enroll_max_attempts_per_client: int = Field(
         10,
         ge=1,
-        description="Enrollment attempts allowed from one client address within "
-        "`enroll_window_s` (further ones get 429 with Retry-After).",
+        description="Enrollment attempts allowed from one source (an IPv4 address, an IPv6 "
+        "/64) within `enroll_window_s` (further ones get 429 with Retry-After).",
     )
-    enroll_max_attempts_total: int = Field(
-        200, ge=1, description="Enrollment attempts allowed from everyone within the window."
+    enroll_max_attempts_per_household: int = Field(
+        20,
+        ge=1,
+        description="Attempts allowed within the window with one household's codes that no "
+        "longer work (used, expired); a live code always redeems. There is no global "
+        "limit: a few sources could lock every installer out.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed; from any other peer they are "
+        "ignored. Empty: none (the client address is the TCP peer's).",
     )
     enroll_window_s: float = Field(600.0, gt=0)
     http_header_timeout_s: float = Field(
@@ -200,6 +211,21 @@ class ServerSettings(_Settings):
         description="A message claimed for sending by a server process that then died is "
         "claimed again by another after this long (at-least-once SMS).",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in proxy_list(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+
+def proxy_list(trusted_proxies: str) -> list[str]:
+    """`ServerSettings.trusted_proxies` as a list of addresses and networks."""
+    return [p.strip() for p in trusted_proxies.split(",") if p.strip()]
 
 
 class HubSettings(MqttSettings):

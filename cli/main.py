@@ -101,8 +101,12 @@ def server(
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
 
-    Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10)
-    and CAREHUB_ENROLL_MAX_ATTEMPTS_TOTAL (200) within CAREHUB_ENROLL_WINDOW_S (600).
+    Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10
+    per IPv4 address or IPv6 /64) and CAREHUB_ENROLL_MAX_ATTEMPTS_PER_HOUSEHOLD (20, with its
+    used or expired codes) within CAREHUB_ENROLL_WINDOW_S (600).
+
+    CAREHUB_TRUSTED_PROXIES (none): comma-separated addresses or networks of the reverse
+    proxies whose X-Forwarded-For is believed.
 
     CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
     CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from carehub.settings import ServerSettings
+from carehub.settings import ServerSettings, proxy_list
 from server.app import create_app
 from server.db import make_engine, migrate
 from server.directory import DirectoryError, load_directory, read_directory
@@ -83,6 +83,10 @@ async def serve(settings: ServerSettings, directory: Path | None = None) -> None
         lifespan="on",
         timeout_graceful_shutdown=3,
         http=bounded_protocol(http_limits(settings)),
+        # X-Forwarded-For only from the configured proxies (uvicorn's default trusts any
+        # local peer): the client address is what enrollment and login limits count
+        proxy_headers=bool(proxy_list(settings.trusted_proxies)),
+        forwarded_allow_ips=proxy_list(settings.trusted_proxies) or None,
         timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # a float works
     )
     await _Server(config).serve()
