@@ -10,7 +10,8 @@ uvicorn's httptools protocol close such connections:
   connection (a new connection) or of its first byte (a kept-alive one), else ``408``;
 - the body must be complete within `body_timeout_s` of the head, else the connection
   closes (the route sees the client gone);
-- a head over `max_header_bytes` gets ``431``, a body over `max_body_bytes` ``413``.
+- a head over `max_header_bytes` gets ``431``; a body declared over `max_body_bytes` gets
+  ``413`` before the route starts, a chunked one that grows over it closes the connection.
 
 Closing is logged at most once a minute, with a count, so a flood writes few lines.
 """
@@ -133,15 +134,21 @@ class _BoundedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        length = next((v for n, v in self.headers if n == b"content-length"), b"")
+        if length.isdigit() and int(length) > self.limits.max_body_bytes:
+            self._too_large_body()  # said before the route starts: it never does
         self._arm(self.limits.body_timeout_s)
         super().on_headers_complete()
+
+    def _too_large_body(self) -> None:
+        self._refusal = _status(413, "Content Too Large")
+        _closings.note("body too large")
+        raise _TooLarge
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > self.limits.max_body_bytes:
-            self._refusal = _status(413, "Content Too Large")
-            _closings.note("body too large")
-            raise _TooLarge
+            self._too_large_body()  # chunked: the route has started, the client is gone
         super().on_body(body)
 
     def on_message_complete(self) -> None:

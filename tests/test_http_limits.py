@@ -39,6 +39,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield port
     finally:
         server.stop()
+    log = (tmp / "server.log").read_text()
+    assert "closed HTTP connections: " in log and "Traceback" not in log, log
 
 
 def connect(port: int) -> socket.socket:
@@ -133,8 +135,16 @@ def test_too_large_heads_and_bodies_are_refused(port: int) -> None:
             b"POST /api/v1/hub/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {size}\r\n\r\n".encode()
         )
+        assert answer_until_closed(sock).startswith(b"HTTP/1.1 413 ")
+    with connect(port) as sock:
+        sock.sendall(
+            b"POST /api/v1/hub/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"100000\r\n" + b" " * 0x100000 + b"\r\n"  # 1 MiB each
         try:
-            sock.sendall(b" " * size)
+            for _ in range(3):
+                sock.sendall(chunk)
         except OSError:
             pass  # closed while sending: refused
         answer_until_closed(sock)
