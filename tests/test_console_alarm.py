@@ -22,6 +22,7 @@ from carehub.clock import FakeClock
 from server.console.alarm_detail import TimelineEntry, lifecycle, merged_timeline
 from server.console.health_board import lasted
 from server.console.plots import (
+    MAX_BARS,
     MAX_POINTS,
     MAX_TICKS,
     acceleration_svg,
@@ -91,6 +92,12 @@ def test_acceleration_plot_work_is_bounded_whatever_the_window(hz: float) -> Non
     points, ticks = drawn(svg)
     assert 2 <= points <= MAX_POINTS and ticks <= MAX_TICKS
     assert "max 9.0 g" in svg and ",36.0" in svg  # the peak, drawn at the top
+
+
+def test_a_series_plot_draws_at_most_its_bars() -> None:
+    labels = [f"d-{i}" for i in range(10 * MAX_BARS)]
+    svg = str(series_svg(labels, [1.0] * len(labels), "s"))
+    assert svg.count('class="bar"') == MAX_BARS and "d-3659:" in svg and "d-0:" not in svg
 
 
 def test_plots_refuse_nothing_but_draw_nothing_from_bad_input() -> None:

@@ -15,6 +15,8 @@ MAX_POINTS = 2 * (WIDTH - 2 * PAD)
 """Most points a line plot draws, whatever its input: two (low, high) per pixel column."""
 MAX_TICKS = 12
 """Most labelled ticks on a time axis."""
+MAX_BARS = 366
+"""Most bars a series plot draws (the latest ones): a year of days."""
 
 
 def _open() -> str:
@@ -132,9 +134,10 @@ def series_svg(
     labels: Sequence[str], values: Sequence[float | None], unit: str, top: float | None = None
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
-    value is drawn as an empty slot marked "–"."""
+    value is drawn as an empty slot marked "–". At most the last `MAX_BARS`."""
     if not labels:
         return Markup("")
+    labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
     scaled = [None if v is None else (v * 100 if unit == "%" else v) for v in values]
     hi = top if top is not None else max([v for v in scaled if v is not None] or [1.0]) or 1.0
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
