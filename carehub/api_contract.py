@@ -21,10 +21,24 @@ import enum
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.mqtt_contract import DEVICE_ID_PATTERN, RESPONDER_MAX_CHARS
+from carehub.mqtt_contract import (
+    ACC_RANGE,
+    DEVICE_ID_PATTERN,
+    HZ_RANGE,
+    MAX_FRAME_SAMPLES,
+    RESPONDER_MAX_CHARS,
+)
 
 API_PREFIX = "/api/v1"
 ALARMS_PATH = f"{API_PREFIX}/alarms"
@@ -134,17 +148,64 @@ def storable_details(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (dict, list, tuple)) and depth >= MAX_DETAILS_DEPTH:
         return None  # its contents would lie deeper than allowed
     if isinstance(value, dict):
-        return {
+        out = {
             storable_details(str(k), depth + 1): storable_details(v, depth + 1)
             for k, v in value.items()
         }
+        if depth == 0 and window_problem(out.get("window")) is not None:
+            out["window"] = None  # the alarm goes without its plot rather than refused
+        return out
     if isinstance(value, (list, tuple)):
         return [storable_details(v, depth + 1) for v in value]
     return value
 
 
+FALL_WINDOW_MAX_SAMPLES = MAX_FRAME_SAMPLES
+"""Most samples in a fall alarm's ``details.window`` (the hub sends 2 s before the impact and
+at most 5 s after, at 50 Hz: 350)."""
+FALL_WINDOW_MAX_S = 30.0
+"""Longest fall window, in seconds (samples / hz)."""
+
+GForce = Annotated[float, Field(ge=ACC_RANGE.low, le=ACC_RANGE.high), _JsonNumber]
+
+
+class FallWindow(BaseModel):
+    """``details.window`` of an alarm: acceleration samples [x, y, z] in g at ``hz`` from
+    ``t0_ms``, bounded as the MQTT contract bounds an IMU frame (`HZ_RANGE`, `ACC_RANGE`,
+    `MAX_FRAME_SAMPLES`). Checked on upload, so what reads a stored window (the console's
+    plot) has bounded work; ``null`` means no window. Other fields are kept as sent."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    hz: Annotated[float, Field(ge=HZ_RANGE.low, le=HZ_RANGE.high), _JsonNumber]
+    t0_ms: EpochMs
+    acc: list[tuple[GForce, GForce, GForce]] = Field(max_length=FALL_WINDOW_MAX_SAMPLES)
+
+    @model_validator(mode="after")
+    def _not_too_long(self) -> FallWindow:
+        if len(self.acc) > FALL_WINDOW_MAX_S * self.hz:
+            raise ValueError(f"longer than {FALL_WINDOW_MAX_S:g} s (samples / hz)")
+        return self
+
+
+def window_problem(window: Any) -> str | None:
+    """Why `window` is not a `FallWindow` (one line: field and reason), or None."""
+    if window is None:
+        return None
+    try:
+        FallWindow.model_validate(window)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in ("window", *first["loc"]))
+        return f"{where}: {first['msg']}"
+    return None
+
+
 def _storable(value: dict[str, Any]) -> dict[str, Any]:
     _check_json(value)
+    problem = window_problem(value.get("window"))
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -178,7 +239,8 @@ class AlarmUpload(_Body):
     details: Details = Field(
         default_factory=dict,
         description="Kind-specific evidence: fall window, vital readings. Finite numbers,"
-        f" no NUL, at most {MAX_DETAILS_DEPTH} levels deep, at most {MAX_DETAILS_BYTES} bytes.",
+        f" no NUL, at most {MAX_DETAILS_DEPTH} levels deep, at most {MAX_DETAILS_BYTES} bytes;"
+        " `window`, when present, is a `FallWindow`.",
     )
     test: bool = Field(
         default=False,

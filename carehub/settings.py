@@ -14,12 +14,13 @@ by ``CAREHUB_CONFIG`` (or ``--config``); each process reads its own table (``[se
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -158,19 +159,73 @@ class ServerSettings(_Settings):
     enroll_max_attempts_per_client: int = Field(
         10,
         ge=1,
-        description="Enrollment attempts allowed from one client address within "
-        "`enroll_window_s` (further ones get 429 with Retry-After).",
+        description="Enrollment attempts allowed from one source (an IPv4 address, an IPv6 "
+        "/64) within `enroll_window_s` (further ones get 429 with Retry-After).",
     )
-    enroll_max_attempts_total: int = Field(
-        200, ge=1, description="Enrollment attempts allowed from everyone within the window."
+    enroll_max_attempts_per_household: int = Field(
+        20,
+        ge=1,
+        description="Attempts allowed within the window with one household's codes that no "
+        "longer work (used, expired); a live code always redeems. There is no global "
+        "limit: a few sources could lock every installer out.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed; from any other peer they are "
+        "ignored. Empty: none (the client address is the TCP peer's).",
     )
     enroll_window_s: float = Field(600.0, gt=0)
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's head (request line and headers) must arrive within this "
+        "many seconds of the connection or of its first byte, else 408 and the connection "
+        "closes (a client trickling a head byte by byte holds nothing for long).",
+    )
+    http_body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's body must arrive within this long after its head."
+    )
+    http_keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle kept-alive connection closes after this long."
+    )
+    http_max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (431 above)."
+    )
+    http_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=512 * 1024,
+        description="Largest request body (413 above; an alarm's details are at most 256 KiB).",
+    )
+    reply_code_hold_h: float = Field(
+        12.0,
+        gt=0,
+        le=7 * 24,
+        description='A member\'s reply code ("2a") keeps meaning its alarm this long (hours) '
+        "after it was sent or the alarm closed: a late reply is answered that the alarm is "
+        "over, and the code is not given to another alarm of theirs meanwhile.",
+    )
     sms_lease_s: float = Field(
         30.0,
         gt=0,
         description="A message claimed for sending by a server process that then died is "
         "claimed again by another after this long (at-least-once SMS).",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in proxy_list(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+
+def proxy_list(trusted_proxies: str) -> list[str]:
+    """`ServerSettings.trusted_proxies` as a list of addresses and networks."""
+    return [p.strip() for p in trusted_proxies.split(",") if p.strip()]
 
 
 class HubSettings(MqttSettings):

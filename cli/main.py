@@ -101,11 +101,20 @@ def server(
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
 
-    Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10)
-    and CAREHUB_ENROLL_MAX_ATTEMPTS_TOTAL (200) within CAREHUB_ENROLL_WINDOW_S (600).
+    Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10
+    per IPv4 address or IPv6 /64) and CAREHUB_ENROLL_MAX_ATTEMPTS_PER_HOUSEHOLD (20, with its
+    used or expired codes) within CAREHUB_ENROLL_WINDOW_S (600).
+
+    CAREHUB_TRUSTED_PROXIES (none): comma-separated addresses or networks of the reverse
+    proxies whose X-Forwarded-For is believed.
 
     CAREHUB_SMS_MAX_PER_NUMBER (4 texts per number per 15 min, then merged),
-    CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it).
+    CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it),
+    CAREHUB_REPLY_CODE_HOLD_H (12: a reply code keeps meaning its alarm this long).
+
+    HTTP limits (docs/operations.md): CAREHUB_HTTP_HEADER_TIMEOUT_S (10),
+    CAREHUB_HTTP_BODY_TIMEOUT_S (60), CAREHUB_HTTP_KEEP_ALIVE_S (5),
+    CAREHUB_HTTP_MAX_HEADER_BYTES (65536), CAREHUB_HTTP_MAX_BODY_BYTES (1048576).
 
     CAREHUB_MERGE_REPEATS (true: an alarm raised again by the same device while its alarm
     of that kind is open joins that alarm as a repeat).

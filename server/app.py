@@ -110,7 +110,10 @@ def create_app(
         if relay is not None:  # other server processes' changes wake our long-polls
             await relay.start()
         dispatch = DispatchStore(
-            store, link_secret(settings), send_lease_ms=int(settings.sms_lease_s * 1000)
+            store,
+            link_secret(settings),
+            send_lease_ms=int(settings.sms_lease_s * 1000),
+            reply_code_hold_ms=int(settings.reply_code_hold_h * 3_600_000),
         )
         escalator = Escalator(
             dispatch,

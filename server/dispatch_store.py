@@ -39,7 +39,7 @@ from server.escalation import (
     self_test_ladder,
     take_step,
 )
-from server.reply_codes import next_code
+from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
 from server.schema import (
     alarm_events,
     alarms,
@@ -111,11 +111,16 @@ def alarm_ref(alarm_id: str) -> str:
 
 class DispatchStore:
     def __init__(
-        self, store: ServerStore, link_secret: bytes, send_lease_ms: int = SEND_LEASE_MS
+        self,
+        store: ServerStore,
+        link_secret: bytes,
+        send_lease_ms: int = SEND_LEASE_MS,
+        reply_code_hold_ms: int = REPLY_CODE_HOLD_MS,
     ) -> None:
         self.store = store
         self.link_secret = link_secret
         self.send_lease_ms = send_lease_ms
+        self.reply_code_hold_ms = reply_code_hold_ms
         self.engine = store.engine
 
     @contextlib.asynccontextmanager
@@ -311,7 +316,7 @@ class DispatchStore:
         msgs: list[Message] = []
         for member_id in recipients:
             member = care.members[member_id]
-            code = await self._free_reply_code(conn, member_id)
+            code = await self._free_reply_code(conn, member_id, now_ms)
             body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, purpose, body, now_ms, step.position, code, link=True
@@ -351,7 +356,7 @@ class DispatchStore:
                 AlarmKind(alarm.kind),
                 Severity(alarm.severity),
             )
-            code = await self._free_reply_code(conn, member_id)
+            code = await self._free_reply_code(conn, member_id, now_ms)
             body = compose_alarm(summary, member.language, code, test=alarm.is_test)
             msg = await self._new_message(
                 conn, alarm, member, f"assigned-{now_ms}", body, now_ms, None, code, link=True
@@ -406,19 +411,32 @@ class DispatchStore:
             alarm_ref(alarm.id),
         )
 
-    async def _free_reply_code(self, conn: AsyncConnection, member_id: str) -> int:
-        used = (
+    async def _free_reply_code(self, conn: AsyncConnection, member_id: str, now_ms: int) -> int:
+        rows = (
             await conn.execute(
-                sa.select(notifications.c.reply_code)
+                sa.select(
+                    notifications.c.reply_code,
+                    alarms.c.state,
+                    notifications.c.created_at_ms,
+                    alarms.c.updated_at_ms,
+                )
                 .join(alarms, alarms.c.id == notifications.c.alarm_id)
                 .where(
                     notifications.c.doctor_id == member_id,
                     notifications.c.reply_code.is_not(None),
-                    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                    _code_held(now_ms, self.reply_code_hold_ms),
                 )
             )
-        ).scalars()
-        return next_code(int(c) for c in used)
+        ).all()
+        uses = (
+            CodeUse(
+                int(r.reply_code),
+                AlarmState(r.state) not in FINAL_STATES,
+                max(int(r.created_at_ms), int(r.updated_at_ms)),
+            )
+            for r in rows
+        )
+        return next_code(uses, now_ms, self.reply_code_hold_ms)
 
     async def _excluded(self, conn: AsyncConnection, alarm_id: str) -> set[str]:
         rows = (
@@ -968,8 +986,22 @@ async def notification_by_token_hash(store: DispatchStore, digest: str) -> Any |
         ).first()
 
 
-async def notification_by_reply(store: DispatchStore, phone: str, code: int) -> Any | None:
-    """The open alarm notification a member's reply code refers to (newest first)."""
+def _code_held(now_ms: int, hold_ms: int) -> sa.ColumnElement[bool]:
+    """`server.reply_codes.holds` in SQL, for a notifications ⋈ alarms row."""
+    since = now_ms - hold_ms
+    return sa.or_(
+        alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+        notifications.c.created_at_ms > since,
+        alarms.c.updated_at_ms > since,
+    )
+
+
+async def notification_by_reply(
+    store: DispatchStore, phone: str, code: int, now_ms: int
+) -> Any | None:
+    """The notification a member's reply code refers to: the newest that still holds the
+    code (`server.reply_codes.holds`), its alarm open or recently over; None when none does.
+    A late reply thus reaches the alarm it was sent for, which answers that it is over."""
     async with store.engine.connect() as conn:
         return (
             await conn.execute(
@@ -979,7 +1011,7 @@ async def notification_by_reply(store: DispatchStore, phone: str, code: int) -> 
                 .where(
                     doctors.c.phone == phone,
                     notifications.c.reply_code == code,
-                    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+                    _code_held(now_ms, store.reply_code_hold_ms),
                 )
                 .order_by(notifications.c.created_at_ms.desc())
                 .limit(1)

@@ -2,15 +2,21 @@
 
 An installer reads a code aloud or types it on the hub, so it is short, upper-case and
 grouped (``K7QF-M2XR-9PTA``), from an alphabet without look-alikes (no 0/O, 1/I/L). Twelve
-characters of 31 give 59 bits: with the rate limit (a few attempts per client and a few
-hundred per window for everyone) guessing one live code in its 30 minutes is hopeless, so a
-fast hash (SHA-256) is enough to store it.
+characters of 31 give 59 bits: with a few attempts per source and window, guessing one live
+code in its 30 minutes is hopeless even for a million sources, so a fast hash (SHA-256) is
+enough to store it.
+
+The limits are per source and per household, never global: a global limit let a few
+addresses lock every installer in the district out. A source is an IPv4 address or an IPv6
+/64 (one subscriber's network, whose addresses cost nothing); a household's codes that no
+longer work (used or expired) can be tried only so often, a live code always redeems.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -52,28 +58,58 @@ def why_refused(used_at_ms: int | None, expires_at_ms: int | None, now_ms: int) 
     return CodeRefusal.EXPIRED
 
 
+IPV6_SOURCE_PREFIX = 64
+
+
+def enroll_source(address: str) -> str:
+    """The source an attempt is counted against: an IPv4 address, or the /64 an IPv6
+    address lies in (an IPv4-mapped IPv6 address is its IPv4 address); anything else as
+    given (uvicorn's client host is not always an address, e.g. ``testclient``)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:60]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
+    return str(ip)
+
+
 @dataclass(frozen=True)
 class EnrollLimits:
-    """At most `per_client` attempts from one address and `total` from everyone within
-    `window_ms` (successful ones count too: a hub enrolls once)."""
+    """At most `per_source` attempts from one source (`enroll_source`) and `per_household`
+    with one household's codes that no longer work, within `window_ms` (successful ones
+    count too: a hub enrolls once)."""
 
-    per_client: int
-    total: int
+    per_source: int
+    per_household: int
     window_ms: int
 
 
 def retry_after_s(
-    by_client: list[int], everyone: list[int], limits: EnrollLimits, now_ms: int
+    by_source: list[int], by_household: list[int], limits: EnrollLimits, now_ms: int
 ) -> int | None:
     """None when another attempt may be made now; else the seconds until it may.
 
-    `by_client` and `everyone` are the times (epoch ms) of the attempts within the window,
-    oldest first: a limit frees up when its oldest counted attempt leaves the window."""
+    `by_source` and `by_household` are the times (epoch ms) of the counted attempts within
+    the window, oldest first (`by_household` empty for an unknown or live code): a limit
+    frees up when its oldest counted attempt leaves the window."""
     waits = []
-    for times, limit in ((by_client, limits.per_client), (everyone, limits.total)):
+    for times, limit in ((by_source, limits.per_source), (by_household, limits.per_household)):
         if len(times) >= limit:
             frees_at = times[len(times) - limit] + limits.window_ms
             waits.append(frees_at - now_ms)
     if not waits:
         return None
     return max(1, -(-max(waits) // 1000))  # whole seconds, rounded up, at least 1
+
+
+def source_key(source: str) -> str:
+    """The `enroll_attempts.client` value counting a source's attempts."""
+    return "s:" + source
+
+
+def household_key(household_id: str) -> str:
+    """The `enroll_attempts.client` value counting attempts with a household's codes."""
+    return "h:" + hashlib.sha256(household_id.encode()).hexdigest()[:32]

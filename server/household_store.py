@@ -24,8 +24,10 @@ from server.enrollment import (
     CodeRefusal,
     EnrollLimits,
     code_hash,
+    household_key,
     new_code,
     retry_after_s,
+    source_key,
     why_refused,
 )
 from server.schema import (
@@ -206,9 +208,13 @@ class HouseholdStore:
             )
         return code, expires
 
-    async def count_attempt(self, client: str, now_ms: int, limits: EnrollLimits) -> None:
-        """Count an enrollment attempt, or raise `RateLimited` (not counted then, so a
-        client that keeps trying is not locked out longer than the window).
+    async def count_attempt(
+        self, source: str, code: str, now_ms: int, limits: EnrollLimits
+    ) -> None:
+        """Count an enrollment attempt from `source` (`server.enrollment.enroll_source`) with
+        `code`, or raise `RateLimited` (not counted then, so a source that keeps trying is not
+        locked out longer than the window). A code that no longer works (used, expired) also
+        counts against its household.
 
         Checks are serialised across processes, or two could both see room for one more:
         SQLite by its write lock (the first statement writes), PostgreSQL by an advisory lock."""
@@ -216,19 +222,38 @@ class HouseholdStore:
         async with self.engine.begin() as conn:
             await serialise_on(conn, "carehub-enroll-attempts")
             await conn.execute(enroll_attempts.delete().where(enroll_attempts.c.at_ms <= since))
-            rows = (
+            known = (
                 await conn.execute(
-                    sa.select(enroll_attempts.c.client, enroll_attempts.c.at_ms)
-                    .where(enroll_attempts.c.at_ms > since)
-                    .order_by(enroll_attempts.c.at_ms)
+                    sa.select(
+                        enrollment_codes.c.household_id,
+                        enrollment_codes.c.used_at_ms,
+                        enrollment_codes.c.expires_at_ms,
+                    ).where(enrollment_codes.c.code_hash == code_hash(code))
                 )
-            ).all()
-            everyone = [r.at_ms for r in rows]
-            mine = [r.at_ms for r in rows if r.client == client]
-            wait = retry_after_s(mine, everyone, limits, now_ms)
+            ).first()
+            by_source = source_key(source)
+            by_household = (
+                household_key(known.household_id)
+                if known is not None
+                and (known.used_at_ms is not None or known.expires_at_ms <= now_ms)
+                else None
+            )
+            keys = [k for k in (by_source, by_household) if k is not None]
+            times: dict[str, list[int]] = {k: [] for k in keys}
+            for r in await conn.execute(
+                sa.select(enroll_attempts.c.client, enroll_attempts.c.at_ms)
+                .where(enroll_attempts.c.client.in_(keys), enroll_attempts.c.at_ms > since)
+                .order_by(enroll_attempts.c.at_ms)
+            ):
+                times[r.client].append(int(r.at_ms))
+            wait = retry_after_s(
+                times[by_source], times[by_household] if by_household else [], limits, now_ms
+            )
             if wait is not None:
                 raise RateLimited(wait)
-            await conn.execute(enroll_attempts.insert().values(client=client[:64], at_ms=now_ms))
+            await conn.execute(
+                enroll_attempts.insert(), [{"client": k, "at_ms": now_ms} for k in keys]
+            )
 
     async def enroll(self, code: str, hardware_id: str, now_ms: int) -> Enrolled:
         """Redeem the code (once, atomically, across processes) for a new hub and token.

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import uvicorn
 
-from carehub.settings import ServerSettings
+from carehub.settings import ServerSettings, proxy_list
 from server.app import create_app
 from server.db import make_engine, migrate
 from server.directory import DirectoryError, load_directory, read_directory
+from server.http_limits import HttpLimits, bounded_protocol
 from server.sealed import Sealer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ class _Server(uvicorn.Server):
                 captured.clear()
 
 
+def http_limits(settings: ServerSettings) -> HttpLimits:
+    return HttpLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_body_bytes=settings.http_max_body_bytes,
+    )
+
+
 async def serve(settings: ServerSettings, directory: Path | None = None) -> None:
     await prepare_database(settings, directory)
     config = uvicorn.Config(
@@ -72,5 +82,11 @@ async def serve(settings: ServerSettings, directory: Path | None = None) -> None
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        http=bounded_protocol(http_limits(settings)),
+        # X-Forwarded-For only from the configured proxies (uvicorn's default trusts any
+        # local peer): the client address is what enrollment and login limits count
+        proxy_headers=bool(proxy_list(settings.trusted_proxies)),
+        forwarded_allow_ips=proxy_list(settings.trusted_proxies) or None,
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # a float works
     )
     await _Server(config).serve()

@@ -1,8 +1,11 @@
 """Reply codes for doctors whose provider delivers SMS replies: "1a" accepts alarm 1 of this
 recipient, "1d" declines it, "1r" says they have arrived.
 
-Each notification gets the smallest number not used by the recipient's other open alarms,
-so two alarms open at once are never confused and the code stays one or two digits. Replies
+Each notification gets the smallest number the recipient's codes do not hold: a code is held
+while its alarm is open and for `REPLY_CODE_HOLD_MS` after it was last sent or its alarm last
+changed (closed), because a reply can come late (read hours later, delayed by the network).
+So a late "2a" still means the alarm it was sent for, and is answered that this alarm is
+over, never taken as an answer to a newer alarm that got 2 meanwhile. Replies
 are normalised (NFKC: full-width "１ａ" from a Chinese keyboard is "1a"; case and spaces do
 not matter). STOP/START (and 退订 / 订阅) switch the number's texts off and on. Pure.
 """
@@ -14,6 +17,11 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+REPLY_CODE_HOLD_MS = 12 * 3_600_000
+"""Default time (ms) a code stays bound to its alarm after it was sent or the alarm closed."""
+MAX_CODE = 999
+"""Largest code a reply can carry (three digits)."""
 
 
 class ReplyAction(enum.StrEnum):
@@ -59,13 +67,38 @@ def parse_reply(text: str) -> CodedReply | Keyword | None:
     return CodedReply(int(m.group(1)), ReplyAction(m.group(2)))
 
 
-def next_code(in_use: Iterable[int]) -> int:
-    """The smallest positive number the recipient's open alarms do not use."""
-    used = set(in_use)
+@dataclass(frozen=True)
+class CodeUse:
+    """A code a recipient was sent: whether its alarm is still open, and when (epoch ms) it
+    was last sent or its alarm last changed, whichever is later."""
+
+    code: int
+    alarm_open: bool
+    last_ms: int
+
+
+def holds(use: CodeUse, now_ms: int, hold_ms: int) -> bool:
+    """True while a reply with this code may still mean this use's alarm (the stores' SQL
+    filters are this predicate: open, or last used after ``now_ms - hold_ms``)."""
+    return use.alarm_open or use.last_ms > now_ms - hold_ms
+
+
+def next_code(uses: Iterable[CodeUse], now_ms: int, hold_ms: int) -> int:
+    """The smallest positive code no use holds. When every code up to `MAX_CODE` is held
+    (a thousand alarms in the hold time), the code of a closed alarm released longest ago."""
+    uses = list(uses)
+    held = {u.code for u in uses if holds(u, now_ms, hold_ms)}
     n = 1
-    while n in used:
+    while n in held:
         n += 1
-    return n
+    if n <= MAX_CODE:
+        return n
+    open_codes = {u.code for u in uses if u.alarm_open}
+    last: dict[int, int] = {}
+    for u in uses:
+        if u.code not in open_codes and 1 <= u.code <= MAX_CODE:
+            last[u.code] = max(last.get(u.code, u.last_ms), u.last_ms)
+    return min(last, key=lambda c: (last[c], c)) if last else n
 
 
 HELP_TEXT = {

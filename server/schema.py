@@ -149,7 +149,8 @@ enroll_attempts = sa.Table(
     sa.Column("client", sa.String(64), nullable=False, index=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
 )
-"""Every enrollment attempt, for the rate limit every server process shares."""
+"""Every enrollment attempt, for the rate limits every server process shares: `client` is
+the key counted, ``s:<source>`` or ``h:<household hash>`` (`server.enrollment`)."""
 
 selftests = sa.Table(
     "selftests",

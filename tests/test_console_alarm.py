@@ -21,7 +21,15 @@ from carehub.api_contract import AlarmUpload, FaultReport
 from carehub.clock import FakeClock
 from server.console.alarm_detail import TimelineEntry, lifecycle, merged_timeline
 from server.console.health_board import lasted
-from server.console.plots import acceleration_svg, calendar_days, magnitudes, series_svg
+from server.console.plots import (
+    MAX_BARS,
+    MAX_POINTS,
+    MAX_TICKS,
+    acceleration_svg,
+    calendar_days,
+    magnitudes,
+    series_svg,
+)
 from server.db import make_engine
 from server.schema import alarm_events, alarms, console_audit, escalations, notifications
 from server.store import HubIdentity, ServerStore
@@ -65,6 +73,31 @@ def test_acceleration_plot_has_one_point_per_sample(acc: list[list[float]]) -> N
     for xy in points.group(1).split():
         x, y = map(float, xy.split(","))
         assert 0 <= x <= 640 and 0 <= y <= 220
+
+
+def drawn(svg: str) -> tuple[int, int]:
+    """The number of points of the plot's line, and of its time ticks."""
+    points = re.search(r'points="([^"]*)"', svg)
+    assert points is not None
+    return len(points.group(1).split()), len(re.findall(r">[+-]\d+ s</text>", svg))
+
+
+@pytest.mark.parametrize("hz", [1e-300, 1e-3, 5.0, 1e300])
+def test_acceleration_plot_work_is_bounded_whatever_the_window(hz: float) -> None:
+    """A window no device sends (stored before the upload bounds) draws a bounded plot;
+    the peak survives the thinning."""
+    acc = [[0.0, 0.0, 1.0]] * 20_000
+    acc[12_345] = [0.0, 0.0, 9.0]
+    svg = str(acceleration_svg(hz, 0.0, acc, 1000.0))
+    points, ticks = drawn(svg)
+    assert 2 <= points <= MAX_POINTS and ticks <= MAX_TICKS
+    assert "max 9.0 g" in svg and ",36.0" in svg  # the peak, drawn at the top
+
+
+def test_a_series_plot_draws_at_most_its_bars() -> None:
+    labels = [f"d-{i}" for i in range(10 * MAX_BARS)]
+    svg = str(series_svg(labels, [1.0] * len(labels), "s"))
+    assert svg.count('class="bar"') == MAX_BARS and "d-3659:" in svg and "d-0:" not in svg
 
 
 def test_plots_refuse_nothing_but_draw_nothing_from_bad_input() -> None:
@@ -152,6 +185,43 @@ def test_the_alarm_page_shows_elder_plot_and_timeline_and_audits_notes(
     assert "active" in text and "unacknowledged" in text
     audit = _rows(url, sa.select(console_audit.c.username, console_audit.c.alarm_id))
     assert audit == [("disp", fall)]
+
+
+async def _stored_unchecked(url: str, details: dict[str, object]) -> str:
+    """A fall alarm whose details skip today's upload checks (stored by an older server)."""
+    engine = make_engine(url)
+    try:
+        now = FakeClock().now_ms()
+        upload = AlarmUpload.model_construct(
+            alarm_id=uuid.uuid4().hex,
+            device_id="btn-a",
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            raised_at_ms=now,
+            details=details,
+        )
+        await ServerStore(engine, merge_repeats=False).store_alarm(HUB_A, upload, now)
+        async with engine.connect() as conn:
+            return str(
+                await conn.scalar(
+                    sa.select(alarms.c.id).where(alarms.c.hub_alarm_id == upload.alarm_id)
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_a_stored_pathological_window_renders_a_bounded_plot(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, _ = seeded
+    window = {"hz": 1e-2, "t0_ms": 0, "acc": [[0.0, 0.0, 1.0]] * 5000}
+    alarm_id = asyncio.run(_stored_unchecked(url, {"impact_ts_ms": 10, "window": window}))
+    assert login(client, "disp") == 303
+    page = client.get(f"/console/alarms/{alarm_id}")
+    assert page.status_code == 200
+    points, ticks = drawn(page.text)
+    assert points <= MAX_POINTS and ticks <= MAX_TICKS
 
 
 def test_who_may_see_an_alarm(client: TestClient, seeded: tuple[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from carehub.clock import FakeClock
 from server.accept_link import (
     LINK_TTL_MS,
     IssuedLink,
@@ -14,7 +15,15 @@ from server.accept_link import (
     token_hash,
 )
 from server.kpi import AlarmTimes, team_kpis
-from server.reply_codes import CodedReply, Keyword, ReplyAction, next_code, parse_reply
+from server.reply_codes import (
+    MAX_CODE,
+    CodedReply,
+    CodeUse,
+    Keyword,
+    ReplyAction,
+    next_code,
+    parse_reply,
+)
 from server.send_policy import MIN_GAP_OVER_LIMIT_MS, WINDOW_MS, Sent, Waiting, plan_texts
 from server.sms_segments import segments
 
@@ -51,10 +60,37 @@ def test_any_reply_is_understood_or_refused_never_an_error(text: str) -> None:
     parse_reply(text)
 
 
+HOLD = 12 * 3_600_000
+
+
 def test_codes_are_the_smallest_free_number() -> None:
-    assert next_code([]) == 1
-    assert next_code([1, 2, 4]) == 3
-    assert next_code([2]) == 1
+    def open_(*codes: int) -> list[CodeUse]:
+        return [CodeUse(c, True, 0) for c in codes]
+
+    assert next_code([], 0, HOLD) == 1
+    assert next_code(open_(1, 2, 4), 0, HOLD) == 3
+    assert next_code(open_(2), 0, HOLD) == 1
+
+
+def test_a_code_stays_with_its_closed_alarm_for_the_hold_time() -> None:
+    """Code 2 meant one alarm until 12:32:11; a late "2a" must not land on another alarm
+    that got code 2 at 12:32:12."""
+    clock = FakeClock()
+    closed_at = clock.now_ms()
+    uses = [CodeUse(1, True, closed_at - 60_000), CodeUse(2, False, closed_at)]
+    clock.advance(1)
+    assert next_code(uses, clock.now_ms(), HOLD) == 3
+    clock.advance(HOLD / 1000 - 2)
+    assert next_code(uses, clock.now_ms(), HOLD) == 3  # still held, a second before the end
+    clock.advance(1)
+    assert next_code(uses, clock.now_ms(), HOLD) == 2  # free again
+    assert next_code(uses, clock.now_ms(), 2 * HOLD) == 3  # a longer hold, configured
+
+
+def test_when_every_code_is_held_the_longest_released_is_reused_never_an_open_one() -> None:
+    uses = [CodeUse(c, c % 2 == 0, 1_000 + c) for c in range(1, MAX_CODE + 1)]
+    assert next_code(uses, 2_000, HOLD) == 1  # closed, released longest ago
+    assert next_code([CodeUse(c, True, 0) for c in range(1, MAX_CODE + 1)], 0, HOLD) == 1000
 
 
 # ---------------------------------------------------------------- accept links

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +31,7 @@ from server.enrollment import (
     CodeRefusal,
     EnrollLimits,
     code_hash,
+    enroll_source,
     new_code,
     retry_after_s,
     why_refused,
@@ -78,14 +80,23 @@ def test_a_refused_code_says_why() -> None:
 
 
 def test_retry_after_frees_when_the_oldest_counted_attempt_leaves_the_window() -> None:
-    limits = EnrollLimits(per_client=3, total=5, window_ms=60_000)
+    limits = EnrollLimits(per_source=3, per_household=5, window_ms=60_000)
     assert retry_after_s([1000, 2000], [1000, 2000], limits, 3000) is None
-    # the client's third attempt (at 1000) leaves the window at 61 000: 58 s from 3000
+    # the source's third attempt (at 1000) leaves the window at 61 000: 58 s from 3000
     assert retry_after_s([1000, 2000, 2500], [1000, 2000, 2500], limits, 3000) == 58
-    # everyone's limit: six counted, so two must leave; the second oldest leaves at 60 500
-    everyone = [0, 500, 1000, 1500, 2000, 2500]
-    assert retry_after_s([], everyone, limits, 3000) == 58  # 57.5 s, rounded up
+    # the household's limit: six counted, so two must leave; the second oldest at 60 500
+    household = [0, 500, 1000, 1500, 2000, 2500]
+    assert retry_after_s([], household, limits, 3000) == 58  # 57.5 s, rounded up
     assert retry_after_s([0], [0], EnrollLimits(1, 5, 1000), 999) == 1  # never 0
+
+
+def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
+    assert enroll_source("203.0.113.9") == "203.0.113.9"
+    assert enroll_source("::ffff:203.0.113.9") == "203.0.113.9"
+    assert enroll_source("2001:db8:1:2:aaaa::1") == enroll_source("2001:db8:1:2::ffff")
+    assert enroll_source("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert enroll_source("2001:db8:1:3::1") != enroll_source("2001:db8:1:2::1")
+    assert enroll_source("testclient") == "testclient"
 
 
 # ------------------------------------------------------------ the API
@@ -204,6 +215,72 @@ def test_enrollment_attempts_are_rate_limited(database_url: str, tmp_path: Path)
         )
         clock.advance(1)
         assert enroll(client, "ABCD-EFGH-JKMN")[0] == 404
+
+
+def from_peer(app: Any) -> Any:
+    """`app`, seeing each request come from the address in its ``x-test-peer`` header (as
+    uvicorn would from the TCP peer)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        peer = dict(scope.get("headers", [])).get(b"x-test-peer")
+        if scope["type"] == "http" and peer:
+            scope = {**scope, "client": (peer.decode(), 40000)}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def attempt(client: TestClient, code: str, peer: str) -> int:
+    body = {"code": code, "hardware_id": "pi-0042", "version": "1"}
+    return client.post(ENROLL_PATH, json=body, headers={"x-test-peer": peer}).status_code
+
+
+def test_a_few_sources_hammering_lock_out_no_other_source(
+    database_url: str, tmp_path: Path
+) -> None:
+    """41 addresses at their limit of 5 (205 attempts) once made every installer in the
+    district wait: the old global limit was 200."""
+    directory = tmp_path / "directory.toml"
+    directory.write_text(DIRECTORY.format(token=TOKEN) + SECOND_ELDER)
+    settings = ServerSettings(
+        database_url=database_url,  # type: ignore[arg-type]
+        admin_token=ADMIN,  # type: ignore[arg-type]
+        enroll_max_attempts_per_client=5,
+    )
+    asyncio.run(prepare_database(settings, directory))
+    app = create_app(settings, notifier=ConsoleNotifier(), clock=FakeClock())
+    with TestClient(from_peer(app)) as client:
+        for n in range(1, 42):
+            statuses = [attempt(client, "ABCD-EFGH-JKMN", f"10.0.0.{n}") for _ in range(6)]
+            assert statuses == [404] * 5 + [429], (n, statuses)
+        # an IPv6 subscriber's addresses are one source: its /64
+        v6 = [attempt(client, "ABCD-EFGH-JKMN", f"2001:db8:0:1::{n}") for n in range(1, 7)]
+        assert v6 == [404] * 5 + [429]
+        new_household(client)
+        code = make_code(client)
+        assert attempt(client, code, "192.0.2.7") == 201  # the installer is not locked out
+
+
+def test_a_households_dead_codes_are_limited_its_live_code_never(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "directory.toml"
+    directory.write_text(DIRECTORY.format(token=TOKEN) + SECOND_ELDER)
+    settings = ServerSettings(
+        database_url=database_url,  # type: ignore[arg-type]
+        admin_token=ADMIN,  # type: ignore[arg-type]
+        enroll_max_attempts_per_household=3,
+    )
+    asyncio.run(prepare_database(settings, directory))
+    app = create_app(settings, notifier=ConsoleNotifier(), clock=FakeClock())
+    with TestClient(from_peer(app)) as client:
+        new_household(client)
+        used = make_code(client)
+        assert attempt(client, used, "10.0.0.1") == 201
+        statuses = [attempt(client, used, f"10.0.1.{n}") for n in range(1, 6)]
+        assert statuses == [409, 409, 409, 429, 429]  # from five sources: one household
+        assert attempt(client, "ABCD-EFGH-JKMN", "10.0.1.5") == 404  # its source is not held
+        assert attempt(client, make_code(client), "10.0.1.6") == 201  # a live code redeems
 
 
 def test_a_hub_acts_only_on_its_own_household(server: tuple[TestClient, FakeClock]) -> None:
@@ -341,11 +418,13 @@ async def test_attempts_raced_by_two_server_processes_never_pass_the_limit(
     try:
         await migrate(first)
         stores = (HouseholdStore(first), HouseholdStore(second))
-        limits = EnrollLimits(per_client=4, total=1000, window_ms=60_000)
+        limits = EnrollLimits(per_source=4, per_household=1000, window_ms=60_000)
         for attempt in range(3):  # three rounds: the window holds every attempt
             results = await asyncio.gather(
                 *(
-                    stores[i % 2].count_attempt("10.0.0.9", 1000 + attempt, limits)
+                    stores[i % 2].count_attempt(
+                        "10.0.0.9", "ABCD-EFGH-JKMN", 1000 + attempt, limits
+                    )
                     for i in range(12)
                 ),
                 return_exceptions=True,

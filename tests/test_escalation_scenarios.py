@@ -180,7 +180,7 @@ async def test_the_doctor_accepts_by_reply_code(world: World) -> None:
     assert len(texts) == 2 and codes == ["回复1a接受", "回复2a接受"]
     reply = parse_reply("２Ａ")
     assert reply == CodedReply(2, reply.action) and isinstance(reply, CodedReply)
-    n = await notification_by_reply(world.dispatch, PHONE["li"], reply.number)
+    n = await notification_by_reply(world.dispatch, PHONE["li"], reply.number, world.clock.now_ms())
     assert n is not None and n.alarm_id == second
     care = await world.escalator.care_map()
     result, _ = await world.dispatch.answer(n.id, "accept", world.clock.now_ms(), "sms", care)

@@ -322,6 +322,36 @@ async def test_unsigned_or_wrongly_signed_webhooks_change_nothing(world: World) 
     assert not world.sms.to("wang")  # the forged "undelivered" did not move the ladder
 
 
+async def test_a_late_reply_code_reaches_its_own_closed_alarm_not_a_newer_one(
+    world: World,
+) -> None:
+    first = await world.press()
+    await world.run()
+    assert "已接受" in (await world.reply("li", "1a")).text  # li takes the first alarm
+    second = await world.press()
+    await world.run()
+    assert "回复2a" in world.sms.to("li")[-1]
+    hub_alarm_id = await world.scalar(sa.select(alarms.c.hub_alarm_id).where(alarms.c.id == second))
+    await world.rt.store.report_state(
+        HUB, str(hub_alarm_id), AlarmState.CANCELLED, world.clock.now_ms(), "r1", "hub", "cancel"
+    )
+    world.clock.advance(1)
+    third = await world.press()
+    await world.run()
+    assert "回复3a" in world.sms.to("li")[-1]  # 2 may still be answered for the second alarm
+    late = await world.reply("li", "2a")  # meant for the second alarm, read late
+    assert "此警报已取消" in late.text
+    assert await world.state(third) is AlarmState.DISPATCHED
+    assert "已接受" in (await world.reply("li", "3a")).text
+    world.clock.advance(12 * 3600 + 1)  # the hold (CAREHUB_REPLY_CODE_HOLD_H) has passed
+    fourth = await world.press()
+    await world.run()
+    assert "回复2a" in world.sms.to("li")[-1]
+    assert "已接受" in (await world.reply("li", "2a")).text
+    assert await world.state(fourth) is AlarmState.ACCEPTED
+    assert await world.state(first) is AlarmState.ACCEPTED
+
+
 async def test_a_reply_code_declines(world: World) -> None:
     await world.press()
     await world.run()

@@ -20,6 +20,7 @@ from carehub.api_contract import (
     ALARM_REPORTS_PATH,
     ALARM_UPDATES_PATH,
     ALARMS_PATH,
+    FALL_WINDOW_MAX_SAMPLES,
     FAULTS_PATH,
     HUB_CONFIG_PATH,
     HUB_HEARTBEAT_PATH,
@@ -210,6 +211,38 @@ def test_details_nested_too_deep_get_422(client: TestClient) -> None:
     for _ in range(MAX_DETAILS_DEPTH - 1):
         ok = [ok]
     assert client.post(ALARMS_PATH, json=alarm(details={"x": ok})).status_code == 201
+
+
+def window(hz: Any = 50.0, n: int = 350, **extra: Any) -> dict[str, Any]:
+    return {"hz": hz, "t0_ms": 1_700_000_000_000, "acc": [[0.0, 0.0, 1.0]] * n, **extra}
+
+
+@pytest.mark.parametrize(
+    ("crafted", "field"),
+    [
+        (window(hz=1e-300), "window.hz"),  # once froze the console's alarm page
+        (window(hz=0), "window.hz"),
+        (window(hz=4.9), "window.hz"),
+        (window(hz=1001), "window.hz"),
+        (window(hz=True), "window.hz"),
+        (window(n=FALL_WINDOW_MAX_SAMPLES + 1, hz=1000), "window.acc"),
+        (window(hz=5, n=151), "window"),  # 30.2 s
+        (window(t0_ms=-1), "window.t0_ms"),
+        ({"hz": 50, "t0_ms": 1, "acc": [[0, 0, 65.0]]}, "window.acc"),
+        ({"hz": 50, "t0_ms": 1, "acc": [[0, 1]]}, "window.acc"),
+        ({"hz": 50, "t0_ms": 1}, "window.acc"),
+        ([1, 2, 3], "window"),
+    ],
+)
+def test_a_fall_window_is_bounded_as_the_mqtt_contract_bounds_imu_data(
+    client: TestClient, crafted: Any, field: str
+) -> None:
+    body = alarm(device_id="pend-1", kind="fall", details={"window": crafted})
+    detail = refused(client.post(ALARMS_PATH, json=body), field)
+    assert "body.details" in detail
+    for fine in (window(), window(hz=5, n=150), None):
+        ok = alarm(f"ok-{len(str(fine))}", "pend-1", kind="fall", details={"window": fine})
+        assert client.post(ALARMS_PATH, json=ok).status_code == 201
 
 
 def test_nul_in_an_admin_path_gets_422(client: TestClient) -> None:

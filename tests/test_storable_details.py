@@ -56,3 +56,14 @@ def test_what_is_kept_and_what_becomes_null() -> None:
     assert upload({"ok": [1, 2.5, "x", None, True]}).details["evidence"] == {
         "ok": [1, 2.5, "x", None, True]
     }
+
+
+def test_a_window_the_contract_refuses_is_dropped_not_the_alarm() -> None:
+    bad = {"hz": 1e-300, "t0_ms": 1, "acc": [[0.0, 0.0, 1.0]]}
+    good = {"hz": 50.0, "t0_ms": 1, "acc": [[0.0, 0.0, 1.0]]}
+    for window, kept in ((bad, None), (good, good), ([1, 2], None)):
+        details = storable_details({"peak_g": 3.1, "window": window})
+        uploaded = AlarmUpload(
+            alarm_id="a1", device_id="pend-1", kind=AlarmKind.FALL, raised_at_ms=1, details=details
+        )
+        assert uploaded.details == {"peak_g": 3.1, "window": kept}

@@ -11,6 +11,12 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT, PAD = 640, 220, 36
+MAX_POINTS = 2 * (WIDTH - 2 * PAD)
+"""Most points a line plot draws, whatever its input: two (low, high) per pixel column."""
+MAX_TICKS = 12
+"""Most labelled ticks on a time axis."""
+MAX_BARS = 366
+"""Most bars a series plot draws (the latest ones): a year of days."""
 
 
 def _open() -> str:
@@ -42,6 +48,34 @@ def magnitudes(acc: Sequence[Sequence[float]]) -> list[float]:
     return out
 
 
+def decimated(values: Sequence[float], most: int = MAX_POINTS) -> list[tuple[int, float]]:
+    """(index, value) pairs to draw: all of them when there are at most `most`; else the
+    lowest and highest of each of `most` // 2 equal runs, in order, so peaks survive."""
+    n = len(values)
+    if n <= most:
+        return list(enumerate(values))
+    runs = most // 2
+    out: list[tuple[int, float]] = []
+    for r in range(runs):
+        lo, hi = r * n // runs, (r + 1) * n // runs
+        run = range(lo, hi)
+        i_min = min(run, key=values.__getitem__)
+        i_max = max(run, key=values.__getitem__)
+        out += [(i, values[i]) for i in sorted({i_min, i_max})]
+    return out
+
+
+def tick_step(span: float, most: int = MAX_TICKS) -> int:
+    """Whole seconds between time ticks (1, 2, 5, 10, 20, 50…), so that a `span` (s) gets
+    at most `most` of them."""
+    assert math.isfinite(span), "a time axis spans a finite number of seconds"
+    need = span / (most - 1)
+    if need <= 1:
+        return 1
+    decade = 10 ** math.floor(math.log10(need))
+    return next(int(k * decade) for k in (1, 2, 5, 10) if k * decade >= need)
+
+
 def _scale(lo: float, hi: float, size: float, flip: bool) -> tuple[float, float]:
     span = hi - lo or 1.0
     k = size / span
@@ -57,8 +91,16 @@ def acceleration_svg(
     if not mags or not (hz > 0 and math.isfinite(hz)):
         return Markup("")
     origin = impact_ms if impact_ms is not None else t0_ms
-    ts = [(t0_ms + i * 1000.0 / hz - origin) / 1000.0 for i in range(len(mags))]
-    x0, x1 = ts[0], ts[-1] if ts[-1] > ts[0] else ts[0] + 1
+    drawn = decimated(mags)  # bounded work and output, however long the window
+
+    def seconds(i: int) -> float:
+        return (t0_ms + i * 1000.0 / hz - origin) / 1000.0
+
+    x0, x1 = seconds(0), seconds(len(mags) - 1)
+    if not math.isfinite(x1 - x0):  # an hz no device has (the upload bounds refuse it)
+        return Markup("")
+    if x1 <= x0:
+        x1 = x0 + 1
     y1 = max(max(mags), 2.0)
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     kx, bx = _scale(x0, x1, w, False)
@@ -70,7 +112,7 @@ def acceleration_svg(
     def py(v: float) -> float:
         return PAD + ky * v + by
 
-    points = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in zip(ts, mags, strict=True))
+    points = " ".join(f"{px(seconds(i)):.1f},{py(v):.1f}" for i, v in drawn)
     parts = [
         _open(),
         f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
@@ -79,7 +121,8 @@ def acceleration_svg(
     ]
     if impact_ms is not None and x0 <= 0 <= x1:
         parts.append(_line(px(0), PAD, px(0), PAD + h, 'class="impact" stroke="#c00"'))
-    for tick in range(math.ceil(x0), math.floor(x1) + 1):
+    step = tick_step(x1 - x0)
+    for tick in range(math.ceil(x0 / step) * step, math.floor(x1) + 1, step):
         parts.append(_text(px(tick), HEIGHT - PAD + 16, f"{tick:+d} s", anchor="middle"))
     parts.append(_text(4, PAD - 8, f"|a| (g), max {max(mags):.1f} g"))
     parts.append(f'<polyline fill="none" stroke="#1a5fb4" stroke-width="1.5" points="{points}"/>')
@@ -91,9 +134,10 @@ def series_svg(
     labels: Sequence[str], values: Sequence[float | None], unit: str, top: float | None = None
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
-    value is drawn as an empty slot marked "–"."""
+    value is drawn as an empty slot marked "–". At most the last `MAX_BARS`."""
     if not labels:
         return Markup("")
+    labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
     scaled = [None if v is None else (v * 100 if unit == "%" else v) for v in values]
     hi = top if top is not None else max([v for v in scaled if v is not None] or [1.0]) or 1.0
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD

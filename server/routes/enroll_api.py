@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
 from carehub import api_contract as api
 from server.change_signal import HEALTH_KEY
-from server.enrollment import CodeRefusal, EnrollLimits
+from server.enrollment import CodeRefusal, EnrollLimits, enroll_source
 from server.household_store import CodeRefused, Conflict, HouseholdStore, RateLimited
 from server.routes.deps import Hub, Runtime
 from server.routes.problems import problems
@@ -53,18 +53,18 @@ def client_address(request: Request) -> str:
 )
 async def enroll(body: api.EnrollRequest, request: Request, rt: Runtime) -> api.EnrollGranted:
     """Trade a one-time enrollment code for a new hub id and its token (shown only now).
-    Attempts are limited per client address and overall (429 with Retry-After)."""
+    Attempts are limited per source address and per household (429 with Retry-After)."""
     store, now = households(rt), rt.clock.now_ms()
     client = client_address(request)
     limits = EnrollLimits(
         rt.settings.enroll_max_attempts_per_client,
-        rt.settings.enroll_max_attempts_total,
+        rt.settings.enroll_max_attempts_per_household,
         int(rt.settings.enroll_window_s * 1000),
     )
     try:
-        await store.count_attempt(client, now, limits)
+        await store.count_attempt(enroll_source(client), body.code, now, limits)
     except RateLimited as e:
-        log.warning("enrollment: too many attempts (client %s)", client)
+        log.warning("enrollment: too many attempts (source %s)", enroll_source(client))
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"too many enrollment attempts: retry in {e.retry_after_s} s",

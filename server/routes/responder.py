@@ -105,6 +105,8 @@ ANSWER_ZH = {
     "arrival already recorded": "到达已记录",
     "only the responder who accepted can arrive": "只有接受警报的人可以确认到达",
     "you accepted this alarm; call the dispatcher": "您已接受此警报；如需退出请致电调度员",
+    "this alarm is already cancelled": "此警报已取消",
+    "this alarm is already resolved": "此警报已处理完毕",
 }
 REFUSED = {
     404: [

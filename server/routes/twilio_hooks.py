@@ -103,7 +103,7 @@ async def inbound_sms(form: SignedForm, rt: Runtime) -> Response:
 
 
 async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> tuple[str, str]:
-    n = await notification_by_reply(rt.dispatch, phone, reply.number)
+    n = await notification_by_reply(rt.dispatch, phone, reply.number, rt.clock.now_ms())
     if n is None:
         return NO_SUCH_CODE[language].format(n=reply.number), f"no alarm {reply.number}"
     action = ACTIONS[reply.action]
