@@ -285,6 +285,35 @@ def test_posts_without_the_csrf_token_are_refused(client: TestClient) -> None:
     assert r.status_code == 403
 
 
+def test_the_sign_in_form_needs_the_token_its_own_page_set(client: TestClient) -> None:
+    """Login CSRF: without the cookie of a GET of the form, no token is right (the old
+    stand-in for a missing cookie, a NUL then "missing", signed in); an empty cookie is no
+    token; and a browser's post from another origin is refused even with the token."""
+    form = {"username": "disp", "password": PASSWORD}
+    for forged in ("\0missing", "", "missing"):
+        client.cookies.clear()
+        r = client.post("/console/login", data={**form, "csrf_token": forged})
+        assert r.status_code == 403, forged
+    client.cookies.clear()
+    client.cookies.set("carehub_login_csrf", "", path="/console")
+    assert client.post("/console/login", data={**form, "csrf_token": ""}).status_code == 403
+    token = _login_token(client)
+    for header in (
+        {"Origin": "http://attacker.test"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        r = client.post("/console/login", data={**form, "csrf_token": token}, headers=header)
+        assert r.status_code == 403, header
+        assert "another site" in r.text
+    own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    r = client.post(
+        "/console/login", data={**form, "csrf_token": token}, headers=own, follow_redirects=False
+    )
+    assert r.status_code == 303
+
+
 def test_wrong_passwords_are_rate_limited_per_username_and_per_client(db_url: str) -> None:
     for client in _client(db_url, console_login_max_failures=3):
         assert login(client, "disp", "wrong password") == 401

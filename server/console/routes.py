@@ -51,6 +51,7 @@ from server.console.web import (
     render,
     require,
     set_cookie,
+    tokens_match,
     wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
@@ -78,7 +79,8 @@ ALARM_ROLES = (*MEDICAL_ROLES, Role.INSTALLER)
 
 @router.get("/login")
 async def login_page(request: Request, rt: Runtime) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_csrf_token()
+    kept = request.cookies.get(LOGIN_CSRF_COOKIE)
+    token = kept if kept is not None and tokens_match(kept, kept) else new_csrf_token()
     response = render(
         request,
         "console/login.html",
