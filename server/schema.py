@@ -355,6 +355,16 @@ console_login_failures = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
 )
 
+console_login_sources = sa.Table(
+    "console_login_sources",
+    metadata,
+    sa.Column("username", sa.String(80), primary_key=True),
+    sa.Column("client", sa.String(64), primary_key=True),
+    sa.Column("last_ok_ms", sa.BigInteger, nullable=False, index=True),
+)
+"""Where each account signed in from: its delay after failures elsewhere does not apply
+there (server/console/sign_in_limit.py)."""
+
 console_audit = sa.Table(
     "console_audit",
     metadata,

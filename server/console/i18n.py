@@ -20,6 +20,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "login.submit": "Sign in",
         "login.failed": "Wrong username or password.",
         "login.limited": "Too many failed sign-ins. Wait a few minutes and try again.",
+        "login.delayed": "This account had several failed sign-ins from elsewhere: "
+        "wait a few seconds and try again. From a computer it signed in from before, "
+        "there is no wait.",
+        "login.retry_in": "Try again in (seconds):",
         "logout": "Sign out",
         "nav.queue": "Queue",
         "nav.accounts": "Accounts",
@@ -204,6 +208,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "login.submit": "登录",
         "login.failed": "用户名或密码错误。",
         "login.limited": "登录失败次数过多，请几分钟后再试。",
+        "login.delayed": "此账户最近在别处多次登录失败：请稍等几秒再试。"
+        "在以前登录过的电脑上无需等待。",
+        "login.retry_in": "可再试（秒）：",
         "logout": "退出",
         "nav.queue": "警报队列",
         "nav.accounts": "账户",

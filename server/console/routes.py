@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -18,9 +19,9 @@ from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
     MEDICAL_ROLES,
+    USERNAME,
     Role,
     Session,
-    login_allowed,
     new_csrf_token,
     new_session_id,
     password_matches,
@@ -40,6 +41,7 @@ from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import CLOSED, open_alarms
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
+from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -92,31 +94,49 @@ async def login_page(request: Request, rt: Runtime) -> Response:
     return response
 
 
+_REFUSAL_TEXT = {Refusal.SOURCE: "login.limited", Refusal.ACCOUNT: "login.delayed"}
+
+
 @router.post("/login", dependencies=[Depends(check_login_csrf)])
 async def login(request: Request, rt: Runtime) -> Response:
+    """Sign in. Each try is counted as a failure before its password is checked (one step
+    with the limit's check: `ConsoleStore.claim_sign_in`) and taken back if it succeeds."""
     form = await request.form()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
+    valid_name = USERNAME.match(username) is not None
     client = client_address(request)
     store = console_store(rt)
     now_ms = rt.clock.now_ms()
-    window_ms = int(rt.settings.console_login_window_s * 1000)
     language = pick_language(request.headers.get("accept-language"))
-    by_user, by_client = await store.recent_failures(username, client, now_ms - window_ms)
-    if not login_allowed(by_user, by_client, rt.settings.console_login_max_failures):
-        log.warning("console: sign-in refused, too many failures (client %s)", client)
-        return render(
+    limit = rt.settings.console_login_max_failures
+    throttle = SignInThrottle(
+        SignInLimits(
+            per_source=limit,
+            window_ms=int(rt.settings.console_login_window_s * 1000),
+            account_free=limit,
+            account_delay_max_ms=int(rt.settings.console_login_delay_max_s * 1000),
+        )
+    )
+    claim = await store.claim_sign_in(username if valid_name else "", client, now_ms, throttle)
+    if isinstance(claim, Refused):
+        log.warning("console: sign-in refused (%s limit, client %s)", claim.reason.value, client)
+        response = render(
             request,
             "console/login.html",
             None,
             language,
             status.HTTP_429_TOO_MANY_REQUESTS,
             login_csrf=request.cookies.get(LOGIN_CSRF_COOKIE, ""),
-            error="login.limited",
+            error=_REFUSAL_TEXT[claim.reason],
+            retry_after_s=claim.retry_after_s,
         )
-    found = await store.credentials(username)
-    ok = password_matches(found[1] if found else DUMMY_HASH, password) and found is not None
+        response.headers["Retry-After"] = str(claim.retry_after_s)
+        return response
+    found = await store.credentials(username) if valid_name else None
+    # argon2 takes tens of ms of CPU: off the event loop, which serves every alarm
+    stored = found[1] if found else DUMMY_HASH
+    ok = await asyncio.to_thread(password_matches, stored, password) and found is not None
     if not ok or found is None:
-        await store.record_failure(username, client, now_ms, window_ms)
         log.info("console: failed sign-in (client %s)", client)
         return render(
             request,
@@ -128,6 +148,7 @@ async def login(request: Request, rt: Runtime) -> Response:
             error="login.failed",
         )
     account = found[0]
+    await store.sign_in_succeeded(claim, username, client, now_ms)
     session_id = new_session_id()
     max_age_s = int(rt.settings.console_session_hours * 3600)
     await store.start_session(
