@@ -35,6 +35,7 @@ from server.console.accounts import (
 from server.console.console_store import ConsoleStore
 from server.console.i18n import MESSAGES, pick_language, translator
 from server.console.live_queue import QueueRow, open_alarms, queue_order
+from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import History, Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
 from server.db import make_engine, migrate
@@ -147,6 +148,15 @@ def test_the_account_delay_never_passes_its_cap(failures: int, free: int, cap_ms
     limits = SignInLimits(5, 300_000, free, cap_ms)
     assert 0 <= limits.account_delay_ms(failures) <= cap_ms
     assert (limits.account_delay_ms(failures) == 0) == (failures < free)
+
+
+def test_signing_out_ends_each_stream_of_that_session_only_and_forgets_them() -> None:
+    streams = SessionStreams()
+    with streams.watch("a") as a1, streams.watch("a") as a2, streams.watch("b") as b:
+        assert len(streams) == 3
+        streams.end("a")
+        assert a1.is_set() and a2.is_set() and not b.is_set()
+    assert len(streams) == 0
 
 
 _rows = st.builds(

@@ -25,6 +25,7 @@ from server.console.accounts import (
     new_csrf_token,
     new_session_id,
     password_matches,
+    session_key,
 )
 from server.console.alarm_actions import (
     ActionRefused,
@@ -41,6 +42,7 @@ from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import CLOSED, open_alarms
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
+from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
 from server.console.web import (
@@ -50,6 +52,7 @@ from server.console.web import (
     check_login_csrf,
     client_address,
     console_store,
+    current_session,
     render,
     require,
     set_cookie,
@@ -163,7 +166,9 @@ async def login(request: Request, rt: Runtime) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, rt: Runtime, session: Session = require()) -> Response:
-    await console_store(rt).end_session(request.cookies[SESSION_COOKIE])
+    cookie = request.cookies[SESSION_COOKIE]
+    await console_store(rt).end_session(cookie)
+    _session_streams(request).end(session_key(cookie))  # ended elsewhere at their next send
     response = RedirectResponse(f"{PREFIX}/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -222,17 +227,44 @@ async def health_events(
     return _change_stream(request, rt, HEALTH_KEY, "health")
 
 
+def _session_streams(request: Request) -> SessionStreams:
+    """This app's registry of open streams (one per app, so per server process)."""
+    state = request.app.state
+    if not hasattr(state, "console_streams"):
+        state.console_streams = SessionStreams()
+    registry: SessionStreams = state.console_streams
+    return registry
+
+
+SIGNED_OUT = "event: signed-out\ndata: signed out\n\n"
+"""The stream's last words when its session ended (the page goes to the sign-in page)."""
+
+
 def _change_stream(request: Request, rt: ServerRuntime, key: str, event: str) -> StreamingResponse:
+    cookie = request.cookies[SESSION_COOKIE]  # `require` found a live session for it
+    registry = _session_streams(request)
+
     async def stream() -> AsyncIterator[str]:
         version = rt.changes.version(key)
         yield "retry: 1000\nevent: hello\ndata: connected\n\n"
-        while not await request.is_disconnected():
-            seen = await rt.changes.wait(key, version, KEEPALIVE_S)
-            if seen != version:
-                version = seen
-                yield f"event: {event}\ndata: changed\n\n"
-            else:
-                yield ": keepalive\n\n"
+        with registry.watch(session_key(cookie)) as ended:
+            while not await request.is_disconnected():
+                changed = asyncio.ensure_future(rt.changes.wait(key, version, KEEPALIVE_S))
+                signed_out = asyncio.ensure_future(ended.wait())
+                await asyncio.wait((changed, signed_out), return_when=asyncio.FIRST_COMPLETED)
+                for waiting in (changed, signed_out):
+                    waiting.cancel()
+                seen = changed.result() if changed.done() and not changed.cancelled() else version
+                # every send first asks whether the session still is (ended in another
+                # process, or expired): a signed-out browser is told nothing more
+                if ended.is_set() or await current_session(request, rt) is None:
+                    yield SIGNED_OUT
+                    return
+                if seen != version:
+                    version = seen
+                    yield f"event: {event}\ndata: changed\n\n"
+                else:
+                    yield ": keepalive\n\n"
 
     return StreamingResponse(
         stream(),
