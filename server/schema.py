@@ -371,7 +371,7 @@ console_audit = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
     sa.Column("account_id", Id, nullable=False),  # kept if the account goes
-    sa.Column("username", sa.String(80), nullable=False),
+    sa.Column("username", sa.String(80), nullable=False, index=True),
     sa.Column("action", sa.String(32), nullable=False),  # medical_notes | key_safe
     sa.Column("elder_id", Id, nullable=False, index=True),
     sa.Column("alarm_id", Id, nullable=True),

@@ -18,9 +18,11 @@ from server.console.accounts import (
     hash_password,
     session_key,
 )
+from server.console.audit_log import PAGE_ROWS, AuditFilter, AuditPage
 from server.console.sign_in_limit import History, Refused, SignInThrottle
 from server.db import dialect_insert, serialise_on
 from server.schema import (
+    alarms,
     console_accounts,
     console_audit,
     console_login_failures,
@@ -241,12 +243,36 @@ class ConsoleStore:
                 )
             )
 
-    async def audit_log(self, limit: int = 500) -> Sequence[dict[str, Any]]:
+    async def is_alarm_of(self, alarm_id: str, elder_id: str) -> bool:
+        """Whether `alarm_id` is one of this elder's alarms (a view's stated reason)."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(console_audit).order_by(console_audit.c.id.desc()).limit(limit)
+            found = await conn.scalar(
+                sa.select(alarms.c.id).where(alarms.c.id == alarm_id, alarms.c.elder_id == elder_id)
             )
-            return [dict(r._mapping) for r in rows]
+        return found is not None
+
+    async def audit_log(
+        self, where: AuditFilter, older_than: int | None = None, limit: int = PAGE_ROWS
+    ) -> AuditPage:
+        """One page of the audit log, newest first: rows matching `where` with an id below
+        `older_than` (a keyset page: stable while new rows are written)."""
+        a = console_audit
+        query = sa.select(a).order_by(a.c.id.desc()).limit(limit + 1)
+        if older_than is not None:
+            query = query.where(a.c.id < older_than)
+        if where.account is not None:
+            query = query.where(a.c.username == where.account)
+        if where.elder_id is not None:
+            query = query.where(a.c.elder_id == where.elder_id)
+        if where.since_ms is not None:
+            query = query.where(a.c.at_ms >= where.since_ms)
+        if where.until_ms is not None:
+            query = query.where(a.c.at_ms < where.until_ms)
+        async with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage(rows, int(rows[-1]["id"]) if more else None)
 
 
 async def add_account_to(

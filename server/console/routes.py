@@ -7,14 +7,17 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import quote
+from typing import Annotated
+from urllib.parse import quote, urlencode
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import Path as FastApiPath
 from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
+from carehub.api_contract import ID_PATTERN
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -36,6 +39,7 @@ from server.console.alarm_actions import (
     resolve,
 )
 from server.console.alarm_detail import OUTCOMES, AlarmView, alarm_view, fall_window, vitals
+from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language
@@ -286,16 +290,41 @@ async def _visible_elder(rt: ServerRuntime, session: Session, elder_id: str) -> 
     return card
 
 
+ConsoleId = Annotated[str, FastApiPath(pattern=ID_PATTERN)]
+"""An elder's or alarm's id in a console path (else 422, before any database lookup)."""
+JustifyingAlarm = Annotated[
+    str | None,
+    Query(
+        pattern=ID_PATTERN,
+        description="The alarm the card was opened from: written to the audit log with the "
+        "view, so it must be one of this elder's alarms.",
+    ),
+]
+
+
+async def _justifying_alarm(rt: ServerRuntime, card: ElderCard, alarm: str | None) -> str | None:
+    """`alarm`, if it is one of this elder's alarms: the audit log records it as the reason
+    for the view, so a forged one (free text, another elder's or team's alarm) is refused."""
+    if alarm is not None and not await console_store(rt).is_alarm_of(alarm, card.id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"alarm {alarm} is not an alarm of this elder: open the card from the alarm's "
+            "page, or without ?alarm=",
+        )
+    return alarm
+
+
 @router.get("/elders/{elder_id}")
 async def elder_page(
     request: Request,
     rt: Runtime,
-    elder_id: str,
-    alarm: str | None = None,
+    elder_id: ConsoleId,
+    alarm: JustifyingAlarm = None,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """The elder's card; showing their medical notes is recorded in the audit log."""
     card = await _visible_elder(rt, session, elder_id)
+    alarm = await _justifying_alarm(rt, card, alarm)
     if card.medical_notes:
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
@@ -307,12 +336,13 @@ async def elder_page(
 async def reveal_key_safe(
     request: Request,
     rt: Runtime,
-    elder_id: str,
-    alarm: str | None = None,
+    elder_id: ConsoleId,
+    alarm: JustifyingAlarm = None,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """Unseal the key-safe code for this one page view; each reveal is recorded."""
     card = await _visible_elder(rt, session, elder_id)
+    alarm = await _justifying_alarm(rt, card, alarm)
     code = await _reveal(rt, session, card, alarm)
     return render(
         request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
@@ -347,10 +377,46 @@ async def _reveal(rt: ServerRuntime, session: Session, card: ElderCard, alarm: s
 
 @router.get("/audit")
 async def audit_page(
-    request: Request, rt: Runtime, session: Session = require(Role.ADMIN)
+    request: Request,
+    rt: Runtime,
+    account: Annotated[str, Query(max_length=80)] = "",
+    elder: Annotated[str, Query(max_length=64)] = "",
+    day_from: Annotated[str, Query(max_length=10)] = "",
+    day_to: Annotated[str, Query(max_length=10)] = "",
+    time_zone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    session: Session = require(Role.ADMIN),
 ) -> Response:
-    entries = await console_store(rt).audit_log()
-    return render(request, "console/audit.html", session, entries=entries)
+    """Who saw medical data, newest first, a page at a time (``before``: rows older than
+    that id), filtered by account, elder and days (inclusive, in `time_zone`)."""
+    try:
+        where = parse_filter(account, elder, day_from, day_to, time_zone)
+    except BadFilter as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+    page = await console_store(rt).audit_log(where, before)
+    filters = {
+        "account": account,
+        "elder": elder,
+        "day_from": day_from,
+        "day_to": day_to,
+        "time_zone": time_zone,
+    }
+    kept = {k: v for k, v in filters.items() if v}
+    older = (
+        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than})}"
+        if page.older_than is not None
+        else None
+    )
+    newest = f"{PREFIX}/audit?{urlencode(kept)}" if before is not None else None
+    return render(
+        request,
+        "console/audit.html",
+        session,
+        entries=page.rows,
+        filters=filters,
+        older_link=older,
+        newest_link=newest,
+    )
 
 
 @router.get("/accounts")
