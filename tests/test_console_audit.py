@@ -156,3 +156,14 @@ def test_the_audit_log_filters_by_account_elder_and_date(client: TestClient, see
         {"before": "0"},
     ):
         assert client.get("/console/audit", params=bad).status_code in (400, 422), bad
+
+
+def test_odd_ids_in_console_paths_are_refused_not_failed(client: TestClient) -> None:
+    """An id of 5 000 characters or with a NUL: 422, not a database error (500)."""
+    assert login(client, "disp") == 303
+    token = csrf(client)
+    for odd in ("x" * 5000, "a%00b"):
+        assert client.get(f"/console/elders/{odd}").status_code == 422
+        assert client.get(f"/console/alarms/{odd}").status_code == 422
+        posted = client.post(f"/console/alarms/{odd}/note", data={"csrf_token": token})
+        assert posted.status_code == 422

@@ -460,7 +460,7 @@ def _map_link(card: ElderCard, lat: float | None, lon: float | None) -> str:
 
 @router.get("/alarms/{alarm_id}")
 async def alarm_page(
-    request: Request, rt: Runtime, alarm_id: str, session: Session = require(*ALARM_ROLES)
+    request: Request, rt: Runtime, alarm_id: ConsoleId, session: Session = require(*ALARM_ROLES)
 ) -> Response:
     """The operator screen of one alarm. Installers get it without any medical data; a view
     of the elder's medical notes is recorded in the audit log."""
@@ -531,7 +531,7 @@ async def _changed(rt: ServerRuntime, hub_id: str | None = None) -> None:
 async def alarm_action(
     request: Request,
     rt: Runtime,
-    alarm_id: str,
+    alarm_id: ConsoleId,
     action: str,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
