@@ -69,8 +69,6 @@ def test_a_view_names_only_an_alarm_of_that_elder(client: TestClient, seeded: st
     assert page.status_code == 200 and "Warfarin" in page.text
     assert client.get("/console/elders/elder-a").status_code == 200  # no alarm: allowed
     assert _audited(seeded) == [("doc-a", own), ("doc-a", None)]
-    for elder in ("x" * 5000, "e%00"):
-        assert client.get(f"/console/elders/{elder}").status_code in (404, 422)
 
 
 def _audit_views(url: str, views: list[tuple[str, str, int]]) -> None:
