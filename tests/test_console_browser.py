@@ -187,10 +187,15 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     ARTIFACTS.mkdir(exist_ok=True)
     dispatcher.screenshot(path=str(ARTIFACTS / "queue-zh.png"), full_page=True)
 
-    # logging out ends the session: the old cookie no longer works
+    # logging out ends the session: the old cookie no longer works, and the session's live
+    # pages in other tabs are told at once (their stream's `signed-out`) and leave
+    board = dispatcher.context.new_page()
+    board.goto("/console/health")
+    playwright_sync.expect(board.locator("#live")).to_have_text("实时", timeout=5000)
     old = dispatcher.context.cookies()
     dispatcher.click("#logout-form button")  # 退出
     dispatcher.wait_for_url("**/console/login")
+    board.wait_for_url("**/console/login", timeout=10000)
     replay = browser.new_context(base_url=deployment.base_url)
     contexts.append(replay)
     replay.add_cookies(old)

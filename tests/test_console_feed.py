@@ -10,6 +10,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -142,3 +143,22 @@ def test_signing_out_ends_every_live_stream_of_that_session(tmp_path: Path) -> N
         with sqlite3.connect(tmp_path / "server.db") as db:
             db.execute("DELETE FROM console_sessions")
         assert "event: signed-out" in _read_until_closed(others, 20)
+
+
+def test_wrong_passwords_sent_at_once_to_two_processes_are_limited_together(
+    two_servers: tuple[str, str, str],
+) -> None:
+    """The sign-in limit is one for every process on the database: 30 wrong passwords sent
+    at once from one address, half to each server, get the allowed five checks in all."""
+    servers = two_servers[:2]
+
+    def attempt(i: int) -> int:
+        with httpx.Client(base_url=servers[i % 2], timeout=30) as client:
+            page = client.get("/console/login").text
+            token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            data = {"username": "disp", "password": "wrong password", "csrf_token": token}
+            return client.post("/console/login", data=data).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        codes = list(pool.map(attempt, range(30)))
+    assert sorted(codes) == [401] * 5 + [429] * 25, codes
