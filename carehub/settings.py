@@ -146,10 +146,18 @@ class ServerSettings(_Settings):
     console_login_max_failures: int = Field(
         5,
         ge=1,
-        description="Failed console logins allowed per username, and per client address, "
-        "within `console_login_window_s`; further attempts are refused until it passes.",
+        description="Failed console logins allowed per client address within "
+        "`console_login_window_s` (further attempts from it are refused until it passes), "
+        "and per username before its tries from new addresses are delayed.",
     )
     console_login_window_s: float = Field(300.0, gt=0)
+    console_login_delay_max_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest delay (s) between tries of one username from addresses it has "
+        "not signed in from, after failures: 1 s, doubling per failure, up to this.",
+    )
     enroll_code_ttl_s: float = Field(
         1800.0,
         gt=0,

@@ -120,8 +120,9 @@ def server(
     of that kind is open joins that alarm as a repeat).
 
     Console: CAREHUB_CONSOLE_INSECURE_COOKIES (false; true only for local http),
-    CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5) within
-    CAREHUB_CONSOLE_LOGIN_WINDOW_S (300).
+    CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
+    within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its
+    tries from new addresses, up to CAREHUB_CONSOLE_LOGIN_DELAY_MAX_S, 30).
     """
 
     from server.directory import DirectoryError

@@ -356,13 +356,23 @@ console_login_failures = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
 )
 
+console_login_sources = sa.Table(
+    "console_login_sources",
+    metadata,
+    sa.Column("username", sa.String(80), primary_key=True),
+    sa.Column("client", sa.String(64), primary_key=True),
+    sa.Column("last_ok_ms", sa.BigInteger, nullable=False, index=True),
+)
+"""Where each account signed in from: its delay after failures elsewhere does not apply
+there (server/console/sign_in_limit.py)."""
+
 console_audit = sa.Table(
     "console_audit",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
     sa.Column("account_id", Id, nullable=False),  # kept if the account goes
-    sa.Column("username", sa.String(80), nullable=False),
+    sa.Column("username", sa.String(80), nullable=False, index=True),
     sa.Column("action", sa.String(32), nullable=False),  # medical_notes | key_safe
     sa.Column("elder_id", Id, nullable=False, index=True),
     sa.Column("alarm_id", Id, nullable=True),

@@ -8,7 +8,9 @@ import io
 import uuid
 import wave
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,12 +30,13 @@ from server.console.accounts import (
     Role,
     check_new_account,
     hash_password,
-    login_allowed,
     password_matches,
 )
 from server.console.console_store import ConsoleStore
 from server.console.i18n import MESSAGES, pick_language, translator
 from server.console.live_queue import QueueRow, open_alarms, queue_order
+from server.console.session_streams import SessionStreams
+from server.console.sign_in_limit import History, Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
@@ -103,11 +106,57 @@ def test_passwords_are_argon2_and_checked() -> None:
     assert not password_matches("not a hash", PASSWORD)
 
 
-@given(st.integers(0, 50), st.integers(0, 50), st.integers(1, 20))
-def test_login_is_refused_once_either_count_reaches_the_limit(
-    by_user: int, by_client: int, limit: int
-) -> None:
-    assert login_allowed(by_user, by_client, limit) == (max(by_user, by_client) < limit)
+LIMITS = SignInLimits(per_source=5, window_ms=300_000, account_free=5, account_delay_max_ms=30_000)
+
+
+def test_an_address_is_refused_once_it_used_up_its_failures_until_the_window_moves() -> None:
+    clock, throttle, mine = FakeClock(), SignInThrottle(LIMITS), []
+    for _ in range(5):
+        assert throttle.verdict(History(mine, [], known_source=True), clock.now_ms()) is None
+        mine.append(clock.now_ms())
+        clock.advance(10)
+    refused = throttle.verdict(History(mine, [], known_source=True), clock.now_ms())
+    assert refused == Refused(Refusal.SOURCE, 250)  # the oldest leaves the window in 250 s
+    clock.advance(250)
+    assert throttle.verdict(History(mine, [], known_source=True), clock.now_ms()) is None
+
+
+def test_an_account_failing_from_elsewhere_is_delayed_never_locked() -> None:
+    """Failures from many addresses delay new addresses (1 s, doubling, capped), and never
+    the account's own address; the delay always ends."""
+    clock, throttle, failures = FakeClock(), SignInThrottle(LIMITS), []
+    waits = []
+    for _ in range(12):
+        refused = throttle.verdict(History([], failures, known_source=False), clock.now_ms())
+        if refused is not None:
+            assert refused.reason is Refusal.ACCOUNT
+            waits.append(refused.retry_after_s)
+            clock.advance(refused.retry_after_s)
+            assert throttle.verdict(History([], failures, False), clock.now_ms()) is None
+        assert throttle.verdict(History([], failures, known_source=True), clock.now_ms()) is None
+        failures.append(clock.now_ms())
+    assert waits == [1, 2, 4, 8, 16, 30, 30]
+    clock.advance(300)  # a quiet window forgets them
+    assert throttle.verdict(History([], failures, known_source=False), clock.now_ms()) is None
+    # below the free failures there is no wait, even behind a try counted a moment later
+    now = clock.now_ms()
+    assert throttle.verdict(History([], [now + 5], known_source=False), now) is None
+
+
+@given(st.integers(0, 10_000), st.integers(1, 20), st.integers(1_000, 600_000))
+def test_the_account_delay_never_passes_its_cap(failures: int, free: int, cap_ms: int) -> None:
+    limits = SignInLimits(5, 300_000, free, cap_ms)
+    assert 0 <= limits.account_delay_ms(failures) <= cap_ms
+    assert (limits.account_delay_ms(failures) == 0) == (failures < free)
+
+
+def test_signing_out_ends_each_stream_of_that_session_only_and_forgets_them() -> None:
+    streams = SessionStreams()
+    with streams.watch("a") as a1, streams.watch("a") as a2, streams.watch("b") as b:
+        assert len(streams) == 3
+        streams.end("a")
+        assert a1.is_set() and a2.is_set() and not b.is_set()
+    assert len(streams) == 0
 
 
 _rows = st.builds(
@@ -285,7 +334,36 @@ def test_posts_without_the_csrf_token_are_refused(client: TestClient) -> None:
     assert r.status_code == 403
 
 
-def test_wrong_passwords_are_rate_limited_per_username_and_per_client(db_url: str) -> None:
+def test_the_sign_in_form_needs_the_token_its_own_page_set(client: TestClient) -> None:
+    """Login CSRF: without the cookie of a GET of the form, no token is right (the old
+    stand-in for a missing cookie, a NUL then "missing", signed in); an empty cookie is no
+    token; and a browser's post from another origin is refused even with the token."""
+    form = {"username": "disp", "password": PASSWORD}
+    for forged in ("\0missing", "", "missing"):
+        client.cookies.clear()
+        r = client.post("/console/login", data={**form, "csrf_token": forged})
+        assert r.status_code == 403, forged
+    client.cookies.clear()
+    client.cookies.set("carehub_login_csrf", "", path="/console")
+    assert client.post("/console/login", data={**form, "csrf_token": ""}).status_code == 403
+    token = _login_token(client)
+    for header in (
+        {"Origin": "http://attacker.test"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        r = client.post("/console/login", data={**form, "csrf_token": token}, headers=header)
+        assert r.status_code == 403, header
+        assert "another site" in r.text
+    own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    r = client.post(
+        "/console/login", data={**form, "csrf_token": token}, headers=own, follow_redirects=False
+    )
+    assert r.status_code == 303
+
+
+def test_wrong_passwords_are_limited_per_client_address(db_url: str) -> None:
     for client in _client(db_url, console_login_max_failures=3):
         assert login(client, "disp", "wrong password") == 401
         assert login(client, "disp", "wrong password") == 401
@@ -294,6 +372,71 @@ def test_wrong_passwords_are_rate_limited_per_username_and_per_client(db_url: st
     for client in _client(db_url, console_login_max_failures=3):
         # the same database, a fresh limit window is not given by a restart
         assert login(client, "disp") == 429
+
+
+def test_concurrent_wrong_passwords_cannot_all_pass_one_check(database_url: str) -> None:
+    """30 wrong passwords at once from one address: the check and the count are one step
+    (in the database, for every server process), so only the allowed five are tried, and
+    the right password after them is refused too."""
+    asyncio.run(_seed(database_url, FakeClock()))
+    for client in _client(database_url):
+        token = _login_token(client)
+
+        def attempt(password: str, client: TestClient = client, token: str = token) -> int:
+            data = {"username": "disp", "password": password, "csrf_token": token}
+            return client.post("/console/login", data=data, follow_redirects=False).status_code
+
+        with ThreadPoolExecutor(30) as pool:
+            codes = list(pool.map(attempt, ["wrong password"] * 30))
+        assert sorted(codes) == [401] * 5 + [429] * 25, codes
+        assert attempt(PASSWORD) == 429
+
+
+def _client_from_header(app: Any) -> Any:
+    """The app, seeing the client address a test names in ``X-Test-Client``."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        who = dict(scope.get("headers", [])).get(b"x-test-client")
+        if scope["type"] == "http" and who:
+            scope = {**scope, "client": (who.decode(), 50000)}
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def test_an_outsider_cannot_keep_a_dispatcher_on_duty_out(db_url: str) -> None:
+    """Thirty wrong passwords for `disp` from ten addresses: `disp` still signs in at once
+    from the address they signed in from before, and from a new one after a short delay."""
+    clock = FakeClock()
+    s = ServerSettings(
+        database_url=db_url,  # type: ignore[arg-type]
+        console_insecure_cookies=True,
+        console_login_window_s=3600,
+    )
+    with TestClient(_client_from_header(create_app(s, clock=clock))) as client:
+
+        def attempt(address: str, password: str) -> Any:
+            client.cookies.clear()
+            token = _login_token(client)
+            data = {"username": "disp", "password": password, "csrf_token": token}
+            return client.post(
+                "/console/login",
+                data=data,
+                headers={"X-Test-Client": address, "Accept-Language": "en"},
+                follow_redirects=False,
+            )
+
+        assert attempt("control-room", PASSWORD).status_code == 303
+        for i in range(30):
+            clock.advance(31)  # past the account's longest delay: every guess is tried
+            assert attempt(f"outsider-{i % 10}", "wrong password").status_code == 401
+        assert attempt("control-room", PASSWORD).status_code == 303
+        delayed = attempt("new-desk", PASSWORD)
+        assert delayed.status_code == 429 and "several failed sign-ins" in delayed.text
+        wait_s = int(delayed.headers["Retry-After"])
+        assert 1 <= wait_s <= 30
+        clock.advance(wait_s)
+        assert attempt("new-desk", PASSWORD).status_code == 303
 
 
 def test_roles_see_what_they_need(client: TestClient) -> None:

@@ -187,10 +187,15 @@ def test_roles_sessions_and_csrf_hold_in_the_browser(browser, contexts, deployme
     ARTIFACTS.mkdir(exist_ok=True)
     dispatcher.screenshot(path=str(ARTIFACTS / "queue-zh.png"), full_page=True)
 
-    # logging out ends the session: the old cookie no longer works
+    # logging out ends the session: the old cookie no longer works, and the session's live
+    # pages in other tabs are told at once (their stream's `signed-out`) and leave
+    board = dispatcher.context.new_page()
+    board.goto("/console/health")
+    playwright_sync.expect(board.locator("#live")).to_have_text("实时", timeout=5000)
     old = dispatcher.context.cookies()
     dispatcher.click("#logout-form button")  # 退出
     dispatcher.wait_for_url("**/console/login")
+    board.wait_for_url("**/console/login", timeout=10000)
     replay = browser.new_context(base_url=deployment.base_url)
     contexts.append(replay)
     replay.add_cookies(old)
@@ -309,3 +314,37 @@ def test_fall_detail_health_and_kpi_pages_screenshots(browser, contexts, deploym
     playwright_sync.expect(page.locator("#kpi-teams")).to_contain_text("team-a")
     playwright_sync.expect(page.locator("#plot-accepted svg")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "kpi.png"), full_page=True)
+
+
+ATTACKER = "http://attacker.test"
+"""Another site: Playwright answers its page itself (`page.route`), nothing listens there."""
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(browser, contexts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Login CSRF: a page elsewhere posts the sign-in form with the attacker's credentials
+    and the old stand-in token (a NUL, then "missing"), never having fetched the form.
+    The victim's browser must not end up signed in as the attacker."""
+    from tests.console_server import console_server
+
+    with console_server(tmp_path) as base:
+        context = browser.new_context(locale="en-US")
+        contexts.append(context)
+        page = context.new_page()
+        form = (
+            f'<form id="f" method="post" action="{base}/console/login">'
+            f'<input name="username" value="disp"><input name="password" value="{PASSWORD}">'
+            '<input name="csrf_token" id="t"></form>'
+            "<script>document.getElementById('t').value = '\\u0000missing';"
+            "document.getElementById('f').submit();</script>"
+        )
+        page.route(
+            f"{ATTACKER}/**",
+            lambda route: route.fulfill(status=200, content_type="text/html", body=form),
+        )
+        with page.expect_response(f"{base}/console/login") as posted:
+            page.goto(f"{ATTACKER}/")
+        assert posted.value.request.method == "POST"
+        assert posted.value.status == 403, posted.value.status
+        assert not [c for c in context.cookies() if c["name"] == "carehub_session"]
+        context.close()
+        contexts.remove(context)

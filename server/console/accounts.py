@@ -1,4 +1,5 @@
-"""Console accounts: roles, password hashing, session ids, the login rate limit.
+"""Console accounts: roles, password hashing, session ids (the sign-in limit is in
+`sign_in_limit`).
 
 Pure decisions and hashing only; the tables are in `console_store`, the cookies in `web`.
 """
@@ -101,9 +102,3 @@ def session_key(session_id: str) -> str:
 
 def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
-
-
-def login_allowed(failures_for_username: int, failures_for_client: int, max_failures: int) -> bool:
-    """A login may be tried while neither the username nor the client address has used up
-    its failures within the window (counted by `console_store.recent_failures`)."""
-    return failures_for_username < max_failures and failures_for_client < max_failures

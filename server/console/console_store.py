@@ -1,4 +1,4 @@
-"""The console's tables: accounts, sessions, failed logins and the audit log."""
+"""The console's tables: accounts, sessions, the sign-in limit's history and the audit log."""
 
 from __future__ import annotations
 
@@ -18,13 +18,28 @@ from server.console.accounts import (
     hash_password,
     session_key,
 )
+from server.console.audit_log import PAGE_ROWS, AuditFilter, AuditPage
+from server.console.sign_in_limit import History, Refused, SignInThrottle
+from server.db import dialect_insert, serialise_on
 from server.schema import (
+    alarms,
     console_accounts,
     console_audit,
     console_login_failures,
+    console_login_sources,
     console_sessions,
     teams,
 )
+
+KNOWN_SOURCE_MS = 90 * 86_400_000
+"""An address an account signed in from stays its own for 90 days after the last time."""
+
+
+class _NotCounted(Exception):
+    """A refused sign-in try: its count is rolled back with the transaction."""
+
+    def __init__(self, refused: Refused) -> None:
+        self.refused = refused
 
 
 def _account(row: Any) -> Account:
@@ -139,30 +154,75 @@ class ConsoleStore:
                 )
             )
 
-    # ------------------------------------------------------------ login rate limit
+    # ------------------------------------------------------------ sign-in limit
 
-    async def recent_failures(self, username: str, client: str, since_ms: int) -> tuple[int, int]:
-        """Failed logins since `since_ms` (epoch ms): for this username, for this client."""
-        f = console_login_failures
-        async with self.engine.connect() as conn:
-            by_user = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(f)
-                .where(f.c.username == username, f.c.at_ms >= since_ms)
-            )
-            by_client = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(f)
-                .where(f.c.client == client, f.c.at_ms >= since_ms)
-            )
-        return int(by_user or 0), int(by_client or 0)
+    async def claim_sign_in(
+        self, username: str, client: str, now_ms: int, throttle: SignInThrottle
+    ) -> int | Refused:
+        """Count a sign-in try as a failure before its password is checked (the id given
+        back is taken back by `sign_in_succeeded`), or `Refused` (not counted then).
 
-    async def record_failure(self, username: str, client: str, now_ms: int, keep_ms: int) -> None:
+        Counting, reading and judging are one step, serialised per address and per username
+        across processes (PostgreSQL: advisory locks; SQLite: its one writer, taken by the
+        first statement, which writes), so tries made at once cannot all pass one check."""
         f = console_login_failures
+        username, client = username[:80], client[:64]
+        since = now_ms - throttle.limits.window_ms
         async with self.engine.begin() as conn:
-            await conn.execute(f.delete().where(f.c.at_ms < now_ms - keep_ms))
+            await conn.execute(f.delete().where(f.c.at_ms <= since))
+        try:
+            async with self.engine.begin() as conn:
+                await serialise_on(conn, f"carehub-console-login-source:{client}")
+                await serialise_on(conn, f"carehub-console-login-account:{username}")
+                inserted = await conn.execute(
+                    f.insert()
+                    .values(username=username, client=client, at_ms=now_ms)
+                    .returning(f.c.id)
+                )
+                attempt_id = int(inserted.scalar_one())
+                earlier = (f.c.id != attempt_id, f.c.at_ms > since)
+                by_source = await conn.scalars(
+                    sa.select(f.c.at_ms).where(f.c.client == client, *earlier).order_by(f.c.at_ms)
+                )
+                source_failures = list(by_source)
+                by_account = await conn.scalars(
+                    sa.select(f.c.at_ms)
+                    .where(f.c.username == username, *earlier)
+                    .order_by(f.c.at_ms)
+                )
+                account_failures = list(by_account)
+                s = console_login_sources
+                known = await conn.scalar(
+                    sa.select(s.c.last_ok_ms).where(
+                        s.c.username == username,
+                        s.c.client == client,
+                        s.c.last_ok_ms > now_ms - KNOWN_SOURCE_MS,
+                    )
+                )
+                history = History(source_failures, account_failures, known is not None)
+                refused = throttle.verdict(history, now_ms)
+                if refused is not None:
+                    raise _NotCounted(refused)  # rolls the count back
+        except _NotCounted as e:
+            return e.refused
+        return attempt_id
+
+    async def sign_in_succeeded(
+        self, attempt_id: int, username: str, client: str, now_ms: int
+    ) -> None:
+        """The try was not a failure after all; this address is now one of the account's
+        own (its delay after failures elsewhere does not apply here)."""
+        s = console_login_sources
+        async with self.engine.begin() as conn:
             await conn.execute(
-                f.insert().values(username=username[:80], client=client[:64], at_ms=now_ms)
+                console_login_failures.delete().where(console_login_failures.c.id == attempt_id)
+            )
+            await conn.execute(s.delete().where(s.c.last_ok_ms <= now_ms - KNOWN_SOURCE_MS))
+            values = {"username": username[:80], "client": client[:64], "last_ok_ms": now_ms}
+            await conn.execute(
+                dialect_insert(self.engine, s)
+                .values(**values)
+                .on_conflict_do_update(index_elements=["username", "client"], set_=values)
             )
 
     # ------------------------------------------------------------ audit
@@ -183,12 +243,36 @@ class ConsoleStore:
                 )
             )
 
-    async def audit_log(self, limit: int = 500) -> Sequence[dict[str, Any]]:
+    async def is_alarm_of(self, alarm_id: str, elder_id: str) -> bool:
+        """Whether `alarm_id` is one of this elder's alarms (a view's stated reason)."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(console_audit).order_by(console_audit.c.id.desc()).limit(limit)
+            found = await conn.scalar(
+                sa.select(alarms.c.id).where(alarms.c.id == alarm_id, alarms.c.elder_id == elder_id)
             )
-            return [dict(r._mapping) for r in rows]
+        return found is not None
+
+    async def audit_log(
+        self, where: AuditFilter, older_than: int | None = None, limit: int = PAGE_ROWS
+    ) -> AuditPage:
+        """One page of the audit log, newest first: rows matching `where` with an id below
+        `older_than` (a keyset page: stable while new rows are written)."""
+        a = console_audit
+        query = sa.select(a).order_by(a.c.id.desc()).limit(limit + 1)
+        if older_than is not None:
+            query = query.where(a.c.id < older_than)
+        if where.account is not None:
+            query = query.where(a.c.username == where.account)
+        if where.elder_id is not None:
+            query = query.where(a.c.elder_id == where.elder_id)
+        if where.since_ms is not None:
+            query = query.where(a.c.at_ms >= where.since_ms)
+        if where.until_ms is not None:
+            query = query.where(a.c.at_ms < where.until_ms)
+        async with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return AuditPage(rows, int(rows[-1]["id"]) if more else None)
 
 
 async def add_account_to(

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import quote
+from typing import Annotated
+from urllib.parse import quote, urlencode
 from zoneinfo import available_timezones
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import Path as FastApiPath
 from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
+from carehub.api_contract import ID_PATTERN
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
     MEDICAL_ROLES,
+    USERNAME,
     Role,
     Session,
-    login_allowed,
     new_csrf_token,
     new_session_id,
     password_matches,
+    session_key,
 )
 from server.console.alarm_actions import (
     ActionRefused,
@@ -34,12 +39,15 @@ from server.console.alarm_actions import (
     resolve,
 )
 from server.console.alarm_detail import OUTCOMES, AlarmView, alarm_view, fall_window, vitals
+from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language
 from server.console.live_queue import CLOSED, open_alarms
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
+from server.console.session_streams import SessionStreams
+from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
@@ -48,9 +56,11 @@ from server.console.web import (
     check_login_csrf,
     client_address,
     console_store,
+    current_session,
     render,
     require,
     set_cookie,
+    tokens_match,
     wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
@@ -78,7 +88,8 @@ ALARM_ROLES = (*MEDICAL_ROLES, Role.INSTALLER)
 
 @router.get("/login")
 async def login_page(request: Request, rt: Runtime) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_csrf_token()
+    kept = request.cookies.get(LOGIN_CSRF_COOKIE)
+    token = kept if kept is not None and tokens_match(kept, kept) else new_csrf_token()
     response = render(
         request,
         "console/login.html",
@@ -90,31 +101,49 @@ async def login_page(request: Request, rt: Runtime) -> Response:
     return response
 
 
+_REFUSAL_TEXT = {Refusal.SOURCE: "login.limited", Refusal.ACCOUNT: "login.delayed"}
+
+
 @router.post("/login", dependencies=[Depends(check_login_csrf)])
 async def login(request: Request, rt: Runtime) -> Response:
+    """Sign in. Each try is counted as a failure before its password is checked (one step
+    with the limit's check: `ConsoleStore.claim_sign_in`) and taken back if it succeeds."""
     form = await request.form()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
+    valid_name = USERNAME.match(username) is not None
     client = client_address(request)
     store = console_store(rt)
     now_ms = rt.clock.now_ms()
-    window_ms = int(rt.settings.console_login_window_s * 1000)
     language = pick_language(request.headers.get("accept-language"))
-    by_user, by_client = await store.recent_failures(username, client, now_ms - window_ms)
-    if not login_allowed(by_user, by_client, rt.settings.console_login_max_failures):
-        log.warning("console: sign-in refused, too many failures (client %s)", client)
-        return render(
+    limit = rt.settings.console_login_max_failures
+    throttle = SignInThrottle(
+        SignInLimits(
+            per_source=limit,
+            window_ms=int(rt.settings.console_login_window_s * 1000),
+            account_free=limit,
+            account_delay_max_ms=int(rt.settings.console_login_delay_max_s * 1000),
+        )
+    )
+    claim = await store.claim_sign_in(username if valid_name else "", client, now_ms, throttle)
+    if isinstance(claim, Refused):
+        log.warning("console: sign-in refused (%s limit, client %s)", claim.reason.value, client)
+        response = render(
             request,
             "console/login.html",
             None,
             language,
             status.HTTP_429_TOO_MANY_REQUESTS,
             login_csrf=request.cookies.get(LOGIN_CSRF_COOKIE, ""),
-            error="login.limited",
+            error=_REFUSAL_TEXT[claim.reason],
+            retry_after_s=claim.retry_after_s,
         )
-    found = await store.credentials(username)
-    ok = password_matches(found[1] if found else DUMMY_HASH, password) and found is not None
+        response.headers["Retry-After"] = str(claim.retry_after_s)
+        return response
+    found = await store.credentials(username) if valid_name else None
+    # argon2 takes tens of ms of CPU: off the event loop, which serves every alarm
+    stored = found[1] if found else DUMMY_HASH
+    ok = await asyncio.to_thread(password_matches, stored, password) and found is not None
     if not ok or found is None:
-        await store.record_failure(username, client, now_ms, window_ms)
         log.info("console: failed sign-in (client %s)", client)
         return render(
             request,
@@ -126,6 +155,7 @@ async def login(request: Request, rt: Runtime) -> Response:
             error="login.failed",
         )
     account = found[0]
+    await store.sign_in_succeeded(claim, username, client, now_ms)
     session_id = new_session_id()
     max_age_s = int(rt.settings.console_session_hours * 3600)
     await store.start_session(
@@ -140,7 +170,9 @@ async def login(request: Request, rt: Runtime) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, rt: Runtime, session: Session = require()) -> Response:
-    await console_store(rt).end_session(request.cookies[SESSION_COOKIE])
+    cookie = request.cookies[SESSION_COOKIE]
+    await console_store(rt).end_session(cookie)
+    _session_streams(request).end(session_key(cookie))  # ended elsewhere at their next send
     response = RedirectResponse(f"{PREFIX}/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -199,17 +231,44 @@ async def health_events(
     return _change_stream(request, rt, HEALTH_KEY, "health")
 
 
+def _session_streams(request: Request) -> SessionStreams:
+    """This app's registry of open streams (one per app, so per server process)."""
+    state = request.app.state
+    if not hasattr(state, "console_streams"):
+        state.console_streams = SessionStreams()
+    registry: SessionStreams = state.console_streams
+    return registry
+
+
+SIGNED_OUT = "event: signed-out\ndata: signed out\n\n"
+"""The stream's last words when its session ended (the page goes to the sign-in page)."""
+
+
 def _change_stream(request: Request, rt: ServerRuntime, key: str, event: str) -> StreamingResponse:
+    cookie = request.cookies[SESSION_COOKIE]  # `require` found a live session for it
+    registry = _session_streams(request)
+
     async def stream() -> AsyncIterator[str]:
         version = rt.changes.version(key)
         yield "retry: 1000\nevent: hello\ndata: connected\n\n"
-        while not await request.is_disconnected():
-            seen = await rt.changes.wait(key, version, KEEPALIVE_S)
-            if seen != version:
-                version = seen
-                yield f"event: {event}\ndata: changed\n\n"
-            else:
-                yield ": keepalive\n\n"
+        with registry.watch(session_key(cookie)) as ended:
+            while not await request.is_disconnected():
+                changed = asyncio.ensure_future(rt.changes.wait(key, version, KEEPALIVE_S))
+                signed_out = asyncio.ensure_future(ended.wait())
+                await asyncio.wait((changed, signed_out), return_when=asyncio.FIRST_COMPLETED)
+                for waiting in (changed, signed_out):
+                    waiting.cancel()
+                seen = changed.result() if changed.done() and not changed.cancelled() else version
+                # every send first asks whether the session still is (ended in another
+                # process, or expired): a signed-out browser is told nothing more
+                if ended.is_set() or await current_session(request, rt) is None:
+                    yield SIGNED_OUT
+                    return
+                if seen != version:
+                    version = seen
+                    yield f"event: {event}\ndata: changed\n\n"
+                else:
+                    yield ": keepalive\n\n"
 
     return StreamingResponse(
         stream(),
@@ -231,16 +290,41 @@ async def _visible_elder(rt: ServerRuntime, session: Session, elder_id: str) -> 
     return card
 
 
+ConsoleId = Annotated[str, FastApiPath(pattern=ID_PATTERN)]
+"""An elder's or alarm's id in a console path (else 422, before any database lookup)."""
+JustifyingAlarm = Annotated[
+    str | None,
+    Query(
+        pattern=ID_PATTERN,
+        description="The alarm the card was opened from: written to the audit log with the "
+        "view, so it must be one of this elder's alarms.",
+    ),
+]
+
+
+async def _justifying_alarm(rt: ServerRuntime, card: ElderCard, alarm: str | None) -> str | None:
+    """`alarm`, if it is one of this elder's alarms: the audit log records it as the reason
+    for the view, so a forged one (free text, another elder's or team's alarm) is refused."""
+    if alarm is not None and not await console_store(rt).is_alarm_of(alarm, card.id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"alarm {alarm} is not an alarm of this elder: open the card from the alarm's "
+            "page, or without ?alarm=",
+        )
+    return alarm
+
+
 @router.get("/elders/{elder_id}")
 async def elder_page(
     request: Request,
     rt: Runtime,
-    elder_id: str,
-    alarm: str | None = None,
+    elder_id: ConsoleId,
+    alarm: JustifyingAlarm = None,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """The elder's card; showing their medical notes is recorded in the audit log."""
     card = await _visible_elder(rt, session, elder_id)
+    alarm = await _justifying_alarm(rt, card, alarm)
     if card.medical_notes:
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
@@ -252,12 +336,13 @@ async def elder_page(
 async def reveal_key_safe(
     request: Request,
     rt: Runtime,
-    elder_id: str,
-    alarm: str | None = None,
+    elder_id: ConsoleId,
+    alarm: JustifyingAlarm = None,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """Unseal the key-safe code for this one page view; each reveal is recorded."""
     card = await _visible_elder(rt, session, elder_id)
+    alarm = await _justifying_alarm(rt, card, alarm)
     code = await _reveal(rt, session, card, alarm)
     return render(
         request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
@@ -292,10 +377,46 @@ async def _reveal(rt: ServerRuntime, session: Session, card: ElderCard, alarm: s
 
 @router.get("/audit")
 async def audit_page(
-    request: Request, rt: Runtime, session: Session = require(Role.ADMIN)
+    request: Request,
+    rt: Runtime,
+    account: Annotated[str, Query(max_length=80)] = "",
+    elder: Annotated[str, Query(max_length=64)] = "",
+    day_from: Annotated[str, Query(max_length=10)] = "",
+    day_to: Annotated[str, Query(max_length=10)] = "",
+    time_zone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    session: Session = require(Role.ADMIN),
 ) -> Response:
-    entries = await console_store(rt).audit_log()
-    return render(request, "console/audit.html", session, entries=entries)
+    """Who saw medical data, newest first, a page at a time (``before``: rows older than
+    that id), filtered by account, elder and days (inclusive, in `time_zone`)."""
+    try:
+        where = parse_filter(account, elder, day_from, day_to, time_zone)
+    except BadFilter as e:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
+    page = await console_store(rt).audit_log(where, before)
+    filters = {
+        "account": account,
+        "elder": elder,
+        "day_from": day_from,
+        "day_to": day_to,
+        "time_zone": time_zone,
+    }
+    kept = {k: v for k, v in filters.items() if v}
+    older = (
+        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than})}"
+        if page.older_than is not None
+        else None
+    )
+    newest = f"{PREFIX}/audit?{urlencode(kept)}" if before is not None else None
+    return render(
+        request,
+        "console/audit.html",
+        session,
+        entries=page.rows,
+        filters=filters,
+        older_link=older,
+        newest_link=newest,
+    )
 
 
 @router.get("/accounts")
@@ -339,7 +460,7 @@ def _map_link(card: ElderCard, lat: float | None, lon: float | None) -> str:
 
 @router.get("/alarms/{alarm_id}")
 async def alarm_page(
-    request: Request, rt: Runtime, alarm_id: str, session: Session = require(*ALARM_ROLES)
+    request: Request, rt: Runtime, alarm_id: ConsoleId, session: Session = require(*ALARM_ROLES)
 ) -> Response:
     """The operator screen of one alarm. Installers get it without any medical data; a view
     of the elder's medical notes is recorded in the audit log."""
@@ -410,7 +531,7 @@ async def _changed(rt: ServerRuntime, hub_id: str | None = None) -> None:
 async def alarm_action(
     request: Request,
     rt: Runtime,
-    alarm_id: str,
+    alarm_id: ConsoleId,
     action: str,
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:

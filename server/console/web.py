@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.templating import Jinja2Templates
@@ -56,13 +57,44 @@ def _wants_page(request: Request) -> bool:
     return request.method == "GET" and "text/html" in accept and not wants_fragment(request)
 
 
-async def _csrf_checked(request: Request, expected: str) -> None:
+MAX_TOKEN_CHARS = 128
+"""Longer than any token we make (`secrets.token_urlsafe(32)`: 43 characters)."""
+
+
+def tokens_match(given: object, expected: str | None) -> bool:
+    """A form's token equals the one we gave out: both present, non-empty, free of NUL,
+    of a token's length, compared in constant time. (A missing expected token is never
+    replaced by a stand-in a form could also send.)"""
+    return (
+        isinstance(given, str)
+        and isinstance(expected, str)
+        and all(0 < len(t) <= MAX_TOKEN_CHARS and "\0" not in t for t in (given, expected))
+        and hmac.compare_digest(given.encode(), expected.encode())
+    )
+
+
+async def _csrf_checked(request: Request, expected: str | None) -> None:
     form = await request.form()
-    given = form.get(CSRF_FIELD)
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), expected.encode()):
+    if not tokens_match(form.get(CSRF_FIELD), expected):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale: reload the page"
         )
+
+
+def from_another_site(
+    origin: str | None, fetch_site: str | None, host: str | None, public_base_url: str
+) -> bool:
+    """Whether a browser says this request comes from a page of another origin: its
+    ``Sec-Fetch-Site`` is neither ``same-origin`` nor ``none`` (typed or bookmarked), or its
+    ``Origin`` is ``null`` or names another host than the one asked (``Host``) or than the
+    server's public address (behind a proxy that rewrites ``Host``). A client that sends
+    neither header (a script, an old browser) is not judged here: the CSRF token still is."""
+    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        return True
+    if origin is None:
+        return False
+    own = {(host or "").lower(), urlsplit(public_base_url).netloc.lower()}
+    return urlsplit(origin).netloc.lower() not in own - {""}
 
 
 def require(*roles: Role) -> Any:
@@ -92,9 +124,22 @@ def require(*roles: Role) -> Any:
     return Depends(signed_in)
 
 
-async def check_login_csrf(request: Request) -> None:
-    """The login form has no session yet: its token is a cookie the form must echo."""
-    await _csrf_checked(request, request.cookies.get(LOGIN_CSRF_COOKIE) or "\0missing")
+async def check_login_csrf(request: Request, rt: Runtime) -> None:
+    """The login form has no session yet: its token is a cookie, set by a GET of the form,
+    that the form must echo; and a browser's post from another site is refused outright
+    (login CSRF: signing a dispatcher in as someone else)."""
+    headers = request.headers
+    if from_another_site(
+        headers.get("origin"),
+        headers.get("sec-fetch-site"),
+        headers.get("host"),
+        rt.settings.public_base_url,
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "a sign-in posted from another site is refused: open the sign-in page itself",
+        )
+    await _csrf_checked(request, request.cookies.get(LOGIN_CSRF_COOKIE))
 
 
 def set_cookie(

@@ -1,7 +1,8 @@
 // A live page part: Server-Sent Events from `eventsUrl` say that `eventName` changed (in any
 // server process); the part is fetched again from `fetchUrl` as an HTML fragment and handed
 // to `onHtml`. The #live badge shows "Live" or "Reconnecting…"; after a server restart the
-// browser reconnects by itself and the part is fetched again; a 401 goes to the sign-in page.
+// browser reconnects by itself and the part is fetched again; a 401, or the stream's
+// `signed-out` (the session ended), goes to the sign-in page.
 var CareHubLive = (function () {
   "use strict";
 
@@ -40,6 +41,10 @@ var CareHubLive = (function () {
       var source = new EventSource(eventsUrl);
       source.addEventListener("hello", function () { showState("on"); refresh(); });
       source.addEventListener(eventName, refresh);
+      source.addEventListener("signed-out", function () { // this session ended
+        source.close();
+        window.location.assign("login");
+      });
       source.onerror = function () {
         showState("reconnecting");
         if (source.readyState === EventSource.CLOSED) { // refused outright (signed out?)
