@@ -34,6 +34,7 @@ from server.db import make_engine
 from server.device_homes import Claim, alarm_flag, claim
 from server.main import prepare_database
 from server.notifier import ConsoleNotifier
+from server.store import REFUSED_QUIET_MS, ServerStore
 from tests.conftest import DIRECTORY
 
 T = TypeVar("T")
@@ -283,3 +284,10 @@ def test_a_moved_hub_still_calling_is_on_the_health_board(
     assert [(f["hub_id"], f["fault"], f["active"]) for f in faults] == [
         (grant["hub_id"], "hub_refused", True)
     ]
+    # quiet for 10 min (re-enrolled, switched off): the fault clears
+    now = int(time.time() * 1000)
+    assert on_database(client, lambda e: ServerStore(e).clear_quiet_refused(now)) == []
+    later = now + REFUSED_QUIET_MS + 60_000
+    cleared = on_database(client, lambda e: ServerStore(e).clear_quiet_refused(later))
+    assert cleared == [grant["hub_id"]]
+    assert on_database(client, health_board).faults["hub_refused"] == []
