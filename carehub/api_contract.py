@@ -90,6 +90,15 @@ Cursor = Annotated[int, Field(ge=0, lt=INT64_END), _JsonNumber]
 Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
 
 
+class DeviceFlag(enum.StrEnum):
+    """Why an alarm's device is not one of the uploading hub's household's. The alarm is
+    stored and dispatched for the hub's household all the same (no alarm is refused for its
+    device); the console shows the flag so the dispatcher checks who called."""
+
+    UNKNOWN = "device_unknown"  # no household owns this device id
+    FOREIGN = "device_foreign"  # another household owns it
+
+
 class DeviceKind(enum.StrEnum):
     """What a paired device is."""
 
@@ -100,9 +109,12 @@ class DeviceKind(enum.StrEnum):
 
 DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]
 """A non-emergency device problem a hub reports."""
-HubFault = Literal["hub_offline"]
-"""Raised by the server itself when a hub's heartbeats stop (``device_id`` is the hub's id)."""
+HubFault = Literal["hub_offline", "hub_refused"]
+"""Raised by the server itself (``device_id`` is the hub's id): ``hub_offline`` when a hub's
+heartbeats stop, ``hub_refused`` when a hub whose credential was revoked (moved to another
+household) still calls: it may hold alarms nobody has seen."""
 HUB_OFFLINE: HubFault = "hub_offline"
+HUB_REFUSED: HubFault = "hub_refused"
 FaultKind = DeviceFault | HubFault
 """Every fault the server records."""
 

@@ -176,6 +176,7 @@ class AckState(enum.StrEnum):
     ACCEPTED = "accepted"  # a doctor said they are coming
     CANCELLED = "cancelled"
     RESOLVED = "resolved"
+    NOT_DELIVERED = "not_delivered"  # the server refuses this hub: nobody was called (yet)
 
 
 # Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers

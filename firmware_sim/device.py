@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from carehub.mqtt_contract import (
     CHANNEL_QOS,
     Ack,
+    AckState,
     Channel,
     ContractError,
     Topics,
@@ -151,6 +152,12 @@ class SimDevice:
             return
         assert isinstance(ack, Ack)
         self.acks.add(ack)
+        if ack.state is AckState.NOT_DELIVERED:  # a real device blinks red or says so
+            log.warning(
+                "%s: alarm %s NOT DELIVERED: the hub cannot reach help",
+                self.device_id,
+                ack.alarm_id,
+            )
         if ack.seq is not None and ack.seq in self._unacked:
             self._unacked[ack.seq].set()
 

@@ -62,7 +62,8 @@ from gateway.hub_core import (
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.loop_health import STUCK_AFTER_S, LoopHealth
-from gateway.store import HubAlarm, HubStore, OutboxKind
+from gateway.refusal import minimal_upload
+from gateway.store import HubAlarm, HubStore, OutboxEntry, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
 
@@ -400,7 +401,7 @@ class Hub:
         if ack:
             await self.link.send_ack(
                 alarm.device_id,
-                Ack(v=1, seq=alarm.seq, alarm_id=alarm.id, state=ACK_FOR_STATE[alarm.state]),
+                Ack(v=1, seq=alarm.seq, alarm_id=alarm.id, state=self.core.new_alarm_ack(alarm)),
             )
 
     async def _cancel(self, device_id: str, event: ButtonEvent, now: int) -> None:
@@ -431,6 +432,8 @@ class Hub:
     async def _reack(self, device_id: str, seq: int, alarm_id: str | None) -> None:
         alarm = await self.store.alarm(alarm_id) if alarm_id else None
         state = ACK_FOR_STATE[alarm.state] if alarm else AckState.CANCELLED
+        if alarm is not None and alarm.id in self.core.refusal.told:
+            state = AckState.NOT_DELIVERED
         await self.link.send_ack(device_id, Ack(v=1, seq=seq, alarm_id=alarm_id, state=state))
 
     # ------------------------------------------------------------ falls
@@ -640,20 +643,16 @@ class Hub:
             try:
                 answer = await self.uplink.send(entry.kind, entry.body)
             except UplinkError as e:
-                if not e.retryable:
-                    log.error(
-                        "server refused %s %s for good, kept on the hub: %s",
-                        entry.kind,
-                        entry.ref,
-                        e,
-                    )
-                    await self.store.mark_rejected(entry.id, str(e))
+                if e.refused:
+                    await self._credential_refused(e)
+                elif not e.retryable:
+                    await self._refused_for_good(entry, e)
                     continue
                 await self.store.mark_attempt(entry.id)
                 metrics.UPLOAD_FAILURES.inc()
                 delay = self.core.retry_delay(entry.kind, attempt)
                 attempt += 1
-                log.warning(
+                (log.debug if e.refused else log.warning)(  # refused: said above, rate-limited
                     "upload of %s %s failed (%s); retry in %.1f s", entry.kind, entry.ref, e, delay
                 )
                 started = loop.time()
@@ -668,9 +667,68 @@ class Hub:
                     )
                 continue
             attempt = 0
+            self._credential_accepted()
             await self.store.mark_sent(entry.id, self.clock.now_ms())
             if entry.kind is OutboxKind.ALARM and answer and "state" in answer:
                 await self.apply_server_state(entry.ref, AlarmState(answer["state"]))
+                if self.core.refusal.delivered(entry.ref):  # told not_delivered: now the truth
+                    await self._tell_state(entry.ref)
+
+    async def _credential_refused(self, e: UplinkError) -> None:
+        """The server refuses the hub's credential: said once (then every few minutes) in
+        the log, always in the systemd STATUS line; every alarm it does not have is told to
+        its devices as `not_delivered`. The outbox keeps them all and backs off."""
+        now = self.clock.now_ms()
+        refusal = self.core.refusal
+        waiting = await self.store.unsent_alarms()
+        if refusal.refused_by(e.status or 0, now):
+            log.error(
+                "server refuses this hub's credential (HTTP %s): %d alarms not delivered, kept"
+                " and retried; the elder's devices are told. Re-enroll the hub"
+                " (carehub hub enroll) or ask the office",
+                e.status,
+                len(waiting),
+            )
+        elif refusal.log_due(now):
+            log.error(
+                "server still refuses this hub's credential (HTTP %s): %d alarms not delivered",
+                e.status,
+                len(waiting),
+            )
+        for alarm in waiting:
+            if refusal.to_tell([alarm.id]):
+                log.warning("alarm %s not delivered: %s told", alarm.id, alarm.device_id)
+                await self._send(self.core.undelivered_acks(alarm))
+
+    def _credential_accepted(self) -> None:
+        if self.core.refusal.accepted():
+            log.warning("server accepts this hub's credential again: delivering what waits")
+            self._alarm_wake.set()  # the outbox stops waiting out its backoff
+
+    async def _refused_for_good(self, entry: OutboxEntry, e: UplinkError) -> None:
+        """The server refused an entry for good (a 4xx other than the credential's). An
+        alarm is sent again in its minimal form (who, what, when), which any server takes;
+        refused even so, it stays on the hub and its devices hear `not_delivered`."""
+        if entry.kind is OutboxKind.ALARM:
+            minimal = minimal_upload(entry.body, e.status)
+            if minimal is not None:
+                log.error(
+                    "server refused alarm %s for good (%s): sending it again without its details",
+                    entry.ref,
+                    e,
+                )
+                await self.store.replace_body(entry.id, minimal)
+                return
+        log.error("server refused %s %s for good, kept on the hub: %s", entry.kind, entry.ref, e)
+        await self.store.mark_rejected(entry.id, str(e))
+        alarm = await self.store.alarm(entry.ref) if entry.kind is OutboxKind.ALARM else None
+        if alarm is not None and self.core.refusal.to_tell([alarm.id]):
+            await self._send(self.core.undelivered_acks(alarm))
+
+    async def _tell_state(self, alarm_id: str) -> None:
+        alarm = await self.store.alarm(alarm_id)
+        if alarm is not None:
+            await self._send(self.core.state_acks(alarm, alarm.state))
 
     async def _follow_updates(self) -> None:
         cursor = int(await self.store.get(CURSOR_KEY) or 0)
@@ -742,6 +800,10 @@ class Hub:
                 await self.uplink.heartbeat(beat)
             except UplinkError as e:
                 log.debug("heartbeat not sent: %s", e)
+                if e.refused:  # seen here too when no alarm waits in the outbox
+                    await self._credential_refused(e)
+            else:
+                self._credential_accepted()
             # ±20 % jitter: hubs that started together (a district's power came back, a
             # server restart) must not keep beating in step, a burst of writes every interval
             await asyncio.sleep(

@@ -34,6 +34,7 @@ from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
+from gateway.refusal import Refusal
 from gateway.store import KEPT_KINDS, HubAlarm, OutboxKind
 from gateway.supervision import FaultChange, Supervisor
 from gateway.vitals_watch import VitalsWatch
@@ -183,6 +184,8 @@ class HubCore:
         )
         self.pending: dict[str, PendingFall] = {}
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self.refusal = Refusal()
+        """Whether the server refuses the hub's credential; who heard `not_delivered`."""
         self.alarm_queued = False
         """An alarm or alarm report was queued since the outbox was last seen empty."""
         self._last_prune_ms: int | None = None
@@ -300,6 +303,21 @@ class HubCore:
             for device_id in targets
             if device_id != skip
         ]
+
+    def undelivered_acks(self, alarm: HubAlarm) -> Acks:
+        """`not_delivered` for the devices that heard of an alarm the server does not have
+        (refused): the pressed button, or the home's buttons for a fall or vitals alarm."""
+        if alarm.kind is AlarmKind.BUTTON:
+            return [(alarm.device_id, _ack(alarm.seq, alarm.id, AckState.NOT_DELIVERED))]
+        return self.home_acks(alarm, AckState.NOT_DELIVERED)
+
+    def new_alarm_ack(self, alarm: HubAlarm) -> AckState:
+        """What the device that raised an alarm hears first: `received` (stored on the hub,
+        help is being called), or `not_delivered` while the server refuses the hub."""
+        if self.refusal.refused:
+            self.refusal.to_tell([alarm.id])
+            return AckState.NOT_DELIVERED
+        return ACK_FOR_STATE[alarm.state]
 
     def state_acks(self, alarm: HubAlarm, state: AlarmState, responder: str | None = None) -> Acks:
         """A state decided on the server, for the elder's devices; `responder` (who is
@@ -438,8 +456,11 @@ class HubCore:
         While an alarm waits (at the head, or queued behind it), full jitter capped at
         `URGENT_RETRY_CAP_S`, so a returning server gets it within 2 s; otherwise the normal
         exponential backoff up to `retry_max_s`. Alarms are rare, so few hubs retry fast
-        (the arithmetic for 10 000 hubs is in docs/reliability.md)."""
+        (the arithmetic for 10 000 hubs is in docs/reliability.md). While the server refuses
+        the hub's credential, fast retries cannot help: the normal backoff, alarms or not."""
         u = self.rng.random()
+        if self.refusal.refused:  # every try fails alike until someone fixes the credential
+            return self.backoff.delay(attempt, u)
         if head_kind in KEPT_KINDS or self.alarm_queued:
             initial = self.settings.retry_initial_s
             return u * min(URGENT_RETRY_CAP_S, initial * 2 ** min(attempt, 30))

@@ -100,6 +100,9 @@ class SelftestCore:
         """An ack the hub sent a device: the server has the test press's alarm once the
         ack for that press goes past ``received``."""
         seq = self.press_seqs.get(device_id)
+        if seq is not None and ack.seq == seq and ack.state is AckState.NOT_DELIVERED:
+            self._pass("test alarm taken by the server", device_id, "not delivered: refused", False)
+            return
         if seq is None or ack.seq != seq or ack.state not in TAKEN_STATES:
             return
         self.test_alarm_id = self.test_alarm_id or ack.alarm_id

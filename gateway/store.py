@@ -231,6 +231,21 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
+    async def unsent_alarms(self) -> list[HubAlarm]:
+        """Alarms whose upload waits in the outbox (the server does not have them), oldest
+        first."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT alarms.* FROM alarms JOIN outbox ON outbox.ref = alarms.id"
+                " WHERE outbox.kind = ? AND outbox.sent_at_ms IS NULL"
+                " AND outbox.rejected IS NULL ORDER BY outbox.id",
+                (OutboxKind.ALARM.value,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_alarm(r) for r in rows]
+
     async def alarms_in_state(self, state: AlarmState) -> list[HubAlarm]:
         async with (
             self._lock,
@@ -320,6 +335,11 @@ class HubStore:
     async def mark_attempt(self, entry_id: int) -> None:
         async with self._transaction() as db:
             await db.execute("UPDATE outbox SET attempts=attempts+1 WHERE id=?", (entry_id,))
+
+    async def replace_body(self, entry_id: int, body: dict[str, Any]) -> None:
+        """Send this instead next time (an alarm's minimal form, after a refusal for good)."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET body=? WHERE id=?", (json.dumps(body), entry_id))
 
     async def mark_rejected(self, entry_id: int, reason: str) -> None:
         async with self._transaction() as db:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from carehub import api_contract as api
 from carehub.mqtt_contract import DEVICE_ID_PATTERN
+from gateway.refusal import REFUSED_STATUS
 from gateway.store import OutboxKind
 
 RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 425, 429})
@@ -40,11 +41,18 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class UplinkError(Exception):
-    """The request did not succeed; `retryable` says whether trying again can help."""
+    """The request did not succeed; `retryable` says whether trying again can help, `status`
+    is the server's HTTP status when it answered with an error."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The server refuses the hub's credential (every request will fail alike)."""
+        return self.status in REFUSED_STATUS
 
 
 class Uplink:
@@ -74,7 +82,9 @@ class Uplink:
         status = response.status_code
         if status >= 400:
             retryable = status >= 500 or status in RETRYABLE_STATUS
-            raise UplinkError(f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable)
+            raise UplinkError(
+                f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable, status
+            )
         if not 200 <= status < 300:  # e.g. a captive portal's 302 to its login page
             raise UplinkError(f"{method} {path}: unexpected HTTP {status}: {_excerpt(response)}")
         return response

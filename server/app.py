@@ -65,6 +65,9 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
                     rt.settings.hub_offline_after_s,
                 )
                 await rt.changes.notify(HEALTH_KEY)
+            for hub_id in await rt.store.clear_quiet_refused(rt.clock.now_ms()):
+                log.info("hub %s no longer calls with its revoked credential", hub_id)
+                await rt.changes.notify(HEALTH_KEY)
         except Exception:
             log.exception("hub watch failed")
 

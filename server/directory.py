@@ -35,6 +35,7 @@ from server.duty_roster import (
 )
 from server.escalation import EscalationPolicy, Step, Target
 from server.schema import (
+    device_homes,
     devices,
     doctors,
     elders,
@@ -555,10 +556,21 @@ async def load_directory(
                     "household_id": await _implicit_household(conn, h.elder),
                 },
             )
+        now_ms = int(datetime.now().timestamp() * 1000)
         for dv in directory.devices:
             await _upsert(
                 conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value}
             )
+            home = (
+                await conn.execute(sa.select(hubs.c.household_id).where(hubs.c.id == dv.hub))
+            ).scalar()
+            if home is not None:  # the device id is that household's (`device_homes`)
+                await _upsert(
+                    conn,
+                    device_homes,
+                    "device_id",
+                    {"device_id": dv.id, "household_id": home, "claimed_at_ms": now_ms},
+                )
 
 
 async def _implicit_household(conn: AsyncConnection, elder_id: str) -> str:

@@ -71,6 +71,7 @@ class AlarmView:
     lifecycle: Lifecycle
     repeat_count: int = 0  # raised again while open (server.alarm_repeats)
     is_test: bool = False
+    device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -168,6 +169,7 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         lifecycle=lifecycle(row.state, timeline, accepted or row.accepted_by),
         repeat_count=int(row.repeat_count or 0),
         is_test=bool(row.is_test),
+        device_flag=row.device_flag,
     )
 
 

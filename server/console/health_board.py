@@ -1,5 +1,6 @@
-"""The installers' health board: hubs offline, devices offline, low batteries, wearables not
-worn and failed SMS, each with the moment it began (never mixed into the alarm queue)."""
+"""The installers' health board: hubs offline or refused, devices offline, low batteries,
+wearables not worn and failed SMS, each with the moment it began (never mixed into the alarm
+queue)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.schema import alarms, doctors, elders, faults, hubs, notifications
 
-FAULT_SECTIONS = ("device_offline", "battery_low", "sensor_not_worn")
+FAULT_SECTIONS = ("hub_refused", "device_offline", "battery_low", "sensor_not_worn")
+"""`hub_refused`: a hub moved to another household still calls with its revoked credential
+(it may hold alarms nobody has seen)."""
 SMS_FAILED = ("undelivered", "failed")
 
 

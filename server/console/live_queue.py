@@ -42,6 +42,7 @@ class QueueRow:
     repeat_count: int = 0  # repeats from the same device and kind (server.alarm_repeats)
     last_repeat_at_ms: int | None = None
     is_test: bool = False
+    device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
@@ -69,6 +70,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
             alarms.c.repeat_count,
             alarms.c.last_repeat_at_ms,
             alarms.c.is_test,
+            alarms.c.device_flag,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -129,6 +131,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                 repeat_count=r.repeat_count,
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),
+                device_flag=r.device_flag,
             )
             for r in found
         ]
