@@ -9,8 +9,8 @@ or admin can release, and an alarm from a device the hub's household does not ow
 stored for the hub's household with ``alarms.device_flag`` saying why
 (``device_unknown``, ``device_foreign``).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 15:00:00
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
