@@ -137,7 +137,7 @@ device_homes = sa.Table(
     sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=False, index=True),
     sa.Column("claimed_at_ms", sa.BigInteger, nullable=False),
 )
-"""The household each device id belongs to (migration 0010): kept when its hub is moved,
+"""The household each device id belongs to (migration 0011): kept when its hub is moved,
 so another home's hub cannot pair it; released by that home's hub or an admin."""
 
 enrollment_codes = sa.Table(
@@ -206,7 +206,7 @@ alarms = sa.Table(
     # repeats of this alarm from the same device and kind while it was open (alarm_repeats)
     sa.Column("repeat_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_repeat_at_ms", sa.BigInteger, nullable=True),
-    # why the device is not the hub's household's: `carehub.api_contract.DeviceFlag` (0010)
+    # why the device is not the hub's household's: `carehub.api_contract.DeviceFlag` (0011)
     sa.Column("device_flag", sa.String(16), nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
     sa.Index("ix_alarms_open_per_device", "hub_id", "device_id", "kind", "state"),
