@@ -18,6 +18,7 @@ from carehub import logs
 from carehub.settings import MqttSettings, ServerSettings, load
 from cli.admin_commands import admin_app
 from cli.hub_commands import ConfigOpt, LogOpt, hub_app
+from cli.lazy import lazy_group
 
 app = typer.Typer(
     help=(
@@ -31,14 +32,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Evaluation and benchmark commands live with their code, whose imports (numpy, paho,
+# scipy) a server's or a hub's install may not have: loaded only when one of them runs.
 sim_app = typer.Typer(
-    help="Simulated devices that speak the public MQTT contract.", no_args_is_help=True
+    help="Simulated devices that speak the public MQTT contract.",
+    no_args_is_help=True,
+    cls=lazy_group({"vitals-dataset": "evaluation.vitals_cli:generate_vitals"}),
 )
 eval_app = typer.Typer(
-    help="Evaluate the edge detectors on recorded datasets.", no_args_is_help=True
+    help="Evaluate the edge detectors on recorded datasets.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {"fall": "evaluation.fall_cli:eval_fall", "vitals": "evaluation.vitals_cli:eval_vitals"}
+    ),
 )
 bench_app = typer.Typer(
-    help="Benchmarks that print figures beside a same-run baseline.", no_args_is_help=True
+    help="Benchmarks that print figures beside a same-run baseline.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {
+            "edge": "bench.edge_bench:bench_edge",
+            "hub": "bench.hub_load:bench_hub",
+            "e2e": "bench.e2e_bench:bench_e2e",
+            "chaos": "bench.chaos_bench:bench_chaos",
+            "server": "bench.server_bench:bench_server",
+        }
+    ),
 )
 report_app = typer.Typer(help="Reports read from the server's database.", no_args_is_help=True)
 directory_app = typer.Typer(
@@ -325,30 +344,6 @@ def user_add(
     typer.echo(f"account {account.username} ({account.role.value}) created")
 
 
-def _register_tools() -> None:
-    """Evaluation and benchmark commands live with their code; those modules import their
-    heavy dependencies (scipy) inside the commands, so `carehub hub` stays small."""
-    from bench.chaos_bench import bench_chaos
-    from bench.e2e_bench import bench_e2e
-    from bench.edge_bench import bench_edge
-    from bench.hub_load import bench_hub
-    from bench.server_bench import bench_server
-    from evaluation.fall_cli import eval_fall
-    from evaluation.vitals_cli import eval_vitals, generate_vitals
-
-    eval_app.command("fall")(eval_fall)
-    eval_app.command("vitals")(eval_vitals)
-    sim_app.command("vitals-dataset")(generate_vitals)
-    bench_app.command("edge")(bench_edge)
-    bench_app.command("hub")(bench_hub)
-    bench_app.command("e2e")(bench_e2e)
-    bench_app.command("chaos")(bench_chaos)
-    bench_app.command("server")(bench_server)
-
-
-_register_tools()
-
-
 def run_fast(main: Coroutine[Any, Any, None]) -> None:
     """Run the server's event loop on uvloop where it is installed (the server extra has it,
     with httptools, which uvicorn picks by itself): about a third more requests a second
@@ -361,13 +356,56 @@ def run_fast(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+EXTRA_OF_COMMAND = {
+    "server": "server",
+    "user": "server",
+    "report": "server",
+    "directory": "server",
+    "admin": "server",
+    "hub": "hub",
+    "broker": "hub",
+    "sim": "sim",
+    "eval": "eval",
+    "bench": "test",
+    "demo": "demo",
+}
+"""The extra that installs what each command imports (pyproject.toml)."""
+
+OUR_PACKAGES = {
+    "carehub", "edge", "gateway", "server", "firmware_sim", "cli", "harness", "bench",
+    "evaluation",
+}  # fmt: skip
+
+
+def missing_module(error: ModuleNotFoundError, argv: list[str]) -> str | None:
+    """One line for a library this install lacks, naming the extra to install; None when
+    the missing module is one of ours (a packaging bug, worth its traceback)."""
+    top = (error.name or "").split(".")[0]
+    if not top or top in OUR_PACKAGES:
+        return None
+    command = next((a for a in argv if not a.startswith("-")), "")
+    extra = EXTRA_OF_COMMAND.get(command, "test")
+    return (
+        f"carehub {command}: this install lacks {top!r}, which the command needs:"
+        f" pip install 'carehub[{extra}]'"
+    )
+
+
 def main() -> None:
     """The `carehub` entry point: a setting with a bad value ends in one line naming it
-    (and exit code 2), not in a traceback."""
+    (and exit code 2), not in a traceback; so does a command this role's install cannot run."""
+    import sys
+
     from carehub.settings import SettingsError
 
     try:
         app()
     except SettingsError as e:
         typer.echo(f"carehub: bad setting: {e}", err=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as e:
+        line = missing_module(e, sys.argv[1:])
+        if line is None:
+            raise
+        typer.echo(line, err=True)
         raise SystemExit(2) from None
