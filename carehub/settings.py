@@ -360,8 +360,8 @@ def misplaced_keys(doc: dict[str, Any]) -> list[str]:
     problems = []
     for table, section in doc.items():
         if not isinstance(section, dict):
-            where = tables_of(table) if table in home else "its table"
-            problems.append(f"{table} is outside any table: put it in {where}")
+            put = tables_of(table) if table in home else "its table"
+            problems.append(f"{table} is outside any table: put it in {put}")
         elif table not in tables:
             problems.append(f"[{table}] is not a table" + _closest(table, list(tables), "[{}]"))
         else:
