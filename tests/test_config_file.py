@@ -96,7 +96,7 @@ def test_every_setting_of_every_table_is_accepted(tmp_path: Path) -> None:
 def test_the_command_refuses_a_misspelt_key_in_one_line(tmp_path: Path) -> None:
     path = config(tmp_path, '[hub]\nhub_broker_dirr = "/srv/broker"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "hub", "broker-config", "--config", str(path)],
+        [sys.executable, "-m", "cli", "hub", "devices", "--config", str(path)],  # writes nothing
         capture_output=True,
         text=True,
         timeout=60,
