@@ -15,7 +15,8 @@ from typing import Any
 import typer
 
 from carehub import logs
-from carehub.settings import MqttSettings, ServerSettings, load
+from carehub.settings import ServerSettings, load
+from cli import sim_commands
 from cli.admin_commands import admin_app
 from cli.hub_commands import ConfigOpt, LogOpt, hub_app
 from cli.lazy import lazy_group
@@ -72,6 +73,8 @@ user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers,
 app.add_typer(user_app, name="user")
 app.add_typer(hub_app, name="hub")
 app.add_typer(admin_app, name="admin")
+sim_app.command("press")(sim_commands.press)
+sim_app.command("home")(sim_commands.home)
 
 
 @app.command()
@@ -250,56 +253,6 @@ def directory_check(
         f"{file}: ok — {len(d.teams)} teams, {len(d.doctors)} members, {len(d.policies)}"
         f" policies, {len(d.elders)} elders, {len(d.hubs)} hubs, {len(d.devices)} devices"
     )
-
-
-@sim_app.command("press")
-def sim_press(
-    device: str = typer.Option(..., help="Button device id, e.g. btn-1."),
-    action: str = typer.Option("press", help="press or cancel."),
-    wait: float = typer.Option(15.0, help="Seconds to wait for acks."),
-    until: str = typer.Option("dispatched", help="Ack state to wait for."),
-    config: Path | None = ConfigOpt,
-) -> None:
-    """Press a simulated call button once and print the acks it gets."""
-    from firmware_sim.button import CallButton
-
-    s = load(MqttSettings, config)
-    with CallButton(device, s.mqtt_host, s.mqtt_port, s.base_topic) as button:
-        if action not in ("press", "cancel"):
-            raise typer.BadParameter("action must be press or cancel", param_hint="--action")
-        seq = button.press("press" if action == "press" else "cancel")
-        typer.echo(f"{device}: {action} seq {seq}")
-        hit = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == until, wait)
-        for at, ack in button.acks.entries:
-            typer.echo(f"  ack {ack.state.value} alarm {ack.alarm_id} at {at}")
-        if hit is None:
-            typer.echo(f"no '{until}' ack within {wait} s", err=True)
-            raise typer.Exit(1)
-
-
-@sim_app.command("home")
-def sim_home(
-    button: str = typer.Option("btn-1"),
-    wearable: str = typer.Option("wear-1"),
-    pendant: str = typer.Option("pend-1"),
-    seconds: float = typer.Option(0, help="Run this long (0 = until Ctrl-C)."),
-    config: Path | None = ConfigOpt,
-) -> None:
-    """Run a simulated home (call button, wearable, fall pendant) publishing the contract."""
-    import time
-
-    from firmware_sim.button import CallButton
-    from firmware_sim.pendant import FallPendant
-    from firmware_sim.wearable import Wearable
-
-    s = load(MqttSettings, config)
-    args = (s.mqtt_host, s.mqtt_port, s.base_topic)
-    with CallButton(button, *args), Wearable(wearable, *args), FallPendant(pendant, *args):
-        typer.echo(f"home running: {button}, {wearable}, {pendant} on {s.mqtt_host}:{s.mqtt_port}")
-        deadline = time.monotonic() + seconds if seconds else float("inf")
-        with contextlib.suppress(KeyboardInterrupt):
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
 
 
 @user_app.command("add")

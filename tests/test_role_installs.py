@@ -211,6 +211,17 @@ def test_a_hub_install_runs_the_hub_commands(
     hub.wait(20)
 
 
-def test_a_sim_install_runs_the_simulators(venvs: dict[str, Path], tmp_path: Path) -> None:
+def test_a_sim_install_runs_the_simulators(
+    venvs: dict[str, Path], tmp_path: Path, mosquitto: Mosquitto
+) -> None:
     bin_dir = venvs["sim"]
     helps(bin_dir, tmp_path, "sim", "sim press", "sim home")
+    home = ok(
+        carehub(
+            bin_dir,
+            *("sim", "home", "--anonymous", "--seconds", "0.5"),
+            cwd=tmp_path,
+            CAREHUB_MQTT_PORT=str(mosquitto.port),
+        )
+    )
+    assert "home running" in home, home
