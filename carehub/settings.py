@@ -387,11 +387,31 @@ def _closest(word: str, candidates: list[str], shape: str = "{}") -> str:
     return f"; did you mean {shape.format(match[0])}?" if match else ""
 
 
+def misspelt_env(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """``CAREHUB_*`` variables that are no setting but nearly one (``CAREHUB_MQTT_PROT``):
+    a typo would leave the setting at its default. Other ``CAREHUB_*`` names (the tools'
+    own, e.g. ``CAREHUB_TEST_PG``) are left alone."""
+    names = {name.upper() for cls in SETTINGS_CLASSES for name in cls.model_fields}
+    found = []
+    for variable in sorted(environ):
+        suffix = variable.removeprefix("CAREHUB_")
+        if suffix == variable or suffix in names or variable == CONFIG_ENV:
+            continue
+        close = difflib.get_close_matches(suffix, names, n=1, cutoff=0.8)
+        if close:
+            found.append(f"{variable} is not a setting; did you mean CAREHUB_{close[0]}?")
+    return found
+
+
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:
     """Build settings, optionally naming the TOML file explicitly. Raises `SettingsError`
-    naming each bad setting as the operator wrote it (``CAREHUB_PORT``), not a traceback."""
+    naming each bad setting as the operator wrote it (``CAREHUB_PORT``), not a traceback,
+    and for a ``CAREHUB_*`` variable that is a misspelt setting."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
+    typos = misspelt_env(os.environ)
+    if typos:
+        raise SettingsError("; ".join(typos))
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:

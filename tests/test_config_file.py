@@ -109,6 +109,18 @@ def test_the_command_refuses_a_misspelt_key_in_one_line(tmp_path: Path) -> None:
     ]
 
 
+def test_a_misspelt_environment_variable_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAREHUB_MQTT_PROT", "18883")
+    monkeypatch.setenv("CAREHUB_TEST_TAG", "x")  # a tool's own variable: not a setting's typo
+    with pytest.raises(SettingsError) as refused:
+        load(HubSettings)
+    assert (
+        str(refused.value) == "CAREHUB_MQTT_PROT is not a setting; did you mean CAREHUB_MQTT_PORT?"
+    )
+
+
 @pytest.mark.integration
 def test_the_hub_connects_to_the_port_of_its_mqtt_table(
     tmp_path: Path, mosquitto: Mosquitto
