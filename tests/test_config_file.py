@@ -29,6 +29,7 @@ def no_settings_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CAREHUB_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv(CONFIG_ENV, "")  # `load` sets it: gone again after each test
 
 
 def config(tmp_path: Path, text: str) -> Path:
