@@ -97,9 +97,13 @@ def pair(
         return await asyncio.to_thread(typer.confirm, question, default=False)
 
     async def run(session: PairingSession) -> PairingResult:
+        def close() -> None:
+            typer.echo("closing the pairing window (after the question asked, if any) …")
+            session.close()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, session.close)
+            loop.add_signal_handler(sig, close)
         typer.echo("Ctrl-C closes the window early")
         return await session.pair(seconds, accept_all)
 
