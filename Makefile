@@ -3,18 +3,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test system-deps browser-deps lint clean
+.PHONY: demo test install install-test system-deps browser-deps lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[demo]'
+# Installs come from the lock files (exact versions and hashes, one per extra), so a new
+# release of a dependency cannot change what a clean clone runs; `make lock` refreshes them.
+$(VENV)/.installed: pyproject.toml requirements/demo.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/demo.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements/test.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements/test.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -57,6 +61,24 @@ lint: install-test
 
 test: install-test system-deps browser-deps lint
 	$(BIN)/pytest -q -n 2 --durations=15
+
+# requirements/<extra>.lock from pyproject.toml's ranges, for Python 3.11 on any platform
+# (uv's universal resolution: a hub's aarch64 wheels are hashed too). Pins already in a lock
+# are kept unless the ranges exclude them; `make lock UPGRADE=--upgrade` takes the newest.
+# Each role's lock is constrained to the test lock's versions: what is tested is what runs.
+LOCK_EXTRAS := hub server sim eval demo
+UV := $(VENV)/uv/bin/uv
+LOCK := $(UV) pip compile -q pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(UPGRADE)
+
+$(UV): | $(BIN)/python
+	$(BIN)/pip install -q --target $(VENV)/uv 'uv>=0.9,<1'
+
+lock: $(UV)
+	$(LOCK) --extra test -o requirements/test.lock
+	for extra in $(LOCK_EXTRAS); do \
+		$(LOCK) --extra $$extra -c requirements/test.lock -o requirements/$$extra.lock || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

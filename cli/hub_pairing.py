@@ -4,6 +4,7 @@ pairing devices with it, as Zigbee2MQTT users know it (see docs/mqtt.md, Pairing
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def pair(
     log_level: str = LogOpt,
 ) -> None:
     """Open a pairing window: each device switched on announces itself; confirm it (or
-    --accept-all) and it gets its own broker account. Exit 1 when nothing was paired."""
-    from gateway.pairing_session import PairingError, PairingSession
+    --accept-all) and it gets its own broker account. Ctrl-C (or SIGTERM) closes the window
+    early, as at its end. Exit 1 when nothing was paired."""
+    from gateway.pairing_session import PairingError, PairingResult, PairingSession
 
     logs.setup(log_level, "pair")
     s = _settings(config)
@@ -98,9 +100,19 @@ def pair(
         )
         return await asyncio.to_thread(typer.confirm, question, default=False)
 
+    async def run(session: PairingSession) -> PairingResult:
+        def close() -> None:
+            typer.echo("closing the pairing window (after the question asked, if any) …")
+            session.close()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, close)
+        typer.echo("Ctrl-C closes the window early")
+        return await session.pair(seconds, accept_all)
+
     try:
-        session = PairingSession(s, confirm, say=typer.echo)
-        result = asyncio.run(session.pair(seconds, accept_all))
+        result = asyncio.run(run(PairingSession(s, confirm, say=typer.echo)))
     except PairingError as e:
         typer.echo(f"carehub hub pair: {e}", err=True)
         raise typer.Exit(2) from None

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -140,6 +140,11 @@ class PairingSession:
         self.clock = clock or SystemClock()
         self.accounts = require_accounts(settings)
         self._acl_open = False
+        self.closed_early = asyncio.Event()
+
+    def close(self) -> None:
+        """End the window now (the installer is done early): it closes as at its end."""
+        self.closed_early.set()
 
     async def _event(
         self, client: aiomqtt.Client, what: BridgeEventKind, **fields: str | None
@@ -305,9 +310,8 @@ class PairingSession:
     ) -> None:
         messages = aiter(client.messages)
         while (remaining := until - self.clock.now_ms()) > 0:
-            try:
-                message = await asyncio.wait_for(anext(messages), remaining / 1000)
-            except TimeoutError:
+            message = await self._next(messages, remaining / 1000)
+            if message is None:
                 return
             topic = str(message.topic)
             payload = message.payload if isinstance(message.payload, bytes) else b""
@@ -368,6 +372,26 @@ class PairingSession:
                 continue
             waiting.add(device_id)
             result.accepted.append(device_id)
+
+    async def _next(
+        self, messages: AsyncIterator[aiomqtt.Message], timeout_s: float
+    ) -> aiomqtt.Message | None:
+        """The next message, or None at the window's end or when it is closed early."""
+        if self.closed_early.is_set():
+            return None
+        getting = asyncio.ensure_future(anext(messages))
+        closing = asyncio.ensure_future(self.closed_early.wait())
+        try:
+            await asyncio.wait(
+                {getting, closing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()
+            if not getting.done():
+                getting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getting
+        return getting.result() if not getting.cancelled() else None
 
     async def _accept(
         self,
@@ -493,8 +517,12 @@ async def remove_device(
         done.append("server NOT told: no hub token")
     else:
         try:
-            await uplink.remove_device(device_id)
-            done.append("removed on the server")
+            removed = await uplink.remove_device(device_id)
+            done.append(
+                "removed on the server"
+                if removed
+                else f"the server has no {device_id} for this hub: nothing to remove there"
+            )
         except UplinkError as e:
             done.append(f"server NOT told ({e}): run `carehub hub remove {device_id}` again later")
         finally:

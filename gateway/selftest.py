@@ -37,12 +37,15 @@ INSTRUCTIONS = {
 }
 
 
+NOT_SEEN = "not seen"
+
+
 @dataclass
 class _Check:
     name: str
     device_id: str | None
     passed: bool = False
-    detail: str = "not seen"
+    detail: str = NOT_SEEN
 
 
 @dataclass
@@ -53,6 +56,8 @@ class SelftestCore:
     started_at_ms: int
     checks: list[_Check] = field(default_factory=list)
     press_seqs: dict[str, int] = field(default_factory=dict)
+    press_acks: dict[str, str] = field(default_factory=dict)
+    """The latest ack state the hub sent each button for its test press."""
     test_alarm_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -100,10 +105,13 @@ class SelftestCore:
         """An ack the hub sent a device: the server has the test press's alarm once the
         ack for that press goes past ``received``."""
         seq = self.press_seqs.get(device_id)
-        if seq is not None and ack.seq == seq and ack.state is AckState.NOT_DELIVERED:
+        if seq is None or ack.seq != seq:
+            return
+        self.press_acks[device_id] = ack.state.value
+        if ack.state is AckState.NOT_DELIVERED:
             self._pass("test alarm taken by the server", device_id, "not delivered: refused", False)
             return
-        if seq is None or ack.seq != seq or ack.state not in TAKEN_STATES:
+        if ack.state not in TAKEN_STATES:
             return
         self.test_alarm_id = self.test_alarm_id or ack.alarm_id
         self._pass("test alarm taken by the server", device_id, f"alarm {ack.alarm_id} {ack.state}")
@@ -113,6 +121,28 @@ class SelftestCore:
         return [
             f"{c.device_id or 'home'}: {c.name} ({c.detail})" for c in self.checks if not c.passed
         ]
+
+    def why(self, check: _Check) -> str:
+        """A check's detail at the end, and for one never seen, what the installer can do."""
+        if check.passed or check.detail != NOT_SEEN:
+            return check.detail
+        if check.name in ("heartbeat", "battery", "signal"):
+            return "no status from the device: is it switched on, in range and paired?"
+        if check.name == "button pressed":
+            return "no press seen: press it during the test"
+        if check.name == "impact felt":
+            return f"no impact of {IMPACT_G} g seen: drop it onto a cushion"
+        if check.name == "worn":
+            return "no reading with a pulse and a good signal: put it on the wrist"
+        if check.device_id is None or check.device_id not in self.press_seqs:
+            return "no test press to send"
+        state = self.press_acks.get(check.device_id)
+        if state is None:
+            return "no ack from the hub for the press: is `carehub hub` running?"
+        return (
+            f"the hub has the press ({state}) but the server did not take it: is the hub"
+            " enrolled and the server reachable?"
+        )
 
     @property
     def passed(self) -> bool:
@@ -126,13 +156,16 @@ class SelftestCore:
             passed=self.passed,
             test_alarm_id=self.test_alarm_id,
             checks=[
-                SelftestCheck(name=c.name, device_id=c.device_id, passed=c.passed, detail=c.detail)
+                SelftestCheck(
+                    name=c.name, device_id=c.device_id, passed=c.passed, detail=self.why(c)
+                )
                 for c in self.checks
             ],
         )
 
     def checklist(self) -> list[str]:
         return [
-            f"[{'PASS' if c.passed else 'FAIL'}] {c.device_id or 'home':<16} {c.name}: {c.detail}"
+            f"[{'PASS' if c.passed else 'FAIL'}] {c.device_id or 'home':<16} {c.name}: "
+            + self.why(c)
             for c in self.checks
         ]

@@ -11,8 +11,9 @@ test by the hub, it reaches the doctor as a clearly marked test and stays out of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiomqtt
 
@@ -31,7 +32,7 @@ from carehub.mqtt_contract import (
 )
 from carehub.settings import HubSettings
 from gateway.intake import new_alarm_id
-from gateway.pairing_session import hub_client, hub_uplink, require_accounts
+from gateway.pairing_session import PairingError, hub_client, hub_uplink, require_accounts
 from gateway.selftest import INSTRUCTIONS, SelftestCore
 from gateway.uplink import UplinkError
 
@@ -62,7 +63,7 @@ async def run_selftest(
         until_ms=start + int((timeout_s + MODE_MARGIN_S) * 1000),
         devices=sorted(devices),
     )
-    async with hub_client(settings, "selftest") as client:
+    async with _broker(settings) as client:
         for c in sorted(DEVICE_TO_HUB | {Channel.ACK}):
             await client.subscribe(f"{topics.base}/+/{c.value}", qos=1)
         await client.publish(topics.bridge(BridgeTopic.SELFTEST), encode(mode), qos=1, retain=True)
@@ -97,6 +98,18 @@ async def run_selftest(
                 qos=1,
             )
     return core, await _post(settings, core, clock)
+
+
+@contextlib.asynccontextmanager
+async def _broker(settings: HubSettings) -> AsyncIterator[aiomqtt.Client]:
+    """The hub's client; a broker that refuses the hub's account or cannot be reached ends
+    the self-test with that reason (`PairingError`), not a traceback."""
+    try:
+        async with hub_client(settings, "selftest") as client:
+            yield client
+    except aiomqtt.MqttError as e:
+        where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+        raise PairingError(f"broker {where}: {e}") from None
 
 
 async def _watch(

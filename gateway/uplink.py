@@ -125,13 +125,16 @@ class Uplink:
             json=registration.model_dump(mode="json"),
         )
 
-    async def remove_device(self, device_id: str) -> None:
-        """A device unpaired on this hub (DELETE; an unknown device is already gone)."""
+    async def remove_device(self, device_id: str) -> bool:
+        """A device unpaired on this hub (DELETE): True when the server removed it, False
+        when it had no such device of this hub (404: nothing to remove there)."""
         try:
             await self._request("DELETE", f"{api.HUB_DEVICES_PATH}/{_path_id(device_id)}")
         except UplinkError as e:
             if "HTTP 404" not in str(e):
                 raise
+            return False
+        return True
 
     async def selftest(self, report: api.SelftestReport) -> None:
         """Record an installer's self-test on the household (``report_id`` dedups)."""
