@@ -86,8 +86,13 @@ class DeviceKind(enum.StrEnum):
 
 DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]
 """A non-emergency device problem a hub reports."""
-HubFault = Literal["hub_offline"]
-"""Raised by the server itself when a hub's heartbeats stop (``device_id`` is the hub's id)."""
+HubReportedFault = Literal["hub_store_damaged"]
+"""A problem of the hub itself that the hub reports (`HubFaultReport`): its store was found
+damaged, set aside and replaced by a fresh one, so alarms it held may be lost."""
+HUB_STORE_DAMAGED: HubReportedFault = "hub_store_damaged"
+HubFault = Literal["hub_offline", "hub_store_damaged"]
+"""Raised by the server itself when a hub's heartbeats stop (``device_id`` is the hub's id),
+or reported by the hub about itself."""
 HUB_OFFLINE: HubFault = "hub_offline"
 FaultKind = DeviceFault | HubFault
 """Every fault the server records."""
@@ -288,6 +293,17 @@ class FaultReport(_Body):
     report_id: Id
     device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     fault: DeviceFault
+    active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
+    at_ms: EpochMs
+    detail: Text = ""
+
+
+class HubFaultReport(_Body):
+    """A problem of the hub itself, posted where device faults are (stored under the hub's
+    id as the device): its store was damaged and replaced by a fresh one."""
+
+    report_id: Id
+    fault: HubReportedFault
     active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
     at_ms: EpochMs
     detail: Text = ""

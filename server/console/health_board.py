@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.schema import alarms, doctors, elders, faults, hubs, notifications
 
-FAULT_SECTIONS = ("device_offline", "battery_low", "sensor_not_worn")
+FAULT_SECTIONS = ("device_offline", "battery_low", "sensor_not_worn", "hub_store_damaged")
 SMS_FAILED = ("undelivered", "failed")
 
 
@@ -70,8 +70,9 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
         ).all()
     by_kind: dict[str, list[Problem]] = {k: [] for k in FAULT_SECTIONS}
     for f in active:
+        subject = f.hub_id if f.device_id == f.hub_id else f"{f.hub_id} / {f.device_id}"
         by_kind.setdefault(f.fault, []).append(
-            Problem(f"{f.hub_id} / {f.device_id}", f.short_address, f.since_ms, f.detail)
+            Problem(subject, f.short_address, f.since_ms, f.detail)
         )
     return HealthBoard(
         hubs_offline=[Problem(h.id, h.short_address, h.last_seen_ms) for h in offline],
