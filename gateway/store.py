@@ -11,7 +11,10 @@ import asyncio
 import enum
 import json
 import logging
+import os
+import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,13 @@ import aiosqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
 from gateway.intake import StoredEvent
+from gateway.store_check import (
+    StoreProblem,
+    aside_name,
+    file_problem,
+    files_to_move,
+    marker_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,34 @@ def pending_migrations(version: int) -> tuple[tuple[str, ...], ...]:
     return MIGRATIONS[version:]
 
 
+class StoreUnrecoverable(Exception):
+    """The store is damaged and could not be set aside, or a fresh one could not be made:
+    the hub cannot keep a promise it cannot write down, so it stops (exit non-zero)."""
+
+
+class StoreDamaged(Exception):
+    """Found while running: the store failed its integrity check. The hub stops; at the next
+    start the check sets the store aside and begins a fresh one."""
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An error of the store rather than of the data written (a constraint a message broke)
+    or of the code: damaged file, I/O error, disk full, database locked."""
+    return isinstance(e, sqlite3.DatabaseError) and not isinstance(
+        e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
+    )
+
+
+@dataclass(frozen=True)
+class StoreDamage:
+    """A store found damaged at start and set aside: what the hub reports as a fault."""
+
+    problem: StoreProblem
+    detail: str
+    moved: tuple[Path, ...]
+    """Where the damaged files are now (empty when the store was missing)."""
+
+
 class OutboxKind(enum.StrEnum):
     """What an outbox entry uploads; alarms and alarm reports are never dropped to make room."""
 
@@ -120,20 +158,86 @@ class HubStore:
         self._path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one connection, shared by the hub's tasks
+        self.damage: StoreDamage | None = None
+        """Set when the store was found damaged at start and replaced by a fresh one."""
 
     async def __aenter__(self) -> HubStore:
+        """Open the store after checking it (`gateway.store_check`, then SQLite's
+        ``quick_check``); a damaged one is set aside and a fresh one begun (`damage`)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        problem = file_problem(self._path)
+        detail = ""
+        if problem is None:
+            try:
+                await self._open()
+            except sqlite3.DatabaseError as e:
+                problem, detail = StoreProblem.MALFORMED, f"{type(e).__name__}: {e}"
+        if problem is not None:
+            self.damage = self._set_aside(problem, detail)
+            try:
+                await self._open()
+            except sqlite3.DatabaseError as e:
+                raise StoreUnrecoverable(f"a fresh store at {self._path} failed: {e}") from e
+        marker = marker_path(self._path)
+        if not marker.exists():
+            marker.write_text("a CareHub hub store lives beside this file; keep it\n")
+        return self
+
+    async def _open(self) -> None:
+        """Connect, check and migrate; raises sqlite3.DatabaseError on a damaged file (the
+        connection is closed again: its thread would keep the process alive)."""
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
         try:
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=FULL")
+            problem = await self.check()
+            if problem is not None:
+                raise sqlite3.DatabaseError(f"quick_check: {problem}")
             await self._migrate()
         except BaseException:
             await self._db.close()
             self._db = None
             raise
-        return self
+
+    async def check(self) -> str | None:
+        """SQLite's ``quick_check`` (the b-trees' structure, without matching indexes to
+        their tables: proportional to the store's size, a second for a pruned hub store on
+        an SD card); None when sound, else its first findings. A store that cannot even be
+        read answers with the error."""
+        try:
+            async with self._lock, self.db.execute("PRAGMA quick_check(5)") as cur:
+                rows = [str(r[0]) for r in await cur.fetchall()]
+        except sqlite3.DatabaseError as e:
+            return f"{type(e).__name__}: {e}"
+        return None if rows == ["ok"] else "; ".join(rows).replace("\n", "; ")[:300]
+
+    def _set_aside(self, problem: StoreProblem, detail: str) -> StoreDamage:
+        """Rename the store and its companions out of the way (never delete them)."""
+        now = datetime.now(UTC)
+        moved = []
+        try:
+            for path in files_to_move(self._path):
+                target = aside_name(path, problem, now)
+                n = 1
+                while target.exists():
+                    target = target.with_name(f"{aside_name(path, problem, now).name}.{n}")
+                    n += 1
+                os.rename(path, target)
+                moved.append(target)
+            _fsync_dir(self._path.parent)
+        except OSError as e:
+            raise StoreUnrecoverable(
+                f"hub store {self._path} is damaged ({problem}) and could not be moved aside: {e}"
+            ) from e
+        log.error(
+            "hub store %s damaged (%s%s): moved aside as %s; starting a fresh store",
+            self._path,
+            problem,
+            f": {detail}" if detail else "",
+            ", ".join(p.name for p in moved) or "nothing (the file was gone)",
+        )
+        return StoreDamage(problem, detail, tuple(moved))
 
     async def _migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction: a hub killed mid-upgrade
@@ -415,6 +519,15 @@ class _Transaction:
             await self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._lock.release()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable before a fresh store is written beside them."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alarm(row: aiosqlite.Row) -> HubAlarm:
