@@ -179,7 +179,10 @@ class Hub:
             self._store = store
             if store.damage is not None:
                 await self._report_store_damage(store.damage)
-            self.pending_acks = PendingAcks.loads(await store.get(PENDING_ACKS_KEY))
+            try:
+                self.pending_acks = PendingAcks.loads(await store.get(PENDING_ACKS_KEY))
+            except ValueError as e:
+                log.warning("kept acks unreadable, not sent again: %s", str(e)[:200])
             if self.pending_acks:
                 self._acks_wake.set()
             cached = await store.get(CONFIG_KEY)
