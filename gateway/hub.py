@@ -239,8 +239,8 @@ class Hub:
         if self.ha is not None:  # read-only: publishes, never subscribes
             loops.append(("home-assistant", self.ha.run))
         self.health.expect(*(name for name, _ in loops))
+        self._stopped = asyncio.get_running_loop().create_future()
         async with self.opened():
-            self._stopped = asyncio.get_running_loop().create_future()
             tasks = [
                 asyncio.create_task(
                     keep_running(

@@ -101,6 +101,20 @@ class StoreDamaged(Exception):
     start the check sets the store aside and begins a fresh one."""
 
 
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+
+
+def is_corruption(e: BaseException) -> bool:
+    """SQLite says the file is damaged (not merely locked, full or unreadable just now: a
+    store another process holds, or a disk that comes back, must never be set aside)."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    return "malformed" in str(e) or "not a database" in str(e)
+
+
 def is_storage_error(e: BaseException) -> bool:
     """An error of the store rather than of the data written (a constraint a message broke)
     or of the code: damaged file, I/O error, disk full, database locked."""
@@ -154,8 +168,9 @@ class OutboxEntry:
 class HubStore:
     """Open with ``async with HubStore(path) as store``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self._path = path
+        self._busy_timeout_s = busy_timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one connection, shared by the hub's tasks
         self.damage: StoreDamage | None = None
@@ -170,7 +185,11 @@ class HubStore:
         if problem is None:
             try:
                 await self._open()
+            except StoreDamaged as e:
+                problem, detail = StoreProblem.MALFORMED, f"quick_check: {e}"
             except sqlite3.DatabaseError as e:
+                if not is_corruption(e):
+                    raise  # locked, I/O error, cannot open: not a reason to set it aside
                 problem, detail = StoreProblem.MALFORMED, f"{type(e).__name__}: {e}"
         if problem is not None:
             self.damage = self._set_aside(problem, detail)
@@ -184,16 +203,19 @@ class HubStore:
         return self
 
     async def _open(self) -> None:
-        """Connect, check and migrate; raises sqlite3.DatabaseError on a damaged file (the
-        connection is closed again: its thread would keep the process alive)."""
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        """Connect, check and migrate; raises StoreDamaged when quick_check finds damage, or
+        SQLite's error (the connection is closed again: its thread would keep the process
+        alive)."""
+        self._db = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout_s
+        )
         try:
             self._db.row_factory = aiosqlite.Row
             await self._db.execute("PRAGMA journal_mode=WAL")
             await self._db.execute("PRAGMA synchronous=FULL")
             problem = await self.check()
             if problem is not None:
-                raise sqlite3.DatabaseError(f"quick_check: {problem}")
+                raise StoreDamaged(problem)
             await self._migrate()
         except BaseException:
             await self._db.close()
@@ -203,12 +225,16 @@ class HubStore:
     async def check(self) -> str | None:
         """SQLite's ``quick_check`` (the b-trees' structure, without matching indexes to
         their tables: proportional to the store's size, a second for a pruned hub store on
-        an SD card); None when sound, else its first findings. A store that cannot even be
-        read answers with the error."""
+        an SD card); None when sound, else its first findings. A store too damaged to be
+        read answers with SQLite's error; one that cannot be read just now (locked, an I/O
+        error) counts as sound: failing, not damaged."""
         try:
             async with self._lock, self.db.execute("PRAGMA quick_check(5)") as cur:
                 rows = [str(r[0]) for r in await cur.fetchall()]
         except sqlite3.DatabaseError as e:
+            if not is_corruption(e):
+                log.warning("hub store check not possible now: %s: %s", type(e).__name__, e)
+                return None
             return f"{type(e).__name__}: {e}"
         return None if rows == ["ok"] else "; ".join(rows).replace("\n", "; ")[:300]
 

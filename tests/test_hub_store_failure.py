@@ -14,7 +14,7 @@ import pytest
 from carehub.mqtt_contract import Ack, AckState
 from gateway.device_link import Unhandled
 from gateway.pending_acks import PendingAcks
-from gateway.store import StoreDamaged
+from gateway.store import HubStore, StoreDamaged
 from harness.broker import Mosquitto
 from tests.test_device_link import publish, running_link, until
 from tests.test_hub_shell import CONFIG, FakeUplink, button, make_hub, wait_until
@@ -114,3 +114,27 @@ def test_pending_acks_keep_the_newest_per_alarm_and_survive_a_restart() -> None:
     assert again.sent("btn-1", ack("a2", AckState.RESOLVED))  # a newer one went out
     assert not again.sent("btn-1", ack("a2", AckState.RESOLVED))
     assert [a.alarm_id for _, a in again.items()] == ["a1"]
+
+
+def _set_aside(directory: Path) -> list[Path]:
+    return list(directory.glob("hub.db.damaged-*"))
+
+
+async def test_a_store_locked_by_another_process_is_never_set_aside(tmp_path: Path) -> None:
+    """Locked is not damaged: the hub stops with SQLite's error (systemd starts it again),
+    the store stays where it is."""
+    db = tmp_path / "hub.db"
+    async with HubStore(db):
+        pass
+    holder = sqlite3.connect(db, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            async with HubStore(db, busy_timeout_s=0.1):
+                pass
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not _set_aside(tmp_path)
+    async with HubStore(db) as store:
+        assert store.damage is None
