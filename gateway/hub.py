@@ -24,6 +24,7 @@ import logging
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from carehub import __version__
@@ -81,6 +82,8 @@ CONFIG_KEY = "hub_config"
 CURSOR_KEY = "updates_cursor"
 FAULTS_KEY = "active_faults"
 PENDING_ACKS_KEY = "pending_acks"
+STORE_DAMAGE_KEY = "store_damage_files"
+"""The files a damaged store was set aside as, while its fault is active (JSON list)."""
 
 
 class ServerLink(Protocol):
@@ -155,6 +158,7 @@ class Hub:
         self._acks_lock = asyncio.Lock()  # a kept ack never overtakes a newer one
         self._store_failures = 0
         """Device messages in a row not handled because the store failed."""
+        self._damage_files: list[str] = []
         self._stopped: asyncio.Future[None] | None = None
         """Failed by `_store_failed` to end `run()` (the store is damaged)."""
 
@@ -179,6 +183,7 @@ class Hub:
             self._store = store
             if store.damage is not None:
                 await self._report_store_damage(store.damage)
+            self._damage_files = json.loads(await store.get(STORE_DAMAGE_KEY) or "[]")
             try:
                 self.pending_acks = PendingAcks.loads(await store.get(PENDING_ACKS_KEY))
             except ValueError as e:
@@ -256,9 +261,7 @@ class Hub:
             try:
                 await asyncio.gather(*tasks, self._stopped)
             finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _cancel_all(tasks)
                 await self.uplink.aclose()
 
     # ------------------------------------------------------------ device messages
@@ -345,7 +348,32 @@ class Hub:
         await self.store.enqueue(
             OutboxKind.FAULT, report.report_id, report.model_dump(mode="json"), now
         )
+        await self.store.put(STORE_DAMAGE_KEY, json.dumps([str(p) for p in damage.moved]))
         log.error("fault hub_store_damaged raised (%s): queued for the server", damage.problem)
+
+    def _damage_files_gone(self) -> bool:
+        return not any(Path(f).exists() for f in self._damage_files)
+
+    async def _clear_store_damage(self) -> None:
+        """The fault clears once a person removed every file the damaged store was set aside
+        as (having looked at them): never by itself."""
+        if not self._damage_files or not self._damage_files_gone():
+            return
+        now = self.clock.now_ms()
+        report = api.HubFaultReport(
+            report_id=new_alarm_id(),
+            fault=api.HUB_STORE_DAMAGED,
+            active=False,
+            at_ms=now,
+            detail="the set-aside store was removed",
+        )
+        await self.store.enqueue(
+            OutboxKind.FAULT, report.report_id, report.model_dump(mode="json"), now
+        )
+        await self.store.put(STORE_DAMAGE_KEY, "[]")
+        self._damage_files = []
+        self._queued(OutboxKind.FAULT)
+        log.info("fault hub_store_damaged cleared: the set-aside store was removed")
 
     def is_known(self, device_id: str) -> bool:
         return self.core.is_known(device_id)
@@ -715,6 +743,7 @@ class Hub:
         now = self.clock.now_ms()
         core = self.core
         await self._faults(core.supervisor.tick(now))
+        await self._clear_store_damage()
         if not self.link.connected.is_set():
             self._link_up_since_ms = None
         elif self._link_up_since_ms is None:  # seen at this pass: later, never earlier
@@ -892,3 +921,14 @@ class Hub:
             await asyncio.sleep(
                 self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
             )
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the loops and wait for them, cancelling again any that swallowed it (Python
+    3.11's `asyncio.wait_for` loses a cancellation that meets its inner task's end): a hub
+    stopping on a damaged store must exit, not hang."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)

@@ -130,7 +130,8 @@ class StoreDamage:
     problem: StoreProblem
     detail: str
     moved: tuple[Path, ...]
-    """Where the damaged files are now (empty when the store was missing)."""
+    """Where the damaged files are now (a note when the store was missing). The fault clears
+    once a person has removed them all."""
 
 
 class OutboxKind(enum.StrEnum):
@@ -251,6 +252,10 @@ class HubStore:
                     n += 1
                 os.rename(path, target)
                 moved.append(target)
+            if not moved:  # the store was gone: a note stands for it (removed = looked at)
+                note = aside_name(self._path, problem, now)
+                note.write_text("the hub's store was gone when the hub started\n")
+                moved.append(note)
             _fsync_dir(self._path.parent)
         except OSError as e:
             raise StoreUnrecoverable(
@@ -282,8 +287,11 @@ class HubStore:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            try:
+                await db.close()  # its thread stops even when this raises
+            except sqlite3.DatabaseError as e:  # a damaged store's last checkpoint
+                log.warning("hub store %s closed with an error: %s", self._path, e)
 
     @property
     def db(self) -> aiosqlite.Connection:

@@ -5,6 +5,7 @@ damaged one stops it. The device link against a real mosquitto, the hub on a rea
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ async def test_a_store_found_damaged_while_running_stops_the_hub(tmp_path: Path)
     with pytest.raises(Unhandled):
         await hub._handle_watched(*button(hub, "btn-1", 1))
     with pytest.raises(StoreDamaged):
-        await asyncio.wait_for(run, 10)
+        await asyncio.wait_for(run, 30)
 
 
 def test_pending_acks_keep_the_newest_per_alarm_and_survive_a_restart() -> None:
@@ -138,3 +139,32 @@ async def test_a_store_locked_by_another_process_is_never_set_aside(tmp_path: Pa
     assert not _set_aside(tmp_path)
     async with HubStore(db) as store:
         assert store.damage is None
+
+
+def _pending_faults(db: Path) -> list[tuple[str, bool]]:
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT body FROM outbox WHERE kind='fault' ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [(json.loads(b)["fault"], json.loads(b)["active"]) for (b,) in rows]
+
+
+async def test_the_damage_fault_clears_once_a_person_removed_the_set_aside_files(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "hub.db"
+    async with HubStore(db):
+        pass
+    db.write_bytes(b"\x00" * 4096)  # not a SQLite file any more
+    hub, _ = make_hub(tmp_path, FakeUplink())
+    async with hub.opened():
+        await hub.supervision_pass()
+        assert _pending_faults(db) == [("hub_store_damaged", True)]
+        (aside,) = _set_aside(tmp_path)
+        aside.unlink()  # the installer looked at it
+        await hub.supervision_pass()
+        assert _pending_faults(db) == [("hub_store_damaged", True), ("hub_store_damaged", False)]
+    async with hub.opened():  # and stays cleared across a restart
+        await hub.supervision_pass()
+        assert len(_pending_faults(db)) == 2
