@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.console.health_board import health_board
+from server.console.health_board import HealthBoard, health_board
 from tests.conftest import Deployment
 from tests.mqtt_tools import AckWatcher, pub, wait_for
 
@@ -112,19 +112,30 @@ def test_a_damaged_store_is_set_aside_reported_and_the_next_press_is_received(
     assert d.hub.running
 
 
-def test_the_health_board_shows_a_damaged_store(deployment: Deployment) -> None:
+def test_the_health_board_shows_a_damaged_store_until_a_person_removed_it(
+    deployment: Deployment,
+) -> None:
     d = deployment
     d.hub.stop()
     _random(d.tmp / "hub.db")
     d.hub.start()
     assert wait_for(lambda: d.faults("hub-1", "hub_store_damaged"), 30), _log(d)[-3000:]
-    engine = create_async_engine(f"sqlite+aiosqlite:///{d.tmp / 'server.db'}")
-    try:
-        board = asyncio.run(health_board(engine))
-    finally:
-        asyncio.run(engine.dispose())
-    (problem,) = board.faults["hub_store_damaged"]
+    (problem,) = _board(d).faults["hub_store_damaged"]
     assert problem.subject == "hub-1" and "not_sqlite" in problem.detail
+    for aside in d.tmp.glob("hub.db.damaged-*"):
+        aside.unlink()  # a person looked at them
+    assert wait_for(lambda: not _board(d).faults["hub_store_damaged"], 30), _log(d)[-2000:]
+
+
+def _board(d: Deployment) -> HealthBoard:
+    async def read() -> HealthBoard:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{d.tmp / 'server.db'}")
+        try:
+            return await health_board(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def test_a_store_that_cannot_be_set_aside_stops_the_hub_non_zero(
