@@ -33,7 +33,9 @@ alarm queued during the outage stored), tracebacks in the hub's log and hub deat
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import secrets
 import shutil
@@ -277,6 +279,7 @@ class ChaosRun:
         self.injector: HostilePublisher | None = None
         self.broker_durable: bool | None = None
         self.hub_crashes = 0
+        self.store_damage: dict[str, Any] = {}  # --hostile: `_store_damage_phase`'s figures
         self._hub_lock = threading.Lock()
         self._hub_expected = False
         self._done = threading.Event()
@@ -365,6 +368,8 @@ class ChaosRun:
                 self.injector.stop_injecting()
             self.say("run over; waiting for the server to have everything …")
             self._drain()
+            if self.hostile:
+                self._store_damage_phase(buttons)
             self._done.set()
             return self.report()
 
@@ -455,6 +460,43 @@ class ChaosRun:
             o.recovered_ms = now_ms()
         except Exception as e:  # reported, and the run goes on
             o.error = f"{type(e).__name__}: {e}"
+
+    def _store_damage_phase(self, buttons: list[Any]) -> None:
+        """--hostile, after the drain: the hub restarted on a store whose header a torn write
+        overwrote. It must set the store aside, report `hub_store_damaged` to the server, and
+        take a press from each button (counted from the devices' side)."""
+        with self._hub_lock:
+            self._hub_expected = False
+            self.hub.stop()
+            with (self.tmp / "hub.db").open("r+b") as f:
+                f.write(os.urandom(100))
+            since = now_ms()
+            self.hub.start()
+            self._hub_expected = True
+        try:  # a hub that hangs on the damaged store still gets its presses, to lose them
+            self._wait_hub_heartbeat(since_ms=since, timeout_s=60)
+        except TimeoutError as e:
+            self.say(f"hub not back on a damaged store: {e}")
+        presses = [(b.device_id, b.press()) for b in buttons]
+        faults: list[Any] = []
+        alarms: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + max(30.0, self.drain_s)
+        while time.monotonic() < deadline and not (faults and set(presses) <= alarms):
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(
+                    f"{self.base_url}/api/v1/admin/faults",
+                    params={"limit": 1000},
+                    headers={"Authorization": f"Bearer {self.admin_token}"},
+                    timeout=10,
+                )
+                faults = [f for f in answer.json() if f["fault"] == "hub_store_damaged"]
+                alarms = {(a["device_id"], a["seq"]) for a in self.admin.alarms()}
+        self.store_damage = {
+            "store_damage_reported": bool(faults),
+            "store_damage_presses": len(presses),
+            "store_damage_alarms_lost": len(set(presses) - alarms),
+        }
 
     def _wait_server_reachable(self, timeout_s: float) -> int:
         """Epoch ms at which the request that first found the server healthy was sent."""
@@ -615,6 +657,7 @@ class ChaosRun:
                 {k: hostile.counts.get(k, 0) for k in KINDS} if hostile is not None else {}
             ),
             "hostile_skipped": hostile.skipped if hostile else 0,
+            **self.store_damage,
             "fall_replays": [
                 {
                     "device_id": r.device_id,
@@ -856,6 +899,12 @@ def bench_chaos(
         echo(
             f"  hostile messages injected {r['hostile_sent']} ({kinds}); skipped while"
             f" disconnected {r['hostile_skipped']}; broker durable: {r['broker_durable']}"
+        )
+    if "store_damage_reported" in r:
+        echo(
+            f"  hub restarted on a damaged store: fault reported {r['store_damage_reported']};"
+            f" presses after it lost {r['store_damage_alarms_lost']} of"
+            f" {r['store_damage_presses']}   (target True, 0)"
         )
     echo(f"  SMS requests {r['sms']} (repeated {r['sms_repeated']})")
     if as_json:

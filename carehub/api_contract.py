@@ -109,10 +109,15 @@ class DeviceKind(enum.StrEnum):
 
 DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]
 """A non-emergency device problem a hub reports."""
-HubFault = Literal["hub_offline", "hub_refused"]
-"""Raised by the server itself (``device_id`` is the hub's id): ``hub_offline`` when a hub's
-heartbeats stop, ``hub_refused`` when a hub whose credential was revoked (moved to another
-household) still calls: it may hold alarms nobody has seen."""
+HubReportedFault = Literal["hub_store_damaged"]
+"""A problem of the hub itself that the hub reports (`HubFaultReport`): its store was found
+damaged, set aside and replaced by a fresh one, so alarms it held may be lost."""
+HUB_STORE_DAMAGED: HubReportedFault = "hub_store_damaged"
+HubFault = Literal["hub_offline", "hub_refused", "hub_store_damaged"]
+"""A fault of a hub itself (``device_id`` is the hub's id): ``hub_offline``, raised by the
+server when a hub's heartbeats stop; ``hub_refused``, raised by the server when a hub whose
+credential was revoked (moved to another household) still calls: it may hold alarms nobody
+has seen; ``hub_store_damaged``, reported by the hub about itself."""
 HUB_OFFLINE: HubFault = "hub_offline"
 HUB_REFUSED: HubFault = "hub_refused"
 FaultKind = DeviceFault | HubFault
@@ -362,6 +367,17 @@ class FaultReport(_Body):
     report_id: Id
     device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     fault: DeviceFault
+    active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
+    at_ms: EpochMs
+    detail: Text = ""
+
+
+class HubFaultReport(_Body):
+    """A problem of the hub itself, posted where device faults are (stored under the hub's
+    id as the device): its store was damaged and replaced by a fresh one."""
+
+    report_id: Id
+    fault: HubReportedFault
     active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
     at_ms: EpochMs
     detail: Text = ""

@@ -7,6 +7,7 @@ its own module and is registered on `hub_app` here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import typer
@@ -64,6 +65,14 @@ def hub(
     except SchemaTooNew as e:
         typer.echo(f"carehub hub: {e}", err=True)
         raise typer.Exit(2) from None
+    except Exception as e:  # a damaged store that could not be set aside, a bug
+        # one clear line on stderr and in the log (with the traceback there): never a hang
+        # nor a traceback that only stderr saw; systemd restarts the hub
+        logging.getLogger("carehub.hub").error(
+            "hub stopped: %s: %s", type(e).__name__, e, exc_info=e
+        )
+        typer.echo(f"carehub hub: stopped: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _register() -> None:

@@ -52,6 +52,12 @@ class PoisonGuard:
         return bool(self._failures)
 
 
+class Unhandled(Exception):
+    """Raised by the handler when the hub cannot handle any message now (its store failed):
+    not this message's fault, so it is never given up on as poison; the broker redelivers
+    it (the hub's health, not this link, decides when to stop)."""
+
+
 class _Redeliver(Exception):
     """Leave the connection so the broker redelivers the unacknowledged messages."""
 
@@ -142,6 +148,9 @@ class DeviceLink:
             await asyncio.sleep(self._settings.debug_handler_delay_s)
         try:
             await self._handler(topic, payload)
+        except Unhandled as e:
+            log.error("could not handle %s (%s); not acknowledged, the broker redelivers", topic, e)
+            return message.qos == 0
         except Exception:
             if message.qos == 0:
                 log.exception("handler failed for %s (QoS 0, not redelivered)", topic)

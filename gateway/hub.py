@@ -22,7 +22,9 @@ import dataclasses
 import json
 import logging
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from carehub import __version__
@@ -50,7 +52,7 @@ from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import ha_bridge, ha_discovery, metrics
 from gateway.broker_files import load_accounts
-from gateway.device_link import DeviceLink
+from gateway.device_link import DeviceLink, Unhandled
 from gateway.hub_core import (
     ACK_FOR_STATE,
     Acks,
@@ -62,8 +64,17 @@ from gateway.hub_core import (
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.loop_health import STUCK_AFTER_S, LoopHealth
+from gateway.pending_acks import PendingAcks
 from gateway.refusal import minimal_upload
-from gateway.store import HubAlarm, HubStore, OutboxEntry, OutboxKind
+from gateway.store import (
+    HubAlarm,
+    HubStore,
+    OutboxEntry,
+    OutboxKind,
+    StoreDamage,
+    StoreDamaged,
+    is_storage_error,
+)
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
 
@@ -72,6 +83,9 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "hub_config"
 CURSOR_KEY = "updates_cursor"
 FAULTS_KEY = "active_faults"
+PENDING_ACKS_KEY = "pending_acks"
+STORE_DAMAGE_KEY = "store_damage_files"
+"""The files a damaged store was set aside as, while its fault is active (JSON list)."""
 
 
 class ServerLink(Protocol):
@@ -141,6 +155,14 @@ class Hub:
         self._started = self.clock.monotonic()
         self._link_up_since_ms: int | None = None
         """Since when (hub clock) the device link is known up, as seen by supervision."""
+        self.pending_acks = PendingAcks()
+        self._acks_wake = asyncio.Event()
+        self._acks_lock = asyncio.Lock()  # a kept ack never overtakes a newer one
+        self._store_failures = 0
+        """Device messages in a row not handled because the store failed."""
+        self._damage_files: list[str] = []
+        self._stopped: asyncio.Future[None] | None = None
+        """Failed by `_store_failed` to end `run()` (the store is damaged)."""
 
     @property
     def store(self) -> HubStore:
@@ -161,6 +183,15 @@ class Hub:
         """The store open and the state of the last run restored (no loops running)."""
         async with HubStore(self.settings.hub_db) as store:
             self._store = store
+            if store.damage is not None:
+                await self._report_store_damage(store.damage)
+            self._damage_files = json.loads(await store.get(STORE_DAMAGE_KEY) or "[]")
+            try:
+                self.pending_acks = PendingAcks.loads(await store.get(PENDING_ACKS_KEY))
+            except ValueError as e:
+                log.warning("kept acks unreadable, not sent again: %s", str(e)[:200])
+            if self.pending_acks:
+                self._acks_wake.set()
             cached = await store.get(CONFIG_KEY)
             if cached:
                 try:
@@ -210,23 +241,29 @@ class Hub:
             ("config", self._refresh_config_forever),
             ("feedback", self._follow_updates),
             ("heartbeat", self._send_heartbeats),
+            ("acks", self._resend_acks),
         ]
         if self.ha is not None:  # read-only: publishes, never subscribes
             loops.append(("home-assistant", self.ha.run))
         self.health.expect(*(name for name, _ in loops))
+        self._stopped = asyncio.get_running_loop().create_future()
         async with self.opened():
             tasks = [
                 asyncio.create_task(
-                    keep_running(name, body, self.restart_policy, self.health), name=name
+                    keep_running(
+                        name,
+                        body if name == "device-link" else self._store_watched(body),
+                        self.restart_policy,
+                        self.health,
+                    ),
+                    name=name,
                 )
                 for name, body in loops
             ]
             try:
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*tasks, self._stopped)
             finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _cancel_all(tasks)
                 await self.uplink.aclose()
 
     # ------------------------------------------------------------ device messages
@@ -237,8 +274,108 @@ class Hub:
         self.health.promise("device-link", STUCK_AFTER_S)
         try:
             await self.handle_message(topic, payload)
+        except sqlite3.DatabaseError as e:
+            if not is_storage_error(e):
+                raise  # this message's own doing: the poison rule may drop it
+            await self._store_failed(e, counted=True)
+            raise Unhandled(f"store failed: {type(e).__name__}: {e}") from e
+        else:
+            if self._store_failures:
+                self._store_failures = 0
+                self.health.trouble("device-link", None)
+                log.info("hub store works again")
         finally:
             self.health.idle("device-link")  # the next message may take hours to come
+
+    def _store_watched(self, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """A loop whose store failed checks whether the store is damaged before it is
+        restarted (`keep_running` counts its failures for the watchdog)."""
+
+        async def watched() -> None:
+            try:
+                await body()
+            except sqlite3.DatabaseError as e:
+                if is_storage_error(e):
+                    await self._store_failed(e, counted=False)
+                raise
+
+        return watched
+
+    async def _store_failed(self, error: sqlite3.DatabaseError, counted: bool) -> None:
+        """A damaged store stops the hub (exit non-zero: the next start sets the store aside
+        and begins a fresh one; the broker redelivers the unacknowledged presses). A sound
+        store that keeps failing (disk full, I/O errors) makes the hub unhealthy, so the
+        watchdog stops and systemd restarts it; the press is never acknowledged and dropped."""
+        problem = await self.store.check()
+        if problem is not None:
+            log.error(
+                "hub store failed its integrity check (%s) after %s: %s; stopping the hub,"
+                " the next start sets the store aside",
+                problem,
+                type(error).__name__,
+                error,
+            )
+            damaged = StoreDamaged(problem)
+            if self._stopped is None:
+                raise damaged from error
+            if not self._stopped.done():
+                self._stopped.set_exception(damaged)
+            return
+        if not counted:
+            return
+        self._store_failures += 1
+        log.error(
+            "hub store error (%d in a row, the store itself checks sound): %s: %s",
+            self._store_failures,
+            type(error).__name__,
+            error,
+        )
+        if self._store_failures >= self.settings.mqtt_max_handler_failures:
+            self.health.trouble(
+                "device-link", f"store failing {self._store_failures} times in a row: {error}"
+            )
+
+    async def _report_store_damage(self, damage: StoreDamage) -> None:
+        """Tell the server (the health board) that the store was set aside: alarms it held
+        may be lost. Queued in the fresh store's outbox like any fault."""
+        now = self.clock.now_ms()
+        moved = ", ".join(p.name for p in damage.moved) or "nothing, it was gone"
+        report = api.HubFaultReport(
+            report_id=new_alarm_id(),
+            fault=api.HUB_STORE_DAMAGED,
+            active=True,
+            at_ms=now,
+            detail=f"{damage.problem}; set aside: {moved}"[:200],
+        )
+        await self.store.enqueue(
+            OutboxKind.FAULT, report.report_id, report.model_dump(mode="json"), now
+        )
+        await self.store.put(STORE_DAMAGE_KEY, json.dumps([str(p) for p in damage.moved]))
+        log.error("fault hub_store_damaged raised (%s): queued for the server", damage.problem)
+
+    def _damage_files_gone(self) -> bool:
+        return not any(Path(f).exists() for f in self._damage_files)
+
+    async def _clear_store_damage(self) -> None:
+        """The fault clears once a person removed every file the damaged store was set aside
+        as (having looked at them): never by itself."""
+        if not self._damage_files or not self._damage_files_gone():
+            return
+        now = self.clock.now_ms()
+        report = api.HubFaultReport(
+            report_id=new_alarm_id(),
+            fault=api.HUB_STORE_DAMAGED,
+            active=False,
+            at_ms=now,
+            detail="the set-aside store was removed",
+        )
+        await self.store.enqueue(
+            OutboxKind.FAULT, report.report_id, report.model_dump(mode="json"), now
+        )
+        await self.store.put(STORE_DAMAGE_KEY, "[]")
+        self._damage_files = []
+        self._queued(OutboxKind.FAULT)
+        log.info("fault hub_store_damaged cleared: the set-aside store was removed")
 
     def is_known(self, device_id: str) -> bool:
         return self.core.is_known(device_id)
@@ -359,8 +496,45 @@ class Hub:
         log.warning("dropped message on %s (device %s): %s", topic, device_id, detail)
 
     async def _send(self, acks: Acks) -> None:
-        for device_id, ack in acks:
-            await self.link.send_ack(device_id, ack)
+        """Publish state acks; one the broker did not take is kept (`PendingAcks`, in the
+        store) and sent again by `_resend_acks` once the broker is back."""
+        changed = False
+        async with self._acks_lock:
+            for device_id, ack in acks:
+                if await self.link.send_ack(device_id, ack):
+                    changed = self.pending_acks.sent(device_id, ack) or changed
+                    continue
+                self.pending_acks.failed(device_id, ack)
+                changed = True
+                log.warning(
+                    "ack %s of alarm %s to %s not sent; kept to send again",
+                    ack.state,
+                    ack.alarm_id,
+                    device_id,
+                )
+        if changed:
+            await self.store.put(PENDING_ACKS_KEY, self.pending_acks.dumps())
+            if self.pending_acks:
+                self._acks_wake.set()
+
+    async def _resend_acks(self) -> None:
+        """Send the kept acks again, oldest first, whenever the broker is connected."""
+        while True:
+            await self._acks_wake.wait()
+            await self.link.connected.wait()
+            self._acks_wake.clear()
+            async with self._acks_lock:
+                for device_id, ack in self.pending_acks.items():
+                    if not await self.link.send_ack(device_id, ack):
+                        self._acks_wake.set()
+                        break
+                    self.pending_acks.sent(device_id, ack)
+                    log.info(
+                        "kept ack %s of alarm %s sent to %s", ack.state, ack.alarm_id, device_id
+                    )
+            await self.store.put(PENDING_ACKS_KEY, self.pending_acks.dumps())
+            if self._acks_wake.is_set():
+                await asyncio.sleep(1.0)  # the link says connected but could not publish
 
     def _queued(self, kind: OutboxKind) -> None:
         """Wake the outbox; an alarm also cuts a running backoff short."""
@@ -573,6 +747,7 @@ class Hub:
         now = self.clock.now_ms()
         core = self.core
         await self._faults(core.supervisor.tick(now))
+        await self._clear_store_damage()
         if not self.link.connected.is_set():
             self._link_up_since_ms = None
         elif self._link_up_since_ms is None:  # seen at this pass: later, never earlier
@@ -809,3 +984,14 @@ class Hub:
             await asyncio.sleep(
                 self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
             )
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the loops and wait for them, cancelling again any that swallowed it (Python
+    3.11's `asyncio.wait_for` loses a cancellation that meets its inner task's end): a hub
+    stopping on a damaged store must exit, not hang."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)

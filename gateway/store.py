@@ -11,7 +11,10 @@ import asyncio
 import enum
 import json
 import logging
+import os
+import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,13 @@ import aiosqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
 from gateway.intake import StoredEvent
+from gateway.store_check import (
+    StoreProblem,
+    aside_name,
+    file_problem,
+    files_to_move,
+    marker_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,49 @@ def pending_migrations(version: int) -> tuple[tuple[str, ...], ...]:
     return MIGRATIONS[version:]
 
 
+class StoreUnrecoverable(Exception):
+    """The store is damaged and could not be set aside, or a fresh one could not be made:
+    the hub cannot keep a promise it cannot write down, so it stops (exit non-zero)."""
+
+
+class StoreDamaged(Exception):
+    """Found while running: the store failed its integrity check. The hub stops; at the next
+    start the check sets the store aside and begins a fresh one."""
+
+
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+
+
+def is_corruption(e: BaseException) -> bool:
+    """SQLite says the file is damaged (not merely locked, full or unreadable just now: a
+    store another process holds, or a disk that comes back, must never be set aside)."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    return "malformed" in str(e) or "not a database" in str(e)
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An error of the store rather than of the data written (a constraint a message broke)
+    or of the code: damaged file, I/O error, disk full, database locked."""
+    return isinstance(e, sqlite3.DatabaseError) and not isinstance(
+        e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
+    )
+
+
+@dataclass(frozen=True)
+class StoreDamage:
+    """A store found damaged at start and set aside: what the hub reports as a fault."""
+
+    problem: StoreProblem
+    detail: str
+    moved: tuple[Path, ...]
+    """Where the damaged files are now (a note when the store was missing). The fault clears
+    once a person has removed them all."""
+
+
 class OutboxKind(enum.StrEnum):
     """What an outbox entry uploads; alarms and alarm reports are never dropped to make room."""
 
@@ -116,24 +169,106 @@ class OutboxEntry:
 class HubStore:
     """Open with ``async with HubStore(path) as store``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self._path = path
+        self._busy_timeout_s = busy_timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one connection, shared by the hub's tasks
+        self.damage: StoreDamage | None = None
+        """Set when the store was found damaged at start and replaced by a fresh one."""
 
     async def __aenter__(self) -> HubStore:
+        """Open the store after checking it (`gateway.store_check`, then SQLite's
+        ``quick_check``); a damaged one is set aside and a fresh one begun (`damage`)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
+        problem = file_problem(self._path)
+        detail = ""
+        if problem is None:
+            try:
+                await self._open()
+            except StoreDamaged as e:
+                problem, detail = StoreProblem.MALFORMED, f"quick_check: {e}"
+            except sqlite3.DatabaseError as e:
+                if not is_corruption(e):
+                    raise  # locked, I/O error, cannot open: not a reason to set it aside
+                problem, detail = StoreProblem.MALFORMED, f"{type(e).__name__}: {e}"
+        if problem is not None:
+            self.damage = self._set_aside(problem, detail)
+            try:
+                await self._open()
+            except sqlite3.DatabaseError as e:
+                raise StoreUnrecoverable(f"a fresh store at {self._path} failed: {e}") from e
+        marker = marker_path(self._path)
+        if not marker.exists():
+            marker.write_text("a CareHub hub store lives beside this file; keep it\n")
+        return self
+
+    async def _open(self) -> None:
+        """Connect, check and migrate; raises StoreDamaged when quick_check finds damage, or
+        SQLite's error (the connection is closed again: its thread would keep the process
+        alive)."""
+        self._db = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout_s
+        )
         try:
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=FULL")
+            problem = await self.check()
+            if problem is not None:
+                raise StoreDamaged(problem)
             await self._migrate()
         except BaseException:
             await self._db.close()
             self._db = None
             raise
-        return self
+
+    async def check(self) -> str | None:
+        """SQLite's ``quick_check`` (the b-trees' structure, without matching indexes to
+        their tables: proportional to the store's size, a second for a pruned hub store on
+        an SD card); None when sound, else its first findings. A store too damaged to be
+        read answers with SQLite's error; one that cannot be read just now (locked, an I/O
+        error) counts as sound: failing, not damaged."""
+        try:
+            async with self._lock, self.db.execute("PRAGMA quick_check(5)") as cur:
+                rows = [str(r[0]) for r in await cur.fetchall()]
+        except sqlite3.DatabaseError as e:
+            if not is_corruption(e):
+                log.warning("hub store check not possible now: %s: %s", type(e).__name__, e)
+                return None
+            return f"{type(e).__name__}: {e}"
+        return None if rows == ["ok"] else "; ".join(rows).replace("\n", "; ")[:300]
+
+    def _set_aside(self, problem: StoreProblem, detail: str) -> StoreDamage:
+        """Rename the store and its companions out of the way (never delete them)."""
+        now = datetime.now(UTC)
+        moved = []
+        try:
+            for path in files_to_move(self._path):
+                target = aside_name(path, problem, now)
+                n = 1
+                while target.exists():
+                    target = target.with_name(f"{aside_name(path, problem, now).name}.{n}")
+                    n += 1
+                os.rename(path, target)
+                moved.append(target)
+            if not moved:  # the store was gone: a note stands for it (removed = looked at)
+                note = aside_name(self._path, problem, now)
+                note.write_text("the hub's store was gone when the hub started\n")
+                moved.append(note)
+            _fsync_dir(self._path.parent)
+        except OSError as e:
+            raise StoreUnrecoverable(
+                f"hub store {self._path} is damaged ({problem}) and could not be moved aside: {e}"
+            ) from e
+        log.error(
+            "hub store %s damaged (%s%s): moved aside as %s; starting a fresh store",
+            self._path,
+            problem,
+            f": {detail}" if detail else "",
+            ", ".join(p.name for p in moved) or "nothing (the file was gone)",
+        )
+        return StoreDamage(problem, detail, tuple(moved))
 
     async def _migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction: a hub killed mid-upgrade
@@ -152,8 +287,11 @@ class HubStore:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            try:
+                await db.close()  # its thread stops even when this raises
+            except sqlite3.DatabaseError as e:  # a damaged store's last checkpoint
+                log.warning("hub store %s closed with an error: %s", self._path, e)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -435,6 +573,15 @@ class _Transaction:
             await self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._lock.release()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable before a fresh store is written beside them."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alarm(row: aiosqlite.Row) -> HubAlarm:

@@ -441,7 +441,9 @@ class ServerStore:
                     sa.tuple_(faults.c.hub_id, faults.c.report_id).in_(ids)
                 )
             )
-            pairs = {(i.hub_id, i.report.device_id) for i in batch}
+            pairs = {
+                (i.hub_id, i.report.device_id) for i in batch if isinstance(i.report, FaultReport)
+            }
             paired = await conn.execute(
                 sa.select(devices.c.hub_id, devices.c.id).where(
                     sa.tuple_(devices.c.hub_id, devices.c.id).in_(pairs)
@@ -465,7 +467,7 @@ class ServerStore:
             rows = [
                 {
                     "hub_id": i.hub_id,
-                    "device_id": i.report.device_id,
+                    "device_id": i.subject,
                     "fault": i.report.fault,
                     "active": i.report.active,
                     "since_ms": i.report.at_ms,

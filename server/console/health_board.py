@@ -11,9 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.schema import alarms, doctors, elders, faults, hubs, notifications
 
-FAULT_SECTIONS = ("hub_refused", "device_offline", "battery_low", "sensor_not_worn")
+FAULT_SECTIONS = (
+    "hub_refused",
+    "device_offline",
+    "battery_low",
+    "sensor_not_worn",
+    "hub_store_damaged",
+)
 """`hub_refused`: a hub moved to another household still calls with its revoked credential
-(it may hold alarms nobody has seen)."""
+(it may hold alarms nobody has seen); `hub_store_damaged`: a hub set its damaged store aside
+(alarms it held may be lost)."""
 SMS_FAILED = ("undelivered", "failed")
 
 
@@ -44,12 +51,15 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 .order_by(hubs.c.last_seen_ms, hubs.c.id)
             )
         ).all()
+        newest = sa.select(sa.func.max(faults.c.id)).group_by(
+            faults.c.hub_id, faults.c.device_id, faults.c.fault
+        )  # a fault's state is its newest report: one that cleared is not shown
         active = (
             await conn.execute(
                 sa.select(faults, elders.c.short_address)
                 .join(hubs, hubs.c.id == faults.c.hub_id)
                 .join(elders, elders.c.id == hubs.c.elder_id)
-                .where(faults.c.active.is_(True), *scope)
+                .where(faults.c.id.in_(newest), faults.c.active.is_(True), *scope)
                 .order_by(faults.c.since_ms, faults.c.id)
             )
         ).all()
@@ -73,8 +83,9 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
         ).all()
     by_kind: dict[str, list[Problem]] = {k: [] for k in FAULT_SECTIONS}
     for f in active:
+        subject = f.hub_id if f.device_id == f.hub_id else f"{f.hub_id} / {f.device_id}"
         by_kind.setdefault(f.fault, []).append(
-            Problem(f"{f.hub_id} / {f.device_id}", f.short_address, f.since_ms, f.detail)
+            Problem(subject, f.short_address, f.since_ms, f.detail)
         )
     return HealthBoard(
         hubs_offline=[Problem(h.id, h.short_address, h.last_seen_ms) for h in offline],

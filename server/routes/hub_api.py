@@ -141,12 +141,14 @@ async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
 
 
 @router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
-async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
-    """A device fault raised or cleared on the hub (not an emergency). Idempotent. Stored
-    with the other hubs' reports of the moment, in one transaction (`server.fault_writer`)."""
-    outcome = await rt.faults.record(Incoming(hub.hub_id, body, rt.clock.now_ms()))
+async def report_fault(body: api.FaultReport | api.HubFaultReport, hub: Hub, rt: Runtime) -> None:
+    """A device fault raised or cleared on the hub, or a fault of the hub itself (not an
+    emergency). Idempotent. Stored with the other hubs' reports of the moment, in one
+    transaction (`server.fault_writer`)."""
+    incoming = Incoming(hub.hub_id, body, rt.clock.now_ms())
+    outcome = await rt.faults.record(incoming)
     if outcome is Outcome.UNKNOWN_DEVICE:
-        raise _unpaired(hub.hub_id, UnknownDevice(body.device_id))
+        raise _unpaired(hub.hub_id, UnknownDevice(incoming.subject))
     if outcome is Outcome.NEW:
         await rt.changes.notify(HEALTH_KEY)
         log.info(
@@ -154,5 +156,5 @@ async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
             hub.hub_id,
             body.fault,
             "raised" if body.active else "cleared",
-            body.device_id,
+            incoming.subject,
         )
