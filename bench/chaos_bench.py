@@ -312,6 +312,7 @@ class ChaosRun:
                 "CAREHUB_HUB_DB": str(tmp / "hub.db"),
                 "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
                 "CAREHUB_FALL_CANCEL_WINDOW_S": str(self.cancel_window_s),
+                "CAREHUB_MERGE_REPEATS": "false",  # each press its own alarm, as on the server
             }
             if not self.hostile:  # --hostile measures recovery with the hub's own backoff
                 hub_env["CAREHUB_RETRY_MAX_S"] = "2"

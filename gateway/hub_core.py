@@ -27,11 +27,20 @@ from carehub.mqtt_contract import (
     Ack,
     AckState,
     ButtonEvent,
+    Channel,
     SelftestMode,
 )
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
+from gateway.device_limits import (
+    MESSAGE_BURST,
+    MESSAGE_RATE_PER_S,
+    PRESS_BURST,
+    PRESS_RATE_PER_S,
+    DeviceRateLimiter,
+    LogThrottle,
+)
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
 from gateway.store import KEPT_KINDS, HubAlarm, OutboxKind
@@ -55,6 +64,9 @@ PRUNE_EVERY_MS = 3_600_000
 """Retention pruning runs at most hourly (it is a scan of the whole store)."""
 FALL_RETRY_MS = 1000
 """A fall whose window ran out but could not be committed is tried again this much later."""
+REPEAT_UPLOAD_EVERY_MS = 60_000
+"""Joined presses of one alarm are told to the server at most this often (the first at once):
+the dispatcher sees the elder pressed again; the hub counts every one."""
 URGENT_RETRY_CAP_S = 1.5
 """Retry cap while an alarm (or alarm report) waits: a returning server sees it in < 2 s."""
 
@@ -186,6 +198,12 @@ class HubCore:
         self.alarm_queued = False
         """An alarm or alarm report was queued since the outbox was last seen empty."""
         self._last_prune_ms: int | None = None
+        self.messages_limit = DeviceRateLimiter(clock, MESSAGE_RATE_PER_S, MESSAGE_BURST)
+        self.presses_limit = DeviceRateLimiter(clock, PRESS_RATE_PER_S, PRESS_BURST)
+        self.log_throttle = LogThrottle(clock)
+        self.outbox_after: str | None = None
+        """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
+        self._repeat_told_ms: dict[str, int] = {}
 
     # ------------------------------------------------------------ devices and config
 
@@ -206,6 +224,8 @@ class HubCore:
     def device_removed(self, device_id: str) -> None:
         """Unpaired here: forgotten now (the server's config follows on the next refresh)."""
         self.paired.pop(device_id, None)
+        self.messages_limit.forget(device_id)
+        self.presses_limit.forget(device_id)
         self.supervisor.forget(device_id)
         self.falls.forget(device_id)
         self.vitals.forget(device_id)
@@ -243,6 +263,24 @@ class HubCore:
             state=AlarmState.RECEIVED,
             raised_at_ms=self.clock.now_ms(),
         )
+
+    def admit(self, device_id: str, channel: Channel) -> bool:
+        """Within its device's rate (all channels; presses also within their own)? A message
+        over it is dropped before any work, so a flood cannot delay other devices."""
+        if not self.messages_limit.allow(device_id):
+            return False
+        return channel is not Channel.BUTTON or self.presses_limit.allow(device_id)
+
+    def repeat_upload_due(self, alarm_id: str, now_ms: int) -> bool:
+        """Tell the server about this joined press? The first of an alarm, then one a
+        `REPEAT_UPLOAD_EVERY_MS` (the server counts it as a repeat of the open alarm)."""
+        last = self._repeat_told_ms.get(alarm_id)
+        if last is not None and now_ms - last < REPEAT_UPLOAD_EVERY_MS:
+            return False
+        if len(self._repeat_told_ms) >= 1000:  # bound memory: forget the oldest
+            self._repeat_told_ms.pop(next(iter(self._repeat_told_ms)))
+        self._repeat_told_ms[alarm_id] = now_ms
+        return True
 
     @staticmethod
     def cancel_since(now_ms: int) -> int:

@@ -1,0 +1,135 @@
+"""Per-device limits, so that one device's flood neither delays another device nor fills
+the log: a token bucket per device (and a smaller one for its presses), and a log throttle
+that writes the first line of each kind per device per minute and then one summary.
+
+Pure and clock-injected (seconds from `Clock.monotonic`); the hub shell asks before it does
+any work for a message, so a message over its device's limit costs a dict lookup."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from carehub.clock import Clock
+
+MESSAGE_RATE_PER_S = 50.0
+"""Messages per second a device may send on all channels together, sustained. A pendant
+sends one IMU frame per second and a wearable a reading or two; a pendant's replay after
+an outage (120 frames) fits in the burst."""
+MESSAGE_BURST = 500
+PRESS_RATE_PER_S = 2.0
+"""Button events per second a device may send, sustained (each costs a commit): no hand
+presses faster for long, and a firmware retries a press every few seconds."""
+PRESS_BURST = 20
+LOG_EVERY_S = 60.0
+"""A device's log lines of one kind: the first, then one summary per this period."""
+LOG_MAX_KEYS = 64
+"""Distinct devices the log throttle tracks per period; more (a flood of made-up ids) share
+one key, so the log stays bounded whatever the ids."""
+OTHER_DEVICES = "*"
+
+
+@dataclass
+class TokenBucket:
+    """`burst` tokens, refilled at `rate_per_s`; a message takes one."""
+
+    rate_per_s: float
+    burst: float
+    tokens: float
+    at_s: float
+
+    def take(self, now_s: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now_s - self.at_s) * self.rate_per_s)
+        self.at_s = now_s
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class DeviceRateLimiter:
+    """One token bucket per device id; `allow` is False once a device is over its rate."""
+
+    def __init__(self, clock: Clock, rate_per_s: float, burst: int) -> None:
+        self._clock = clock
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, device_id: str) -> bool:
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            bucket = self._buckets[device_id] = TokenBucket(
+                self.rate_per_s, self.burst, self.burst, now
+            )
+        return bucket.take(now)
+
+    def forget(self, device_id: str) -> None:
+        self._buckets.pop(device_id, None)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """What a device had logged about it but not written, over `period_s` seconds."""
+
+    device_id: str
+    period_s: float
+    suppressed: dict[str, int]
+    """Reason (a key such as ``over_rate`` or a contract reason) → messages."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.suppressed.values())
+
+
+@dataclass
+class _Window:
+    started_s: float
+    seen: set[str] = field(default_factory=set)
+    suppressed: Counter[str] = field(default_factory=Counter)
+
+
+class LogThrottle:
+    """Decides which per-message log lines are written: per device, the first line of each
+    reason in a period; the others are counted and summarised once the period is over
+    (`summaries`), so a flood of 20 000 messages is a handful of lines, not 20 000."""
+
+    def __init__(
+        self, clock: Clock, every_s: float = LOG_EVERY_S, max_keys: int = LOG_MAX_KEYS
+    ) -> None:
+        self._clock = clock
+        self.every_s = every_s
+        self.max_keys = max_keys
+        self._windows: dict[str, _Window] = {}
+
+    def key(self, device_id: str) -> str:
+        """The key a device is logged under (its id, or `OTHER_DEVICES` when too many)."""
+        if device_id in self._windows or len(self._windows) < self.max_keys:
+            return device_id
+        return OTHER_DEVICES
+
+    def note(self, device_id: str, reason: str) -> bool:
+        """A message of `device_id` about to be logged for `reason`: True to write it now."""
+        key = self.key(device_id)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(self._clock.monotonic())
+        if reason not in window.seen:
+            window.seen.add(reason)
+            return True
+        window.suppressed[reason] += 1
+        return False
+
+    def summaries(self) -> list[LogSummary]:
+        """Devices whose period is over: one summary each for what was not written (none
+        when nothing was); their next line is written again."""
+        now = self._clock.monotonic()
+        out: list[LogSummary] = []
+        for key, window in list(self._windows.items()):
+            if now - window.started_s < self.every_s:
+                continue
+            del self._windows[key]
+            if window.suppressed:
+                out.append(LogSummary(key, now - window.started_s, dict(window.suppressed)))
+        return out
