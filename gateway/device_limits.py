@@ -1,6 +1,7 @@
 """Per-device limits, so that one device's flood neither delays another device nor fills
 the log: a token bucket per device (and a smaller one for its presses), and a log throttle
-that writes the first line of each kind per device per minute and then one summary.
+that writes a device's first few lines a minute (and the first of each reason), then one
+summary.
 
 Pure and clock-injected (seconds from `Clock.monotonic`); the hub shell asks before it does
 any work for a message, so a message over its device's limit costs a dict lookup."""
@@ -22,7 +23,9 @@ PRESS_RATE_PER_S = 2.0
 presses faster for long, and a firmware retries a press every few seconds."""
 PRESS_BURST = 20
 LOG_EVERY_S = 60.0
-"""A device's log lines of one kind: the first, then one summary per this period."""
+"""Per device and period: its first `LOG_FIRST_LINES` lines and the first of each reason are
+written, the rest counted and summarised in one line when the period is over."""
+LOG_FIRST_LINES = 5
 LOG_MAX_KEYS = 64
 """Distinct devices the log throttle tracks per period; more (a flood of made-up ids) share
 one key, so the log stays bounded whatever the ids."""
@@ -86,21 +89,27 @@ class LogSummary:
 @dataclass
 class _Window:
     started_s: float
+    written: int = 0
     seen: set[str] = field(default_factory=set)
     suppressed: Counter[str] = field(default_factory=Counter)
 
 
 class LogThrottle:
-    """Decides which per-message log lines are written: per device, the first line of each
-    reason in a period; the others are counted and summarised once the period is over
-    (`summaries`), so a flood of 20 000 messages is a handful of lines, not 20 000."""
+    """Decides which per-message log lines are written: per device and period, the first
+    `first_lines` and the first of each reason; the others are counted and summarised once
+    the period is over (`summaries`), so a flood of 20 000 messages is a handful of lines."""
 
     def __init__(
-        self, clock: Clock, every_s: float = LOG_EVERY_S, max_keys: int = LOG_MAX_KEYS
+        self,
+        clock: Clock,
+        every_s: float = LOG_EVERY_S,
+        max_keys: int = LOG_MAX_KEYS,
+        first_lines: int = LOG_FIRST_LINES,
     ) -> None:
         self._clock = clock
         self.every_s = every_s
         self.max_keys = max_keys
+        self.first_lines = first_lines
         self._windows: dict[str, _Window] = {}
 
     def key(self, device_id: str) -> str:
@@ -115,8 +124,9 @@ class LogThrottle:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(self._clock.monotonic())
-        if reason not in window.seen:
+        if reason not in window.seen or window.written < self.first_lines:
             window.seen.add(reason)
+            window.written += 1
             return True
         window.suppressed[reason] += 1
         return False
