@@ -30,6 +30,9 @@ LOG_MAX_KEYS = 64
 """Distinct devices the log throttle tracks per period; more (a flood of made-up ids) share
 one key, so the log stays bounded whatever the ids."""
 OTHER_DEVICES = "*"
+MAX_BUCKETS = 10_000
+"""Buckets kept at most: before its first config the hub accepts any device id, so made-up
+ids must not grow memory; the oldest bucket is forgotten (it would start full again)."""
 
 
 @dataclass
@@ -63,6 +66,8 @@ class DeviceRateLimiter:
         now = self._clock.monotonic()
         bucket = self._buckets.get(device_id)
         if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._buckets.pop(next(iter(self._buckets)))
             bucket = self._buckets[device_id] = TokenBucket(
                 self.rate_per_s, self.burst, self.burst, now
             )

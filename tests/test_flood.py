@@ -15,7 +15,7 @@ import pytest
 from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
 from carehub.mqtt_contract import AckState, Channel
-from gateway.device_limits import OTHER_DEVICES, DeviceRateLimiter, LogThrottle
+from gateway.device_limits import MAX_BUCKETS, OTHER_DEVICES, DeviceRateLimiter, LogThrottle
 from gateway.outbox_order import OutboxHead, next_head
 from gateway.store import OutboxKind
 from tests.test_hub_shell import FakeUplink, button, make_hub
@@ -30,6 +30,9 @@ def test_a_device_over_its_rate_is_limited_and_others_are_not() -> None:
     assert limiter.allow("flood") and not limiter.allow("flood")  # one token per 0.5 s
     clock.advance(3600)
     assert sum(limiter.allow("flood") for _ in range(10)) == 5  # refilled to the burst only
+    for i in range(2 * MAX_BUCKETS):  # made-up ids before the hub knows its devices
+        limiter.allow(f"junk-{i}")
+    assert len(limiter._buckets) == MAX_BUCKETS
 
 
 def test_the_log_throttle_writes_a_devices_first_lines_then_one_summary_a_minute() -> None:
