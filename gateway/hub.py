@@ -54,6 +54,7 @@ from gateway.broker_files import load_accounts
 from gateway.device_link import DeviceLink
 from gateway.hub_core import (
     ACK_FOR_STATE,
+    TEST_MARK,
     Acks,
     HubCore,
     selftest_marks,
@@ -392,7 +393,9 @@ class Hub:
         elif event.action == "press":
             marks = self._test_marks(device_id)
             if self.settings.merge_repeats and not marks:
-                open_alarm = await self.store.open_alarm_of(device_id, AlarmKind.BUTTON)
+                open_alarm = await self.store.open_alarm_of(
+                    device_id, AlarmKind.BUTTON, unless_marked=TEST_MARK
+                )
                 if open_alarm is not None:
                     return await self._join(device_id, event, open_alarm)
             alarm = self.core.press_alarm(device_id, event)

@@ -280,15 +280,19 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
-    async def open_alarm_of(self, device_id: str, kind: AlarmKind) -> HubAlarm | None:
-        """The device's newest alarm of `kind` that is neither resolved nor cancelled."""
+    async def open_alarm_of(
+        self, device_id: str, kind: AlarmKind, unless_marked: str = ""
+    ) -> HubAlarm | None:
+        """The device's newest alarm of `kind` that is neither resolved nor cancelled (nor
+        has `true` under the details key `unless_marked`, e.g. a self-test's)."""
         async with (
             self._lock,
             self.db.execute(
                 "SELECT * FROM alarms WHERE device_id=? AND kind=?"
                 " AND state NOT IN ('resolved', 'cancelled')"
+                " AND json_extract(details, '$.' || ?) IS NOT 1"
                 " ORDER BY raised_at_ms DESC LIMIT 1",
-                (device_id, kind.value),
+                (device_id, kind.value, unless_marked or "-"),
             ) as cur,
         ):
             row = await cur.fetchone()

@@ -14,7 +14,7 @@ import pytest
 
 from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
-from carehub.mqtt_contract import AckState, Channel
+from carehub.mqtt_contract import AckState, Channel, SelftestMode
 from gateway.device_limits import MAX_BUCKETS, OTHER_DEVICES, DeviceRateLimiter, LogThrottle
 from gateway.outbox_order import OutboxHead, next_head
 from gateway.store import OutboxKind
@@ -129,6 +129,20 @@ async def test_presses_while_the_alarm_is_open_join_it_counted_and_acked(tmp_pat
         await hub.store.set_state(first["alarm_id"], AlarmState.RESOLVED, hub.clock.now_ms())
         await hub.handle_message(*button(hub, "btn-1", 11))
         assert link.acks[-1][1].alarm_id != first["alarm_id"]
+
+
+async def test_a_real_press_never_joins_a_selftests_alarm(tmp_path: Path) -> None:
+    hub, link = make_hub(tmp_path, FakeUplink())
+    async with hub.opened():
+        await hub.refresh_config()
+        until = hub.clock.now_ms() + 60_000
+        hub.selftest = SelftestMode(v=1, active=True, until_ms=until, devices=["btn-1"])
+        await hub.handle_message(*button(hub, "btn-1", 1))
+        await hub.handle_message(*button(hub, "btn-1", 2))  # in the self-test: its own alarm
+        hub.selftest = None
+        await hub.handle_message(*button(hub, "btn-1", 3))  # real: joins no test alarm
+        ids = [a.alarm_id for _, a in link.acks]
+        assert len(set(ids)) == 3, ids
 
 
 async def test_a_flood_is_limited_per_device_and_logged_in_a_few_lines(
