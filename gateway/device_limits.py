@@ -15,12 +15,13 @@ from carehub.clock import Clock
 
 MESSAGE_RATE_PER_S = 50.0
 """Messages per second a device may send on all channels together, sustained. A pendant
-sends one IMU frame per second and a wearable a reading or two; a pendant's replay after
-an outage (120 frames) fits in the burst."""
-MESSAGE_BURST = 500
+sends one IMU frame per second and a wearable a reading or two."""
+MESSAGE_BURST = 4000
+"""What arrives at once after an outage must pass: an hour of a pendant's frames queued by
+the broker for the hub (older ones are dropped anyway), its own replay, a button's retries."""
 PRESS_RATE_PER_S = 2.0
-"""Button events per second a device may send, sustained (each costs a commit): no hand
-presses faster for long, and a firmware retries a press every few seconds."""
+"""New button events per second a device may send, sustained (each costs a commit): no hand
+presses faster for long. Republications of an event already handled do not count."""
 PRESS_BURST = 20
 LOG_EVERY_S = 60.0
 """Per device and period: its first `LOG_FIRST_LINES` lines and the first of each reason are

@@ -262,7 +262,7 @@ class Hub:
                 "unknown_device",
                 "unknown device: pair it with this hub first",
             )
-        if not self.core.admit(parsed.device_id, parsed.channel):  # before any work
+        if not self.core.admit(parsed.device_id):  # before any work
             return self._drop(topic, parsed.device_id, "over_rate", "over its rate limit")
         try:
             message = parse_payload(parsed.channel, payload)
@@ -390,6 +390,9 @@ class Hub:
         if classify(event, stored, int(self.settings.dedup_window_s * 1000)) == "duplicate":
             assert stored is not None
             await self._reack(device_id, event.seq, stored.alarm_id)
+        elif not self.core.admit_press(device_id):  # unanswered: the firmware republishes
+            topic = self.topics.device(device_id, Channel.BUTTON)
+            self._drop(topic, device_id, "over_rate", "new presses over its rate limit")
         elif event.action == "press":
             marks = self._test_marks(device_id)
             if self.settings.merge_repeats and not marks:

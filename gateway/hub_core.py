@@ -27,7 +27,6 @@ from carehub.mqtt_contract import (
     Ack,
     AckState,
     ButtonEvent,
-    Channel,
     SelftestMode,
 )
 from carehub.settings import HubSettings
@@ -264,12 +263,15 @@ class HubCore:
             raised_at_ms=self.clock.now_ms(),
         )
 
-    def admit(self, device_id: str, channel: Channel) -> bool:
-        """Within its device's rate (all channels; presses also within their own)? A message
-        over it is dropped before any work, so a flood cannot delay other devices."""
-        if not self.messages_limit.allow(device_id):
-            return False
-        return channel is not Channel.BUTTON or self.presses_limit.allow(device_id)
+    def admit(self, device_id: str) -> bool:
+        """Within its device's message rate (all channels)? A message over it is dropped
+        before any work, so a flood cannot delay other devices."""
+        return self.messages_limit.allow(device_id)
+
+    def admit_press(self, device_id: str) -> bool:
+        """A new button event (not a republication) within its device's press rate? Each
+        costs a commit; one over it is dropped unanswered (the firmware republishes)."""
+        return self.presses_limit.allow(device_id)
 
     def repeat_upload_due(self, alarm_id: str, now_ms: int) -> bool:
         """Tell the server about this joined press? The first of an alarm, then one a

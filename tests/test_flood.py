@@ -180,3 +180,19 @@ async def _outbox(hub: object) -> list[tuple[OutboxKind, dict]]:  # type: ignore
         out.append((entry.kind, entry.body))
         await hub.store.mark_sent(entry.id, hub.clock.now_ms())
     return out
+
+
+async def test_a_backlog_of_retries_after_an_outage_is_answered_not_limited(
+    tmp_path: Path,
+) -> None:
+    """After the hub was away, the broker hands over every copy a button republished: copies
+    of presses already handled are answered (a read), not counted as new presses."""
+    hub, link = make_hub(tmp_path, FakeUplink(), merge_repeats=False)
+    async with hub.opened():
+        await hub.refresh_config()
+        for seq in range(1, 4):
+            for _ in range(60):  # three presses, each republished every second for a minute
+                await hub.handle_message(*button(hub, "btn-1", seq))
+        assert len(link.acks) == 180, "every copy answered"
+        assert {a.seq for _, a in link.acks} == {1, 2, 3}
+        assert hub.dropped == 0
