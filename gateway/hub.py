@@ -357,8 +357,8 @@ class Hub:
         )
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
-        """Count a refused message; log it only as the first of its reason for its device
-        this minute (`LogThrottle`: the rest are summarised by `_log_summaries`)."""
+        """Count a refused message; log it only among its device's first lines this minute
+        (`LogThrottle`: the rest are summarised by `_log_summaries`)."""
         self.dropped += 1
         metrics.MESSAGES_DROPPED.labels(reason).inc()
         if self.core.log_throttle.note(device_id, reason):
