@@ -8,7 +8,7 @@ any work for a message, so a message over its device's limit costs a dict lookup
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from carehub.clock import Clock
@@ -21,7 +21,7 @@ MESSAGE_BURST = 4000
 the broker for the hub (older ones are dropped anyway), its own replay, a button's retries."""
 PRESS_RATE_PER_S = 2.0
 """New button events per second a device may send, sustained (each costs a commit): no hand
-presses faster for long. Republications of an event already handled do not count."""
+presses faster for long. Republications of an event recently let through do not count."""
 PRESS_BURST = 20
 LOG_EVERY_S = 60.0
 """Per device and period: its first `LOG_FIRST_LINES` lines and the first of each reason are
@@ -76,6 +76,35 @@ class DeviceRateLimiter:
 
     def forget(self, device_id: str) -> None:
         self._buckets.pop(device_id, None)
+
+
+class PressLimiter:
+    """New button events per device within a token bucket, decided before any lookup so
+    that a flood of new `seq`s costs no database read; republications of an event let
+    through recently (its last `remember` seqs) pass free, so a backlog of retries is
+    answered, not limited."""
+
+    def __init__(self, clock: Clock, rate_per_s: float, burst: int, remember: int = 32) -> None:
+        self._buckets = DeviceRateLimiter(clock, rate_per_s, burst)
+        self._remember = remember
+        self._recent: dict[str, deque[int]] = {}
+
+    def allow(self, device_id: str, seq: int) -> bool:
+        recent = self._recent.get(device_id)
+        if recent is not None and seq in recent:
+            return True
+        if not self._buckets.allow(device_id):
+            return False
+        if recent is None:
+            if len(self._recent) >= MAX_BUCKETS:
+                self._recent.pop(next(iter(self._recent)))
+            recent = self._recent[device_id] = deque(maxlen=self._remember)
+        recent.append(seq)
+        return True
+
+    def forget(self, device_id: str) -> None:
+        self._buckets.forget(device_id)
+        self._recent.pop(device_id, None)
 
 
 @dataclass(frozen=True)

@@ -386,13 +386,13 @@ class Hub:
         self._outbox_wake.set()
 
     async def on_button(self, device_id: str, event: ButtonEvent) -> None:
+        if not self.core.admit_press(device_id, event.seq):  # before the lookup; unanswered
+            topic = self.topics.device(device_id, Channel.BUTTON)
+            return self._drop(topic, device_id, "over_rate", "presses over its rate limit")
         stored = await self.store.stored_event(device_id, event.seq)
         if classify(event, stored, int(self.settings.dedup_window_s * 1000)) == "duplicate":
             assert stored is not None
             await self._reack(device_id, event.seq, stored.alarm_id)
-        elif not self.core.admit_press(device_id):  # unanswered: the firmware republishes
-            topic = self.topics.device(device_id, Channel.BUTTON)
-            self._drop(topic, device_id, "over_rate", "new presses over its rate limit")
         elif event.action == "press":
             marks = self._test_marks(device_id)
             if self.settings.merge_repeats and not marks:

@@ -39,6 +39,7 @@ from gateway.device_limits import (
     PRESS_RATE_PER_S,
     DeviceRateLimiter,
     LogThrottle,
+    PressLimiter,
 )
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
@@ -198,7 +199,7 @@ class HubCore:
         """An alarm or alarm report was queued since the outbox was last seen empty."""
         self._last_prune_ms: int | None = None
         self.messages_limit = DeviceRateLimiter(clock, MESSAGE_RATE_PER_S, MESSAGE_BURST)
-        self.presses_limit = DeviceRateLimiter(clock, PRESS_RATE_PER_S, PRESS_BURST)
+        self.presses_limit = PressLimiter(clock, PRESS_RATE_PER_S, PRESS_BURST)
         self.log_throttle = LogThrottle(clock)
         self.outbox_after: str | None = None
         """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
@@ -268,10 +269,11 @@ class HubCore:
         before any work, so a flood cannot delay other devices."""
         return self.messages_limit.allow(device_id)
 
-    def admit_press(self, device_id: str) -> bool:
-        """A new button event (not a republication) within its device's press rate? Each
-        costs a commit; one over it is dropped unanswered (the firmware republishes)."""
-        return self.presses_limit.allow(device_id)
+    def admit_press(self, device_id: str, seq: int) -> bool:
+        """A button event within its device's press rate (a republication of one recently
+        let through always is)? Asked before any lookup; one over it is dropped unanswered
+        (the firmware republishes)."""
+        return self.presses_limit.allow(device_id, seq)
 
     def repeat_upload_due(self, alarm_id: str, now_ms: int) -> bool:
         """Tell the server about this joined press? The first of an alarm, then one a

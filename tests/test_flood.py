@@ -15,7 +15,13 @@ import pytest
 from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
 from carehub.mqtt_contract import AckState, Channel, SelftestMode
-from gateway.device_limits import MAX_BUCKETS, OTHER_DEVICES, DeviceRateLimiter, LogThrottle
+from gateway.device_limits import (
+    MAX_BUCKETS,
+    OTHER_DEVICES,
+    DeviceRateLimiter,
+    LogThrottle,
+    PressLimiter,
+)
 from gateway.outbox_order import OutboxHead, next_head
 from gateway.store import OutboxKind
 from tests.test_hub_shell import FakeUplink, button, make_hub
@@ -33,6 +39,16 @@ def test_a_device_over_its_rate_is_limited_and_others_are_not() -> None:
     for i in range(2 * MAX_BUCKETS):  # made-up ids before the hub knows its devices
         limiter.allow(f"junk-{i}")
     assert len(limiter._buckets) == MAX_BUCKETS
+
+
+def test_new_presses_are_limited_and_republications_of_recent_ones_pass() -> None:
+    clock = FakeClock()
+    limiter = PressLimiter(clock, rate_per_s=2.0, burst=3, remember=2)
+    assert [limiter.allow("b", seq) for seq in (1, 2, 3, 4)] == [True, True, True, False]
+    assert all(limiter.allow("b", 3) for _ in range(100)), "a retry of a recent press"
+    assert not limiter.allow("b", 1), "remembered: the last two only"
+    clock.advance(0.5)
+    assert limiter.allow("b", 5) and limiter.allow("other", 1)
 
 
 def test_the_log_throttle_writes_a_devices_first_lines_then_one_summary_a_minute() -> None:
