@@ -745,9 +745,8 @@ def _answer(button: Any, seq: int) -> tuple[int, Any] | None:
 def flood_phase(run: ChaosRun, flood_id: str, other: Any) -> dict[str, Any]:
     """Button `flood_id` floods while the button `other` presses: how long the other waits
     for `received` (device side) and for its SMS; how many alarms and hub log lines the
-    flood made. The home's own buttons, after the run is counted: extra devices in the
-    directory, never connected, made the run itself slower (presses 25 s late after the
-    first hub kill, seen with the hub of main too; not investigated)."""
+    flood made. The home's own buttons, after the run is counted (the run's figures are
+    unchanged by it)."""
     run.say(f"flood phase: {flood_id} publishes {FLOOD_RATE_PER_S} presses/s for {FLOOD_S} s")
     before = {a["id"] for a in run.admin.alarms() if a["device_id"] == flood_id}
     log_from = len(run.hub.log_path.read_text(errors="replace").splitlines())
