@@ -341,6 +341,12 @@ class HubSettings(MqttSettings):
     debug_handler_delay_s: float = Field(
         0.0, ge=0, description="Tests only: wait this long before handling each MQTT message."
     )
+    merge_repeats: bool = Field(
+        True,
+        description="A press from a device whose button alarm is open joins that alarm "
+        "(counted on it, acked with its state) instead of raising another. The benches and "
+        "durability tests turn it off to follow each press to its own alarm.",
+    )
     hub_broker_dir: Path = Field(
         Path("/var/lib/carehub/broker"),
         description="The hub broker's security files (carehub.conf, passwd, acl, accounts.json"

@@ -88,7 +88,9 @@ class DeviceLink:
             ),
             clean_session=False,
             keepalive=15,
-            max_queued_incoming_messages=10_000,
+            # unbounded: a full queue makes aiomqtt discard a message, a QoS-1 one then
+            # neither handled nor acknowledged (docs/reliability.md, "A flood")
+            max_queued_incoming_messages=0,
         )
         _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
         return client
@@ -142,7 +144,7 @@ class DeviceLink:
         payload = (
             message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         )
-        if message.qos > 0:  # low-rate channels only (button, status, availability)
+        if message.qos > 0:  # at DEBUG only: one line per message (button, status, availability)
             log.debug("handling %s (mid %d, qos %d)", topic, message.mid, message.qos)
         if self._settings.debug_handler_delay_s:
             await asyncio.sleep(self._settings.debug_handler_delay_s)

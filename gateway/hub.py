@@ -4,7 +4,8 @@ uplink (HTTP); every decision is `gateway.hub_core.HubCore`'s.
 Loops, each kept alive by `gateway.loop_guard.keep_running` (none can take another down):
 - device link, started first and independent of the server: MQTT → `handle_message`
   (validation, intake, detectors), which returns only once a button event is committed;
-- outbox: drains `HubStore`'s outbox to the server in order, with backoff and jitter;
+- outbox: drains `HubStore`'s outbox to the server in order per device, devices in turn
+  (`gateway.outbox_order`), with backoff and jitter;
 - feedback: long-polls the server for alarm state changes and acks the elder's devices;
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server;
@@ -55,6 +56,7 @@ from gateway.broker_files import load_accounts
 from gateway.device_link import DeviceLink, Unhandled
 from gateway.hub_core import (
     ACK_FOR_STATE,
+    TEST_MARK,
     Acks,
     HubCore,
     selftest_marks,
@@ -398,6 +400,8 @@ class Hub:
                 "unknown_device",
                 "unknown device: pair it with this hub first",
             )
+        if not self.core.admit(parsed.device_id):  # before any work
+            return self._drop(topic, parsed.device_id, "over_rate", "over its rate limit")
         try:
             message = parse_payload(parsed.channel, payload)
         except ContractError as e:
@@ -491,9 +495,23 @@ class Hub:
         )
 
     def _drop(self, topic: str, device_id: str, reason: str, detail: str) -> None:
+        """Count a refused message; log it only among its device's first lines this minute
+        (`LogThrottle`: the rest are summarised by `_log_summaries`)."""
         self.dropped += 1
         metrics.MESSAGES_DROPPED.labels(reason).inc()
-        log.warning("dropped message on %s (device %s): %s", topic, device_id, detail)
+        if self.core.log_throttle.note(device_id, reason):
+            log.warning("dropped message on %s (device %s): %s", topic, device_id, detail)
+
+    def _log_summaries(self) -> None:
+        """One line per device per minute for what `_drop` and joined presses did not log."""
+        for s in self.core.log_throttle.summaries():
+            log.warning(
+                "device %s: %d more messages in the last %.0f s not logged one by one (%s)",
+                s.device_id,
+                s.total,
+                s.period_s,
+                ", ".join(f"{reason} {n}" for reason, n in sorted(s.suppressed.items())),
+            )
 
     async def _send(self, acks: Acks) -> None:
         """Publish state acks; one the broker did not take is kept (`PendingAcks`, in the
@@ -543,15 +561,47 @@ class Hub:
         self._outbox_wake.set()
 
     async def on_button(self, device_id: str, event: ButtonEvent) -> None:
+        if not self.core.admit_press(device_id, event.seq):  # before the lookup; unanswered
+            topic = self.topics.device(device_id, Channel.BUTTON)
+            return self._drop(topic, device_id, "over_rate", "presses over its rate limit")
         stored = await self.store.stored_event(device_id, event.seq)
         if classify(event, stored, int(self.settings.dedup_window_s * 1000)) == "duplicate":
             assert stored is not None
             await self._reack(device_id, event.seq, stored.alarm_id)
         elif event.action == "press":
+            marks = self._test_marks(device_id)
+            if self.settings.merge_repeats and not marks:
+                open_alarm = await self.store.open_alarm_of(
+                    device_id, AlarmKind.BUTTON, unless_marked=TEST_MARK
+                )
+                if open_alarm is not None:
+                    return await self._join(device_id, event, open_alarm)
             alarm = self.core.press_alarm(device_id, event)
-            await self.raise_alarm(alarm, event.ts, self._test_marks(device_id))
+            await self.raise_alarm(alarm, event.ts, marks)
         else:
             await self._cancel(device_id, event, self.clock.now_ms())
+
+    async def _join(self, device_id: str, event: ButtonEvent, alarm: HubAlarm) -> None:
+        """A press while the device's alarm is open joins it (counted on it, the first and
+        then one a minute told to the server as a repeat) and hears the alarm's state."""
+        now = self.clock.now_ms()
+        upload = None
+        if self.core.repeat_upload_due(alarm.id, now):
+            repeat = self.core.press_alarm(device_id, event)
+            upload = (repeat.id, upload_body(repeat, event.ts, {"joins": alarm.id}))
+        joined = await self.store.join_alarm(device_id, event.seq, event.ts, alarm.id, now, upload)
+        if upload is not None:
+            self._queued(OutboxKind.ALARM)
+        if self.core.log_throttle.note(device_id, "press_joined"):
+            log.info(
+                "press %d of %s joined its open alarm %s (%d joined)",
+                event.seq,
+                device_id,
+                alarm.id,
+                joined,
+            )
+        state = ACK_FOR_STATE[alarm.state]
+        await self.link.send_ack(device_id, Ack(v=1, seq=event.seq, alarm_id=alarm.id, state=state))
 
     async def raise_alarm(
         self,
@@ -748,6 +798,7 @@ class Hub:
         core = self.core
         await self._faults(core.supervisor.tick(now))
         await self._clear_store_damage()
+        self._log_summaries()
         if not self.link.connected.is_set():
             self._link_up_since_ms = None
         elif self._link_up_since_ms is None:  # seen at this pass: later, never earlier
@@ -806,7 +857,7 @@ class Hub:
         longest_wait_s = max(5.0, self.settings.upload_timeout_s + self.settings.retry_max_s)
         while True:
             self.health.promise("outbox", longest_wait_s + STUCK_AFTER_S)
-            entry = await self.store.next_pending()
+            entry = await self.store.next_pending(self.core.outbox_after)
             if entry is None:
                 attempt = 0
                 self.core.outbox_empty()
@@ -815,6 +866,7 @@ class Hub:
                     await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
                 continue
             self._alarm_wake.clear()  # an alarm queued from now on cuts the wait short
+            self.core.outbox_after = entry.device_id  # the next device's turn comes next
             try:
                 answer = await self.uplink.send(entry.kind, entry.body)
             except UplinkError as e:

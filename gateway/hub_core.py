@@ -32,6 +32,15 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
+from gateway.device_limits import (
+    MESSAGE_BURST,
+    MESSAGE_RATE_PER_S,
+    PRESS_BURST,
+    PRESS_RATE_PER_S,
+    DeviceRateLimiter,
+    LogThrottle,
+    PressLimiter,
+)
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
 from gateway.refusal import Refusal
@@ -56,6 +65,9 @@ PRUNE_EVERY_MS = 3_600_000
 """Retention pruning runs at most hourly (it is a scan of the whole store)."""
 FALL_RETRY_MS = 1000
 """A fall whose window ran out but could not be committed is tried again this much later."""
+REPEAT_UPLOAD_EVERY_MS = 60_000
+"""Joined presses of one alarm are told to the server at most this often (the first at once):
+the dispatcher sees the elder pressed again; the hub counts every one."""
 URGENT_RETRY_CAP_S = 1.5
 """Retry cap while an alarm (or alarm report) waits: a returning server sees it in < 2 s."""
 
@@ -189,6 +201,12 @@ class HubCore:
         self.alarm_queued = False
         """An alarm or alarm report was queued since the outbox was last seen empty."""
         self._last_prune_ms: int | None = None
+        self.messages_limit = DeviceRateLimiter(clock, MESSAGE_RATE_PER_S, MESSAGE_BURST)
+        self.presses_limit = PressLimiter(clock, PRESS_RATE_PER_S, PRESS_BURST)
+        self.log_throttle = LogThrottle(clock)
+        self.outbox_after: str | None = None
+        """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
+        self._repeat_told_ms: dict[str, int] = {}
 
     # ------------------------------------------------------------ devices and config
 
@@ -209,6 +227,8 @@ class HubCore:
     def device_removed(self, device_id: str) -> None:
         """Unpaired here: forgotten now (the server's config follows on the next refresh)."""
         self.paired.pop(device_id, None)
+        self.messages_limit.forget(device_id)
+        self.presses_limit.forget(device_id)
         self.supervisor.forget(device_id)
         self.falls.forget(device_id)
         self.vitals.forget(device_id)
@@ -246,6 +266,28 @@ class HubCore:
             state=AlarmState.RECEIVED,
             raised_at_ms=self.clock.now_ms(),
         )
+
+    def admit(self, device_id: str) -> bool:
+        """Within its device's message rate (all channels)? A message over it is dropped
+        before any work, so a flood cannot delay other devices."""
+        return self.messages_limit.allow(device_id)
+
+    def admit_press(self, device_id: str, seq: int) -> bool:
+        """A button event within its device's press rate (a republication of one recently
+        let through always is)? Asked before any lookup; one over it is dropped unanswered
+        (the firmware republishes)."""
+        return self.presses_limit.allow(device_id, seq)
+
+    def repeat_upload_due(self, alarm_id: str, now_ms: int) -> bool:
+        """Tell the server about this joined press? The first of an alarm, then one a
+        `REPEAT_UPLOAD_EVERY_MS` (the server counts it as a repeat of the open alarm)."""
+        last = self._repeat_told_ms.get(alarm_id)
+        if last is not None and now_ms - last < REPEAT_UPLOAD_EVERY_MS:
+            return False
+        if len(self._repeat_told_ms) >= 1000:  # bound memory: forget the oldest
+            self._repeat_told_ms.pop(next(iter(self._repeat_told_ms)))
+        self._repeat_told_ms[alarm_id] = now_ms
+        return True
 
     @staticmethod
     def cancel_since(now_ms: int) -> int:

@@ -1,8 +1,9 @@
 """The hub's durable store (SQLite through aiosqlite, WAL, fsync on every commit).
 
 Every alarm and every alarm-state change is committed here, together with its outbox entry,
-before the device is acknowledged; the uplink drains the outbox in order. A hub killed at
-any instant restarts with everything it acknowledged.
+before the device is acknowledged; the uplink drains the outbox in order per device, taking
+the devices in turn (`gateway.outbox_order`), so one device's backlog never holds up another
+device's alarm. A hub killed at any instant restarts with everything it acknowledged.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import aiosqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
 from gateway.intake import StoredEvent
+from gateway.outbox_order import OutboxHead, next_head
 from gateway.store_check import (
     StoreProblem,
     aside_name,
@@ -164,6 +166,16 @@ class OutboxEntry:
     ref: str
     body: dict[str, Any]
     attempts: int
+    device_id: str = ""
+    """The device the entry is about (an alarm report's: its alarm's device)."""
+
+
+_ENTRY_DEVICE = (
+    "CASE WHEN o.kind = 'report' THEN (SELECT a.device_id FROM alarms a"
+    " WHERE a.id = json_extract(o.body, '$.alarm_id'))"
+    " ELSE json_extract(o.body, '$.device_id') END"
+)
+"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm)."""
 
 
 class HubStore:
@@ -421,6 +433,56 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
+    async def open_alarm_of(
+        self, device_id: str, kind: AlarmKind, unless_marked: str = ""
+    ) -> HubAlarm | None:
+        """The device's newest alarm of `kind` that is neither resolved nor cancelled (nor
+        has `true` under the details key `unless_marked`, e.g. a self-test's)."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT * FROM alarms WHERE device_id=? AND kind=?"
+                " AND state NOT IN ('resolved', 'cancelled')"
+                " AND json_extract(details, '$.' || ?) IS NOT 1"
+                " ORDER BY raised_at_ms DESC LIMIT 1",
+                (device_id, kind.value, unless_marked or "-"),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return _alarm(row) if row else None
+
+    async def join_alarm(
+        self,
+        device_id: str,
+        seq: int,
+        ts_ms: int,
+        alarm_id: str,
+        now_ms: int,
+        upload: tuple[str, dict[str, Any]] | None = None,
+    ) -> int:
+        """A press that joined its device's open alarm: the event is remembered (a retry is
+        answered alike) and counted on the alarm, in one commit, with `upload` = (ref, body)
+        when the server is to hear of it. Returns the alarm's count of joined presses."""
+        async with self._transaction() as db:
+            if upload is not None:
+                await self._enqueue(db, OutboxKind.ALARM, upload[0], upload[1], now_ms)
+            await db.execute(
+                "INSERT OR REPLACE INTO device_events"
+                " (device_id, seq, ts_ms, alarm_id, received_at_ms) VALUES (?, ?, ?, ?, ?)",
+                (device_id, seq, ts_ms, alarm_id, now_ms),
+            )
+            await db.execute(
+                "UPDATE alarms SET details = json_set(details, '$.presses_joined',"
+                " coalesce(json_extract(details, '$.presses_joined'), 0) + 1) WHERE id=?",
+                (alarm_id,),
+            )
+            async with db.execute(
+                "SELECT json_extract(details, '$.presses_joined') FROM alarms WHERE id=?",
+                (alarm_id,),
+            ) as cur:
+                row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     async def set_state(
         self,
         alarm_id: str,
@@ -453,18 +515,40 @@ class HubStore:
 
     # ------------------------------------------------------------ outbox
 
-    async def next_pending(self) -> OutboxEntry | None:
+    async def outbox_heads(self) -> list[OutboxHead]:
+        """Each device's oldest unsent entry, alarms and alarm reports apart from faults
+        (`gateway.outbox_order.next_head` picks one)."""
         async with (
             self._lock,
             self.db.execute(
-                "SELECT id, kind, ref, body, attempts FROM outbox"
-                " WHERE sent_at_ms IS NULL AND rejected IS NULL ORDER BY id LIMIT 1"
+                "SELECT device, kind IN (?, ?) AS urgent, min(id) FROM"
+                f" (SELECT o.id, o.kind, coalesce({_ENTRY_DEVICE}, '') AS device FROM outbox o"
+                "  WHERE o.sent_at_ms IS NULL AND o.rejected IS NULL)"
+                " GROUP BY device, urgent",
+                tuple(sorted(KEPT_KINDS)),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [OutboxHead(str(r[0]), bool(r[1]), int(r[2])) for r in rows]
+
+    async def next_pending(self, after_device: str | None = None) -> OutboxEntry | None:
+        """The entry to upload next: in order per device, the devices in turn after
+        `after_device` (the one served last), alarms before faults."""
+        entry_id = next_head(await self.outbox_heads(), after_device)
+        if entry_id is None:
+            return None
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT o.id, o.kind, o.ref, o.body, o.attempts, coalesce({_ENTRY_DEVICE}, '')"
+                " FROM outbox o WHERE o.id=?",
+                (entry_id,),
             ) as cur,
         ):
             row = await cur.fetchone()
         if row is None:
             return None
-        return OutboxEntry(row[0], OutboxKind(row[1]), row[2], json.loads(row[3]), row[4])
+        return OutboxEntry(row[0], OutboxKind(row[1]), row[2], json.loads(row[3]), row[4], row[5])
 
     async def mark_sent(self, entry_id: int, now_ms: int) -> None:
         async with self._transaction() as db:
