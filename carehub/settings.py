@@ -338,6 +338,16 @@ class HubSettings(MqttSettings):
     observer_password: SecretStr | None = Field(
         None, description="When set, a read-only `_observer` broker account (Home Assistant)."
     )
+    zigbee2mqtt_topic: str | None = Field(
+        None,
+        description="Zigbee2MQTT's base topic (`zigbee2mqtt`) when it runs beside the hub on its"
+        " broker: its supported devices are served (docs/devices.md); unset: no Zigbee.",
+    )
+    zigbee2mqtt_password: SecretStr | None = Field(
+        None,
+        description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
+        " on the Zigbee2MQTT topic only.",
+    )
 
 
 class BrokerSettings(_Settings):

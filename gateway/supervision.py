@@ -44,11 +44,17 @@ class Supervisor:
         self.battery_low_pct = battery_low_pct
         self.battery_hysteresis_pct = battery_hysteresis_pct
         self._devices: dict[str, _Device] = {}
+        self._by_availability: set[str] = set()
 
     def expect(self, device_ids: Iterable[str], now_ms: int) -> None:
         """The paired devices: one never heard from goes offline after the interval too."""
         for device_id in device_ids:
             self._devices.setdefault(device_id, _Device(now_ms))
+
+    def by_availability(self, device_ids: Iterable[str]) -> None:
+        """Devices whose presence another system supervises (Zigbee2MQTT's availability, for
+        sensors that report hourly): never offline for silence here, only by `last_will`."""
+        self._by_availability.update(device_ids)
 
     def restore(self, device_id: str, fault: Fault) -> None:
         """A fault that was active before a restart (so it is not reported twice)."""
@@ -87,6 +93,8 @@ class Supervisor:
     def tick(self, now_ms: int) -> list[FaultChange]:
         changes: list[FaultChange] = []
         for device_id, dev in self._devices.items():
+            if device_id in self._by_availability:
+                continue
             silent_ms = now_ms - dev.last_seen_ms
             if silent_ms > self.offline_after_ms:
                 changes += self._set(
@@ -97,6 +105,7 @@ class Supervisor:
     def forget(self, device_id: str) -> None:
         """Unpaired: no more faults for it."""
         self._devices.pop(device_id, None)
+        self._by_availability.discard(device_id)
 
     @staticmethod
     def _set(

@@ -263,7 +263,12 @@ def state_events(
             events.append(Activity("door_closed" if closed else "door_opened"))
         now[model.contact_key] = closed
     battery = state.get("battery")
-    if type(battery) in (int, float) and math.isfinite(battery) and 0 <= battery <= 100:
+    if (
+        isinstance(battery, int | float)
+        and not isinstance(battery, bool)
+        and math.isfinite(battery)
+        and 0 <= battery <= 100
+    ):
         events.append(BatteryLevel(float(battery)))
     return events, now
 

@@ -1,0 +1,154 @@
+"""The running hub's side of Zigbee2MQTT: what it knows of Zigbee2MQTT's devices (from the
+retained ``<base>/bridge/devices``) and of each device's last state, and which hub events
+a message from Zigbee2MQTT makes. It reads through the hub's own device link (one MQTT
+client, subscribed to ``<base>/#``) and decides nothing about alarms: `gateway.hub` acts on
+the `(device id, event)` pairs `handle` returns.
+
+A Zigbee device is served only once paired with this hub (`carehub hub pair`): anyone can
+join a device to Zigbee2MQTT (its frontend, a permit-join left open), and such a device is
+ignored, with one log line an hour saying how to pair it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from carehub.settings import HubSettings
+from gateway.zigbee.models import ZigbeeModel
+from gateway.zigbee.translate import (
+    Call,
+    RadarFall,
+    Refused,
+    Remembered,
+    Z2mDevice,
+    ZigbeeError,
+    ZigbeeEvent,
+    availability,
+    device_id_for,
+    model_for,
+    parse_devices,
+    parse_topic,
+    state_events,
+)
+
+log = logging.getLogger(__name__)
+
+REFUSAL_LOG_EVERY_MS = 3_600_000
+"""A device that is ignored (not paired, unsupported) is logged at most hourly."""
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The device spoke (any state message): it is alive."""
+
+
+@dataclass(frozen=True)
+class Online:
+    """Zigbee2MQTT's availability for the device (its own timeout, 25 h by default for a
+    battery device): the hub's silence timer does not apply to Zigbee devices."""
+
+    online: bool
+
+
+BridgeEvent = ZigbeeEvent | Heard | Online
+
+
+def subscriptions(settings: HubSettings) -> list[tuple[str, int]]:
+    """What the hub's device link subscribes to for Zigbee2MQTT (none when not configured)."""
+    topic = settings.zigbee2mqtt_topic
+    return [(f"{topic}/#", 1)] if topic else []
+
+
+class ZigbeeBridge:
+    def __init__(self, base_topic: str) -> None:
+        self.base = base_topic
+        self.devices: dict[str, Z2mDevice] = {}
+        """Zigbee2MQTT's devices by IEEE address."""
+        self._by_name: dict[str, str] = {}
+        self._remembered: dict[str, Remembered] = {}
+        self._logged: dict[str, int] = {}
+        self.ignored = 0
+        """Messages of devices not paired here or not supported, since start."""
+
+    def owns(self, topic: str) -> bool:
+        return topic.startswith(self.base + "/")
+
+    def zigbee_ids(self) -> list[str]:
+        """The CareHub ids of every device Zigbee2MQTT knows."""
+        return [device_id_for(ieee) for ieee in self.devices]
+
+    def handle(
+        self, topic: str, payload: bytes, paired: Callable[[str], bool], now_ms: int
+    ) -> list[tuple[str, BridgeEvent]]:
+        """The hub events in one message under the Zigbee2MQTT base topic. Bad input is
+        logged and yields nothing; it never raises."""
+        which = parse_topic(self.base, topic)
+        if which is None or which.what in ("ignored", "event", "response"):
+            return []  # events and responses are the pairing command's business
+        try:
+            if which.what == "devices":
+                self._set_devices(parse_devices(payload), paired, now_ms)
+                return []
+            ieee = self._by_name.get(which.name)
+            if ieee is None:  # a group, or a device Zigbee2MQTT has not listed yet
+                return []
+            device_id = device_id_for(ieee)
+            model = self._served(ieee, paired, now_ms)
+            if model is None:
+                return []
+            if which.what == "availability":
+                return [(device_id, Online(availability(payload)))]
+            events, self._remembered[ieee] = state_events(
+                model, payload, self._remembered.get(ieee, {})
+            )
+        except ZigbeeError as e:
+            log.warning("zigbee2mqtt message on %s dropped: %s", topic[:200], e)
+            return []
+        urgent = [e for e in events if isinstance(e, Call | RadarFall)]  # nothing delays these
+        rest = [e for e in events if not isinstance(e, Call | RadarFall)]
+        return [(device_id, e) for e in (*urgent, Heard(), *rest)]
+
+    def _set_devices(
+        self, devices: list[Z2mDevice], paired: Callable[[str], bool], now_ms: int
+    ) -> None:
+        self.devices = {d.ieee: d for d in devices}
+        self._by_name = {d.friendly_name: d.ieee for d in devices}
+        served = [d.ieee for d in devices if self._served(d.ieee, paired, now_ms)]
+        log.info(
+            "zigbee2mqtt lists %d devices; %d paired with this hub and supported: %s",
+            len(devices),
+            len(served),
+            ", ".join(served) or "none",
+        )
+
+    def _served(self, ieee: str, paired: Callable[[str], bool], now_ms: int) -> ZigbeeModel | None:
+        """The device's model when it is paired here and supported; else None (logged)."""
+        device = self.devices[ieee]
+        model = model_for(device)
+        if not paired(device_id_for(ieee)):
+            self._refuse(
+                ieee,
+                now_ms,
+                f"zigbee device {ieee} ({device.vendor} {device.model}, {device.friendly_name!r})"
+                " is not paired with this hub (joined outside a pairing window?): ignored;"
+                " pair it with `carehub hub pair`",
+            )
+            return None
+        if isinstance(model, Refused):
+            self._refuse(ieee, now_ms, f"{model.message}: ignored")
+            return None
+        return model
+
+    def forget(self, device_id: str) -> None:
+        """Removed from this hub: its remembered state goes (a later pairing starts afresh)."""
+        self._remembered.pop(device_id, None)
+        self._logged.pop(device_id, None)
+
+    def _refuse(self, ieee: str, now_ms: int, text: str) -> None:
+        self.ignored += 1
+        last = self._logged.get(ieee)
+        if last is None or now_ms - last >= REFUSAL_LOG_EVERY_MS:
+            self._logged[ieee] = now_ms
+            log.warning("%s", text)
