@@ -109,6 +109,7 @@ def acl_file(
     hub_username: str,
     observer_username: str | None = None,
     pairing_open: bool = False,
+    zigbee2mqtt: tuple[str, str] | None = None,
 ) -> str:
     """The ACL. `pattern` lines apply to every client, so the accounts that are not devices
     have names no device id can take (``_hub``, ``_pair``…: a device id starts with a letter
@@ -117,7 +118,11 @@ def acl_file(
     The pairing account gets its two lines only while a window is open (`pairing_open`,
     written by `carehub hub pair` and reloaded): outside a window it can log in and do
     nothing, so it cannot leave a retained announcement for a later window, nor fill the
-    broker's persistence with retained messages."""
+    broker's persistence with retained messages.
+
+    `zigbee2mqtt` = (username, base topic): Zigbee2MQTT's account, with rights on its own
+    topic tree only (it publishes its devices' states there and reads its requests), like
+    a device on its own topics: it can neither raise an alarm nor read an ack."""
     topics = Topics(base_topic)
     b = topics.base
     lines = [
@@ -135,6 +140,14 @@ def acl_file(
             f"topic read {b}/+/{Channel.AVAILABILITY.value}",
             f"topic read {b}/bridge/#",
             "topic read homeassistant/#",
+            "",
+        ]
+    if zigbee2mqtt:
+        z2m_user, z2m_base = zigbee2mqtt
+        lines += [
+            "# Zigbee2MQTT: its own topic tree, nothing of CareHub's.",
+            f"user {z2m_user}",
+            f"topic readwrite {Topics(z2m_base).base}/#",
             "",
         ]
     if pairing_open:

@@ -203,7 +203,7 @@ class Hub:
         except (OSError, ValueError, TypeError) as e:
             log.warning("broker accounts unreadable, paired devices not loaded: %s", e)
             return
-        for device in accounts.devices if accounts else ():
+        for device in (*accounts.devices, *accounts.zigbee) if accounts else ():
             self.core.device_paired(device.device_id, device.kind)
 
     async def run(self) -> None:

@@ -150,17 +150,6 @@ def parse_bridge_event(payload: bytes) -> BridgeNotice:
     return BridgeNotice(kind, ieee, status, device)
 
 
-def permit_join_ok(payload: bytes) -> tuple[bool, str]:
-    """A ``bridge/response/permit_join`` (or ``.../device/remove``): ok, or the error."""
-    data = _json(payload, MAX_PAYLOAD_BYTES)
-    if not isinstance(data, dict):
-        raise ZigbeeError("bridge response is not a JSON object")
-    if data.get("status") == "ok":
-        return True, ""
-    error = data.get("error")
-    return False, str(error)[:200] if error else "status not ok"
-
-
 # ---------------------------------------------------------------- topics
 
 
