@@ -9,6 +9,7 @@ The payloads are those documented on each model's zigbee2mqtt.io page (see docs/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -18,6 +19,10 @@ import pytest
 
 from carehub import api_contract as api
 from carehub.mqtt_contract import BridgeEvent, BridgeTopic, Topics, encode
+from carehub.settings import HubSettings
+from gateway.broker_files import write_security
+from gateway.pairing import BrokerAccounts, PairedDevice
+from gateway.selftest_session import run_selftest
 from tests.conftest import Deployment
 from tests.mqtt_tools import AckWatcher, wait_for
 
@@ -167,3 +172,40 @@ def test_zigbee_sensors_record_activity_and_supervision_faults(deployment: Deplo
     assert wait_for(lambda: len(d.faults(DOOR, "device_offline")) == 2, 20)
     assert d.faults(DOOR, "device_offline")[0]["active"] is False
     assert d.alarms() == [], "activity and faults are not alarms"
+
+
+async def test_the_selftest_presses_each_zigbee_button_and_trips_each_sensor(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    pair_on_server_and_hub(d)
+    accounts = BrokerAccounts.new()
+    for ieee, (_, _, _, kind) in PAIRED.items():
+        accounts = accounts.with_zigbee(PairedDevice(ieee, kind, ieee, "", 0))
+    write_security(d.tmp / "broker", accounts, "carehub")
+    settings = HubSettings(
+        hub_broker_dir=d.tmp / "broker",
+        mqtt_port=d.broker.port,
+        server_url=d.base_url,
+        hub_token=d.token,  # type: ignore[arg-type]
+        zigbee2mqtt_topic="zigbee2mqtt",
+    )
+    said: list[str] = []
+    run = asyncio.create_task(run_selftest(settings, 60, say=said.append))
+    while not any("self-test started" in line for line in said):
+        assert not run.done(), said
+        await asyncio.sleep(0.05)
+    for name, state in (
+        ("sos button", {"action": "emergency", "battery": 100, "linkquality": 87}),
+        ("bedside switch", {"action": "single", "battery": 91}),
+        ("bathroom radar", {"presence": True, "fall_down_status": "none"}),
+        ("hall motion", {"occupancy": True, "illuminance": 23, "battery": 100}),
+        ("front door", {"contact": False, "battery": 97}),
+    ):
+        await asyncio.to_thread(publish, d, f"zigbee2mqtt/{name}", state)
+    core, posted = await asyncio.wait_for(run, 90)
+    assert core.passed, core.missing()
+    assert "recorded on the server" in posted, posted
+    calls = alarms_of(d, SOS) + alarms_of(d, SWITCH)
+    assert len(calls) == 2 and all(d.alarm(a["id"])["is_test"] for a in calls), calls
+    assert alarms_of(d, RADAR) == [] and alarms_of(d, DOOR) == []

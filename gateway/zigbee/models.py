@@ -15,6 +15,9 @@ from typing import Literal
 ZigbeeKind = Literal["button", "fall_radar", "motion_sensor", "door_sensor"]
 """The CareHub device kind a Zigbee model is paired as (the server's `DeviceKind`)."""
 
+MAINS_KINDS: frozenset[str] = frozenset({"fall_radar"})
+"""Kinds with no battery to check: an mmWave radar draws too much to run on batteries."""
+
 HOW_TO_ADD = (
     "add a ZigbeeModel for it in gateway/zigbee/models.py (the keys and values its"
     " zigbee2mqtt.io device page documents) and a row in docs/devices.md"
