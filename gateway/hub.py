@@ -66,6 +66,7 @@ from gateway.loop_health import STUCK_AFTER_S, LoopHealth
 from gateway.store import HubAlarm, HubStore, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
+from gateway.zigbee import bridge as zigbee_bridge
 from gateway.zigbee.bridge import Heard, Online, ZigbeeBridge
 from gateway.zigbee.translate import Activity, BatteryLevel, Call, RadarFall
 
@@ -205,6 +206,8 @@ class Hub:
             return
         for device in (*accounts.devices, *accounts.zigbee) if accounts else ():
             self.core.device_paired(device.device_id, device.kind)
+        zigbee = [d.device_id for d in accounts.zigbee] if accounts else []
+        self.core.supervisor.by_availability(zigbee, zigbee_bridge.SILENCE_MS)
 
     async def run(self) -> None:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -335,8 +338,9 @@ class Hub:
         assert self.zigbee is not None
         now = self.clock.now_ms()
         supervisor = self.core.supervisor
-        for device_id, event in self.zigbee.handle(topic, payload, self.core.is_paired, now):
-            supervisor.by_availability([device_id])
+        events = self.zigbee.handle(topic, payload, self.core.is_paired, now)
+        supervisor.by_availability(self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS)
+        for device_id, event in events:
             if isinstance(event, Call):
                 alarm = self.core.call_alarm(device_id)
                 details = {"zigbee_action": event.action, **self._test_marks(device_id)}
@@ -367,7 +371,7 @@ class Hub:
                 changes = (
                     supervisor.seen(device_id, now)
                     if event.online
-                    else supervisor.last_will(device_id, now)
+                    else supervisor.last_will(device_id, now, event.why)
                 )
                 await self._faults(changes)
 

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 REFUSAL_LOG_EVERY_MS = 3_600_000
 """A device that is ignored (not paired, unsupported) is logged at most hourly."""
+SILENCE_MS = 26 * 3_600_000
+"""A Zigbee device not heard for this long is offline even without Zigbee2MQTT's word
+(its own timeout for a battery device is 25 h): Zigbee2MQTT, its coordinator or the
+whole Zigbee network may be gone without a will."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,10 @@ class Heard:
 @dataclass(frozen=True)
 class Online:
     """Zigbee2MQTT's availability for the device (its own timeout, 25 h by default for a
-    battery device): the hub's silence timer does not apply to Zigbee devices."""
+    battery device), or Zigbee2MQTT itself gone offline (``why``)."""
 
     online: bool
+    why: str = "zigbee2mqtt: offline"
 
 
 BridgeEvent = ZigbeeEvent | Heard | Online
@@ -91,6 +96,8 @@ class ZigbeeBridge:
             if which.what == "devices":
                 self._set_devices(parse_devices(payload), paired, now_ms)
                 return []
+            if which.what == "bridge_state":
+                return self._bridge_state(availability(payload), paired)
             ieee = self._by_name.get(which.name)
             if ieee is None:  # a group, or a device Zigbee2MQTT has not listed yet
                 return []
@@ -109,6 +116,18 @@ class ZigbeeBridge:
         urgent = [e for e in events if isinstance(e, Call | RadarFall)]  # nothing delays these
         rest = [e for e in events if not isinstance(e, Call | RadarFall)]
         return [(device_id, e) for e in (*urgent, Heard(), *rest)]
+
+    def _bridge_state(
+        self, online: bool, paired: Callable[[str], bool]
+    ) -> list[tuple[str, BridgeEvent]]:
+        """Zigbee2MQTT's own state (retained, its will ``offline``): when it is gone, every
+        paired Zigbee device is unheard (each comes back when heard again)."""
+        ours = [device_id_for(i) for i in self.devices if paired(device_id_for(i))]
+        if online:
+            log.info("zigbee2mqtt is online")
+            return []
+        log.warning("zigbee2mqtt is offline: its %d paired devices are unheard", len(ours))
+        return [(d, Online(False, "zigbee2mqtt itself is offline")) for d in ours]
 
     def _set_devices(
         self, devices: list[Z2mDevice], paired: Callable[[str], bool], now_ms: int

@@ -155,7 +155,9 @@ def parse_bridge_event(payload: bytes) -> BridgeNotice:
 
 @dataclass(frozen=True)
 class Z2mTopic:
-    what: Literal["devices", "event", "response", "state", "availability", "ignored"]
+    what: Literal[
+        "devices", "bridge_state", "event", "response", "state", "availability", "ignored"
+    ]
     name: str = ""
     """The friendly name (state, availability) or the response's request (response)."""
 
@@ -171,6 +173,8 @@ def parse_topic(base: str, topic: str) -> Z2mTopic | None:
             return Z2mTopic("devices")
         if rest == "bridge/event":
             return Z2mTopic("event")
+        if rest == "bridge/state":
+            return Z2mTopic("bridge_state")
         if rest.startswith("bridge/response/"):
             return Z2mTopic("response", rest[len("bridge/response/") :])
         return Z2mTopic("ignored")
