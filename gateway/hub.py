@@ -73,6 +73,7 @@ from gateway.zigbee.translate import Activity, BatteryLevel, Call, RadarFall
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "hub_config"
+ZIGBEE_DEVICES_KEY = "zigbee2mqtt_devices"
 CURSOR_KEY = "updates_cursor"
 FAULTS_KEY = "active_faults"
 
@@ -178,6 +179,12 @@ class Hub:
             for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
                 self.core.supervisor.restore(device_id, fault)
             self._load_paired()
+            kept = await store.get(ZIGBEE_DEVICES_KEY) if self.zigbee else None
+            if self.zigbee and kept:
+                self.zigbee.restore(kept)
+                self.core.supervisor.by_availability(
+                    self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS
+                )
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
                 self.core.track_pending(alarm)  # windows that were running at the restart
             try:
@@ -338,7 +345,10 @@ class Hub:
         assert self.zigbee is not None
         now = self.clock.now_ms()
         supervisor = self.core.supervisor
+        before = self.zigbee.devices
         events = self.zigbee.handle(topic, payload, self.core.is_paired, now)
+        if self.zigbee.devices != before:  # a new list: kept for the next start
+            await self.store.put(ZIGBEE_DEVICES_KEY, self.zigbee.known())
         supervisor.by_availability(self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS)
         for device_id, event in events:
             if isinstance(event, Call):

@@ -99,3 +99,37 @@ async def test_a_radar_fall_waits_its_window_and_a_carehub_button_cancels_it(
         while (entry := await hub.store.next_pending()) is not None:
             assert entry.kind != "alarm", "a fall cancelled in its window never leaves the hub"
             await hub.store.mark_sent(entry.id, hub.clock.now_ms())
+
+
+async def test_after_a_restart_a_press_queued_before_the_device_list_still_calls(
+    tmp_path: Path,
+) -> None:
+    sos = {
+        **DEVICES[0],
+        "ieee_address": "0x00124b0029a1b2c3",
+        "friendly_name": "sos button",
+        "definition": {"vendor": "Tuya", "model": "TS0215A_sos", "exposes": []},
+    }
+    config = CONFIG.model_copy(
+        update={
+            "devices": [
+                *CONFIG.devices,
+                api.DeviceConfig(device_id=sos["ieee_address"], kind="button"),
+            ]
+        }
+    )
+
+    class Home(FakeUplink):
+        async def config(self) -> api.HubConfig:
+            return config
+
+    hub, _ = make_hub(tmp_path, Home(), zigbee2mqtt_topic="zigbee2mqtt")
+    async with hub.opened():
+        await hub.refresh_config()
+        await hub.handle_message(*z2m("bridge/devices", [*DEVICES, sos]))
+    again, _ = make_hub(tmp_path, Home(), zigbee2mqtt_topic="zigbee2mqtt")
+    async with again.opened():  # the config is cached; the device list not yet received
+        await again.handle_message(*z2m("sos button", {"action": "emergency"}))
+        entry = await again.store.next_pending()
+        assert entry is not None and entry.kind == "alarm"
+        assert entry.body["device_id"] == sos["ieee_address"]

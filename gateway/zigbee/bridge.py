@@ -11,6 +11,8 @@ ignored, with one log line an hour saying how to pair it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +78,22 @@ class ZigbeeBridge:
         self._logged: dict[str, int] = {}
         self.ignored = 0
         """Messages of devices not paired here or not supported, since start."""
+
+    def known(self) -> str:
+        """Zigbee2MQTT's device list as the hub keeps it (JSON): read back by `restore`."""
+        return json.dumps([dataclasses.asdict(d) for d in self.devices.values()])
+
+    def restore(self, text: str) -> None:
+        """The device list kept at the last run. After a restart, messages queued for the
+        hub while it was away (a press among them) come before the retained
+        ``bridge/devices``: without the list their friendly names would mean nothing."""
+        try:
+            devices = [Z2mDevice(**d) for d in json.loads(text)]
+        except (ValueError, TypeError) as e:
+            log.warning("kept zigbee2mqtt device list unreadable, ignored: %s", str(e)[:200])
+            return
+        self.devices = {d.ieee: d for d in devices}
+        self._by_name = {d.friendly_name: d.ieee for d in devices}
 
     def owns(self, topic: str) -> bool:
         return topic.startswith(self.base + "/")
