@@ -349,6 +349,13 @@ class Hub:
         events = self.zigbee.handle(topic, payload, self.core.is_paired, now)
         if self.zigbee.devices != before:  # a new list: kept for the next start
             await self.store.put(ZIGBEE_DEVICES_KEY, self.zigbee.known())
+            for device_id in self.zigbee.missing(self.core.paired_ids()):
+                log.warning("paired zigbee device %s is not in Zigbee2MQTT's list", device_id)
+                await self._faults(
+                    supervisor.last_will(
+                        device_id, now, "not in zigbee2mqtt's device list: pair it again"
+                    )
+                )
         supervisor.by_availability(self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS)
         for device_id, event in events:
             if isinstance(event, Call):

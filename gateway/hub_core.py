@@ -205,6 +205,11 @@ class HubCore:
             d.device_id == device_id for d in self.config.devices
         )
 
+    def paired_ids(self) -> list[str]:
+        """Every device paired here: on this hub's accounts or in the server's config."""
+        listed = [d.device_id for d in self.config.devices] if self.config else []
+        return sorted(set(self.paired) | set(listed))
+
     def device_paired(self, device_id: str, kind: str) -> bool:
         """A device paired here; True when it is new to the hub."""
         new = device_id not in self.paired

@@ -133,3 +133,21 @@ async def test_after_a_restart_a_press_queued_before_the_device_list_still_calls
         entry = await again.store.next_pending()
         assert entry is not None and entry.kind == "alarm"
         assert entry.body["device_id"] == sos["ieee_address"]
+
+
+async def test_a_paired_device_zigbee2mqtt_no_longer_lists_is_a_fault(tmp_path: Path) -> None:
+    hub, _ = make_hub(tmp_path, ZigbeeHome(), zigbee2mqtt_topic="zigbee2mqtt")
+    async with hub.opened():
+        await hub.refresh_config()
+        await hub.handle_message(*z2m("bridge/devices", DEVICES))
+        assert offline(hub) == set()
+        await hub.handle_message(*z2m("bridge/devices", DEVICES[1:]))  # the door is gone
+        assert offline(hub) == {DOOR}
+        faults = []
+        while (entry := await hub.store.next_pending()) is not None:
+            faults.append(entry.body)
+            await hub.store.mark_sent(entry.id, hub.clock.now_ms())
+        assert [(f["device_id"], f["fault"], f["active"]) for f in faults] == [
+            (DOOR, "device_offline", True)
+        ]
+        assert "pair it again" in faults[0]["detail"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from carehub.settings import HubSettings
 from gateway.zigbee.models import ZigbeeModel
 from gateway.zigbee.translate import (
+    IEEE_PATTERN,
     Call,
     RadarFall,
     Refused,
@@ -117,7 +118,13 @@ class ZigbeeBridge:
             if which.what == "bridge_state":
                 return self._bridge_state(availability(payload), paired)
             ieee = self._by_name.get(which.name)
-            if ieee is None:  # a group, or a device Zigbee2MQTT has not listed yet
+            if ieee is None:  # a group, or a device Zigbee2MQTT has not listed (yet)
+                self._refuse(
+                    "name:" + which.name,
+                    now_ms,
+                    f"zigbee2mqtt/{which.name[:100]!r} is not in Zigbee2MQTT's device list"
+                    " (a group?): ignored",
+                )
                 return []
             device_id = device_id_for(ieee)
             model = self._served(ieee, paired, now_ms)
@@ -177,6 +184,12 @@ class ZigbeeBridge:
             self._refuse(ieee, now_ms, f"{model.message}: ignored")
             return None
         return model
+
+    def missing(self, paired: list[str]) -> list[str]:
+        """The paired Zigbee devices (ids that are IEEE addresses) Zigbee2MQTT no longer
+        lists: removed or re-joined elsewhere, they cannot call any more."""
+        listed = set(self.zigbee_ids())
+        return [d for d in paired if IEEE_PATTERN.match(d) and d not in listed]
 
     def forget(self, device_id: str) -> None:
         """Removed from this hub: its remembered state goes (a later pairing starts afresh)."""
