@@ -77,7 +77,9 @@ def broker_config(
         cafile=s.hub_broker_tls_cafile,
     )
     try:
-        write_all(d, accounts, s.base_topic, listener, s.hub_broker_run_as)
+        write_all(
+            d, accounts, s.base_topic, listener, s.hub_broker_run_as, s.hub_broker_max_packet_bytes
+        )
     except ValueError as e:  # e.g. a hub username the password file cannot hold
         typer.echo(f"carehub hub broker-config: {e}", err=True)
         raise typer.Exit(2) from None

@@ -216,3 +216,47 @@ def test_zigbee2mqtts_account_has_only_its_own_topics(secured: HubSettings) -> N
         hub.loop_stop()
         hub.disconnect()
     assert got == ["zigbee2mqtt/probe"]  # in order: the refused ones came before, if at all
+
+
+@pytest.mark.parametrize("max_packet_bytes", [None, 4 * 1024 * 1024])
+def test_zigbee2mqtts_device_list_needs_the_raised_packet_limit(
+    tmp_path: Path, max_packet_bytes: int | None
+) -> None:
+    """Zigbee2MQTT's retained ``bridge/devices`` carries every device's definition
+    (endpoints, bindings, exposes): a few devices outgrow the 65 KiB a CareHub device may
+    send, and mosquitto disconnects Zigbee2MQTT; `hub_broker_max_packet_bytes` raises it."""
+    port = free_port()
+    d = tmp_path / "broker"
+    accounts = dataclasses.replace(
+        BrokerAccounts.new(), zigbee2mqtt_topic="zigbee2mqtt", zigbee2mqtt_password=Z2M_PASSWORD
+    )
+    listener = Listener(port, "127.0.0.1")
+    write_all(d, accounts, "carehub", listener, getpass.getuser(), max_packet_bytes)
+    broker = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(d / "carehub.conf")],  # type: ignore[list-item]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        z2m = FakeZigbee2mqtt(port)
+        device = {"ieee_address": "0x00158d0003c4d5e6", "definition": {"exposes": ["x" * 200]}}
+        big = [device] * 1000  # about 230 KB, a few dozen real devices
+        z2m.client.publish("zigbee2mqtt/bridge/devices", json.dumps(big), qos=1, retain=True)
+        z2m.close()
+        got: list[int] = []
+        hub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub-watch")
+        hub.username_pw_set(accounts.hub_username, accounts.hub_password)
+        hub.on_connect = lambda c, *a: c.subscribe([("zigbee2mqtt/#", 1)])
+        hub.on_message = lambda c, u, m: got.append(len(m.payload))
+        hub.connect("127.0.0.1", port)
+        hub.loop_start()
+        deadline = time.monotonic() + (5 if max_packet_bytes else 2)
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hub.loop_stop()
+        hub.disconnect()
+    finally:
+        broker.terminate()
+        broker.wait(5)
+    assert got == ([len(json.dumps(big))] if max_packet_bytes else [])
