@@ -4,9 +4,12 @@ page documents, and hostile ones."""
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 
+from carehub import api_contract as api
+from carehub.mqtt_contract import DeviceType, SensorType
 from gateway.zigbee.models import BY_MODEL, MODELS
 from gateway.zigbee.translate import (
     Activity,
@@ -34,7 +37,9 @@ def events(model, payload: dict, before: dict | None = None):  # type: ignore[no
 
 
 def test_every_model_names_its_page_and_one_meaning() -> None:
+    bridge_kinds = set(get_args(DeviceType)) | set(get_args(SensorType))
     for m in MODELS:
+        assert api.DeviceKind(m.kind) and m.kind in bridge_kinds  # the server and bridge know it
         assert m.page.endswith(f"/devices/{m.model}.html")
         assert m.call_actions or m.fall_key or m.occupancy_key or m.contact_key
 
