@@ -105,6 +105,9 @@ class DeviceKind(enum.StrEnum):
     BUTTON = "button"
     WEARABLE = "wearable"
     PENDANT = "pendant"
+    FALL_RADAR = "fall_radar"  # Zigbee, through Zigbee2MQTT (docs/devices.md)
+    MOTION_SENSOR = "motion_sensor"
+    DOOR_SENSOR = "door_sensor"
 
 
 DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]

@@ -376,6 +376,23 @@ class HubSettings(MqttSettings):
     observer_password: SecretStr | None = Field(
         None, description="When set, a read-only `_observer` broker account (Home Assistant)."
     )
+    zigbee2mqtt_topic: str | None = Field(
+        None,
+        description="Zigbee2MQTT's base topic (`zigbee2mqtt`) when it runs beside the hub on its"
+        " broker: its supported devices are served (docs/devices.md); unset: no Zigbee.",
+    )
+    hub_broker_max_packet_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="The broker's max_packet_size when above the default (MAX_PAYLOAD_BYTES +"
+        " 1 KiB): Zigbee2MQTT's retained device list outgrows it with a few devices"
+        " (docs/devices.md); it then binds every client.",
+    )
+    zigbee2mqtt_password: SecretStr | None = Field(
+        None,
+        description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
+        " on the Zigbee2MQTT topic only.",
+    )
 
 
 class BrokerSettings(_Settings):

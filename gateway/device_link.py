@@ -17,6 +17,7 @@ import paho.mqtt.client as paho
 from carehub.mqtt_contract import Ack, BridgeTopic, Channel, Topics, encode
 from carehub.settings import HubSettings
 from gateway.broker_files import load_accounts
+from gateway.zigbee import bridge as zigbee
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,9 @@ class DeviceLink:
         while True:
             try:
                 async with self._new_client() as client:
-                    for topic, qos in self._topics.hub_subscriptions():
+                    for topic, qos in self._topics.hub_subscriptions() + zigbee.subscriptions(
+                        self._settings
+                    ):
                         await client.subscribe(topic, qos=qos)
                     await client.publish(
                         self._topics.bridge(BridgeTopic.STATE), b"online", qos=1, retain=True

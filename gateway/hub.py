@@ -58,6 +58,7 @@ from gateway.hub_core import (
     ACK_FOR_STATE,
     TEST_MARK,
     Acks,
+    FallPlan,
     HubCore,
     selftest_marks,
     selftest_run,
@@ -79,10 +80,14 @@ from gateway.store import (
 )
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
+from gateway.zigbee import bridge as zigbee_bridge
+from gateway.zigbee.bridge import Heard, Online, ZigbeeBridge
+from gateway.zigbee.translate import Activity, BatteryLevel, Call, RadarFall
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "hub_config"
+ZIGBEE_DEVICES_KEY = "zigbee2mqtt_devices"
 CURSOR_KEY = "updates_cursor"
 FAULTS_KEY = "active_faults"
 PENDING_ACKS_KEY = "pending_acks"
@@ -143,6 +148,9 @@ class Hub:
             )
             if settings.ha_discovery
             else None
+        )
+        self.zigbee = (
+            ZigbeeBridge(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
         )
         self.availability: dict[str, str] = {}
         self.dropped = 0
@@ -205,6 +213,12 @@ class Hub:
             for device_id, fault in json.loads(await store.get(FAULTS_KEY) or "[]"):
                 self.core.supervisor.restore(device_id, fault)
             self._load_paired()
+            kept = await store.get(ZIGBEE_DEVICES_KEY) if self.zigbee else None
+            if self.zigbee and kept:
+                self.zigbee.restore(kept)
+                self.core.supervisor.by_availability(
+                    self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS
+                )
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
                 self.core.track_pending(alarm)  # windows that were running at the restart
             try:
@@ -231,8 +245,10 @@ class Hub:
         except (OSError, ValueError, TypeError) as e:
             log.warning("broker accounts unreadable, paired devices not loaded: %s", e)
             return
-        for device in accounts.devices if accounts else ():
+        for device in (*accounts.devices, *accounts.zigbee) if accounts else ():
             self.core.device_paired(device.device_id, device.kind)
+        zigbee = [d.device_id for d in accounts.zigbee] if accounts else []
+        self.core.supervisor.by_availability(zigbee, zigbee_bridge.SILENCE_MS)
 
     async def run(self) -> None:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -385,6 +401,8 @@ class Hub:
     async def handle_message(self, topic: str, payload: bytes) -> None:
         """Validate and route one device message; bad input is logged and dropped. Returns
         once a button event is committed and acked (the device link PUBACKs after)."""
+        if self.zigbee is not None and self.zigbee.owns(topic):
+            return await self._on_zigbee(topic, payload)
         if self.topics.parse_bridge(topic) is not None:
             return await self._on_bridge(topic, payload)
         try:
@@ -456,9 +474,65 @@ class Hub:
             self._config_wake.set()
         elif event.event == "device_removed" and event.device_id:
             self.core.device_removed(event.device_id)
+            if self.zigbee is not None:
+                self.zigbee.forget(event.device_id)
             log.info("device %s removed: no longer listened to", event.device_id)
             self._ha_pair()
             self._config_wake.set()
+
+    async def _on_zigbee(self, topic: str, payload: bytes) -> None:
+        """A message of Zigbee2MQTT (docs/devices.md): a call is raised as a press is, a
+        radar's fall as a pendant's (cancel window and all), a sensor's activity is stored
+        on the hub, battery and availability feed supervision."""
+        assert self.zigbee is not None
+        now = self.clock.now_ms()
+        supervisor = self.core.supervisor
+        before = self.zigbee.devices
+        events = self.zigbee.handle(topic, payload, self.core.is_paired, now)
+        if self.zigbee.devices != before:  # a new list: kept for the next start
+            await self.store.put(ZIGBEE_DEVICES_KEY, self.zigbee.known())
+            for device_id in self.zigbee.missing(self.core.paired_ids()):
+                log.warning("paired zigbee device %s is not in Zigbee2MQTT's list", device_id)
+                await self._faults(
+                    supervisor.last_will(
+                        device_id, now, "not in zigbee2mqtt's device list: pair it again"
+                    )
+                )
+        supervisor.by_availability(self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS)
+        for device_id, event in events:
+            if isinstance(event, Call):
+                alarm = self.core.call_alarm(device_id)
+                details = {"zigbee_action": event.action, **self._test_marks(device_id)}
+                await self.raise_alarm(alarm, None, details, ack=False)
+            elif isinstance(event, RadarFall):
+                log.info(
+                    "fall reported by radar %s (%s=%s); cancel window %.0f s",
+                    device_id,
+                    event.key,
+                    event.value,
+                    self.settings.fall_cancel_window_s,
+                )
+                details = {"sensor": "zigbee2mqtt", event.key: event.value}
+                await self._commit_fall(
+                    device_id, self.core.plan_sensor_fall(device_id, now, details)
+                )
+            elif isinstance(event, Heard):
+                self._ha_online(device_id, True)
+                await self._faults(supervisor.seen(device_id, now))
+            elif isinstance(event, Activity):
+                await self.store.record_activity(device_id, event.kind, now)
+                log.info("activity on %s: %s", device_id, event.kind)
+            elif isinstance(event, BatteryLevel):
+                await self._faults(supervisor.battery(device_id, event.pct))
+            elif isinstance(event, Online):
+                self._ha_online(device_id, event.online)
+                log.info("zigbee device %s %s", device_id, "online" if event.online else "offline")
+                changes = (
+                    supervisor.seen(device_id, now)
+                    if event.online
+                    else supervisor.last_will(device_id, now, event.why)
+                )
+                await self._faults(changes)
 
     def _test_marks(self, device_id: str) -> dict[str, Any]:
         return selftest_marks(self.selftest, device_id, self.clock.now_ms())
@@ -676,8 +750,6 @@ class Hub:
                 plan.alarm.id,
             )
             return
-        if marks := self._test_marks(device_id):
-            plan = dataclasses.replace(plan, details={**plan.details, **marks})
         log.info(
             "fall detected on %s (peak %.1f g, score %.2f, %d ms after the impact);"
             " cancel window %.0f s",
@@ -687,6 +759,14 @@ class Hub:
             plan.details["late_by_ms"],
             self.settings.fall_cancel_window_s,
         )
+        await self._commit_fall(device_id, plan)
+
+    async def _commit_fall(self, device_id: str, plan: FallPlan) -> None:
+        """A fall (a pendant's or a radar's) is raised after its cancel window, persisted
+        meanwhile so a restart keeps it; the home's buttons hear `pending` until then."""
+        now = self.clock.now_ms()
+        if marks := self._test_marks(device_id):
+            plan = dataclasses.replace(plan, details={**plan.details, **marks})
         if not plan.pending:
             await self.raise_alarm(plan.alarm, plan.event_ts_ms, plan.details)
             await self._send(self.core.home_acks(plan.alarm, AckState.RECEIVED, skip=device_id))

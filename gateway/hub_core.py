@@ -217,6 +217,20 @@ class HubCore:
             return True
         return any(d.device_id == device_id for d in self.config.devices)
 
+    def is_paired(self, device_id: str) -> bool:
+        """Paired for certain, with no benefit of the doubt before a config is known: what a
+        Zigbee device needs, since anyone can join one to Zigbee2MQTT outside a window."""
+        if device_id in self.paired:
+            return True
+        return self.config is not None and any(
+            d.device_id == device_id for d in self.config.devices
+        )
+
+    def paired_ids(self) -> list[str]:
+        """Every device paired here: on this hub's accounts or in the server's config."""
+        listed = [d.device_id for d in self.config.devices] if self.config else []
+        return sorted(set(self.paired) | set(listed))
+
     def device_paired(self, device_id: str, kind: str) -> bool:
         """A device paired here; True when it is new to the hub."""
         new = device_id not in self.paired
@@ -288,6 +302,19 @@ class HubCore:
             self._repeat_told_ms.pop(next(iter(self._repeat_told_ms)))
         self._repeat_told_ms[alarm_id] = now_ms
         return True
+
+    def call_alarm(self, device_id: str) -> HubAlarm:
+        """A call from a device that has no event counter (a Zigbee button through
+        Zigbee2MQTT): raised like a press, without a ``seq`` to answer."""
+        return HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.BUTTON,
+            severity=Severity.CRITICAL,
+            state=AlarmState.RECEIVED,
+            raised_at_ms=self.clock.now_ms(),
+        )
 
     @staticmethod
     def cancel_since(now_ms: int) -> int:
@@ -408,6 +435,21 @@ class HubCore:
         if drop:
             details[TEST_MARK] = True
         return FallPlan(alarm, fall.impact_ts_ms, details, window_s > 0 and not drop, drop)
+
+    def plan_sensor_fall(self, device_id: str, now_ms: int, details: dict[str, Any]) -> FallPlan:
+        """A fall a sensor decided itself (an mmWave radar through Zigbee2MQTT): the same
+        alarm, cancel window and reminders as a pendant's fall; `details` say what it saw."""
+        window_s = self.settings.fall_cancel_window_s
+        alarm = HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            state=AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED,
+            raised_at_ms=now_ms,
+        )
+        return FallPlan(alarm, now_ms, details, pending=window_s > 0)
 
     def track_pending(self, alarm: HubAlarm) -> None:
         """A committed fall in its window (also those found at start, windows still running)."""

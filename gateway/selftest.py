@@ -5,7 +5,10 @@ paired devices), what each message seen on the broker proves, and the report. Th
 Per device: a heartbeat (``status``) with battery and signal good enough; then per kind:
 a button is pressed and its test alarm is taken by the server (the ack goes past
 ``received``), a pendant feels an impact (dropped onto a cushion), a wearable is worn (a
-reading with a pulse and a good signal).
+reading with a pulse and a good signal). A Zigbee device (through Zigbee2MQTT, no
+``status`` channel and no dBm) is heard and reports its battery in its state; a Zigbee
+button is pressed and its test alarm taken by the server, a radar sees someone, a motion
+sensor sees motion, a door sensor sees its door opened.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from carehub.mqtt_contract import (
     ImuFrame,
     VitalsReading,
 )
+from gateway.zigbee.bridge import BridgeEvent as ZigbeeEvent
+from gateway.zigbee.bridge import Heard
+from gateway.zigbee.models import MAINS_KINDS
+from gateway.zigbee.translate import Activity, BatteryLevel, Call
 
 IMPACT_G = 2.5
 """An IMU sample this strong (|acc|, g) is the drop: walking stays under 2 g."""
@@ -34,7 +41,19 @@ INSTRUCTIONS = {
     "button": "press the call button {id}",
     "pendant": "drop the fall pendant {id} onto a cushion",
     "wearable": "put the wearable {id} on the wrist",
+    "fall_radar": "walk in front of the fall radar {id}",
+    "motion_sensor": "walk past the motion sensor {id}",
+    "door_sensor": "open the door of the door sensor {id}",
 }
+ACTION_CHECKS = {
+    "button": "button pressed",
+    "pendant": "impact felt",
+    "wearable": "worn",
+    "fall_radar": "presence seen",
+    "motion_sensor": "motion seen",
+    "door_sensor": "door opened",
+}
+ZIGBEE_TRIPS = {"presence": "presence seen", "motion": "motion seen", "door_opened": "door opened"}
 
 
 NOT_SEEN = "not seen"
@@ -59,14 +78,19 @@ class SelftestCore:
     press_acks: dict[str, str] = field(default_factory=dict)
     """The latest ack state the hub sent each button for its test press."""
     test_alarm_id: str | None = None
+    zigbee: frozenset[str] = frozenset()
+    """The devices among `devices` that come through Zigbee2MQTT (no signal check)."""
+    zigbee_pressed: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for device_id, kind in sorted(self.devices.items()):
             for name in ("heartbeat", "battery", "signal"):
+                zigbee = device_id in self.zigbee
+                if zigbee and (name == "signal" or (name == "battery" and kind in MAINS_KINDS)):
+                    continue  # Zigbee2MQTT reports no dBm; a radar has no battery
                 self.checks.append(_Check(name, device_id))
-            action = {"button": "button pressed", "pendant": "impact felt", "wearable": "worn"}
-            if kind in action:
-                self.checks.append(_Check(action[kind], device_id))
+            if kind in ACTION_CHECKS:
+                self.checks.append(_Check(ACTION_CHECKS[kind], device_id))
             if kind == "button":
                 self.checks.append(_Check("test alarm taken by the server", device_id))
         if not any(k == "button" for k in self.devices.values()):
@@ -101,11 +125,29 @@ class SelftestCore:
             if message.hr is not None and (message.quality or 0.0) >= WORN_QUALITY:
                 self._pass("worn", device_id, f"pulse {message.hr:.0f}/min")
 
+    def zigbee_seen(self, device_id: str, event: ZigbeeEvent) -> None:
+        """What `gateway.zigbee.bridge.ZigbeeBridge` made of a Zigbee device's message."""
+        if device_id not in self.devices or device_id not in self.zigbee:
+            return
+        if isinstance(event, Heard):
+            self._pass("heartbeat", device_id, "heard through zigbee2mqtt")
+        elif isinstance(event, BatteryLevel):
+            ok = event.pct >= self.battery_low_pct
+            self._pass("battery", device_id, f"{event.pct:.0f} %", ok)
+        elif isinstance(event, Call):
+            self.zigbee_pressed.add(device_id)
+            self._pass("button pressed", device_id, f"action {event.action}")
+        elif isinstance(event, Activity) and event.kind in ZIGBEE_TRIPS:
+            self._pass(ZIGBEE_TRIPS[event.kind], device_id, event.kind)
+
     def acked(self, device_id: str, ack: Ack) -> None:
         """An ack the hub sent a device: the server has the test press's alarm once the
-        ack for that press goes past ``received``."""
+        ack for that press goes past ``received`` (a Zigbee button's press has no ``seq``:
+        its alarm's acks have none either)."""
         seq = self.press_seqs.get(device_id)
-        if seq is None or ack.seq != seq:
+        if device_id in self.zigbee_pressed and ack.seq is None:
+            pass
+        elif seq is None or ack.seq != seq:
             return
         self.press_acks[device_id] = ack.state.value
         if ack.state is AckState.NOT_DELIVERED:

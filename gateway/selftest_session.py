@@ -35,6 +35,7 @@ from gateway.intake import new_alarm_id
 from gateway.pairing_session import PairingError, hub_client, hub_uplink, require_accounts
 from gateway.selftest import INSTRUCTIONS, SelftestCore
 from gateway.uplink import UplinkError
+from gateway.zigbee.bridge import ZigbeeBridge
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ async def run_selftest(
     clock = clock or SystemClock()
     topics = Topics(settings.base_topic)
     accounts = require_accounts(settings)
-    devices = {d.device_id: d.kind for d in accounts.devices}
+    devices = {d.device_id: d.kind for d in (*accounts.devices, *accounts.zigbee)}
+    zigbee = frozenset(d.device_id for d in accounts.zigbee)
+    bridge = ZigbeeBridge(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
     start = clock.now_ms()
-    core = SelftestCore(devices, settings.battery_low_pct, start)
+    core = SelftestCore(devices, settings.battery_low_pct, start, zigbee=zigbee)
     mode = SelftestMode(
         v=1,
         active=True,
@@ -66,6 +69,8 @@ async def run_selftest(
     async with _broker(settings) as client:
         for c in sorted(DEVICE_TO_HUB | {Channel.ACK}):
             await client.subscribe(f"{topics.base}/+/{c.value}", qos=1)
+        if bridge is not None:
+            await client.subscribe(f"{bridge.base}/#", qos=1)
         await client.publish(topics.bridge(BridgeTopic.SELFTEST), encode(mode), qos=1, retain=True)
         await client.publish(
             topics.bridge(BridgeTopic.EVENT),
@@ -77,7 +82,7 @@ async def run_selftest(
             if kind in INSTRUCTIONS:
                 say("  " + INSTRUCTIONS[kind].format(id=device_id))
         try:
-            await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say)
+            await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say, bridge)
         finally:
             await client.publish(
                 topics.bridge(BridgeTopic.SELFTEST),
@@ -119,6 +124,7 @@ async def _watch(
     clock: Clock,
     deadline_ms: int,
     say: Callable[[str], None],
+    bridge: ZigbeeBridge | None = None,
 ) -> None:
     messages = aiter(client.messages)
     done_before = 0
@@ -128,16 +134,23 @@ async def _watch(
         except TimeoutError:
             return
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        try:
-            parsed = topics.parse(str(message.topic))
-            body = parse_payload(parsed.channel, payload)
-        except ContractError:
-            continue  # the hub logs bad input; the self-test only looks at good news
-        if parsed.channel is Channel.ACK:
-            assert isinstance(body, Ack)
-            core.acked(parsed.device_id, body)
+        if bridge is not None and bridge.owns(str(message.topic)):
+            paired = core.devices.__contains__
+            for device_id, event in bridge.handle(
+                str(message.topic), payload, paired, clock.now_ms()
+            ):
+                core.zigbee_seen(device_id, event)
         else:
-            core.seen(parsed.device_id, body)
+            try:
+                parsed = topics.parse(str(message.topic))
+                body = parse_payload(parsed.channel, payload)
+            except ContractError:
+                continue  # the hub logs bad input; the self-test only looks at good news
+            if parsed.channel is Channel.ACK:
+                assert isinstance(body, Ack)
+                core.acked(parsed.device_id, body)
+            else:
+                core.seen(parsed.device_id, body)
         done = sum(c.passed for c in core.checks)
         if done != done_before:
             done_before = done

@@ -72,6 +72,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at_ms, id)",
         "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    # v2: activity seen by the home's sensors (motion, presence, doors), kept on the hub for
+    # the inactivity rules; never uploaded.
+    (
+        """CREATE TABLE activity (
+            device_id TEXT NOT NULL,
+            kind TEXT NOT NULL,            -- motion | presence | door_opened | door_closed
+            at_ms INTEGER NOT NULL
+        )""",
+        "CREATE INDEX activity_by_time ON activity (at_ms)",
+    ),
 )
 """Ordered schema migrations: entry i takes a database from version i to i + 1 (`PRAGMA
 user_version`). Append only; never edit a shipped entry — hubs in homes have run it."""
@@ -513,6 +523,28 @@ class HubStore:
         async with self._transaction() as db:
             await self._enqueue(db, kind, ref, body, now_ms)
 
+    # ------------------------------------------------------------ activity
+
+    async def record_activity(self, device_id: str, kind: str, at_ms: int) -> None:
+        """Someone moved, was present, opened or closed a door (a sensor's event)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO activity (device_id, kind, at_ms) VALUES (?, ?, ?)",
+                (device_id, kind, at_ms),
+            )
+
+    async def activity_since(self, since_ms: int) -> list[tuple[str, str, int]]:
+        """(device id, kind, epoch ms) of the activity recorded since `since_ms`, oldest first."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT device_id, kind, at_ms FROM activity WHERE at_ms >= ? ORDER BY at_ms",
+                (since_ms,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     # ------------------------------------------------------------ outbox
 
     async def outbox_heads(self) -> list[OutboxHead]:
@@ -593,6 +625,7 @@ class HubStore:
             for sql in (
                 "DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < ?",
                 "DELETE FROM device_events WHERE received_at_ms < ?",
+                "DELETE FROM activity WHERE at_ms < ?",
                 "DELETE FROM alarms WHERE state IN ('resolved', 'cancelled') AND updated_at_ms < ?"
                 " AND id NOT IN (SELECT ref FROM outbox WHERE sent_at_ms IS NULL)",
             ):
