@@ -110,7 +110,8 @@ def test_json_errors_name_the_line(tmp_path: Path) -> None:
 def test_operations_guide_describes_every_field() -> None:
     guide = (REPO / "docs" / "operations.md").read_text()
     models: list[type[BaseModel]] = [
-        d.Team, d.GeoEntry, d.RosterEntry, d.RotationEntry, d.RuleEntry, d.OverrideEntry,
+        d.Team, d.TriageEntry, d.GeoEntry, d.RosterEntry, d.RotationEntry, d.RuleEntry,
+        d.OverrideEntry,
         d.Doctor, d.PolicyEntry, d.StepEntry, d.Elder, d.ContactEntry, d.Hub, d.Device,
     ]  # fmt: skip
     missing = [
