@@ -354,6 +354,7 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
                     received_at_ms=now - 3_600_000,
                     first_notified_at_ms=now - 3_598_000,
                     accepted_at_ms=now - 3_560_000,
+                    operator_at_ms=now - 3_590_000,
                 )
             )
         await engine.dispose()
@@ -363,6 +364,8 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
     page = client.get("/console/kpi")
     assert page.status_code == 200
     assert page.text.count("<svg") == 3 and "team-a" in page.text and "all teams" in page.text
+    operator = page.text.split('id="kpi-operator"', 1)[1].split("</table>", 1)[0]
+    assert "Time to answer (median)" in operator and "<td>10 s</td>" in operator
     assert client.get("/console/kpi?days=0").status_code == 400
     assert client.get("/console/kpi?time_zone=Mars/Base").status_code == 400
     client.cookies.clear()
