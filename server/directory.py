@@ -467,7 +467,14 @@ def _toml_line(text: str, loc: list[Any]) -> int | None:
         for i in range(lo + 1, hi):
             if re.match(rf"^\s*{re.escape(key)}\s*=", rows[i]):
                 return i + 1
-    if found is None and key is not None:  # a top-level key
+    if found is None and key is not None:  # a top-level key, or table (`[triage]`)
+        table = next((i for i, is_array, h in headers if not is_array and h == loc[0]), None)
+        if table is not None:
+            end = next((i for i, _, _ in headers if i > table), len(rows))
+            for i in range(table + 1, end):
+                if len(loc) > 1 and re.match(rf"^\s*{re.escape(key)}\s*=", rows[i]):
+                    return i + 1
+            return table + 1
         for i, ln in enumerate(rows):
             if re.match(rf"^\s*{re.escape(str(loc[0]))}\s*=", ln):
                 return i + 1

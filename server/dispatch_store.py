@@ -657,9 +657,12 @@ class DispatchStore:
         async with self._write() as conn:
             # locks in `answer`'s order (the alarm, then its ladder), so the two cannot
             # deadlock; the ladder's lock waits for a step being taken meanwhile, whose
-            # notifications this transaction then sees and answers
+            # notifications this transaction then sees and answers. FOR NO KEY UPDATE, as
+            # an UPDATE takes: a step's event rows (KEY SHARE on the alarm) never wait for it
             await conn.execute(
-                sa.select(alarms.c.id).where(alarms.c.id == alarm_id).with_for_update()
+                sa.select(alarms.c.id)
+                .where(alarms.c.id == alarm_id)
+                .with_for_update(key_share=True)
             )
             ladder = (
                 await conn.execute(

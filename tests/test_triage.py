@@ -188,6 +188,19 @@ async def test_the_elder_cancelling_in_the_window_sends_no_sms(first: World) -> 
     assert await _ladder_status(first, alarm) == "closed"
 
 
+async def test_a_kick_in_the_window_does_not_start_the_ladder(first: World) -> None:
+    """A repeat press or another change makes the ladder due now: it is held again, to
+    the same end of the window (not extended, not cut short)."""
+    alarm = await first.press()
+    await first.run(30)
+    await first.dispatch.kick(alarm, first.clock.now_ms())
+    await first.run(29)
+    assert first.sms.sent == []
+    await first.run(1)
+    assert len(first.sms.to("li")) == 1
+    assert [k for k, _, _ in await _events(first, alarm)].count("operator_first") == 1
+
+
 async def test_operator_first_unanswered_starts_the_ladder_by_itself(first: World) -> None:
     alarm = await first.press()
     await first.run(59)
