@@ -4,7 +4,10 @@ PostgreSQL), SMS going to a recording notifier."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +17,7 @@ import sqlalchemy as sa
 from carehub.alarm_lifecycle import AlarmState
 from server.directory import Directory
 from server.dispatch_store import _triage_policy
-from server.schema import alarm_events, alarms, escalations
+from server.schema import alarm_events, alarms, escalations, notifications
 from server.triage import (
     PARALLEL,
     LadderMove,
@@ -26,7 +29,7 @@ from server.triage import (
     decide,
     first_step_due_ms,
 )
-from tests.test_escalation_scenarios import DIRECTORY, HUB, World, open_world
+from tests.test_escalation_scenarios import DIRECTORY, HUB, PHONE, World, open_world
 
 FIRST = TriagePolicy(TriageMode.OPERATOR_FIRST, 60)
 T0 = 1_700_000_000_000
@@ -294,3 +297,73 @@ async def test_the_first_answer_time_stays(first: World) -> None:
     await _triage(first, alarm, TriageOutcome.SEND_DOCTOR)
     row = await _alarm(first, alarm)
     assert row.operator_at_ms == row.received_at_ms + 5_000
+
+
+async def test_an_outcome_waits_for_a_step_being_taken_and_answers_it(pg_url: str) -> None:
+    """PostgreSQL, several processes: a step being taken holds its ladder's lock while it
+    writes its notifications and events. An outcome given meanwhile waits for that step
+    (without blocking its event rows, which lock the alarm's key) and then tells the
+    member it texted that the alarm is over."""
+    async with open_world(pg_url, DIRECTORY, merge_repeats=False) as world:
+        alarm = await world.press()
+        engine = world.store.engine
+        care = await world.escalator.care_map()
+        step = await engine.connect()
+        try:
+            taking = await step.begin()
+            await step.execute(
+                sa.select(escalations.c.alarm_id)
+                .where(escalations.c.alarm_id == alarm)
+                .with_for_update()
+            )
+            outcome = asyncio.create_task(
+                world.dispatch.triage(
+                    alarm, TriageOutcome.ACCIDENTAL_PRESS, care, world.clock.now_ms(), "console:d"
+                )
+            )
+            await _until_waiting_for_a_lock(engine, "escalations")
+            # the step's rows, as `_take` writes them, after the outcome took the alarm
+            now = world.clock.now_ms()
+            await step.execute(
+                alarm_events.insert().values(
+                    alarm_id=alarm, hub_id=HUB.hub_id, kind="step", at_ms=now, actor="system"
+                )
+            )
+            await step.execute(
+                notifications.insert().values(
+                    id=uuid.uuid4().hex,
+                    alarm_id=alarm,
+                    doctor_id="li",
+                    purpose="step-0",
+                    status="sent",
+                    body="…",
+                    attempts=1,
+                    created_at_ms=now,
+                    to_phone=PHONE["li"],
+                )
+            )
+            await taking.commit()
+        finally:
+            await step.close()
+        effect, msgs = await asyncio.wait_for(outcome, 30)
+        assert effect.ladder is LadderMove.CLOSE
+        # li, and the son (who asked to hear of cancellations of an alarm that went out)
+        assert sorted((m.member_id, m.purpose) for m in msgs) == [
+            ("", "cancelled"),
+            ("li", "closed"),
+        ]
+
+
+async def _until_waiting_for_a_lock(engine: Any, table: str) -> None:
+    """Poll until another backend waits for a row lock in a statement naming `table`."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND pid <> pg_backend_pid() AND query LIKE :like"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with engine.connect() as conn:
+            if await conn.scalar(query, {"like": f"%FROM {table}%"}):
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nobody waited for a lock on {table}")
