@@ -72,6 +72,7 @@ class AlarmView:
     repeat_count: int = 0  # raised again while open (server.alarm_repeats)
     is_test: bool = False
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
+    triage_outcome: str | None = None  # server.triage.TriageOutcome: the operator's latest
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -170,6 +171,7 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         repeat_count=int(row.repeat_count or 0),
         is_test=bool(row.is_test),
         device_flag=row.device_flag,
+        triage_outcome=row.triage_outcome,
     )
 
 

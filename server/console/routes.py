@@ -69,6 +69,7 @@ from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
+from server.triage import LadderMove, TriageOutcome, TriageRefused
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=PREFIX, tags=["console"], include_in_schema=False)
@@ -503,6 +504,7 @@ async def _alarm_screen(
         readings=readings,
         members=members,
         outcomes=OUTCOMES,
+        triage_outcomes=[o.value for o in TriageOutcome],
         now_ms=rt.clock.now_ms(),
         key_safe_code=code,
     )
@@ -536,8 +538,9 @@ async def alarm_action(
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
-    resolve (outcome): each recorded in the alarm's events with who and when. key-safe
-    shows the page with the code revealed (recorded in the audit log)."""
+    resolve (outcome) · triage (outcome: `server.triage.TriageOutcome`): each recorded in
+    the alarm's events with who and when. key-safe shows the page with the code revealed
+    (recorded in the audit log)."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
         return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
     view = await _visible_alarm(rt, session, alarm_id)
@@ -566,6 +569,9 @@ async def alarm_action(
                 raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
             msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
             await rt.escalator.send(msgs)
+        elif action == "triage":
+            await _triage(rt, view, str(form.get("outcome", "")), actor(who), now)
+            return _back(alarm_id)
         elif action == "resolve":
             hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
@@ -578,6 +584,27 @@ async def alarm_action(
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     await _changed(rt)
     return _back(alarm_id)
+
+
+async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now: int) -> None:
+    """The operator's outcome, applied by the dispatch store in one step; then its messages
+    are sent (closing tells whoever was texted) and a ladder started now is taken at once."""
+    try:
+        outcome = TriageOutcome(value)
+    except ValueError:
+        raise ActionRefused(
+            f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
+        ) from None
+    care = await rt.escalator.care_map()
+    try:
+        effect, msgs = await rt.dispatch.triage(view.id, outcome, care, now, who)
+    except TriageRefused as e:
+        raise ActionRefused(str(e)) from None
+    log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
+    await rt.escalator.send(msgs)
+    if effect.ladder is LadderMove.START_NOW:
+        rt.escalator.kick()
+    await _changed(rt, view.hub_id)
 
 
 # ------------------------------------------------------------ health board and KPI
