@@ -32,7 +32,7 @@ teams = sa.Table(
     sa.Column("backup_team_ids", sa.JSON, nullable=True),  # list of team ids
     sa.Column("roster", sa.JSON, nullable=True),  # server.directory.RosterEntry
     sa.Column("policies", sa.JSON, nullable=True),  # alarm class → escalation policy id
-    # `server.triage.TriagePolicy` as {"mode", "operator_first_s"}; NULL: parallel (0013)
+    # `server.triage.TriagePolicy` as {"mode", "operator_first_s"}; NULL: parallel (0012)
     sa.Column("triage", sa.JSON, nullable=True),
 )
 
@@ -211,7 +211,7 @@ alarms = sa.Table(
     # why the device is not the hub's household's: `carehub.api_contract.DeviceFlag` (0011)
     sa.Column("device_flag", sa.String(16), nullable=True),
     # when an operator first answered or handled it (time to answer), and their latest
-    # outcome, `server.triage.TriageOutcome` (0013)
+    # outcome, `server.triage.TriageOutcome` (0012)
     sa.Column("operator_at_ms", sa.BigInteger, nullable=True),
     sa.Column("triage_outcome", sa.String(24), nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),

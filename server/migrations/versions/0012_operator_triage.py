@@ -6,7 +6,7 @@ is when an operator first answered or handled the alarm (a triage outcome, an
 acknowledgement, an answered call), the time-to-answer KPI; ``alarms.triage_outcome`` the
 operator's latest outcome (`server.triage.TriageOutcome`).
 
-Revision ID: 0013
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-06 16:00:00
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
