@@ -26,7 +26,7 @@ demo: install
 
 # The tests spawn their own mosquitto and use mosquitto_pub/mosquitto_sub. They start their own
 # PostgreSQL too (initdb in a temporary directory, a free port): a cluster the package may
-# start on 5432 is never used.
+# start on 5432 is never used. The voice tests start coturn's turnserver the same way.
 system-deps:
 	@if command -v mosquitto_pub >/dev/null && { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; }; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -38,6 +38,11 @@ system-deps:
 		echo "installing postgresql with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "make test needs PostgreSQL: sudo apt-get install postgresql" >&2; exit 1; fi
+	@if command -v turnserver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing coturn with apt-get (the voice tests' TURN relay)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; \
+	else echo "make test needs coturn: sudo apt-get install coturn" >&2; exit 1; fi
 
 # The console's browser tests drive Debian's chromium (Playwright never downloads a browser);
 # a small Chinese font makes their screenshots legible in Chinese.

@@ -176,6 +176,7 @@ class AckState(enum.StrEnum):
     ACCEPTED = "accepted"  # a doctor said they are coming
     CANCELLED = "cancelled"
     RESOLVED = "resolved"
+    TALKING = "talking"  # a voice call with the centre is open on the hub's speakerphone
 
 
 # Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers

@@ -20,6 +20,7 @@ from carehub.api_contract import HEALTH_PATH
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
+from server.console import calls as console_calls
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
@@ -27,7 +28,15 @@ from server.escalator import Escalator
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
-from server.routes import admin_api, enroll_api, household_api, hub_api, responder, twilio_hooks
+from server.routes import (
+    admin_api,
+    enroll_api,
+    household_api,
+    hub_api,
+    responder,
+    twilio_hooks,
+    voice_api,
+)
 from server.routes.deps import Admin
 from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.routes.twilio_hooks import STATUS_PATH
@@ -157,6 +166,8 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
+    app.include_router(voice_api.router)
+    app.include_router(console_calls.router)
     app.include_router(enroll_api.router)
     app.include_router(admin_api.router)
     app.include_router(household_api.router)
