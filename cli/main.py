@@ -333,6 +333,7 @@ def _register_tools() -> None:
     from bench.edge_bench import bench_edge
     from bench.hub_load import bench_hub
     from bench.server_bench import bench_server
+    from bench.voice_bench import bench_voice
     from evaluation.fall_cli import eval_fall
     from evaluation.vitals_cli import eval_vitals, generate_vitals
 
@@ -344,6 +345,7 @@ def _register_tools() -> None:
     bench_app.command("e2e")(bench_e2e)
     bench_app.command("chaos")(bench_chaos)
     bench_app.command("server")(bench_server)
+    bench_app.command("voice")(bench_voice)
 
 
 _register_tools()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import logging
 import math
 import time
@@ -30,6 +31,28 @@ FRAME_SAMPLES = 960  # 20 ms
 FRAME_S = FRAME_SAMPLES / RATE_HZ
 TIME_BASE = fractions.Fraction(1, RATE_HZ)
 ALSA = "alsa:"
+CLICKS = "clicks"
+"""A source for `carehub bench voice`: 1 kHz bursts of 100 ms at each whole second of the
+wall clock over a faint tone, so the far end can time mouth to ear."""
+ONSET_LEVEL = 0.1
+"""RMS above which a burst has begun (a sink's onset log)."""
+
+
+def clicks(start_s: float, count: int, hz: float, offset_s: float = 0.0) -> np.ndarray:
+    """`count` samples starting at wall time `start_s`: a burst of `hz` in the first 100 ms
+    after each whole second plus `offset_s`, a faint tone (-43 dBFS) otherwise."""
+    t = start_s + np.arange(count) / RATE_HZ
+    level = np.where(((t - offset_s) % 1.0) < 0.1, 0.5, 0.01)
+    return (level * 32767 * np.sin(2 * math.pi * hz * t)).astype(np.int16)
+
+
+def first_above(samples: np.ndarray, level: float) -> int | None:
+    """Index of the first 2.5 ms block of `samples` whose RMS exceeds `level`."""
+    block = 120
+    for i in range(0, samples.size - block + 1, block):
+        if rms(samples[i : i + block]) >= level:
+            return i
+    return None
 
 
 class AudioDeviceMissing(Exception):
@@ -105,13 +128,21 @@ class Microphone(MediaStreamTrack):
         self._pts = 0
         self._start: float | None = None
         self._buffer = np.zeros(0, dtype=np.int16)
-        if source.startswith(ALSA):
+        self._clicks = source == CLICKS
+        self._start_wall = 0.0
+        if self._clicks:
+            pass  # made from the wall clock, frame by frame
+        elif source.startswith(ALSA):
             self._player = open_alsa_source(source[len(ALSA) :])
             self._live = self._player.audio
         else:
             self._pcm = read_audio(Path(source))
 
     async def _next_source(self) -> np.ndarray:
+        if self._clicks:
+            # a device hands over a frame once its last sample was captured
+            start = self._start_wall + (self._pts - FRAME_SAMPLES) / RATE_HZ
+            return clicks(start, FRAME_SAMPLES, 1000.0)
         if self._pcm is not None:
             out = np.take(self._pcm, range(self._pos, self._pos + FRAME_SAMPLES), mode="wrap")
             self._pos = (self._pos + FRAME_SAMPLES) % len(self._pcm)
@@ -128,7 +159,7 @@ class Microphone(MediaStreamTrack):
             raise MediaStreamError
         if self._live is None:  # a file: pace it as a device would
             if self._start is None:
-                self._start = time.monotonic()
+                self._start, self._start_wall = time.monotonic(), time.time()
             wait = self._start + self._pts / RATE_HZ - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -164,6 +195,8 @@ def open_alsa_source(device: str) -> Any:
 def check_device(source: str) -> None:
     """Raise `AudioDeviceMissing` unless the source can be opened (a file must be readable,
     an ALSA device must open for capture)."""
+    if source == CLICKS:
+        return
     if source.startswith(ALSA):
         player = open_alsa_source(source[len(ALSA) :])
         if player.audio is not None:
@@ -186,6 +219,10 @@ class Speaker:
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
         self._pts = 0
         self.level = 0.0
+        self._log = None if sink.startswith(ALSA) else Path(sink + ".json")
+        self.first_ms: float | None = None  # wall clock, ms: the first frame from the far end
+        self.onsets_ms: list[float] = []  # wall clock, ms: bursts from the far end began
+        self._loud = False
 
     def play(self, samples: np.ndarray) -> None:
         for start in range(0, samples.size, FRAME_SAMPLES):
@@ -195,8 +232,16 @@ class Speaker:
             self._pts += chunk.size
 
     def write(self, frame: Any) -> None:
+        """A frame from the far end, played now (its onsets noted for a file sink's log)."""
         samples = to_mono(frame, self._resampler)
         self.level = rms(samples)
+        if self._log is not None:
+            now_ms = time.time() * 1000
+            self.first_ms = self.first_ms or now_ms
+            at = first_above(samples, ONSET_LEVEL)
+            if at is not None and not self._loud:
+                self.onsets_ms.append(now_ms + at / RATE_HZ * 1000)
+            self._loud = self.level >= ONSET_LEVEL / 2
         self.play(samples)
 
     def close(self) -> None:
@@ -205,3 +250,7 @@ class Speaker:
                 self._container.mux(packet)
         finally:
             self._container.close()
+        if self._log is not None:  # beside a file sink: when the far end was heard
+            self._log.write_text(
+                json.dumps({"first_ms": self.first_ms, "onsets_ms": self.onsets_ms})
+            )
