@@ -113,6 +113,9 @@ def server(
     Console: CAREHUB_CONSOLE_INSECURE_COOKIES (false; true only for local http),
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5) within
     CAREHUB_CONSOLE_LOGIN_WINDOW_S (300).
+
+    Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
+    for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
     """
 
     from server.directory import DirectoryError
