@@ -124,7 +124,9 @@ def hub_env(tmp_path: Path, metrics_port: int, turn: Coturn | None) -> dict[str,
 
 
 @pytest.fixture
-def server_env(turn: Coturn | None) -> dict[str, str]:
+def server_env(request: pytest.FixtureRequest, turn: Coturn | None) -> dict[str, str]:
+    if getattr(request, "param", None) == "no-relay":  # relay only, and no relay to use
+        return {"CAREHUB_VOICE_CONSOLE_ICE_POLICY": "relay"}
     if turn is None:
         return {}
     return {
@@ -265,3 +267,70 @@ def test_the_same_call_through_a_turn_relay_ended_by_the_hub(
         assert call_record(deployment)["end_reason"] == "max_length"
     finally:
         button.__exit__(None, None, None)
+
+
+def test_the_operator_calls_the_home_and_the_hub_answers_by_itself(
+    browser, contexts, deployment, metrics_port
+) -> None:  # type: ignore[no-untyped-def]
+    page, button = answer_a_press(browser, contexts, deployment)
+    try:
+        panel = page.locator("#call")
+        page.click("#call-hangup")
+        playwright_sync.expect(panel).to_have_attribute("data-state", "ended")
+        check_mic_closed(deployment, metrics_port)
+        page.click("#call-home")  # the alarm is still open: the home may be called
+        playwright_sync.expect(panel).to_have_attribute("data-state", "talking", timeout=15_000)
+        wait_until(
+            lambda: page.evaluate("(window.carehubPeaks || []).length") >= 30,
+            20,
+            "six seconds of the browser's analyser",
+        )
+        heard = page.evaluate("window.carehubPeaks")
+        assert share_near(heard, HUB_TONE_HZ) >= 0.8, f"the browser heard {heard}"
+        page.click("#call-hangup")
+        playwright_sync.expect(panel).to_have_attribute("data-state", "ended")
+        check_mic_closed(deployment, metrics_port)
+        check_hub_heard(deployment)  # the second call's recording: tone, then the operator
+        with sqlite3.connect(deployment.tmp / "server.db") as db:
+            rows = db.execute(
+                "SELECT direction, started_by, answered_by, end_reason FROM voice_calls"
+                " ORDER BY created_at_ms"
+            ).fetchall()
+            audited = db.execute(
+                "SELECT COUNT(*) FROM console_audit WHERE action = 'voice_call'"
+            ).fetchone()[0]
+        assert rows == [
+            ("from_home", None, "disp", "hangup_console"),
+            ("to_home", "disp", "disp", "hangup_console"),
+        ]
+        assert audited == 2
+    finally:
+        button.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("server_env", ["no-relay"], indirect=True)
+def test_a_call_that_cannot_connect_offers_the_phone_numbers_within_ten_seconds(
+    browser, contexts, deployment, metrics_port
+) -> None:  # type: ignore[no-untyped-def]
+    add_accounts(deployment.tmp)
+    page = sign_in(browser, contexts, deployment.base_url, "disp")
+    with CallButton("btn-1", "127.0.0.1", deployment.broker.port) as button:
+        assert button.connected.wait(5)
+        button.press("press")
+        ringing = page.locator("tr[data-ringing] a.answer-call")
+        playwright_sync.expect(ringing).to_be_visible(timeout=10_000)
+        ringing.click()
+        panel = page.locator("#call")
+        playwright_sync.expect(panel).to_have_attribute("data-state", "ringing", timeout=5000)
+        page.click("#call-answer")
+        # no media path: the operator is told within 10 s (plus this check's margin)
+        playwright_sync.expect(panel).to_have_attribute("data-state", "ended", timeout=13_000)
+        playwright_sync.expect(panel).to_have_attribute("data-reason", "no_connection")
+        playwright_sync.expect(page.locator("#call-failed")).to_be_visible()
+        playwright_sync.expect(page.locator("#call-failed")).to_contain_text("phone numbers")
+    with sqlite3.connect(deployment.tmp / "server.db") as db:
+        [(state, reason)] = db.execute("SELECT state, end_reason FROM voice_calls").fetchall()
+    assert (state, reason) == ("ended", "no_connection")
+    # the hub hears the end and never opened its microphone
+    assert hub_metric(metrics_port, "carehub_hub_voice_mic_frames_total") == 0
+    assert deployment.alarms()[0]["state"] in ("received", "dispatched")

@@ -74,6 +74,7 @@
       pc.close();
     }
     pc = null;
+    callId = null; // the next call is another one (its id comes with it)
     remoteSet = false;
     connected = false;
     audio.srcObject = null;
@@ -123,9 +124,10 @@
 
   async function answer() {
     if (!latest || !latest.sdp || pc) return;
-    callId = latest.id;
+    var id = latest.id;
     show("connecting");
     var conn = await newPc();
+    callId = id;
     await conn.setRemoteDescription({ type: "offer", sdp: latest.sdp });
     await conn.setLocalDescription(await conn.createAnswer());
     await gathered(conn);
