@@ -277,14 +277,14 @@ class Hub:
 
     def _call_for(self, alarm_id: str, body: dict[str, Any]) -> None:
         """An alarm the server has: a press or a fall (once its cancel window is over)
-        opens a call to the centre."""
-        if self.voice is None or self.speakerphone != "ok" or body.get("test"):
+        opens a call to the centre; the self-test's alarm opens the installer's test call."""
+        if self.voice is None or self.speakerphone != "ok":
             return
         if (
             body.get("kind") in (AlarmKind.BUTTON, AlarmKind.FALL)
             and body.get("severity", Severity.CRITICAL) == Severity.CRITICAL
         ):
-            self.voice.start_call(alarm_id)
+            self.voice.start_call(alarm_id, test=bool(body.get("test")))
 
     # ------------------------------------------------------------ device messages
 

@@ -30,6 +30,8 @@ WORN_QUALITY = 0.5
 TAKEN_STATES = frozenset({AckState.DISPATCHED, AckState.ACCEPTED, AckState.RESOLVED})
 """Acks that say the server has the alarm (``received`` only says the hub has it)."""
 
+TEST_CALL = "test call answered by the centre"
+
 INSTRUCTIONS = {
     "button": "press the call button {id}",
     "pendant": "drop the fall pendant {id} onto a cushion",
@@ -54,6 +56,9 @@ class SelftestCore:
     checks: list[_Check] = field(default_factory=list)
     press_seqs: dict[str, int] = field(default_factory=dict)
     test_alarm_id: str | None = None
+    voice: bool = False
+    """The hub is set up for voice calls: the test alarm's call must be answered by the
+    centre (the hub tells the home's devices `talking`; docs/voice.md)."""
 
     def __post_init__(self) -> None:
         for device_id, kind in sorted(self.devices.items()):
@@ -66,6 +71,8 @@ class SelftestCore:
                 self.checks.append(_Check("test alarm taken by the server", device_id))
         if not any(k == "button" for k in self.devices.values()):
             self.checks.append(_Check("test alarm taken by the server", None, detail="no button"))
+        if self.voice:
+            self.checks.append(_Check(TEST_CALL, None, detail="not answered"))
 
     def _pass(self, name: str, device_id: str, detail: str, passed: bool = True) -> None:
         for c in self.checks:
@@ -99,6 +106,11 @@ class SelftestCore:
     def acked(self, device_id: str, ack: Ack) -> None:
         """An ack the hub sent a device: the server has the test press's alarm once the
         ack for that press goes past ``received``."""
+        if ack.state is AckState.TALKING and device_id in self.devices:
+            for c in self.checks:
+                if c.name == TEST_CALL and not c.passed:
+                    c.passed, c.detail = True, f"talking (alarm {ack.alarm_id})"
+            return
         seq = self.press_seqs.get(device_id)
         if seq is None or ack.seq != seq or ack.state not in TAKEN_STATES:
             return

@@ -55,7 +55,9 @@ async def run_selftest(
     accounts = require_accounts(settings)
     devices = {d.device_id: d.kind for d in accounts.devices}
     start = clock.now_ms()
-    core = SelftestCore(devices, settings.battery_low_pct, start)
+    core = SelftestCore(
+        devices, settings.battery_low_pct, start, voice=settings.voice_source is not None
+    )
     mode = SelftestMode(
         v=1,
         active=True,
@@ -75,6 +77,8 @@ async def run_selftest(
         for device_id, kind in sorted(devices.items()):
             if kind in INSTRUCTIONS:
                 say("  " + INSTRUCTIONS[kind].format(id=device_id))
+        if core.voice:
+            say("  the button's test alarm calls the centre: have it answered there")
         try:
             await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say)
         finally:

@@ -133,9 +133,10 @@ class VoiceAgent:
         self._pc = pc
         return pc
 
-    def start_call(self, alarm_id: str) -> None:
-        """Offer a call for this alarm in the background (the outbox does not wait)."""
-        self._spawn(self.offer(alarm_id))
+    def start_call(self, alarm_id: str, test: bool = False) -> None:
+        """Offer a call for this alarm in the background (the outbox does not wait);
+        `test`: the installer's test call."""
+        self._spawn(self.offer(alarm_id, test))
 
     async def offer(self, alarm_id: str, test: bool = False) -> None:
         """Offer a call to the centre for this alarm (after a press or a fall)."""
