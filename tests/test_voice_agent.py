@@ -138,3 +138,40 @@ async def test_the_centres_call_is_refused_without_an_open_alarm(tmp_path: Path)
     finally:
         await console.close()
         await agent.aclose()
+
+
+async def test_a_call_the_hub_no_longer_has_is_ended(tmp_path: Path) -> None:
+    """After a restart the server may still list the hub's old call as ringing or answered:
+    the hub ends it rather than leave a console ringing or talking into nothing."""
+    agent, link, _ = agent_for(tmp_path)
+    old = [
+        api.CallView(
+            call_id="c-old",
+            alarm_id="a-1",
+            direction=api.CallDirection.FROM_HOME,
+            state=api.CallState.RINGING,
+        ),
+        api.CallView(
+            call_id="c-talk",
+            alarm_id="a-1",
+            direction=api.CallDirection.TO_HOME,
+            state=api.CallState.ANSWERED,
+            sdp="v=0",
+        ),
+        api.CallView(
+            call_id="c-done",
+            alarm_id="a-1",
+            direction=api.CallDirection.FROM_HOME,
+            state=api.CallState.ENDED,
+            end_reason=api.CallEndReason.HANGUP_CONSOLE,
+        ),
+    ]
+    try:
+        await agent.apply(api.CallList(calls=old, digest="d1"))
+        assert link.hangups == [
+            ("c-old", api.CallEndReason.REPLACED),
+            ("c-talk", api.CallEndReason.REPLACED),
+        ]
+        assert agent.mic is None
+    finally:
+        await agent.aclose()

@@ -220,6 +220,11 @@ class VoiceAgent:
                 and view.sdp
             ):
                 await self._answer(view)
+            elif not mine and view.state is not CallState.ENDED:
+                # a call this hub no longer has (it restarted mid-call): end it, so no
+                # console rings or talks into nothing
+                log.info("call %s is not running on this hub: ended", view.call_id)
+                await self._tell_hangup(view.call_id, CallEndReason.REPLACED)
 
     async def follow(self) -> None:
         """Long-poll the server's call list (an offer reaches the hub within a second)."""
