@@ -175,3 +175,16 @@ async def test_a_call_the_hub_no_longer_has_is_ended(tmp_path: Path) -> None:
         assert agent.mic is None
     finally:
         await agent.aclose()
+
+
+async def test_the_elder_hangs_up_with_the_cancel_button(tmp_path: Path) -> None:
+    """`Hub._cancel` calls `hang_up` while a call runs: the centre hears `hangup_home`."""
+    agent, link, _ = agent_for(tmp_path)
+    try:
+        await agent.offer("a-1")
+        assert agent.busy
+        await agent.hang_up()
+        assert not agent.busy
+        assert link.hangups == [(link.offers[0].call_id, api.CallEndReason.HANGUP_HOME)]
+    finally:
+        await agent.aclose()
