@@ -188,3 +188,26 @@ async def test_the_elder_hangs_up_with_the_cancel_button(tmp_path: Path) -> None
         assert link.hangups == [(link.offers[0].call_id, api.CallEndReason.HANGUP_HOME)]
     finally:
         await agent.aclose()
+
+
+async def test_a_hang_up_the_server_missed_is_sent_again(tmp_path: Path) -> None:
+    """The hub ended its call while the uplink was down: when the server still lists it as
+    ringing, the hub tells it again, so no console rings on."""
+    agent, link, _ = agent_for(tmp_path, voice_ring_s=0.01)
+    try:
+        await agent.offer("a-1")
+        call_id = link.offers[0].call_id
+        await until(lambda: agent.clock.monotonic() - agent.call.since_s > 0.01)  # type: ignore[union-attr]
+        agent._alarm_checked_s = agent.clock.monotonic()  # noqa: SLF001
+        await agent.tick()  # rang out: ends on the hub
+        link.hangups.clear()  # as if that hang-up had been lost
+        view = api.CallView(
+            call_id=call_id,
+            alarm_id="a-1",
+            direction=api.CallDirection.FROM_HOME,
+            state=api.CallState.RINGING,
+        )
+        await agent.apply(api.CallList(calls=[view], digest="d1"))
+        assert link.hangups == [(call_id, api.CallEndReason.NO_ANSWER)]
+    finally:
+        await agent.aclose()

@@ -200,7 +200,11 @@ class VoiceAgent:
     async def apply(self, calls: api.CallList) -> None:
         for view in calls.calls:
             mine = self.call is not None and self.call.call_id == view.call_id
-            if mine and self.call is not None and not self.call.ended:
+            if mine and self.call is not None and self.call.ended:
+                if view.state is not CallState.ENDED and self.call.end_reason is not None:
+                    # our hang-up never arrived (the uplink was down): say it again
+                    await self._tell_hangup(view.call_id, self.call.end_reason)
+            elif mine and self.call is not None:
                 if view.state is CallState.ENDED:
                     log.info("call %s ended by the centre (%s)", view.call_id, view.end_reason)
                     await self._finish(view.end_reason or CallEndReason.HANGUP_CONSOLE, False)
