@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from carehub import __version__
-from carehub.api_contract import HEALTH_PATH
+from carehub.api_contract import HEALTH_PATH, CallEndReason
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
@@ -40,8 +40,10 @@ from server.routes import (
 from server.routes.deps import Admin
 from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.routes.twilio_hooks import STATUS_PATH
+from server.routes.voice_api import call_changed
 from server.runtime import ServerRuntime
 from server.store import ServerStore
+from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
 OPENAPI_PATH = "/openapi.json"
@@ -74,6 +76,10 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
                     rt.settings.hub_offline_after_s,
                 )
                 await rt.changes.notify(HEALTH_KEY)
+                if await CallStore(rt.store.engine).end_hub_calls(
+                    hub_id, CallEndReason.NETWORK_LOST, rt.clock.now_ms()
+                ):  # no console rings or talks on to a hub that went away
+                    await call_changed(rt, hub_id)
         except Exception:
             log.exception("hub watch failed")
 

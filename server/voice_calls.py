@@ -248,6 +248,16 @@ class CallStore:
             raise CallRefused("no such call", not_found=True)
         return record
 
+    async def end_hub_calls(self, hub_id: str, reason: CallEndReason, now_ms: int) -> int:
+        """End every call of this hub not ended yet (it went offline); how many."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                sa.update(voice_calls)
+                .where(voice_calls.c.hub_id == hub_id, voice_calls.c.state != ENDED)
+                .values(state=ENDED, end_reason=reason.value, ended_at_ms=now_ms)
+            )
+        return int(done.rowcount or 0)
+
     async def hub_calls(self, hub_id: str, now_ms: int) -> list[api.CallView]:
         """The hub's calls not ended, and those ended within `CALL_ENDED_SHOWN_S`."""
         since = now_ms - api.CALL_ENDED_SHOWN_S * 1000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,10 @@ HUB_2 = {"Authorization": f"Bearer {TOKEN_2}"}
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    yield from _client(database_url, tmp_path)
+
+
+def _client(database_url: str, tmp_path: Path, **extra: object) -> Iterator[TestClient]:
     directory = tmp_path / "directory.toml"
     directory.write_text(DIRECTORY.format(token=TOKEN) + OTHER_HOME.format(token=TOKEN_2))
     settings = ServerSettings(
@@ -58,6 +63,7 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
         voice_ice_servers=[
             {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
         ],  # type: ignore[list-item]
+        **extra,  # type: ignore[arg-type]
     )
     asyncio.run(prepare_database(settings, directory))
 
@@ -254,3 +260,25 @@ def test_a_hub_sees_and_touches_only_its_own_calls(client: TestClient) -> None:
     assert client.post(CALLS_PATH, json=newer, headers=HUB).status_code == 204
     states = {c.call_id: (c.state, c.end_reason) for c in calls(client).calls}
     assert states == {"c-1": ("ended", "replaced"), "c-3": ("ringing", None)}
+
+
+def test_a_hub_that_goes_offline_ends_its_calls(database_url: str, tmp_path: Path) -> None:
+    """No console rings on, or talks, to a hub whose heartbeats stopped."""
+    for client in _client(database_url, tmp_path, hub_offline_after_s=0.3):
+        raise_alarm(client)
+        beat = {"uptime_s": 1, "queue_depth": 0, "devices_online": 1, "version": "t"}
+        assert client.post("/api/v1/hub/heartbeat", json=beat, headers=HUB).status_code == 204
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        offer = {"call_id": "c-1", "alarm_id": "a-1", "sdp": "v=0 hub offer"}
+        assert client.post(CALLS_PATH, json=offer, headers=HUB).status_code == 204
+        deadline = time.monotonic() + 10
+        while not any(h["online"] for h in client.get("/api/v1/admin/hubs", headers=admin).json()):
+            assert time.monotonic() < deadline, "the heartbeat was never stored"
+            time.sleep(0.05)
+        client.app.state.runtime.clock.advance(60)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while calls(client).calls[0].state != "ended":
+            assert time.monotonic() < deadline, "the offline hub's call still rings"
+            time.sleep(0.05)
+        [call] = calls(client).calls
+        assert call.end_reason == "network_lost"
