@@ -177,6 +177,7 @@ class AckState(enum.StrEnum):
     CANCELLED = "cancelled"
     RESOLVED = "resolved"
     NOT_DELIVERED = "not_delivered"  # the server refuses this hub: nobody was called (yet)
+    TALKING = "talking"  # a voice call with the centre is open on the hub's speakerphone
 
 
 # Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers

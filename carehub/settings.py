@@ -29,7 +29,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -95,6 +95,15 @@ class _Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _TomlTable(settings_cls)
+
+
+class IceServer(BaseModel):
+    """A STUN or TURN server for voice calls (docs/voice.md), as WebRTC's RTCIceServer:
+    ``{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}``."""
+
+    urls: str = Field(pattern=r"^(stun|turn|turns):[^\s]+$")
+    username: str | None = None
+    credential: str | None = None
 
 
 class MqttSettings(_Settings):
@@ -242,6 +251,16 @@ class ServerSettings(_Settings):
         gt=0,
         description="A message claimed for sending by a server process that then died is "
         "claimed again by another after this long (at-least-once SMS).",
+    )
+    voice_ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers the console's browser uses for voice calls (JSON list "
+        "of RTCIceServer objects; docs/voice.md). Empty: host candidates only (one network).",
+    )
+    voice_console_ice_policy: Literal["all", "relay"] = Field(
+        "all",
+        description="`relay` makes the console's browser use only the TURN relay (tests, or "
+        "a centre that must not expose its operators' addresses).",
     )
 
     @field_validator("trusted_proxies")
@@ -392,6 +411,32 @@ class HubSettings(MqttSettings):
         None,
         description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
         " on the Zigbee2MQTT topic only.",
+    )
+    voice_source: str | None = Field(
+        None,
+        description="Voice calls (docs/voice.md; needs the `voice` extra): the microphone, "
+        "`alsa:DEVICE` (e.g. `alsa:default`, `alsa:plughw:1,0`) or an audio file played in a "
+        "loop (tests). Unset: no calls, and no voice code is loaded.",
+    )
+    voice_sink: str | None = Field(
+        None,
+        description="The loudspeaker, `alsa:DEVICE` or a WAV file to write (tests); unset: "
+        "the same ALSA device as `voice_source`.",
+    )
+    voice_ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for the hub's calls (JSON list of RTCIceServer "
+        "objects); a hub behind home NAT needs the centre's TURN relay (docs/voice.md).",
+    )
+    voice_max_call_s: float = Field(900.0, gt=0, description="A call ends after this long.")
+    voice_silence_end_s: float = Field(
+        120.0, gt=0, description="A call ends after this long with nothing heard either way."
+    )
+    voice_ring_s: float = Field(
+        90.0, gt=0, description="An offered call nobody answered ends after this long."
+    )
+    voice_connect_s: float = Field(
+        10.0, gt=0, description="An answered call with no media path after this long ends."
     )
 
 

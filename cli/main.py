@@ -57,6 +57,7 @@ bench_app = typer.Typer(
             "e2e": "bench.e2e_bench:bench_e2e",
             "chaos": "bench.chaos_bench:bench_chaos",
             "server": "bench.server_bench:bench_server",
+            "voice": "bench.voice_bench:bench_voice",
         }
     ),
 )
@@ -145,6 +146,9 @@ def server(
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
     within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its
     tries from new addresses, up to CAREHUB_CONSOLE_LOGIN_DELAY_MAX_S, 30).
+
+    Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
+    for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
     """
 
     from server.directory import DirectoryError

@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from carehub import __version__
 from carehub import api_contract as api
@@ -173,6 +173,10 @@ class Hub:
         self._damage_files: list[str] = []
         self._stopped: asyncio.Future[None] | None = None
         """Failed by `_store_failed` to end `run()` (the store is damaged)."""
+        self.voice: Any = None
+        """The voice agent (`gateway.voice.agent.VoiceAgent`) when calls are set up."""
+        self.speakerphone: Literal["ok", "missing"] | None = None
+        """For the heartbeat: None (no calls set up), `ok` or `missing`."""
 
     @property
     def store(self) -> HubStore:
@@ -263,6 +267,7 @@ class Hub:
         ]
         if self.ha is not None:  # read-only: publishes, never subscribes
             loops.append(("home-assistant", self.ha.run))
+        loops += self._voice_loops()
         self.health.expect(*(name for name, _ in loops))
         self._stopped = asyncio.get_running_loop().create_future()
         async with self.opened():
@@ -282,7 +287,60 @@ class Hub:
                 await asyncio.gather(*tasks, self._stopped)
             finally:
                 await _cancel_all(tasks)
+                if self.voice is not None:
+                    with contextlib.suppress(Exception):
+                        await self.voice.aclose()
                 await self.uplink.aclose()
+
+    def _voice_loops(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """Calls, when the hub has a speakerphone set up (``voice_source``): the agent is
+        imported only then, so a hub without one loads none of aiortc. A missing extra or
+        device is `speakerphone missing` on the health board; alarms go on as ever."""
+        if self.settings.voice_source is None:
+            return []
+        try:
+            from gateway.voice.agent import VoiceAgent
+        except ImportError as e:
+            log.error("voice calls set up but the `voice` extra is not installed: %s", e)
+            self.speakerphone = "missing"
+            return []
+        self.voice = VoiceAgent(
+            self.settings, cast(Any, self.uplink), self.clock, self._alarm_open, self._talking
+        )
+        self.speakerphone = self.voice.status
+        if self.speakerphone != "ok":
+            return []
+        return [("voice-calls", self.voice.follow), ("voice-tick", self.voice.tick_forever)]
+
+    async def _alarm_open(self, alarm_id: str) -> bool:
+        """The privacy rule's question: is this alarm of this home still open?"""
+        alarm = await self.store.alarm(alarm_id)
+        return alarm is not None and alarm.state not in (
+            AlarmState.CANCELLED,
+            AlarmState.RESOLVED,
+        )
+
+    async def _talking(self, alarm_id: str, on: bool) -> None:
+        """The home's devices show `talking` while the call's audio is open, then the
+        alarm's state again."""
+        alarm = await self.store.alarm(alarm_id)
+        if alarm is None:
+            return
+        if on:
+            await self._send(self.core.home_acks(alarm, AckState.TALKING))
+        else:
+            await self._send(self.core.state_acks(alarm, alarm.state))
+
+    def _call_for(self, alarm_id: str, body: dict[str, Any]) -> None:
+        """An alarm the server has: a press or a fall (once its cancel window is over)
+        opens a call to the centre; the self-test's alarm opens the installer's test call."""
+        if self.voice is None or self.speakerphone != "ok":
+            return
+        if (
+            body.get("kind") in (AlarmKind.BUTTON, AlarmKind.FALL)
+            and body.get("severity", Severity.CRITICAL) == Severity.CRITICAL
+        ):
+            self.voice.start_call(alarm_id, test=bool(body.get("test")))
 
     # ------------------------------------------------------------ device messages
 
@@ -703,6 +761,8 @@ class Hub:
             )
 
     async def _cancel(self, device_id: str, event: ButtonEvent, now: int) -> None:
+        if self.voice is not None and self.voice.busy:  # the elder hangs up
+            await self.voice.hang_up()
         target = await self.store.latest_open_alarm(self.core.cancel_since(now))
         plan = self.core.plan_cancel(device_id, event, target, now)
         if plan.target is None:
@@ -976,6 +1036,8 @@ class Hub:
             attempt = 0
             self._credential_accepted()
             await self.store.mark_sent(entry.id, self.clock.now_ms())
+            if entry.kind is OutboxKind.ALARM:
+                self._call_for(entry.ref, entry.body)
             if entry.kind is OutboxKind.ALARM and answer and "state" in answer:
                 await self.apply_server_state(entry.ref, AlarmState(answer["state"]))
                 if self.core.refusal.delivered(entry.ref):  # told not_delivered: now the truth
@@ -1102,6 +1164,7 @@ class Hub:
                 queue_depth=await self.store.queue_depth(),
                 devices_online=self.core.supervisor.online(),
                 version=__version__,
+                speakerphone=self.speakerphone,
             )
             try:
                 await self.uplink.heartbeat(beat)

@@ -37,6 +37,8 @@ WORN_QUALITY = 0.5
 TAKEN_STATES = frozenset({AckState.DISPATCHED, AckState.ACCEPTED, AckState.RESOLVED})
 """Acks that say the server has the alarm (``received`` only says the hub has it)."""
 
+TEST_CALL = "test call answered by the centre"
+
 INSTRUCTIONS = {
     "button": "press the call button {id}",
     "pendant": "drop the fall pendant {id} onto a cushion",
@@ -81,6 +83,9 @@ class SelftestCore:
     zigbee: frozenset[str] = frozenset()
     """The devices among `devices` that come through Zigbee2MQTT (no signal check)."""
     zigbee_pressed: set[str] = field(default_factory=set)
+    voice: bool = False
+    """The hub is set up for voice calls: the test alarm's call must be answered by the
+    centre (the hub tells the home's devices `talking`; docs/voice.md)."""
 
     def __post_init__(self) -> None:
         for device_id, kind in sorted(self.devices.items()):
@@ -95,6 +100,8 @@ class SelftestCore:
                 self.checks.append(_Check("test alarm taken by the server", device_id))
         if not any(k == "button" for k in self.devices.values()):
             self.checks.append(_Check("test alarm taken by the server", None, detail="no button"))
+        if self.voice:
+            self.checks.append(_Check(TEST_CALL, None, detail="not answered"))
 
     def _pass(self, name: str, device_id: str, detail: str, passed: bool = True) -> None:
         for c in self.checks:
@@ -144,6 +151,11 @@ class SelftestCore:
         """An ack the hub sent a device: the server has the test press's alarm once the
         ack for that press goes past ``received`` (a Zigbee button's press has no ``seq``:
         its alarm's acks have none either)."""
+        if ack.state is AckState.TALKING and device_id in self.devices:
+            for c in self.checks:
+                if c.name == TEST_CALL and not c.passed:
+                    c.passed, c.detail = True, f"talking (alarm {ack.alarm_id})"
+            return
         seq = self.press_seqs.get(device_id)
         if device_id in self.zigbee_pressed and ack.seq is None:
             pass

@@ -59,7 +59,13 @@ async def run_selftest(
     zigbee = frozenset(d.device_id for d in accounts.zigbee)
     bridge = ZigbeeBridge(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
     start = clock.now_ms()
-    core = SelftestCore(devices, settings.battery_low_pct, start, zigbee=zigbee)
+    core = SelftestCore(
+        devices,
+        settings.battery_low_pct,
+        start,
+        zigbee=zigbee,
+        voice=settings.voice_source is not None,
+    )
     mode = SelftestMode(
         v=1,
         active=True,
@@ -81,6 +87,8 @@ async def run_selftest(
         for device_id, kind in sorted(devices.items()):
             if kind in INSTRUCTIONS:
                 say("  " + INSTRUCTIONS[kind].format(id=device_id))
+        if core.voice:
+            say("  the button's test alarm calls the centre: have it answered there")
         try:
             await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say, bridge)
         finally:

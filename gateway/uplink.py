@@ -117,6 +117,24 @@ class Uplink:
         response = await self._request("POST", api.HUB_HEARTBEAT_PATH, json=beat.model_dump())
         _expect_empty(response)
 
+    async def calls(self, seen: str, wait_s: float) -> api.CallList:
+        """This hub's calls, once they differ from the list whose digest is `seen`."""
+        response = await self._request(
+            "GET", api.CALLS_PATH, params={"seen": seen, "wait_s": wait_s}, timeout=wait_s + 10
+        )
+        return _parse(response, api.CallList)
+
+    async def offer_call(self, offer: api.CallOffer) -> None:
+        _expect_empty(await self._request("POST", api.CALLS_PATH, json=offer.model_dump()))
+
+    async def answer_call(self, call_id: str, answer: api.CallAnswer) -> None:
+        path = f"{api.CALLS_PATH}/{_path_id(call_id)}/answer"
+        _expect_empty(await self._request("POST", path, json=answer.model_dump()))
+
+    async def hangup_call(self, call_id: str, hangup: api.CallHangup) -> None:
+        path = f"{api.CALLS_PATH}/{_path_id(call_id)}/hangup"
+        _expect_empty(await self._request("POST", path, json=hangup.model_dump(mode="json")))
+
     async def register_device(self, device_id: str, registration: api.DeviceRegistration) -> None:
         """A device just paired on this hub (PUT, idempotent: pairing it again is fine)."""
         await self._request(

@@ -395,3 +395,26 @@ console_audit = sa.Table(
     sa.Column("elder_id", Id, nullable=False, index=True),
     sa.Column("alarm_id", Id, nullable=True),
 )
+
+# ------------------------------------------------------------ voice calls (server/voice_calls.py)
+
+voice_calls = sa.Table(
+    "voice_calls",
+    metadata,
+    sa.Column("id", Id, primary_key=True),  # made by the side that offers
+    sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False),
+    sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), nullable=False, index=True),
+    sa.Column("hub_alarm_id", Id, nullable=False),  # the hub's name for the alarm
+    sa.Column("direction", sa.String(16), nullable=False),  # carehub.api_contract.CallDirection
+    sa.Column("state", sa.String(16), nullable=False),  # ringing | answered | ended
+    sa.Column("end_reason", sa.String(24), nullable=True),  # CallEndReason
+    sa.Column("started_by", sa.String(80), nullable=True),  # the operator who called the home
+    sa.Column("answered_by", sa.String(80), nullable=True),  # the operator who talked
+    sa.Column("offer_sdp", sa.Text, nullable=False),
+    sa.Column("answer_sdp", sa.Text, nullable=True),
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("answered_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("ended_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_voice_calls_hub_state", "hub_id", "state"),
+)

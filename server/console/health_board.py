@@ -4,6 +4,7 @@ queue)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -37,6 +38,9 @@ class HealthBoard:
     hubs_offline: list[Problem]
     faults: dict[str, list[Problem]]  # keyed by FAULT_SECTIONS
     sms_failed: list[Problem]
+    speakerphone_missing: list[Problem] = dataclasses.field(default_factory=list)
+    """Hubs set up for voice calls whose audio device (or voice extra) is missing, from
+    their last heartbeat: their alarms still arrive, but nobody can talk to the elder."""
 
 
 async def health_board(engine: AsyncEngine, team_id: str | None = None) -> HealthBoard:
@@ -61,6 +65,14 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 .join(elders, elders.c.id == hubs.c.elder_id)
                 .where(faults.c.id.in_(newest), faults.c.active.is_(True), *scope)
                 .order_by(faults.c.since_ms, faults.c.id)
+            )
+        ).all()
+        voiced = (
+            await conn.execute(
+                sa.select(hubs.c.id, hubs.c.last_seen_ms, hubs.c.health, elders.c.short_address)
+                .join(elders, elders.c.id == hubs.c.elder_id)
+                .where(hubs.c.online.is_(True), hubs.c.health.is_not(None), *scope)
+                .order_by(hubs.c.id)
             )
         ).all()
         failed = (
@@ -98,6 +110,11 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 n.status,
             )
             for n in failed
+        ],
+        speakerphone_missing=[
+            Problem(h.id, h.short_address, h.last_seen_ms)
+            for h in voiced
+            if isinstance(h.health, dict) and h.health.get("speakerphone") == "missing"
         ],
     )
 

@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
-from carehub.api_contract import ID_PATTERN
+from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -70,6 +70,7 @@ from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
 from server.triage import LadderMove, TriageOutcome, TriageRefused
+from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=PREFIX, tags=["console"], include_in_schema=False)
@@ -209,8 +210,9 @@ async def queue_page(
 ) -> Response:
     """The queue; its rows alone when the page's live feed asks (`wants_fragment`)."""
     rows = await open_alarms(rt.store.engine, _team_scope(session))
+    ringing = await CallStore(rt.store.engine).ringing_alarms()
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
-    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms())
+    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms(), ringing=ringing)
 
 
 @router.get("/events")
@@ -507,6 +509,8 @@ async def _alarm_screen(
         triage_outcomes=[o.value for o in TriageOutcome],
         now_ms=rt.clock.now_ms(),
         key_safe_code=code,
+        csrf_token=session.csrf_token,  # the call panel's script posts with it
+        call_reasons=[r.value for r in CallEndReason],
     )
 
 
