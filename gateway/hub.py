@@ -526,8 +526,12 @@ class Hub:
         except ContractError as e:
             return self._drop(topic, "bridge", e.reason, str(e))
         if event.event == "device_accepted" and event.device_id and event.kind:
-            if self.core.device_paired(event.device_id, event.kind):
-                log.info("device %s (%s) paired: known from now on", event.device_id, event.kind)
+            known = (
+                "known from now on"
+                if self.core.device_paired(event.device_id, event.kind)
+                else "already known from the server's config"
+            )
+            log.info("device %s (%s) paired: %s", event.device_id, event.kind, known)
             self._ha_pair()
             self._config_wake.set()
         elif event.event == "device_removed" and event.device_id:
