@@ -1,0 +1,181 @@
+"""Issue 25, acceptance 3 (transport): the Bluetooth bridge's pure adapter, and one
+measurement path end to end — an emulated Heart Rate + Pulse Oximeter peripheral
+(bumble, over its virtual link: real HCI, L2CAP, ATT and GATT between two emulated
+controllers) notifies; the hub's central subscribes; the readings arrive on a real
+Mosquitto as the device's contract ``vitals`` messages, which the hub's intake parses and
+its vital-sign watch takes. What this does not exercise (bleak, BlueZ, a radio, pairing
+and bonding) is listed in docs/devices.md, Bluetooth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiomqtt
+import pytest
+
+from carehub.mqtt_contract import Topics, VitalsReading, parse_payload
+from edge.vital_signs import VitalsEvent
+from gateway.ble.bridge import BleDevice, MqttPublisher, run_bridge
+from gateway.ble.gatt import (
+    HEART_RATE_MEASUREMENT,
+    PLX_CONTINUOUS_MEASUREMENT,
+    TEMPERATURE_MEASUREMENT,
+)
+from gateway.ble.transport import Notification, NotificationQueue, sig_uuid, uuid16
+from gateway.ble.vitals import BleVitals, Dropped, Ignored, Reading
+from gateway.vitals_watch import VitalsWatch
+from harness.broker import Mosquitto
+
+WEARABLE = "C0:FF:EE:00:00:01"
+HUB = "C0:FF:EE:00:00:AA"
+STRANGER = "C0:FF:EE:00:00:02"
+
+# The service specifications' layouts: flags, then the fields the flags announce.
+HR_72_CONTACT = bytes([0x06, 72])  # uint8 bpm, contact supported and detected
+HR_NO_CONTACT = bytes([0x04, 80])  # contact supported, not detected
+PLX_97_71 = bytes([0x00, 97, 0x00, 71, 0x00])  # SFLOAT 97 %, 71 bpm, no options
+
+
+def note(characteristic: int, value: bytes, address: str = WEARABLE) -> Notification:
+    return Notification(address, characteristic, value)
+
+
+# ------------------------------------------------------------------- the pure adapter
+
+
+def test_sig_uuids_round_trip_and_others_have_no_number() -> None:
+    assert uuid16(sig_uuid(0x2A37)) == 0x2A37
+    assert uuid16("00002A5F-0000-1000-8000-00805F9B34FB") == 0x2A5F
+    assert uuid16("6e400003-b5a3-f393-e0a9-e50e24dcca9e") is None  # a vendor's UART
+    assert uuid16("0000zzzz-0000-1000-8000-00805f9b34fb") is None
+    assert uuid16("") is None
+
+
+def test_each_measurement_becomes_one_reading_of_its_fields_with_its_own_seq() -> None:
+    core = BleVitals({WEARABLE.lower(): "wear-ble"})
+    hr = core.reading(note(HEART_RATE_MEASUREMENT, HR_72_CONTACT), 1_000)
+    plx = core.reading(note(PLX_CONTINUOUS_MEASUREMENT, PLX_97_71), 2_000)
+    assert hr == Reading("wear-ble", VitalsReading(v=1, seq=1, ts=1_000, hr=72.0))
+    assert plx == Reading("wear-ble", VitalsReading(v=1, seq=2, ts=2_000, spo2=97.0, hr=71.0))
+
+
+@pytest.mark.parametrize(
+    ("notification", "why"),
+    [
+        (note(HEART_RATE_MEASUREMENT, HR_72_CONTACT, STRANGER), Ignored.UNKNOWN_DEVICE),
+        (note(0x2A19, b"\x50"), Ignored.UNSUPPORTED),  # battery level
+        (note(HEART_RATE_MEASUREMENT, b""), Ignored.MALFORMED),
+        (note(PLX_CONTINUOUS_MEASUREMENT, bytes([0x01, 97, 0, 71, 0])), Ignored.MALFORMED),
+        (note(HEART_RATE_MEASUREMENT, HR_NO_CONTACT), Ignored.NO_VALUE),
+        (note(PLX_CONTINUOUS_MEASUREMENT, bytes([0, 0xFF, 0x07, 0xFF, 0x07])), Ignored.NO_VALUE),
+        (note(TEMPERATURE_MEASUREMENT, bytes([0, 0x10, 0x27, 0, 0])), Ignored.NO_VALUE),  # 10000
+    ],
+)
+def test_what_is_not_a_usable_reading_is_dropped_with_its_reason(
+    notification: Notification, why: Ignored
+) -> None:
+    core = BleVitals({WEARABLE: "wear-ble"})
+    outcome = core.reading(notification, 1_000)
+    assert isinstance(outcome, Dropped) and outcome.why is why
+    ok = core.reading(note(HEART_RATE_MEASUREMENT, HR_72_CONTACT), 2_000)
+    assert isinstance(ok, Reading) and ok.reading.seq == 1  # a drop spends no seq
+
+
+async def test_a_full_queue_drops_the_newest_and_counts_them() -> None:
+    queue = NotificationQueue(size=2)
+    for bpm in (60, 61, 62):
+        queue.put(WEARABLE.lower(), HEART_RATE_MEASUREMENT, bytes([0, bpm]))
+    assert queue.dropped == 1
+    assert (await queue.get()) == note(HEART_RATE_MEASUREMENT, bytes([0, 60]))
+
+
+# ------------------------------------------- end to end through an emulated peripheral
+
+
+class StepClock:
+    """One second of hub time per reading: minutes of wearable time in a moment."""
+
+    def __init__(self, start_ms: int = 1_800_000_000_000) -> None:
+        self.t = start_ms
+
+    def now_ms(self) -> int:
+        self.t += 1_000
+        return self.t
+
+
+class Hub:
+    """The hub's intake of device messages, as `gateway.hub` runs it for a wearable: the
+    contract's topic and payload parsing, then the vital-sign watch on the hub's clock."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.broker = broker
+        self.topics = Topics("carehub")
+        self.watch = VitalsWatch()
+        self.readings: list[tuple[str, VitalsReading]] = []
+        self.events: list[VitalsEvent] = []
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.broker.port, identifier="hub") as client:
+            await client.subscribe("carehub/+/vitals", qos=1)
+            self.subscribed.set()
+            async for message in client.messages:
+                parsed = self.topics.parse(str(message.topic))
+                reading = parse_payload(parsed.channel, bytes(message.payload))  # type: ignore[arg-type]
+                assert isinstance(reading, VitalsReading)
+                self.readings.append((parsed.device_id, reading))
+                self.events += self.watch.push(parsed.device_id, reading, reading.ts)
+
+
+@pytest.mark.integration
+async def test_heart_rate_and_spo2_from_an_emulated_peripheral_reach_the_vitals_watch(
+    mosquitto: Mosquitto,
+) -> None:
+    emulated = pytest.importorskip("tests.ble_emulated")
+    link = emulated.LocalLink()
+    wearable = emulated.EmulatedWearable(link, WEARABLE)
+    stranger = emulated.EmulatedWearable(link, STRANGER)
+    await wearable.start()
+    await stranger.start()
+    source = emulated.BumbleSource(link, HUB, [WEARABLE, STRANGER])
+    await source.start()
+    assert source.subscribed == {(a, c) for a in (WEARABLE, STRANGER) for c in (0x2A37, 0x2A5F)}, (
+        "the central found and subscribed to both standard measurements"
+    )
+
+    hub = Hub(mosquitto)
+    hub_task = asyncio.create_task(hub.run())
+    async with asyncio.timeout(10):
+        await hub.subscribed.wait()
+    devices = [BleDevice(WEARABLE, "wear-ble")]  # the stranger is in range, not paired
+    publisher = MqttPublisher("127.0.0.1", mosquitto.port, "carehub", devices)
+    bridge = asyncio.create_task(run_bridge(source, devices, publisher, StepClock()))
+    try:
+        await stranger.notify(stranger.heart_rate, HR_72_CONTACT)
+        await wearable.notify(wearable.heart_rate, bytes([0x16, 72, 0x00, 0x04]))  # + RR
+        await wearable.notify(wearable.heart_rate, HR_NO_CONTACT)
+        await wearable.notify(wearable.plx, bytes([0, 0xFF, 0x07, 0xFF, 0x07]))  # NaN, NaN
+        await wearable.notify(wearable.heart_rate, b"\x10\x48\x00")  # RR truncated
+        await wearable.notify(wearable.plx, PLX_97_71)
+        await emulated.until(lambda: len(hub.readings) >= 2)
+        assert hub.readings == [
+            ("wear-ble", VitalsReading(v=1, seq=1, ts=hub.readings[0][1].ts, hr=72.0)),
+            ("wear-ble", VitalsReading(v=1, seq=2, ts=hub.readings[1][1].ts, spo2=97.0, hr=71.0)),
+        ]
+        # Three minutes (of the step clock) of an SpO2 of 83-85 % with a pulse of 116-120:
+        # the detector's critical persistence is 90 s (a value that never changes is a
+        # flat line, not a measurement, hence the variation).
+        for i in range(180):
+            await wearable.notify(wearable.plx, bytes([0, 83 + i % 3, 0, 116 + i % 5, 0]))
+        await emulated.until(lambda: len(hub.readings) >= 182)
+    finally:
+        bridge.cancel()
+        hub_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bridge
+        await publisher.close()
+    assert {d for d, _ in hub.readings} == {"wear-ble"}
+    alarms = [e for e in hub.events if e.kind == "alarm"]
+    assert [a.severity for a in alarms] == ["critical"], hub.events
+    assert alarms[0].scores["spo2"] == 3
