@@ -3,13 +3,14 @@ measurement path end to end — an emulated Heart Rate + Pulse Oximeter peripher
 (bumble, over its virtual link: real HCI, L2CAP, ATT and GATT between two emulated
 controllers) notifies; the hub's central subscribes; the readings arrive on a real
 Mosquitto as the device's contract ``vitals`` messages, which the hub's intake parses and
-its vital-sign watch takes. What this does not exercise (bleak, BlueZ, a radio, pairing
+its vital-sign watch takes; and the same into a real hub and server, as an alarm. What this does not exercise (bleak, BlueZ, a radio, pairing
 and bonding) is listed in docs/devices.md, Bluetooth."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiomqtt
 import pytest
@@ -26,6 +27,7 @@ from gateway.ble.transport import Notification, NotificationQueue, sig_uuid, uui
 from gateway.ble.vitals import BleVitals, Dropped, Ignored, Reading
 from gateway.vitals_watch import VitalsWatch
 from harness.broker import Mosquitto
+from tests.conftest import Deployment
 
 WEARABLE = "C0:FF:EE:00:00:01"
 HUB = "C0:FF:EE:00:00:AA"
@@ -179,3 +181,48 @@ async def test_heart_rate_and_spo2_from_an_emulated_peripheral_reach_the_vitals_
     alarms = [e for e in hub.events if e.kind == "alarm"]
     assert [a.severity for a in alarms] == ["critical"], hub.events
     assert alarms[0].scores["spo2"] == 3
+
+
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    """The step clock runs 30x fast: the hub's device-clock guard must tolerate it, as in
+    tests/test_e2e_vitals.py."""
+    return {"CAREHUB_DEVICE_CLOCK_TOLERANCE_S": "86400"}
+
+
+@pytest.mark.integration
+async def test_low_spo2_from_an_emulated_oximeter_is_one_critical_alarm_at_the_server(
+    deployment: Deployment,
+) -> None:
+    """The same path into the real hub process, on to the server."""
+    d = deployment
+    emulated = pytest.importorskip("tests.ble_emulated")
+    link = emulated.LocalLink()
+    wearable = emulated.EmulatedWearable(link, WEARABLE)
+    await wearable.start()
+    source = emulated.BumbleSource(link, HUB, [WEARABLE])
+    await source.start()
+    devices = [BleDevice(WEARABLE, "wear-1")]  # the deployment's wearable
+    publisher = MqttPublisher("127.0.0.1", d.broker.port, "carehub", devices)
+    clock = StepClock(time.time_ns() // 1_000_000)
+    bridge = asyncio.create_task(run_bridge(source, devices, publisher, clock))
+    alarms: list[dict] = []
+    try:
+        for i in range(600):  # 30 readings a second: 30x the wearable's 1 Hz
+            await wearable.notify(wearable.plx, bytes([0, 83 + i % 3, 0, 116 + i % 5, 0]))
+            await asyncio.sleep(1 / 30)
+            if i % 30 == 29:
+                alarms = await asyncio.to_thread(
+                    lambda: [a for a in d.alarms() if a["kind"] == "vitals"]
+                )
+                if alarms:
+                    break
+    finally:
+        bridge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bridge
+        await publisher.close()
+    assert len(alarms) == 1, d.hub.log_tail()
+    assert alarms[0]["severity"] == "critical" and alarms[0]["device_id"] == "wear-1"
+    details = await asyncio.to_thread(d.alarm, alarms[0]["id"])
+    assert details["details"]["scores"]["spo2"] == 3, details
