@@ -3,8 +3,9 @@ measurement path end to end — an emulated Heart Rate + Pulse Oximeter peripher
 (bumble, over its virtual link: real HCI, L2CAP, ATT and GATT between two emulated
 controllers) notifies; the hub's central subscribes; the readings arrive on a real
 Mosquitto as the device's contract ``vitals`` messages, which the hub's intake parses and
-its vital-sign watch takes; and the same into a real hub and server, as an alarm. What this does not exercise (bleak, BlueZ, a radio, pairing
-and bonding) is listed in docs/devices.md, Bluetooth."""
+its vital-sign watch takes; and the same into a real hub and server, as an alarm. What
+this does not exercise (bleak, BlueZ, a radio, pairing and bonding) is listed in
+docs/devices.md, Bluetooth."""
 
 from __future__ import annotations
 
