@@ -227,3 +227,29 @@ async def test_low_spo2_from_an_emulated_oximeter_is_one_critical_alarm_at_the_s
     assert alarms[0]["severity"] == "critical" and alarms[0]["device_id"] == "wear-1"
     details = await asyncio.to_thread(d.alarm, alarms[0]["id"])
     assert details["details"]["scores"]["spo2"] == 3, details
+
+
+@pytest.mark.integration
+async def test_the_publisher_reconnects_after_the_broker_restarts(mosquitto: Mosquitto) -> None:
+    hub = Hub(mosquitto)
+    device = BleDevice(WEARABLE, "wear-ble")
+    publisher = MqttPublisher("127.0.0.1", mosquitto.port, "carehub", [device])
+    clock = StepClock()
+
+    async def publish_until_heard(count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(hub.readings) < count:
+                await publisher.publish("wear-ble", VitalsReading(v=1, seq=1, ts=clock.now_ms()))
+                await asyncio.sleep(0.1)  # a wearable's next reading; the broker may be down
+
+    try:
+        for round_ in (1, 2):
+            hub_task = asyncio.create_task(hub.run())
+            async with asyncio.timeout(10):
+                await hub.subscribed.wait()
+            await publish_until_heard(round_)
+            hub_task.cancel()
+            hub.subscribed.clear()
+            await asyncio.to_thread(mosquitto.restart)
+    finally:
+        await publisher.close()

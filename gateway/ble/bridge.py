@@ -43,7 +43,6 @@ class MqttPublisher:
         self._topics = Topics(base_topic)
         self._accounts = {d.device_id: d for d in devices}
         self._clients: dict[str, aiomqtt.Client] = {}
-        self._stack = contextlib.AsyncExitStack()
 
     async def _client(self, device_id: str) -> aiomqtt.Client:
         client = self._clients.get(device_id)
@@ -59,7 +58,7 @@ class MqttPublisher:
                 will=aiomqtt.Will(availability, b"offline", qos=1, retain=True),
                 keepalive=15,
             )
-            await self._stack.enter_async_context(client)
+            await client.__aenter__()  # connects; kept until the connection fails
             self._clients[device_id] = client
             await client.publish(availability, b"online", qos=1, retain=True)
         return client
@@ -73,7 +72,7 @@ class MqttPublisher:
             await client.publish(topic, encode(reading), qos=CHANNEL_QOS[Channel.VITALS])
         except aiomqtt.MqttError as e:
             log.warning("bluetooth: %s: reading not published: %s", device_id, e)
-            self._clients.pop(device_id, None)
+            await _disconnect(self._clients.pop(device_id, None))
 
     async def close(self) -> None:
         """Say each device offline (the bridge stops following it) and disconnect."""
@@ -81,9 +80,14 @@ class MqttPublisher:
             availability = self._topics.device(device_id, Channel.AVAILABILITY)
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(availability, b"offline", qos=1, retain=True)
+            await _disconnect(client)
         self._clients.clear()
+
+
+async def _disconnect(client: aiomqtt.Client | None) -> None:
+    if client is not None:
         with contextlib.suppress(aiomqtt.MqttError):
-            await self._stack.aclose()
+            await client.__aexit__(None, None, None)
 
 
 class _LogLimit:
