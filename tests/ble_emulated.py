@@ -17,11 +17,16 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-from gateway.ble.gatt import HEART_RATE_MEASUREMENT, PLX_CONTINUOUS_MEASUREMENT
+from gateway.ble.gatt import (
+    HEART_RATE_MEASUREMENT,
+    PLX_CONTINUOUS_MEASUREMENT,
+    TEMPERATURE_MEASUREMENT,
+)
 from gateway.ble.transport import MEASUREMENTS, Notification, NotificationQueue
 
 HEART_RATE_SERVICE = 0x180D
 PULSE_OXIMETER_SERVICE = 0x1822
+HEALTH_THERMOMETER_SERVICE = 0x1809
 
 
 def device(link: LocalLink, address: str) -> Device:
@@ -30,7 +35,8 @@ def device(link: LocalLink, address: str) -> Device:
 
 
 class EmulatedWearable:
-    """A heart-rate strap and pulse oximeter in one, advertising on `link`."""
+    """A heart-rate strap, pulse oximeter and thermometer in one, advertising on `link`.
+    Temperature is indicated (acknowledged), as its service specification requires."""
 
     def __init__(self, link: LocalLink, address: str) -> None:
         self.address = address
@@ -38,10 +44,13 @@ class EmulatedWearable:
         notify = Characteristic.Properties.NOTIFY
         self.heart_rate = Characteristic(UUID.from_16_bits(HEART_RATE_MEASUREMENT), notify, 0)
         self.plx = Characteristic(UUID.from_16_bits(PLX_CONTINUOUS_MEASUREMENT), notify, 0)
+        indicate = Characteristic.Properties.INDICATE
+        self.temperature = Characteristic(UUID.from_16_bits(TEMPERATURE_MEASUREMENT), indicate, 0)
         self.device.add_services(
             [
                 Service(UUID.from_16_bits(HEART_RATE_SERVICE), [self.heart_rate]),
                 Service(UUID.from_16_bits(PULSE_OXIMETER_SERVICE), [self.plx]),
+                Service(UUID.from_16_bits(HEALTH_THERMOMETER_SERVICE), [self.temperature]),
             ]
         )
 
@@ -51,6 +60,10 @@ class EmulatedWearable:
 
     async def notify(self, characteristic: Characteristic, value: bytes) -> None:
         await self.device.notify_subscribers(characteristic, value)
+
+    async def indicate(self, characteristic: Characteristic, value: bytes) -> None:
+        """Returns once the central confirmed the indication."""
+        await self.device.indicate_subscribers(characteristic, value)
 
 
 class BumbleSource:

@@ -1,5 +1,6 @@
 """Issue 25, acceptance 3 (transport): the Bluetooth bridge's pure adapter, and one
-measurement path end to end — an emulated Heart Rate + Pulse Oximeter peripheral
+measurement path end to end — an emulated Heart Rate + Pulse Oximeter (notified) and
+Health Thermometer (indicated) peripheral
 (bumble, over its virtual link: real HCI, L2CAP, ATT and GATT between two emulated
 controllers) notifies; the hub's central subscribes; the readings arrive on a real
 Mosquitto as the device's contract ``vitals`` messages, which the hub's intake parses and
@@ -38,6 +39,7 @@ STRANGER = "C0:FF:EE:00:00:02"
 HR_72_CONTACT = bytes([0x06, 72])  # uint8 bpm, contact supported and detected
 HR_NO_CONTACT = bytes([0x04, 80])  # contact supported, not detected
 PLX_97_71 = bytes([0x00, 97, 0x00, 71, 0x00])  # SFLOAT 97 %, 71 bpm, no options
+TEMP_36_6 = bytes([0x00, 0x6E, 0x01, 0x00, 0xFF])  # FLOAT 366 x 10^-1 °C, no options
 
 
 def note(characteristic: int, value: bytes, address: str = WEARABLE) -> Notification:
@@ -132,7 +134,7 @@ class Hub:
 
 
 @pytest.mark.integration
-async def test_heart_rate_and_spo2_from_an_emulated_peripheral_reach_the_vitals_watch(
+async def test_heart_rate_spo2_and_temperature_from_an_emulated_peripheral_reach_the_vitals_watch(
     mosquitto: Mosquitto,
 ) -> None:
     emulated = pytest.importorskip("tests.ble_emulated")
@@ -143,9 +145,8 @@ async def test_heart_rate_and_spo2_from_an_emulated_peripheral_reach_the_vitals_
     await stranger.start()
     source = emulated.BumbleSource(link, HUB, [WEARABLE, STRANGER])
     await source.start()
-    assert source.subscribed == {(a, c) for a in (WEARABLE, STRANGER) for c in (0x2A37, 0x2A5F)}, (
-        "the central found and subscribed to both standard measurements"
-    )
+    measurements = {HEART_RATE_MEASUREMENT, PLX_CONTINUOUS_MEASUREMENT, TEMPERATURE_MEASUREMENT}
+    assert source.subscribed == {(a, c) for a in (WEARABLE, STRANGER) for c in measurements}
 
     hub = Hub(mosquitto)
     hub_task = asyncio.create_task(hub.run())
@@ -161,17 +162,20 @@ async def test_heart_rate_and_spo2_from_an_emulated_peripheral_reach_the_vitals_
         await wearable.notify(wearable.plx, bytes([0, 0xFF, 0x07, 0xFF, 0x07]))  # NaN, NaN
         await wearable.notify(wearable.heart_rate, b"\x10\x48\x00")  # RR truncated
         await wearable.notify(wearable.plx, PLX_97_71)
-        await emulated.until(lambda: len(hub.readings) >= 2)
+        await wearable.indicate(wearable.temperature, TEMP_36_6)
+        await emulated.until(lambda: len(hub.readings) >= 3)
+        ts = [r.ts for _, r in hub.readings]
         assert hub.readings == [
-            ("wear-ble", VitalsReading(v=1, seq=1, ts=hub.readings[0][1].ts, hr=72.0)),
-            ("wear-ble", VitalsReading(v=1, seq=2, ts=hub.readings[1][1].ts, spo2=97.0, hr=71.0)),
+            ("wear-ble", VitalsReading(v=1, seq=1, ts=ts[0], hr=72.0)),
+            ("wear-ble", VitalsReading(v=1, seq=2, ts=ts[1], spo2=97.0, hr=71.0)),
+            ("wear-ble", VitalsReading(v=1, seq=3, ts=ts[2], temp=36.6)),
         ]
         # Three minutes (of the step clock) of an SpO2 of 83-85 % with a pulse of 116-120:
         # the detector's critical persistence is 90 s (a value that never changes is a
         # flat line, not a measurement, hence the variation).
         for i in range(180):
             await wearable.notify(wearable.plx, bytes([0, 83 + i % 3, 0, 116 + i % 5, 0]))
-        await emulated.until(lambda: len(hub.readings) >= 182)
+        await emulated.until(lambda: len(hub.readings) >= 183)
     finally:
         bridge.cancel()
         hub_task.cancel()
