@@ -71,7 +71,7 @@ test: install-test system-deps browser-deps lint
 # (uv's universal resolution: a hub's aarch64 wheels are hashed too). Pins already in a lock
 # are kept unless the ranges exclude them; `make lock UPGRADE=--upgrade` takes the newest.
 # Each role's lock is constrained to the test lock's versions: what is tested is what runs.
-LOCK_EXTRAS := hub server sim eval demo voice
+LOCK_EXTRAS := hub server sim eval demo voice ble
 UV := $(VENV)/uv/bin/uv
 LOCK := $(UV) pip compile -q pyproject.toml --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock' $(UPGRADE)
