@@ -256,7 +256,7 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
     from bench.server_bench import KEYS
 
     r = last_json_line(
-        "server", "--hubs", "120", "--alarm-rate", "4", "--seconds", "3", timeout=110
+        "server", "--hubs", "120", "--alarm-rate", "4", "--seconds", "3", timeout=170
     )
     backends = ["sqlite", "postgresql"]  # the bench starts its own PostgreSQL
     assert sorted(r) == sorted(backends), r.keys()
@@ -265,9 +265,22 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
         for key in KEYS:
             assert isinstance(b[key], int | float), (name, key, b)
         assert detail["server_processes"] == (2 if name == "postgresql" else 1)
-        assert detail["load"]["alarms"] == detail["storm"]["alarms"] == 12
+        assert detail["alarm"]["alarms"] == detail["load"]["alarms"] == 12
+        assert detail["storm"]["alarms"] == 12
         assert b["storm_lost"] == 0 and detail["load"]["without_sms"] == 0, detail
-        assert detail["alarms_stored"] == 24, detail
+        assert detail["alarm"]["without_sms"] == 0, detail
+        assert detail["alarms_stored"] == 36, detail
+        # the no-op, heartbeat and alarm phases send only their own kind
+        assert detail["noop"]["ok"]["noop"] == detail["heartbeat"]["ok"]["heartbeat"] > 0
+        assert detail["heartbeat"]["ok"]["noop"] == detail["alarm"]["ok"]["heartbeat"] == 0
+        for key in (
+            "cpu_per_noop_ms",
+            "cpu_per_heartbeat_ms",
+            "cpu_per_alarm_ms",
+            "cpu_ratio_heartbeat",
+            "cpu_ratio_alarm",
+        ):
+            assert b[key] > 0, (name, key, b)
         # every hub came back in the storm: a heartbeat and two fault reports each
         assert detail["storm"]["ok"] == {"noop": 0, "heartbeat": 120, "fault": 240, "alarm": 12}
         assert 0 < b["latency_ms_p50"] <= b["latency_ms_p99"]
