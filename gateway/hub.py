@@ -62,7 +62,8 @@ from gateway.hub_core import (
 from gateway.intake import classify, new_alarm_id
 from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.loop_health import STUCK_AFTER_S, LoopHealth
-from gateway.store import HubAlarm, HubStore, OutboxKind
+from gateway.server_busy import ServerBusy
+from gateway.store import KEPT_KINDS, HubAlarm, HubStore, OutboxKind
 from gateway.supervision import FaultChange
 from gateway.uplink import Uplink, UplinkError
 
@@ -119,6 +120,8 @@ class Hub:
             else DeviceLink(settings, self.topics, self._handle_watched)
         )
         self.core = HubCore(settings, self.clock)
+        self.busy = ServerBusy(self.clock)
+        """The server's last ``503`` + ``Retry-After``: holds maintenance traffic only."""
         self.health = LoopHealth(self.clock)
         self.ha = (
             ha_bridge.HaBridge(
@@ -637,9 +640,23 @@ class Hub:
                     await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
                 continue
             self._alarm_wake.clear()  # an alarm queued from now on cuts the wait short
+            if self.busy.holds(entry.kind):  # the server asked for rest: alarms go first
+                entry = await self.store.next_pending(KEPT_KINDS)
+                if entry is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._alarm_wake.wait(), min(self.busy.wait_s(), 5.0)
+                        )
+                    continue
             try:
                 answer = await self.uplink.send(entry.kind, entry.body)
             except UplinkError as e:
+                if e.retry_after_s is not None and entry.kind not in KEPT_KINDS:
+                    log.info(
+                        "server busy: %s %s waits %.0f s", entry.kind, entry.ref, e.retry_after_s
+                    )
+                    self.busy.told(e.retry_after_s)
+                    continue
                 if not e.retryable:
                     log.error(
                         "server refused %s %s for good, kept on the hub: %s",
@@ -697,6 +714,8 @@ class Hub:
         try:
             config = await self.uplink.config()
         except (UplinkError, ValueError) as e:
+            if isinstance(e, UplinkError) and e.retry_after_s is not None:
+                self.busy.told(e.retry_after_s)
             log.warning(
                 "hub config unavailable (%s); using %s",
                 str(e)[:200],
@@ -725,7 +744,7 @@ class Hub:
             with contextlib.suppress(TimeoutError):  # a pairing wakes it early
                 await asyncio.wait_for(
                     self._config_wake.wait(),
-                    300.0 if ok else 5.0 if self.config is None else 60.0,
+                    300.0 if ok else max(5.0 if self.config is None else 60.0, self.busy.wait_s()),
                 )
 
     async def _send_heartbeats(self) -> None:
@@ -742,8 +761,12 @@ class Hub:
                 await self.uplink.heartbeat(beat)
             except UplinkError as e:
                 log.debug("heartbeat not sent: %s", e)
+                if e.retry_after_s is not None:
+                    self.busy.told(e.retry_after_s)
             # ±20 % jitter: hubs that started together (a district's power came back, a
             # server restart) must not keep beating in step, a burst of writes every interval
             await asyncio.sleep(
-                self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
+                self.busy.next_heartbeat_s(
+                    self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
+                )
             )

@@ -300,12 +300,15 @@ class HubStore:
 
     # ------------------------------------------------------------ outbox
 
-    async def next_pending(self) -> OutboxEntry | None:
+    async def next_pending(self, kinds: frozenset[OutboxKind] | None = None) -> OutboxEntry | None:
+        """The oldest entry still to upload; of `kinds` only, when given."""
+        only = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
         async with (
             self._lock,
             self.db.execute(
                 "SELECT id, kind, ref, body, attempts FROM outbox"
-                " WHERE sent_at_ms IS NULL AND rejected IS NULL ORDER BY id LIMIT 1"
+                f" WHERE sent_at_ms IS NULL AND rejected IS NULL{only} ORDER BY id LIMIT 1",
+                tuple(sorted(kinds or ())),
             ) as cur,
         ):
             row = await cur.fetchone()
