@@ -260,6 +260,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     ]
     ok = {"noop": 0, "heartbeat": 0, "fault": 0, "alarm": 0}
     failed = {k: 0 for k in ok}
+    refused = {k: 0 for k in ok}  # 503 + Retry-After: the server put maintenance off
     alarms: list[tuple[int, int]] = []  # (hub index, first attempt monotonic ns)
     tasks: set[asyncio.Task[None]] = set()
 
@@ -273,7 +274,10 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     # CPU per waiting request: the generator, not the server, became the bottleneck)
     slots = asyncio.Semaphore(phase.connections * len(clients))
 
-    async def request(kind: str, hub: int, path: str, body: dict[str, Any] | None) -> bool:
+    async def request(
+        kind: str, hub: int, path: str, body: dict[str, Any] | None
+    ) -> tuple[bool, float | None]:
+        """(answered 2xx, the Retry-After of a 503 that put it off)."""
         try:
             async with slots:
                 if body is None:
@@ -282,12 +286,16 @@ async def _generate(phase: Phase) -> dict[str, Any]:
                     r = await client_for(hub).post(path, json=body, headers=auth(hub))
         except httpx.HTTPError:
             failed[kind] += 1
-            return False
+            return False, None
         if r.status_code < 300:
             ok[kind] += 1
-            return True
+            return True, None
+        wait = r.headers.get("retry-after", "")
+        if r.status_code == 503 and wait.isdigit():
+            refused[kind] += 1
+            return False, float(wait)
         failed[kind] += 1
-        return False
+        return False, None
 
     def heartbeat(hub: int) -> dict[str, Any]:
         return {"uptime_s": 1.0, "queue_depth": 0, "devices_online": 1, "version": "bench"}
@@ -301,7 +309,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
             "raised_at_ms": time.time_ns() // 1_000_000,
         }
         delay = 0.2
-        while not await request("alarm", hub, api.ALARMS_PATH, body):  # as a hub: retry
+        while not (await request("alarm", hub, api.ALARMS_PATH, body))[0]:  # as a hub: retry
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -315,7 +323,13 @@ async def _generate(phase: Phase) -> dict[str, Any]:
                 "active": f % 2 == 0,
                 "at_ms": now - 60_000 + f,
             }
-            await request("fault", hub, api.FAULTS_PATH, fault)
+            # as a hub: a fault put off (503) is sent again after its Retry-After, a
+            # heartbeat put off is not (the next one comes after the same wait)
+            for _ in range(100):
+                wait = (await request("fault", hub, api.FAULTS_PATH, fault))[1]
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
         await request("heartbeat", hub, api.HUB_HEARTBEAT_PATH, heartbeat(hub))
 
     # one schedule of (offset s, what) for the phase, then sent open-loop on time
@@ -374,6 +388,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
         "requests": sum(ok.values()) + sum(failed.values()),  # alarm retries included
         "ok": ok,
         "failed": failed,
+        "refused": refused,
         "alarms": alarms,
         "sent_s": sent_s,
         "elapsed_s": elapsed,
@@ -433,6 +448,7 @@ def _phase_figures(
         "requests": report["requests"],
         "ok": report["ok"],
         "failed": report["failed"],
+        "refused_503": report["refused"],
         "throughput_rps": round(ok / report["elapsed_s"], 1),
         "alarms": len(report["alarms"]),
         "latency_ms_p50": rounded(percentile(latencies, 50)),
@@ -632,7 +648,8 @@ def bench_server(
             f"  storm: {st['requests']} requests, failed {st['failed']}; alarms p50 "
             f"{st['latency_ms_p50']} ms, p99 {st['latency_ms_p99']} ms (target ≤ "
             f"{TARGET_STORM_P99_MS:g} ms); lost {r['storm_lost']}; stored "
-            f"{r['alarms_stored']} of {ld['alarms'] + st['alarms']} alarms; server CPU "
+            f"{r['alarms_stored']} of {r['alarm']['alarms'] + ld['alarms'] + st['alarms']} "
+            f"alarms; put off (503) {st['refused_503']}; server CPU "
             f"{st['server_cpu_ms_per_request']} ms per request"
         )
     if json_out:

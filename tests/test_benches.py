@@ -281,8 +281,12 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
             "cpu_ratio_alarm",
         ):
             assert b[key] > 0, (name, key, b)
-        # every hub came back in the storm: a heartbeat and two fault reports each
-        assert detail["storm"]["ok"] == {"noop": 0, "heartbeat": 120, "fault": 240, "alarm": 12}
+        # every hub came back in the storm: a heartbeat and two fault reports each (a
+        # busy server may put a heartbeat off with 503; a fault put off is sent again)
+        storm_ok, put_off = detail["storm"]["ok"], detail["storm"]["refused_503"]
+        assert storm_ok["heartbeat"] + put_off["heartbeat"] == 120, detail["storm"]
+        assert storm_ok["fault"] == 240 and storm_ok["alarm"] == 12, detail["storm"]
+        assert put_off["alarm"] == 0, detail["storm"]  # alarms are never put off
         assert 0 < b["latency_ms_p50"] <= b["latency_ms_p99"]
         assert b["throughput_ratio"] > 0
         for phase in ("load", "storm"):  # a request costs some CPU, well under a second
