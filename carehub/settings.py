@@ -141,7 +141,10 @@ class ServerSettings(_Settings):
         "so alarms never queue behind them (`server.admission`).",
     )
     maintenance_max_in_flight: int = Field(
-        64, ge=1, description="Maintenance requests one server process answers at once."
+        256,
+        ge=1,
+        description="Maintenance requests in flight in one server process at which it is "
+        "overloaded (fault reports wait for their group commit: the database is behind).",
     )
     overload_loop_lag_ms: float = Field(
         150.0, gt=0, description="Event-loop lag above which a server process is overloaded."
