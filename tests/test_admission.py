@@ -190,3 +190,51 @@ def test_over_the_bound_a_heartbeat_gets_503_retry_after_and_an_alarm_is_stored(
         "a heartbeat admitted again",
     )
     hub.close()
+
+
+async def test_no_hub_is_marked_offline_while_heartbeats_are_being_refused() -> None:
+    """The hub watch skips its pass while maintenance was refused within the offline
+    window: hubs told to come back later are not offline."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from server.app import _watch_hubs
+
+    clock = FakeClock()
+    adm = admission(clock, max_maintenance_in_flight=1)
+    adm.admit(Lane.MAINTENANCE)
+    assert not adm.admit(Lane.MAINTENANCE).admitted  # a heartbeat refused now
+    passes: list[int] = []
+
+    async def mark_stale_hubs_offline(now_ms: int, after_ms: int) -> list[str]:
+        passes.append(now_ms)
+        return []
+
+    class Settings:
+        reads = 0
+
+        @property
+        def hub_offline_after_s(self) -> float:  # read on every pass of the watch
+            Settings.reads += 1
+            return 0.03  # a pass every 10 ms
+
+    rt = SimpleNamespace(
+        settings=Settings(),
+        store=SimpleNamespace(mark_stale_hubs_offline=mark_stale_hubs_offline),
+        clock=clock,
+    )
+    watch = asyncio.create_task(_watch_hubs(rt, adm))  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 5
+        while Settings.reads < 20:  # ten passes or so: none looked for stale hubs
+            assert time.monotonic() < deadline, "the hub watch did not run"
+            await asyncio.sleep(0.01)
+        assert passes == []
+        clock.advance(0.05)  # the refusal is older than the offline window
+        deadline = time.monotonic() + 5
+        while not passes:
+            assert time.monotonic() < deadline, "the hub watch never looked again"
+            await asyncio.sleep(0.01)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
