@@ -141,10 +141,11 @@ class ServerSettings(_Settings):
         "so alarms never queue behind them (`server.admission`).",
     )
     maintenance_max_in_flight: int = Field(
-        256,
+        16,
         ge=1,
         description="Maintenance requests in flight in one server process at which it is "
-        "overloaded (fault reports wait for their group commit: the database is behind).",
+        "overloaded: at 10 000 hubs' heartbeat rate each then waits 50-100 ms in the server "
+        "(Little's law), as long as an alarm's whole latency target.",
     )
     overload_loop_lag_ms: float = Field(
         150.0, gt=0, description="Event-loop lag above which a server process is overloaded."

@@ -112,7 +112,7 @@ def server(
 
     Alarms first: CAREHUB_ALARMS_FIRST (true: under overload heartbeats, fault reports,
     config and console reads get 503 + Retry-After, alarms never), overload when more than
-    CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (256) are in flight or the event loop lags over
+    CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the event loop lags over
     CAREHUB_OVERLOAD_LOOP_LAG_MS (150, held CAREHUB_OVERLOAD_HOLD_S 5); Retry-After from
     CAREHUB_MAINTENANCE_RETRY_AFTER_S (20) to twice it.
 

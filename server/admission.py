@@ -76,7 +76,7 @@ class AdmissionLimits:
     """When maintenance is refused, and for how long a refused hub stays away."""
 
     enabled: bool = True
-    max_maintenance_in_flight: int = 256
+    max_maintenance_in_flight: int = 16
     """Per server process: maintenance requests being answered at once."""
     loop_lag_s: float = 0.15
     """Event-loop lag (s) above which the process counts as overloaded..."""
