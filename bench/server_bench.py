@@ -28,6 +28,7 @@ Each alarm's hub has a team and doctor of its own, so the per-number send policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -59,6 +60,8 @@ TARGET_CPU_RATIO_HEARTBEAT = 2.0
 TARGET_CPU_RATIO_ALARM = 12.0
 CALLBACKS_PER_SMS = 3
 """The SMS sandbox reports queued, sent and delivered for each message."""
+ALARM_CONNECTIONS = 8
+"""Connections per server for alarms alone, beside the `Phase.connections` of the rest."""
 SETTLE_S = 1.0
 """Quiet after each isolated phase (no-op, heartbeat, alarm), inside its CPU figure."""
 
@@ -258,14 +261,22 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) for url in phase.servers
     ]
+    # alarms have connections of their own, as every hub has: an alarm waits in the server
+    # if anywhere, never in the generator behind other hubs' heartbeats and fault reports
+    alarm_limits = httpx.Limits(
+        max_connections=ALARM_CONNECTIONS, max_keepalive_connections=ALARM_CONNECTIONS
+    )
+    alarm_clients = [
+        httpx.AsyncClient(base_url=url, limits=alarm_limits, timeout=30.0) for url in phase.servers
+    ]
     ok = {"noop": 0, "heartbeat": 0, "fault": 0, "alarm": 0}
     failed = {k: 0 for k in ok}
     refused = {k: 0 for k in ok}  # 503 + Retry-After: the server put maintenance off
     alarms: list[tuple[int, int]] = []  # (hub index, first attempt monotonic ns)
     tasks: set[asyncio.Task[None]] = set()
 
-    def client_for(hub: int) -> httpx.AsyncClient:
-        return clients[hub % len(clients)]
+    def client_for(hub: int, kind: str) -> httpx.AsyncClient:
+        return (alarm_clients if kind == "alarm" else clients)[hub % len(clients)]
 
     def auth(hub: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {hub_token(phase.seed, hub)}"}
@@ -279,11 +290,11 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     ) -> tuple[bool, float | None]:
         """(answered 2xx, the Retry-After of a 503 that put it off)."""
         try:
-            async with slots:
+            async with slots if kind != "alarm" else contextlib.nullcontext():
                 if body is None:
-                    r = await client_for(hub).get(path)
+                    r = await client_for(hub, kind).get(path)
                 else:
-                    r = await client_for(hub).post(path, json=body, headers=auth(hub))
+                    r = await client_for(hub, kind).post(path, json=body, headers=auth(hub))
         except httpx.HTTPError:
             failed[kind] += 1
             return False, None
@@ -381,7 +392,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     while tasks:
         await asyncio.gather(*list(tasks))
     elapsed = time.monotonic() - start
-    for c in clients:
+    for c in clients + alarm_clients:
         await c.aclose()
     return {
         "kind": phase.kind,
