@@ -5,7 +5,15 @@ the traffic of simulated hubs from a separate load-generator process (``python -
 bench.server_bench SPEC``, httpx with bounded connections), so the generator never shares
 the server's event loop. Each run measures, per backend, on a fresh database:
 
-- baseline: the same app answering ``/healthz`` at the load phase's request rate;
+- baseline: the same app answering ``/healthz`` at the load phase's request rate: the
+  no-op request, the stack's floor (uvicorn, routing, the app's middleware and query check;
+  no token lookup, no body, no SQL), against which a heartbeat's and an alarm's CPU count;
+- heartbeats: heartbeats alone at the same rate, then until the heartbeat writer stored
+  them (CPU per heartbeat: HTTP, the hub's token lookup, validation, its share of a
+  batched write);
+- alarms: alarms alone at the alarm rate, until each is texted and the sandbox's three
+  delivery callbacks were answered (CPU per alarm: its upload, its first step's SMS through
+  the Twilio SDK, its callbacks);
 - load: every hub heartbeating once a minute plus alarms at a fixed rate, each alarm to a
   hub of its own; latency is upload sent → its first SMS request at the sandbox (both on
   the machine's monotonic clock), throughput_ratio = ingest throughput / no-op throughput;
@@ -20,6 +28,7 @@ Each alarm's hub has a team and doctor of its own, so the per-number send policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -47,6 +56,14 @@ from harness.sms_sandbox import RecordedSms, SmsSandbox
 TARGET_P99_MS = 100.0
 TARGET_STORM_P99_MS = 1000.0
 TWILIO_SID = "AC" + "0" * 31 + "1"
+TARGET_CPU_RATIO_HEARTBEAT = 2.0
+TARGET_CPU_RATIO_ALARM = 12.0
+CALLBACKS_PER_SMS = 3
+"""The SMS sandbox reports queued, sent and delivered for each message."""
+ALARM_CONNECTIONS = 8
+"""Connections per server for alarms alone, beside the `Phase.connections` of the rest."""
+SETTLE_S = 1.0
+"""Quiet after each isolated phase (no-op, heartbeat, alarm), inside its CPU figure."""
 
 
 # ---------------------------------------------------------------- the fleet
@@ -190,6 +207,16 @@ class MonotonicSmsSandbox(SmsSandbox):
         with self._changed:
             return self._changed.wait_for(lambda: len(self.arrivals) >= count, timeout_s)
 
+    def _report(self, sms: RecordedSms, auth_token: str) -> None:
+        super()._report(sms, auth_token)
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_callbacks(self, count: int, timeout_s: float) -> bool:
+        """Until at least `count` status callbacks were answered; False at the deadline."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.callbacks) >= count, timeout_s)
+
 
 @contextmanager
 def pg_database() -> Iterator[str]:
@@ -207,8 +234,9 @@ def pg_database() -> Iterator[str]:
 @dataclass
 class Phase:
     """What the generator sends for `seconds`: ``noop`` (GET /healthz at `noop_rate`),
-    ``load`` (heartbeats + alarms) or ``storm`` (every hub flushes faults and a heartbeat
-    at a random moment, alarms keep coming)."""
+    ``heartbeat`` (heartbeats alone at `noop_rate`), ``alarm`` (alarms alone), ``load``
+    (heartbeats + alarms) or ``storm`` (every hub flushes faults and a heartbeat at a
+    random moment, alarms keep coming)."""
 
     kind: str
     seconds: float
@@ -233,13 +261,22 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     clients = [
         httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) for url in phase.servers
     ]
+    # alarms have connections of their own, as every hub has: an alarm waits in the server
+    # if anywhere, never in the generator behind other hubs' heartbeats and fault reports
+    alarm_limits = httpx.Limits(
+        max_connections=ALARM_CONNECTIONS, max_keepalive_connections=ALARM_CONNECTIONS
+    )
+    alarm_clients = [
+        httpx.AsyncClient(base_url=url, limits=alarm_limits, timeout=30.0) for url in phase.servers
+    ]
     ok = {"noop": 0, "heartbeat": 0, "fault": 0, "alarm": 0}
     failed = {k: 0 for k in ok}
+    refused = {k: 0 for k in ok}  # 503 + Retry-After: the server put maintenance off
     alarms: list[tuple[int, int]] = []  # (hub index, first attempt monotonic ns)
     tasks: set[asyncio.Task[None]] = set()
 
-    def client_for(hub: int) -> httpx.AsyncClient:
-        return clients[hub % len(clients)]
+    def client_for(hub: int, kind: str) -> httpx.AsyncClient:
+        return (alarm_clients if kind == "alarm" else clients)[hub % len(clients)]
 
     def auth(hub: int) -> dict[str, str]:
         return {"Authorization": f"Bearer {hub_token(phase.seed, hub)}"}
@@ -248,21 +285,28 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     # CPU per waiting request: the generator, not the server, became the bottleneck)
     slots = asyncio.Semaphore(phase.connections * len(clients))
 
-    async def request(kind: str, hub: int, path: str, body: dict[str, Any] | None) -> bool:
+    async def request(
+        kind: str, hub: int, path: str, body: dict[str, Any] | None
+    ) -> tuple[bool, float | None]:
+        """(answered 2xx, the Retry-After of a 503 that put it off)."""
         try:
-            async with slots:
+            async with slots if kind != "alarm" else contextlib.nullcontext():
                 if body is None:
-                    r = await client_for(hub).get(path)
+                    r = await client_for(hub, kind).get(path)
                 else:
-                    r = await client_for(hub).post(path, json=body, headers=auth(hub))
+                    r = await client_for(hub, kind).post(path, json=body, headers=auth(hub))
         except httpx.HTTPError:
             failed[kind] += 1
-            return False
+            return False, None
         if r.status_code < 300:
             ok[kind] += 1
-            return True
+            return True, None
+        wait = r.headers.get("retry-after", "")
+        if r.status_code == 503 and wait.isdigit():
+            refused[kind] += 1
+            return False, float(wait)
         failed[kind] += 1
-        return False
+        return False, None
 
     def heartbeat(hub: int) -> dict[str, Any]:
         return {"uptime_s": 1.0, "queue_depth": 0, "devices_online": 1, "version": "bench"}
@@ -276,7 +320,7 @@ async def _generate(phase: Phase) -> dict[str, Any]:
             "raised_at_ms": time.time_ns() // 1_000_000,
         }
         delay = 0.2
-        while not await request("alarm", hub, api.ALARMS_PATH, body):  # as a hub: retry
+        while not (await request("alarm", hub, api.ALARMS_PATH, body))[0]:  # as a hub: retry
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -290,20 +334,28 @@ async def _generate(phase: Phase) -> dict[str, Any]:
                 "active": f % 2 == 0,
                 "at_ms": now - 60_000 + f,
             }
-            await request("fault", hub, api.FAULTS_PATH, fault)
+            # as a hub: a fault put off (503) is sent again after its Retry-After, a
+            # heartbeat put off is not (the next one comes after the same wait)
+            for _ in range(100):
+                wait = (await request("fault", hub, api.FAULTS_PATH, fault))[1]
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
         await request("heartbeat", hub, api.HUB_HEARTBEAT_PATH, heartbeat(hub))
 
     # one schedule of (offset s, what) for the phase, then sent open-loop on time
     events: list[tuple[float, str, int]] = []
-    if phase.kind == "noop":
+    if phase.kind in ("noop", "heartbeat"):
         n = int(phase.noop_rate * phase.seconds)
-        events += [(i / phase.noop_rate, "noop", i) for i in range(n)]
+        events += [(i / phase.noop_rate, phase.kind, i % phase.hubs) for i in range(n)]
     else:
         n_alarms = int(phase.alarm_rate * phase.seconds)
         events += [
             (i / phase.alarm_rate, "alarm", phase.first_alarm_hub + i) for i in range(n_alarms)
         ]
-        if phase.kind == "load":  # each hub once a minute, spread evenly
+        if phase.kind == "alarm":
+            pass
+        elif phase.kind == "load":  # each hub once a minute, spread evenly
             period = 60.0
             for k in range(int(phase.seconds // period) + 1):
                 events += [
@@ -340,13 +392,14 @@ async def _generate(phase: Phase) -> dict[str, Any]:
     while tasks:
         await asyncio.gather(*list(tasks))
     elapsed = time.monotonic() - start
-    for c in clients:
+    for c in clients + alarm_clients:
         await c.aclose()
     return {
         "kind": phase.kind,
         "requests": sum(ok.values()) + sum(failed.values()),  # alarm retries included
         "ok": ok,
         "failed": failed,
+        "refused": refused,
         "alarms": alarms,
         "sent_s": sent_s,
         "elapsed_s": elapsed,
@@ -406,6 +459,7 @@ def _phase_figures(
         "requests": report["requests"],
         "ok": report["ok"],
         "failed": report["failed"],
+        "refused_503": report["refused"],
         "throughput_rps": round(ok / report["elapsed_s"], 1),
         "alarms": len(report["alarms"]),
         "latency_ms_p50": rounded(percentile(latencies, 50)),
@@ -419,11 +473,12 @@ def _phase_figures(
 def run_backend(
     backend: str, hubs: int, alarm_rate: float, seconds: float, drain_s: float = 60.0
 ) -> dict[str, Any]:
-    """Baseline, load and storm on a fresh database of `backend` (``sqlite``: one server
-    process; ``postgresql``: two, each hub always talking to the same one)."""
-    if 2 * alarm_rate * seconds > hubs:
+    """Baseline, heartbeats, alarms, load and storm on a fresh database of `backend`
+    (``sqlite``: one server process; ``postgresql``: two, each hub always talking to the
+    same one)."""
+    if 3 * alarm_rate * seconds > hubs:
         raise typer.BadParameter(
-            f"{2 * alarm_rate * seconds:.0f} alarms need as many hubs (each alarm its own "
+            f"{3 * alarm_rate * seconds:.0f} alarms need as many hubs (each alarm its own "
             f"hub, so the send policy never merges its SMS): raise --hubs or lower "
             f"--alarm-rate/--seconds"
         )
@@ -468,24 +523,43 @@ def _phases(
     urls = [u for _, u in servers]
     pids = [child.process.pid for child, _ in servers if child.process is not None]
     load_rate = hubs / 60.0 + alarm_rate
-    common = {"servers": urls, "seed": seed, "hubs": hubs, "alarm_rate": alarm_rate}
-    noop = run_phase(Phase("noop", seconds, noop_rate=load_rate, **common), tmp)  # type: ignore[arg-type]
+    common: dict[str, Any] = {"servers": urls, "seed": seed, "hubs": hubs, "alarm_rate": alarm_rate}
+    # the same rate for no-ops and heartbeats: their CPU per request compares like for like
+    cpu_a = cpu_seconds(pids)
+    noop = run_phase(Phase("noop", seconds, noop_rate=load_rate, **common), tmp)
+    time.sleep(SETTLE_S)  # every isolated phase ends with the same quiet, idle CPU included
+    cpu_b = cpu_seconds(pids)
+    beats = run_phase(Phase("heartbeat", seconds, noop_rate=load_rate, **common), tmp)
+    time.sleep(SETTLE_S)  # the heartbeat writer stores what it noted within half a second
+    cpu_c = cpu_seconds(pids)
+    lone = run_phase(Phase("alarm", seconds, **common), tmp)
+    n_lone = len(lone["alarms"])
+    sms.wait_for(n_lone, drain_s)
+    sms.wait_for_callbacks(CALLBACKS_PER_SMS * n_lone, drain_s)
+    time.sleep(SETTLE_S)
     cpu_0 = cpu_seconds(pids)
-    load = run_phase(Phase("load", seconds, **common), tmp)  # type: ignore[arg-type]
-    n_load = len(load["alarms"])
+    load = run_phase(Phase("load", seconds, first_alarm_hub=n_lone, **common), tmp)
+    n_load = n_lone + len(load["alarms"])
     sms.wait_for(n_load, drain_s)  # the CPU of a phase includes texting its alarms
     cpu_1 = cpu_seconds(pids)
-    storm = run_phase(Phase("storm", seconds, first_alarm_hub=n_load, **common), tmp)  # type: ignore[arg-type]
+    storm = run_phase(Phase("storm", seconds, first_alarm_hub=n_load, **common), tmp)
     n_all = n_load + len(storm["alarms"])
     sms.wait_for(n_all, drain_s)
     cpu_2 = cpu_seconds(pids)
     for child, _ in servers:
         if not child.running:
             raise RuntimeError(f"{child.name} died under load:\n{child.log_tail()}")
+    noop_f = _phase_figures(noop, sms, _minus(cpu_b, cpu_a))
+    beats_f = _phase_figures(beats, sms, _minus(cpu_c, cpu_b))
+    lone_f = _phase_figures(lone, sms, _minus(cpu_0, cpu_c))
+    lone_f["server_cpu_ms_per_alarm"] = _per(_minus(cpu_0, cpu_c), lone["ok"]["alarm"])
     load_f = _phase_figures(load, sms, _minus(cpu_1, cpu_0))
     storm_f = _phase_figures(storm, sms, _minus(cpu_2, cpu_1))
     noop_rps = sum(noop["ok"].values()) / noop["elapsed_s"]
     stored = _stored_alarms(url)
+    per_noop = noop_f["server_cpu_ms_per_request"]
+    per_beat = beats_f["server_cpu_ms_per_request"]
+    per_alarm = lone_f["server_cpu_ms_per_alarm"]
     return {
         "backend": backend,
         "server_processes": len(servers),
@@ -494,6 +568,9 @@ def _phases(
         "seconds": seconds,
         "offered_rps": round(load_rate, 1),
         "noop_throughput_rps": round(noop_rps, 1),
+        "noop": noop_f,
+        "heartbeat": beats_f,
+        "alarm": lone_f,
         "load": load_f,
         "storm": storm_f,
         "alarms_stored": stored,
@@ -502,7 +579,21 @@ def _phases(
         "throughput_ratio": round(load_f["throughput_rps"] / noop_rps, 3) if noop_rps else None,
         "storm_latency_ms_p99": storm_f["latency_ms_p99"],
         "storm_lost": storm_f["without_sms"] + max(0, n_all - stored),
+        "cpu_per_noop_ms": per_noop,
+        "cpu_per_heartbeat_ms": per_beat,
+        "cpu_per_alarm_ms": per_alarm,
+        "cpu_ratio_heartbeat": _ratio(per_beat, per_noop),
+        "cpu_ratio_alarm": _ratio(per_alarm, per_noop),
     }
+
+
+def _per(cpu_s: float | None, count: int) -> float | None:
+    """Milliseconds of CPU per one of `count`."""
+    return rounded(1000 * cpu_s / count) if cpu_s is not None and count else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -515,13 +606,20 @@ KEYS = (
     "throughput_ratio",
     "storm_latency_ms_p99",
     "storm_lost",
+    "cpu_per_noop_ms",
+    "cpu_per_heartbeat_ms",
+    "cpu_per_alarm_ms",
+    "cpu_ratio_heartbeat",
+    "cpu_ratio_alarm",
 )
 
 
 def bench_server(
     hubs: int = typer.Option(10_000, help="Simulated hubs, each heartbeating once a minute."),
     alarm_rate: float = typer.Option(50.0, help="Alarms per second (each to its own hub)."),
-    seconds: float = typer.Option(60.0, help="Seconds of each phase (baseline, load, storm)."),
+    seconds: float = typer.Option(
+        60.0, help="Seconds of each phase (baseline, heartbeats, alarms, load, storm)."
+    ),
     backend: list[str] = typer.Option(
         ["sqlite", "postgresql"], help="Backends to run (sqlite: 1 process; postgresql: 2)."
     ),
@@ -546,7 +644,13 @@ def bench_server(
             f"{name} ({r['server_processes']} server process(es)), {hubs} hubs, "
             f"{alarm_rate:g} alarms/s, {seconds:g} s per phase\n"
             f"  baseline /healthz at {r['offered_rps']} req/s: "
-            f"{r['noop_throughput_rps']} req/s answered\n"
+            f"{r['noop_throughput_rps']} req/s answered; server CPU "
+            f"{r['cpu_per_noop_ms']} ms per no-op\n"
+            f"  heartbeats alone: {r['cpu_per_heartbeat_ms']} ms CPU each (ratio "
+            f"{r['cpu_ratio_heartbeat']}, target ≤ {TARGET_CPU_RATIO_HEARTBEAT:g}); alarms "
+            f"alone: {r['cpu_per_alarm_ms']} ms CPU each, upload to callbacks answered (ratio "
+            f"{r['cpu_ratio_alarm']}, target ≤ {TARGET_CPU_RATIO_ALARM:g}), upload → SMS p99 "
+            f"{r['alarm']['latency_ms_p99']} ms\n"
             f"  load: {ld['throughput_rps']} req/s answered (ratio {r['throughput_ratio']}), "
             f"failed {ld['failed']}; upload → SMS p50 {ld['latency_ms_p50']} ms, "
             f"p99 {ld['latency_ms_p99']} ms, max {ld['latency_ms_max']} ms "
@@ -555,7 +659,8 @@ def bench_server(
             f"  storm: {st['requests']} requests, failed {st['failed']}; alarms p50 "
             f"{st['latency_ms_p50']} ms, p99 {st['latency_ms_p99']} ms (target ≤ "
             f"{TARGET_STORM_P99_MS:g} ms); lost {r['storm_lost']}; stored "
-            f"{r['alarms_stored']} of {ld['alarms'] + st['alarms']} alarms; server CPU "
+            f"{r['alarms_stored']} of {r['alarm']['alarms'] + ld['alarms'] + st['alarms']} "
+            f"alarms; put off (503) {st['refused_503']}; server CPU "
             f"{st['server_cpu_ms_per_request']} ms per request"
         )
     if json_out:

@@ -168,6 +168,32 @@ class ServerSettings(_Settings):
     )
     hub_offline_after_s: float = 90.0
     long_poll_max_s: float = 25.0
+    alarms_first: bool = Field(
+        True,
+        description="Under overload, answer maintenance requests (heartbeats, fault reports, "
+        "hub config, console reads other than alarms) 503 with Retry-After before any work, "
+        "so alarms never queue behind them (`server.admission`).",
+    )
+    maintenance_max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Maintenance requests in flight in one server process at which it is "
+        "overloaded: at 10 000 hubs' heartbeat rate each then waits 50-100 ms in the server "
+        "(Little's law), as long as an alarm's whole latency target.",
+    )
+    overload_loop_lag_ms: float = Field(
+        150.0, gt=0, description="Event-loop lag above which a server process is overloaded."
+    )
+    overload_hold_s: float = Field(
+        5.0, ge=0, description="Still overloaded this long after the last lag over the limit."
+    )
+    maintenance_retry_after_s: int = Field(
+        20,
+        ge=1,
+        le=60,
+        description="A refusal's Retry-After is drawn from [this, twice this] seconds; keep "
+        "twice this under hub_offline_after_s.",
+    )
     console_insecure_cookies: bool = Field(
         False,
         description="Send the console's session cookie without `Secure`, for local http only "

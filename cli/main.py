@@ -142,6 +142,12 @@ def server(
     CAREHUB_MERGE_REPEATS (true: an alarm raised again by the same device while its alarm
     of that kind is open joins that alarm as a repeat).
 
+    Alarms first: CAREHUB_ALARMS_FIRST (true: under overload heartbeats, fault reports,
+    config and console reads get 503 + Retry-After, alarms never), overload when more than
+    CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the event loop lags over
+    CAREHUB_OVERLOAD_LOOP_LAG_MS (150, held CAREHUB_OVERLOAD_HOLD_S 5); Retry-After from
+    CAREHUB_MAINTENANCE_RETRY_AFTER_S (20) to twice it.
+
     Console: CAREHUB_CONSOLE_INSECURE_COOKIES (false; true only for local http),
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
     within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its

@@ -69,7 +69,9 @@ from gateway.loop_guard import RestartPolicy, keep_running
 from gateway.loop_health import STUCK_AFTER_S, LoopHealth
 from gateway.pending_acks import PendingAcks
 from gateway.refusal import minimal_upload
+from gateway.server_busy import ServerBusy
 from gateway.store import (
+    KEPT_KINDS,
     HubAlarm,
     HubStore,
     OutboxEntry,
@@ -141,6 +143,8 @@ class Hub:
             else DeviceLink(settings, self.topics, self._handle_watched)
         )
         self.core = HubCore(settings, self.clock)
+        self.busy = ServerBusy(self.clock)
+        """The server's last ``503`` + ``Retry-After``: holds maintenance traffic only."""
         self.health = LoopHealth(self.clock)
         self.ha = (
             ha_bridge.HaBridge(
@@ -1010,10 +1014,20 @@ class Hub:
                     await asyncio.wait_for(self._outbox_wake.wait(), 5.0)
                 continue
             self._alarm_wake.clear()  # an alarm queued from now on cuts the wait short
+            if self.busy.holds(entry.kind):  # the server asked for rest; alarms come first
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._alarm_wake.wait(), min(self.busy.wait_s(), 5.0))
+                continue
             self.core.outbox_after = entry.device_id  # the next device's turn comes next
             try:
                 answer = await self.uplink.send(entry.kind, entry.body)
             except UplinkError as e:
+                if e.retry_after_s is not None and entry.kind not in KEPT_KINDS:
+                    log.info(
+                        "server busy: %s %s waits %.0f s", entry.kind, entry.ref, e.retry_after_s
+                    )
+                    self.busy.told(e.retry_after_s)
+                    continue
                 if e.refused:
                     await self._credential_refused(e)
                 elif not e.retryable:
@@ -1128,6 +1142,8 @@ class Hub:
         try:
             config = await self.uplink.config()
         except (UplinkError, ValueError) as e:
+            if isinstance(e, UplinkError) and e.retry_after_s is not None:
+                self.busy.told(e.retry_after_s)
             log.warning(
                 "hub config unavailable (%s); using %s",
                 str(e)[:200],
@@ -1156,7 +1172,7 @@ class Hub:
             with contextlib.suppress(TimeoutError):  # a pairing wakes it early
                 await asyncio.wait_for(
                     self._config_wake.wait(),
-                    300.0 if ok else 5.0 if self.config is None else 60.0,
+                    300.0 if ok else max(5.0 if self.config is None else 60.0, self.busy.wait_s()),
                 )
 
     async def _send_heartbeats(self) -> None:
@@ -1176,12 +1192,16 @@ class Hub:
                 log.debug("heartbeat not sent: %s", e)
                 if e.refused:  # seen here too when no alarm waits in the outbox
                     await self._credential_refused(e)
+                if e.retry_after_s is not None:
+                    self.busy.told(e.retry_after_s)
             else:
                 self._credential_accepted()
             # ±20 % jitter: hubs that started together (a district's power came back, a
             # server restart) must not keep beating in step, a burst of writes every interval
             await asyncio.sleep(
-                self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
+                self.busy.next_heartbeat_s(
+                    self.settings.heartbeat_interval_s * self.core.rng.uniform(0.8, 1.2)
+                )
             )
 
 

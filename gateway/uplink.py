@@ -42,12 +42,20 @@ M = TypeVar("M", bound=BaseModel)
 
 class UplinkError(Exception):
     """The request did not succeed; `retryable` says whether trying again can help, `status`
-    is the server's HTTP status when it answered with an error."""
+    is the server's HTTP status when it answered with an error; `retry_after_s`: the server
+    is busy (``503``) and asked for this many seconds' rest."""
 
-    def __init__(self, message: str, retryable: bool = True, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retryable: bool = True,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.retry_after_s = retry_after_s
 
     @property
     def refused(self) -> bool:
@@ -83,7 +91,10 @@ class Uplink:
         if status >= 400:
             retryable = status >= 500 or status in RETRYABLE_STATUS
             raise UplinkError(
-                f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable, status
+                f"{method} {path}: HTTP {status}: {_excerpt(response)}",
+                retryable,
+                status,
+                _retry_after(response) if status == 503 else None,
             )
         if not 200 <= status < 300:  # e.g. a captive portal's 302 to its login page
             raise UplinkError(f"{method} {path}: unexpected HTTP {status}: {_excerpt(response)}")
@@ -186,6 +197,12 @@ def _expect_empty(response: httpx.Response) -> None:
     if response.content.strip():
         where = f"{response.request.method} {response.request.url.path}"
         raise UplinkError(f"{where}: expected no body, got: {_excerpt(response)}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A ``Retry-After`` in whole seconds (the form the server sends), else None."""
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() and len(value) <= 6 else None
 
 
 def _excerpt(response: httpx.Response) -> str:

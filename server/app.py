@@ -19,6 +19,8 @@ from carehub import __version__
 from carehub.api_contract import HEALTH_PATH, CallEndReason
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
+from server.admission import Admission, AdmissionLimits
+from server.alarms_first import AlarmsFirst, watch_loop_lag
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.console import calls as console_calls
 from server.console import routes as console
@@ -62,10 +64,13 @@ def make_notifier(settings: ServerSettings) -> Notifier:
     return ConsoleNotifier()
 
 
-async def _watch_hubs(rt: ServerRuntime) -> None:
-    """Mark hubs whose heartbeats stopped as offline: a hub fault for the dispatcher."""
+async def _watch_hubs(rt: ServerRuntime, admission: Admission) -> None:
+    """Mark hubs whose heartbeats stopped as offline: a hub fault for the dispatcher. Not
+    while heartbeats were being refused (overload): those hubs were told to come back later."""
     while True:
         await asyncio.sleep(min(10.0, rt.settings.hub_offline_after_s / 3))
+        if admission.refused_within(rt.settings.hub_offline_after_s):
+            continue
         try:
             for hub_id in await rt.store.mark_stale_hubs_offline(
                 rt.clock.now_ms(), int(rt.settings.hub_offline_after_s * 1000)
@@ -110,9 +115,21 @@ def link_secret(settings: ServerSettings) -> bytes:
     ).digest()
 
 
+def admission_limits(settings: ServerSettings) -> AdmissionLimits:
+    return AdmissionLimits(
+        enabled=settings.alarms_first,
+        max_maintenance_in_flight=settings.maintenance_max_in_flight,
+        loop_lag_s=settings.overload_loop_lag_ms / 1000,
+        hold_s=settings.overload_hold_s,
+        retry_after_s=settings.maintenance_retry_after_s,
+    )
+
+
 def create_app(
     settings: ServerSettings, notifier: Notifier | None = None, clock: Clock | None = None
 ) -> FastAPI:
+    admission = Admission(admission_limits(settings), clock or SystemClock())
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
@@ -150,7 +167,8 @@ def create_app(
         tasks = [
             asyncio.create_task(escalator.run()),
             asyncio.create_task(heartbeats.run()),
-            asyncio.create_task(_watch_hubs(rt)),
+            asyncio.create_task(_watch_hubs(rt, admission)),
+            asyncio.create_task(watch_loop_lag(admission)),
             asyncio.create_task(checkpoint_forever(engine)),
         ]
         try:
@@ -177,6 +195,8 @@ def create_app(
         redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_middleware(AlarmsFirst, admission=admission)  # before any routing or SQL
+    app.state.admission = admission
     app.include_router(hub_api.router)
     app.include_router(voice_api.router)
     app.include_router(console_calls.router)

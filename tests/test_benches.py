@@ -264,7 +264,7 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
     from bench.server_bench import KEYS
 
     r = last_json_line(
-        "server", "--hubs", "120", "--alarm-rate", "4", "--seconds", "3", timeout=110
+        "server", "--hubs", "120", "--alarm-rate", "4", "--seconds", "3", timeout=170
     )
     backends = ["sqlite", "postgresql"]  # the bench starts its own PostgreSQL
     assert sorted(r) == sorted(backends), r.keys()
@@ -273,11 +273,28 @@ def test_server_small_stores_and_texts_every_alarm_on_both_backends() -> None:
         for key in KEYS:
             assert isinstance(b[key], int | float), (name, key, b)
         assert detail["server_processes"] == (2 if name == "postgresql" else 1)
-        assert detail["load"]["alarms"] == detail["storm"]["alarms"] == 12
+        assert detail["alarm"]["alarms"] == detail["load"]["alarms"] == 12
+        assert detail["storm"]["alarms"] == 12
         assert b["storm_lost"] == 0 and detail["load"]["without_sms"] == 0, detail
-        assert detail["alarms_stored"] == 24, detail
-        # every hub came back in the storm: a heartbeat and two fault reports each
-        assert detail["storm"]["ok"] == {"noop": 0, "heartbeat": 120, "fault": 240, "alarm": 12}
+        assert detail["alarm"]["without_sms"] == 0, detail
+        assert detail["alarms_stored"] == 36, detail
+        # the no-op, heartbeat and alarm phases send only their own kind
+        assert detail["noop"]["ok"]["noop"] == detail["heartbeat"]["ok"]["heartbeat"] > 0
+        assert detail["heartbeat"]["ok"]["noop"] == detail["alarm"]["ok"]["heartbeat"] == 0
+        for key in (
+            "cpu_per_noop_ms",
+            "cpu_per_heartbeat_ms",
+            "cpu_per_alarm_ms",
+            "cpu_ratio_heartbeat",
+            "cpu_ratio_alarm",
+        ):
+            assert b[key] > 0, (name, key, b)
+        # every hub came back in the storm: a heartbeat and two fault reports each (a
+        # busy server may put a heartbeat off with 503; a fault put off is sent again)
+        storm_ok, put_off = detail["storm"]["ok"], detail["storm"]["refused_503"]
+        assert storm_ok["heartbeat"] + put_off["heartbeat"] == 120, detail["storm"]
+        assert storm_ok["fault"] == 240 and storm_ok["alarm"] == 12, detail["storm"]
+        assert put_off["alarm"] == 0, detail["storm"]  # alarms are never put off
         assert 0 < b["latency_ms_p50"] <= b["latency_ms_p99"]
         assert b["throughput_ratio"] > 0
         for phase in ("load", "storm"):  # a request costs some CPU, well under a second

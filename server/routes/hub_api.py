@@ -125,14 +125,16 @@ async def alarm_updates(
     return api.AlarmUpdates(updates=updates, cursor=cursor)
 
 
-@router.get(api.HUB_CONFIG_PATH, response_model=api.HubConfig)
+@router.get(api.HUB_CONFIG_PATH, response_model=api.HubConfig, responses=problems(503))
 async def hub_config(hub: Hub, rt: Runtime) -> api.HubConfig:
     """Which devices this hub serves and the elder's care plan (no personal data)."""
     return api.HubConfig.model_validate(await rt.store.hub_config(hub))
 
 
 @router.post(
-    api.HUB_HEARTBEAT_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422)
+    api.HUB_HEARTBEAT_PATH,
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(400, 422, 503),
 )
 async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
     """Noted at once and stored with other hubs' beats within a second
@@ -140,7 +142,9 @@ async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
     rt.heartbeats.note(hub.hub_id, rt.clock.now_ms(), body.model_dump())
 
 
-@router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
+@router.post(
+    api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422, 503)
+)
 async def report_fault(body: api.FaultReport | api.HubFaultReport, hub: Hub, rt: Runtime) -> None:
     """A device fault raised or cleared on the hub, or a fault of the hub itself (not an
     emergency). Idempotent. Stored with the other hubs' reports of the moment, in one

@@ -30,6 +30,8 @@ _WHY = {
     413: "The body is too large.",
     422: "The request breaks the contract; `detail` says where. Retrying cannot help.",
     429: "Too many attempts: retry after the `Retry-After` header's seconds.",
+    503: "Overloaded: maintenance traffic waits the `Retry-After` header's seconds (alarms are "
+    "never refused).",
 }
 
 
