@@ -344,9 +344,11 @@ async def test_a_late_reply_code_reaches_its_own_closed_alarm_not_a_newer_one(
     assert await world.state(third) is AlarmState.DISPATCHED
     assert "已接受" in (await world.reply("li", "3a")).text
     world.clock.advance(12 * 3600 + 1)  # the hold (CAREHUB_REPLY_CODE_HOLD_H) has passed
+    before = len(world.sms.to("li"))
     fourth = await world.press()
     await world.run()
-    assert "回复2a" in world.sms.to("li")[-1]
+    # the fourth alarm's SMS (a closing notice of an earlier alarm may be sent in this run too)
+    assert any("回复2a" in m for m in world.sms.to("li")[before:]), world.sms.to("li")[before:]
     assert "已接受" in (await world.reply("li", "2a")).text
     assert await world.state(fourth) is AlarmState.ACCEPTED
     assert await world.state(first) is AlarmState.ACCEPTED
