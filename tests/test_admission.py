@@ -105,7 +105,7 @@ def test_disabled_admits_everything() -> None:
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Child]]:
     """`carehub server` on `database_url` with room for one maintenance request at a time
     (the loop-lag limit out of reach, so only the in-flight bound decides)."""
     (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=TOKEN))
@@ -127,7 +127,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{base}/healthz", 60, child)
-        yield base
+        yield base, child
     finally:
         child.stop()
 
@@ -148,12 +148,13 @@ def _half_sent_fault(base: str) -> socket.socket:
 
 @pytest.mark.integration
 def test_over_the_bound_a_heartbeat_gets_503_retry_after_and_an_alarm_is_stored(
-    server: str,
+    server: tuple[str, Child],
 ) -> None:
-    hub = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"})
+    server_url, child = server
+    hub = httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {TOKEN}"})
     beat = {"uptime_s": 1.0, "queue_depth": 0, "devices_online": 1, "version": "t"}
     assert hub.post(api.HUB_HEARTBEAT_PATH, json=beat).status_code == 204
-    held = _half_sent_fault(server)
+    held = _half_sent_fault(server_url)
     try:
         refused: list[httpx.Response] = []
 
@@ -162,7 +163,7 @@ def test_over_the_bound_a_heartbeat_gets_503_retry_after_and_an_alarm_is_stored(
             refused.append(r)
             return r.status_code == 503
 
-        wait_until(heartbeat_refused, 20, "a heartbeat refused while a fault is in flight")
+        wait_until(heartbeat_refused, 60, "a heartbeat refused while a fault is in flight", [child])
         r = refused[-1]
         assert 7 <= int(r.headers["retry-after"]) <= 14, r.headers
         assert "retry after" in r.json()["detail"]
@@ -178,7 +179,7 @@ def test_over_the_bound_a_heartbeat_gets_503_retry_after_and_an_alarm_is_stored(
         # and the refused heartbeat's request did no work: still refused, alarm stored
         assert hub.get(api.HUB_CONFIG_PATH).status_code == 503
         alarms = httpx.get(
-            f"{server}/api/v1/admin/alarms", headers={"Authorization": f"Bearer {ADMIN}"}
+            f"{server_url}/api/v1/admin/alarms", headers={"Authorization": f"Bearer {ADMIN}"}
         ).json()
         assert [a["hub_alarm_id"] for a in alarms] == [alarm_id]
     finally:
@@ -186,8 +187,9 @@ def test_over_the_bound_a_heartbeat_gets_503_retry_after_and_an_alarm_is_stored(
     # the fault's request ends (its client went away): maintenance is admitted again
     wait_until(
         lambda: hub.post(api.HUB_HEARTBEAT_PATH, json=beat).status_code == 204,
-        20,
+        60,
         "a heartbeat admitted again",
+        [child],
     )
     hub.close()
 
