@@ -41,12 +41,16 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 .order_by(hubs.c.last_seen_ms, hubs.c.id)
             )
         ).all()
+        # `faults` keeps every report (raised, cleared, raised again): a fault is open when
+        # the newest report of its (hub, device, fault) says active, not while any row does
+        key = (faults.c.hub_id, faults.c.device_id, faults.c.fault)
+        newest = sa.select(sa.func.max(faults.c.id)).group_by(*key)
         active = (
             await conn.execute(
                 sa.select(faults, elders.c.short_address)
                 .join(hubs, hubs.c.id == faults.c.hub_id)
                 .join(elders, elders.c.id == hubs.c.elder_id)
-                .where(faults.c.active.is_(True), *scope)
+                .where(faults.c.id.in_(newest), faults.c.active.is_(True), *scope)
                 .order_by(faults.c.since_ms, faults.c.id)
             )
         ).all()

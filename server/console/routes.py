@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
@@ -18,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
 from carehub.api_contract import ID_PATTERN
+from server.care_map import CareMap
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -38,7 +40,15 @@ from server.console.alarm_actions import (
     edit_entry,
     resolve,
 )
-from server.console.alarm_detail import OUTCOMES, AlarmView, alarm_view, fall_window, vitals
+from server.console.alarm_detail import (
+    OUTCOMES,
+    AlarmView,
+    TimelineEntry,
+    alarm_view,
+    fall_window,
+    vitals,
+    vitals_reason,
+)
 from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.health_board import health_board, lasted
@@ -49,6 +59,7 @@ from server.console.selftest_board import homes_to_selftest
 from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
+from server.console.timeline_text import Translate, actor_label, describe, step_text
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
@@ -64,7 +75,7 @@ from server.console.web import (
     wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
-from server.kpi import kpi_report
+from server.kpi import days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
@@ -162,7 +173,7 @@ async def login(request: Request, rt: Runtime) -> Response:
         account.id, session_id, new_csrf_token(), now_ms, now_ms + max_age_s * 1000
     )
     log.info("console: %s signed in", account.username)
-    response = RedirectResponse(f"{PREFIX}/", status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse(landing_page(account.role), status.HTTP_303_SEE_OTHER)
     set_cookie(response, rt, SESSION_COOKIE, session_id, max_age_s)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
@@ -202,14 +213,24 @@ def _team_scope(session: Session) -> str | None:
     return None
 
 
+def landing_page(role: Role) -> str:
+    """Where an account lands after signing in: the queue, or for an installer (who may not
+    see the queue's medical data) the health board."""
+    return f"{PREFIX}/health" if role is Role.INSTALLER else f"{PREFIX}/"
+
+
 @router.get("/")
-async def queue_page(
-    request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
-) -> Response:
-    """The queue; its rows alone when the page's live feed asks (`wants_fragment`)."""
-    rows = await open_alarms(rt.store.engine, _team_scope(session))
+async def queue_page(request: Request, rt: Runtime, session: Session = require()) -> Response:
+    """The queue; its rows alone when the page's live feed asks (`wants_fragment`). An
+    installer's browser is sent on to the health board (a script still gets 403)."""
+    if session.account.role not in MEDICAL_ROLES:
+        if request.method == "GET" and not wants_fragment(request):
+            return RedirectResponse(landing_page(session.account.role), status.HTTP_303_SEE_OTHER)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the queue is for medical roles")
+    care = await rt.escalator.care_map()
+    rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
-    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms())
+    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms(), step_text=step_text)
 
 
 @router.get("/events")
@@ -473,12 +494,15 @@ async def _alarm_screen(
     alarm_id: str,
     session: Session,
     reveal: bool = False,
+    audit: bool = True,
 ) -> Response:
+    """The page; `audit` False for the screen an action answers with (the page was opened,
+    and audited, before the action: an action is not another view)."""
     view = await _visible_alarm(rt, session, alarm_id)
     card = await elder_card(rt.store.engine, view.elder_id)
     assert card is not None  # alarms.elder_id is a foreign key
     medical = session.account.role in MEDICAL_ROLES
-    if medical and card.medical_notes:
+    if medical and card.medical_notes and audit:
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm_id, rt.clock.now_ms()
         )
@@ -489,7 +513,16 @@ async def _alarm_screen(
         plot = acceleration_svg(*window)
     scores, readings = vitals(view.details) if medical else ({}, {})
     lat, lon = await elder_position(rt.store.engine, card.id)
-    members = await _assignable(rt, view.team_id) if medical else []
+    care = await rt.escalator.care_map()
+    members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
+    policy = care.policy(view.policy_id) if view.policy_id else None
+
+    def said(t: Translate, entry: TimelineEntry) -> str:
+        return describe(t, entry, view.names, policy)
+
+    def who(t: Translate, actor: str) -> str:
+        return actor_label(t, actor, view.names)
+
     return render(
         request,
         "console/alarm.html",
@@ -501,6 +534,9 @@ async def _alarm_screen(
         plot=plot,
         scores=scores,
         readings=readings,
+        reason=vitals_reason(view.details) if medical else None,
+        describe=said,
+        actor_label=who,
         members=members,
         outcomes=OUTCOMES,
         now_ms=rt.clock.now_ms(),
@@ -508,13 +544,20 @@ async def _alarm_screen(
     )
 
 
-async def _assignable(rt: ServerRuntime, team_id: str) -> list[tuple[str, str]]:
-    """(member id, label) of the alarm's team first, then the other teams'."""
-    care = await rt.escalator.care_map()
-    return sorted(
-        ((m.id, f"{m.name} · {m.team_id}") for m in care.members.values()),
-        key=lambda x: (not x[1].endswith(f"· {team_id}"), x[1]),
-    )
+@dataclass(frozen=True)
+class Assignable:
+    id: str
+    name: str
+    team_id: str
+    on_duty: bool
+
+
+def _assignable(care: CareMap, team_id: str, now_ms: int) -> list[Assignable]:
+    """Members who can be assigned the alarm: on duty first (the alarm's team's first), then
+    the rest, each marked, so nobody picks an off-duty doctor by accident."""
+    on_duty = {m for t in care.teams for m in care.on_duty(t, now_ms)}
+    found = [Assignable(m.id, m.name, m.team_id, m.id in on_duty) for m in care.members.values()]
+    return sorted(found, key=lambda m: (not m.on_duty, m.team_id != team_id, m.name, m.id))
 
 
 def _back(alarm_id: str) -> RedirectResponse:
@@ -540,6 +583,15 @@ async def alarm_action(
     shows the page with the code revealed (recorded in the audit log)."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
         return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
+    done = await _act(request, rt, alarm_id, action, session)
+    if wants_fragment(request):  # the page's script: the screen as it now is, no reload
+        return await _alarm_screen(request, rt, alarm_id, session, audit=False)
+    return done
+
+
+async def _act(
+    request: Request, rt: ServerRuntime, alarm_id: str, action: str, session: Session
+) -> Response:
     view = await _visible_alarm(rt, session, alarm_id)
     form = await request.form()
     engine, now, who = rt.store.engine, rt.clock.now_ms(), session.account
@@ -566,6 +618,8 @@ async def alarm_action(
                 raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
             msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
             await rt.escalator.send(msgs)
+        elif action == "arrived":
+            await _record_arrival(rt, view, session)
         elif action == "resolve":
             hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
@@ -578,6 +632,30 @@ async def alarm_action(
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     await _changed(rt)
     return _back(alarm_id)
+
+
+async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) -> None:
+    """A responder phoned in their arrival: recorded as theirs (as if by their link), via
+    the console account that took the call, so the service circle counts it."""
+    if view.accepted_by is None:
+        raise ActionRefused("nobody has accepted this alarm: there is no arrival to record")
+    if view.state in CLOSED:
+        raise ActionRefused(f"this alarm is {view.state}: its arrival can no longer be recorded")
+    if view.arrived_at_ms is not None:
+        raise ActionRefused("the arrival is already recorded")
+    notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
+    if notification is None:
+        raise ActionRefused("the responder's message is not on file: record a note instead")
+    care = await rt.escalator.care_map()
+    now = rt.clock.now_ms()
+    answer, msgs = await rt.dispatch.answer(
+        notification, "arrived", now, actor(session.account), care
+    )
+    if not answer.ok:
+        raise ActionRefused(answer.message)
+    await rt.escalator.send(msgs)
+    rt.escalator.kick()
+    log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
 
 
 # ------------------------------------------------------------ health board and KPI
@@ -662,17 +740,19 @@ async def kpi_page(
     request: Request,
     rt: Runtime,
     days: int = 14,
-    time_zone: str = "Asia/Shanghai",
+    time_zone: str = "",
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
-    """Answer times and the service circle per team and per day (the last `days` days, days
-    counted in `time_zone`)."""
+    """Answer times and the service circle per team and per day: the last `days` calendar
+    days, today included, counted in `time_zone` (the centre's, `console_time_zone`, as
+    `carehub report kpi`'s)."""
+    time_zone = time_zone or rt.settings.console_time_zone
     if not 1 <= days <= 92:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "days must be between 1 and 92")
     if time_zone not in available_timezones():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown time zone {time_zone!r}")
     until = rt.clock.now_ms()
-    since = until - days * 86_400_000
+    since = days_start_ms(until, days, time_zone)
     rows = await read_alarm_times(rt.store.engine, since, until)
     scope = _team_scope(session)
     if scope is not None:
