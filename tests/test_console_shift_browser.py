@@ -1,0 +1,181 @@
+"""Issue 23 in a real browser (Playwright driving Debian's chromium) against a real server
+process: actions without a page load, no risky default choice, the installer's landing
+page, and times in the account's language and the centre's zone whatever the browser's.
+Screenshots of the pages in both languages go to tests/artifacts/ (not committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from carehub.alarm_lifecycle import AlarmKind, Severity
+from carehub.api_contract import AlarmUpload
+from server.console.console_store import add_account_to
+from server.db import make_engine
+from server.schema import alarms
+from server.store import HubIdentity, ServerStore
+from tests.console_server import PASSWORD, console_server
+from tests.test_console_browser import browser, contexts  # noqa: F401  (fixtures)
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+ARTIFACTS = Path(__file__).parent / "artifacts"
+HUB = HubIdentity("hub-1", "elder-1")
+
+pytestmark = pytest.mark.integration
+
+
+def _in_worker(coro: object) -> object:
+    """Run a coroutine on its own loop (Playwright's sync API owns this thread's)."""
+    with ThreadPoolExecutor(1) as worker:
+        return worker.submit(asyncio.run, coro).result()  # type: ignore[arg-type]
+
+
+async def _accounts_and_alarm(url: str) -> str:
+    for username, role, language in [
+        ("disp-zh", "dispatcher", "zh"),
+        ("fitter", "installer", "en"),
+    ]:
+        await add_account_to(url, username, PASSWORD, role, None, language, 0)
+    engine = make_engine(url)
+    try:
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        upload = AlarmUpload(
+            alarm_id=uuid.uuid4().hex,
+            device_id="btn-1",
+            kind=AlarmKind.BUTTON,
+            severity=Severity.CRITICAL,
+            raised_at_ms=now,
+        )
+        await ServerStore(engine).store_alarm(HUB, upload, now)
+        async with engine.connect() as conn:
+            found = await conn.scalar(sa.select(alarms.c.id))
+        return str(found)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def shift(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """(base URL, an open alarm's id, the database file) of a real server process."""
+    with console_server(tmp_path, "disp") as base:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
+        alarm_id = _in_worker(_accounts_and_alarm(url))
+        yield base, str(alarm_id), tmp_path / "server.db"
+
+
+def sign_in(chromium, opened: list, base: str, username: str, **options):  # type: ignore[no-untyped-def]
+    context = chromium.new_context(base_url=base, **{"locale": "en-US", **options})
+    opened.append(context)
+    page = context.new_page()
+    page.goto("/console/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return page
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def audit_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM console_audit").fetchone()[0])
+
+
+def test_9_10_actions_do_not_reload_and_nothing_risky_is_preselected(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    shift: tuple[str, str, Path],
+) -> None:  # type: ignore[no-untyped-def]
+    base, alarm_id, db = shift
+    page = sign_in(browser, contexts, base, "disp")
+    page.goto(f"/console/alarms/{alarm_id}")
+    expect(page.locator("#timeline")).to_be_visible()
+
+    # 10: Resolve and Assign start on an empty, required choice; duty is marked
+    assert page.locator("#resolve-form select").input_value() == ""
+    assert page.locator("#assign-form select").input_value() == ""
+    options = page.locator("#assign-form select option").all_inner_texts()
+    assert all(re.search(r"(on|off) duty$", o) for o in options[1:]), options
+    page.click("#resolve-form button")  # nothing chosen: the browser asks, nothing is posted
+    assert page.locator("#resolve-form select:invalid").count() == 1
+    expect(page.locator("#lifecycle")).to_contain_text("active")
+
+    # 9: an action changes the screen without loading the page (or auditing a view again)
+    views = audit_rows(db)
+    page.evaluate("window.__stayed = 'yes'")
+    page.fill("#note-form input[name=text]", "son is on his way")
+    page.click("#note-form button")
+    expect(page.locator("#timeline")).to_contain_text("son is on his way")
+    page.click("#ack-form button")
+    expect(page.locator("#lifecycle")).to_contain_text("acknowledged")
+    assert page.evaluate("window.__stayed") == "yes", "the page was reloaded"
+    assert audit_rows(db) == views
+    shot(page, "alarm-actions-en.png")
+
+    page.select_option("#resolve-form select", "home_visit")
+    page.click("#resolve-form button")
+    expect(page.locator("#lifecycle")).to_contain_text("cleared")
+    assert page.evaluate("window.__stayed") == "yes"
+
+
+def test_11_an_installer_lands_on_the_health_board(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    shift: tuple[str, str, Path],
+) -> None:  # type: ignore[no-untyped-def]
+    base, _, _ = shift
+    page = sign_in(browser, contexts, base, "fitter")
+    page.wait_for_url("**/console/health")
+    expect(page.locator("#hubs-offline")).to_be_visible()
+    assert "detail" not in page.content().lower()[:200]  # a page, not a JSON refusal
+    shot(page, "health-installer-en.png")
+    page.goto("/console/")
+    page.wait_for_url("**/console/health")
+
+
+def test_12_times_follow_the_account_and_the_centre_not_the_browser(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    shift: tuple[str, str, Path],
+) -> None:  # type: ignore[no-untyped-def]
+    """A Chinese dispatcher on a browser set to American English in New York reads the
+    centre's clock (Asia/Shanghai) in Chinese order, and the timeline in Chinese."""
+    base, alarm_id, _ = shift
+    page = sign_in(browser, contexts, base, "disp-zh", timezone_id="America/New_York")
+    page.goto(f"/console/alarms/{alarm_id}")
+    first = page.locator("#timeline time").first
+    expect(first).not_to_be_empty()
+    at_ms = int(first.get_attribute("data-ms") or 0)
+    local = datetime.fromtimestamp(at_ms / 1000, ZoneInfo("Asia/Shanghai"))
+    assert first.inner_text() == local.strftime("%Y/%m/%d %H:%M:%S"), first.inner_text()
+    timeline = page.locator("#timeline").inner_text()
+    assert "网关触发" in timeline and "Hub raised" not in timeline and "system" not in timeline
+    expect(page.locator("h1")).to_contain_text("呼救按钮")
+    shot(page, "alarm-zh.png")
+    page.goto("/console/kpi")
+    expect(page.locator("h1")).to_contain_text("最近 14 天")
+    shot(page, "kpi-zh.png")
+    page.goto("/console/")
+    expect(page.locator("td.step").first).to_contain_text("第")
+    shot(page, "queue-zh.png")
+
+    english = sign_in(browser, contexts, base, "disp", timezone_id="America/New_York")
+    english.goto(f"/console/alarms/{alarm_id}")
+    shot(english, "alarm-en.png")
+    english.goto("/console/kpi")
+    shot(english, "kpi-en.png")
