@@ -546,3 +546,22 @@ async def test_12_a_chinese_doctor_who_replies_late_is_answered_in_chinese(
     assert code is not None
     r = await shift.reply("li", code.group(1) + "a")
     assert "已由Dr Wang接受" in r.text and "already accepted" not in r.text
+
+
+async def test_12_kpi_health_board_and_header_speak_chinese(shift: Shift) -> None:
+    now = shift.clock.now_ms()
+    await shift.rt.store.record_fault(
+        HUB,
+        FaultReport(
+            report_id="low", device_id="btn-1", fault="battery_low", active=True, at_ms=now
+        ),
+        now,
+    )
+    shift.clock.advance(300)
+    await shift.sign_in("op-zh")
+    kpi = await shift.console("/console/kpi")
+    assert "(max" not in kpi and "最高" in kpi
+    board = await shift.console("/console/health")
+    battery = board.split('id="battery-low"', 1)[1].split("</section>", 1)[0]
+    assert 'class="lasted">5 分钟<' in battery
+    assert "调度员" in board and "· dispatcher<" not in board

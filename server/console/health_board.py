@@ -3,6 +3,7 @@ worn and failed SMS, each with the moment it began (never mixed into the alarm q
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -92,15 +93,19 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
     )
 
 
-def lasted(now_ms: int, since_ms: int | None) -> str:
-    """How long a problem has lasted, coarsely: "45 s", "12 min", "3 h", "2 d"."""
+UNITS_EN = {"s": "s", "min": "min", "h": "h", "d": "d"}
+
+
+def lasted(now_ms: int, since_ms: int | None, units: Mapping[str, str] = UNITS_EN) -> str:
+    """How long a problem has lasted, coarsely: "45 s", "12 min", "3 h", "2 d" (`units`:
+    the reader's words for s, min, h, d)."""
     if since_ms is None:
         return "—"
     s = max(0, now_ms - since_ms) // 1000
     if s < 60:
-        return f"{s} s"
+        return f"{s} {units['s']}"
     if s < 3600:
-        return f"{s // 60} min"
+        return f"{s // 60} {units['min']}"
     if s < 86400:
-        return f"{s // 3600} h"
-    return f"{s // 86400} d"
+        return f"{s // 3600} {units['h']}"
+    return f"{s // 86400} {units['d']}"

@@ -52,7 +52,7 @@ from server.console.alarm_detail import (
 from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.health_board import health_board, lasted
-from server.console.i18n import LANGUAGES, pick_language
+from server.console.i18n import LANGUAGES, pick_language, translator
 from server.console.live_queue import CLOSED, open_alarms
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
@@ -764,9 +764,11 @@ async def kpi_page(
     def per_day(figure: str) -> list[float | None]:
         return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
 
+    t = translator(session.account.language)
+    axis = t("kpi.axis")
     plots = {
-        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100),
-        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100),
-        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), "s"),
+        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100, axis),
+        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100, axis),
+        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), t("unit.s"), None, axis),
     }
     return render(request, "console/kpi.html", session, report=report, plots=plots, days=days)
