@@ -196,6 +196,9 @@ alarms = sa.Table(
     # repeats of this alarm from the same device and kind while it was open (alarm_repeats)
     sa.Column("repeat_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_repeat_at_ms", sa.BigInteger, nullable=True),
+    # the console user who has the alarm (server.console.alarm_actions.claim), if anyone
+    sa.Column("claimed_by", sa.String(80), nullable=True),
+    sa.Column("claimed_at_ms", sa.BigInteger, nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
     sa.Index("ix_alarms_open_per_device", "hub_id", "device_id", "kind", "state"),
 )

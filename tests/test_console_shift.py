@@ -565,3 +565,68 @@ async def test_12_kpi_health_board_and_header_speak_chinese(shift: Shift) -> Non
     battery = board.split('id="battery-low"', 1)[1].split("</section>", 1)[0]
     assert 'class="lasted">5 分钟<' in battery
     assert "调度员" in board and "· dispatcher<" not in board
+
+
+# ------------------------------------------------------------ claims across dispatchers
+
+
+async def test_claims_one_operator_has_an_alarm_and_every_console_sees_who(
+    shift: Shift,
+) -> None:
+    alarm_id = await shift.press()
+    token = await shift.sign_in("op")
+    assert "unclaimed" in await shift.queue_row(alarm_id)
+    r = await shift.http.post(f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token})
+    assert r.status_code in (200, 303)
+    assert "yours" in await shift.queue_row(alarm_id)
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert 'id="release-form"' in page and 'id="claim-form"' not in page
+
+    shift.http.cookies.clear()
+    token = await shift.sign_in("op-zh")  # the other dispatcher on the shift
+    assert "由 op 处理" in await shift.queue_row(alarm_id)
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert 'id="take-over-form"' in page and "从 op 接手" in page
+    refused = await shift.http.post(f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token})
+    assert refused.status_code == 409 and "op has this alarm" in refused.text
+    assert (
+        await shift.http.post(f"/console/alarms/{alarm_id}/release", data={"csrf_token": token})
+    ).status_code == 409  # not theirs to release
+    taken = await shift.http.post(
+        f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token, "take_over": "1"}
+    )
+    assert taken.status_code in (200, 303)
+    assert "由您处理" in await shift.queue_row(alarm_id)
+    events = await shift.rows(
+        sa.select(alarm_events.c.kind, alarm_events.c.actor, alarm_events.c.detail)
+        .where(alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "claimed")
+        .order_by(alarm_events.c.id)
+    )
+    assert [tuple(e) for e in events] == [
+        ("claimed", "console:op", ""),
+        ("claimed", "console:op-zh", "from op"),
+    ]
+    timeline = text_of(
+        (await shift.console(f"/console/alarms/{alarm_id}")).split('id="timeline"')[1]
+    )
+    assert "已认领 从 op 接手" in timeline
+    await shift.http.post(f"/console/alarms/{alarm_id}/release", data={"csrf_token": token})
+    assert "无人认领" in await shift.queue_row(alarm_id)
+
+
+async def test_claims_two_operators_claiming_at_once_one_gets_it(shift: Shift) -> None:
+    from server.console.accounts import Account, Role
+    from server.console.alarm_actions import ClaimedByOther, claim
+
+    alarm_id = await shift.press()
+    engine = shift.rt.store.engine
+    a = Account("1", "op", Role.DISPATCHER, None, "en")
+    b = Account("2", "op-zh", Role.DISPATCHER, None, "zh")
+    now = shift.clock.now_ms()
+    results = await asyncio.gather(
+        claim(engine, alarm_id, a, now), claim(engine, alarm_id, b, now), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, ClaimedByOther)]
+    assert len(refused) == 1 and [r for r in results if r is None] == [None]
+    holder = await shift.scalar(sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id))
+    assert refused[0].holder == holder and holder in ("op", "op-zh")

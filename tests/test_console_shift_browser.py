@@ -179,3 +179,33 @@ def test_12_times_follow_the_account_and_the_centre_not_the_browser(
     shot(english, "alarm-en.png")
     english.goto("/console/kpi")
     shot(english, "kpi-en.png")
+
+
+def test_claims_two_dispatchers_see_who_has_the_alarm(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    shift: tuple[str, str, Path],
+) -> None:  # type: ignore[no-untyped-def]
+    """Two dispatchers' browsers: one claims the alarm, the other's live queue shows who has
+    it at once; the second takes it over, and the first's queue says so."""
+    base, alarm_id, _ = shift
+    first = sign_in(browser, contexts, base, "disp")
+    second = sign_in(browser, contexts, base, "disp-zh")
+    row = f"tr[data-alarm-id='{alarm_id}'] .owner"
+    expect(second.locator("#live")).to_have_text("实时", timeout=5000)
+    expect(second.locator(row)).to_have_text("无人认领")
+
+    first.goto(f"/console/alarms/{alarm_id}")
+    first.click("#claim-form button")
+    expect(first.locator("#claim .owner")).to_have_text("yours")
+    expect(second.locator(row)).to_have_text("由 disp 处理", timeout=5000)  # live, no reload
+    shot(second, "queue-claimed-zh.png")
+
+    second.goto(f"/console/alarms/{alarm_id}")
+    expect(second.locator("#claim .owner")).to_have_text("由 disp 处理")
+    second.click("#take-over-form button")
+    expect(second.locator("#claim .owner")).to_have_text("由您处理")
+    shot(second, "alarm-taken-over-zh.png")
+    first.goto("/console/")
+    expect(first.locator(row)).to_have_text("with disp-zh")
+    shot(first, "queue-claimed-en.png")

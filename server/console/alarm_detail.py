@@ -89,6 +89,7 @@ class AlarmView:
     accepted_by: str | None = None  # a member id
     arrived_at_ms: int | None = None
     names: dict[str, str] = field(default_factory=dict)  # member id -> name (for the timeline)
+    claimed_by: str | None = None  # the console user who has it
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -206,6 +207,7 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         accepted_by=row.accepted_by,
         arrived_at_ms=row.arrived_at_ms,
         names=names,
+        claimed_by=row.claimed_by,
     )
 
 

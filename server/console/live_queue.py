@@ -48,6 +48,7 @@ class QueueRow:
     last_repeat_at_ms: int | None = None
     is_test: bool = False
     step: StepNumber | None = None  # the step taken last, as people count it
+    claimed_by: str | None = None  # the console user who has it
 
 
 def notified_once(sent: Sequence[tuple[str, str, str, str | None]]) -> tuple[Notified, ...]:
@@ -92,6 +93,7 @@ async def open_alarms(
             alarms.c.repeat_count,
             alarms.c.last_repeat_at_ms,
             alarms.c.is_test,
+            alarms.c.claimed_by,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -162,6 +164,7 @@ async def open_alarms(
                 step_due_at_ms=r.due_at_ms,
                 notified=notified_once(by_alarm.get(r.id, [])),
                 step=step(r.policy_id, r.position),
+                claimed_by=r.claimed_by,
                 repeat_count=r.repeat_count,
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),

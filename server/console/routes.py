@@ -36,8 +36,10 @@ from server.console.alarm_actions import (
     ActionRefused,
     actor,
     add_entry,
+    claim,
     clean_text,
     edit_entry,
+    release,
     resolve,
 )
 from server.console.alarm_detail import (
@@ -579,8 +581,9 @@ async def alarm_action(
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
-    resolve (outcome): each recorded in the alarm's events with who and when. key-safe
-    shows the page with the code revealed (recorded in the audit log)."""
+    arrived · claim (take_over=1 to take it from another operator) · release · resolve
+    (outcome): each recorded in the alarm's events with who and when. key-safe shows the
+    page with the code revealed (recorded in the audit log)."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
         return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
     done = await _act(request, rt, alarm_id, action, session)
@@ -620,6 +623,12 @@ async def _act(
             await rt.escalator.send(msgs)
         elif action == "arrived":
             await _record_arrival(rt, view, session)
+        elif action == "claim":
+            taken_from = await claim(engine, alarm_id, who, now, form.get("take_over") == "1")
+            if taken_from:
+                log.info("console: alarm %s taken over by %s", alarm_id, who.username)
+        elif action == "release":
+            await release(engine, alarm_id, who, now)
         elif action == "resolve":
             hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)

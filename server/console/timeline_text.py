@@ -89,6 +89,8 @@ def describe(
         return d.removeprefix("to ")
     if e.kind == "arrival_overdue":
         return d
+    if e.kind == "claimed":
+        return t("tl.from").replace("{who}", d.removeprefix("from ")) if d else ""
     if e.kind == "repeat":
         m = _REPEAT.search(d)
         text = t("tl.repeat").replace("{n}", m.group(1)) if m else ""

@@ -1,0 +1,32 @@
+"""who at the console has an alarm (`alarms.claimed_by`, `claimed_at_ms`)
+
+Two dispatchers on one shift must not both phone the same elder while another alarm waits:
+an operator claims an alarm, and every console shows who has it. The claim is a column so
+that taking it is one conditional UPDATE (atomic on SQLite and PostgreSQL alike); each
+claim, take-over and release is also an `alarm_events` row for the timeline.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-06 15:20:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("alarms", sa.Column("claimed_by", sa.String(80), nullable=True))
+    op.add_column("alarms", sa.Column("claimed_at_ms", sa.BigInteger, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("alarms") as batch:
+        batch.drop_column("claimed_at_ms")
+        batch.drop_column("claimed_by")
