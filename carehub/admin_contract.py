@@ -95,6 +95,10 @@ class AlarmDetail(AlarmSummary):
     resolved_at_ms: int | None
     outcome: str | None
     is_test: bool
+    claimed_by: str | None = Field(
+        None, description="The console user who has the alarm (claimed it), if anyone."
+    )
+    claimed_at_ms: int | None = None
     notifications: list[NotificationView]
     events: list[AlarmEventView]
 
