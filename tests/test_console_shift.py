@@ -220,6 +220,10 @@ async def test_1_a_vitals_alarm_shows_the_latest_epoch_and_the_detectors_reason(
     assert "SpO2 (%) 89 3" in table and "Heart rate (bpm) 96 1" in table  # the latest epoch
     assert "Respiration rate (/min) 20" in table and "NEWS2 total — 4" in table
     assert "red NEWS2 sub-score (spo2) for 90 s" in page
+    shift.http.cookies.clear()
+    await shift.sign_in("op-zh")  # 12: the reason in the reader's language
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert "NEWS2 红色子评分（血氧）持续 90 秒" in page and "red NEWS2" not in page
 
 
 # ------------------------------------------------------------ 2. the health board
@@ -630,3 +634,22 @@ async def test_claims_two_operators_claiming_at_once_one_gets_it(shift: Shift) -
     assert len(refused) == 1 and [r for r in results if r is None] == [None]
     holder = await shift.scalar(sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id))
     assert refused[0].holder == holder and holder in ("op", "op-zh")
+
+
+def test_12_the_detectors_reasons_are_said_in_the_readers_language() -> None:
+    from server.console.i18n import translator
+    from server.console.timeline_text import reason_text
+
+    zh, en = translator("zh"), translator("en")
+    for reason, chinese in [
+        ("red NEWS2 sub-score (spo2) for 90 s", "NEWS2 红色子评分（血氧）持续 90 秒"),
+        (
+            "red NEWS2 sub-score (hr, rr) most of 600 s",
+            "NEWS2 红色子评分（心率, 呼吸频率）在 600 秒内多数时间出现",
+        ),
+        ("NEWS2 total >= 7 for 90 s (signal in doubt)", "NEWS2 总分 ≥ 7，持续 90 秒 （信号存疑）"),
+        ("temperature >= 39.1 °C for 600 s", "体温 ≥ 39.1 °C，持续 600 秒"),
+    ]:
+        assert reason_text(zh, reason) == chinese
+        assert reason_text(en, reason) == reason  # English: as the detector wrote it
+    assert reason_text(zh, "something new") == "something new"

@@ -61,7 +61,13 @@ from server.console.selftest_board import homes_to_selftest
 from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
-from server.console.timeline_text import Translate, actor_label, describe, step_text
+from server.console.timeline_text import (
+    Translate,
+    actor_label,
+    describe,
+    reason_text,
+    step_text,
+)
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
@@ -537,6 +543,7 @@ async def _alarm_screen(
         scores=scores,
         readings=readings,
         reason=vitals_reason(view.details) if medical else None,
+        reason_text=reason_text,
         describe=said,
         actor_label=who,
         members=members,

@@ -32,6 +32,32 @@ def step_label(t: Translate, policy: EscalationPolicy | None, position: int) -> 
     return step_text(t, step_number(policy, position))
 
 
+_REASONS = (
+    (re.compile(r"^red NEWS2 sub-score \(([\w, ]+)\) for (\d+) s"), "reason.red"),
+    (re.compile(r"^red NEWS2 sub-score \(([\w, ]+)\) most of (\d+) s"), "reason.recurrent"),
+    (re.compile(r"^NEWS2 total >= (\d+) for (\d+) s"), "reason.total"),
+    (re.compile(r"^temperature >= ([\d.]+) °C for (\d+) s"), "reason.fever"),
+)
+
+
+def reason_text(t: Translate, reason: str) -> str:
+    """The vital-sign detector's reason (edge/vital_signs.py speaks English) in the reader's
+    language: its known forms are rebuilt from the catalogue with the channels named, an
+    unknown one is shown as the detector wrote it."""
+    for pattern, key in _REASONS:
+        m = pattern.match(reason)
+        if m is None:
+            continue
+        what, seconds = m.groups()
+        if key in ("reason.red", "reason.recurrent"):
+            what = ", ".join(t("sign." + c.strip()) for c in what.split(","))
+        text = t(key).replace("{what}", what).replace("{s}", seconds)
+        if "nothing backs it" in reason:
+            return text + " " + t("reason.doubt_alone")
+        return text + (" " + t("reason.doubt") if "signal in doubt" in reason else "")
+    return reason
+
+
 def actor_label(t: Translate, actor: str, names: Mapping[str, str]) -> str:
     """``member:li`` → Dr Li; ``console:disp`` → disp; ``system``/``hub`` → a word."""
     if actor.startswith("member:"):
