@@ -324,6 +324,8 @@ faults = sa.Table(
     sa.Column("detail", sa.String(200), nullable=False, server_default=""),
     sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
     sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
+    # the newest report per (hub, device, fault): the health board and the fault writer
+    sa.Index("ix_faults_latest", "hub_id", "device_id", "fault", "id"),
 )
 
 # ------------------------------------------------------------ the console (server/console)
