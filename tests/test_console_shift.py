@@ -653,3 +653,22 @@ def test_12_the_detectors_reasons_are_said_in_the_readers_language() -> None:
         assert reason_text(zh, reason) == chinese
         assert reason_text(en, reason) == reason  # English: as the detector wrote it
     assert reason_text(zh, "something new") == "something new"
+
+
+async def test_cue_an_unclaimed_alarm_asks_louder_as_it_waits(shift: Shift) -> None:
+    alarm_id = await shift.press()
+    token = await shift.sign_in("op")
+
+    async def cue() -> str:
+        rows = await shift.http.get("/console/", headers={"Accept": "text/html-fragment"})
+        row = rows.text.split(f'data-alarm-id="{alarm_id}"', 1)[0].rsplit("<tr", 1)[1]
+        found = re.search(r"\bcue-(\d)\b", row)
+        return found.group(1) if found else "none"
+
+    assert await cue() == "0"
+    shift.clock.advance(61)
+    assert await cue() == "1"
+    shift.clock.advance(120)
+    assert await cue() == "2"
+    await shift.http.post(f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token})
+    assert await cue() == "0"  # someone has it

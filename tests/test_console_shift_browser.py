@@ -209,3 +209,27 @@ def test_claims_two_dispatchers_see_who_has_the_alarm(
     first.goto("/console/")
     expect(first.locator(row)).to_have_text("with disp-zh")
     shot(first, "queue-claimed-en.png")
+
+
+def test_cue_the_queue_marks_then_pulses_an_alarm_left_unclaimed(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    shift: tuple[str, str, Path],
+) -> None:  # type: ignore[no-untyped-def]
+    """The browser's own clock moves on (the page is not reloaded): the row's cue rises."""
+    base, alarm_id, _ = shift
+    context = browser.new_context(base_url=base, locale="en-US")
+    contexts.append(context)
+    page = context.new_page()
+    page.clock.install()
+    page.goto("/console/login")
+    page.fill("input[name=username]", "disp")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    row = page.locator(f"tr[data-alarm-id='{alarm_id}']")
+    expect(row).to_have_class(re.compile(r"\bcue-0\b"))
+    page.clock.fast_forward("01:05")
+    expect(row).to_have_class(re.compile(r"\bcue-1\b"))
+    page.clock.fast_forward("02:00")
+    expect(row).to_have_class(re.compile(r"\bcue-2\b"))
+    shot(page, "queue-unclaimed-en.png")

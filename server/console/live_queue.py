@@ -51,6 +51,20 @@ class QueueRow:
     claimed_by: str | None = None  # the console user who has it
 
 
+UNCLAIMED_CUE_S = (60, 180)
+"""An open alarm nobody at the console has claimed is marked after the first (level 1) and
+cries out after the second (level 2: the row pulses and the tone repeats), seconds after
+it was received: the shift sees what is left lying."""
+
+
+def unclaimed_level(received_at_ms: int, now_ms: int, claimed_by: str | None) -> int:
+    """0 (claimed, or fresh), 1 or 2: how loudly the queue asks someone to take it."""
+    if claimed_by is not None:
+        return 0
+    waited_s = (now_ms - received_at_ms) / 1000
+    return sum(waited_s >= limit for limit in UNCLAIMED_CUE_S)
+
+
 def notified_once(sent: Sequence[tuple[str, str, str, str | None]]) -> tuple[Notified, ...]:
     """One chip per person asked to answer, in the order first asked: the status of the
     latest message to them, and their answer if they gave one. `sent`: (key, name, status,

@@ -55,7 +55,7 @@ from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language, translator
-from server.console.live_queue import CLOSED, open_alarms
+from server.console.live_queue import CLOSED, UNCLAIMED_CUE_S, open_alarms, unclaimed_level
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
 from server.console.session_streams import SessionStreams
@@ -238,7 +238,16 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
     care = await rt.escalator.care_map()
     rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
-    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms(), step_text=step_text)
+    return render(
+        request,
+        page,
+        session,
+        rows=rows,
+        now_ms=rt.clock.now_ms(),
+        step_text=step_text,
+        cue=unclaimed_level,
+        cue_s=UNCLAIMED_CUE_S,
+    )
 
 
 @router.get("/events")
