@@ -155,6 +155,7 @@ async def shift(database_url: str) -> AsyncIterator[Shift]:
         ("op", "dispatcher", None, "en"),
         ("op-zh", "dispatcher", None, "zh"),
         ("fitter", "installer", None, "en"),
+        ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
     ]:
         await ConsoleStore(engine).add_account(
             username, PASSWORD, role, team, language, clock.now_ms()
@@ -672,3 +673,31 @@ async def test_cue_an_unclaimed_alarm_asks_louder_as_it_waits(shift: Shift) -> N
     assert await cue() == "2"
     await shift.http.post(f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token})
     assert await cue() == "0"  # someone has it
+
+
+# ------------------------------------------------------------ elder search and history
+
+
+async def test_elders_are_found_by_name_or_address_and_show_their_alarm_history(
+    shift: Shift,
+) -> None:
+    first = await shift.press()
+    token = await shift.sign_in("op")
+    await shift.http.post(
+        f"/console/alarms/{first}/resolve", data={"csrf_token": token, "outcome": "by_phone"}
+    )
+    shift.clock.advance(3600)
+    second = await shift.press()
+    for query in ("王", "和平里3", "ELDER-1"):
+        found = await shift.console(f"/console/elders?q={query}")
+        assert 'href="/console/elders/elder-1"' in found, query
+    for query in ("nobody", "%", "_"):
+        assert "No elder matches." in await shift.console(f"/console/elders?q={query}"), query
+    card = await shift.console("/console/elders/elder-1")
+    history = card.split('id="history"', 1)[1].split("</table>", 1)[0]
+    assert history.index(second) < history.index(first)  # newest first
+    assert "resolved · handled by phone" in text_of(history)
+    assert (await shift.http.get("/console/elders?q=" + "x" * 81)).status_code == 422
+    shift.http.cookies.clear()
+    await shift.sign_in("doc-d")
+    assert "No elder matches." in await shift.console("/console/elders?q=王")  # not their team

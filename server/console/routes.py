@@ -53,6 +53,7 @@ from server.console.alarm_detail import (
 )
 from server.console.audit_log import BadFilter, parse_filter
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
+from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
 from server.console.i18n import LANGUAGES, pick_language, translator
 from server.console.live_queue import CLOSED, UNCLAIMED_CUE_S, open_alarms, unclaimed_level
@@ -352,6 +353,18 @@ async def _justifying_alarm(rt: ServerRuntime, card: ElderCard, alarm: str | Non
     return alarm
 
 
+@router.get("/elders")
+async def elders_page(
+    request: Request,
+    rt: Runtime,
+    q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """Find an elder by name, short address or id (a doctor: their own team's only)."""
+    found = await find_elders(rt.store.engine, q, _team_scope(session))
+    return render(request, "console/elders.html", session, q=q, found=found)
+
+
 @router.get("/elders/{elder_id}")
 async def elder_page(
     request: Request,
@@ -367,7 +380,8 @@ async def elder_page(
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
         )
-    return render(request, "console/elder.html", session, elder=card, alarm=alarm)
+    history = await alarm_history(rt.store.engine, card.id)
+    return render(request, "console/elder.html", session, elder=card, alarm=alarm, history=history)
 
 
 @router.post("/elders/{elder_id}/key-safe")
@@ -383,7 +397,13 @@ async def reveal_key_safe(
     alarm = await _justifying_alarm(rt, card, alarm)
     code = await _reveal(rt, session, card, alarm)
     return render(
-        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
+        request,
+        "console/elder.html",
+        session,
+        elder=card,
+        alarm=alarm,
+        key_safe_code=code,
+        history=await alarm_history(rt.store.engine, card.id),
     )
 
 
