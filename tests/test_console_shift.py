@@ -701,3 +701,36 @@ async def test_elders_are_found_by_name_or_address_and_show_their_alarm_history(
     shift.http.cookies.clear()
     await shift.sign_in("doc-d")
     assert "No elder matches." in await shift.console("/console/elders?q=王")  # not their team
+
+
+# ------------------------------------------------------------ checklists
+
+
+async def test_checklist_items_are_ticked_once_with_who_and_show_on_the_timeline(
+    shift: Shift,
+) -> None:
+    alarm_id = await shift.press()
+    token = await shift.sign_in("op")
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    items = re.findall(r'data-item="(\w+)"', page.split('id="checklist"', 1)[1])
+    assert items == ["call_elder", "call_family", "responder_on_way"]  # a button alarm's
+    for _ in range(2):  # ticked twice: recorded once
+        r = await shift.http.post(
+            f"/console/alarms/{alarm_id}/check", data={"csrf_token": token, "item": "call_elder"}
+        )
+        assert r.status_code in (200, 303)
+    wrong = await shift.http.post(
+        f"/console/alarms/{alarm_id}/check", data={"csrf_token": token, "item": "ask_injury"}
+    )
+    assert wrong.status_code == 409  # a fall's item, not a button's
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    done = page.split('data-item="call_elder"', 1)[1].split("</li>", 1)[0]
+    assert "Called the elder" in done and "op" in done and "<form" not in done
+    events = await shift.rows(
+        sa.select(alarm_events.c.detail, alarm_events.c.actor).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "checked"
+        )
+    )
+    assert [tuple(e) for e in events] == [("call_elder", "console:op")]
+    timeline = text_of(page.split('id="timeline"', 1)[1])
+    assert "Checked Called the elder op" in timeline

@@ -52,6 +52,7 @@ from server.console.alarm_detail import (
     vitals_reason,
 )
 from server.console.audit_log import BadFilter, parse_filter
+from server.console.checklists import CHECKLISTS, checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
@@ -549,6 +550,7 @@ async def _alarm_screen(
     if window is not None:
         plot = acceleration_svg(*window)
     scores, readings = vitals(view.details) if medical else ({}, {})
+    ticked = [(e.detail, e.actor, e.at_ms) for e in view.timeline if e.kind == "checked"]
     lat, lon = await elder_position(rt.store.engine, card.id)
     care = await rt.escalator.care_map()
     members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
@@ -573,6 +575,7 @@ async def _alarm_screen(
         readings=readings,
         reason=vitals_reason(view.details) if medical else None,
         reason_text=reason_text,
+        checks=checklist(view.kind, ticked) if medical else [],
         describe=said,
         actor_label=who,
         members=members,
@@ -617,7 +620,8 @@ async def alarm_action(
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
-    arrived · claim (take_over=1 to take it from another operator) · release · resolve
+    arrived · claim (take_over=1 to take it from another operator) · release · check (item)
+    · resolve
     (outcome): each recorded in the alarm's events with who and when. key-safe shows the
     page with the code revealed (recorded in the audit log)."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
@@ -665,6 +669,12 @@ async def _act(
                 log.info("console: alarm %s taken over by %s", alarm_id, who.username)
         elif action == "release":
             await release(engine, alarm_id, who, now)
+        elif action == "check":
+            item = str(form.get("item", ""))
+            if item not in CHECKLISTS.get(view.kind, ()):
+                raise ActionRefused(f"no checklist item {item!r} for a {view.kind} alarm")
+            if item not in {e.detail for e in view.timeline if e.kind == "checked"}:
+                await add_entry(engine, alarm_id, who, "checked", item, now)
         elif action == "resolve":
             hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)

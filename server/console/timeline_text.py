@@ -115,6 +115,8 @@ def describe(
         return d.removeprefix("to ")
     if e.kind == "arrival_overdue":
         return d
+    if e.kind == "checked":
+        return t("check." + d)
     if e.kind == "claimed":
         return t("tl.from").replace("{who}", d.removeprefix("from ")) if d else ""
     if e.kind == "repeat":
