@@ -217,13 +217,13 @@ def test_cue_the_queue_marks_then_pulses_an_alarm_left_unclaimed(
     shift: tuple[str, str, Path],
 ) -> None:  # type: ignore[no-untyped-def]
     """The browser's own clock moves on (the page is not reloaded): the row's cue rises.
-    The live feed is held back here: a fresh copy of the rows re-syncs the page to the
-    server's clock, which this test's fast-forwarded browser clock is ahead of."""
+    Once the queue is shown, the live feed and its fetches of fresh rows are held back: a
+    fresh copy of the rows re-syncs the page to the server's clock, which this test's
+    fast-forwarded browser clock is ahead of."""
     base, alarm_id, _ = shift
     context = browser.new_context(base_url=base, locale="en-US")
     contexts.append(context)
     page = context.new_page()
-    page.route("**/console/events", lambda route: route.abort())
     page.clock.install()
     page.goto("/console/login")
     page.fill("input[name=username]", "disp")
@@ -231,6 +231,8 @@ def test_cue_the_queue_marks_then_pulses_an_alarm_left_unclaimed(
     page.click("button[type=submit]")
     row = page.locator(f"tr[data-alarm-id='{alarm_id}']")
     expect(row).to_have_class(re.compile(r"\bcue-0\b"))
+    page.route("**/console/events", lambda route: route.abort())
+    page.route("**/console/", lambda route: route.abort())
     page.clock.fast_forward("01:05")
     expect(row).to_have_class(re.compile(r"\bcue-1\b"))
     page.clock.fast_forward("02:00")
