@@ -28,12 +28,15 @@ upload backoff; and falls are also played where the hub is blind: one impact whi
 broker restart is down (the pendant must buffer and replay its frames) and one while each
 killed hub is down (the broker must queue the frames for the hub's persistent session).
 Those must be detected too, late. Also reported: ``recovery_s_max`` (server back → first
-alarm queued during the outage stored), tracebacks in the hub's log and hub deaths.
+alarm queued during the outage stored), tracebacks in the hub's log and hub deaths. After
+the run is counted, a flood phase (`flood_phase`): one of the buttons floods, another presses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import secrets
 import shutil
@@ -59,6 +62,7 @@ from bench.rig import (
     percentile,
     rounded,
     server_child,
+    sms_refs,
     write_directory,
 )
 from harness.broker import Mosquitto, free_port
@@ -277,6 +281,7 @@ class ChaosRun:
         self.injector: HostilePublisher | None = None
         self.broker_durable: bool | None = None
         self.hub_crashes = 0
+        self.store_damage: dict[str, Any] = {}  # --hostile: `_store_damage_phase`'s figures
         self._hub_lock = threading.Lock()
         self._hub_expected = False
         self._done = threading.Event()
@@ -312,6 +317,7 @@ class ChaosRun:
                 "CAREHUB_HUB_DB": str(tmp / "hub.db"),
                 "CAREHUB_HEARTBEAT_INTERVAL_S": "1",
                 "CAREHUB_FALL_CANCEL_WINDOW_S": str(self.cancel_window_s),
+                "CAREHUB_MERGE_REPEATS": "false",  # each press its own alarm, as on the server
             }
             if not self.hostile:  # --hostile measures recovery with the hub's own backoff
                 hub_env["CAREHUB_RETRY_MAX_S"] = "2"
@@ -365,8 +371,13 @@ class ChaosRun:
                 self.injector.stop_injecting()
             self.say("run over; waiting for the server to have everything …")
             self._drain()
+            if self.hostile:
+                self._store_damage_phase(buttons)
+            report = self.report()  # before the flood: its alarms are not the run's
+            if self.hostile and len(buttons) > 1:
+                report.update(flood_phase(self, buttons[0].device_id, buttons[-1]))
             self._done.set()
-            return self.report()
+            return report
 
     def _press_times(self) -> list[float]:
         """One press in the middle of each server stop and uplink cut (so each outage has an
@@ -455,6 +466,43 @@ class ChaosRun:
             o.recovered_ms = now_ms()
         except Exception as e:  # reported, and the run goes on
             o.error = f"{type(e).__name__}: {e}"
+
+    def _store_damage_phase(self, buttons: list[Any]) -> None:
+        """--hostile, after the drain: the hub restarted on a store whose header a torn write
+        overwrote. It must set the store aside, report `hub_store_damaged` to the server, and
+        take a press from each button (counted from the devices' side)."""
+        with self._hub_lock:
+            self._hub_expected = False
+            self.hub.stop()
+            with (self.tmp / "hub.db").open("r+b") as f:
+                f.write(os.urandom(100))
+            since = now_ms()
+            self.hub.start()
+            self._hub_expected = True
+        try:  # a hub that hangs on the damaged store still gets its presses, to lose them
+            self._wait_hub_heartbeat(since_ms=since, timeout_s=60)
+        except TimeoutError as e:
+            self.say(f"hub not back on a damaged store: {e}")
+        presses = [(b.device_id, b.press()) for b in buttons]
+        faults: list[Any] = []
+        alarms: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + max(30.0, self.drain_s)
+        while time.monotonic() < deadline and not (faults and set(presses) <= alarms):
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(
+                    f"{self.base_url}/api/v1/admin/faults",
+                    params={"limit": 1000},
+                    headers={"Authorization": f"Bearer {self.admin_token}"},
+                    timeout=10,
+                )
+                faults = [f for f in answer.json() if f["fault"] == "hub_store_damaged"]
+                alarms = {(a["device_id"], a["seq"]) for a in self.admin.alarms()}
+        self.store_damage = {
+            "store_damage_reported": bool(faults),
+            "store_damage_presses": len(presses),
+            "store_damage_alarms_lost": len(set(presses) - alarms),
+        }
 
     def _wait_server_reachable(self, timeout_s: float) -> int:
         """Epoch ms at which the request that first found the server healthy was sent."""
@@ -615,6 +663,7 @@ class ChaosRun:
                 {k: hostile.counts.get(k, 0) for k in KINDS} if hostile is not None else {}
             ),
             "hostile_skipped": hostile.skipped if hostile else 0,
+            **self.store_damage,
             "fall_replays": [
                 {
                     "device_id": r.device_id,
@@ -693,6 +742,102 @@ class ChaosRun:
             and r.started_ms <= alarm["raised_at_ms"] < r.started_ms + PENDANT_GAP_S * 1000
         ]
         return max(candidates, key=lambda r: r.started_ms or 0, default=None)
+
+
+FLOOD_RATE_PER_S = 2000
+FLOOD_S = 10.0
+FLOOD_OTHER_PRESSES = 4
+"""The flood phase (--hostile): one paired button publishes FLOOD_RATE_PER_S valid presses a
+second (a new seq each, QoS 1) for FLOOD_S s, while another button of the home presses
+FLOOD_OTHER_PRESSES times, evenly spread; its answers and texts must not wait for the flood."""
+
+
+def _flood(port: int, device_id: str, stop_at: float) -> int:
+    """Publish presses at FLOOD_RATE_PER_S until `stop_at` (monotonic s); returns how many."""
+    import paho.mqtt.client as paho
+
+    from carehub.mqtt_contract import ButtonEvent, Channel, Topics, encode
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"flood-{device_id}")
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topic, sent, start = Topics("carehub").device(device_id, Channel.BUTTON), 0, time.monotonic()
+    try:
+        while (now := time.monotonic()) < stop_at:
+            due = int((now - start) * FLOOD_RATE_PER_S)
+            for _ in range(due - sent):
+                sent += 1
+                event = ButtonEvent(v=1, seq=sent, ts=now_ms(), action="press")
+                client.publish(topic, encode(event), qos=1)
+            time.sleep(0.005)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return sent
+
+
+def _answer(button: Any, seq: int) -> tuple[int, Any] | None:
+    """(receive epoch ms, ack) of the button's first ack naming an alarm for `seq`."""
+    entry: tuple[int, Any] | None = button.acks.wait_for(
+        lambda a: a.seq == seq and a.alarm_id is not None, 120
+    )
+    return entry
+
+
+def flood_phase(run: ChaosRun, flood_id: str, other: Any) -> dict[str, Any]:
+    """Button `flood_id` floods while the button `other` presses: how long the other waits
+    for `received` (device side) and for its SMS; how many alarms and hub log lines the
+    flood made. The home's own buttons, after the run is counted (the run's figures are
+    unchanged by it)."""
+    run.say(f"flood phase: {flood_id} publishes {FLOOD_RATE_PER_S} presses/s for {FLOOD_S} s")
+    before = {a["id"] for a in run.admin.alarms() if a["device_id"] == flood_id}
+    log_from = len(run.hub.log_path.read_text(errors="replace").splitlines())
+    presses: list[tuple[int, int]] = []  # seq, press epoch ms
+    sent: list[int] = []
+    stop_at = time.monotonic() + FLOOD_S
+    flooder = threading.Thread(
+        target=lambda: sent.append(_flood(run.broker.port, flood_id, stop_at)), daemon=True
+    )
+    flooder.start()
+    for i in range(FLOOD_OTHER_PRESSES):  # evenly spread over the flood
+        at_s = stop_at - FLOOD_S * (1 - (i + 0.5) / FLOOD_OTHER_PRESSES)
+        time.sleep(max(0.0, at_s - time.monotonic()))
+        at = now_ms()
+        presses.append((other.press(), at))
+    flooder.join(FLOOD_S + 60)
+    acks = [_answer(other, seq) for seq, _ in presses]
+    received = [a[0] - at for a, (_, at) in zip(acks, presses, strict=True) if a is not None]
+    ids = {a[1].alarm_id for a in acks if a is not None}
+    texted: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(texted) < len(ids):
+        refs = {
+            a["id"][-6:].upper(): a["hub_alarm_id"]
+            for a in run.admin.alarms()
+            if a["hub_alarm_id"] in ids
+        }
+        for _, sms in run.sms.arrivals_ns:
+            for ref in sms_refs(sms.body):
+                if ref in refs:
+                    texted.setdefault(refs[ref], sms.received_ms)
+        time.sleep(0.5)
+    at_by_id = {a[1].alarm_id: at for a, (_, at) in zip(acks, presses, strict=True) if a}
+    to_sms = [texted[i] - at_by_id[i] for i in texted]
+    log = run.hub.log_path.read_text(errors="replace").splitlines()[log_from:]
+    return {
+        "flood_sent": sent[0] if sent else 0,
+        "flood_alarms": sum(
+            1 for a in run.admin.alarms() if a["device_id"] == flood_id and a["id"] not in before
+        ),
+        "flood_hub_log_lines": sum(1 for line in log if flood_id in line),
+        "flood_other_presses": len(presses),
+        "flood_other_press_unanswered": len(presses) - len(received),
+        "flood_other_press_received_ms_max": max(received, default=None),
+        "flood_other_press_sms_ms_max": max(to_sms, default=None)
+        if len(to_sms) == len(presses)
+        else None,
+    }
 
 
 def run_chaos(
@@ -857,6 +1002,21 @@ def bench_chaos(
             f"  hostile messages injected {r['hostile_sent']} ({kinds}); skipped while"
             f" disconnected {r['hostile_skipped']}; broker durable: {r['broker_durable']}"
         )
+    if "store_damage_reported" in r:
+        echo(
+            f"  hub restarted on a damaged store: fault reported {r['store_damage_reported']};"
+            f" presses after it lost {r['store_damage_alarms_lost']} of"
+            f" {r['store_damage_presses']}   (target True, 0)"
+        )
     echo(f"  SMS requests {r['sms']} (repeated {r['sms_repeated']})")
+    if "flood_sent" in r:
+        echo(
+            f"  flood: {r['flood_sent']} presses from one button in {FLOOD_S:.0f} s made"
+            f" {r['flood_alarms']} alarms and {r['flood_hub_log_lines']} hub log lines; the"
+            f" other button's {r['flood_other_presses']} presses: received within"
+            f" {r['flood_other_press_received_ms_max']} ms (target ≤ 1000), SMS within"
+            f" {r['flood_other_press_sms_ms_max']} ms (target ≤ 3000), unanswered"
+            f" {r['flood_other_press_unanswered']}"
+        )
     if as_json:
         echo(json.dumps(r))

@@ -113,6 +113,7 @@ def _hub_entry(home: Home, tmp: Path, server_url: str, mqtt_port: int) -> dict[s
         "mqtt_client_id": f"carehub-{home.hub_id}",
         "hub_db": str(tmp / "hubs" / f"{home.hub_id}.db"),
         "heartbeat_interval_s": 10.0,
+        "merge_repeats": False,  # one alarm per press, as the server is told (rig)
     }
 
 

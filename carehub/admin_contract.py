@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from carehub.api_contract import API_PREFIX, ID_PATTERN, FaultKind
+from carehub.api_contract import API_PREFIX, ID_PATTERN, DeviceFlag, FaultKind
 
 ADMIN_PREFIX = f"{API_PREFIX}/admin"
 LIST_LIMIT_MAX = 1000
@@ -58,6 +58,11 @@ class AlarmSummary(_Answer):
     repeat_hub_alarm_ids: list[str] = Field(
         default_factory=list, description="The hub's own ids of those repeats, oldest first."
     )
+    device_flag: DeviceFlag | None = Field(
+        None,
+        description="Set when the device is not the hub's household's (unknown, or another "
+        "home's): stored and dispatched all the same, for a person to check.",
+    )
 
 
 class NotificationView(_Answer):
@@ -73,7 +78,7 @@ class NotificationView(_Answer):
 class AlarmEventView(_Answer):
     kind: str = Field(
         description="state | state_ignored | step | sms_sent | declined | arrived | "
-        "arrival_overdue | ladder_exhausted"
+        "arrival_overdue | ladder_exhausted | device_flag"
     )
     state: AlarmState | None
     at_ms: int
@@ -114,7 +119,9 @@ class HubView(_Answer):
 class FaultView(_Answer):
     id: int
     hub_id: str
-    device_id: str = Field(description="The device, or the hub itself for `hub_offline`.")
+    device_id: str = Field(
+        description="The device, or the hub itself for `hub_offline` and `hub_refused`."
+    )
     fault: FaultKind
     active: bool
     since_ms: int
@@ -156,6 +163,13 @@ class SelftestSummary(_Answer):
     passed: bool
     finished_at_ms: int
     failed_checks: list[str] = Field(description="Names of the checks that failed.")
+
+
+class DeviceReleased(_Answer):
+    """A device id freed by an installer or admin: unpaired, owned by no household."""
+
+    device_id: str
+    household_id: str | None = Field(description="The household that had it, if any.")
 
 
 class HouseholdView(_Answer):

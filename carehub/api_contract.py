@@ -18,6 +18,7 @@ inside ``details``. Numbers and booleans are JSON's: ``true`` is not the count 1
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,9 @@ ENROLL_PATH = f"{API_PREFIX}/hub/enroll"
 HUB_DEVICES_PATH = f"{API_PREFIX}/hub/devices"
 """PUT ``{HUB_DEVICES_PATH}/{device_id}`` registers a paired device, DELETE revokes it."""
 SELFTESTS_PATH = f"{API_PREFIX}/hub/selftests"
+CALLS_PATH = f"{API_PREFIX}/hub/calls"
+"""Voice calls (`docs/voice.md`): GET long-polls this hub's calls, POST offers one; POST
+``{CALLS_PATH}/{call_id}/answer`` and ``…/hangup``."""
 HEALTH_PATH = "/healthz"
 
 ID_PATTERN: str = DEVICE_ID_PATTERN.pattern
@@ -90,19 +94,39 @@ Cursor = Annotated[int, Field(ge=0, lt=INT64_END), _JsonNumber]
 Text = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$", description="No NUL.")]
 
 
+class DeviceFlag(enum.StrEnum):
+    """Why an alarm's device is not one of the uploading hub's household's. The alarm is
+    stored and dispatched for the hub's household all the same (no alarm is refused for its
+    device); the console shows the flag so the dispatcher checks who called."""
+
+    UNKNOWN = "device_unknown"  # no household owns this device id
+    FOREIGN = "device_foreign"  # another household owns it
+
+
 class DeviceKind(enum.StrEnum):
     """What a paired device is."""
 
     BUTTON = "button"
     WEARABLE = "wearable"
     PENDANT = "pendant"
+    FALL_RADAR = "fall_radar"  # Zigbee, through Zigbee2MQTT (docs/devices.md)
+    MOTION_SENSOR = "motion_sensor"
+    DOOR_SENSOR = "door_sensor"
 
 
 DeviceFault = Literal["device_offline", "battery_low", "sensor_not_worn"]
 """A non-emergency device problem a hub reports."""
-HubFault = Literal["hub_offline"]
-"""Raised by the server itself when a hub's heartbeats stop (``device_id`` is the hub's id)."""
+HubReportedFault = Literal["hub_store_damaged"]
+"""A problem of the hub itself that the hub reports (`HubFaultReport`): its store was found
+damaged, set aside and replaced by a fresh one, so alarms it held may be lost."""
+HUB_STORE_DAMAGED: HubReportedFault = "hub_store_damaged"
+HubFault = Literal["hub_offline", "hub_refused", "hub_store_damaged"]
+"""A fault of a hub itself (``device_id`` is the hub's id): ``hub_offline``, raised by the
+server when a hub's heartbeats stop; ``hub_refused``, raised by the server when a hub whose
+credential was revoked (moved to another household) still calls: it may hold alarms nobody
+has seen; ``hub_store_damaged``, reported by the hub about itself."""
 HUB_OFFLINE: HubFault = "hub_offline"
+HUB_REFUSED: HubFault = "hub_refused"
 FaultKind = DeviceFault | HubFault
 """Every fault the server records."""
 
@@ -342,6 +366,11 @@ class HubHeartbeat(_Body):
     queue_depth: Count
     devices_online: Count
     version: str = Field(max_length=40, pattern=r"^[^\x00]*$")
+    speakerphone: Literal["ok", "missing"] | None = Field(
+        default=None,
+        description="Voice calls (docs/voice.md): `missing` when the hub is set up for calls "
+        "but its audio device or the voice extra is absent; null when not set up for calls.",
+    )
 
 
 class FaultReport(_Body):
@@ -350,6 +379,17 @@ class FaultReport(_Body):
     report_id: Id
     device_id: Id = Field(description="A device paired with this hub (see `HubConfig`).")
     fault: DeviceFault
+    active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
+    at_ms: EpochMs
+    detail: Text = ""
+
+
+class HubFaultReport(_Body):
+    """A problem of the hub itself, posted where device faults are (stored under the hub's
+    id as the device): its store was damaged and replaced by a fresh one."""
+
+    report_id: Id
+    fault: HubReportedFault
     active: bool = Field(strict=True, description="True when raised, False when it cleared itself.")
     at_ms: EpochMs
     detail: Text = ""
@@ -403,3 +443,93 @@ class Problem(_Reply):
     """Error body of every 4xx answer: what went wrong and what to do."""
 
     detail: str
+
+
+# ------------------------------------------------------------ voice calls (docs/voice.md)
+
+
+class CallDirection(enum.StrEnum):
+    FROM_HOME = "from_home"  # the hub offered (a press, a fall): it rings in the consoles
+    TO_HOME = "to_home"  # an operator called the home from an open alarm
+
+
+class CallState(enum.StrEnum):
+    """A call's record on the server: what triage and the audit read."""
+
+    RINGING = "ringing"  # offered, not answered yet
+    ANSWERED = "answered"  # both SDPs exchanged: media flows peer to peer
+    ENDED = "ended"  # see `CallEndReason`
+
+
+class CallEndReason(enum.StrEnum):
+    HANGUP_CONSOLE = "hangup_console"  # the operator hung up
+    HANGUP_HOME = "hangup_home"  # the elder's cancel button during the call
+    MAX_LENGTH = "max_length"
+    SILENCE = "silence"  # nothing heard either way for the hub's silence limit
+    NO_ANSWER = "no_answer"  # rang past the hub's ring limit
+    NO_CONNECTION = "no_connection"  # answered, but no media path within the connect limit
+    NETWORK_LOST = "network_lost"  # the media path dropped mid-call
+    REFUSED = "refused"  # the hub may not open its microphone (no open alarm of this home)
+    ALARM_CLOSED = "alarm_closed"  # the alarm was resolved or cancelled
+    HUB_BUSY = "hub_busy"  # another call is running on the hub
+    REPLACED = "replaced"  # the hub restarted or offered again: this call is gone
+
+
+CALL_ENDED_SHOWN_S = 120
+"""How long an ended call stays in a hub's call list, so a hub that missed the hang-up
+while its long-poll was being re-opened still hears it."""
+Sdp = Annotated[
+    str,
+    Field(min_length=1, max_length=20_000, pattern=r"^[^\x00]*$", description="An SDP blob."),
+]
+
+
+class CallOffer(_Body):
+    """The hub offers a call for one of its alarms (`call_id` made on the hub)."""
+
+    call_id: Id
+    alarm_id: Id = Field(description="The hub's id of an alarm it uploaded.")
+    sdp: Sdp = Field(description="Non-trickle: every ICE candidate is already in it.")
+    test: bool = Field(default=False, strict=True, description="The installer's test call.")
+
+
+class CallAnswer(_Body):
+    """The hub's answer to an operator's call."""
+
+    sdp: Sdp
+
+
+class CallHangup(_Body):
+    reason: CallEndReason
+
+
+class CallView(_Reply):
+    """One of this hub's calls as the hub sees it."""
+
+    call_id: str
+    alarm_id: str = Field(description="The hub's own alarm id.")
+    direction: CallDirection
+    state: CallState
+    end_reason: CallEndReason | None = None
+    sdp: str | None = Field(
+        default=None,
+        description="The console's side: its offer (to_home, ringing) or answer (from_home).",
+    )
+    test: bool = False
+
+
+class CallList(_Reply):
+    """This hub's calls not ended, and those ended in the last `CALL_ENDED_SHOWN_S`."""
+
+    calls: list[CallView]
+    digest: str = Field(description="Pass as `seen` to wait for the next change.")
+
+
+def calls_digest(calls: list[CallView]) -> str:
+    """What a hub passes back as `seen`: changes when a call appears, changes state or
+    gets its SDP (server and hub compute it alike)."""
+    text = "|".join(
+        f"{c.call_id}:{c.state}:{c.end_reason or ''}:{len(c.sdp or '')}"
+        for c in sorted(calls, key=lambda c: c.call_id)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

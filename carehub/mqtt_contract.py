@@ -176,6 +176,8 @@ class AckState(enum.StrEnum):
     ACCEPTED = "accepted"  # a doctor said they are coming
     CANCELLED = "cancelled"
     RESOLVED = "resolved"
+    NOT_DELIVERED = "not_delivered"  # the server refuses this hub: nobody was called (yet)
+    TALKING = "talking"  # a voice call with the centre is open on the hub's speakerphone
 
 
 # Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers
@@ -327,6 +329,8 @@ it only announce itself and read its own sealed credential (see `docs/mqtt.md`).
 DEFAULT_PAIRING_PASSWORD = "carehub-pairing"
 DeviceType = Literal["button", "pendant", "wearable"]
 """What a device says it is in its announcement (the server's `DeviceKind` values)."""
+SensorType = Literal["fall_radar", "motion_sensor", "door_sensor"]
+"""Kinds only Zigbee devices (through Zigbee2MQTT) are paired as; never announced."""
 PAIR_KEY_BYTES = 32
 """An X25519 public key, raw, base64 in JSON."""
 Base64Key = Annotated[
@@ -394,7 +398,7 @@ class BridgeEvent(_Payload):
     ts: EpochMs
     hardware_id: HardwareId | None = None
     device_id: HardwareId | None = None
-    kind: DeviceType | None = None
+    kind: DeviceType | SensorType | None = None
     detail: StrictStr | None = Field(default=None, max_length=200)
 
 

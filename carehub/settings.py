@@ -1,8 +1,10 @@
 """Configuration for each process, from ``CAREHUB_*`` environment variables and a TOML file.
 
 Precedence: explicit arguments > environment > TOML file > defaults. The TOML file is named
-by ``CAREHUB_CONFIG`` (or ``--config``); each process reads its own table (``[server]``,
-``[hub]``), e.g.::
+by ``CAREHUB_CONFIG`` (or ``--config``). Each setting has one place in it: the broker's
+address and account in ``[mqtt]`` (``host``, ``port``, ``username``, ``password``,
+``base_topic``: read by `carehub hub`, its installer commands and `carehub sim`), the rest
+in its process's table, under its own name (``[server]``, ``[hub]``, ``[broker]``), e.g.::
 
     [server]
     database_url = "sqlite+aiosqlite:////var/lib/carehub/server.db"
@@ -10,17 +12,24 @@ by ``CAREHUB_CONFIG`` (or ``--config``); each process reads its own table (``[se
 
     [hub]
     server_url = "https://carehub.example.org"
+
+    [mqtt]
+    port = 18883
+
+A key no table has, or one in the wrong table, is refused (`SettingsError`) naming the
+closest valid key: a misspelt setting would otherwise be silently left at its default.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -33,34 +42,48 @@ from carehub.mqtt_contract import (
 CONFIG_ENV = "CAREHUB_CONFIG"
 
 
-class _TomlTable(PydanticBaseSettingsSource):
-    """Reads one table of the TOML file named by ``CAREHUB_CONFIG``."""
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names it and its source."""
 
-    def __init__(self, settings_cls: type[BaseSettings], table: str) -> None:
+
+class _TomlTable(PydanticBaseSettingsSource):
+    """Reads the settings of one class from the TOML file named by ``CAREHUB_CONFIG``, each
+    from its own table (`places`), after checking every key of the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
         path = os.environ.get(CONFIG_ENV)
         self._data: dict[str, Any] = {}
-        if path:
-            try:
-                with open(path, "rb") as f:
-                    doc = tomllib.load(f)
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise ValueError(f"cannot read config file {path}: {e}") from e
-            section = doc.get(table, {})
-            if not isinstance(section, dict):
-                raise ValueError(f"[{table}] in {path} must be a table")
-            self._data = section
+        if not path:
+            return
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SettingsError(f"cannot read config file {path}: {e}") from None
+        problems = misplaced_keys(doc)
+        if problems:
+            raise SettingsError(f"{path}: " + "; ".join(problems))
+        where = places()
+        for name in settings_cls.model_fields:
+            table, key = where[name]
+            if key in doc.get(table, {}):
+                self._data[name] = doc[table][key]
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+        return dict(self._data)
 
 
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREHUB_", extra="ignore")
     toml_table: ClassVar[str] = ""
+    """The table of the settings this class adds to its parent's."""
+    toml_prefix: ClassVar[str] = ""
+    """Left off the names of this class's own settings in its table: ``mqtt_port`` is
+    ``port`` in ``[mqtt]`` (a subclass's settings keep theirs: ``[hub] mqtt_client_id``)."""
 
     @classmethod
     def settings_customise_sources(
@@ -71,13 +94,23 @@ class _Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _TomlTable(settings_cls, cls.toml_table)
+        return init_settings, env_settings, _TomlTable(settings_cls)
+
+
+class IceServer(BaseModel):
+    """A STUN or TURN server for voice calls (docs/voice.md), as WebRTC's RTCIceServer:
+    ``{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}``."""
+
+    urls: str = Field(pattern=r"^(stun|turn|turns):[^\s]+$")
+    username: str | None = None
+    credential: str | None = None
 
 
 class MqttSettings(_Settings):
-    """Where the hub's broker is (shared by `carehub hub` and `carehub sim`)."""
+    """Where the hub's broker is (shared by `carehub hub` and `carehub sim`): ``[mqtt]``."""
 
     toml_table: ClassVar[str] = "mqtt"
+    toml_prefix: ClassVar[str] = "mqtt_"
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
     mqtt_port: int = Field(1883, description="MQTT broker port.")
     mqtt_username: str | None = None
@@ -224,6 +257,16 @@ class ServerSettings(_Settings):
         description="A message claimed for sending by a server process that then died is "
         "claimed again by another after this long (at-least-once SMS).",
     )
+    voice_ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers the console's browser uses for voice calls (JSON list "
+        "of RTCIceServer objects; docs/voice.md). Empty: host candidates only (one network).",
+    )
+    voice_console_ice_policy: Literal["all", "relay"] = Field(
+        "all",
+        description="`relay` makes the console's browser use only the TURN relay (tests, or "
+        "a centre that must not expose its operators' addresses).",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -253,7 +296,7 @@ def proxy_list(trusted_proxies: str) -> list[str]:
 
 
 class HubSettings(MqttSettings):
-    """`carehub hub`: the gateway in the elder's home."""
+    """`carehub hub`: the gateway in the elder's home (``[hub]``; its broker in ``[mqtt]``)."""
 
     toml_table: ClassVar[str] = "hub"
     server_url: str = Field("http://127.0.0.1:8000", description="Dispatch server base URL.")
@@ -333,6 +376,12 @@ class HubSettings(MqttSettings):
     debug_handler_delay_s: float = Field(
         0.0, ge=0, description="Tests only: wait this long before handling each MQTT message."
     )
+    merge_repeats: bool = Field(
+        True,
+        description="A press from a device whose button alarm is open joins that alarm "
+        "(counted on it, acked with its state) instead of raising another. The benches and "
+        "durability tests turn it off to follow each press to its own alarm.",
+    )
     hub_broker_dir: Path = Field(
         Path("/var/lib/carehub/broker"),
         description="The hub broker's security files (carehub.conf, passwd, acl, accounts.json"
@@ -362,6 +411,49 @@ class HubSettings(MqttSettings):
     observer_password: SecretStr | None = Field(
         None, description="When set, a read-only `_observer` broker account (Home Assistant)."
     )
+    zigbee2mqtt_topic: str | None = Field(
+        None,
+        description="Zigbee2MQTT's base topic (`zigbee2mqtt`) when it runs beside the hub on its"
+        " broker: its supported devices are served (docs/devices.md); unset: no Zigbee.",
+    )
+    hub_broker_max_packet_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="The broker's max_packet_size when above the default (MAX_PAYLOAD_BYTES +"
+        " 1 KiB): Zigbee2MQTT's retained device list outgrows it with a few devices"
+        " (docs/devices.md); it then binds every client.",
+    )
+    zigbee2mqtt_password: SecretStr | None = Field(
+        None,
+        description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
+        " on the Zigbee2MQTT topic only.",
+    )
+    voice_source: str | None = Field(
+        None,
+        description="Voice calls (docs/voice.md; needs the `voice` extra): the microphone, "
+        "`alsa:DEVICE` (e.g. `alsa:default`, `alsa:plughw:1,0`) or an audio file played in a "
+        "loop (tests). Unset: no calls, and no voice code is loaded.",
+    )
+    voice_sink: str | None = Field(
+        None,
+        description="The loudspeaker, `alsa:DEVICE` or a WAV file to write (tests); unset: "
+        "the same ALSA device as `voice_source`.",
+    )
+    voice_ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers for the hub's calls (JSON list of RTCIceServer "
+        "objects); a hub behind home NAT needs the centre's TURN relay (docs/voice.md).",
+    )
+    voice_max_call_s: float = Field(900.0, gt=0, description="A call ends after this long.")
+    voice_silence_end_s: float = Field(
+        120.0, gt=0, description="A call ends after this long with nothing heard either way."
+    )
+    voice_ring_s: float = Field(
+        90.0, gt=0, description="An offered call nobody answered ends after this long."
+    )
+    voice_connect_s: float = Field(
+        10.0, gt=0, description="An answered call with no media path after this long ends."
+    )
 
 
 class BrokerSettings(_Settings):
@@ -375,15 +467,98 @@ class BrokerSettings(_Settings):
     )
 
 
-class SettingsError(ValueError):
-    """A setting has a value it cannot take; the message names it and its source."""
+SETTINGS_CLASSES: tuple[type[_Settings], ...] = (
+    MqttSettings,
+    ServerSettings,
+    HubSettings,
+    BrokerSettings,
+)
+
+
+def places() -> dict[str, tuple[str, str]]:
+    """Each setting's one place in the TOML file: field name → (table, key). A class's own
+    fields (not its parent's) go in its table."""
+    found: dict[str, tuple[str, str]] = {}
+    for cls in SETTINGS_CLASSES:
+        parent = cls.__mro__[1]
+        inherited = parent.model_fields if issubclass(parent, _Settings) else {}
+        for name in cls.model_fields:
+            if name not in inherited:
+                prefix = cls.__dict__.get("toml_prefix", "")  # the class's own, not inherited
+                found[name] = (cls.toml_table, name.removeprefix(prefix))
+    return found
+
+
+def misplaced_keys(doc: dict[str, Any]) -> list[str]:
+    """What is wrong with a config file's keys: an unknown table, a key outside a table, a
+    key in the wrong table, a key no table has (with the closest valid one)."""
+    where = places()
+    tables: dict[str, dict[str, str]] = {}
+    for name, (table, key) in where.items():
+        tables.setdefault(table, {})[key] = name
+    home: dict[str, list[str]] = {}  # a key → the tables that have it
+    for table, keys in sorted(tables.items()):
+        for key in keys:
+            home.setdefault(key, []).append(table)
+
+    def tables_of(key: str) -> str:
+        return " or ".join(f"[{t}]" for t in home[key])
+
+    problems = []
+    for table, section in doc.items():
+        if not isinstance(section, dict):
+            put = tables_of(table) if table in home else "its table"
+            problems.append(f"{table} is outside any table: put it in {put}")
+        elif table not in tables:
+            problems.append(f"[{table}] is not a table" + _closest(table, list(tables), "[{}]"))
+        else:
+            for key in section:
+                if key in tables[table]:
+                    continue
+                right = where.get(key)  # the key is a setting's full name
+                if key in home:
+                    problems.append(f"[{table}] {key} belongs in {tables_of(key)}")
+                elif right is not None and right[0] == table:
+                    problems.append(f"[{table}] {key} is called {right[1]} here")
+                elif right is not None:
+                    problems.append(f"[{table}] {key} belongs in [{right[0]}] as {right[1]}")
+                else:
+                    problems.append(
+                        f"[{table}] {key} is not a setting" + _closest(key, list(tables[table]))
+                    )
+    return problems
+
+
+def _closest(word: str, candidates: list[str], shape: str = "{}") -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {shape.format(match[0])}?" if match else ""
+
+
+def misspelt_env(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """``CAREHUB_*`` variables that are no setting but nearly one (``CAREHUB_MQTT_PROT``):
+    a typo would leave the setting at its default. Other ``CAREHUB_*`` names (the tools'
+    own, e.g. ``CAREHUB_TEST_PG``) are left alone."""
+    names = {name.upper() for cls in SETTINGS_CLASSES for name in cls.model_fields}
+    found = []
+    for variable in sorted(environ):
+        suffix = variable.removeprefix("CAREHUB_")
+        if suffix == variable or suffix in names or variable == CONFIG_ENV:
+            continue
+        close = difflib.get_close_matches(suffix, names, n=1, cutoff=0.8)
+        if close:
+            found.append(f"{variable} is not a setting; did you mean CAREHUB_{close[0]}?")
+    return found
 
 
 def load(cls: type[_Settings], config: Path | None = None, **overrides: Any) -> Any:
     """Build settings, optionally naming the TOML file explicitly. Raises `SettingsError`
-    naming each bad setting as the operator wrote it (``CAREHUB_PORT``), not a traceback."""
+    naming each bad setting as the operator wrote it (``CAREHUB_PORT``), not a traceback,
+    and for a ``CAREHUB_*`` variable that is a misspelt setting."""
     if config is not None:
         os.environ[CONFIG_ENV] = str(config)
+    typos = misspelt_env(os.environ)
+    if typos:
+        raise SettingsError("; ".join(typos))
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:

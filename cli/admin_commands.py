@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from carehub.admin_contract import ADMIN_PREFIX, EnrollmentCode, HouseholdView
+from carehub.admin_contract import ADMIN_PREFIX, DeviceReleased, EnrollmentCode, HouseholdView
 
 admin_app = typer.Typer(
     help="Households, enrollment codes and hubs, through the server's admin API"
@@ -146,7 +146,28 @@ def move_hub(
         server, admin_token, "PUT", f"/hubs/{hub}/household", {"household_id": household}
     )
     typer.echo(_show(HouseholdView.model_validate(answer)))
-    typer.echo(f"hub {hub}: credential revoked; enroll it again", err=True)
+    typer.echo(
+        f"hub {hub}: credential revoked. On the hub: carehub hub enroll --server {server}"
+        f" --code <a code from: carehub admin enroll-code --household {household}>."
+        " Its devices stay with their old household; if they moved with the hub, release"
+        " each (carehub admin release-device --device <id>) before pairing it again.",
+        err=True,
+    )
+
+
+@admin_app.command("release-device")
+def release_device(
+    device: str = typer.Option(..., "--device", help="The device id to free."),
+    server: str = ServerOpt,
+    admin_token: str = TokenOpt,
+) -> None:
+    """Free a device id (unpaired, owned by no household), e.g. a button given to another
+    home: that home's hub can pair it next."""
+    answer = DeviceReleased.model_validate(
+        _call(server, admin_token, "DELETE", f"/devices/{device}")
+    )
+    was = f" (was household {answer.household_id})" if answer.household_id else ""
+    typer.echo(f"device {answer.device_id} released{was}; pair it on its new hub")
 
 
 @admin_app.command("households")

@@ -7,6 +7,8 @@ its own module and is registered on `hub_app` here.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from pathlib import Path
 
 import typer
@@ -33,6 +35,19 @@ def hub(
     mqtt_host: str | None = typer.Option(None, help="Broker host [CAREHUB_MQTT_HOST]."),
     mqtt_port: int | None = typer.Option(None, help="Broker port [CAREHUB_MQTT_PORT]."),
     hub_db: Path | None = typer.Option(None, help="Durable store file [CAREHUB_HUB_DB]."),
+    voice_source: str | None = typer.Option(
+        None,
+        help="Voice calls' microphone: alsa:DEVICE or an audio file (tests); unset: no calls"
+        " [CAREHUB_VOICE_SOURCE].",
+    ),
+    voice_sink: str | None = typer.Option(
+        None, help="Loudspeaker: alsa:DEVICE or a WAV file [CAREHUB_VOICE_SINK]."
+    ),
+    voice_ice_servers: str | None = typer.Option(
+        None,
+        help='STUN/TURN servers, JSON: \'[{"urls": "turn:HOST:3478", "username": "u",'
+        ' "credential": "p"}]\' [CAREHUB_VOICE_ICE_SERVERS].',
+    ),
     log_level: str = LogOpt,
 ) -> None:
     """Run the hub gateway (the token comes from CAREHUB_HUB_TOKEN, the config file, or the
@@ -48,6 +63,9 @@ def hub(
         mqtt_host=mqtt_host,
         mqtt_port=mqtt_port,
         hub_db=hub_db,
+        voice_source=voice_source,
+        voice_sink=voice_sink,
+        voice_ice_servers=_json_list(voice_ice_servers),
     )
     logs.setup(log_level, "hub", settings.log_file)
     from gateway.credential import CredentialError, with_credential
@@ -64,6 +82,26 @@ def hub(
     except SchemaTooNew as e:
         typer.echo(f"carehub hub: {e}", err=True)
         raise typer.Exit(2) from None
+    except Exception as e:  # a damaged store that could not be set aside, a bug
+        # one clear line on stderr and in the log (with the traceback there): never a hang
+        # nor a traceback that only stderr saw; systemd restarts the hub
+        logging.getLogger("carehub.hub").error(
+            "hub stopped: %s: %s", type(e).__name__, e, exc_info=e
+        )
+        typer.echo(f"carehub hub: stopped: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _json_list(text: str | None) -> list[object] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"not JSON: {e}") from None
+    if not isinstance(value, list):
+        raise typer.BadParameter("a JSON list of RTCIceServer objects")
+    return value
 
 
 def _register() -> None:

@@ -74,3 +74,46 @@ def enroll(
         f"enrolled as hub {granted.hub_id} in household {granted.household_id}; "
         f"credential written to {path} (mode 0600)"
     )
+    for line in register_paired(settings, url, granted.token):
+        typer.echo(line)
+    typer.echo("restart the hub to use it: sudo systemctl restart carehub-hub")
+
+
+def register_paired(settings: HubSettings, url: str, token: str) -> list[str]:
+    """Register with the server, under the new credential, the devices already paired on
+    this hub (a re-enrolled hub keeps its home's devices); one line per device, saying
+    what to do when the server refuses one."""
+    import httpx
+
+    from carehub.api_contract import HUB_DEVICES_PATH, DeviceKind, DeviceRegistration
+    from gateway.broker_files import load_accounts
+
+    try:
+        accounts = load_accounts(settings.hub_broker_dir)
+    except (OSError, ValueError, TypeError) as e:
+        return [f"paired devices not registered (broker accounts unreadable: {e})"]
+    lines = []
+    for device in accounts.devices if accounts else ():
+        body = DeviceRegistration(kind=DeviceKind(device.kind), hardware_id=device.hardware_id)
+        try:
+            r = httpx.put(
+                f"{url}{HUB_DEVICES_PATH}/{device.device_id}",
+                json=body.model_dump(mode="json"),
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=20,
+            )
+        except httpx.HTTPError as e:
+            lines.append(
+                f"device {device.device_id}: NOT registered ({e}): pair it again later"
+                " (carehub hub pair) or ask the office"
+            )
+            continue
+        if r.status_code in (200, 201):
+            lines.append(f"device {device.device_id} ({device.kind}): registered")
+        else:
+            try:
+                why = str(r.json()["detail"])
+            except (ValueError, KeyError, TypeError):
+                why = r.text[:200]
+            lines.append(f"device {device.device_id}: NOT registered ({r.status_code}): {why}")
+    return lines

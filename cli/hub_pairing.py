@@ -4,6 +4,7 @@ pairing devices with it, as Zigbee2MQTT users know it (see docs/mqtt.md, Pairing
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -36,7 +37,13 @@ def broker_config(
     `mosquitto -c DIR/carehub.conf`. Existing pairings and passwords are kept."""
     from gateway.broker_auth import Listener
     from gateway.broker_files import CONF, load_accounts, write_all
-    from gateway.pairing import HUB_USERNAME, OBSERVER_USERNAME, BrokerAccounts
+    from gateway.pairing import (
+        HUB_USERNAME,
+        OBSERVER_USERNAME,
+        ZIGBEE2MQTT_USERNAME,
+        BrokerAccounts,
+        new_password,
+    )
 
     s = _settings(config, directory)
     d = s.hub_broker_dir
@@ -48,8 +55,15 @@ def broker_config(
 
     from gateway.broker_auth import hash_password
 
+    z2m_password = (
+        s.zigbee2mqtt_password.get_secret_value()
+        if s.zigbee2mqtt_password
+        else accounts.zigbee2mqtt_password or new_password()
+    )
     accounts = replace(
         accounts,
+        zigbee2mqtt_topic=s.zigbee2mqtt_topic,
+        zigbee2mqtt_password=z2m_password if s.zigbee2mqtt_topic else None,
         pairing_password=s.pairing_password.get_secret_value(),
         observer_username=OBSERVER_USERNAME if s.observer_password else None,
         observer_password_hash=(
@@ -64,7 +78,9 @@ def broker_config(
         cafile=s.hub_broker_tls_cafile,
     )
     try:
-        write_all(d, accounts, s.base_topic, listener, s.hub_broker_run_as)
+        write_all(
+            d, accounts, s.base_topic, listener, s.hub_broker_run_as, s.hub_broker_max_packet_bytes
+        )
     except ValueError as e:  # e.g. a hub username the password file cannot hold
         typer.echo(f"carehub hub broker-config: {e}", err=True)
         raise typer.Exit(2) from None
@@ -73,6 +89,11 @@ def broker_config(
         f"hub account {accounts.hub_username}; {len(accounts.devices)} paired devices;"
         f" TLS {'on' if listener.tls else 'off'}; run: mosquitto -c {d / CONF}"
     )
+    if accounts.zigbee2mqtt_topic:
+        typer.echo(
+            f"Zigbee2MQTT logs in as {ZIGBEE2MQTT_USERNAME} (password in {d / 'accounts.json'},"
+            f" zigbee2mqtt_password) with base_topic {accounts.zigbee2mqtt_topic}: docs/devices.md"
+        )
 
 
 def pair(
@@ -86,8 +107,9 @@ def pair(
     log_level: str = LogOpt,
 ) -> None:
     """Open a pairing window: each device switched on announces itself; confirm it (or
-    --accept-all) and it gets its own broker account. Exit 1 when nothing was paired."""
-    from gateway.pairing_session import PairingError, PairingSession
+    --accept-all) and it gets its own broker account. Ctrl-C (or SIGTERM) closes the window
+    early, as at its end. Exit 1 when nothing was paired."""
+    from gateway.pairing_session import PairingError, PairingResult, PairingSession
 
     logs.setup(log_level, "pair")
     s = _settings(config)
@@ -98,9 +120,22 @@ def pair(
         )
         return await asyncio.to_thread(typer.confirm, question, default=False)
 
+    async def ask(question: str) -> bool:
+        return await asyncio.to_thread(typer.confirm, question, default=False)
+
+    async def run(session: PairingSession) -> PairingResult:
+        def close() -> None:
+            typer.echo("closing the pairing window (after the question asked, if any) …")
+            session.close()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, close)
+        typer.echo("Ctrl-C closes the window early")
+        return await session.pair(seconds, accept_all)
+
     try:
-        session = PairingSession(s, confirm, say=typer.echo)
-        result = asyncio.run(session.pair(seconds, accept_all))
+        result = asyncio.run(run(PairingSession(s, confirm, say=typer.echo, ask=ask)))
     except PairingError as e:
         typer.echo(f"carehub hub pair: {e}", err=True)
         raise typer.Exit(2) from None
@@ -121,9 +156,9 @@ def devices(config: Path | None = ConfigOpt) -> None:
     except PairingError as e:
         typer.echo(f"carehub hub devices: {e}", err=True)
         raise typer.Exit(2) from None
-    if not accounts.devices:
+    if not accounts.devices and not accounts.zigbee:
         typer.echo("no paired devices")
-    for d in accounts.devices:
+    for d in (*accounts.devices, *accounts.zigbee):
         at = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.paired_at_ms / 1000))
         typer.echo(f"{d.device_id:<24} {d.kind:<9} hardware {d.hardware_id:<24} paired {at}")
 

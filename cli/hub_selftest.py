@@ -41,5 +41,10 @@ def selftest(
     for line in core.checklist():
         typer.echo(line)
     typer.echo(posted)
-    typer.echo("SELF-TEST PASSED" if core.passed else "SELF-TEST FAILED")
+    failed = sum(not c.passed for c in core.checks)
+    typer.echo(
+        "SELF-TEST PASSED"
+        if core.passed
+        else f"SELF-TEST FAILED: {failed} of {len(core.checks)} checks (why: [FAIL] above)"
+    )
     raise typer.Exit(0 if core.passed else 1)

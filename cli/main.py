@@ -15,9 +15,11 @@ from typing import Any
 import typer
 
 from carehub import logs
-from carehub.settings import MqttSettings, ServerSettings, load
+from carehub.settings import ServerSettings, load
+from cli import sim_commands
 from cli.admin_commands import admin_app
 from cli.hub_commands import ConfigOpt, LogOpt, hub_app
+from cli.lazy import lazy_group
 
 app = typer.Typer(
     help=(
@@ -31,14 +33,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# Evaluation and benchmark commands live with their code, whose imports (numpy, paho,
+# scipy) a server's or a hub's install may not have: loaded only when one of them runs.
 sim_app = typer.Typer(
-    help="Simulated devices that speak the public MQTT contract.", no_args_is_help=True
+    help="Simulated devices that speak the public MQTT contract.",
+    no_args_is_help=True,
+    cls=lazy_group({"vitals-dataset": "evaluation.vitals_cli:generate_vitals"}),
 )
 eval_app = typer.Typer(
-    help="Evaluate the edge detectors on recorded datasets.", no_args_is_help=True
+    help="Evaluate the edge detectors on recorded datasets.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {"fall": "evaluation.fall_cli:eval_fall", "vitals": "evaluation.vitals_cli:eval_vitals"}
+    ),
 )
 bench_app = typer.Typer(
-    help="Benchmarks that print figures beside a same-run baseline.", no_args_is_help=True
+    help="Benchmarks that print figures beside a same-run baseline.",
+    no_args_is_help=True,
+    cls=lazy_group(
+        {
+            "edge": "bench.edge_bench:bench_edge",
+            "hub": "bench.hub_load:bench_hub",
+            "e2e": "bench.e2e_bench:bench_e2e",
+            "chaos": "bench.chaos_bench:bench_chaos",
+            "server": "bench.server_bench:bench_server",
+            "voice": "bench.voice_bench:bench_voice",
+        }
+    ),
 )
 report_app = typer.Typer(help="Reports read from the server's database.", no_args_is_help=True)
 directory_app = typer.Typer(
@@ -53,6 +74,8 @@ user_app = typer.Typer(help="Console accounts (dispatchers, doctors, installers,
 app.add_typer(user_app, name="user")
 app.add_typer(hub_app, name="hub")
 app.add_typer(admin_app, name="admin")
+sim_app.command("press")(sim_commands.press)
+sim_app.command("home")(sim_commands.home)
 
 
 @app.command()
@@ -123,6 +146,9 @@ def server(
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
     within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its
     tries from new addresses, up to CAREHUB_CONSOLE_LOGIN_DELAY_MAX_S, 30).
+
+    Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
+    for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
     """
 
     from server.directory import DirectoryError
@@ -248,56 +274,6 @@ def directory_check(
     )
 
 
-@sim_app.command("press")
-def sim_press(
-    device: str = typer.Option(..., help="Button device id, e.g. btn-1."),
-    action: str = typer.Option("press", help="press or cancel."),
-    wait: float = typer.Option(15.0, help="Seconds to wait for acks."),
-    until: str = typer.Option("dispatched", help="Ack state to wait for."),
-    config: Path | None = ConfigOpt,
-) -> None:
-    """Press a simulated call button once and print the acks it gets."""
-    from firmware_sim.button import CallButton
-
-    s = load(MqttSettings, config)
-    with CallButton(device, s.mqtt_host, s.mqtt_port, s.base_topic) as button:
-        if action not in ("press", "cancel"):
-            raise typer.BadParameter("action must be press or cancel", param_hint="--action")
-        seq = button.press("press" if action == "press" else "cancel")
-        typer.echo(f"{device}: {action} seq {seq}")
-        hit = button.acks.wait_for(lambda a: a.seq == seq and a.state.value == until, wait)
-        for at, ack in button.acks.entries:
-            typer.echo(f"  ack {ack.state.value} alarm {ack.alarm_id} at {at}")
-        if hit is None:
-            typer.echo(f"no '{until}' ack within {wait} s", err=True)
-            raise typer.Exit(1)
-
-
-@sim_app.command("home")
-def sim_home(
-    button: str = typer.Option("btn-1"),
-    wearable: str = typer.Option("wear-1"),
-    pendant: str = typer.Option("pend-1"),
-    seconds: float = typer.Option(0, help="Run this long (0 = until Ctrl-C)."),
-    config: Path | None = ConfigOpt,
-) -> None:
-    """Run a simulated home (call button, wearable, fall pendant) publishing the contract."""
-    import time
-
-    from firmware_sim.button import CallButton
-    from firmware_sim.pendant import FallPendant
-    from firmware_sim.wearable import Wearable
-
-    s = load(MqttSettings, config)
-    args = (s.mqtt_host, s.mqtt_port, s.base_topic)
-    with CallButton(button, *args), Wearable(wearable, *args), FallPendant(pendant, *args):
-        typer.echo(f"home running: {button}, {wearable}, {pendant} on {s.mqtt_host}:{s.mqtt_port}")
-        deadline = time.monotonic() + seconds if seconds else float("inf")
-        with contextlib.suppress(KeyboardInterrupt):
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
-
-
 @user_app.command("add")
 def user_add(
     username: str = typer.Option(..., "--username", help="Sign-in name."),
@@ -340,30 +316,6 @@ def user_add(
     typer.echo(f"account {account.username} ({account.role.value}) created")
 
 
-def _register_tools() -> None:
-    """Evaluation and benchmark commands live with their code; those modules import their
-    heavy dependencies (scipy) inside the commands, so `carehub hub` stays small."""
-    from bench.chaos_bench import bench_chaos
-    from bench.e2e_bench import bench_e2e
-    from bench.edge_bench import bench_edge
-    from bench.hub_load import bench_hub
-    from bench.server_bench import bench_server
-    from evaluation.fall_cli import eval_fall
-    from evaluation.vitals_cli import eval_vitals, generate_vitals
-
-    eval_app.command("fall")(eval_fall)
-    eval_app.command("vitals")(eval_vitals)
-    sim_app.command("vitals-dataset")(generate_vitals)
-    bench_app.command("edge")(bench_edge)
-    bench_app.command("hub")(bench_hub)
-    bench_app.command("e2e")(bench_e2e)
-    bench_app.command("chaos")(bench_chaos)
-    bench_app.command("server")(bench_server)
-
-
-_register_tools()
-
-
 def run_fast(main: Coroutine[Any, Any, None]) -> None:
     """Run the server's event loop on uvloop where it is installed (the server extra has it,
     with httptools, which uvicorn picks by itself): about a third more requests a second
@@ -376,13 +328,56 @@ def run_fast(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+EXTRA_OF_COMMAND = {
+    "server": "server",
+    "user": "server",
+    "report": "server",
+    "directory": "server",
+    "admin": "server",
+    "hub": "hub",
+    "broker": "hub",
+    "sim": "sim",
+    "eval": "eval",
+    "bench": "test",
+    "demo": "demo",
+}
+"""The extra that installs what each command imports (pyproject.toml)."""
+
+OUR_PACKAGES = {
+    "carehub", "edge", "gateway", "server", "firmware_sim", "cli", "harness", "bench",
+    "evaluation",
+}  # fmt: skip
+
+
+def missing_module(error: ModuleNotFoundError, argv: list[str]) -> str | None:
+    """One line for a library this install lacks, naming the extra to install; None when
+    the missing module is one of ours (a packaging bug, worth its traceback)."""
+    top = (error.name or "").split(".")[0]
+    if not top or top in OUR_PACKAGES:
+        return None
+    command = next((a for a in argv if not a.startswith("-")), "")
+    extra = EXTRA_OF_COMMAND.get(command, "test")
+    return (
+        f"carehub {command}: this install lacks {top!r}, which the command needs:"
+        f" pip install 'carehub[{extra}]'"
+    )
+
+
 def main() -> None:
     """The `carehub` entry point: a setting with a bad value ends in one line naming it
-    (and exit code 2), not in a traceback."""
+    (and exit code 2), not in a traceback; so does a command this role's install cannot run."""
+    import sys
+
     from carehub.settings import SettingsError
 
     try:
         app()
     except SettingsError as e:
         typer.echo(f"carehub: bad setting: {e}", err=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as e:
+        line = missing_module(e, sys.argv[1:])
+        if line is None:
+            raise
+        typer.echo(line, err=True)
         raise SystemExit(2) from None

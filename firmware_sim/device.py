@@ -19,13 +19,14 @@ from pydantic import BaseModel
 from carehub.mqtt_contract import (
     CHANNEL_QOS,
     Ack,
+    AckState,
     Channel,
     ContractError,
     Topics,
     encode,
     parse_payload,
 )
-from firmware_sim.pairing import DeviceCredential
+from firmware_sim.pairing import BrokerRefused, DeviceCredential
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class SimDevice:
         self._unacked: dict[int, threading.Event] = {}
         self._stop = threading.Event()
         self.connected = threading.Event()
+        self.answered = threading.Event()
+        """The broker answered a connection attempt (accepted, or refused: `refused`)."""
+        self.refused: str | None = None
+        """The broker's reason when it refused the last connection (bad account, no rights)."""
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-{device_id}", clean_session=True
         )
@@ -110,6 +115,14 @@ class SimDevice:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def wait_connected(self, timeout_s: float) -> None:
+        """Block until the broker accepted us. Raises `BrokerRefused` when it refused the
+        connection, `TimeoutError` when it did not answer (unreachable)."""
+        if not self.answered.wait(timeout_s):
+            raise TimeoutError(f"{self.device_id}: no answer from {self._host}:{self._port}")
+        if not self.connected.is_set():
+            raise BrokerRefused(f"{self.device_id}: the broker refused it: {self.refused}")
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -126,9 +139,16 @@ class SimDevice:
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
+        if getattr(reason, "is_failure", False):  # CONNACK refused: not connected at all
+            self.refused = str(reason)
+            self.answered.set()
+            log.warning("%s: the broker refused the connection: %s", self.device_id, reason)
+            return
+        self.refused = None
         client.subscribe(self._topic(Channel.ACK), qos=1)
         client.publish(self._topic(Channel.AVAILABILITY), b"online", qos=1, retain=True)
         self.connected.set()
+        self.answered.set()  # after `connected`: a waiter woken by it sees the outcome
         self.link_up()
 
     def _on_disconnect(
@@ -151,6 +171,12 @@ class SimDevice:
             return
         assert isinstance(ack, Ack)
         self.acks.add(ack)
+        if ack.state is AckState.NOT_DELIVERED:  # a real device blinks red or says so
+            log.warning(
+                "%s: alarm %s NOT DELIVERED: the hub cannot reach help",
+                self.device_id,
+                ack.alarm_id,
+            )
         if ack.seq is not None and ack.seq in self._unacked:
             self._unacked[ack.seq].set()
 

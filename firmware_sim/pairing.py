@@ -52,6 +52,10 @@ class PairingTimeout(TimeoutError):
     """No credential for this device within the time given (window closed, refused)."""
 
 
+class BrokerRefused(ConnectionError):
+    """The broker refused the connection (CONNACK with a failure: bad account or password)."""
+
+
 def pair_device(
     hardware_id: str,
     kind: DeviceType,
@@ -64,7 +68,8 @@ def pair_device(
     store: Path | None = None,
 ) -> DeviceCredential:
     """Announce until the hub sends a credential sealed to our key; returns it (and saves
-    it to `store`). Raises `PairingTimeout` when none comes."""
+    it to `store`). Raises `PairingTimeout` when none comes, `BrokerRefused` when the
+    broker refuses the pairing account."""
     topics = Topics(base_topic)
     key = new_private_key()
     announce = encode(
@@ -76,7 +81,15 @@ def pair_device(
     done = threading.Event()
     subscribed = threading.Event()
 
-    def on_connect(client: mqtt.Client, *_: object) -> None:
+    refused: list[str] = []
+
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, reason: object, *_: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):  # e.g. a wrong pairing password
+            refused.append(str(reason))
+            done.set()
+            return
         client.subscribe(topics.pair_credential(hardware_id), qos=1)
 
     def on_subscribe(*_: object) -> None:
@@ -114,6 +127,8 @@ def pair_device(
     finally:
         client.disconnect()
         client.loop_stop()
+    if refused:
+        raise BrokerRefused(f"{hardware_id}: the broker refused the pairing account: {refused[0]}")
     credential = got[0]
     if store is not None:
         credential.save(store)

@@ -14,7 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from gateway.broker_auth import Listener, mosquitto_conf
+from gateway.broker_auth import MAX_PACKET_BYTES, Listener, mosquitto_conf
 from gateway.pairing import BrokerAccounts
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,12 @@ def write_all(
     base_topic: str,
     listener: Listener,
     run_as: str | None = None,
+    max_packet_bytes: int | None = None,
 ) -> None:
     write_security(directory, accounts, base_topic)
     (directory / "data").mkdir(exist_ok=True)
-    _write(directory / CONF, mosquitto_conf(directory, listener, run_as), 0o640)
+    conf = mosquitto_conf(directory, listener, run_as, max_packet_bytes or MAX_PACKET_BYTES)
+    _write(directory / CONF, conf, 0o640)
 
 
 def reload_broker(directory: Path, command: str | None = None) -> str:

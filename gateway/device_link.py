@@ -17,6 +17,7 @@ import paho.mqtt.client as paho
 from carehub.mqtt_contract import Ack, BridgeTopic, Channel, Topics, encode
 from carehub.settings import HubSettings
 from gateway.broker_files import load_accounts
+from gateway.zigbee import bridge as zigbee
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class PoisonGuard:
         return bool(self._failures)
 
 
+class Unhandled(Exception):
+    """Raised by the handler when the hub cannot handle any message now (its store failed):
+    not this message's fault, so it is never given up on as poison; the broker redelivers
+    it (the hub's health, not this link, decides when to stop)."""
+
+
 class _Redeliver(Exception):
     """Leave the connection so the broker redelivers the unacknowledged messages."""
 
@@ -82,7 +89,9 @@ class DeviceLink:
             ),
             clean_session=False,
             keepalive=15,
-            max_queued_incoming_messages=10_000,
+            # unbounded: a full queue makes aiomqtt discard a message, a QoS-1 one then
+            # neither handled nor acknowledged (docs/reliability.md, "A flood")
+            max_queued_incoming_messages=0,
         )
         _paho(client).manual_ack_set(True)  # PUBACK after the handler, see _ack
         return client
@@ -94,7 +103,9 @@ class DeviceLink:
         while True:
             try:
                 async with self._new_client() as client:
-                    for topic, qos in self._topics.hub_subscriptions():
+                    for topic, qos in self._topics.hub_subscriptions() + zigbee.subscriptions(
+                        self._settings
+                    ):
                         await client.subscribe(topic, qos=qos)
                     await client.publish(
                         self._topics.bridge(BridgeTopic.STATE), b"online", qos=1, retain=True
@@ -136,12 +147,15 @@ class DeviceLink:
         payload = (
             message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         )
-        if message.qos > 0:  # low-rate channels only (button, status, availability)
+        if message.qos > 0:  # at DEBUG only: one line per message (button, status, availability)
             log.debug("handling %s (mid %d, qos %d)", topic, message.mid, message.qos)
         if self._settings.debug_handler_delay_s:
             await asyncio.sleep(self._settings.debug_handler_delay_s)
         try:
             await self._handler(topic, payload)
+        except Unhandled as e:
+            log.error("could not handle %s (%s); not acknowledged, the broker redelivers", topic, e)
+            return message.qos == 0
         except Exception:
             if message.qos == 0:
                 log.exception("handler failed for %s (QoS 0, not redelivered)", topic)

@@ -32,8 +32,18 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from gateway.device_clock import DeviceClock
+from gateway.device_limits import (
+    MESSAGE_BURST,
+    MESSAGE_RATE_PER_S,
+    PRESS_BURST,
+    PRESS_RATE_PER_S,
+    DeviceRateLimiter,
+    LogThrottle,
+    PressLimiter,
+)
 from gateway.fall_watch import FallWatch
 from gateway.intake import Backoff, new_alarm_id
+from gateway.refusal import Refusal
 from gateway.store import KEPT_KINDS, HubAlarm, OutboxKind
 from gateway.supervision import FaultChange, Supervisor
 from gateway.vitals_watch import VitalsWatch
@@ -55,6 +65,9 @@ PRUNE_EVERY_MS = 3_600_000
 """Retention pruning runs at most hourly (it is a scan of the whole store)."""
 FALL_RETRY_MS = 1000
 """A fall whose window ran out but could not be committed is tried again this much later."""
+REPEAT_UPLOAD_EVERY_MS = 60_000
+"""Joined presses of one alarm are told to the server at most this often (the first at once):
+the dispatcher sees the elder pressed again; the hub counts every one."""
 URGENT_RETRY_CAP_S = 1.5
 """Retry cap while an alarm (or alarm report) waits: a returning server sees it in < 2 s."""
 
@@ -183,9 +196,17 @@ class HubCore:
         )
         self.pending: dict[str, PendingFall] = {}
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self.refusal = Refusal()
+        """Whether the server refuses the hub's credential; who heard `not_delivered`."""
         self.alarm_queued = False
         """An alarm or alarm report was queued since the outbox was last seen empty."""
         self._last_prune_ms: int | None = None
+        self.messages_limit = DeviceRateLimiter(clock, MESSAGE_RATE_PER_S, MESSAGE_BURST)
+        self.presses_limit = PressLimiter(clock, PRESS_RATE_PER_S, PRESS_BURST)
+        self.log_throttle = LogThrottle(clock)
+        self.outbox_after: str | None = None
+        """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
+        self._repeat_told_ms: dict[str, int] = {}
 
     # ------------------------------------------------------------ devices and config
 
@@ -195,6 +216,20 @@ class HubCore:
         if self.config is None or device_id in self.paired:
             return True
         return any(d.device_id == device_id for d in self.config.devices)
+
+    def is_paired(self, device_id: str) -> bool:
+        """Paired for certain, with no benefit of the doubt before a config is known: what a
+        Zigbee device needs, since anyone can join one to Zigbee2MQTT outside a window."""
+        if device_id in self.paired:
+            return True
+        return self.config is not None and any(
+            d.device_id == device_id for d in self.config.devices
+        )
+
+    def paired_ids(self) -> list[str]:
+        """Every device paired here: on this hub's accounts or in the server's config."""
+        listed = [d.device_id for d in self.config.devices] if self.config else []
+        return sorted(set(self.paired) | set(listed))
 
     def device_paired(self, device_id: str, kind: str) -> bool:
         """A device paired here; True when it is new to the hub."""
@@ -206,6 +241,8 @@ class HubCore:
     def device_removed(self, device_id: str) -> None:
         """Unpaired here: forgotten now (the server's config follows on the next refresh)."""
         self.paired.pop(device_id, None)
+        self.messages_limit.forget(device_id)
+        self.presses_limit.forget(device_id)
         self.supervisor.forget(device_id)
         self.falls.forget(device_id)
         self.vitals.forget(device_id)
@@ -238,6 +275,41 @@ class HubCore:
             id=new_alarm_id(),
             device_id=device_id,
             seq=event.seq,
+            kind=AlarmKind.BUTTON,
+            severity=Severity.CRITICAL,
+            state=AlarmState.RECEIVED,
+            raised_at_ms=self.clock.now_ms(),
+        )
+
+    def admit(self, device_id: str) -> bool:
+        """Within its device's message rate (all channels)? A message over it is dropped
+        before any work, so a flood cannot delay other devices."""
+        return self.messages_limit.allow(device_id)
+
+    def admit_press(self, device_id: str, seq: int) -> bool:
+        """A button event within its device's press rate (a republication of one recently
+        let through always is)? Asked before any lookup; one over it is dropped unanswered
+        (the firmware republishes)."""
+        return self.presses_limit.allow(device_id, seq)
+
+    def repeat_upload_due(self, alarm_id: str, now_ms: int) -> bool:
+        """Tell the server about this joined press? The first of an alarm, then one a
+        `REPEAT_UPLOAD_EVERY_MS` (the server counts it as a repeat of the open alarm)."""
+        last = self._repeat_told_ms.get(alarm_id)
+        if last is not None and now_ms - last < REPEAT_UPLOAD_EVERY_MS:
+            return False
+        if len(self._repeat_told_ms) >= 1000:  # bound memory: forget the oldest
+            self._repeat_told_ms.pop(next(iter(self._repeat_told_ms)))
+        self._repeat_told_ms[alarm_id] = now_ms
+        return True
+
+    def call_alarm(self, device_id: str) -> HubAlarm:
+        """A call from a device that has no event counter (a Zigbee button through
+        Zigbee2MQTT): raised like a press, without a ``seq`` to answer."""
+        return HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
             kind=AlarmKind.BUTTON,
             severity=Severity.CRITICAL,
             state=AlarmState.RECEIVED,
@@ -301,6 +373,21 @@ class HubCore:
             if device_id != skip
         ]
 
+    def undelivered_acks(self, alarm: HubAlarm) -> Acks:
+        """`not_delivered` for the devices that heard of an alarm the server does not have
+        (refused): the pressed button, or the home's buttons for a fall or vitals alarm."""
+        if alarm.kind is AlarmKind.BUTTON:
+            return [(alarm.device_id, _ack(alarm.seq, alarm.id, AckState.NOT_DELIVERED))]
+        return self.home_acks(alarm, AckState.NOT_DELIVERED)
+
+    def new_alarm_ack(self, alarm: HubAlarm) -> AckState:
+        """What the device that raised an alarm hears first: `received` (stored on the hub,
+        help is being called), or `not_delivered` while the server refuses the hub."""
+        if self.refusal.refused:
+            self.refusal.to_tell([alarm.id])
+            return AckState.NOT_DELIVERED
+        return ACK_FOR_STATE[alarm.state]
+
     def state_acks(self, alarm: HubAlarm, state: AlarmState, responder: str | None = None) -> Acks:
         """A state decided on the server, for the elder's devices; `responder` (who is
         coming) goes with `accepted` only."""
@@ -348,6 +435,21 @@ class HubCore:
         if drop:
             details[TEST_MARK] = True
         return FallPlan(alarm, fall.impact_ts_ms, details, window_s > 0 and not drop, drop)
+
+    def plan_sensor_fall(self, device_id: str, now_ms: int, details: dict[str, Any]) -> FallPlan:
+        """A fall a sensor decided itself (an mmWave radar through Zigbee2MQTT): the same
+        alarm, cancel window and reminders as a pendant's fall; `details` say what it saw."""
+        window_s = self.settings.fall_cancel_window_s
+        alarm = HubAlarm(
+            id=new_alarm_id(),
+            device_id=device_id,
+            seq=None,
+            kind=AlarmKind.FALL,
+            severity=Severity.CRITICAL,
+            state=AlarmState.PENDING_CANCEL if window_s > 0 else AlarmState.RECEIVED,
+            raised_at_ms=now_ms,
+        )
+        return FallPlan(alarm, now_ms, details, pending=window_s > 0)
 
     def track_pending(self, alarm: HubAlarm) -> None:
         """A committed fall in its window (also those found at start, windows still running)."""
@@ -438,8 +540,11 @@ class HubCore:
         While an alarm waits (at the head, or queued behind it), full jitter capped at
         `URGENT_RETRY_CAP_S`, so a returning server gets it within 2 s; otherwise the normal
         exponential backoff up to `retry_max_s`. Alarms are rare, so few hubs retry fast
-        (the arithmetic for 10 000 hubs is in docs/reliability.md)."""
+        (the arithmetic for 10 000 hubs is in docs/reliability.md). While the server refuses
+        the hub's credential, fast retries cannot help: the normal backoff, alarms or not."""
         u = self.rng.random()
+        if self.refusal.refused:  # every try fails alike until someone fixes the credential
+            return self.backoff.delay(attempt, u)
         if head_kind in KEPT_KINDS or self.alarm_queued:
             initial = self.settings.retry_initial_s
             return u * min(URGENT_RETRY_CAP_S, initial * 2 ** min(attempt, 30))

@@ -30,6 +30,8 @@ class _Loop:
     """In a row: cleared once the loop has run `calm_s` since its last start."""
     due_by: float | None = None
     ended: bool = False
+    trouble: str | None = None
+    """A problem the loop reports itself (its store keeps failing), until it clears it."""
 
 
 class LoopHealth:
@@ -68,6 +70,11 @@ class LoopHealth:
         """The loop will check in again (promise or idle) within `within_s` seconds."""
         self._loop(name).due_by = self.clock.monotonic() + within_s
 
+    def trouble(self, name: str, what: str | None) -> None:
+        """The loop runs but cannot do its work (`what`), or can again (None): a fresh
+        process may fare better, and systemd logs the restart."""
+        self._loop(name).trouble = what
+
     def idle(self, name: str) -> None:
         """The loop waits on the outside world, for as long as it takes."""
         self._loop(name).due_by = None
@@ -85,6 +92,8 @@ class LoopHealth:
             calm = loop.started_at is not None and now - loop.started_at >= self.calm_s
             if loop.ended:
                 found.append(f"loop {name} ended")
+            elif loop.trouble is not None:
+                found.append(f"loop {name}: {loop.trouble}")
             elif loop.failures >= self.max_failures and not calm:
                 found.append(f"loop {name} failed {loop.failures} times in a row")
             elif loop.due_by is not None and now > loop.due_by:

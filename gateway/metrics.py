@@ -26,3 +26,13 @@ OUTBOX_DROPPED = Counter(
 OUTBOX_DEPTH = Gauge("carehub_hub_outbox_depth", "Outbox entries waiting for the server")
 DEVICES_ONLINE = Gauge("carehub_hub_devices_online", "Paired devices currently online")
 FAULTS_ACTIVE = Gauge("carehub_hub_faults_active", "Device faults currently active")
+VOICE_CALLS = Counter(
+    "carehub_hub_voice_calls_total", "Voice calls started, by direction", ["direction"]
+)
+VOICE_CALLS_ENDED = Counter(
+    "carehub_hub_voice_calls_ended_total", "Voice calls ended, by reason", ["reason"]
+)
+VOICE_MIC_OPEN = Gauge("carehub_hub_voice_mic_open", "1 while the microphone is open in a call")
+VOICE_MIC_FRAMES = Counter(
+    "carehub_hub_voice_mic_frames_total", "20 ms frames of microphone audio sent in calls"
+)

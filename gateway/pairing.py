@@ -25,6 +25,7 @@ from gateway.broker_auth import Account, acl_file, hash_password, password_file
 
 HUB_USERNAME = "_hub"
 OBSERVER_USERNAME = "_observer"
+ZIGBEE2MQTT_USERNAME = "_zigbee2mqtt"
 PASSWORD_BYTES = 24
 """Random bytes in a generated password (32 URL-safe characters)."""
 
@@ -51,6 +52,12 @@ class BrokerAccounts:
     observer_username: str | None = None
     observer_password_hash: str | None = None
     devices: tuple[PairedDevice, ...] = field(default_factory=tuple)
+    zigbee2mqtt_topic: str | None = None
+    zigbee2mqtt_password: str | None = None
+    """Zigbee2MQTT's own login (in clear: its configuration needs it; the file is 0600)."""
+    zigbee: tuple[PairedDevice, ...] = field(default_factory=tuple)
+    """Zigbee devices paired through Zigbee2MQTT (id = IEEE address; no broker account:
+    they never talk to the broker themselves, and ``password_hash`` is empty)."""
 
     @classmethod
     def new(
@@ -60,6 +67,16 @@ class BrokerAccounts:
 
     def device(self, device_id: str) -> PairedDevice | None:
         return next((d for d in self.devices if d.device_id == device_id), None)
+
+    def zigbee_device(self, device_id: str) -> PairedDevice | None:
+        return next((d for d in self.zigbee if d.device_id == device_id), None)
+
+    def with_zigbee(self, device: PairedDevice) -> BrokerAccounts:
+        others = tuple(d for d in self.zigbee if d.device_id != device.device_id)
+        return replace(self, zigbee=tuple(sorted(others + (device,), key=lambda d: d.device_id)))
+
+    def without_zigbee(self, device_id: str) -> BrokerAccounts:
+        return replace(self, zigbee=tuple(d for d in self.zigbee if d.device_id != device_id))
 
     def by_hardware_id(self, hardware_id: str) -> PairedDevice | None:
         return next((d for d in self.devices if d.hardware_id == hardware_id), None)
@@ -90,6 +107,8 @@ class BrokerAccounts:
         ]
         if self.observer_username and self.observer_password_hash:
             out.append(Account(self.observer_username, self.observer_password_hash))
+        if self.zigbee2mqtt_topic and self.zigbee2mqtt_password:
+            out.append(Account(ZIGBEE2MQTT_USERNAME, hash_password(self.zigbee2mqtt_password)))
         out += [Account(d.device_id, d.password_hash) for d in self.devices]
         return out
 
@@ -97,7 +116,14 @@ class BrokerAccounts:
         return password_file(self.accounts())
 
     def acl_text(self, base_topic: str, pairing_open: bool = False) -> str:
-        return acl_file(base_topic, self.hub_username, self.observer_username, pairing_open)
+        zigbee2mqtt = (
+            (ZIGBEE2MQTT_USERNAME, self.zigbee2mqtt_topic)
+            if self.zigbee2mqtt_topic and self.zigbee2mqtt_password
+            else None
+        )
+        return acl_file(
+            base_topic, self.hub_username, self.observer_username, pairing_open, zigbee2mqtt
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -106,7 +132,8 @@ class BrokerAccounts:
     def from_json(cls, text: str) -> BrokerAccounts:
         data = json.loads(text)
         devices = tuple(PairedDevice(**d) for d in data.pop("devices", []))
-        return cls(**data, devices=devices)
+        zigbee = tuple(PairedDevice(**d) for d in data.pop("zigbee", []))
+        return cls(**data, devices=devices, zigbee=zigbee)
 
 
 def window_open(until_ms: int | None, now_ms: int) -> bool:

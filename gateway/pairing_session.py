@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiomqtt
@@ -58,10 +58,14 @@ from gateway.pairing import (
     window_open,
 )
 from gateway.uplink import Uplink, UplinkError
+from gateway.zigbee import pairing as zigbee
+from gateway.zigbee import translate as z2m
 
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[PairAnnounce], Awaitable[bool]]
+Ask = Callable[[str], Awaitable[bool]]
+"""Asks the installer a yes/no question (a Zigbee device to confirm)."""
 Say = Callable[[str], None]
 PICKUP_GRACE_S = 5.0
 """After the window closes, how long an accepted device has to come online with its own
@@ -131,8 +135,17 @@ class PairingSession:
         say: Say = print,
         clock: Clock | None = None,
         pickup_grace_s: float = PICKUP_GRACE_S,
+        ask: Ask | None = None,
     ) -> None:
         self.settings = settings
+        self.ask = ask
+        self.z2m = (
+            zigbee.Z2mTopics(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
+        )
+        self._z_joined: set[str] = set()
+        self._z_handled: set[str] = set()
+        self._z_transaction = f"carehub-pair-{os.getpid()}"
+        self._z_answered = False
         self.pickup_grace_s = pickup_grace_s
         self.topics = Topics(settings.base_topic)
         self.confirm = confirm
@@ -140,6 +153,11 @@ class PairingSession:
         self.clock = clock or SystemClock()
         self.accounts = require_accounts(settings)
         self._acl_open = False
+        self.closed_early = asyncio.Event()
+
+    def close(self) -> None:
+        """End the window now (the installer is done early): it closes as at its end."""
+        self.closed_early.set()
 
     async def _event(
         self, client: aiomqtt.Client, what: BridgeEventKind, **fields: str | None
@@ -162,6 +180,8 @@ class PairingSession:
                     await client.subscribe(
                         f"{self.topics.base}/+/{Channel.AVAILABILITY.value}", qos=1
                     )
+                    if self.z2m is not None:
+                        await self._open_zigbee(client, seconds)
                     window = PairingWindow(v=1, open=True, until_ms=until)
                     await client.publish(
                         self.topics.bridge(BridgeTopic.PAIRING), encode(window), qos=1, retain=True
@@ -177,6 +197,8 @@ class PairingSession:
                         self.topics.bridge(BridgeTopic.PAIRING), encode(closed), qos=1, retain=True
                     )
                     await self._event(client, "pairing_closed")
+                    if self.z2m is not None:
+                        await self._close_zigbee(client, left)
                     await self._clear_credentials(client, seen, waiting, left)
                     await self._close(client, left, result)
         except aiomqtt.MqttError as e:
@@ -305,12 +327,15 @@ class PairingSession:
     ) -> None:
         messages = aiter(client.messages)
         while (remaining := until - self.clock.now_ms()) > 0:
-            try:
-                message = await asyncio.wait_for(anext(messages), remaining / 1000)
-            except TimeoutError:
+            message = await self._next(messages, remaining / 1000)
+            if message is None:
                 return
             topic = str(message.topic)
             payload = message.payload if isinstance(message.payload, bytes) else b""
+            if self.z2m is not None and topic.startswith(self.z2m.base + "/"):
+                if not message.retain:
+                    await self._on_zigbee(client, topic, payload, until, accept_all, result, uplink)
+                continue
             if topic.endswith(f"/{Channel.AVAILABILITY.value}"):
                 if payload == b"online":
                     waiting.discard(topic.split("/")[-2])
@@ -369,6 +394,26 @@ class PairingSession:
             waiting.add(device_id)
             result.accepted.append(device_id)
 
+    async def _next(
+        self, messages: AsyncIterator[aiomqtt.Message], timeout_s: float
+    ) -> aiomqtt.Message | None:
+        """The next message, or None at the window's end or when it is closed early."""
+        if self.closed_early.is_set():
+            return None
+        getting = asyncio.ensure_future(anext(messages))
+        closing = asyncio.ensure_future(self.closed_early.wait())
+        try:
+            await asyncio.wait(
+                {getting, closing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()
+            if not getting.done():
+                getting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getting
+        return getting.result() if not getting.cancelled() else None
+
     async def _accept(
         self,
         client: aiomqtt.Client,
@@ -422,6 +467,136 @@ class PairingSession:
         )
         return device_id
 
+    # ------------------------------------------------------------ Zigbee2MQTT
+
+    async def _open_zigbee(self, client: aiomqtt.Client, seconds: float) -> None:
+        """Zigbee2MQTT's permit-join for the window; its answer comes to `_listen`."""
+        assert self.z2m is not None
+        await client.subscribe(self.z2m.event, qos=1)
+        await client.subscribe(self.z2m.response("permit_join"), qos=1)
+        body = zigbee.permit_join(seconds, self._z_transaction + "-open")
+        await client.publish(self.z2m.request("permit_join"), body, qos=1)
+        if seconds > zigbee.PERMIT_JOIN_MAX_S:
+            self.say(
+                f"Zigbee devices can join during the first {zigbee.PERMIT_JOIN_MAX_S} s only"
+                " (Zigbee2MQTT's longest permit-join)"
+            )
+
+    async def _close_zigbee(self, client: aiomqtt.Client, left: Leftovers) -> None:
+        """Close permit-join and wait (briefly) for Zigbee2MQTT to confirm it."""
+        assert self.z2m is not None
+        transaction = self._z_transaction + "-close"
+        await client.publish(
+            self.z2m.request("permit_join"), zigbee.permit_join(0, transaction), qos=1
+        )
+        answer = await self._z2m_answer(client, "permit_join", transaction, left)
+        if not self._z_answered:
+            self.say(
+                f"Zigbee2MQTT never answered on {self.z2m.base}/bridge/: is it running on this"
+                " broker with that base topic? No Zigbee device could join"
+            )
+        elif answer is None or not answer[0]:
+            self.say(
+                "Zigbee2MQTT did not confirm permit-join closed"
+                + (f" ({answer[1]})" if answer else "")
+                + ": close it in its frontend"
+            )
+
+    async def _z2m_answer(
+        self, client: aiomqtt.Client, request: str, transaction: str, left: Leftovers | None
+    ) -> tuple[bool, str] | None:
+        """Zigbee2MQTT's response to `transaction`, or None after `RESPONSE_WAIT_S`."""
+        assert self.z2m is not None
+        topic = self.z2m.response(request)
+        messages = aiter(client.messages)
+        deadline = self.clock.monotonic() + zigbee.RESPONSE_WAIT_S
+        while (wait := deadline - self.clock.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(anext(messages), wait)
+            except TimeoutError:
+                return None
+            if left is not None:
+                self._note(message, left)
+            if str(message.topic) == topic and isinstance(message.payload, bytes):
+                answer = zigbee.response_to(message.payload, transaction)
+                if answer is not None:
+                    return answer
+        return None
+
+    async def _on_zigbee(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        until: int,
+        accept_all: bool,
+        result: PairingResult,
+        uplink: Uplink | None,
+    ) -> None:
+        assert self.z2m is not None
+        if topic == self.z2m.response("permit_join"):
+            answer = zigbee.response_to(payload, self._z_transaction + "-open")
+            if answer is not None:
+                self._z_answered = True
+                ok, error = answer
+                self.say(
+                    "Zigbee2MQTT permit-join open: pair the Zigbee devices now"
+                    if ok
+                    else f"Zigbee2MQTT refused permit-join ({error}): no Zigbee device can join"
+                )
+            return
+        if topic != self.z2m.event:
+            return
+        try:
+            notice = z2m.parse_bridge_event(payload)
+        except z2m.ZigbeeError as e:
+            log.warning("pairing: bad Zigbee2MQTT event: %s", e)
+            return
+        self._z_answered = True  # an event means Zigbee2MQTT is there
+        decision = zigbee.decide_interview(
+            notice,
+            self._z_joined,
+            self._z_handled,
+            window_open(until, self.clock.now_ms()),
+            self.accounts,
+            accept_all,
+        )
+        if decision.verdict == "ignore" or notice.ieee is None:
+            return
+        ieee = notice.ieee
+        self._z_handled.add(ieee)
+        model = decision.model
+        accept = decision.verdict == "accept"
+        if decision.verdict == "ask" and model is not None and notice.device is not None:
+            d = notice.device
+            question = (
+                f"pair Zigbee {d.vendor} {d.model} {ieee} ({d.friendly_name!r}) as a {model.kind}?"
+            )
+            accept = self.ask is not None and await self.ask(question)
+        if not accept or model is None:
+            reason = decision.reason or "declined by the installer"
+            result.refused.append(ieee)
+            self.say(f"refused Zigbee device {ieee}: {reason}")
+            await self._event(client, "device_refused", hardware_id=ieee, detail=reason[:200])
+            return
+        device_id = z2m.device_id_for(ieee)
+        device = PairedDevice(device_id, model.kind, ieee, "", self.clock.now_ms())
+        self.accounts = self.accounts.with_zigbee(device)
+        write_security(
+            self.settings.hub_broker_dir, self.accounts, self.settings.base_topic, pairing_open=True
+        )
+        await self._event(
+            client, "device_accepted", hardware_id=ieee, device_id=device_id, kind=model.kind
+        )
+        registered = await _register_kind(uplink, device_id, model.kind, ieee)
+        if not registered:
+            result.not_registered.append(device_id)
+        result.accepted.append(device_id)
+        self.say(
+            f"paired Zigbee {model.model} {device_id} as a {model.kind}"
+            + ("" if registered else " (NOT registered on the server yet: see the log)")
+        )
+
     async def _clear_credentials(
         self, client: aiomqtt.Client, seen: dict[str, str], waiting: set[str], left: Leftovers
     ) -> None:
@@ -444,15 +619,19 @@ class PairingSession:
 
 
 async def _register(uplink: Uplink | None, device_id: str, announce: PairAnnounce) -> bool:
+    return await _register_kind(uplink, device_id, announce.kind, announce.hardware_id)
+
+
+async def _register_kind(
+    uplink: Uplink | None, device_id: str, kind: str, hardware_id: str
+) -> bool:
     if uplink is None:
         log.warning("no hub token: %s not registered on the server", device_id)
         return False
     try:
         await uplink.register_device(
             device_id,
-            api.DeviceRegistration(
-                kind=api.DeviceKind(announce.kind), hardware_id=announce.hardware_id
-            ),
+            api.DeviceRegistration(kind=api.DeviceKind(kind), hardware_id=hardware_id),
         )
     except UplinkError as e:
         log.warning("server registration of %s failed: %s", device_id, e)
@@ -468,18 +647,27 @@ async def remove_device(
     clock = clock or SystemClock()
     topics = Topics(settings.base_topic)
     accounts = require_accounts(settings)
-    if accounts.device(device_id) is None:
+    zigbee_device = accounts.zigbee_device(device_id)
+    if accounts.device(device_id) is None and zigbee_device is None:
         raise PairingError(f"{device_id} is not paired with this hub (see `carehub hub devices`)")
-    accounts = accounts.without_device(device_id)
-    write_security(settings.hub_broker_dir, accounts, settings.base_topic)
-    done = [f"account of {device_id} removed from passwd and acl"]
-    done.append(
-        await asyncio.to_thread(
-            reload_broker, settings.hub_broker_dir, settings.hub_broker_reload_command
+    if zigbee_device is not None:  # no broker account: nothing to reload
+        write_security(
+            settings.hub_broker_dir, accounts.without_zigbee(device_id), settings.base_topic
         )
-    )
+        done = [f"Zigbee device {device_id} forgotten by the hub's accounts"]
+    else:
+        accounts = accounts.without_device(device_id)
+        write_security(settings.hub_broker_dir, accounts, settings.base_topic)
+        done = [f"account of {device_id} removed from passwd and acl"]
+        done.append(
+            await asyncio.to_thread(
+                reload_broker, settings.hub_broker_dir, settings.hub_broker_reload_command
+            )
+        )
     try:
         async with hub_client(settings, "remove") as client:
+            if zigbee_device is not None:
+                done.append(await _remove_from_zigbee2mqtt(settings, client, zigbee_device))
             event = BridgeEvent(v=1, event="device_removed", ts=clock.now_ms(), device_id=device_id)
             await client.publish(topics.bridge(BridgeTopic.EVENT), encode(event), qos=1)
             await client.publish(  # its retained presence goes with it
@@ -493,10 +681,53 @@ async def remove_device(
         done.append("server NOT told: no hub token")
     else:
         try:
-            await uplink.remove_device(device_id)
-            done.append("removed on the server")
+            removed = await uplink.remove_device(device_id)
+            done.append(
+                "removed on the server"
+                if removed
+                else f"the server has no {device_id} for this hub: nothing to remove there"
+            )
         except UplinkError as e:
             done.append(f"server NOT told ({e}): run `carehub hub remove {device_id}` again later")
         finally:
             await uplink.aclose()
     return done
+
+
+async def _remove_from_zigbee2mqtt(
+    settings: HubSettings, client: aiomqtt.Client, device: PairedDevice
+) -> str:
+    """Ask Zigbee2MQTT to remove the device from its network; when it does not answer or
+    cannot (a sleeping battery device), remove it by force from its database. Returns what
+    was done, for the installer."""
+    if not settings.zigbee2mqtt_topic:
+        return "Zigbee2MQTT NOT told: no zigbee2mqtt_topic set; remove it in its frontend"
+    topics = zigbee.Z2mTopics(settings.zigbee2mqtt_topic)
+    await client.subscribe(topics.response("device/remove"), qos=1)
+    answer: tuple[bool, str] | None = None
+    for force in (False, True):
+        transaction = f"carehub-remove-{os.getpid()}-{int(force)}"
+        body = zigbee.remove_request(device.hardware_id, transaction, force)
+        await client.publish(topics.request("device/remove"), body, qos=1)
+        answer = await _answer(client, topics.response("device/remove"), transaction)
+        if answer is not None and answer[0]:
+            how = "forced: it may still think it is in the network" if force else "left"
+            return f"removed from Zigbee2MQTT ({how})"
+    why = answer[1] if answer else f"no answer in {zigbee.RESPONSE_WAIT_S:.0f} s"
+    return f"Zigbee2MQTT NOT told ({why}): remove {device.hardware_id} in its frontend"
+
+
+async def _answer(client: aiomqtt.Client, topic: str, transaction: str) -> tuple[bool, str] | None:
+    messages = aiter(client.messages)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + zigbee.RESPONSE_WAIT_S
+    while (wait := deadline - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(anext(messages), wait)
+        except TimeoutError:
+            return None
+        if str(message.topic) == topic and isinstance(message.payload, bytes):
+            answer = zigbee.response_to(message.payload, transaction)
+            if answer is not None:
+                return answer
+    return None

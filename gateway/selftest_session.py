@@ -11,8 +11,9 @@ test by the hub, it reaches the doctor as a clearly marked test and stays out of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiomqtt
 
@@ -31,9 +32,10 @@ from carehub.mqtt_contract import (
 )
 from carehub.settings import HubSettings
 from gateway.intake import new_alarm_id
-from gateway.pairing_session import hub_client, hub_uplink, require_accounts
+from gateway.pairing_session import PairingError, hub_client, hub_uplink, require_accounts
 from gateway.selftest import INSTRUCTIONS, SelftestCore
 from gateway.uplink import UplinkError
+from gateway.zigbee.bridge import ZigbeeBridge
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +55,28 @@ async def run_selftest(
     clock = clock or SystemClock()
     topics = Topics(settings.base_topic)
     accounts = require_accounts(settings)
-    devices = {d.device_id: d.kind for d in accounts.devices}
+    devices = {d.device_id: d.kind for d in (*accounts.devices, *accounts.zigbee)}
+    zigbee = frozenset(d.device_id for d in accounts.zigbee)
+    bridge = ZigbeeBridge(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
     start = clock.now_ms()
-    core = SelftestCore(devices, settings.battery_low_pct, start)
+    core = SelftestCore(
+        devices,
+        settings.battery_low_pct,
+        start,
+        zigbee=zigbee,
+        voice=settings.voice_source is not None,
+    )
     mode = SelftestMode(
         v=1,
         active=True,
         until_ms=start + int((timeout_s + MODE_MARGIN_S) * 1000),
         devices=sorted(devices),
     )
-    async with hub_client(settings, "selftest") as client:
+    async with _broker(settings) as client:
         for c in sorted(DEVICE_TO_HUB | {Channel.ACK}):
             await client.subscribe(f"{topics.base}/+/{c.value}", qos=1)
+        if bridge is not None:
+            await client.subscribe(f"{bridge.base}/#", qos=1)
         await client.publish(topics.bridge(BridgeTopic.SELFTEST), encode(mode), qos=1, retain=True)
         await client.publish(
             topics.bridge(BridgeTopic.EVENT),
@@ -75,8 +87,10 @@ async def run_selftest(
         for device_id, kind in sorted(devices.items()):
             if kind in INSTRUCTIONS:
                 say("  " + INSTRUCTIONS[kind].format(id=device_id))
+        if core.voice:
+            say("  the button's test alarm calls the centre: have it answered there")
         try:
-            await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say)
+            await _watch(client, topics, core, clock, start + int(timeout_s * 1000), say, bridge)
         finally:
             await client.publish(
                 topics.bridge(BridgeTopic.SELFTEST),
@@ -99,6 +113,18 @@ async def run_selftest(
     return core, await _post(settings, core, clock)
 
 
+@contextlib.asynccontextmanager
+async def _broker(settings: HubSettings) -> AsyncIterator[aiomqtt.Client]:
+    """The hub's client; a broker that refuses the hub's account or cannot be reached ends
+    the self-test with that reason (`PairingError`), not a traceback."""
+    try:
+        async with hub_client(settings, "selftest") as client:
+            yield client
+    except aiomqtt.MqttError as e:
+        where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+        raise PairingError(f"broker {where}: {e}") from None
+
+
 async def _watch(
     client: aiomqtt.Client,
     topics: Topics,
@@ -106,6 +132,7 @@ async def _watch(
     clock: Clock,
     deadline_ms: int,
     say: Callable[[str], None],
+    bridge: ZigbeeBridge | None = None,
 ) -> None:
     messages = aiter(client.messages)
     done_before = 0
@@ -115,16 +142,23 @@ async def _watch(
         except TimeoutError:
             return
         payload = message.payload if isinstance(message.payload, bytes) else b""
-        try:
-            parsed = topics.parse(str(message.topic))
-            body = parse_payload(parsed.channel, payload)
-        except ContractError:
-            continue  # the hub logs bad input; the self-test only looks at good news
-        if parsed.channel is Channel.ACK:
-            assert isinstance(body, Ack)
-            core.acked(parsed.device_id, body)
+        if bridge is not None and bridge.owns(str(message.topic)):
+            paired = core.devices.__contains__
+            for device_id, event in bridge.handle(
+                str(message.topic), payload, paired, clock.now_ms()
+            ):
+                core.zigbee_seen(device_id, event)
         else:
-            core.seen(parsed.device_id, body)
+            try:
+                parsed = topics.parse(str(message.topic))
+                body = parse_payload(parsed.channel, payload)
+            except ContractError:
+                continue  # the hub logs bad input; the self-test only looks at good news
+            if parsed.channel is Channel.ACK:
+                assert isinstance(body, Ack)
+                core.acked(parsed.device_id, body)
+            else:
+                core.seen(parsed.device_id, body)
         done = sum(c.passed for c in core.checks)
         if done != done_before:
             done_before = done

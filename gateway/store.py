@@ -1,8 +1,9 @@
 """The hub's durable store (SQLite through aiosqlite, WAL, fsync on every commit).
 
 Every alarm and every alarm-state change is committed here, together with its outbox entry,
-before the device is acknowledged; the uplink drains the outbox in order. A hub killed at
-any instant restarts with everything it acknowledged.
+before the device is acknowledged; the uplink drains the outbox in order per device, taking
+the devices in turn (`gateway.outbox_order`), so one device's backlog never holds up another
+device's alarm. A hub killed at any instant restarts with everything it acknowledged.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import asyncio
 import enum
 import json
 import logging
+import os
+import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,14 @@ import aiosqlite
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity, merge
 from gateway.intake import StoredEvent
+from gateway.outbox_order import OutboxHead, next_head
+from gateway.store_check import (
+    StoreProblem,
+    aside_name,
+    file_problem,
+    files_to_move,
+    marker_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at_ms, id)",
         "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    # v2: activity seen by the home's sensors (motion, presence, doors), kept on the hub for
+    # the inactivity rules; never uploaded.
+    (
+        """CREATE TABLE activity (
+            device_id TEXT NOT NULL,
+            kind TEXT NOT NULL,            -- motion | presence | door_opened | door_closed
+            at_ms INTEGER NOT NULL
+        )""",
+        "CREATE INDEX activity_by_time ON activity (at_ms)",
+    ),
 )
 """Ordered schema migrations: entry i takes a database from version i to i + 1 (`PRAGMA
 user_version`). Append only; never edit a shipped entry — hubs in homes have run it."""
@@ -79,6 +101,49 @@ def pending_migrations(version: int) -> tuple[tuple[str, ...], ...]:
             f" ({SCHEMA_VERSION}): install the newer CareHub again or restore a backup"
         )
     return MIGRATIONS[version:]
+
+
+class StoreUnrecoverable(Exception):
+    """The store is damaged and could not be set aside, or a fresh one could not be made:
+    the hub cannot keep a promise it cannot write down, so it stops (exit non-zero)."""
+
+
+class StoreDamaged(Exception):
+    """Found while running: the store failed its integrity check. The hub stops; at the next
+    start the check sets the store aside and begins a fresh one."""
+
+
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+
+
+def is_corruption(e: BaseException) -> bool:
+    """SQLite says the file is damaged (not merely locked, full or unreadable just now: a
+    store another process holds, or a disk that comes back, must never be set aside)."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    return "malformed" in str(e) or "not a database" in str(e)
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An error of the store rather than of the data written (a constraint a message broke)
+    or of the code: damaged file, I/O error, disk full, database locked."""
+    return isinstance(e, sqlite3.DatabaseError) and not isinstance(
+        e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
+    )
+
+
+@dataclass(frozen=True)
+class StoreDamage:
+    """A store found damaged at start and set aside: what the hub reports as a fault."""
+
+    problem: StoreProblem
+    detail: str
+    moved: tuple[Path, ...]
+    """Where the damaged files are now (a note when the store was missing). The fault clears
+    once a person has removed them all."""
 
 
 class OutboxKind(enum.StrEnum):
@@ -111,29 +176,121 @@ class OutboxEntry:
     ref: str
     body: dict[str, Any]
     attempts: int
+    device_id: str = ""
+    """The device the entry is about (an alarm report's: its alarm's device)."""
+
+
+_ENTRY_DEVICE = (
+    "CASE WHEN o.kind = 'report' THEN (SELECT a.device_id FROM alarms a"
+    " WHERE a.id = json_extract(o.body, '$.alarm_id'))"
+    " ELSE json_extract(o.body, '$.device_id') END"
+)
+"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm)."""
 
 
 class HubStore:
     """Open with ``async with HubStore(path) as store``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         self._path = path
+        self._busy_timeout_s = busy_timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one connection, shared by the hub's tasks
+        self.damage: StoreDamage | None = None
+        """Set when the store was found damaged at start and replaced by a fresh one."""
 
     async def __aenter__(self) -> HubStore:
+        """Open the store after checking it (`gateway.store_check`, then SQLite's
+        ``quick_check``); a damaged one is set aside and a fresh one begun (`damage`)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
+        problem = file_problem(self._path)
+        detail = ""
+        if problem is None:
+            try:
+                await self._open()
+            except StoreDamaged as e:
+                problem, detail = StoreProblem.MALFORMED, f"quick_check: {e}"
+            except sqlite3.DatabaseError as e:
+                if not is_corruption(e):
+                    raise  # locked, I/O error, cannot open: not a reason to set it aside
+                problem, detail = StoreProblem.MALFORMED, f"{type(e).__name__}: {e}"
+        if problem is not None:
+            self.damage = self._set_aside(problem, detail)
+            try:
+                await self._open()
+            except sqlite3.DatabaseError as e:
+                raise StoreUnrecoverable(f"a fresh store at {self._path} failed: {e}") from e
+        marker = marker_path(self._path)
+        if not marker.exists():
+            marker.write_text("a CareHub hub store lives beside this file; keep it\n")
+        return self
+
+    async def _open(self) -> None:
+        """Connect, check and migrate; raises StoreDamaged when quick_check finds damage, or
+        SQLite's error (the connection is closed again: its thread would keep the process
+        alive)."""
+        self._db = await aiosqlite.connect(
+            self._path, isolation_level=None, timeout=self._busy_timeout_s
+        )
         try:
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=FULL")
+            problem = await self.check()
+            if problem is not None:
+                raise StoreDamaged(problem)
             await self._migrate()
         except BaseException:
             await self._db.close()
             self._db = None
             raise
-        return self
+
+    async def check(self) -> str | None:
+        """SQLite's ``quick_check`` (the b-trees' structure, without matching indexes to
+        their tables: proportional to the store's size, a second for a pruned hub store on
+        an SD card); None when sound, else its first findings. A store too damaged to be
+        read answers with SQLite's error; one that cannot be read just now (locked, an I/O
+        error) counts as sound: failing, not damaged."""
+        try:
+            async with self._lock, self.db.execute("PRAGMA quick_check(5)") as cur:
+                rows = [str(r[0]) for r in await cur.fetchall()]
+        except sqlite3.DatabaseError as e:
+            if not is_corruption(e):
+                log.warning("hub store check not possible now: %s: %s", type(e).__name__, e)
+                return None
+            return f"{type(e).__name__}: {e}"
+        return None if rows == ["ok"] else "; ".join(rows).replace("\n", "; ")[:300]
+
+    def _set_aside(self, problem: StoreProblem, detail: str) -> StoreDamage:
+        """Rename the store and its companions out of the way (never delete them)."""
+        now = datetime.now(UTC)
+        moved = []
+        try:
+            for path in files_to_move(self._path):
+                target = aside_name(path, problem, now)
+                n = 1
+                while target.exists():
+                    target = target.with_name(f"{aside_name(path, problem, now).name}.{n}")
+                    n += 1
+                os.rename(path, target)
+                moved.append(target)
+            if not moved:  # the store was gone: a note stands for it (removed = looked at)
+                note = aside_name(self._path, problem, now)
+                note.write_text("the hub's store was gone when the hub started\n")
+                moved.append(note)
+            _fsync_dir(self._path.parent)
+        except OSError as e:
+            raise StoreUnrecoverable(
+                f"hub store {self._path} is damaged ({problem}) and could not be moved aside: {e}"
+            ) from e
+        log.error(
+            "hub store %s damaged (%s%s): moved aside as %s; starting a fresh store",
+            self._path,
+            problem,
+            f": {detail}" if detail else "",
+            ", ".join(p.name for p in moved) or "nothing (the file was gone)",
+        )
+        return StoreDamage(problem, detail, tuple(moved))
 
     async def _migrate(self) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction: a hub killed mid-upgrade
@@ -152,8 +309,11 @@ class HubStore:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            try:
+                await db.close()  # its thread stops even when this raises
+            except sqlite3.DatabaseError as e:  # a damaged store's last checkpoint
+                log.warning("hub store %s closed with an error: %s", self._path, e)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -231,6 +391,21 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
+    async def unsent_alarms(self) -> list[HubAlarm]:
+        """Alarms whose upload waits in the outbox (the server does not have them), oldest
+        first."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT alarms.* FROM alarms JOIN outbox ON outbox.ref = alarms.id"
+                " WHERE outbox.kind = ? AND outbox.sent_at_ms IS NULL"
+                " AND outbox.rejected IS NULL ORDER BY outbox.id",
+                (OutboxKind.ALARM.value,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_alarm(r) for r in rows]
+
     async def alarms_in_state(self, state: AlarmState) -> list[HubAlarm]:
         async with (
             self._lock,
@@ -268,6 +443,56 @@ class HubStore:
             row = await cur.fetchone()
         return _alarm(row) if row else None
 
+    async def open_alarm_of(
+        self, device_id: str, kind: AlarmKind, unless_marked: str = ""
+    ) -> HubAlarm | None:
+        """The device's newest alarm of `kind` that is neither resolved nor cancelled (nor
+        has `true` under the details key `unless_marked`, e.g. a self-test's)."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT * FROM alarms WHERE device_id=? AND kind=?"
+                " AND state NOT IN ('resolved', 'cancelled')"
+                " AND json_extract(details, '$.' || ?) IS NOT 1"
+                " ORDER BY raised_at_ms DESC LIMIT 1",
+                (device_id, kind.value, unless_marked or "-"),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return _alarm(row) if row else None
+
+    async def join_alarm(
+        self,
+        device_id: str,
+        seq: int,
+        ts_ms: int,
+        alarm_id: str,
+        now_ms: int,
+        upload: tuple[str, dict[str, Any]] | None = None,
+    ) -> int:
+        """A press that joined its device's open alarm: the event is remembered (a retry is
+        answered alike) and counted on the alarm, in one commit, with `upload` = (ref, body)
+        when the server is to hear of it. Returns the alarm's count of joined presses."""
+        async with self._transaction() as db:
+            if upload is not None:
+                await self._enqueue(db, OutboxKind.ALARM, upload[0], upload[1], now_ms)
+            await db.execute(
+                "INSERT OR REPLACE INTO device_events"
+                " (device_id, seq, ts_ms, alarm_id, received_at_ms) VALUES (?, ?, ?, ?, ?)",
+                (device_id, seq, ts_ms, alarm_id, now_ms),
+            )
+            await db.execute(
+                "UPDATE alarms SET details = json_set(details, '$.presses_joined',"
+                " coalesce(json_extract(details, '$.presses_joined'), 0) + 1) WHERE id=?",
+                (alarm_id,),
+            )
+            async with db.execute(
+                "SELECT json_extract(details, '$.presses_joined') FROM alarms WHERE id=?",
+                (alarm_id,),
+            ) as cur:
+                row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     async def set_state(
         self,
         alarm_id: str,
@@ -298,20 +523,64 @@ class HubStore:
         async with self._transaction() as db:
             await self._enqueue(db, kind, ref, body, now_ms)
 
-    # ------------------------------------------------------------ outbox
+    # ------------------------------------------------------------ activity
 
-    async def next_pending(self) -> OutboxEntry | None:
+    async def record_activity(self, device_id: str, kind: str, at_ms: int) -> None:
+        """Someone moved, was present, opened or closed a door (a sensor's event)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO activity (device_id, kind, at_ms) VALUES (?, ?, ?)",
+                (device_id, kind, at_ms),
+            )
+
+    async def activity_since(self, since_ms: int) -> list[tuple[str, str, int]]:
+        """(device id, kind, epoch ms) of the activity recorded since `since_ms`, oldest first."""
         async with (
             self._lock,
             self.db.execute(
-                "SELECT id, kind, ref, body, attempts FROM outbox"
-                " WHERE sent_at_ms IS NULL AND rejected IS NULL ORDER BY id LIMIT 1"
+                "SELECT device_id, kind, at_ms FROM activity WHERE at_ms >= ? ORDER BY at_ms",
+                (since_ms,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # ------------------------------------------------------------ outbox
+
+    async def outbox_heads(self) -> list[OutboxHead]:
+        """Each device's oldest unsent entry, alarms and alarm reports apart from faults
+        (`gateway.outbox_order.next_head` picks one)."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT device, kind IN (?, ?) AS urgent, min(id) FROM"
+                f" (SELECT o.id, o.kind, coalesce({_ENTRY_DEVICE}, '') AS device FROM outbox o"
+                "  WHERE o.sent_at_ms IS NULL AND o.rejected IS NULL)"
+                " GROUP BY device, urgent",
+                tuple(sorted(KEPT_KINDS)),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [OutboxHead(str(r[0]), bool(r[1]), int(r[2])) for r in rows]
+
+    async def next_pending(self, after_device: str | None = None) -> OutboxEntry | None:
+        """The entry to upload next: in order per device, the devices in turn after
+        `after_device` (the one served last), alarms before faults."""
+        entry_id = next_head(await self.outbox_heads(), after_device)
+        if entry_id is None:
+            return None
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT o.id, o.kind, o.ref, o.body, o.attempts, coalesce({_ENTRY_DEVICE}, '')"
+                " FROM outbox o WHERE o.id=?",
+                (entry_id,),
             ) as cur,
         ):
             row = await cur.fetchone()
         if row is None:
             return None
-        return OutboxEntry(row[0], OutboxKind(row[1]), row[2], json.loads(row[3]), row[4])
+        return OutboxEntry(row[0], OutboxKind(row[1]), row[2], json.loads(row[3]), row[4], row[5])
 
     async def mark_sent(self, entry_id: int, now_ms: int) -> None:
         async with self._transaction() as db:
@@ -320,6 +589,11 @@ class HubStore:
     async def mark_attempt(self, entry_id: int) -> None:
         async with self._transaction() as db:
             await db.execute("UPDATE outbox SET attempts=attempts+1 WHERE id=?", (entry_id,))
+
+    async def replace_body(self, entry_id: int, body: dict[str, Any]) -> None:
+        """Send this instead next time (an alarm's minimal form, after a refusal for good)."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET body=? WHERE id=?", (json.dumps(body), entry_id))
 
     async def mark_rejected(self, entry_id: int, reason: str) -> None:
         async with self._transaction() as db:
@@ -351,6 +625,7 @@ class HubStore:
             for sql in (
                 "DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < ?",
                 "DELETE FROM device_events WHERE received_at_ms < ?",
+                "DELETE FROM activity WHERE at_ms < ?",
                 "DELETE FROM alarms WHERE state IN ('resolved', 'cancelled') AND updated_at_ms < ?"
                 " AND id NOT IN (SELECT ref FROM outbox WHERE sent_at_ms IS NULL)",
             ):
@@ -415,6 +690,15 @@ class _Transaction:
             await self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._lock.release()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable before a fresh store is written beside them."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alarm(row: aiosqlite.Row) -> HubAlarm:

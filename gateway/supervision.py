@@ -44,11 +44,19 @@ class Supervisor:
         self.battery_low_pct = battery_low_pct
         self.battery_hysteresis_pct = battery_hysteresis_pct
         self._devices: dict[str, _Device] = {}
+        self._silence_ms: dict[str, int] = {}
 
     def expect(self, device_ids: Iterable[str], now_ms: int) -> None:
         """The paired devices: one never heard from goes offline after the interval too."""
         for device_id in device_ids:
             self._devices.setdefault(device_id, _Device(now_ms))
+
+    def by_availability(self, device_ids: Iterable[str], silence_ms: int) -> None:
+        """Devices whose presence another system supervises (Zigbee2MQTT's availability, for
+        sensors that report hourly): offline by `last_will`, or after `silence_ms` of
+        silence (the other system may be dead too) instead of ``offline_after_ms``."""
+        for device_id in device_ids:
+            self._silence_ms[device_id] = silence_ms
 
     def restore(self, device_id: str, fault: Fault) -> None:
         """A fault that was active before a restart (so it is not reported twice)."""
@@ -66,10 +74,12 @@ class Supervisor:
         dev.last_seen_ms = max(dev.last_seen_ms, now_ms)
         return self._set(device_id, dev, "device_offline", False, "back")
 
-    def last_will(self, device_id: str, now_ms: int) -> list[FaultChange]:
+    def last_will(
+        self, device_id: str, now_ms: int, detail: str = "last will: offline"
+    ) -> list[FaultChange]:
         """The broker published the device's ``offline`` will (or the device said so)."""
         dev = self._devices.setdefault(device_id, _Device(now_ms))
-        return self._set(device_id, dev, "device_offline", True, "last will: offline")
+        return self._set(device_id, dev, "device_offline", True, detail)
 
     def battery(self, device_id: str, pct: float) -> list[FaultChange]:
         dev = self._devices[device_id]
@@ -88,7 +98,7 @@ class Supervisor:
         changes: list[FaultChange] = []
         for device_id, dev in self._devices.items():
             silent_ms = now_ms - dev.last_seen_ms
-            if silent_ms > self.offline_after_ms:
+            if silent_ms > self._silence_ms.get(device_id, self.offline_after_ms):
                 changes += self._set(
                     device_id, dev, "device_offline", True, f"silent for {silent_ms / 1000:.0f} s"
                 )
@@ -97,6 +107,7 @@ class Supervisor:
     def forget(self, device_id: str) -> None:
         """Unpaired: no more faults for it."""
         self._devices.pop(device_id, None)
+        self._silence_ms.pop(device_id, None)
 
     @staticmethod
     def _set(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from carehub import api_contract as api
 from carehub.mqtt_contract import DEVICE_ID_PATTERN
+from gateway.refusal import REFUSED_STATUS
 from gateway.store import OutboxKind
 
 RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 425, 429})
@@ -40,11 +41,18 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class UplinkError(Exception):
-    """The request did not succeed; `retryable` says whether trying again can help."""
+    """The request did not succeed; `retryable` says whether trying again can help, `status`
+    is the server's HTTP status when it answered with an error."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The server refuses the hub's credential (every request will fail alike)."""
+        return self.status in REFUSED_STATUS
 
 
 class Uplink:
@@ -74,7 +82,9 @@ class Uplink:
         status = response.status_code
         if status >= 400:
             retryable = status >= 500 or status in RETRYABLE_STATUS
-            raise UplinkError(f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable)
+            raise UplinkError(
+                f"{method} {path}: HTTP {status}: {_excerpt(response)}", retryable, status
+            )
         if not 200 <= status < 300:  # e.g. a captive portal's 302 to its login page
             raise UplinkError(f"{method} {path}: unexpected HTTP {status}: {_excerpt(response)}")
         return response
@@ -107,6 +117,24 @@ class Uplink:
         response = await self._request("POST", api.HUB_HEARTBEAT_PATH, json=beat.model_dump())
         _expect_empty(response)
 
+    async def calls(self, seen: str, wait_s: float) -> api.CallList:
+        """This hub's calls, once they differ from the list whose digest is `seen`."""
+        response = await self._request(
+            "GET", api.CALLS_PATH, params={"seen": seen, "wait_s": wait_s}, timeout=wait_s + 10
+        )
+        return _parse(response, api.CallList)
+
+    async def offer_call(self, offer: api.CallOffer) -> None:
+        _expect_empty(await self._request("POST", api.CALLS_PATH, json=offer.model_dump()))
+
+    async def answer_call(self, call_id: str, answer: api.CallAnswer) -> None:
+        path = f"{api.CALLS_PATH}/{_path_id(call_id)}/answer"
+        _expect_empty(await self._request("POST", path, json=answer.model_dump()))
+
+    async def hangup_call(self, call_id: str, hangup: api.CallHangup) -> None:
+        path = f"{api.CALLS_PATH}/{_path_id(call_id)}/hangup"
+        _expect_empty(await self._request("POST", path, json=hangup.model_dump(mode="json")))
+
     async def register_device(self, device_id: str, registration: api.DeviceRegistration) -> None:
         """A device just paired on this hub (PUT, idempotent: pairing it again is fine)."""
         await self._request(
@@ -115,13 +143,16 @@ class Uplink:
             json=registration.model_dump(mode="json"),
         )
 
-    async def remove_device(self, device_id: str) -> None:
-        """A device unpaired on this hub (DELETE; an unknown device is already gone)."""
+    async def remove_device(self, device_id: str) -> bool:
+        """A device unpaired on this hub (DELETE): True when the server removed it, False
+        when it had no such device of this hub (404: nothing to remove there)."""
         try:
             await self._request("DELETE", f"{api.HUB_DEVICES_PATH}/{_path_id(device_id)}")
         except UplinkError as e:
             if "HTTP 404" not in str(e):
                 raise
+            return False
+        return True
 
     async def selftest(self, report: api.SelftestReport) -> None:
         """Record an installer's self-test on the household (``report_id`` dedups)."""

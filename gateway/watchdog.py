@@ -1,7 +1,8 @@
 """Telling systemd how the hub is: ``READY=1`` once it is connected and its loops run,
 ``WATCHDOG=1`` while they are healthy (`gateway.loop_health`), ``STATUS=`` lines for
-``systemctl status``, ``STOPPING=1`` on the way out. Moves bytes only: the decisions are
-`LoopHealth`'s and `PingSchedule`'s."""
+``systemctl status`` (first of all when the server refuses the hub's credential),
+``STOPPING=1`` on the way out. Moves bytes only: the decisions are `LoopHealth`'s and
+`PingSchedule`'s."""
 
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ def status_line(hub: Hub, problems: list[str]) -> str:
         return "STATUS=unhealthy, no watchdog ping: " + "; ".join(problems)
     link = "broker connected" if hub.link.connected.is_set() else "broker unreachable, retrying"
     supervisor = hub.core.supervisor
+    refusal = hub.core.refusal
+    refused = (
+        f"SERVER REFUSES THE HUB'S CREDENTIAL (HTTP {refusal.status}), "
+        f"{len(refusal.told)} alarms not delivered: re-enroll the hub; "
+        if refusal.refused
+        else ""
+    )
     return (
-        f"STATUS={link}; {supervisor.online()} devices online; "
+        f"STATUS={refused}{link}; {supervisor.online()} devices online; "
         f"{len(supervisor.active())} device faults"
     )
 

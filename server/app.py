@@ -16,10 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from carehub import __version__
-from carehub.api_contract import HEALTH_PATH
+from carehub.api_contract import HEALTH_PATH, CallEndReason
 from carehub.clock import Clock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
+from server.console import calls as console_calls
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
@@ -27,12 +28,22 @@ from server.escalator import Escalator
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier
-from server.routes import admin_api, enroll_api, household_api, hub_api, responder, twilio_hooks
+from server.routes import (
+    admin_api,
+    enroll_api,
+    household_api,
+    hub_api,
+    responder,
+    twilio_hooks,
+    voice_api,
+)
 from server.routes.deps import Admin
 from server.routes.problems import no_unknown_query, problems, validation_problem
 from server.routes.twilio_hooks import STATUS_PATH
+from server.routes.voice_api import call_changed
 from server.runtime import ServerRuntime
 from server.store import ServerStore
+from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
 OPENAPI_PATH = "/openapi.json"
@@ -64,6 +75,13 @@ async def _watch_hubs(rt: ServerRuntime) -> None:
                     hub_id,
                     rt.settings.hub_offline_after_s,
                 )
+                await rt.changes.notify(HEALTH_KEY)
+                if await CallStore(rt.store.engine).end_hub_calls(
+                    hub_id, CallEndReason.NETWORK_LOST, rt.clock.now_ms()
+                ):  # no console rings or talks on to a hub that went away
+                    await call_changed(rt, hub_id)
+            for hub_id in await rt.store.clear_quiet_refused(rt.clock.now_ms()):
+                log.info("hub %s no longer calls with its revoked credential", hub_id)
                 await rt.changes.notify(HEALTH_KEY)
         except Exception:
             log.exception("hub watch failed")
@@ -160,6 +178,8 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
     app.include_router(hub_api.router)
+    app.include_router(voice_api.router)
+    app.include_router(console_calls.router)
     app.include_router(enroll_api.router)
     app.include_router(admin_api.router)
     app.include_router(household_api.router)

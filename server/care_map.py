@@ -21,6 +21,7 @@ from server.escalation import (
     backup_teams_in_circle,
     estimated_travel_s,
 )
+from server.triage import PARALLEL, TriagePolicy
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TeamView:
     backups: tuple[str, ...] = ()
     policies: dict[str, str] = field(default_factory=dict)
     """``urgent``/``notice``, or ``<kind>_<severity>`` (e.g. ``fall_critical``) → policy id."""
+    triage: TriagePolicy = PARALLEL
 
 
 def alarm_class(kind: AlarmKind, severity: Severity) -> str:
@@ -76,6 +78,11 @@ class CareMap:
         return self.policies.get(policy_id) or {URGENT.id: URGENT, NOTICE.id: NOTICE}.get(
             policy_id, URGENT
         )
+
+    def triage_for(self, team_id: str) -> TriagePolicy:
+        """The team's triage policy (parallel for a team the map does not know)."""
+        team = self.teams.get(team_id)
+        return team.triage if team is not None else PARALLEL
 
     def on_duty(self, team_id: str, now_ms: int) -> list[str]:
         team = self.teams.get(team_id)

@@ -35,6 +35,7 @@ from server.duty_roster import (
 )
 from server.escalation import EscalationPolicy, Step, Target
 from server.schema import (
+    device_homes,
     devices,
     doctors,
     elders,
@@ -45,6 +46,7 @@ from server.schema import (
     teams,
 )
 from server.sealed import Sealer
+from server.triage import MAX_OPERATOR_FIRST_S, TriageMode, TriagePolicy
 
 log = logging.getLogger(__name__)
 E164 = r"^\+[1-9]\d{6,14}$"
@@ -130,6 +132,27 @@ class RosterEntry(_Model):
     overrides: list[OverrideEntry] = []
 
 
+class TriageEntry(_Model):
+    """Does a press ring the console first, or start the doctor ladder at once?"""
+
+    mode: TriageMode = TriageMode.PARALLEL
+    operator_first_s: float = Field(
+        default=60,
+        gt=0,
+        le=MAX_OPERATOR_FIRST_S,
+        description="With operator_first: seconds the console rings before the ladder starts.",
+    )
+
+    def policy(self) -> TriagePolicy:
+        return TriagePolicy(self.mode, self.operator_first_s)
+
+    def stored(self) -> dict[str, Any] | None:
+        """`teams.triage`: None for parallel (the default)."""
+        if self.mode is TriageMode.PARALLEL:
+            return None
+        return {"mode": self.mode.value, "operator_first_s": self.operator_first_s}
+
+
 class Team(_Entry):
     name: str
     kind: Literal["care", "dispatch"] = "care"
@@ -143,6 +166,9 @@ class Team(_Entry):
         description="Which escalation policy an alarm climbs: by class (urgent, notice) or "
         "more specifically by kind and severity (button_critical, fall_critical, "
         "vitals_critical, vitals_warning).",
+    )
+    triage: TriageEntry | None = Field(
+        default=None, description="This team's triage policy; unset: the directory's [triage]."
     )
 
     @field_validator("time_zone")
@@ -222,6 +248,9 @@ class Device(_Entry):
 
 
 class Directory(_Model):
+    triage: TriageEntry = Field(
+        default=TriageEntry(), description="The centre's triage policy, for every team."
+    )
     teams: list[Team] = []
     doctors: list[Doctor] = []
     policies: list[PolicyEntry] = []
@@ -250,6 +279,15 @@ class Directory(_Model):
                 roster_dutyroster(t, [])
             except ValueError as problem:
                 raise ReferenceProblem(f"team {t.id}: {problem}", ("teams", i, "roster")) from None
+        dispatchers = any(d.role == "dispatcher" for d in self.doctors)
+        for i, t in enumerate(self.teams):
+            mode = (t.triage or self.triage).mode
+            _require(
+                mode is TriageMode.PARALLEL or dispatchers,
+                f"team {t.id}: triage operator_first needs an operator: no member has role"
+                ' "dispatcher"',
+                ("teams", i, "triage") if t.triage else ("triage",),
+            )
         for i, d in enumerate(self.doctors):
             _require(
                 d.team in team_ids,
@@ -429,7 +467,14 @@ def _toml_line(text: str, loc: list[Any]) -> int | None:
         for i in range(lo + 1, hi):
             if re.match(rf"^\s*{re.escape(key)}\s*=", rows[i]):
                 return i + 1
-    if found is None and key is not None:  # a top-level key
+    if found is None and key is not None:  # a top-level key, or table (`[triage]`)
+        table = next((i for i, is_array, h in headers if not is_array and h == loc[0]), None)
+        if table is not None:
+            end = next((i for i, _, _ in headers if i > table), len(rows))
+            for i in range(table + 1, end):
+                if len(loc) > 1 and re.match(rf"^\s*{re.escape(key)}\s*=", rows[i]):
+                    return i + 1
+            return table + 1
         for i, ln in enumerate(rows):
             if re.match(rf"^\s*{re.escape(str(loc[0]))}\s*=", ln):
                 return i + 1
@@ -478,6 +523,7 @@ async def load_directory(
                     "backup_team_ids": t.backups,
                     "roster": t.roster.model_dump(mode="json") if t.roster else None,
                     "policies": dict(t.policies),
+                    "triage": (t.triage or directory.triage).stored(),
                 },
             )
         for d in directory.doctors:
@@ -555,10 +601,21 @@ async def load_directory(
                     "household_id": await _implicit_household(conn, h.elder),
                 },
             )
+        now_ms = int(datetime.now().timestamp() * 1000)
         for dv in directory.devices:
             await _upsert(
                 conn, devices, "id", {"id": dv.id, "hub_id": dv.hub, "kind": dv.kind.value}
             )
+            home = (
+                await conn.execute(sa.select(hubs.c.household_id).where(hubs.c.id == dv.hub))
+            ).scalar()
+            if home is not None:  # the device id is that household's (`device_homes`)
+                await _upsert(
+                    conn,
+                    device_homes,
+                    "device_id",
+                    {"device_id": dv.id, "household_id": home, "claimed_at_ms": now_ms},
+                )
 
 
 async def _implicit_household(conn: AsyncConnection, elder_id: str) -> str:

@@ -58,10 +58,21 @@ from server.sms_text import (
     compose_alarm,
     compose_arrival_overdue,
     compose_cancelled,
+    compose_closed_by_operator,
     compose_contact_notice,
     compose_taken,
 )
 from server.store import POLICY_PENDING, ServerStore, new_ladder
+from server.triage import (
+    PARALLEL,
+    LadderMove,
+    TriageEffect,
+    TriageMode,
+    TriageOutcome,
+    TriagePolicy,
+    decide,
+    first_step_due_ms,
+)
 
 SEND_LEASE_MS = 30_000
 """A message claimed for sending is claimed again after this long without a result."""
@@ -221,7 +232,8 @@ class DispatchStore:
                     care,
                     now_ms,
                 )
-                msgs += await self._tell_contacts(conn, alarm, "cancelled", None, now_ms)
+                if await self._went_out(conn, alarm.id):
+                    msgs += await self._tell_contacts(conn, alarm, "cancelled", None, now_ms)
             await self._set_ladder(conn, alarm.id, LadderStatus.CLOSED, None, now_ms)
             return msgs
         if ladder.status in (LadderStatus.ACCEPTED,):
@@ -240,6 +252,10 @@ class DispatchStore:
             return msgs
         if ladder.status != LadderStatus.RUNNING:
             await self._set_ladder(conn, alarm.id, ladder.status, None, now_ms)
+            return []
+        if ladder.policy_id == POLICY_PENDING and await self._held_for_operator(
+            conn, alarm, care, now_ms
+        ):
             return []
         urgent = care.policy_for(alarm.team_id, AlarmKind(alarm.kind), Severity(alarm.severity))
         # the first step chooses the ladder's policy (stored with the step's own update)
@@ -266,6 +282,41 @@ class DispatchStore:
             await self._set_ladder(conn, alarm.id, LadderStatus.EXHAUSTED, None, now_ms, chosen)
             return msgs
         return msgs + await self._take(conn, alarm, decision, care, now_ms, chosen)
+
+    async def _held_for_operator(
+        self, conn: AsyncConnection, alarm: Any, care: CareMap, now_ms: int
+    ) -> bool:
+        """Operator first (`server.triage`): before the first step, hold the ladder until
+        the operator's window is over, unless an outcome came. True when held: the ladder
+        is due again at the window's end, when the escalator takes the step by itself."""
+        triage = care.triage_for(alarm.team_id)
+        outcome = TriageOutcome(alarm.triage_outcome) if alarm.triage_outcome else None
+        due = first_step_due_ms(triage, alarm.received_at_ms, alarm.is_test, outcome)
+        if due == alarm.received_at_ms:
+            return False
+        if due <= now_ms:
+            await self._event(
+                conn,
+                alarm,
+                "operator_unanswered",
+                now_ms,
+                "system",
+                f"{triage.operator_first_s:g} s",
+            )
+            return False
+        held = (
+            await conn.execute(
+                sa.select(alarm_events.c.id).where(
+                    alarm_events.c.alarm_id == alarm.id, alarm_events.c.kind == "operator_first"
+                )
+            )
+        ).first()
+        if held is None:  # once, not again after a kick (a repeat) in the window
+            await self._event(
+                conn, alarm, "operator_first", now_ms, "system", f"{triage.operator_first_s:g} s"
+            )
+        await self._set_ladder(conn, alarm.id, LadderStatus.RUNNING, due, now_ms)
+        return True
 
     async def _raised(
         self, conn: AsyncConnection, alarm: Any, policy_id: str, care: CareMap, now_ms: int
@@ -593,6 +644,106 @@ class DispatchStore:
             )
         )
 
+    # ------------------------------------------------------------ operator triage
+
+    async def triage(
+        self, alarm_id: str, outcome: TriageOutcome, care: CareMap, now_ms: int, actor: str
+    ) -> tuple[TriageEffect, list[Message]]:
+        """Apply an operator's outcome (`server.triage.decide`) in one transaction: record
+        it (who, when, and the operator's answer time), move the alarm, and start or close
+        its ladder. Raises `TriageRefused` for a closed alarm. The caller sends the returned
+        messages (`Escalator.send`: closing tells whoever was texted) and kicks the
+        escalator (a ladder started now)."""
+        async with self._write() as conn:
+            # locks in `answer`'s order (the alarm, then its ladder), so the two cannot
+            # deadlock; the ladder's lock waits for a step being taken meanwhile, whose
+            # notifications this transaction then sees and answers. FOR NO KEY UPDATE, as
+            # an UPDATE takes: a step's event rows (KEY SHARE on the alarm) never wait for it
+            await conn.execute(
+                sa.select(alarms.c.id)
+                .where(alarms.c.id == alarm_id)
+                .with_for_update(key_share=True)
+            )
+            ladder = (
+                await conn.execute(
+                    sa.select(escalations)
+                    .where(escalations.c.alarm_id == alarm_id)
+                    .with_for_update()
+                )
+            ).first()
+            alarm = await _alarm_row(conn, alarm_id)
+            held = (
+                ladder is not None
+                and ladder.status == LadderStatus.RUNNING
+                and ladder.policy_id == POLICY_PENDING
+            )
+            effect = decide(outcome, AlarmState(alarm.state), held)
+            values: dict[str, Any] = {
+                "triage_outcome": outcome.value,
+                "operator_at_ms": sa.func.coalesce(alarms.c.operator_at_ms, now_ms),
+                "updated_at_ms": now_ms,
+            }
+            if effect.state is not None:
+                values |= {"state": effect.state.value, "outcome": effect.resolution}
+                if effect.state is AlarmState.RESOLVED:
+                    values["resolved_at_ms"] = now_ms
+            await conn.execute(alarms.update().where(alarms.c.id == alarm_id).values(**values))
+            await self._event(conn, alarm, "triage", now_ms, actor, outcome.value)
+            msgs: list[Message] = []
+            if effect.state is not None:
+                await self._event(conn, alarm, "state", now_ms, actor, outcome.value, effect.state)
+            if effect.ladder is LadderMove.CLOSE:
+                msgs = await self._closed_by_operator(conn, alarm, outcome, effect, care, now_ms)
+                await self._set_ladder(conn, alarm_id, LadderStatus.CLOSED, None, now_ms)
+            elif effect.ladder is LadderMove.START_NOW:
+                await self._set_ladder(conn, alarm_id, LadderStatus.RUNNING, now_ms, now_ms)
+        return effect, msgs
+
+    async def _closed_by_operator(
+        self,
+        conn: AsyncConnection,
+        alarm: Any,
+        outcome: TriageOutcome,
+        effect: TriageEffect,
+        care: CareMap,
+        now_ms: int,
+    ) -> list[Message]:
+        """Whoever the ladder texted (the responder who accepted too) hears they need not
+        go, and the contacts who asked hear it is over; an alarm nobody was told of closes
+        without a single SMS."""
+        ref = alarm_ref(alarm.id)
+        accidental = outcome is TriageOutcome.ACCIDENTAL_PRESS
+        msgs = await self._tell_notified(
+            conn,
+            _AlarmRow(alarm, None),
+            "closed",
+            lambda m: compose_closed_by_operator(ref, accidental, m.language),
+            care,
+            now_ms,
+        )
+        if effect.state is not None and await self._went_out(conn, alarm.id):
+            msgs += await self._tell_contacts(conn, alarm, effect.state.value, None, now_ms)
+        return msgs
+
+    @staticmethod
+    async def _went_out(conn: AsyncConnection, alarm_id: str) -> bool:
+        """Whether a ladder step texted anyone about the alarm: a family told it is over
+        must have been able to hear of it (an operator-first alarm closed in its window,
+        or cancelled by the elder then, closes without a single SMS)."""
+        sent = await conn.execute(
+            sa.select(notifications.c.id)
+            .where(notifications.c.alarm_id == alarm_id, notifications.c.purpose.like("step-%"))
+            .limit(1)
+        )
+        return sent.first() is not None
+
+    async def operator_answered(self, alarm_id: str, at_ms: int) -> None:
+        """An operator answered or took the alarm (a call answered, an acknowledgement):
+        the first such time is the alarm's time to answer (`alarms.operator_at_ms`, read by
+        `server.kpi`); later ones change nothing."""
+        async with self._write() as conn:
+            await conn.execute(mark_operator_answer(alarm_id, at_ms))
+
     async def kick(self, alarm_id: str, now_ms: int) -> None:
         """Make the alarm's ladder due now: its state changed (the elder cancelled), so the
         next pass tells whoever needs to know."""
@@ -893,6 +1044,16 @@ class DispatchStore:
             raise ValueError(f"unknown action {action!r}")
 
 
+def mark_operator_answer(alarm_id: str, at_ms: int) -> sa.Update:
+    """The statement recording an operator's first answer (`DispatchStore.operator_answered`),
+    for callers inside their own transaction."""
+    return (
+        alarms.update()
+        .where(alarms.c.id == alarm_id, alarms.c.operator_at_ms.is_(None))
+        .values(operator_at_ms=at_ms)
+    )
+
+
 def build_care_map(
     team_rows: Sequence[Any], member_rows: Sequence[Any], policy_rows: Sequence[Any]
 ) -> CareMap:
@@ -932,6 +1093,7 @@ def build_care_map(
             base,
             tuple(t.backup_team_ids or ()),
             dict(t.policies or {}),
+            _triage_policy(t.triage),
         )
     policies = {
         p.id: EscalationPolicy(
@@ -945,6 +1107,17 @@ def build_care_map(
         for p in policy_rows
     }
     return CareMap(team_views, members, policies)
+
+
+def _triage_policy(stored: Any) -> TriagePolicy:
+    """A team's `teams.triage` (NULL: parallel). A stored value this process cannot read
+    (written by a newer one) falls back to parallel: the ladder is never held by mistake."""
+    if not stored:
+        return PARALLEL
+    try:
+        return TriagePolicy(TriageMode(stored["mode"]), float(stored["operator_first_s"]))
+    except (KeyError, TypeError, ValueError):
+        return PARALLEL
 
 
 class _AlarmRow:
@@ -1086,6 +1259,8 @@ async def _alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:
                 alarms.c.accepted_by,
                 alarms.c.arrived_at_ms,
                 alarms.c.is_test,
+                alarms.c.received_at_ms,
+                alarms.c.triage_outcome,
                 elders.c.name,
                 elders.c.short_address,
                 elders.c.team_id,

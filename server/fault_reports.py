@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from carehub.api_contract import FaultReport
+from carehub.api_contract import FaultReport, HubFaultReport
 
 FaultKey = tuple[str, str, str]
 """(hub id, device id, fault)."""
@@ -39,12 +39,17 @@ class Latest:
 @dataclass(frozen=True)
 class Incoming:
     hub_id: str
-    report: FaultReport
+    report: FaultReport | HubFaultReport
     received_ms: int
 
     @property
+    def subject(self) -> str:
+        """The device, or the hub itself for a fault of the hub."""
+        return self.report.device_id if isinstance(self.report, FaultReport) else self.hub_id
+
+    @property
     def key(self) -> FaultKey:
-        return (self.hub_id, self.report.device_id, self.report.fault)
+        return (self.hub_id, self.subject, self.report.fault)
 
 
 def decide(
@@ -67,7 +72,7 @@ def decide(
         if (item.hub_id, report.report_id) in seen:
             out.append(Outcome.UNCHANGED)
             continue
-        if (item.hub_id, report.device_id) not in devices:
+        if isinstance(report, FaultReport) and (item.hub_id, report.device_id) not in devices:
             out.append(Outcome.UNKNOWN_DEVICE)
             continue
         last = newest.get(item.key)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carehub.api_contract import DeviceKind, SelftestReport
 from server.auth import hash_token, new_token, revoked_hash
 from server.db import serialise_on
+from server.device_homes import Claim, claim
 from server.enrollment import (
     CodeRefusal,
     EnrollLimits,
@@ -31,6 +32,7 @@ from server.enrollment import (
     why_refused,
 )
 from server.schema import (
+    device_homes,
     devices,
     elders,
     enroll_attempts,
@@ -40,7 +42,10 @@ from server.schema import (
     selftests,
     teams,
 )
-from server.store import HubIdentity, UnknownDevice
+from server.store import HubIdentity, UnknownDevice, device_household
+
+NOT_PAIRED_HERE = "device not paired with this hub on the server"
+"""Detail of a self-test check naming a device the server does not pair with the hub."""
 
 
 class NotFound(LookupError):
@@ -49,6 +54,18 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The request contradicts what is stored; the message says what to do."""
+
+
+class DeviceTaken(Conflict):
+    """Another household owns the device id (409): only an installer or admin can free it."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(
+            f"device {device_id} belongs to another household: if it really is in this home,"
+            f" an installer or admin releases it first (carehub admin release-device"
+            f" --device {device_id}), then pair it again"
+        )
+        self.device_id = device_id
 
 
 class CodeRefused(ValueError):
@@ -132,24 +149,30 @@ class HouseholdStore:
 
     async def move_hub(self, hub_id: str, household_id: str) -> None:
         """The hub now belongs to `household_id`. Its token is revoked at once (it must
-        enroll again with a code of the new household) and its devices are unpaired."""
+        enroll again with a code of the new household) and its devices are unpaired; they
+        stay the old household's (`device_homes`) until an admin releases them. A revoked
+        token is still recognised, so the server can show a hub that keeps calling with
+        it (`hub_refused`)."""
         async with self.engine.begin() as conn:
             await _household(conn, household_id)
             elder_id = await _first_elder(conn, household_id)
             if elder_id is None:
                 raise Conflict(f"household {household_id} has no elder: assign one first")
-            done = await conn.execute(
+            current = (
+                await conn.execute(sa.select(hubs.c.token_hash).where(hubs.c.id == hub_id))
+            ).scalar()
+            if current is None:
+                raise NotFound(f"no hub {hub_id}")
+            await conn.execute(
                 hubs.update()
                 .where(hubs.c.id == hub_id)
                 .values(
                     household_id=household_id,
                     elder_id=elder_id,
-                    token_hash=revoked_hash(),
+                    token_hash=revoked_hash(current),
                     online=False,
                 )
             )
-            if done.rowcount == 0:
-                raise NotFound(f"no hub {hub_id}")
             await conn.execute(devices.delete().where(devices.c.hub_id == hub_id))
 
     async def list_households(self) -> list[dict[str, Any]]:
@@ -306,45 +329,86 @@ class HouseholdStore:
 
     # ------------------------------------------------------------ what a hub registers
 
-    async def register_device(self, hub: HubIdentity, device_id: str, kind: DeviceKind) -> bool:
-        """Pair the device with this hub; True when it is new. `Conflict` when another hub
-        has it (it must be removed there first)."""
+    async def register_device(
+        self, hub: HubIdentity, device_id: str, kind: DeviceKind, now_ms: int
+    ) -> bool:
+        """Pair the device with this hub; True when newly paired with it. A device of the
+        hub's household paired with another of its hubs (a re-enrolled hub) moves to this
+        one; another household's device raises `DeviceTaken` (an admin releases it)."""
         async with self.engine.begin() as conn:
-            owner = (
-                await conn.execute(sa.select(devices.c.hub_id).where(devices.c.id == device_id))
-            ).first()
-            if owner is not None and owner.hub_id != hub.hub_id:
-                raise Conflict(
-                    f"device {device_id} is paired with another hub: remove it there first"
+            paired = (
+                await conn.execute(
+                    sa.select(devices.c.hub_id).where(devices.c.id == device_id).with_for_update()
                 )
-            if owner is not None:
+            ).scalar()
+            owner = await device_household(conn, device_id)
+            decision = claim(owner, paired, hub.hub_id, hub.household_id)
+            if decision is Claim.REFUSED:
+                raise DeviceTaken(device_id)
+            if decision is Claim.SAME:
                 await conn.execute(
                     devices.update().where(devices.c.id == device_id).values(kind=kind.value)
                 )
                 return False
             try:
-                await conn.execute(
-                    devices.insert().values(id=device_id, hub_id=hub.hub_id, kind=kind.value)
-                )
+                if decision is Claim.MOVED:
+                    await conn.execute(
+                        devices.update()
+                        .where(devices.c.id == device_id)
+                        .values(hub_id=hub.hub_id, kind=kind.value)
+                    )
+                else:
+                    await conn.execute(
+                        devices.insert().values(id=device_id, hub_id=hub.hub_id, kind=kind.value)
+                    )
+                homed = (
+                    await conn.execute(
+                        sa.select(device_homes.c.device_id).where(
+                            device_homes.c.device_id == device_id
+                        )
+                    )
+                ).first()
+                if homed is None and hub.household_id is not None:
+                    await conn.execute(
+                        device_homes.insert().values(
+                            device_id=device_id,
+                            household_id=hub.household_id,
+                            claimed_at_ms=now_ms,
+                        )
+                    )
             except IntegrityError:  # another request paired it in between
-                raise Conflict(
-                    f"device {device_id} is paired with another hub: remove it there first"
-                ) from None
+                raise DeviceTaken(device_id) from None
             return True
 
     async def remove_device(self, hub: HubIdentity, device_id: str) -> None:
-        """Unpair one of this hub's devices: its alarms and faults are refused from now on.
-        Another hub's device is answered like an unknown one (`UnknownDevice`)."""
+        """Unpair one of this hub's devices: the household gives it up (another home may
+        pair it). Another hub's device is answered like an unknown one (`UnknownDevice`)."""
         async with self.engine.begin() as conn:
             done = await conn.execute(
                 devices.delete().where(devices.c.id == device_id, devices.c.hub_id == hub.hub_id)
             )
             if done.rowcount == 0:
                 raise UnknownDevice(device_id)
+            await conn.execute(device_homes.delete().where(device_homes.c.device_id == device_id))
+
+    async def release_device(self, device_id: str) -> str | None:
+        """An installer or admin frees a device id (unpaired, no household owns it), e.g.
+        a button given to another home; the household that had it, if any. `NotFound`
+        when no hub and no household had it."""
+        async with self.engine.begin() as conn:
+            owner = await device_household(conn, device_id)
+            unpaired = await conn.execute(devices.delete().where(devices.c.id == device_id))
+            freed = await conn.execute(
+                device_homes.delete().where(device_homes.c.device_id == device_id)
+            )
+            if unpaired.rowcount == 0 and freed.rowcount == 0:
+                raise NotFound(f"no device {device_id}")
+        return owner
 
     async def record_selftest(self, hub: HubIdentity, report: SelftestReport, now_ms: int) -> bool:
-        """Keep the report on the hub's household; True when new (False: a retry). Raises
-        `UnknownDevice` when a check names a device this hub does not serve."""
+        """Keep the report on the hub's household; True when new (False: a retry). A check
+        naming a device this hub does not serve is recorded as failed (`NOT_PAIRED_HERE`),
+        never refused: the installer's office must see a failed self-test."""
         async with self.engine.begin() as conn:
             seen = (
                 await conn.execute(
@@ -362,9 +426,12 @@ class HouseholdStore:
                     )
                 ).scalars()
             )
-            for check in report.checks:
-                if check.device_id is not None and check.device_id not in own:
-                    raise UnknownDevice(check.device_id)
+            checks = [c.model_dump(mode="json") for c in report.checks]
+            for check in checks:  # recorded all the same: a failed self-test is news too
+                if check["device_id"] is not None and check["device_id"] not in own:
+                    check["passed"] = False
+                    check["detail"] = f"{NOT_PAIRED_HERE}; {check['detail']}"[:200]
+            passed = report.passed and all(c["passed"] for c in checks)
             household_id = (
                 await conn.execute(sa.select(hubs.c.household_id).where(hubs.c.id == hub.hub_id))
             ).scalar()
@@ -378,9 +445,9 @@ class HouseholdStore:
                         report_id=report.report_id,
                         started_at_ms=report.started_at_ms,
                         finished_at_ms=report.finished_at_ms,
-                        passed=report.passed,
+                        passed=passed,
                         test_alarm_id=report.test_alarm_id,
-                        checks=[c.model_dump(mode="json") for c in report.checks],
+                        checks=checks,
                         received_at_ms=now_ms,
                     )
                 )

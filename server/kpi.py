@@ -7,6 +7,15 @@ within 60 s and 99 % within 180 s. Here "answered" is a qualified person accepti
 denominator is every alarm that needed an answer: alarms the elder cancelled before anyone
 accepted, and test alarms, are left out; an alarm never accepted counts as a miss.
 
+The operator's answer is measured the same way, as the telecare standard measures calls
+answered by the alarm-receiving centre: time from receipt to the first time an operator
+answered or handled the alarm (`alarms.operator_at_ms`: a triage outcome, an
+acknowledgement, an answered voice call), against the same 60 s / 180 s targets, over the
+same alarms; here an alarm counts unless the elder cancelled it before any operator
+answered. Alarms closed by the operator without a visit (accidental press, talked and no
+help needed, or resolved as a false alarm or by phone, nobody arriving) and alarms for which
+the operator called an ambulance are counted.
+
 Arrival is promised inside the service circle: the helper at the door at most
 `SERVICE_CIRCLE_S` (20 min) after accepting. Its share is over accepted alarms; an accepted
 alarm with no recorded arrival counts as a miss.
@@ -37,6 +46,11 @@ class AlarmTimes:
     accepted_ms: int | None
     arrived_ms: int | None
     cancelled_before_accept: bool = False
+    operator_ms: int | None = None
+    """When an operator first answered or handled the alarm."""
+    closed_by_operator: bool = False
+    """Closed by the operator, nobody arriving (`server.kpi_store` decides)."""
+    ambulance_called: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,15 @@ class TeamKpi:
     accepted: int = 0
     arrived: int = 0
     cancelled_before_accept: int = 0
+    operator_alarms: int = 0
+    """The alarms an operator should have answered (all but those cancelled before)."""
+    operator_answered: int = 0
+    operator_60s: float | None = None
+    operator_180s: float | None = None
+    operator_p50_s: float | None = None
+    operator_p90_s: float | None = None
+    closed_by_operator: int = 0
+    ambulance_called: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,9 @@ def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
         if a.first_notified_ms is not None
     ]
     arrival_s = [_since(a.received_ms, a.arrived_ms) for a in arrived]
+    # the operator's answer: every alarm but those the elder cancelled before any operator
+    calls = [a for a in rows if not (a.cancelled_before_accept and a.operator_ms is None)]
+    operator_s = [_since(a.received_ms, a.operator_ms) for a in calls if a.operator_ms is not None]
     return TeamKpi(
         team_id,
         n,
@@ -162,6 +188,14 @@ def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
         len(accepted),
         len(arrived),
         len(rows) - n,
+        len(calls),
+        len(operator_s),
+        _share(sum(1 for s in operator_s if s <= 60), len(calls)),
+        _share(sum(1 for s in operator_s if s <= 180), len(calls)),
+        _quantile(operator_s, 0.5),
+        _quantile(operator_s, 0.9),
+        sum(1 for a in rows if a.closed_by_operator),
+        sum(1 for a in rows if a.ambulance_called),
     )
 
 
@@ -209,7 +243,22 @@ def render_table(report: KpiReport) -> str:
     if report.days:
         out += ["", head.replace("team", "day ", 1)]
         out += [_line(d.day, d.overall) for d in report.days]
+    out += [
+        "",
+        "answered by an operator (a triage outcome, an acknowledgement or an answered call):",
+        f"{'team':<16} {'alarms':>6} {'≤60s':>7} {'≤180s':>7} {'answer p50/p90':>15} "
+        f"{'closed, no visit':>16} {'ambulance':>9}",
+    ]
+    out += [_operator_line(k.team_id, k) for k in [*report.teams, report.overall]]
     return "\n".join(out)
+
+
+def _operator_line(label: str, k: TeamKpi) -> str:
+    answer = f"{_s(k.operator_p50_s)}/{_s(k.operator_p90_s)}"
+    return (
+        f"{label:<16} {k.operator_alarms:>6} {_pct(k.operator_60s):>7} {_pct(k.operator_180s):>7} "
+        f"{answer:>15} {k.closed_by_operator:>16} {k.ambulance_called:>9}"
+    )
 
 
 def _line(label: str, k: TeamKpi) -> str:

@@ -1,14 +1,29 @@
 """Reading the KPI rows: each alarm's milestones joined to its elder's team (`server.kpi`
-does the arithmetic). Test alarms are left out here; cancellations are flagged."""
+does the arithmetic). Test alarms are left out here; cancellations and alarms the operator
+closed without a visit are flagged."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carehub.alarm_lifecycle import AlarmState
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.kpi import AlarmTimes
 from server.schema import alarms, elders
+from server.triage import CLOSING, TriageOutcome
+
+CLOSED_BY_PHONE = frozenset({"false_alarm", "by_phone"})
+"""Resolution codes (`alarms.outcome`) of an alarm the operator closed without a visit."""
+
+
+def closed_by_operator(
+    state: str, arrived_at_ms: int | None, triage_outcome: str | None, outcome: str | None
+) -> bool:
+    """Closed by the operator with nobody arriving: a closing triage outcome, or resolved
+    as a false alarm or by phone."""
+    if AlarmState(state) not in FINAL_STATES or arrived_at_ms is not None:
+        return False
+    return triage_outcome in {o.value for o in CLOSING} or outcome in CLOSED_BY_PHONE
 
 
 async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) -> list[AlarmTimes]:
@@ -21,6 +36,9 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             alarms.c.accepted_at_ms,
             alarms.c.arrived_at_ms,
             alarms.c.state,
+            alarms.c.operator_at_ms,
+            alarms.c.triage_outcome,
+            alarms.c.outcome,
         )
         .select_from(alarms.join(elders, alarms.c.elder_id == elders.c.id))
         .where(
@@ -41,6 +59,13 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             arrived_ms=r.arrived_at_ms,
             cancelled_before_accept=(
                 r.state == AlarmState.CANCELLED.value and r.accepted_at_ms is None
+            ),
+            operator_ms=r.operator_at_ms,
+            closed_by_operator=closed_by_operator(
+                r.state, r.arrived_at_ms, r.triage_outcome, r.outcome
+            ),
+            ambulance_called=(
+                r.triage_outcome == TriageOutcome.AMBULANCE_CALLED.value or r.outcome == "ambulance"
             ),
         )
         for r in rows

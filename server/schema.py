@@ -32,6 +32,8 @@ teams = sa.Table(
     sa.Column("backup_team_ids", sa.JSON, nullable=True),  # list of team ids
     sa.Column("roster", sa.JSON, nullable=True),  # server.directory.RosterEntry
     sa.Column("policies", sa.JSON, nullable=True),  # alarm class → escalation policy id
+    # `server.triage.TriagePolicy` as {"mode", "operator_first_s"}; NULL: parallel (0012)
+    sa.Column("triage", sa.JSON, nullable=True),
 )
 
 doctors = sa.Table(
@@ -130,6 +132,16 @@ devices = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False),
 )
 
+device_homes = sa.Table(
+    "device_homes",
+    metadata,
+    sa.Column("device_id", Id, primary_key=True),
+    sa.Column("household_id", Id, sa.ForeignKey("households.id"), nullable=False, index=True),
+    sa.Column("claimed_at_ms", sa.BigInteger, nullable=False),
+)
+"""The household each device id belongs to (migration 0011): kept when its hub is moved,
+so another home's hub cannot pair it; released by that home's hub or an admin."""
+
 enrollment_codes = sa.Table(
     "enrollment_codes",
     metadata,
@@ -196,7 +208,13 @@ alarms = sa.Table(
     # repeats of this alarm from the same device and kind while it was open (alarm_repeats)
     sa.Column("repeat_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_repeat_at_ms", sa.BigInteger, nullable=True),
-    # the console user who has the alarm (server.console.alarm_actions.claim), if anyone
+    # why the device is not the hub's household's: `carehub.api_contract.DeviceFlag` (0011)
+    sa.Column("device_flag", sa.String(16), nullable=True),
+    # when an operator first answered or handled it (time to answer), and their latest
+    # outcome, `server.triage.TriageOutcome` (0012)
+    sa.Column("operator_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("triage_outcome", sa.String(24), nullable=True),
+    # the console user who has the alarm (server.console.alarm_actions.claim), if anyone (0014)
     sa.Column("claimed_by", sa.String(80), nullable=True),
     sa.Column("claimed_at_ms", sa.BigInteger, nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
@@ -324,7 +342,7 @@ faults = sa.Table(
     sa.Column("detail", sa.String(200), nullable=False, server_default=""),
     sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
     sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
-    # the newest report per (hub, device, fault): the health board and the fault writer
+    # the newest report per (hub, device, fault): the health board and the fault writer (0014)
     sa.Index("ix_faults_latest", "hub_id", "device_id", "fault", "id"),
 )
 
@@ -381,4 +399,27 @@ console_audit = sa.Table(
     sa.Column("action", sa.String(32), nullable=False),  # medical_notes | key_safe
     sa.Column("elder_id", Id, nullable=False, index=True),
     sa.Column("alarm_id", Id, nullable=True),
+)
+
+# ------------------------------------------------------------ voice calls (server/voice_calls.py)
+
+voice_calls = sa.Table(
+    "voice_calls",
+    metadata,
+    sa.Column("id", Id, primary_key=True),  # made by the side that offers
+    sa.Column("hub_id", Id, sa.ForeignKey("hubs.id"), nullable=False),
+    sa.Column("alarm_id", Id, sa.ForeignKey("alarms.id"), nullable=False, index=True),
+    sa.Column("hub_alarm_id", Id, nullable=False),  # the hub's name for the alarm
+    sa.Column("direction", sa.String(16), nullable=False),  # carehub.api_contract.CallDirection
+    sa.Column("state", sa.String(16), nullable=False),  # ringing | answered | ended
+    sa.Column("end_reason", sa.String(24), nullable=True),  # CallEndReason
+    sa.Column("started_by", sa.String(80), nullable=True),  # the operator who called the home
+    sa.Column("answered_by", sa.String(80), nullable=True),  # the operator who talked
+    sa.Column("offer_sdp", sa.Text, nullable=False),
+    sa.Column("answer_sdp", sa.Text, nullable=True),
+    sa.Column("is_test", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("answered_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("ended_at_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_voice_calls_hub_state", "hub_id", "state"),
 )

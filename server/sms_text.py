@@ -103,6 +103,15 @@ def compose_cancelled(alarm_ref: str, language: str) -> str:
     return f"CareHub：警报{alarm_ref}已被老人取消，无需处理。"
 
 
+def compose_closed_by_operator(alarm_ref: str, accidental: bool, language: str) -> str:
+    """To those an alarm was sent: the operator closed it (`server.triage.CLOSING`)."""
+    if language == "en":
+        why = "an accidental press" if accidental else "no help needed"
+        return f"CareHub: alarm {alarm_ref} was closed by the operator ({why}). No need to go."
+    why_zh = "误按" if accidental else "经通话无需上门"
+    return f"CareHub：警报{alarm_ref}已由值班员结案（{why_zh}），无需前往。"
+
+
 def compose_arrival_overdue(alarm_ref: str, responder: str, language: str) -> str:
     if language == "en":
         return (

@@ -14,16 +14,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind, AlarmState, Severity, merge
-from carehub.api_contract import HUB_OFFLINE, AlarmUpdate, AlarmUpload, FaultReport
+from carehub.api_contract import (
+    HUB_OFFLINE,
+    HUB_REFUSED,
+    AlarmUpdate,
+    AlarmUpload,
+    DeviceFlag,
+    FaultReport,
+)
 from carehub.mqtt_contract import RESPONDER_MAX_CHARS
 from server.alarm_repeats import Joined, OpenAlarm, join
-from server.auth import hash_token
+from server.auth import hash_token, revoked_match
 from server.db import dialect_insert
+from server.device_homes import alarm_flag
 from server.fault_reports import Incoming, Latest, Outcome, decide
 from server.schema import (
     alarm_events,
     alarm_repeats,
     alarms,
+    device_homes,
     devices,
     doctors,
     elders,
@@ -49,6 +58,7 @@ class Stored:
     state: AlarmState
     created: bool
     joined: Joined | None = None
+    flag: DeviceFlag | None = None
 
 
 POLICY_PENDING = ""
@@ -74,6 +84,12 @@ def new_ladder(alarm_id: str, now_ms: int) -> dict[str, Any]:
     }
 
 
+REFUSED_NOTE_EVERY_MS = 60_000
+"""A revoked hub's calls refresh its `hub_refused` fault at most this often (per process)."""
+REFUSED_QUIET_MS = 600_000
+"""A `hub_refused` fault clears after this long without a call from the hub."""
+
+
 class UnknownAlarm(LookupError):
     """No alarm with this id among the hub's own (another hub's alarm counts as none)."""
 
@@ -96,6 +112,8 @@ class ServerStore:
         self._write_lock: asyncio.Lock | None = (
             asyncio.Lock() if engine.dialect.name == "sqlite" else None
         )
+        self._refused_noted: dict[str, int] = {}
+        """Revoked hub id → when its refused call was last written (bounded by the hubs)."""
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -185,20 +203,91 @@ class ServerStore:
                     await _hub_fault(conn, hub_id, True, now_ms, "no heartbeat")
         return ids
 
+    # ------------------------------------------------------------ refused hubs
+
+    async def note_refused_token(self, token: str, now_ms: int) -> str | None:
+        """A request carried a token no hub has. When it is the revoked credential of a hub
+        (moved to another household), that hub still calls and may hold alarms nobody has
+        seen: it gets an active `hub_refused` fault on the health board, its `updated_at_ms`
+        kept fresh at most once a minute per process. Returns the hub id when the fault is
+        new. Any other token leaves no trace."""
+        async with self.engine.connect() as conn:
+            hub_id = (
+                await conn.execute(
+                    sa.select(hubs.c.id).where(hubs.c.token_hash == revoked_match(token))
+                )
+            ).scalar()
+        if hub_id is None:
+            return None
+        last = self._refused_noted.get(hub_id)
+        if last is not None and 0 <= now_ms - last < REFUSED_NOTE_EVERY_MS:
+            return None
+        self._refused_noted[hub_id] = now_ms
+        async with self._write() as conn:
+            open_fault = (
+                await conn.execute(
+                    sa.select(faults.c.id).where(
+                        faults.c.hub_id == hub_id,
+                        faults.c.fault == HUB_REFUSED,
+                        faults.c.active.is_(True),
+                    )
+                )
+            ).scalar()
+            if open_fault is not None:
+                await conn.execute(
+                    faults.update().where(faults.c.id == open_fault).values(updated_at_ms=now_ms)
+                )
+                return None
+            await conn.execute(
+                faults.insert().values(
+                    hub_id=hub_id,
+                    device_id=hub_id,
+                    fault=HUB_REFUSED,
+                    active=True,
+                    since_ms=now_ms,
+                    updated_at_ms=now_ms,
+                    detail="",
+                    report_id=f"hub-{uuid.uuid4().hex}",
+                )
+            )
+        return str(hub_id)
+
+    async def clear_quiet_refused(self, now_ms: int) -> list[str]:
+        """Clear the `hub_refused` faults of hubs silent for `REFUSED_QUIET_MS` (re-enrolled,
+        or switched off): the hubs whose fault cleared."""
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(faults.c.id, faults.c.hub_id).where(
+                        faults.c.fault == HUB_REFUSED,
+                        faults.c.active.is_(True),
+                        faults.c.updated_at_ms < now_ms - REFUSED_QUIET_MS,
+                    )
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    faults.update()
+                    .where(faults.c.id.in_([r.id for r in rows]))
+                    .values(active=False, updated_at_ms=now_ms)
+                )
+        return [r.hub_id for r in rows]
+
     # ------------------------------------------------------------ alarms
 
     async def store_alarm(self, hub: HubIdentity, upload: AlarmUpload, now_ms: int) -> Stored:
         """Insert the alarm once per (hub, hub's alarm id); a repeated upload returns the stored
         state and created=False. An upload from a device whose alarm of the same kind is still
-        open joins that alarm as a repeat (`server.alarm_repeats`). Raises UnknownDevice for a
-        device not paired with the hub."""
+        open joins that alarm as a repeat (`server.alarm_repeats`). A device the hub's
+        household does not own never makes it refused: the alarm is stored for the hub's
+        household with its `DeviceFlag` (`server.device_homes`), and dispatched as usual."""
         async with self._write() as conn:
             existing = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
             if existing is not None:
                 return Stored(AlarmState(existing.state), False)
-            # locks the device row on PostgreSQL: uploads from one device are decided in turn,
-            # so two server processes cannot both open an alarm for it
-            await _check_device(conn, hub.hub_id, upload.device_id, lock=self.merge_repeats)
+            # locks the device row (or the hub's) on PostgreSQL: uploads from one device are
+            # decided in turn, so two server processes cannot both open an alarm for it
+            flag = await _device_flag(conn, hub, upload.device_id, lock=self.merge_repeats)
             if self.merge_repeats:
                 joined = join(await _open_alarm(conn, hub, upload), upload.severity)
                 if joined is not None:
@@ -223,14 +312,18 @@ class ServerStore:
                         updated_at_ms=now_ms,
                         details=upload.details,
                         is_test=upload.test,
+                        device_flag=flag.value if flag else None,
                     )
                 )
                 await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
+                if flag is not None:
+                    why = f"{upload.device_id}: {flag.value}"
+                    await _add_event(conn, alarm_id, hub.hub_id, "device_flag", now_ms, None, why)
                 await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
-                return Stored(AlarmState.RECEIVED, True)
+                return Stored(AlarmState.RECEIVED, True, flag=flag)
         async with self.engine.connect() as conn:
             row = await _hub_alarm(conn, hub.hub_id, upload.alarm_id)
         assert row is not None
@@ -348,7 +441,9 @@ class ServerStore:
                     sa.tuple_(faults.c.hub_id, faults.c.report_id).in_(ids)
                 )
             )
-            pairs = {(i.hub_id, i.report.device_id) for i in batch}
+            pairs = {
+                (i.hub_id, i.report.device_id) for i in batch if isinstance(i.report, FaultReport)
+            }
             paired = await conn.execute(
                 sa.select(devices.c.hub_id, devices.c.id).where(
                     sa.tuple_(devices.c.hub_id, devices.c.id).in_(pairs)
@@ -372,7 +467,7 @@ class ServerStore:
             rows = [
                 {
                     "hub_id": i.hub_id,
-                    "device_id": i.report.device_id,
+                    "device_id": i.subject,
                     "fault": i.report.fault,
                     "active": i.report.active,
                     "since_ms": i.report.at_ms,
@@ -449,6 +544,7 @@ class ServerStore:
                         alarms.c.doctor_id,
                         alarms.c.repeat_count,
                         alarms.c.last_repeat_at_ms,
+                        alarms.c.device_flag,
                     )
                     .order_by(alarms.c.received_at_ms.desc())
                     .limit(limit)
@@ -664,13 +760,37 @@ _REPEAT_TEXT = {
 }
 
 
-async def _check_device(
-    conn: AsyncConnection, hub_id: str, device_id: str, lock: bool = False
-) -> None:
-    query = sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub_id)
-    paired = (await conn.execute(query.with_for_update() if lock else query)).first()
-    if paired is None:
-        raise UnknownDevice(device_id)
+async def _device_flag(
+    conn: AsyncConnection, hub: HubIdentity, device_id: str, lock: bool = False
+) -> DeviceFlag | None:
+    """None when the device is paired with this hub (or another hub of its household);
+    else why not. `lock` locks the paired device's row, else the hub's."""
+    query = sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub.hub_id)
+    if (await conn.execute(query.with_for_update() if lock else query)).first() is not None:
+        return None
+    if lock:
+        await conn.execute(sa.select(hubs.c.id).where(hubs.c.id == hub.hub_id).with_for_update())
+    return alarm_flag(await device_household(conn, device_id), hub.household_id)
+
+
+async def device_household(conn: AsyncConnection, device_id: str) -> str | None:
+    """The household owning the device id: its `device_homes` row, else the household of
+    the hub it is paired with (a directory's or an older server's pairing)."""
+    owner = (
+        await conn.execute(
+            sa.select(device_homes.c.household_id).where(device_homes.c.device_id == device_id)
+        )
+    ).scalar()
+    if owner is not None:
+        return str(owner)
+    paired = (
+        await conn.execute(
+            sa.select(hubs.c.household_id)
+            .join(devices, devices.c.hub_id == hubs.c.id)
+            .where(devices.c.id == device_id)
+        )
+    ).scalar()
+    return str(paired) if paired is not None else None
 
 
 async def _alarm_state(conn: AsyncConnection, alarm_id: str) -> AlarmState | None:

@@ -98,7 +98,7 @@ def test_chaos_hostile_small_reports_every_figure() -> None:
         "--outage", "3",
         "--settle", "2",
         "--drain", "6",
-        timeout=110,
+        timeout=220,
     )  # fmt: skip
     for key in (
         "sent", "stored", "lost", "duplicates", "falls_played", "falls_detected",
@@ -116,6 +116,14 @@ def test_chaos_hostile_small_reports_every_figure() -> None:
     assert all(r["hostile_by_kind"][k] > 0 for k in KINDS), r["hostile_by_kind"]
     # two falls were aimed where the hub is blind (a hub kill and a broker restart)
     assert sorted(f["aim"] for f in r["fall_replays"]) == ["broker_restart", "hub_kill", "live"]
+    # the hub restarted on a damaged store reports it and takes the presses that follow
+    assert r["store_damage_reported"] is True, r
+    assert r["store_damage_alarms_lost"] == 0 and r["store_damage_presses"] > 0, r
+    # the flood phase: one button floods, the other is answered and texted (issue 20)
+    assert r["flood_sent"] > 1000 and r["flood_other_press_unanswered"] == 0, r
+    assert 1 <= r["flood_alarms"] <= 60, "presses within the rate limit only (merge off)"
+    for key in ("flood_other_press_received_ms_max", "flood_other_press_sms_ms_max"):
+        assert isinstance(r[key], int), (key, r)
     if STRICT:
         assert r["lost"] == 0 and r["duplicates"] == 0 and r["unexpected"] == 0, r
         assert r["falls_detected"] == r["falls_played"], r["fall_replays"]

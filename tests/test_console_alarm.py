@@ -33,6 +33,7 @@ from server.console.plots import (
 from server.db import make_engine
 from server.schema import alarm_events, alarms, console_audit, escalations, notifications
 from server.store import HubIdentity, ServerStore
+from server.triage import TriageOutcome
 from tests.test_console import _client, _seed, csrf, login
 
 HUB_A = HubIdentity("hub-a", "elder-a")
@@ -353,6 +354,7 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
                     received_at_ms=now - 3_600_000,
                     first_notified_at_ms=now - 3_598_000,
                     accepted_at_ms=now - 3_560_000,
+                    operator_at_ms=now - 3_590_000,
                 )
             )
         await engine.dispose()
@@ -362,6 +364,8 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
     page = client.get("/console/kpi")
     assert page.status_code == 200
     assert page.text.count("<svg") == 3 and "team-a" in page.text and "all teams" in page.text
+    operator = page.text.split('id="kpi-operator"', 1)[1].split("</table>", 1)[0]
+    assert "Time to answer (median)" in operator and "<td>10 s</td>" in operator
     assert client.get("/console/kpi?days=0").status_code == 400
     assert client.get("/console/kpi?time_zone=Mars/Base").status_code == 400
     client.cookies.clear()
@@ -462,3 +466,73 @@ def test_a_repeat_updates_the_open_alarm_visibly(
     assert 'data-repeats="1"' in rows and "2× from this device" in rows
     page = client.get(f"/console/alarms/{fall}").text
     assert 'id="repeats"' in page and "Raised again" in page and "2× from this device" in page
+
+
+def test_each_triage_outcome_is_posted_recorded_and_shown(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, _ = seeded
+    expected = {
+        TriageOutcome.ACCIDENTAL_PRESS: ("cancelled", "false_alarm", "Accidental press"),
+        TriageOutcome.NO_HELP_NEEDED: ("resolved", "by_phone", "Talked, no help needed"),
+        TriageOutcome.SEND_DOCTOR: ("received", None, "Send the doctor"),
+        TriageOutcome.AMBULANCE_CALLED: ("received", None, "Ambulance called (120)"),
+    }
+    ids = {o: asyncio.run(_stored_unchecked(url, {})) for o in expected}
+    assert login(client, "disp") == 303
+    token = csrf(client)
+    page = client.get(f"/console/alarms/{ids[TriageOutcome.SEND_DOCTOR]}").text
+    assert 'id="triage-form"' in page and 'value="accidental_press"' in page
+    for outcome, (state, resolution, label) in expected.items():
+        base = f"/console/alarms/{ids[outcome]}"
+        forged = client.post(f"{base}/triage", data={"csrf_token": "x", "outcome": outcome.value})
+        assert forged.status_code == 403
+        r = client.post(f"{base}/triage", data={"csrf_token": token, "outcome": outcome.value})
+        assert r.status_code == 200 and f'"triage-outcome">{label}<' in r.text
+        assert "Operator&#39;s outcome" in r.text
+        row = _rows(
+            url,
+            sa.select(
+                alarms.c.state, alarms.c.outcome, alarms.c.triage_outcome, alarms.c.operator_at_ms
+            ).where(alarms.c.id == ids[outcome]),
+        )[0]
+        # the app's escalator may have dispatched a held-for-nobody ladder meanwhile
+        assert row[0] == state or (state == "received" and row[0] == "dispatched")
+        assert row[1:3] == (resolution, outcome.value) and isinstance(row[3], int)
+        audit = _rows(
+            url,
+            sa.select(alarm_events.c.actor, alarm_events.c.detail).where(
+                alarm_events.c.alarm_id == ids[outcome], alarm_events.c.kind == "triage"
+            ),
+        )
+        assert audit == [("console:disp", outcome.value)]
+    closed = f"/console/alarms/{ids[TriageOutcome.ACCIDENTAL_PRESS]}/triage"
+    again = client.post(closed, data={"csrf_token": token, "outcome": "send_doctor"})
+    assert again.status_code == 409 and "cancelled" in again.text
+    bad = client.post(
+        f"/console/alarms/{ids[TriageOutcome.SEND_DOCTOR]}/triage",
+        data={"csrf_token": token, "outcome": "magic"},
+    )
+    assert bad.status_code == 409 and "accidental_press" in bad.text
+    client.cookies.clear()
+    assert login(client, "doc-b") == 303  # another team's alarm is answered as none
+    r = client.post(
+        f"/console/alarms/{ids[TriageOutcome.SEND_DOCTOR]}/triage",
+        data={"csrf_token": csrf(client), "outcome": "ambulance_called"},
+    )
+    assert r.status_code == 404
+
+
+def test_an_acknowledgement_is_the_operators_answer_time(
+    client: TestClient, seeded: tuple[str, str]
+) -> None:
+    url, fall = seeded
+    assert login(client, "disp") == 303
+    token = csrf(client)
+    client.post(f"/console/alarms/{fall}/acknowledge", data={"csrf_token": token})
+    first = _rows(url, sa.select(alarms.c.operator_at_ms).where(alarms.c.id == fall))[0][0]
+    assert isinstance(first, int)
+    client.post(
+        f"/console/alarms/{fall}/triage", data={"csrf_token": token, "outcome": "send_doctor"}
+    )
+    assert _rows(url, sa.select(alarms.c.operator_at_ms).where(alarms.c.id == fall)) == [(first,)]

@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import paho.mqtt.client as paho
 import pytest
 
 from carehub.mqtt_contract import Topics
@@ -114,3 +115,42 @@ def test_poison_guard_gives_up_at_the_limit_and_forgets_successes() -> None:
     guard.failed(b)
     guard.failed(c)  # over capacity: the oldest (a) is forgotten
     assert guard.failed(a) == 1
+
+
+def flood(broker: Mosquitto, topic: str, count: int) -> None:
+    """Publish `count` QoS-1 messages as fast as the broker takes them (a device gone mad)."""
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=f"flood-{uuid.uuid4().hex[:8]}"
+    )
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, str(i).encode(), qos=1) for i in range(count)]
+        for info in infos:
+            info.wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def test_a_flood_of_qos1_messages_is_handled_whole_none_discarded(
+    mosquitto: Mosquitto,
+) -> None:
+    """A backlog waits at the broker while the hub is busy; once the hub acknowledges again,
+    mosquitto does not hold it to its in-flight window but sends the backlog as fast as it
+    can. aiomqtt's bounded queue used to discard what did not fit ("Message queue is full"):
+    QoS-1 messages neither handled nor acknowledged until a reconnection."""
+    handled: set[bytes] = set()
+    busy = asyncio.Event()
+
+    async def handler(topic: str, payload: bytes) -> None:
+        await busy.wait()  # the hub is busy (a slow disk) while the flood is published
+        handled.add(payload)
+
+    count = 20_000
+    async with running_link(mosquitto, handler) as link:
+        await asyncio.to_thread(flood, mosquitto, "carehub/flood-1/button", count)
+        busy.set()
+        await until(lambda: len(handled) == count, timeout_s=60)
+        assert link.connections == 1, "nothing had to be fetched again by reconnecting"

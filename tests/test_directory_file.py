@@ -74,6 +74,11 @@ BROKEN = {
     "unknown day": ('days = "sat,sun"', 'days = "sat,sunday"', "unknown day"),
     "unknown field": ("care_level = 3", "care_levl = 3", "Extra inputs are not permitted"),
     "bad toml": ("shift_days = 7", "shift_days = = 7", "Invalid"),
+    "long triage window": (
+        "operator_first_s = 60",
+        "operator_first_s = 600",
+        "less than or equal to 180",
+    ),
 }
 
 
@@ -100,6 +105,21 @@ def test_a_broken_file_is_refused_naming_its_line(tmp_path: Path, case: str) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_operator_first_without_an_operator_is_refused_at_its_table(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    assert 'role = "dispatcher"' in text
+    broken = text.replace('mode = "parallel"', 'mode = "operator_first"').replace(
+        'role = "dispatcher"', 'role = "nurse"'
+    )
+    path = tmp_path / "directory.toml"
+    path.write_text(broken)
+    result = check(path)
+    assert result.returncode == 1 and "needs an operator" in result.stderr
+    assert f"{path}:{_line_of(broken, '[triage]')}: triage:" in result.stderr
+    path.write_text(text.replace('mode = "parallel"', 'mode = "operator_first"'))
+    assert check(path).returncode == 0  # with its dispatchers, operator first is fine
+
+
 def test_json_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "directory.json"
     path.write_text('{"teams": [\n  {"id": "a", "name": "A"},\n  {"id": "b" "name": "B"}\n]}')
@@ -110,7 +130,8 @@ def test_json_errors_name_the_line(tmp_path: Path) -> None:
 def test_operations_guide_describes_every_field() -> None:
     guide = (REPO / "docs" / "operations.md").read_text()
     models: list[type[BaseModel]] = [
-        d.Team, d.GeoEntry, d.RosterEntry, d.RotationEntry, d.RuleEntry, d.OverrideEntry,
+        d.Team, d.TriageEntry, d.GeoEntry, d.RosterEntry, d.RotationEntry, d.RuleEntry,
+        d.OverrideEntry,
         d.Doctor, d.PolicyEntry, d.StepEntry, d.Elder, d.ContactEntry, d.Hub, d.Device,
     ]  # fmt: skip
     missing = [

@@ -33,6 +33,9 @@ def _texts(template: str, lang: str) -> list[str]:
         ],
         "taken": lambda: [t.compose_taken("BDA4F1", who, lang)],
         "cancelled": lambda: [t.compose_cancelled("BDA4F1", lang)],
+        "closed_by_operator": lambda: [
+            t.compose_closed_by_operator("BDA4F1", accidental, lang) for accidental in (True, False)
+        ],
         "arrival_overdue": lambda: [t.compose_arrival_overdue("BDA4F1", who, lang)],
         "contact_notice": lambda: [
             t.compose_contact_notice(name, event, r, lang)
@@ -52,7 +55,14 @@ def _stated() -> dict[tuple[str, str], tuple[str, int]]:
 
 def test_every_template_fits_its_stated_segment_count() -> None:
     stated = _stated()
-    templates = {"alarm", "taken", "cancelled", "arrival_overdue", "contact_notice"}
+    templates = {
+        "alarm",
+        "taken",
+        "cancelled",
+        "closed_by_operator",
+        "arrival_overdue",
+        "contact_notice",
+    }
     assert set(stated) == {(name, lang) for name in templates for lang in ("zh", "en")}
     for (name, lang), (encoding, count) in stated.items():
         for text in _texts(name, lang):

@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from carehub.api_contract import HUB_CONFIG_PATH
 from carehub.settings import HubSettings
 from cli.main import app
+from gateway.broker_files import write_security
 from gateway.credential import CredentialError, HubCredential, with_credential, write_credential
+from gateway.pairing import BrokerAccounts, PairedDevice
 from harness.broker import Mosquitto, free_port
 from harness.processes import Child, wait_http_ok
 from tests.conftest import DIRECTORY
@@ -91,6 +93,10 @@ def test_installer_commands_enroll_a_hub_that_runs_on_its_file(
         assert refused.exit_code == 1 and "no household nowhere" in refused.output
 
         credential = tmp_path / "hub" / "credential.json"
+        paired = BrokerAccounts.new()  # paired on this hub before (it is enrolled again)
+        for device_id in ("btn-5", "btn-1"):  # btn-1 is elder-1's home's
+            paired = paired.with_device(PairedDevice(device_id, "button", "hw", "x", 0))
+        write_security(tmp_path / "broker", paired, "carehub")
         enrolled = runner.invoke(
             app,
             [
@@ -103,8 +109,12 @@ def test_installer_commands_enroll_a_hub_that_runs_on_its_file(
                 "--credential-file",
                 str(credential),
             ],
+            env={"CAREHUB_HUB_BROKER_DIR": str(tmp_path / "broker")},
         )
         assert enrolled.exit_code == 0, enrolled.output
+        assert "device btn-5 (button): registered" in enrolled.output
+        assert "device btn-1: NOT registered (409)" in enrolled.output
+        assert "carehub admin release-device --device btn-1" in enrolled.output
         assert stat.S_IMODE(credential.stat().st_mode) == 0o600
         saved = json.loads(credential.read_text())
         assert saved["server_url"] == base and saved["household_id"] == "home-2"

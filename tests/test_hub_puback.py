@@ -29,7 +29,7 @@ CONNECTED = "connected to broker"
 @pytest.fixture
 def hub_env() -> dict[str, str]:
     # slow handling makes the window between arrival and commit wide enough to SIGKILL into
-    return {"CAREHUB_DEBUG_HANDLER_DELAY_S": "1.0"}
+    return {"CAREHUB_DEBUG_HANDLER_DELAY_S": "1.0", "CAREHUB_MERGE_REPEATS": "false"}
 
 
 def log_count(d: Deployment, line: str) -> int:

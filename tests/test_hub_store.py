@@ -69,7 +69,7 @@ async def test_a_full_outbox_drops_oldest_non_alarm_entries_never_alarms(tmp_pat
         while (entry := await store.next_pending()) is not None:
             refs.append(entry.ref)
             await store.mark_sent(entry.id, 100)
-        assert refs == ["a1", "f3", "a2"]
+        assert refs == ["a1", "a2", "f3"]  # alarms before faults (gateway.outbox_order)
         for i in range(5):
             await store.raise_alarm(_alarm(10 + i), None, {}, {"alarm_id": f"x{i}"}, 200)
         assert await store.trim_outbox(max_entries=1) == 0  # only alarms: kept, over the bound

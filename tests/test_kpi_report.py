@@ -180,3 +180,80 @@ def test_overall_is_the_teams_together(
         else:
             assert k.accepted_60s is None
     render_table(report)  # never fails on empty or partial figures
+
+
+def test_operator_answer_figures() -> None:
+    def row(cancelled: bool = False, op: int | None = None, **flags: bool) -> AlarmTimes:
+        operator = None if op is None else DAY1 + op * S
+        return AlarmTimes("a", DAY1, None, None, None, cancelled, operator, **flags)
+
+    rows = [
+        row(op=30),
+        row(op=120),
+        row(),  # never answered by an operator: a miss
+        row(cancelled=True),  # the elder cancelled before any operator answered: left out
+        row(cancelled=True, op=10, closed_by_operator=True),  # an accidental press
+        row(op=20, ambulance_called=True),
+    ]
+    k = kpi_report(rows, DAY1, DAY2).overall
+    assert (k.operator_alarms, k.operator_answered) == (5, 4)
+    assert (k.operator_60s, k.operator_180s) == (pytest.approx(3 / 5), pytest.approx(4 / 5))
+    assert k.operator_p50_s == 25.0 and k.operator_p90_s == pytest.approx(93.0)
+    assert (k.closed_by_operator, k.ambulance_called) == (1, 1)
+    assert k.alarms == 4  # the accept figures still leave both cancellations out
+    table = render_table(kpi_report(rows, DAY1, DAY2)).splitlines()
+    assert any(ln.split()[:4] == ["all", "5", "60.0%", "80.0%"] for ln in table), table
+
+
+# (state, arrived, operator after receipt in s, triage outcome, resolution)
+OPERATOR_ROWS = [
+    ("cancelled", None, 20, "accidental_press", "false_alarm"),
+    ("resolved", None, 40, "no_help_needed", "by_phone"),
+    ("resolved", None, 200, None, "by_phone"),  # resolved by phone from the console
+    ("resolved", DAY1 + 30 * MIN, 50, "send_doctor", "home_visit"),
+    ("accepted", None, 70, "ambulance_called", None),
+    ("dispatched", None, None, None, None),
+]
+
+
+@pytest.mark.integration
+async def test_operator_figures_from_the_alarms_table(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine)
+        await load_directory(engine, Directory.model_validate(DIRECTORY))
+        async with engine.begin() as conn:
+            for i, (state, arrived, op, triage, resolution) in enumerate(OPERATOR_ROWS):
+                received = DAY1 + i * MIN  # read back in this order
+                await conn.execute(
+                    alarms.insert().values(
+                        id=uuid.uuid4().hex,
+                        hub_id="hub-e",
+                        hub_alarm_id=uuid.uuid4().hex,
+                        elder_id="elder-e",
+                        device_id="btn-1",
+                        kind="button",
+                        severity="critical",
+                        state=state,
+                        raised_at_ms=received,
+                        received_at_ms=received,
+                        updated_at_ms=received,
+                        details={},
+                        arrived_at_ms=arrived,
+                        operator_at_ms=None if op is None else received + op * S,
+                        triage_outcome=triage,
+                        outcome=resolution,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    rows = await _read(database_url, DAY1, DAY2)
+    assert [r.closed_by_operator for r in rows] == [True, True, True, False, False, False]
+    assert [r.ambulance_called for r in rows] == [False, False, False, False, True, False]
+    k = kpi_report(rows, DAY1, DAY2).overall
+    assert (k.operator_alarms, k.operator_answered, k.closed_by_operator) == (6, 5, 3)
+    assert k.operator_60s == pytest.approx(3 / 6) and k.operator_180s == pytest.approx(4 / 6)
+    table = _report_cli(database_url, "--since", "2026-11-02", "--until", "2026-11-02")
+    assert table.returncode == 0, table.stderr
+    line = next(ln for ln in table.stdout.splitlines()[::-1] if ln.startswith("all "))
+    assert line.split()[:4] == ["all", "6", "50.0%", "66.7%"] and line.split()[-2:] == ["3", "1"]

@@ -53,3 +53,16 @@ def test_the_hub_command_path_imports_no_server_or_evaluation_library() -> None:
     ).stdout
     loaded = set(ast.literal_eval(out))
     assert not loaded & SERVER_OR_EVAL_ONLY, loaded & SERVER_OR_EVAL_ONLY
+
+
+def test_the_cli_starts_without_any_roles_library() -> None:
+    """`carehub` itself (the kernel's pydantic and typer only) loads no role's libraries:
+    each command imports its own, so every role's extra runs its commands (the slow proof,
+    a fresh venv per role, is `tests/test_role_installs.py`)."""
+    probe = "import sys, cli.main; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(ast.literal_eval(out))
+    roles = {"numpy", "paho", "aiomqtt", "httpx", "cryptography", "bench", "evaluation"}
+    assert not loaded & (roles | SERVER_OR_EVAL_ONLY), loaded & (roles | SERVER_OR_EVAL_ONLY)

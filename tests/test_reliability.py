@@ -23,6 +23,12 @@ def server_env() -> dict[str, str]:
     return {"CAREHUB_MERGE_REPEATS": "false"}
 
 
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    """The hub joins such presses too, unless told not to."""
+    return {"CAREHUB_MERGE_REPEATS": "false"}
+
+
 def start_server(d: Deployment) -> None:
     d.server.start()
     wait_http_ok(f"{d.base_url}/healthz", 60, d.server)

@@ -259,11 +259,20 @@ def test_a_body_that_is_not_json_gets_422_with_a_reason(client: TestClient) -> N
 def test_a_hub_cannot_raise_alarms_or_faults_for_devices_it_does_not_serve(
     client: TestClient,
 ) -> None:
-    for device in ("btn-9", "ghost-1"):  # hub 2's device; no one's device
-        detail = refused(client.post(ALARMS_PATH, json=alarm(device_id=device)), device)
+    """A fault is refused; an alarm is never lost: it is the hub's own household's, flagged
+    (docs/reliability.md "No alarm ends in silence"), and the device's home hears nothing."""
+    for n, device in enumerate(("btn-9", "ghost-1")):  # hub 2's device; no one's device
+        assert client.post(ALARMS_PATH, json=alarm(f"a-{n}", device)).status_code == 201
+        detail = refused(client.post(FAULTS_PATH, json=fault(device_id=device)), device)
         assert f"device {device} is not paired with this hub" in detail
-        refused(client.post(FAULTS_PATH, json=fault(device_id=device)), device)
-    assert client.get("/api/v1/admin/alarms", headers=AS_ADMIN).json() == []
+    stored = client.get("/api/v1/admin/alarms", headers=AS_ADMIN).json()
+    assert sorted((a["hub_id"], a["device_id"], a["device_flag"]) for a in stored) == [
+        ("hub-1", "btn-9", "device_foreign"),
+        ("hub-1", "ghost-1", "device_unknown"),
+    ]
+    assert (
+        client.get(ALARM_UPDATES_PATH, params={"after": 0}, headers=HUB_2).json()["updates"] == []
+    )
     assert client.get("/api/v1/admin/faults", headers=AS_ADMIN).json() == []
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
-from server.dispatch_store import LadderStatus
+from server.dispatch_store import LadderStatus, mark_operator_answer
 from server.schema import alarm_events, alarms, escalations
 
 MAX_TEXT = 400
@@ -49,9 +49,12 @@ async def _hub_of(conn: AsyncConnection, alarm_id: str) -> tuple[str, str]:
 async def add_entry(
     engine: AsyncEngine, alarm_id: str, account: Account, kind: str, detail: str, now_ms: int
 ) -> None:
-    """Acknowledge (empty detail), a note or call-back details."""
+    """Acknowledge (empty detail), a note or call-back details. The first acknowledgement
+    is the operator's answer (time to answer, `server.kpi`) unless one came before."""
     async with engine.begin() as conn:
         hub_id, _ = await _hub_of(conn, alarm_id)
+        if kind == "acknowledged":
+            await conn.execute(mark_operator_answer(alarm_id, now_ms))
         await conn.execute(
             alarm_events.insert().values(
                 alarm_id=alarm_id,

@@ -90,6 +90,8 @@ class AlarmView:
     arrived_at_ms: int | None = None
     names: dict[str, str] = field(default_factory=dict)  # member id -> name (for the timeline)
     claimed_by: str | None = None  # the console user who has it
+    device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
+    triage_outcome: str | None = None  # server.triage.TriageOutcome: the operator's latest
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -208,6 +210,8 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         arrived_at_ms=row.arrived_at_ms,
         names=names,
         claimed_by=row.claimed_by,
+        device_flag=row.device_flag,
+        triage_outcome=row.triage_outcome,
     )
 
 

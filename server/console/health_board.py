@@ -1,8 +1,10 @@
-"""The installers' health board: hubs offline, devices offline, low batteries, wearables not
-worn and failed SMS, each with the moment it began (never mixed into the alarm queue)."""
+"""The installers' health board: hubs offline or refused, devices offline, low batteries,
+wearables not worn and failed SMS, each with the moment it began (never mixed into the alarm
+queue)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.schema import alarms, doctors, elders, faults, hubs, notifications
 
-FAULT_SECTIONS = ("device_offline", "battery_low", "sensor_not_worn")
+FAULT_SECTIONS = (
+    "hub_refused",
+    "device_offline",
+    "battery_low",
+    "sensor_not_worn",
+    "hub_store_damaged",
+)
+"""`hub_refused`: a hub moved to another household still calls with its revoked credential
+(it may hold alarms nobody has seen); `hub_store_damaged`: a hub set its damaged store aside
+(alarms it held may be lost)."""
 SMS_FAILED = ("undelivered", "failed")
 
 
@@ -28,6 +39,9 @@ class HealthBoard:
     hubs_offline: list[Problem]
     faults: dict[str, list[Problem]]  # keyed by FAULT_SECTIONS
     sms_failed: list[Problem]
+    speakerphone_missing: list[Problem] = dataclasses.field(default_factory=list)
+    """Hubs set up for voice calls whose audio device (or voice extra) is missing, from
+    their last heartbeat: their alarms still arrive, but nobody can talk to the elder."""
 
 
 async def health_board(engine: AsyncEngine, team_id: str | None = None) -> HealthBoard:
@@ -55,6 +69,14 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 .order_by(faults.c.since_ms, faults.c.id)
             )
         ).all()
+        voiced = (
+            await conn.execute(
+                sa.select(hubs.c.id, hubs.c.last_seen_ms, hubs.c.health, elders.c.short_address)
+                .join(elders, elders.c.id == hubs.c.elder_id)
+                .where(hubs.c.online.is_(True), hubs.c.health.is_not(None), *scope)
+                .order_by(hubs.c.id)
+            )
+        ).all()
         failed = (
             await conn.execute(
                 sa.select(
@@ -75,8 +97,9 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
         ).all()
     by_kind: dict[str, list[Problem]] = {k: [] for k in FAULT_SECTIONS}
     for f in active:
+        subject = f.hub_id if f.device_id == f.hub_id else f"{f.hub_id} / {f.device_id}"
         by_kind.setdefault(f.fault, []).append(
-            Problem(f"{f.hub_id} / {f.device_id}", f.short_address, f.since_ms, f.detail)
+            Problem(subject, f.short_address, f.since_ms, f.detail)
         )
     return HealthBoard(
         hubs_offline=[Problem(h.id, h.short_address, h.last_seen_ms) for h in offline],
@@ -89,6 +112,11 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 n.status,
             )
             for n in failed
+        ],
+        speakerphone_missing=[
+            Problem(h.id, h.short_address, h.last_seen_ms)
+            for h in voiced
+            if isinstance(h.health, dict) and h.health.get("speakerphone") == "missing"
         ],
     )
 

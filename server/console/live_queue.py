@@ -49,6 +49,7 @@ class QueueRow:
     is_test: bool = False
     step: StepNumber | None = None  # the step taken last, as people count it
     claimed_by: str | None = None  # the console user who has it
+    device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
 
 
 UNCLAIMED_CUE_S = (60, 180)
@@ -108,6 +109,7 @@ async def open_alarms(
             alarms.c.last_repeat_at_ms,
             alarms.c.is_test,
             alarms.c.claimed_by,
+            alarms.c.device_flag,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -182,6 +184,7 @@ async def open_alarms(
                 repeat_count=r.repeat_count,
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),
+                device_flag=r.device_flag,
             )
             for r in found
         ]

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
-from carehub.api_contract import ID_PATTERN
+from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
@@ -90,6 +90,8 @@ from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
+from server.triage import LadderMove, TriageOutcome, TriageRefused
+from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=PREFIX, tags=["console"], include_in_schema=False)
@@ -239,6 +241,7 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the queue is for medical roles")
     care = await rt.escalator.care_map()
     rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
+    ringing = await CallStore(rt.store.engine).ringing_alarms()
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
     return render(
         request,
@@ -249,6 +252,7 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         step_text=step_text,
         cue=unclaimed_level,
         cue_s=UNCLAIMED_CUE_S,
+        ringing=ringing,
     )
 
 
@@ -580,8 +584,11 @@ async def _alarm_screen(
         actor_label=who,
         members=members,
         outcomes=OUTCOMES,
+        triage_outcomes=[o.value for o in TriageOutcome],
         now_ms=rt.clock.now_ms(),
         key_safe_code=code,
+        csrf_token=session.csrf_token,  # the call panel's script posts with it
+        call_reasons=[r.value for r in CallEndReason],
     )
 
 
@@ -621,9 +628,10 @@ async def alarm_action(
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
     arrived · claim (take_over=1 to take it from another operator) · release · check (item)
-    · resolve
-    (outcome): each recorded in the alarm's events with who and when. key-safe shows the
-    page with the code revealed (recorded in the audit log)."""
+    · resolve (outcome) · triage (outcome: `server.triage.TriageOutcome`): each recorded in
+    the alarm's events with who and when. key-safe shows the page with the code revealed
+    (recorded in the audit log). A script's request (`wants_fragment`) gets the screen as
+    it now is instead of a redirect."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
         return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
     done = await _act(request, rt, alarm_id, action, session)
@@ -675,6 +683,9 @@ async def _act(
                 raise ActionRefused(f"no checklist item {item!r} for a {view.kind} alarm")
             if item not in {e.detail for e in view.timeline if e.kind == "checked"}:
                 await add_entry(engine, alarm_id, who, "checked", item, now)
+        elif action == "triage":
+            await _triage(rt, view, str(form.get("outcome", "")), actor(who), now)
+            return _back(alarm_id)
         elif action == "resolve":
             hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
@@ -711,6 +722,27 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
     await rt.escalator.send(msgs)
     rt.escalator.kick()
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
+
+
+async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now: int) -> None:
+    """The operator's outcome, applied by the dispatch store in one step; then its messages
+    are sent (closing tells whoever was texted) and a ladder started now is taken at once."""
+    try:
+        outcome = TriageOutcome(value)
+    except ValueError:
+        raise ActionRefused(
+            f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
+        ) from None
+    care = await rt.escalator.care_map()
+    try:
+        effect, msgs = await rt.dispatch.triage(view.id, outcome, care, now, who)
+    except TriageRefused as e:
+        raise ActionRefused(str(e)) from None
+    log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
+    await rt.escalator.send(msgs)
+    if effect.ladder is LadderMove.START_NOW:
+        rt.escalator.kick()
+    await _changed(rt, view.hub_id)
 
 
 # ------------------------------------------------------------ health board and KPI

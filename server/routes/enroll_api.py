@@ -103,11 +103,15 @@ async def register_device(
     response: Response,
     device_id: str = DeviceId,
 ) -> api.DeviceConfig:
-    """Pair a device with this hub (idempotent). A device another hub has is refused (409)."""
+    """Pair a device with this hub (idempotent). A device of this hub's household paired
+    with another of its hubs (re-enrolled) moves here; another household's device is
+    refused (409): an installer or admin releases it first."""
     try:
-        created = await households(rt).register_device(hub, device_id, body.kind)
+        created = await households(rt).register_device(hub, device_id, body.kind, rt.clock.now_ms())
     except Conflict as e:
-        log.warning("hub %s: device %s refused: paired with another hub", hub.hub_id, device_id)
+        log.warning(
+            "hub %s: device %s refused: it belongs to another household", hub.hub_id, device_id
+        )
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     if created:
         log.info("hub %s: device %s (%s) paired", hub.hub_id, device_id, body.kind.value)
@@ -138,13 +142,10 @@ async def remove_device(hub: Hub, rt: Runtime, device_id: str = DeviceId) -> Non
     responses=problems(400, 401, 409, 422),
 )
 async def record_selftest(body: api.SelftestReport, hub: Hub, rt: Runtime) -> None:
-    """Record the installer's self-test on this hub's household (idempotent by report_id)."""
+    """Record the installer's self-test on this hub's household (idempotent by report_id),
+    passed or failed; a check naming a device this hub does not serve is recorded failed."""
     try:
         new = await households(rt).record_selftest(hub, body, rt.clock.now_ms())
-    except UnknownDevice as e:  # 409, not 422: the body is valid, the stored pairing differs
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"{e}: a self-test checks this hub's own devices"
-        ) from None
     except Conflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from None
     if new:

@@ -152,3 +152,23 @@ async def move_hub(
         "hub %s moved to household %s by %s: credential revoked", hub_id, body.household_id, who
     )
     return await _view(rt, body.household_id)
+
+
+@router.delete(
+    "/devices/{device_id}",
+    response_model=admin.DeviceReleased,
+    responses=problems(404),
+)
+async def release_device(
+    rt: Runtime,
+    device_id: str = Path(pattern=ID_PATTERN),
+    who: str = Caller,
+) -> admin.DeviceReleased:
+    """Free a device id: unpaired from its hub and owned by no household, so another
+    home's hub may pair it (a hub can pair only ids no other household owns)."""
+    try:
+        owner = await _store(rt).release_device(device_id)
+    except NotFound as e:
+        raise _refused(e) from None
+    log.warning("device %s released from household %s by %s", device_id, owner, who)
+    return admin.DeviceReleased(device_id=device_id, household_id=owner)

@@ -35,14 +35,21 @@ def _unpaired(hub_id: str, e: UnknownDevice) -> HTTPException:
 async def upload_alarm(
     body: api.AlarmUpload, hub: Hub, rt: Runtime, response: Response
 ) -> api.AlarmAccepted:
-    """Store an alarm (committed before answering) and wake the dispatcher. Idempotent."""
+    """Store an alarm (committed before answering) and wake the dispatcher. Idempotent.
+    An alarm is never refused for its device: one the hub's household does not own is
+    stored for that household with a `device_flag`, and dispatched as usual."""
     if len(body.model_dump_json()) > api.MAX_DETAILS_BYTES:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "alarm details too large")
-    try:
-        stored = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
-    except UnknownDevice as e:
-        raise _unpaired(hub.hub_id, e) from None
+    stored = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
     state, created = stored.state, stored.created
+    if stored.flag is not None:  # stored and dispatched all the same: a person checks it
+        log.warning(
+            "hub %s: alarm %s from device %s stored flagged %s",
+            hub.hub_id,
+            body.alarm_id,
+            body.device_id,
+            stored.flag.value,
+        )
     if stored.joined is not None:
         log.info(
             "hub %s: alarm %s (%s) is a repeat of open alarm %s",
@@ -134,12 +141,14 @@ async def heartbeat(body: api.HubHeartbeat, hub: Hub, rt: Runtime) -> None:
 
 
 @router.post(api.FAULTS_PATH, status_code=status.HTTP_204_NO_CONTENT, responses=problems(400, 422))
-async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
-    """A device fault raised or cleared on the hub (not an emergency). Idempotent. Stored
-    with the other hubs' reports of the moment, in one transaction (`server.fault_writer`)."""
-    outcome = await rt.faults.record(Incoming(hub.hub_id, body, rt.clock.now_ms()))
+async def report_fault(body: api.FaultReport | api.HubFaultReport, hub: Hub, rt: Runtime) -> None:
+    """A device fault raised or cleared on the hub, or a fault of the hub itself (not an
+    emergency). Idempotent. Stored with the other hubs' reports of the moment, in one
+    transaction (`server.fault_writer`)."""
+    incoming = Incoming(hub.hub_id, body, rt.clock.now_ms())
+    outcome = await rt.faults.record(incoming)
     if outcome is Outcome.UNKNOWN_DEVICE:
-        raise _unpaired(hub.hub_id, UnknownDevice(body.device_id))
+        raise _unpaired(hub.hub_id, UnknownDevice(incoming.subject))
     if outcome is Outcome.NEW:
         await rt.changes.notify(HEALTH_KEY)
         log.info(
@@ -147,5 +156,5 @@ async def report_fault(body: api.FaultReport, hub: Hub, rt: Runtime) -> None:
             hub.hub_id,
             body.fault,
             "raised" if body.active else "cleared",
-            body.device_id,
+            incoming.subject,
         )

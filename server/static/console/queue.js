@@ -99,6 +99,7 @@
       if (cue.until < Date.now()) flashing.delete(id);
       else if (tr) tr.classList.add(cue.cls);
     });
+    ringCalls();
     if (repeated.length) beep();
     if (fresh.length) {
       flash.hidden = false;
@@ -108,7 +109,17 @@
     tick();
   }
 
+  // a home calling the centre rings (the alert in a loop) until someone answers
+  var ringer = new Audio(audio.src);
+  ringer.loop = true;
+  function ringCalls() {
+    if (rows.querySelector("tr[data-ringing]")) {
+      if (ringer.paused) ringer.play().catch(function () { soundButton.hidden = false; });
+    } else if (!ringer.paused) ringer.pause();
+  }
+
   syncClock();
+  ringCalls();
   tick();
   setInterval(tick, 1000);
   CareHubLive.follow("events", "queue", "./", update);

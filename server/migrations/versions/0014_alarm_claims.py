@@ -10,8 +10,8 @@ The health board shows a fault while the newest report of its (hub, device, faul
 active; `faults` keeps every report, so `ix_faults_latest` finds that newest row without
 reading the whole table (the fault writer asks the same question for each batch).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06 15:20:00
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,94 @@
+"""A private TURN relay for tests and benches: Debian's `coturn` (`turnserver`) on a free
+port of 127.0.0.1, with one long-term user, as `harness.broker` starts Mosquitto.
+
+``--allow-loopback-peers`` lets it relay to peers on this same machine: needed when the
+hub and the browser run beside it in a test, never in a deployment (docs/voice.md).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from harness.broker import free_port, wait_for_port
+
+REALM = "carehub.test"
+
+
+def turnserver_binary() -> str | None:
+    return shutil.which("turnserver") or next(
+        (p for p in ("/usr/bin/turnserver", "/usr/sbin/turnserver") if Path(p).exists()), None
+    )
+
+
+class Coturn:
+    """`turnserver` with a fresh user; `ice_server` is the RTCIceServer to give both peers."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = turnserver_binary()
+        if binary is None:
+            raise FileNotFoundError("coturn is not installed (apt-get install coturn)")
+        self.binary = binary
+        self.port = port or free_port()
+        self.username = "carehub"
+        self.password = secrets.token_urlsafe(12)
+        self._tmp = tempfile.TemporaryDirectory(prefix="carehub-coturn-")
+        self.workdir = Path(self._tmp.name)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ice_server(self) -> dict[str, str]:
+        return {
+            "urls": f"turn:127.0.0.1:{self.port}",
+            "username": self.username,
+            "credential": self.password,
+        }
+
+    def start(self) -> Coturn:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "-n",  # no configuration file
+                "--listening-ip=127.0.0.1",
+                f"--listening-port={self.port}",
+                "--relay-ip=127.0.0.1",
+                "--lt-cred-mech",
+                f"--user={self.username}:{self.password}",
+                f"--realm={REALM}",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--allow-loopback-peers",  # test machines only
+                f"--userdb={self.workdir / 'turndb'}",
+                f"--pidfile={self.workdir / 'turnserver.pid'}",
+                f"--log-file={self.workdir / 'turn.log'}",
+                "--simple-log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Coturn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
