@@ -100,6 +100,16 @@ class AlarmDetail(AlarmSummary):
     resolved_at_ms: int | None
     outcome: str | None
     is_test: bool
+    operator_at_ms: int | None = Field(
+        None,
+        description="When an operator first handled it: a triage outcome, an acknowledgement "
+        "or an answered call (the answer-time KPI).",
+    )
+    triage_outcome: str | None = Field(
+        None,
+        description="The operator's outcome: accidental_press | no_help_needed | send_doctor "
+        "| ambulance_called (docs/dispatch.md).",
+    )
     claimed_by: str | None = Field(
         None, description="The console user who has the alarm (claimed it), if anyone."
     )

@@ -16,6 +16,10 @@ answered. Alarms closed by the operator without a visit (accidental press, talke
 help needed, or resolved as a false alarm or by phone, nobody arriving) and alarms for which
 the operator called an ambulance are counted.
 
+Calls per alarm: voice calls (either direction; installers' test calls left out) over the
+same alarms an operator should answer, and the share of those alarms with at least one
+answered call (the operator and the home talked).
+
 Arrival is promised inside the service circle: the helper at the door at most
 `SERVICE_CIRCLE_S` (20 min) after accepting. Its share is over accepted alarms; an accepted
 alarm with no recorded arrival counts as a miss.
@@ -51,6 +55,10 @@ class AlarmTimes:
     closed_by_operator: bool = False
     """Closed by the operator, nobody arriving (`server.kpi_store` decides)."""
     ambulance_called: bool = False
+    calls: int = 0
+    """Voice calls of the alarm, either direction."""
+    call_answered: bool = False
+    """At least one of them was answered."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,11 @@ class TeamKpi:
     operator_p90_s: float | None = None
     closed_by_operator: int = 0
     ambulance_called: int = 0
+    voice_calls: int = 0
+    """Over `operator_alarms`, as the two figures below."""
+    calls_per_alarm: float | None = None
+    answered_call_alarms: int = 0
+    answered_call_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,7 @@ def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
     # the operator's answer: every alarm but those the elder cancelled before any operator
     calls = [a for a in rows if not (a.cancelled_before_accept and a.operator_ms is None)]
     operator_s = [_since(a.received_ms, a.operator_ms) for a in calls if a.operator_ms is not None]
+    n_calls, talked = sum(a.calls for a in calls), sum(1 for a in calls if a.call_answered)
     return TeamKpi(
         team_id,
         n,
@@ -196,6 +210,10 @@ def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
         _quantile(operator_s, 0.9),
         sum(1 for a in rows if a.closed_by_operator),
         sum(1 for a in rows if a.ambulance_called),
+        voice_calls=n_calls,
+        calls_per_alarm=_share(n_calls, len(calls)),
+        answered_call_alarms=talked,
+        answered_call_share=_share(talked, len(calls)),
     )
 
 
@@ -243,6 +261,10 @@ def render_table(report: KpiReport) -> str:
     if report.days:
         out += ["", head.replace("team", "day ", 1)]
         out += [_line(d.day, d.overall) for d in report.days]
+    out += ["", "voice calls (either direction) on the alarms an operator should answer:"]
+    out += [f"{'team':<16} {'alarms':>6} {'calls':>6} {'per alarm':>9} {'answered call':>13}"]
+    out += [_calls_line(k.team_id, k) for k in [*report.teams, report.overall]]
+    out += [_calls_line(d.day, d.overall) for d in report.days]
     out += [
         "",
         "answered by an operator (a triage outcome, an acknowledgement or an answered call):",
@@ -251,6 +273,14 @@ def render_table(report: KpiReport) -> str:
     ]
     out += [_operator_line(k.team_id, k) for k in [*report.teams, report.overall]]
     return "\n".join(out)
+
+
+def _calls_line(label: str, k: TeamKpi) -> str:
+    per = "–" if k.calls_per_alarm is None else f"{k.calls_per_alarm:.2f}"
+    return (
+        f"{label:<16} {k.operator_alarms:>6} {k.voice_calls:>6} {per:>9} "
+        f"{_pct(k.answered_call_share):>13}"
+    )
 
 
 def _operator_line(label: str, k: TeamKpi) -> str:

@@ -1,6 +1,7 @@
 """Reading the KPI rows: each alarm's milestones joined to its elder's team (`server.kpi`
 does the arithmetic). Test alarms are left out here; cancellations and alarms the operator
-closed without a visit are flagged."""
+closed without a visit are flagged; each alarm's voice calls are counted (installers' test
+calls left out)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.kpi import AlarmTimes
-from server.schema import alarms, elders
+from server.schema import alarms, elders, voice_calls
 from server.triage import CLOSING, TriageOutcome
 
 CLOSED_BY_PHONE = frozenset({"false_alarm", "by_phone"})
@@ -28,6 +29,16 @@ def closed_by_operator(
 
 async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) -> list[AlarmTimes]:
     """Alarms the server received in [since_ms, until_ms), oldest first."""
+    per_alarm = (  # each alarm's voice calls, installers' test calls left out
+        sa.select(
+            voice_calls.c.alarm_id,
+            sa.func.count().label("calls"),
+            sa.func.count(voice_calls.c.answered_at_ms).label("answered"),
+        )
+        .where(voice_calls.c.is_test == sa.false())
+        .group_by(voice_calls.c.alarm_id)
+        .subquery()
+    )
     query = (
         sa.select(
             elders.c.team_id,
@@ -39,8 +50,14 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             alarms.c.operator_at_ms,
             alarms.c.triage_outcome,
             alarms.c.outcome,
+            per_alarm.c.calls,
+            per_alarm.c.answered,
         )
-        .select_from(alarms.join(elders, alarms.c.elder_id == elders.c.id))
+        .select_from(
+            alarms.join(elders, alarms.c.elder_id == elders.c.id).outerjoin(
+                per_alarm, per_alarm.c.alarm_id == alarms.c.id
+            )
+        )
         .where(
             alarms.c.received_at_ms >= since_ms,
             alarms.c.received_at_ms < until_ms,
@@ -67,6 +84,8 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             ambulance_called=(
                 r.triage_outcome == TriageOutcome.AMBULANCE_CALLED.value or r.outcome == "ambulance"
             ),
+            calls=r.calls or 0,
+            call_answered=bool(r.answered),
         )
         for r in rows
     ]

@@ -3,7 +3,9 @@
 The server carries signalling only: each side's SDP (non-trickle, every ICE candidate in
 it) and the call's state. Media goes peer to peer or through the centre's TURN relay.
 A hub has at most one call that is not ended; an offer from the hub replaces an older one.
-Triage reads these records (state, answered_by, times) to drive the alarm.
+Triage reads these records (state, answered_by, times) to drive the alarm. A call answered
+(by an operator, or by the home an operator called) is an operator's answer to its alarm:
+the same transaction sets ``alarms.operator_at_ms`` unless an earlier answer set it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub import api_contract as api
 from carehub.api_contract import CallDirection, CallEndReason, CallState
+from server.dispatch_store import mark_operator_answer
 from server.schema import alarms, voice_calls
 
 ENDED = CallState.ENDED.value
@@ -205,6 +208,13 @@ class CallStore:
             values["answered_by"] = who
         async with self.engine.begin() as conn:
             done = await conn.execute(sa.update(voice_calls).where(*where).values(**values))
+            if done.rowcount:  # the operator and the home talk: the alarm is answered
+                alarm_id = (
+                    await conn.execute(
+                        sa.select(voice_calls.c.alarm_id).where(voice_calls.c.id == call_id)
+                    )
+                ).scalar_one()
+                await conn.execute(mark_operator_answer(alarm_id, now_ms))
         record = await self.call(call_id)
         if record is None or (hub_id is not None and record.hub_id != hub_id):
             raise CallRefused("no such call", not_found=True)

@@ -373,6 +373,44 @@ def test_kpi_page_has_a_table_and_plots(client: TestClient, seeded: tuple[str, s
     assert client.get("/console/kpi").status_code == 403
 
 
+def test_kpi_page_has_calls_per_alarm(client: TestClient, seeded: tuple[str, str]) -> None:
+    from server.schema import voice_calls
+
+    url, fall = seeded
+    now = int(time.time() * 1000)  # the app runs on the real clock
+
+    async def calls() -> int:
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(alarms.update().values(received_at_ms=now - 3_600_000))
+            for call_id, answered in (("c-1", None), ("c-2", now - 3_500_000)):
+                await conn.execute(
+                    voice_calls.insert().values(
+                        id=call_id,
+                        hub_id="hub-a",
+                        alarm_id=fall,
+                        hub_alarm_id="x",
+                        direction="from_home",
+                        state="ended",
+                        offer_sdp="v=0",
+                        created_at_ms=now - 3_550_000,
+                        answered_at_ms=answered,
+                    )
+                )
+            n = await conn.scalar(sa.select(sa.func.count()).select_from(alarms))
+        await engine.dispose()
+        return int(n or 0)
+
+    n = asyncio.run(calls())
+    assert login(client, "disp") == 303
+    page = client.get("/console/kpi")
+    assert page.status_code == 200
+    table = page.text.split('id="kpi-calls"', 1)[1].split("</table>", 1)[0]
+    assert "Calls per alarm" in table and "Alarms with an answered call" in table
+    overall = table.split("<td>all teams</td>", 1)[1].split("</tr>", 1)[0]
+    assert overall == f"<td>{n}</td><td>2</td><td>{2 / n:.2f}</td><td>{100 / n:.0f} %</td>"
+
+
 def test_calendar_days_cover_the_window_in_the_time_zone() -> None:
     day = 86_400_000
     start = 1_763_942_400_000  # 2025-11-24 00:00 UTC = 08:00 in Shanghai

@@ -19,7 +19,7 @@ from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
 from server.kpi import AlarmTimes, kpi_report, render_table
 from server.kpi_store import read_alarm_times
-from server.schema import alarms
+from server.schema import alarms, voice_calls
 
 CAREHUB = Path(sys.executable).with_name("carehub")
 DAY1 = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)
@@ -257,3 +257,119 @@ async def test_operator_figures_from_the_alarms_table(database_url: str) -> None
     assert table.returncode == 0, table.stderr
     line = next(ln for ln in table.stdout.splitlines()[::-1] if ln.startswith("all "))
     assert line.split()[:4] == ["all", "6", "50.0%", "66.7%"] and line.split()[-2:] == ["3", "1"]
+
+
+def test_calls_per_alarm_figures() -> None:
+    def row(
+        team: str, day: int, op: int | None, calls: int, answered: bool, cancelled: bool = False
+    ) -> AlarmTimes:
+        operator = None if op is None else day + op * S
+        return AlarmTimes(
+            team, day, None, None, None, cancelled, operator, calls=calls, call_answered=answered
+        )
+
+    rows = [
+        row("a", DAY1, 30, 3, True),  # the home called twice, the operator once; one talked
+        row("a", DAY1, None, 1, False),  # rang, nobody answered
+        row("a", DAY2, None, 0, False),
+        row("a", DAY2, None, 2, False, cancelled=True),  # cancelled before an operator: out
+        row("b", DAY2, 5, 1, True),
+    ]
+    report = kpi_report(rows, DAY1, DAY2 + 86_400_000)
+    k = report.overall
+    assert (k.operator_alarms, k.voice_calls, k.answered_call_alarms) == (4, 5, 2)
+    assert (k.calls_per_alarm, k.answered_call_share) == (1.25, 0.5)
+    a, b = report.teams
+    assert (a.calls_per_alarm, a.answered_call_share) == (
+        pytest.approx(4 / 3),
+        pytest.approx(1 / 3),
+    )
+    assert (b.calls_per_alarm, b.answered_call_share) == (1.0, 1.0)
+    day2 = report.days[1]
+    assert [(t.team_id, t.voice_calls, t.answered_call_share) for t in day2.teams] == [
+        ("a", 0, 0.0),
+        ("b", 1, 1.0),
+    ]
+    assert kpi_report([], DAY1, DAY2).overall.calls_per_alarm is None
+    table = [ln.split() for ln in render_table(report).splitlines()]
+    assert ["all", "4", "5", "1.25", "50.0%"] in table, table
+    assert ["2026-11-03", "2", "1", "0.50", "50.0%"] in table, table
+
+
+# (team's elder, operator answered after receipt in s, calls: (direction, answered, test))
+CALL_ROWS = [
+    (
+        "elder-e",
+        20,
+        [("from_home", True, False), ("to_home", False, False), ("from_home", True, True)],
+    ),
+    ("elder-e", None, [("from_home", False, False)]),
+    ("elder-e", None, []),
+    ("elder-w", 40, [("to_home", True, False)]),
+]
+
+
+@pytest.mark.integration
+async def test_calls_per_alarm_from_the_calls_table(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine)
+        await load_directory(engine, Directory.model_validate(DIRECTORY))
+        async with engine.begin() as conn:
+            for i, (elder, op, calls) in enumerate(CALL_ROWS):
+                received, alarm_id = DAY1 + i * MIN, uuid.uuid4().hex
+                hub = "hub-e" if elder == "elder-e" else "hub-w"
+                await conn.execute(
+                    alarms.insert().values(
+                        id=alarm_id,
+                        hub_id=hub,
+                        hub_alarm_id=uuid.uuid4().hex,
+                        elder_id=elder,
+                        device_id="btn-1",
+                        kind="button",
+                        severity="critical",
+                        state="dispatched",
+                        raised_at_ms=received,
+                        received_at_ms=received,
+                        updated_at_ms=received,
+                        details={},
+                        operator_at_ms=None if op is None else received + op * S,
+                    )
+                )
+                for direction, answered, test in calls:
+                    await conn.execute(
+                        voice_calls.insert().values(
+                            id=uuid.uuid4().hex,
+                            hub_id=hub,
+                            alarm_id=alarm_id,
+                            hub_alarm_id="x",
+                            direction=direction,
+                            state="ended",
+                            offer_sdp="v=0",
+                            is_test=test,
+                            created_at_ms=received,
+                            answered_at_ms=received + 5 * S if answered else None,
+                            ended_at_ms=received + MIN,
+                        )
+                    )
+    finally:
+        await engine.dispose()
+    rows = await _read(database_url, DAY1, DAY2)
+    assert [(r.calls, r.call_answered) for r in rows] == [
+        (2, True),
+        (1, False),
+        (0, False),
+        (1, True),
+    ]
+    result = _report_cli(database_url, "--since", "2026-11-02", "--until", "2026-11-02", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["overall"]["voice_calls"], doc["overall"]["answered_call_share"]) == (4, 0.5)
+    east, west = doc["days"][0]["teams"]
+    assert (east["calls_per_alarm"], east["answered_call_alarms"]) == (1.0, 1)
+    assert (west["calls_per_alarm"], west["answered_call_share"]) == (1.0, 1.0)
+    table = _report_cli(database_url, "--since", "2026-11-02", "--until", "2026-11-02")
+    assert table.returncode == 0, table.stderr
+    lines = [ln.split() for ln in table.stdout.splitlines()]
+    assert ["east", "3", "3", "1.00", "33.3%"] in lines, table.stdout
+    assert ["all", "4", "4", "1.00", "50.0%"] in lines, table.stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from carehub.admin_contract import AlarmDetail
 from carehub.alarm_lifecycle import AlarmState
 from server.directory import Directory
 from server.dispatch_store import _triage_policy
@@ -367,3 +368,13 @@ async def _until_waiting_for_a_lock(engine: Any, table: str) -> None:
                 return
         await asyncio.sleep(0.02)
     raise AssertionError(f"nobody waited for a lock on {table}")
+
+
+async def test_the_admin_api_shows_the_operators_outcome(first: World) -> None:
+    """The admin API's alarm (`AlarmDetail`, which refuses unknown fields) carries the
+    outcome and answer time: with the columns but not the fields it answered 500."""
+    alarm = await first.press()
+    await _triage(first, alarm, TriageOutcome.ACCIDENTAL_PRESS)
+    detail = AlarmDetail.model_validate(await first.store.alarm(alarm))
+    assert detail.triage_outcome == "accidental_press"
+    assert detail.operator_at_ms == detail.received_at_ms

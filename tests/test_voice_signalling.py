@@ -19,6 +19,7 @@ from carehub.api_contract import ALARMS_PATH, CALLS_PATH, CallList
 from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from server.app import create_app
+from server.console.audit_log import AuditFilter
 from server.console.console_store import ConsoleStore
 from server.db import make_engine
 from server.main import prepare_database
@@ -185,8 +186,10 @@ def test_the_hubs_offer_rings_and_the_operators_answer_wakes_the_hub(client: Tes
 def _audit(client: TestClient) -> list[dict]:
     """The audit log, read on the app's own event loop."""
     rt = client.app.state.runtime  # type: ignore[attr-defined]
-    rows = client.portal.call(ConsoleStore(rt.store.engine).audit_log)  # type: ignore[union-attr]
-    return [dict(r) for r in rows]
+    page = client.portal.call(  # type: ignore[union-attr]
+        ConsoleStore(rt.store.engine).audit_log, AuditFilter()
+    )
+    return [dict(r) for r in page.rows]
 
 
 def test_the_hub_answers_the_operators_call_and_hears_the_hang_up(client: TestClient) -> None:

@@ -323,6 +323,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kpi.operator_p90": "Time to answer (90th pct.)",
         "kpi.closed_by_operator": "Closed by the operator, no visit",
         "kpi.ambulance": "Ambulance called",
+        "kpi.calls": "Voice calls (either direction)",
+        "kpi.calls_n": "Calls",
+        "kpi.calls_per_alarm": "Calls per alarm",
+        "kpi.answered_call": "Alarms with an answered call",
     },
     "zh": {
         "app": "CareHub 调度台",
@@ -634,6 +638,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "kpi.operator_p90": "接听时间（90 分位）",
         "kpi.closed_by_operator": "值班员结案，未上门",
         "kpi.ambulance": "已呼叫救护车",
+        "kpi.calls": "语音通话（双向）",
+        "kpi.calls_n": "通话数",
+        "kpi.calls_per_alarm": "每个警报的通话数",
+        "kpi.answered_call": "有已接通通话的警报",
     },
 }
 
