@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -654,6 +654,25 @@ def test_12_the_detectors_reasons_are_said_in_the_readers_language() -> None:
         assert reason_text(zh, reason) == chinese
         assert reason_text(en, reason) == reason  # English: as the detector wrote it
     assert reason_text(zh, "something new") == "something new"
+
+
+def test_the_timeline_says_triage_device_flag_and_operator_first_events() -> None:
+    """Triage, the state it led to, a device flag and operator first
+    keep their detail on the alarm page: `describe` gave "" for kinds it did not know."""
+    from server.console.alarm_detail import TimelineEntry
+    from server.console.i18n import translator
+    from server.console.timeline_text import describe
+
+    en, zh = translator("en"), translator("zh")
+
+    def said(t: Callable[[str], str], kind: str, detail: str) -> str:
+        return describe(t, TimelineEntry(0, kind, "console:disp", detail), {}, None)
+
+    assert said(en, "triage", "send_doctor") == "Send the doctor"
+    assert said(zh, "triage", "send_doctor") == zh("triage.send_doctor") != "send_doctor"
+    assert said(en, "state", "accidental_press") == "Accidental press"
+    assert said(en, "device_flag", "btn-9: device_foreign") == "btn-9: OTHER HOME'S DEVICE"
+    assert said(en, "operator_first", "30 s") == "30 s"
 
 
 async def test_cue_an_unclaimed_alarm_asks_louder_as_it_waits(shift: Shift) -> None:

@@ -10,12 +10,14 @@ from collections.abc import Callable, Mapping
 
 from server.console.alarm_detail import TimelineEntry
 from server.escalation import EscalationPolicy, StepNumber, step_number
+from server.triage import TriageOutcome
 
 Translate = Callable[[str], str]
 
 _STEP = re.compile(r"^step (\d+): (.*)$")
 _REPEAT = re.compile(r"\(×(\d+)\)")
 VIA = ("link", "sms", "console")
+TRIAGE = frozenset(o.value for o in TriageOutcome)
 
 
 def step_text(t: Translate, n: StepNumber) -> str:
@@ -103,6 +105,13 @@ def describe(
     if e.kind == "sms_sent":
         member = d.split(":", 1)[0]
         return names.get(member, member)  # the provider's message SID is left out
+    if e.kind == "triage" or (e.kind == "state" and d in TRIAGE):
+        return t("triage." + d)  # the operator's outcome, and the state it led to
+    if e.kind == "device_flag":
+        device, _, flag = d.rpartition(": ")
+        return f"{device}: {t('flag.' + flag)}" if device else d
+    if e.kind in ("operator_first", "operator_unanswered"):
+        return d  # how long the console rings first ("30 s")
     if e.kind == "state":
         if d.startswith("outcome: "):
             return t("outcome." + d.removeprefix("outcome: "))
