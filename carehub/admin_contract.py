@@ -110,6 +110,10 @@ class AlarmDetail(AlarmSummary):
         description="The operator's outcome: accidental_press | no_help_needed | send_doctor "
         "| ambulance_called (docs/dispatch.md).",
     )
+    claimed_by: str | None = Field(
+        None, description="The console user who has the alarm (claimed it), if anyone."
+    )
+    claimed_at_ms: int | None = None
     notifications: list[NotificationView]
     events: list[AlarmEventView]
 

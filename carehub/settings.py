@@ -210,6 +210,11 @@ class ServerSettings(_Settings):
         "and per username before its tries from new addresses are delayed.",
     )
     console_login_window_s: float = Field(300.0, gt=0)
+    console_time_zone: str = Field(
+        "Asia/Shanghai",
+        description="The dispatch centre's time zone: the console shows times in it and "
+        "counts its KPI days in it, as `carehub report kpi` does by default.",
+    )
     console_login_delay_max_s: float = Field(
         30.0,
         gt=0,
@@ -297,6 +302,17 @@ class ServerSettings(_Settings):
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("console_time_zone")
+    @classmethod
+    def _a_known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (e.g. Asia/Shanghai, UTC)") from None
         return value
 
 

@@ -240,7 +240,11 @@ def report_kpi(
     since: str = typer.Option(..., help="First day, YYYY-MM-DD (in --time-zone)."),
     until: str | None = typer.Option(None, help="Last day included, YYYY-MM-DD (default: now)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document instead of a table."),
-    time_zone: str = typer.Option("UTC", help="Zone of the dates and of the per-day split."),
+    time_zone: str | None = typer.Option(
+        None,
+        help="Zone of the dates and of the per-day split "
+        "[default: the centre's, CAREHUB_CONSOLE_TIME_ZONE, as the console's KPI page].",
+    ),
     database_url: str | None = typer.Option(
         None, help="The server's database [CAREHUB_DATABASE_URL]."
     ),
@@ -251,7 +255,8 @@ def report_kpi(
     from cli.report import kpi_command
 
     settings = load(ServerSettings, config, database_url=database_url)
-    raise typer.Exit(kpi_command(settings.database_url, since, until, time_zone, as_json))
+    zone = time_zone or settings.console_time_zone
+    raise typer.Exit(kpi_command(settings.database_url, since, until, zone, as_json))
 
 
 @directory_app.command("check")

@@ -134,6 +134,23 @@ def step_at(policy: EscalationPolicy, position: int) -> Step:
     return policy.steps[position % len(policy.steps)]
 
 
+@dataclass(frozen=True)
+class StepNumber:
+    """A ladder position as people count it: step 1.. of the policy, in pass 1.. (a pass
+    after the first is a repeat). The one definition every view uses (queue, timeline,
+    responder page), so they never disagree."""
+
+    step: int
+    round: int
+
+
+def step_number(policy: EscalationPolicy, position: int) -> StepNumber:
+    """`position`: the 0-based position a step was taken at (`Notify.position`, the
+    notification's ``position``, ``escalations.position - 1``)."""
+    size = len(policy.steps)
+    return StepNumber(position % size + 1, position // size + 1)
+
+
 def take_step(
     policy: EscalationPolicy, position: int, candidates: Candidates, now_ms: int
 ) -> Notify | Exhausted:

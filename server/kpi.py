@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -154,6 +154,16 @@ def kpi_report(
         team_kpis(kept, circle_s),
         days,
     )
+
+
+def days_start_ms(now_ms: int, days: int, time_zone: str) -> int:
+    """The start (epoch ms) of the window "the last `days` days": local midnight of the day
+    `days - 1` days before today in `time_zone`, so today is the last of exactly `days`
+    calendar days (not `days + 1` partial ones)."""
+    zone = ZoneInfo(time_zone)
+    today = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    return int(datetime(first.year, first.month, first.day, tzinfo=zone).timestamp() * 1000)
 
 
 def _day(ms: int, zone: ZoneInfo) -> str:

@@ -23,6 +23,7 @@ from server.schema import (
     doctors,
     elders,
     emergency_contacts,
+    escalations,
     inbound_messages,
     link_views,
     sms_optouts,
@@ -68,6 +69,9 @@ class LinkContext:
     lon: float | None
     key_safe_sealed: str | None
     contacts: tuple[Contact, ...]
+    medical_notes: str = ""  # shown, like the door details, only to who accepted
+    care_level: int = 0
+    policy_id: str | None = None  # the ladder's policy: numbers `step` as the console does
 
     @property
     def mine(self) -> bool:
@@ -113,6 +117,9 @@ async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
                     elders.c.lat,
                     elders.c.lon,
                     elders.c.key_safe_secret,
+                    elders.c.medical_notes,
+                    elders.c.care_level,
+                    escalations.c.policy_id,
                     teams.c.time_zone,
                     doctors.c.language,
                     acceptor.c.name.label("acceptor_name"),
@@ -121,6 +128,7 @@ async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
                 .join(teams, teams.c.id == elders.c.team_id)
                 .join(doctors, doctors.c.id == n.doctor_id)
                 .outerjoin(acceptor, acceptor.c.id == alarms.c.accepted_by)
+                .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
                 .where(alarms.c.id == n.alarm_id)
             )
         ).one()
@@ -158,6 +166,9 @@ async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
         lon=r.lon,
         key_safe_sealed=r.key_safe_secret,
         contacts=tuple(Contact(c.name, c.relation, c.phone) for c in contacts),
+        medical_notes=r.medical_notes or "",
+        care_level=int(r.care_level or 0),
+        policy_id=r.policy_id,
     )
 
 

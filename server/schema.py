@@ -214,6 +214,9 @@ alarms = sa.Table(
     # outcome, `server.triage.TriageOutcome` (0012)
     sa.Column("operator_at_ms", sa.BigInteger, nullable=True),
     sa.Column("triage_outcome", sa.String(24), nullable=True),
+    # the console user who has the alarm (server.console.alarm_actions.claim), if anyone (0014)
+    sa.Column("claimed_by", sa.String(80), nullable=True),
+    sa.Column("claimed_at_ms", sa.BigInteger, nullable=True),
     sa.Index("uq_alarms_hub_alarm", "hub_id", "hub_alarm_id", unique=True),
     sa.Index("ix_alarms_open_per_device", "hub_id", "device_id", "kind", "state"),
 )
@@ -339,6 +342,8 @@ faults = sa.Table(
     sa.Column("detail", sa.String(200), nullable=False, server_default=""),
     sa.Column("report_id", Id, nullable=False),  # hub-made (or server-made), unique per hub
     sa.Index("uq_faults_hub_report", "hub_id", "report_id", unique=True),
+    # the newest report per (hub, device, fault): the health board and the fault writer (0014)
+    sa.Index("ix_faults_latest", "hub_id", "device_id", "fault", "id"),
 )
 
 # ------------------------------------------------------------ the console (server/console)

@@ -462,7 +462,9 @@ def test_roles_see_what_they_need(client: TestClient) -> None:
 
     client.cookies.clear()
     assert login(client, "inst") == 303
-    assert client.get("/console/").status_code == 403
+    sent_on = client.get("/console/", follow_redirects=False)  # no medical data: the board
+    assert sent_on.status_code == 303 and sent_on.headers["location"] == "/console/health"
+    assert client.get("/console/", headers=FRAGMENT).status_code == 403
 
     client.cookies.clear()
     assert login(client, "root") == 303

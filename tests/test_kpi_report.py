@@ -121,13 +121,24 @@ async def test_report_from_the_alarms_table(database_url: str) -> None:
     ]
     assert [t.team_id for t in report.days[1].teams] == ["east", "west"]
 
-    result = _report_cli(database_url, "--since", "2026-11-02", "--until", "2026-11-03", "--json")
+    result = _report_cli(
+        database_url,
+        "--since",
+        "2026-11-02",
+        "--until",
+        "2026-11-03",
+        "--time-zone",
+        "UTC",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc == json.loads(json.dumps(report.to_json()))
     assert doc["targets"]["accepted_within_s"] == {"60": 0.975, "180": 0.99}
 
-    table = _report_cli(database_url, "--since", "2026-11-02", "--until", "2026-11-03")
+    table = _report_cli(
+        database_url, "--since", "2026-11-02", "--until", "2026-11-03", "--time-zone", "UTC"
+    )
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert any(ln.split()[:4] == ["east", "3", "33.3%", "66.7%"] for ln in lines), table.stdout

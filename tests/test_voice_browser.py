@@ -228,6 +228,13 @@ def test_a_press_rings_the_console_and_both_sides_hear_each_other(
     page, button = answer_a_press(browser, contexts, deployment)
     try:
         check_two_way_audio(page, deployment, metrics_port, button)
+        # an action during the call swaps the screen but not the call (alarm.js)
+        page.fill("#note-form input[name=text]", "talking with her now")
+        page.click("#note-form button[type=submit]")
+        note = page.locator("#timeline .ev-note")
+        playwright_sync.expect(note).to_contain_text("talking with her now", timeout=10_000)
+        playwright_sync.expect(page.locator("#call")).to_have_attribute("data-state", "talking")
+        assert page.evaluate("!document.getElementById('call-audio').paused")
         page.click("#call-hangup")  # the operator hangs up
         playwright_sync.expect(page.locator("#call")).to_have_attribute("data-state", "ended")
         check_mic_closed(deployment, metrics_port)

@@ -1,13 +1,14 @@
 """What an operator does to an alarm from the console, each written to `alarm_events` with
 the account (``console:<username>``) and the time: acknowledge, note, call-back details,
-resolve. (Assigning goes through `DispatchStore.assign`, which sends the SMS.)"""
+resolve, claim and release. (Assigning goes through `DispatchStore.assign`, which sends
+the SMS.)"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.alarm_lifecycle import AlarmState, can_transition
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
 from server.dispatch_store import LadderStatus, mark_operator_answer
@@ -123,3 +124,74 @@ async def resolve(
             .values(status=LadderStatus.CLOSED, due_at_ms=None, updated_at_ms=now_ms)
         )
     return hub_id
+
+
+class ClaimedByOther(ActionRefused):
+    """Another operator has the alarm: taking it over must be asked for."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"{holder} has this alarm: take it over to handle it yourself")
+        self.holder = holder
+
+
+async def claim(
+    engine: AsyncEngine, alarm_id: str, account: Account, now_ms: int, take_over: bool = False
+) -> str | None:
+    """Make `account` the operator who has the alarm; returns whom it was taken from. One
+    conditional UPDATE decides (two operators claiming at once: one gets it, the other is
+    told who has it), on SQLite and PostgreSQL alike. Claiming one's own is a no-op."""
+    me = account.username
+    async with engine.begin() as conn:
+        hub_id, state = await _hub_of(conn, alarm_id)
+        if AlarmState(state) in FINAL_STATES:
+            raise ActionRefused(f"this alarm is {state}: there is nothing to claim")
+        held = await conn.scalar(sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id))
+        if held == me:
+            return None
+        free = alarms.c.claimed_by.is_(None) | (alarms.c.claimed_by == me)
+        if take_over:  # from whoever holds it as read: a third one's claim meanwhile stands
+            free = free | (alarms.c.claimed_by == held)
+        done = await conn.execute(
+            alarms.update()
+            .where(alarms.c.id == alarm_id, free)
+            .values(claimed_by=me, claimed_at_ms=now_ms)
+        )
+        if done.rowcount != 1:
+            holder = await conn.scalar(
+                sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id)
+            )
+            raise ClaimedByOther(str(holder))
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=alarm_id,
+                hub_id=hub_id,
+                kind="claimed",
+                at_ms=now_ms,
+                detail=f"from {held}" if held else "",
+                actor=actor(account),
+            )
+        )
+    return held
+
+
+async def release(engine: AsyncEngine, alarm_id: str, account: Account, now_ms: int) -> None:
+    """Give the alarm back to the shift (only who has it can)."""
+    async with engine.begin() as conn:
+        hub_id, _ = await _hub_of(conn, alarm_id)
+        done = await conn.execute(
+            alarms.update()
+            .where(alarms.c.id == alarm_id, alarms.c.claimed_by == account.username)
+            .values(claimed_by=None, claimed_at_ms=None)
+        )
+        if done.rowcount != 1:
+            raise ActionRefused("you do not have this alarm: only who has it can release it")
+        await conn.execute(
+            alarm_events.insert().values(
+                alarm_id=alarm_id,
+                hub_id=hub_id,
+                kind="released",
+                at_ms=now_ms,
+                detail="",
+                actor=actor(account),
+            )
+        )

@@ -4,14 +4,22 @@ server, every notification with its delivery status, every action) and its lifec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
-from server.schema import alarm_events, alarms, doctors, elders, emergency_contacts, notifications
+from server.schema import (
+    alarm_events,
+    alarms,
+    doctors,
+    elders,
+    emergency_contacts,
+    escalations,
+    notifications,
+)
 
 USER_ENTRY_KINDS = frozenset({"note", "callback"})
 """Timeline entries a console user wrote (editable by their author); the rest are system's."""
@@ -37,6 +45,11 @@ class TimelineEntry:
     state: str | None = None
     event_id: int | None = None  # editable entries carry their row id
     sms_status: str | None = None
+    sms_to: str | None = None  # an SMS entry: who it went to, why (purpose), their answer
+    sms_purpose: str | None = None
+    sms_response: str | None = None
+    sms_position: int | None = None
+    sms_family: bool = False  # to an emergency contact (not a responder)
 
     @property
     def by_user(self) -> bool:
@@ -50,6 +63,7 @@ class Lifecycle:
     active: bool
     acknowledged: bool
     assignee: str | None
+    accepted: bool = False  # the assignee accepted (else the console assigned them)
 
 
 @dataclass(frozen=True)
@@ -71,19 +85,29 @@ class AlarmView:
     lifecycle: Lifecycle
     repeat_count: int = 0  # raised again while open (server.alarm_repeats)
     is_test: bool = False
+    policy_id: str | None = None  # the escalation policy its ladder climbs
+    accepted_by: str | None = None  # a member id
+    arrived_at_ms: int | None = None
+    names: dict[str, str] = field(default_factory=dict)  # member id -> name (for the timeline)
+    claimed_by: str | None = None  # the console user who has it
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
     triage_outcome: str | None = None  # server.triage.TriageOutcome: the operator's latest
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
-    """Cleared once resolved or cancelled; acknowledged once someone pressed acknowledge;
-    the assignee is whoever accepted, else the last one the console assigned it to."""
-    acknowledged = any(e.kind == "acknowledged" for e in timeline)
+    """Cleared once resolved or cancelled. Acknowledged once a person took it on: pressed
+    acknowledge, accepted it, or resolved it (an alarm a doctor accepted, reached and
+    resolved is not "unacknowledged"). The assignee is whoever accepted, else the last one
+    the console assigned it to."""
+    taken_on = accepted_by is not None or state == AlarmState.RESOLVED.value
+    acknowledged = taken_on or any(e.kind == "acknowledged" for e in timeline)
     assignee = accepted_by
     if assignee is None:
         assigned = [e for e in timeline if e.kind == "assigned"]
         assignee = assigned[-1].detail.removeprefix("to ") if assigned else None
-    return Lifecycle(AlarmState(state) not in FINAL_STATES, acknowledged, assignee)
+    return Lifecycle(
+        AlarmState(state) not in FINAL_STATES, acknowledged, assignee, accepted_by is not None
+    )
 
 
 def merged_timeline(
@@ -139,14 +163,25 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
             accepted = await conn.scalar(
                 sa.select(doctors.c.name).where(doctors.c.id == row.accepted_by)
             )
+        policy_id = await conn.scalar(
+            sa.select(escalations.c.policy_id).where(escalations.c.alarm_id == alarm_id)
+        )
+        names = {r.id: r.name for r in await conn.execute(sa.select(doctors.c.id, doctors.c.name))}
     entries = [TimelineEntry(e.at_ms, e.kind, e.actor, e.detail, e.state, e.id) for e in events]
+    # an SMS stands where its status was last heard of: "delivered" after the provider
+    # took it ("sms_sent"), not at the moment it was queued
     sms = [
         TimelineEntry(
-            n.created_at_ms,
+            n.status_at_ms or n.sent_at_ms or n.created_at_ms,
             "sms",
             "server",
-            f"{n.who} ({n.purpose})" + (f" · {n.response}" if n.response else ""),
+            "",
             sms_status=n.status,
+            sms_to=n.who,
+            sms_purpose=n.purpose,
+            sms_response=n.response,
+            sms_position=n.position,
+            sms_family=n.contact_id is not None,
         )
         for n in sent
     ]
@@ -170,18 +205,35 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         lifecycle=lifecycle(row.state, timeline, accepted or row.accepted_by),
         repeat_count=int(row.repeat_count or 0),
         is_test=bool(row.is_test),
+        policy_id=policy_id,
+        accepted_by=row.accepted_by,
+        arrived_at_ms=row.arrived_at_ms,
+        names=names,
+        claimed_by=row.claimed_by,
         device_flag=row.device_flag,
         triage_outcome=row.triage_outcome,
     )
 
 
 def vitals(details: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The NEWS2 sub-scores and readings of a vitals alarm (empty when absent or malformed)."""
+    """The NEWS2 sub-scores and the latest readings of a vitals alarm (empty when absent or
+    malformed). The hub sends ``readings`` as its last epoch medians, oldest first
+    (``[{"ts_ms", "hr", "spo2", …}]``, docs/vital-signs.md): the latest is the last one
+    that is a dict; a dict of readings (older servers' tests) is taken as it is."""
     scores, readings = details.get("scores"), details.get("readings")
+    if isinstance(readings, list):
+        epochs = [r for r in readings if isinstance(r, dict)]
+        readings = {k: v for k, v in epochs[-1].items() if k != "ts_ms"} if epochs else {}
     return (
         scores if isinstance(scores, dict) else {},
         readings if isinstance(readings, dict) else {},
     )
+
+
+def vitals_reason(details: dict[str, Any]) -> str | None:
+    """The detector's reason (``"red NEWS2 sub-score (spo2) for 90 s"``), if it sent one."""
+    reason = details.get("reason")
+    return reason[:200] if isinstance(reason, str) and reason else None
 
 
 def fall_window(

@@ -28,6 +28,7 @@ from server.schema import (
     console_login_failures,
     console_login_sources,
     console_sessions,
+    notifications,
     teams,
 )
 
@@ -250,6 +251,21 @@ class ConsoleStore:
                 sa.select(alarms.c.id).where(alarms.c.id == alarm_id, alarms.c.elder_id == elder_id)
             )
         return found is not None
+
+    async def acceptance_of(self, alarm_id: str, member_id: str) -> str | None:
+        """The notification `member_id` accepted `alarm_id` through (their arrival is an
+        answer to it), if any."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(notifications.c.id)
+                .where(
+                    notifications.c.alarm_id == alarm_id,
+                    notifications.c.doctor_id == member_id,
+                    notifications.c.response == "accepted",
+                )
+                .limit(1)
+            )
+        return None if found is None else str(found)
 
     async def audit_log(
         self, where: AuditFilter, older_than: int | None = None, limit: int = PAGE_ROWS

@@ -5,6 +5,7 @@ queue)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -55,9 +56,10 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
                 .order_by(hubs.c.last_seen_ms, hubs.c.id)
             )
         ).all()
-        newest = sa.select(sa.func.max(faults.c.id)).group_by(
-            faults.c.hub_id, faults.c.device_id, faults.c.fault
-        )  # a fault's state is its newest report: one that cleared is not shown
+        # `faults` keeps every report (raised, cleared, raised again): a fault is open when
+        # the newest report of its (hub, device, fault) says active, not while any row does
+        key = (faults.c.hub_id, faults.c.device_id, faults.c.fault)
+        newest = sa.select(sa.func.max(faults.c.id)).group_by(*key)
         active = (
             await conn.execute(
                 sa.select(faults, elders.c.short_address)
@@ -119,15 +121,19 @@ async def health_board(engine: AsyncEngine, team_id: str | None = None) -> Healt
     )
 
 
-def lasted(now_ms: int, since_ms: int | None) -> str:
-    """How long a problem has lasted, coarsely: "45 s", "12 min", "3 h", "2 d"."""
+UNITS_EN = {"s": "s", "min": "min", "h": "h", "d": "d"}
+
+
+def lasted(now_ms: int, since_ms: int | None, units: Mapping[str, str] = UNITS_EN) -> str:
+    """How long a problem has lasted, coarsely: "45 s", "12 min", "3 h", "2 d" (`units`:
+    the reader's words for s, min, h, d)."""
     if since_ms is None:
         return "—"
     s = max(0, now_ms - since_ms) // 1000
     if s < 60:
-        return f"{s} s"
+        return f"{s} {units['s']}"
     if s < 3600:
-        return f"{s // 60} min"
+        return f"{s // 60} {units['min']}"
     if s < 86400:
-        return f"{s // 3600} h"
-    return f"{s // 86400} d"
+        return f"{s // 3600} {units['h']}"
+    return f"{s // 86400} {units['d']}"

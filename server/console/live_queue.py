@@ -3,16 +3,21 @@ elder, its escalation step and who was notified."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.alarm_lifecycle import AlarmState, Severity
+from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.schema import alarms, doctors, elders, emergency_contacts, escalations, notifications
 
 CLOSED = (AlarmState.RESOLVED.value, AlarmState.CANCELLED.value)
+LADDER_PURPOSES = ("step-%", "assigned-%")
+"""The notifications that asked someone to answer (the ladder's steps and the console's
+assignments): the queue's "Notified" column. Family texts and notices ("taken",
+"cancelled", "arrival-overdue", "raised-critical") are on the alarm's timeline only."""
 SEVERITY_RANK = {Severity.CRITICAL.value: 0, Severity.WARNING.value: 1}
 """Lower is shown first; an unknown severity goes last."""
 
@@ -35,14 +40,42 @@ class QueueRow:
     severity: str
     state: str
     received_at_ms: int
-    step_position: int | None = None
+    step_position: int | None = None  # escalations.position: steps taken (0: none yet)
     step_status: str | None = None
     step_due_at_ms: int | None = None
     notified: tuple[Notified, ...] = field(default=())
     repeat_count: int = 0  # repeats from the same device and kind (server.alarm_repeats)
     last_repeat_at_ms: int | None = None
     is_test: bool = False
+    step: StepNumber | None = None  # the step taken last, as people count it
+    claimed_by: str | None = None  # the console user who has it
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
+
+
+UNCLAIMED_CUE_S = (60, 180)
+"""An open alarm nobody at the console has claimed is marked after the first (level 1) and
+cries out after the second (level 2: the row pulses and the tone repeats), seconds after
+it was received: the shift sees what is left lying."""
+
+
+def unclaimed_level(received_at_ms: int, now_ms: int, claimed_by: str | None) -> int:
+    """0 (claimed, or fresh), 1 or 2: how loudly the queue asks someone to take it."""
+    if claimed_by is not None:
+        return 0
+    waited_s = (now_ms - received_at_ms) / 1000
+    return sum(waited_s >= limit for limit in UNCLAIMED_CUE_S)
+
+
+def notified_once(sent: Sequence[tuple[str, str, str, str | None]]) -> tuple[Notified, ...]:
+    """One chip per person asked to answer, in the order first asked: the status of the
+    latest message to them, and their answer if they gave one. `sent`: (key, name, status,
+    response) rows, oldest first; the key tells two people of one name apart."""
+    latest: dict[str, Notified] = {}
+    for key, name, status, response in sent:
+        kept = latest.get(key)
+        answer = response or (kept.response if kept else None)
+        latest[key] = Notified(name, status, answer)
+    return tuple(latest.values())
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
@@ -57,8 +90,13 @@ def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
     )
 
 
-async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[QueueRow]:
-    """Alarms neither resolved nor cancelled; only `team_id`'s elders when it is given."""
+async def open_alarms(
+    engine: AsyncEngine,
+    team_id: str | None = None,
+    policy_of: Callable[[str], EscalationPolicy] | None = None,
+) -> list[QueueRow]:
+    """Alarms neither resolved nor cancelled; only `team_id`'s elders when it is given.
+    `policy_of` (a policy id's policy) numbers the steps as every view does."""
     query = (
         sa.select(
             alarms.c.id,
@@ -70,6 +108,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
             alarms.c.repeat_count,
             alarms.c.last_repeat_at_ms,
             alarms.c.is_test,
+            alarms.c.claimed_by,
             alarms.c.device_flag,
             elders.c.name,
             elders.c.short_address,
@@ -77,6 +116,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
             escalations.c.position,
             escalations.c.status,
             escalations.c.due_at_ms,
+            escalations.c.policy_id,
         )
         .join(elders, elders.c.id == alarms.c.elder_id)
         .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
@@ -92,6 +132,7 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                 await conn.execute(
                     sa.select(
                         notifications.c.alarm_id,
+                        notifications.c.doctor_id,
                         notifications.c.status,
                         notifications.c.response,
                         sa.func.coalesce(doctors.c.name, emergency_contacts.c.name, "?").label(
@@ -102,16 +143,26 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                     .outerjoin(
                         emergency_contacts, emergency_contacts.c.id == notifications.c.contact_id
                     )
-                    .where(notifications.c.alarm_id.in_(ids))
+                    .where(
+                        notifications.c.alarm_id.in_(ids),
+                        notifications.c.doctor_id.is_not(None),
+                        sa.or_(*(notifications.c.purpose.like(p) for p in LADDER_PURPOSES)),
+                    )
                     .order_by(notifications.c.created_at_ms, notifications.c.id)
                 )
             ).all()
             if ids
             else []
         )
-    by_alarm: dict[str, list[Notified]] = {}
+    by_alarm: dict[str, list[tuple[str, str, str, str | None]]] = {}
     for n in sent:
-        by_alarm.setdefault(n.alarm_id, []).append(Notified(n.who, n.status, n.response))
+        by_alarm.setdefault(n.alarm_id, []).append((n.doctor_id, n.who, n.status, n.response))
+
+    def step(policy_id: str | None, position: int | None) -> StepNumber | None:
+        if not position or policy_of is None or policy_id is None:
+            return None
+        return step_number(policy_of(policy_id), position - 1)
+
     return queue_order(
         [
             QueueRow(
@@ -127,7 +178,9 @@ async def open_alarms(engine: AsyncEngine, team_id: str | None = None) -> list[Q
                 step_position=r.position,
                 step_status=r.status,
                 step_due_at_ms=r.due_at_ms,
-                notified=tuple(by_alarm.get(r.id, ())),
+                notified=notified_once(by_alarm.get(r.id, [])),
+                step=step(r.policy_id, r.position),
+                claimed_by=r.claimed_by,
                 repeat_count=r.repeat_count,
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),

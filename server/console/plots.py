@@ -131,10 +131,15 @@ def acceleration_svg(
 
 
 def series_svg(
-    labels: Sequence[str], values: Sequence[float | None], unit: str, top: float | None = None
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    unit: str,
+    top: float | None = None,
+    axis: str = "{unit} (max {max})",
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
-    value is drawn as an empty slot marked "–". At most the last `MAX_BARS`."""
+    value is drawn as an empty slot marked "–". At most the last `MAX_BARS`. `axis`: the
+    scale's caption in the reader's language ({unit}, {max})."""
     if not labels:
         return Markup("")
     labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
@@ -145,7 +150,7 @@ def series_svg(
     parts = [
         _open(),
         _line(PAD, PAD + h, PAD + w, PAD + h, 'stroke="#999"'),
-        _text(4, PAD - 8, f"{unit} (max {hi:.0f})"),
+        _text(4, PAD - 8, axis.replace("{unit}", unit).replace("{max}", f"{hi:.0f}")),
     ]
     for i, (label, v) in enumerate(zip(labels, scaled, strict=True)):
         x = PAD + i * slot

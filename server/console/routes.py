@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
@@ -18,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
 from carehub.api_contract import ID_PATTERN, CallEndReason
+from server.care_map import CareMap
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -34,21 +36,40 @@ from server.console.alarm_actions import (
     ActionRefused,
     actor,
     add_entry,
+    claim,
     clean_text,
     edit_entry,
+    release,
     resolve,
 )
-from server.console.alarm_detail import OUTCOMES, AlarmView, alarm_view, fall_window, vitals
+from server.console.alarm_detail import (
+    OUTCOMES,
+    AlarmView,
+    TimelineEntry,
+    alarm_view,
+    fall_window,
+    vitals,
+    vitals_reason,
+)
 from server.console.audit_log import BadFilter, parse_filter
+from server.console.checklists import CHECKLISTS, checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
+from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
-from server.console.i18n import LANGUAGES, pick_language
-from server.console.live_queue import CLOSED, open_alarms
+from server.console.i18n import LANGUAGES, pick_language, translator
+from server.console.live_queue import CLOSED, UNCLAIMED_CUE_S, open_alarms, unclaimed_level
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
 from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
 from server.console.sound import alert_wav
+from server.console.timeline_text import (
+    Translate,
+    actor_label,
+    describe,
+    reason_text,
+    step_text,
+)
 from server.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
@@ -64,7 +85,7 @@ from server.console.web import (
     wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
-from server.kpi import kpi_report
+from server.kpi import days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
@@ -164,7 +185,7 @@ async def login(request: Request, rt: Runtime) -> Response:
         account.id, session_id, new_csrf_token(), now_ms, now_ms + max_age_s * 1000
     )
     log.info("console: %s signed in", account.username)
-    response = RedirectResponse(f"{PREFIX}/", status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse(landing_page(account.role), status.HTTP_303_SEE_OTHER)
     set_cookie(response, rt, SESSION_COOKIE, session_id, max_age_s)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
@@ -204,15 +225,35 @@ def _team_scope(session: Session) -> str | None:
     return None
 
 
+def landing_page(role: Role) -> str:
+    """Where an account lands after signing in: the queue, or for an installer (who may not
+    see the queue's medical data) the health board."""
+    return f"{PREFIX}/health" if role is Role.INSTALLER else f"{PREFIX}/"
+
+
 @router.get("/")
-async def queue_page(
-    request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
-) -> Response:
-    """The queue; its rows alone when the page's live feed asks (`wants_fragment`)."""
-    rows = await open_alarms(rt.store.engine, _team_scope(session))
+async def queue_page(request: Request, rt: Runtime, session: Session = require()) -> Response:
+    """The queue; its rows alone when the page's live feed asks (`wants_fragment`). An
+    installer's browser is sent on to the health board (a script still gets 403)."""
+    if session.account.role not in MEDICAL_ROLES:
+        if request.method == "GET" and not wants_fragment(request):
+            return RedirectResponse(landing_page(session.account.role), status.HTTP_303_SEE_OTHER)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the queue is for medical roles")
+    care = await rt.escalator.care_map()
+    rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
     ringing = await CallStore(rt.store.engine).ringing_alarms()
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
-    return render(request, page, session, rows=rows, now_ms=rt.clock.now_ms(), ringing=ringing)
+    return render(
+        request,
+        page,
+        session,
+        rows=rows,
+        now_ms=rt.clock.now_ms(),
+        step_text=step_text,
+        cue=unclaimed_level,
+        cue_s=UNCLAIMED_CUE_S,
+        ringing=ringing,
+    )
 
 
 @router.get("/events")
@@ -317,6 +358,18 @@ async def _justifying_alarm(rt: ServerRuntime, card: ElderCard, alarm: str | Non
     return alarm
 
 
+@router.get("/elders")
+async def elders_page(
+    request: Request,
+    rt: Runtime,
+    q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """Find an elder by name, short address or id (a doctor: their own team's only)."""
+    found = await find_elders(rt.store.engine, q, _team_scope(session))
+    return render(request, "console/elders.html", session, q=q, found=found)
+
+
 @router.get("/elders/{elder_id}")
 async def elder_page(
     request: Request,
@@ -332,7 +385,8 @@ async def elder_page(
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
         )
-    return render(request, "console/elder.html", session, elder=card, alarm=alarm)
+    history = await alarm_history(rt.store.engine, card.id)
+    return render(request, "console/elder.html", session, elder=card, alarm=alarm, history=history)
 
 
 @router.post("/elders/{elder_id}/key-safe")
@@ -348,7 +402,13 @@ async def reveal_key_safe(
     alarm = await _justifying_alarm(rt, card, alarm)
     code = await _reveal(rt, session, card, alarm)
     return render(
-        request, "console/elder.html", session, elder=card, alarm=alarm, key_safe_code=code
+        request,
+        "console/elder.html",
+        session,
+        elder=card,
+        alarm=alarm,
+        key_safe_code=code,
+        history=await alarm_history(rt.store.engine, card.id),
     )
 
 
@@ -476,12 +536,15 @@ async def _alarm_screen(
     alarm_id: str,
     session: Session,
     reveal: bool = False,
+    audit: bool = True,
 ) -> Response:
+    """The page; `audit` False for the screen an action answers with (the page was opened,
+    and audited, before the action: an action is not another view)."""
     view = await _visible_alarm(rt, session, alarm_id)
     card = await elder_card(rt.store.engine, view.elder_id)
     assert card is not None  # alarms.elder_id is a foreign key
     medical = session.account.role in MEDICAL_ROLES
-    if medical and card.medical_notes:
+    if medical and card.medical_notes and audit:
         await console_store(rt).audit(
             session.account, AUDIT_NOTES, card.id, alarm_id, rt.clock.now_ms()
         )
@@ -491,8 +554,18 @@ async def _alarm_screen(
     if window is not None:
         plot = acceleration_svg(*window)
     scores, readings = vitals(view.details) if medical else ({}, {})
+    ticked = [(e.detail, e.actor, e.at_ms) for e in view.timeline if e.kind == "checked"]
     lat, lon = await elder_position(rt.store.engine, card.id)
-    members = await _assignable(rt, view.team_id) if medical else []
+    care = await rt.escalator.care_map()
+    members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
+    policy = care.policy(view.policy_id) if view.policy_id else None
+
+    def said(t: Translate, entry: TimelineEntry) -> str:
+        return describe(t, entry, view.names, policy)
+
+    def who(t: Translate, actor: str) -> str:
+        return actor_label(t, actor, view.names)
+
     return render(
         request,
         "console/alarm.html",
@@ -504,6 +577,11 @@ async def _alarm_screen(
         plot=plot,
         scores=scores,
         readings=readings,
+        reason=vitals_reason(view.details) if medical else None,
+        reason_text=reason_text,
+        checks=checklist(view.kind, ticked) if medical else [],
+        describe=said,
+        actor_label=who,
         members=members,
         outcomes=OUTCOMES,
         triage_outcomes=[o.value for o in TriageOutcome],
@@ -514,13 +592,20 @@ async def _alarm_screen(
     )
 
 
-async def _assignable(rt: ServerRuntime, team_id: str) -> list[tuple[str, str]]:
-    """(member id, label) of the alarm's team first, then the other teams'."""
-    care = await rt.escalator.care_map()
-    return sorted(
-        ((m.id, f"{m.name} · {m.team_id}") for m in care.members.values()),
-        key=lambda x: (not x[1].endswith(f"· {team_id}"), x[1]),
-    )
+@dataclass(frozen=True)
+class Assignable:
+    id: str
+    name: str
+    team_id: str
+    on_duty: bool
+
+
+def _assignable(care: CareMap, team_id: str, now_ms: int) -> list[Assignable]:
+    """Members who can be assigned the alarm: on duty first (the alarm's team's first), then
+    the rest, each marked, so nobody picks an off-duty doctor by accident."""
+    on_duty = {m for t in care.teams for m in care.on_duty(t, now_ms)}
+    found = [Assignable(m.id, m.name, m.team_id, m.id in on_duty) for m in care.members.values()]
+    return sorted(found, key=lambda m: (not m.on_duty, m.team_id != team_id, m.name, m.id))
 
 
 def _back(alarm_id: str) -> RedirectResponse:
@@ -542,11 +627,22 @@ async def alarm_action(
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
     """acknowledge · assign (member) · note (text) · edit (event, text) · callback (text) ·
-    resolve (outcome) · triage (outcome: `server.triage.TriageOutcome`): each recorded in
+    arrived · claim (take_over=1 to take it from another operator) · release · check (item)
+    · resolve (outcome) · triage (outcome: `server.triage.TriageOutcome`): each recorded in
     the alarm's events with who and when. key-safe shows the page with the code revealed
-    (recorded in the audit log)."""
+    (recorded in the audit log). A script's request (`wants_fragment`) gets the screen as
+    it now is instead of a redirect."""
     if action == "key-safe":  # this page again, the code shown (and the reveal audited)
         return await _alarm_screen(request, rt, alarm_id, session, reveal=True)
+    done = await _act(request, rt, alarm_id, action, session)
+    if wants_fragment(request):  # the page's script: the screen as it now is, no reload
+        return await _alarm_screen(request, rt, alarm_id, session, audit=False)
+    return done
+
+
+async def _act(
+    request: Request, rt: ServerRuntime, alarm_id: str, action: str, session: Session
+) -> Response:
     view = await _visible_alarm(rt, session, alarm_id)
     form = await request.form()
     engine, now, who = rt.store.engine, rt.clock.now_ms(), session.account
@@ -573,6 +669,20 @@ async def alarm_action(
                 raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
             msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
             await rt.escalator.send(msgs)
+        elif action == "arrived":
+            await _record_arrival(rt, view, session)
+        elif action == "claim":
+            taken_from = await claim(engine, alarm_id, who, now, form.get("take_over") == "1")
+            if taken_from:
+                log.info("console: alarm %s taken over by %s", alarm_id, who.username)
+        elif action == "release":
+            await release(engine, alarm_id, who, now)
+        elif action == "check":
+            item = str(form.get("item", ""))
+            if item not in CHECKLISTS.get(view.kind, ()):
+                raise ActionRefused(f"no checklist item {item!r} for a {view.kind} alarm")
+            if item not in {e.detail for e in view.timeline if e.kind == "checked"}:
+                await add_entry(engine, alarm_id, who, "checked", item, now)
         elif action == "triage":
             await _triage(rt, view, str(form.get("outcome", "")), actor(who), now)
             return _back(alarm_id)
@@ -588,6 +698,30 @@ async def alarm_action(
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     await _changed(rt)
     return _back(alarm_id)
+
+
+async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) -> None:
+    """A responder phoned in their arrival: recorded as theirs (as if by their link), via
+    the console account that took the call, so the service circle counts it."""
+    if view.accepted_by is None:
+        raise ActionRefused("nobody has accepted this alarm: there is no arrival to record")
+    if view.state in CLOSED:
+        raise ActionRefused(f"this alarm is {view.state}: its arrival can no longer be recorded")
+    if view.arrived_at_ms is not None:
+        raise ActionRefused("the arrival is already recorded")
+    notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
+    if notification is None:
+        raise ActionRefused("the responder's message is not on file: record a note instead")
+    care = await rt.escalator.care_map()
+    now = rt.clock.now_ms()
+    answer, msgs = await rt.dispatch.answer(
+        notification, "arrived", now, actor(session.account), care
+    )
+    if not answer.ok:
+        raise ActionRefused(answer.message)
+    await rt.escalator.send(msgs)
+    rt.escalator.kick()
+    log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
 
 
 async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now: int) -> None:
@@ -693,17 +827,19 @@ async def kpi_page(
     request: Request,
     rt: Runtime,
     days: int = 14,
-    time_zone: str = "Asia/Shanghai",
+    time_zone: str = "",
     session: Session = require(*MEDICAL_ROLES),
 ) -> Response:
-    """Answer times and the service circle per team and per day (the last `days` days, days
-    counted in `time_zone`)."""
+    """Answer times and the service circle per team and per day: the last `days` calendar
+    days, today included, counted in `time_zone` (the centre's, `console_time_zone`, as
+    `carehub report kpi`'s)."""
+    time_zone = time_zone or rt.settings.console_time_zone
     if not 1 <= days <= 92:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "days must be between 1 and 92")
     if time_zone not in available_timezones():
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown time zone {time_zone!r}")
     until = rt.clock.now_ms()
-    since = until - days * 86_400_000
+    since = days_start_ms(until, days, time_zone)
     rows = await read_alarm_times(rt.store.engine, since, until)
     scope = _team_scope(session)
     if scope is not None:
@@ -715,9 +851,11 @@ async def kpi_page(
     def per_day(figure: str) -> list[float | None]:
         return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
 
+    t = translator(session.account.language)
+    axis = t("kpi.axis")
     plots = {
-        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100),
-        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100),
-        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), "s"),
+        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100, axis),
+        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100, axis),
+        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), t("unit.s"), None, axis),
     }
     return render(request, "console/kpi.html", session, report=report, plots=plots, days=days)

@@ -183,6 +183,7 @@ def render(
             "csrf_field": csrf_field,
             "prefix": PREFIX,
             "Role": Role,
+            "time_zone": request.app.state.runtime.settings.console_time_zone,
             **context,
         },
         status_code=status_code,

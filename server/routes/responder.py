@@ -11,6 +11,7 @@ another alarm's ref get the same 404 page, so the page is no oracle; an expired 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind
 from server.accept_link import LinkVerdict
+from server.escalation import EscalationPolicy, step_number
 from server.responder_store import LinkContext, open_link, record_view
 from server.routes.deps import Runtime
 from server.sealed import Sealer, SealError
@@ -51,6 +53,9 @@ TEXT: dict[str, dict[str, str]] = {
         "map": "map",
         "key_safe_label": "Key safe",
         "contact_label": "Family",
+        "notes_label": "Medical notes",
+        "care_level_label": "Care-needs level",
+        "round": "repeat {n}",
         "accept": "Accept — I am going",
         "decline": "Decline",
         "arrived": "I have arrived",
@@ -73,6 +78,9 @@ TEXT: dict[str, dict[str, str]] = {
         "map": "地图",
         "key_safe_label": "钥匙盒密码",
         "contact_label": "家属",
+        "notes_label": "医疗备注",
+        "care_level_label": "护理等级",
+        "round": "第 {n} 轮重复",
         "accept": "接受——我去",
         "decline": "拒绝",
         "arrived": "我已到达",
@@ -108,6 +116,9 @@ ANSWER_ZH = {
     "this alarm is already cancelled": "此警报已取消",
     "this alarm is already resolved": "此警报已处理完毕",
 }
+ANSWER_ZH_PATTERNS = ((re.compile(r"^already accepted by (.+)$"), "已由{0}接受"),)
+"""Answers that name someone (`DispatchStore.answer`): the name is kept, the words are
+translated."""
 REFUSED = {
     404: [
         "此链接无效。请使用警报短信中的链接，或致电调度员。",
@@ -142,7 +153,24 @@ def local_time(at_ms: int, now_ms: int, time_zone: str, language: str) -> str:
 
 
 def answer_text(message: str, language: str) -> str:
-    return ANSWER_ZH.get(message, message) if language == "zh" else message
+    """A dispatch answer in the member's language (a link page's notice, an SMS reply)."""
+    if language != "zh":
+        return message
+    for pattern, text in ANSWER_ZH_PATTERNS:
+        found = pattern.match(message)
+        if found:
+            return text.format(*found.groups())
+    return ANSWER_ZH.get(message, message)
+
+
+def step_shown(ctx: LinkContext, policy: EscalationPolicy, language: str) -> str | None:
+    """The step the member was called at, numbered as the console numbers it."""
+    if ctx.step is None:
+        return None
+    n = step_number(policy, ctx.step)
+    if n.round == 1:
+        return str(n.step)
+    return f"{n.step} ({TEXT[language]['round'].format(n=n.round - 1)})"
 
 
 def _refused(request: Request, status: int) -> HTMLResponse:
@@ -189,6 +217,7 @@ async def _page(
         "who": elder_label(ctx.elder_name),
         "when": local_time(ctx.raised_at_ms, now, ctx.time_zone, lang),
         "taken": t["taken"].format(who=ctx.accepted_by_name),
+        "step": step_shown(ctx, (await rt.escalator.care_map()).policy(ctx.policy_id or ""), lang),
         "map_url": map_url(ctx.lat, ctx.lon, lang),
         "key_safe": key_safe,
         "base": f"/r/{ctx.ref}/{token}",

@@ -41,6 +41,27 @@
     rows.querySelectorAll("[data-since]").forEach(function (td) {
       td.textContent = minutesSeconds(now - Number(td.dataset.since)) + " " + table.dataset.ago;
     });
+    cue(now);
+  }
+
+  // unclaimed alarms ask louder as they wait (live_queue.unclaimed_level): marked, then
+  // pulsing, with the tone again every CUE_REPEAT_MS, until someone claims them
+  var cueS = (table.dataset.cueS || "").split(",").map(Number);
+  var CUE_REPEAT_MS = 30000;
+  var lastCueBeep = 0;
+  function cue(now) {
+    var loud = false;
+    rows.querySelectorAll("tr[data-received]").forEach(function (tr) {
+      var waited = (now - Number(tr.dataset.received)) / 1000;
+      var level = tr.dataset.claimed ? 0 : cueS.filter(function (s) { return waited >= s; }).length;
+      tr.classList.remove("cue-0", "cue-1", "cue-2");
+      tr.classList.add("cue-" + level);
+      if (level >= 2) loud = true;
+    });
+    if (loud && Date.now() - lastCueBeep >= CUE_REPEAT_MS) {
+      lastCueBeep = Date.now();
+      beep();
+    }
   }
 
   function beep() {

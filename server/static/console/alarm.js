@@ -1,0 +1,66 @@
+// The alarm page's actions without a page load: each form (class "act") is posted by
+// fetch, and the screen is replaced by the one the server answers with. The operator keeps
+// their place and what they typed elsewhere; the view is not written to the audit log again
+// (only opening the page is); a call in progress goes on. Without JavaScript the forms post
+// and reload as before.
+(function () {
+  "use strict";
+  var FRAGMENT = "text/html-fragment";
+
+  // The call panel (call.js) holds a live call: its elements, listeners and audio are
+  // kept, and only whether a call may be made comes from the fresh screen.
+  function keepCallPanel(fresh) {
+    var live = document.getElementById("call");
+    var stale = fresh.querySelector("#call");
+    if (!live || !stale) return;
+    var home = live.querySelector("#call-home"), freshHome = stale.querySelector("#call-home");
+    if (home && freshHome) home.disabled = freshHome.disabled;
+    stale.replaceWith(live);
+  }
+
+  function replaceScreen(html) {
+    var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alarm-screen");
+    var screen = document.getElementById("alarm-screen");
+    if (!fresh || !screen) return false;
+    keepCallPanel(fresh);
+    screen.replaceWith(fresh);
+    if (window.CareHubTimes) CareHubTimes.show(fresh);
+    return true;
+  }
+
+  function showError(form, text) {
+    var box = form.querySelector(".error");
+    if (!box) {
+      box = document.createElement("span");
+      box.className = "error";
+      box.setAttribute("role", "alert");
+      form.appendChild(box);
+    }
+    box.textContent = text;
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("act")) return;
+    event.preventDefault();
+    var button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { Accept: FRAGMENT },
+      credentials: "same-origin",
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        if (response.ok && replaceScreen(text)) return;
+        if (button) button.disabled = false;
+        var detail = text;
+        try { detail = JSON.parse(text).detail || text; } catch (e) { /* not JSON */ }
+        showError(form, detail);
+      });
+    }).catch(function () {
+      if (button) button.disabled = false;
+      showError(form, "…");
+    });
+  });
+})();
