@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from gateway.broker_auth import QUEUE_BYTES, queue_settings
+from harness.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,7 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:

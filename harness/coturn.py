@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness.broker import free_port, wait_for_port
+from harness.processes import stop_process
 
 REALM = "carehub.test"
 
@@ -74,13 +75,7 @@ class Coturn:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.broker import free_port
+from harness.processes import stop_process
 
 ENV_URL = "CAREHUB_TEST_PG"
 """A developer's own server (libpq URL of a database to connect to for CREATE DATABASE);
@@ -159,13 +160,7 @@ class Postgres:
 
     def stop(self) -> None:
         """A fast shutdown (SIGINT: clients are disconnected), immediate if that hangs."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGINT, 30.0)
         self.process = None
 
     def close(self) -> None:
