@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from gateway.broker_auth import QUEUE_BYTES, queue_settings
-from harness.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +23,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(
+    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 5.0
+) -> None:
+    """Send `sig` to a server the harness started and reap it; killed if it is not gone
+    within `grace_s`."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:

@@ -13,8 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.broker import free_port, wait_for_port
-from harness.processes import stop_process
+from harness.broker import free_port, stop_process, wait_for_port
 
 REALM = "carehub.test"
 

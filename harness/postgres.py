@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.broker import free_port
-from harness.processes import stop_process
+from harness.broker import free_port, stop_process
 
 ENV_URL = "CAREHUB_TEST_PG"
 """A developer's own server (libpq URL of a database to connect to for CREATE DATABASE);

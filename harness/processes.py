@@ -82,21 +82,6 @@ class Child:
             return ""
 
 
-def stop_process(
-    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 5.0
-) -> None:
-    """Send `sig` to a server the harness started and reap it; killed if it is not gone
-    within `grace_s`."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def wait_http_ok(url: str, timeout_s: float = 30.0, child: Child | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
