@@ -29,6 +29,7 @@ class AlarmKind(enum.StrEnum):
     BUTTON = "button"
     FALL = "fall"
     VITALS = "vitals"
+    WELFARE = "welfare"  # a welfare check (docs/health-review.md): the dispatcher, no ladder
 
 
 class Severity(enum.StrEnum):

@@ -53,6 +53,7 @@ HUB_DEVICES_PATH = f"{API_PREFIX}/hub/devices"
 """PUT ``{HUB_DEVICES_PATH}/{device_id}`` registers a paired device, DELETE revokes it."""
 SELFTESTS_PATH = f"{API_PREFIX}/hub/selftests"
 CALLS_PATH = f"{API_PREFIX}/hub/calls"
+SUMMARIES_PATH = f"{API_PREFIX}/hub/summaries"
 """Voice calls (`docs/voice.md`): GET long-polls this hub's calls, POST offers one; POST
 ``{CALLS_PATH}/{call_id}/answer`` and ``…/hangup``."""
 HEALTH_PATH = "/healthz"
@@ -326,6 +327,25 @@ WearableChannel = Literal["hr", "spo2", "rr", "temp", "sbp", "motion", "quality"
 """A channel a wearable may report on the `vitals` topic (see `VitalsReading`)."""
 
 
+LocalTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+"""A wall-clock time ``HH:MM`` in the centre's time zone (`CarePlan.time_zone`)."""
+
+
+class CheckInPlan(_Reply):
+    """The daily check-in (报平安) a care plan may ask for (docs/health-review.md): the first
+    press of a call button inside the window is the check-in (acked `checked_in`, nobody is
+    called); any press after it is a call for help as always. No check-in by ``window_end``
+    raises one welfare check (`AlarmKind.WELFARE`, ``details.welfare = "missed_check_in"``)."""
+
+    window_start: LocalTime = "07:00"
+    window_end: LocalTime = "10:00"
+    movement_counts: bool = Field(
+        default=False,
+        strict=True,
+        description="The pendant's ordinary movement inside the window counts as the check-in.",
+    )
+
+
 class CarePlan(_Reply):
     """What the hub needs to know about the elder: no names, no addresses."""
 
@@ -347,6 +367,21 @@ class CarePlan(_Reply):
         max_length=7,
         description="The channels the elder's wearable reports; null = whatever arrives. "
         "Without motion and quality the vital-signs detector reasons from the values alone.",
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        max_length=64,
+        description="The centre's IANA time zone: check-in windows, days of the daily summary "
+        "and daytime/night for inactivity are its wall clock.",
+    )
+    check_in: CheckInPlan | None = Field(
+        default=None, description="The daily check-in, when the care plan asks for one."
+    )
+    inactivity: bool = Field(
+        default=True,
+        strict=True,
+        description="Welfare checks from the pendant's learnt daily rhythm (daytime stillness, "
+        "a night-time rise with no return).",
     )
 
 
@@ -437,6 +472,67 @@ class SelftestReport(_Body):
         default=None, description="The hub's id of the test alarm sent through the server."
     )
     checks: list[SelftestCheck] = Field(max_length=100)
+
+
+class WelfareReason(enum.StrEnum):
+    """Why the hub raised a welfare check (an `AlarmUpload` of kind `welfare`, severity
+    `warning`, ``details = {"welfare": <reason>, "usual": {...}, "today": {...}}``): it goes to
+    the duty dispatcher (call the elder, then the contacts), never to the emergency ladder."""
+
+    MISSED_CHECK_IN = "missed_check_in"
+    INACTIVE_DAYTIME = "inactive_daytime"  # still for much longer than the elder's usual
+    NIGHT_NO_RETURN = "night_no_return"  # up at night and not back to rest
+
+
+SUMMARY_KEEP_DAYS_DEFAULT = 400
+"""How long the server keeps daily summaries by default (`CAREHUB_SUMMARY_KEEP_DAYS`)."""
+
+Minutes = Annotated[float, Field(ge=0, le=1440), _JsonNumber]
+Hours = Annotated[float, Field(ge=0, le=24), _JsonNumber]
+
+
+class DailySummary(_Body):
+    """One elder's day as the hub saw it, aggregates only — never a raw stream (docs/
+    health-review.md lists each field's definition). ``day`` is the centre's local date; the
+    server keeps one summary per hub's elder and day (a repeat replaces nothing: idempotent).
+    Null where the day gave no data for a field (a wearable not worn)."""
+
+    day: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    complete: bool = Field(
+        strict=True, description="False when the hub was down for part of the day."
+    )
+    worn_h: Hours | None = Field(default=None, description="Hours the wearable was worn.")
+    resting_hr_bpm: Annotated[float, Field(ge=20, le=250), _JsonNumber] | None = Field(
+        default=None, description="10th percentile of heart rate at rest (motion low, worn)."
+    )
+    night_spo2_median: Annotated[float, Field(ge=50, le=100), _JsonNumber] | None = None
+    night_spo2_below_90_min: Minutes | None = Field(
+        default=None, description="Minutes with SpO2 below 90 % between 22:00 and 07:00."
+    )
+    rr_rest: Annotated[float, Field(ge=2, le=60), _JsonNumber] | None = Field(
+        default=None, description="Median respiration rate at rest, breaths/min."
+    )
+    temp_rest: Annotated[float, Field(ge=30, le=43), _JsonNumber] | None = Field(
+        default=None, description="Median temperature at rest, °C."
+    )
+    active_min: Minutes | None = Field(
+        default=None, description="Minutes of movement seen by the pendant or motion sensors."
+    )
+    night_rises: Count | None = Field(
+        default=None, description="Times the elder got up between 22:00 and 07:00."
+    )
+    presses: Count = 0
+    check_ins: Count = 0
+    near_falls: Count = Field(default=0, description="Impacts the fall detector dismissed.")
+    falls: Count = 0
+    battery_min_pct: Annotated[float, Field(ge=0, le=100), _JsonNumber] | None = Field(
+        default=None, description="Lowest battery of the elder's devices that day."
+    )
+
+
+class SummaryAccepted(_Reply):
+    day: str
+    created: bool
 
 
 class Problem(_Reply):

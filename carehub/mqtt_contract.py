@@ -178,6 +178,9 @@ class AckState(enum.StrEnum):
     RESOLVED = "resolved"
     NOT_DELIVERED = "not_delivered"  # the server refuses this hub: nobody was called (yet)
     TALKING = "talking"  # a voice call with the centre is open on the hub's speakerphone
+    CHECKED_IN = (
+        "checked_in"  # the daily check-in was recorded; nobody is called (press again for help)
+    )
 
 
 # Integers are JSON integers (no strings, bools or 7.0); floats are finite JSON numbers

@@ -423,3 +423,32 @@ voice_calls = sa.Table(
     sa.Column("ended_at_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_voice_calls_hub_state", "hub_id", "state"),
 )
+
+# ------------------------------------------------ between emergencies (docs/health-review.md)
+
+daily_summaries = sa.Table(
+    "daily_summaries",
+    metadata,
+    sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # the centre's local date, YYYY-MM-DD
+    sa.Column("hub_id", Id, nullable=False),  # who sent it (kept if the hub is replaced)
+    sa.Column("received_at_ms", sa.BigInteger, nullable=False, index=True),
+    # `carehub.api_contract.DailySummary` without `day`: aggregates only, never raw streams
+    sa.Column("figures", sa.JSON, nullable=False),
+)
+"""One elder's day as the hub summarised it; the first upload of a (elder, day) is kept, a
+repeat changes nothing. Deleted with the elder and after `summary_keep_days`."""
+
+health_reviews = sa.Table(
+    "health_reviews",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
+    sa.Column("flag", sa.String(32), nullable=False),  # server.health_flags.FlagKind
+    sa.Column("day", sa.String(10), nullable=False),  # the summary day the flag was raised on
+    sa.Column("figures", sa.JSON, nullable=False),  # what raised it, as shown when reviewed
+    sa.Column("reviewed_by", sa.String(80), nullable=False),  # console username
+    sa.Column("reviewed_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+)
+"""A family doctor's review of a trend flag (the follow-up record, 随访): who, when, a note."""

@@ -12,11 +12,13 @@ _WHAT = {
         AlarmKind.BUTTON: "pressed the call button",
         AlarmKind.FALL: "may have fallen",
         AlarmKind.VITALS: "has abnormal vital signs",
+        AlarmKind.WELFARE: "needs a welfare check",
     },
     "zh": {
         AlarmKind.BUTTON: "按下了呼叫按钮",
         AlarmKind.FALL: "可能跌倒",
         AlarmKind.VITALS: "生命体征异常",
+        AlarmKind.WELFARE: "需要上门或电话关怀确认",
     },
 }
 MAX_SMS_CHARS = 160
