@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from carehub.settings import TrendThresholds
+from server.console.plots import trend_svg
 from server.health_flags import (
     Direction,
     FlagKind,
@@ -185,3 +186,16 @@ def test_a_review_of_falling_activity_is_not_covered_once_activity_falls_further
     assert covering_review(flag, [seen]) == seen
     [lower] = trend_flags(with_recent(days, active_min=flag.recent - flag.step), T)
     assert covering_review(lower, [seen]) is None
+
+
+def test_the_trend_plot_draws_days_gaps_baseline_limit_and_the_recent_window() -> None:
+    labels = [f"2026-11-{d:02d}" for d in range(1, 11)]
+    values: list[float | None] = [60, 61, None, 62, 60, 61, 75, 76, 77, 78]
+    svg = str(trend_svg(labels, values, "bpm", 61.0, 71.0, "2026-11-07"))
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count('class="day"') == 9  # one dot a day with a value
+    assert svg.count("<polyline") == 2  # the missing day breaks the line
+    assert 'class="baseline"' in svg and 'class="limit"' in svg and 'class="recent"' in svg
+    assert "2026-11-10: 78 bpm" in svg
+    assert str(trend_svg(labels, [None] * 10, "bpm")) == ""
+    assert "<script" not in str(trend_svg(["<script>"], [1.0], "<b>"))
