@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pydantic import ValidationError
 
-from carehub.settings import TrendThresholds
+from carehub.settings import ServerSettings, TrendThresholds
 from server.console.plots import trend_svg
 from server.health_flags import (
     Direction,
@@ -199,3 +200,14 @@ def test_the_trend_plot_draws_days_gaps_baseline_limit_and_the_recent_window() -
     assert "2026-11-10: 78 bpm" in svg
     assert str(trend_svg(labels, [None] * 10, "bpm")) == ""
     assert "<script" not in str(trend_svg(["<script>"], [1.0], "<b>"))
+
+
+def test_thresholds_come_from_the_environment_and_unknown_ones_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAREHUB_REVIEW_THRESHOLDS", '{"resting_hr_rise_bpm": 8}')
+    assert ServerSettings().review_thresholds.resting_hr_rise_bpm == 8
+    assert ServerSettings().review_thresholds.recent_days == 14
+    monkeypatch.setenv("CAREHUB_REVIEW_THRESHOLDS", '{"resting_hr_rise": 8}')
+    with pytest.raises(ValidationError, match="resting_hr_rise"):
+        ServerSettings()
