@@ -32,6 +32,10 @@ class FlagKind(enum.StrEnum):
     WEARABLE_OFF = "wearable_off"
 
 
+UNITS = ("bpm", "min", "rises", "events", "days")
+"""Every `Flag.unit` (the console says each in the reader's words, ``tunit.<unit>``)."""
+
+
 class Direction(enum.StrEnum):
     UP = "up"  # raised when recent >= limit
     DOWN = "down"  # raised when recent <= limit

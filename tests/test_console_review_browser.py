@@ -71,6 +71,7 @@ def test_the_doctor_reviews_a_flag_and_prints_the_follow_up_record(
 ) -> None:  # type: ignore[no-untyped-def]
     page = sign_in(browser, contexts, review_server, "doc")
     page.click("#nav-review")
+    expect(page.locator("#review-team")).to_have_text("Team A")
     sections = page.locator("section.review-elder")
     expect(sections).to_have_count(3)
     names = sections.locator("h2 .name").all_inner_texts()

@@ -10,8 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from carehub.settings import ServerSettings, TrendThresholds
+from server.console.i18n import MESSAGES
 from server.console.plots import trend_svg
 from server.health_flags import (
+    UNITS,
     Direction,
     FlagKind,
     Review,
@@ -211,3 +213,11 @@ def test_thresholds_come_from_the_environment_and_unknown_ones_are_refused(
     monkeypatch.setenv("CAREHUB_REVIEW_THRESHOLDS", '{"resting_hr_rise": 8}')
     with pytest.raises(ValidationError, match="resting_hr_rise"):
         ServerSettings()
+
+
+def test_every_unit_a_flag_uses_has_words_in_both_languages() -> None:
+    used = {f.unit for kind in FlagKind for f in trend_flags(series(LAST, worse=[kind]), T)}
+    assert used == set(UNITS)
+    for language in ("en", "zh"):
+        assert all(f"tunit.{u}" in MESSAGES[language] for u in UNITS)
+        assert all(f"flag.{k.value}" in MESSAGES[language] for k in FlagKind)

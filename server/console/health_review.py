@@ -85,8 +85,14 @@ def summaries_of(rows: Sequence[Any]) -> list[DailySummary]:
     return out
 
 
-def plot_of(flag: Flag, days: Sequence[DailySummary], t: TrendThresholds) -> Markup:
-    """The flag's figure over the `PLOT_DAYS` days up to its day, as the rule counts it."""
+def plot_of(
+    flag: Flag,
+    days: Sequence[DailySummary],
+    t: TrendThresholds,
+    unit_words: Mapping[str, str] | None = None,
+) -> Markup:
+    """The flag's figure over the `PLOT_DAYS` days up to its day, as the rule counts it
+    (`unit_words`: the reader's word for each `Flag.unit`)."""
     last = dt.date.fromisoformat(flag.day)
     labels = [(last - dt.timedelta(days=PLOT_DAYS - 1 - i)).isoformat() for i in range(PLOT_DAYS)]
     by_day = {d.day: d for d in days}
@@ -94,15 +100,25 @@ def plot_of(flag: Flag, days: Sequence[DailySummary], t: TrendThresholds) -> Mar
         daily_value(flag.kind, by_day[label], t) if label in by_day else None for label in labels
     ]
     recent_from = (last - dt.timedelta(days=flag.window_days - 1)).isoformat()
-    return trend_svg(labels, values, flag.unit, flag.baseline, flag.limit, recent_from)
+    unit = (unit_words or {}).get(flag.unit, flag.unit)
+    return trend_svg(labels, values, unit, flag.baseline, flag.limit, recent_from)
 
 
 def elder_review(
-    elder: Any, days: Sequence[DailySummary], reviews: Sequence[Review], t: TrendThresholds
+    elder: Any,
+    days: Sequence[DailySummary],
+    reviews: Sequence[Review],
+    t: TrendThresholds,
+    unit_words: Mapping[str, str] | None = None,
 ) -> ElderReview:
     """One elder's flags, each with the review covering it (if any) and its plot."""
     views = [
-        FlagView(flag, FIGURE[flag.kind], covering_review(flag, reviews), plot_of(flag, days, t))
+        FlagView(
+            flag,
+            FIGURE[flag.kind],
+            covering_review(flag, reviews),
+            plot_of(flag, days, t, unit_words),
+        )
         for flag in trend_flags(days, t)
     ]
     newest = max((d.day for d in days), default=None)
@@ -140,9 +156,15 @@ class HistoryEntry:
 class HealthReviews:
     """Reads summaries and reviews for the page; records a doctor's review."""
 
-    def __init__(self, engine: AsyncEngine, thresholds: TrendThresholds) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        thresholds: TrendThresholds,
+        unit_words: Mapping[str, str] | None = None,
+    ) -> None:
         self.engine = engine
         self.t = thresholds
+        self.unit_words = unit_words
 
     def _since(self, today: dt.date) -> str:
         """The oldest day any view needs: the plots' and the rules' windows, with slack."""
@@ -190,7 +212,10 @@ class HealthReviews:
         for row in done:
             if (review := _review(row)) is not None:
                 seen[row.elder_id].append(review)
-        return [elder_review(p, summaries_of(days[p.id]), seen[p.id], self.t) for p in people]
+        return [
+            elder_review(p, summaries_of(days[p.id]), seen[p.id], self.t, self.unit_words)
+            for p in people
+        ]
 
     async def history(self, elder_id: str) -> list[HistoryEntry]:
         """The elder's reviews, newest first (the follow-up record)."""

@@ -18,8 +18,9 @@ from fastapi.responses import RedirectResponse
 from carehub.api_contract import ID_PATTERN
 from server.console.accounts import MEDICAL_ROLES, Role, Session
 from server.console.health_review import MAX_NOTE, ElderReview, HealthReviews
+from server.console.i18n import translator
 from server.console.web import PREFIX, console_store, render, require
-from server.health_flags import FlagKind
+from server.health_flags import UNITS, FlagKind
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 
@@ -35,8 +36,12 @@ REVIEWERS = (Role.DOCTOR,)
 ElderId = Annotated[str, FastApiPath(pattern=ID_PATTERN)]
 
 
-def _reviews(rt: ServerRuntime) -> HealthReviews:
-    return HealthReviews(rt.store.engine, rt.settings.review_thresholds)
+def _reviews(rt: ServerRuntime, session: Session | None = None) -> HealthReviews:
+    words = None
+    if session is not None:
+        t = translator(session.account.language)
+        words = {u: t(f"tunit.{u}") for u in UNITS}  # the plots' axis in the reader's words
+    return HealthReviews(rt.store.engine, rt.settings.review_thresholds, words)
 
 
 def _today(rt: ServerRuntime) -> dt.date:
@@ -79,13 +84,15 @@ async def review_page(
 ) -> Response:
     """A team's elders, open flags first, each flag with its figures and plot."""
     team_id, choices = await _team_of(rt, session, team)
-    found = await _reviews(rt).team(team_id, _today(rt))
+    known = choices or await _reviews(rt).teams()
+    found = await _reviews(rt, session).team(team_id, _today(rt))
     await _audit_shown(rt, session, [e for e in found if e.flags])
     return render(
         request,
         "console/review.html",
         session,
         team_id=team_id,
+        team_name=dict(known).get(team_id, team_id),
         teams=choices,
         elders=found,
         can_review=session.account.role in REVIEWERS,
@@ -97,7 +104,7 @@ async def _visible(rt: ServerRuntime, session: Session, elder_id: str) -> ElderR
     """The elder's review, if this account may see it (as `routes._visible_elder`)."""
     from server.console.routes import _team_scope  # the team scope, in one place
 
-    found = await _reviews(rt).elder(elder_id, _today(rt))
+    found = await _reviews(rt, session).elder(elder_id, _today(rt))
     scope = _team_scope(session)
     if found is None or (scope is not None and found.team_id != scope):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such elder")
