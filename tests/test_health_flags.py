@@ -7,9 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from carehub.api_contract import DailySummary
 from carehub.settings import ServerSettings, TrendThresholds
+from server.console.health_review import plot_of
 from server.console.i18n import MESSAGES
 from server.console.plots import trend_svg
 from server.health_flags import (
@@ -221,3 +225,35 @@ def test_every_unit_a_flag_uses_has_words_in_both_languages() -> None:
     for language in ("en", "zh"):
         assert all(f"tunit.{u}" in MESSAGES[language] for u in UNITS)
         assert all(f"flag.{k.value}" in MESSAGES[language] for k in FlagKind)
+
+
+_maybe = st.none() | st.floats(0, 24)
+_day = st.fixed_dictionaries(
+    {
+        "complete": st.booleans(),
+        "worn_h": _maybe,
+        "resting_hr_bpm": st.none() | st.floats(30, 150),
+        "night_spo2_below_90_min": st.none() | st.floats(0, 540),
+        "active_min": st.none() | st.floats(0, 600),
+        "night_rises": st.none() | st.integers(0, 8),
+        "near_falls": st.integers(0, 3),
+        "falls": st.integers(0, 1),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 120), _day), max_size=90))
+def test_any_series_gives_flags_whose_figures_reached_their_limits(
+    days: list[tuple[int, dict[str, object]]],
+) -> None:
+    """Whatever the summaries (gaps, repeats, incomplete days, nothing worn), the rules
+    raise only flags whose recent value reached their limit on enough days, and each plot
+    renders."""
+    by_day = {(LAST - dt.timedelta(days=back)).isoformat(): figures for back, figures in days}
+    summaries = [DailySummary.model_validate({"day": d, **f}) for d, f in by_day.items()]
+    for flag in trend_flags(summaries, T):
+        up = flag.direction is Direction.UP
+        assert flag.recent >= flag.limit if up else flag.recent <= flag.limit
+        assert flag.recent_days >= (1 if flag.kind is FlagKind.WEARABLE_OFF else T.min_recent_days)
+        assert str(plot_of(flag, summaries, T)).startswith("<svg")
