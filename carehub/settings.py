@@ -106,6 +106,59 @@ class IceServer(BaseModel):
     credential: str | None = None
 
 
+class TrendThresholds(BaseModel):
+    """The family doctor's trend flags (`server.health_flags`; docs/health-review.md, "Trend
+    flags"): windows and thresholds, each a setting (``[server.review_thresholds]`` in the
+    config file, or ``CAREHUB_REVIEW_THRESHOLDS`` as JSON). A flag compares the median (a
+    count: the mean or the sum) of the last `recent_days` with that of the `baseline_days`
+    before them. Which defaults rest on the literature and which are CareHub's own choice is
+    in the docs; none is a diagnosis."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    recent_days: int = Field(default=14, ge=3, le=60, description="The recent window, days.")
+    baseline_days: int = Field(
+        default=56, ge=7, le=300, description="The baseline before it, days."
+    )
+    min_recent_days: int = Field(
+        default=7, ge=1, description="Days with data the recent window needs."
+    )
+    min_baseline_days: int = Field(
+        default=14, ge=1, description="Days with data the baseline needs."
+    )
+    vitals_min_worn_h: float = Field(
+        default=6.0,
+        ge=0,
+        le=24,
+        description="A day's heart rate and SpO2 count if worn this long, h.",
+    )
+    resting_hr_rise_bpm: float = Field(default=10.0, gt=0, description="Resting HR rise, bpm.")
+    t90_rise_min: float = Field(default=15.0, gt=0, description="Rise of night minutes below 90 %.")
+    t90_floor_min: float = Field(default=30.0, ge=0, description="…and at least this many, min.")
+    active_drop_share: float = Field(
+        default=0.3, gt=0, lt=1, description="Fall of active minutes, share of the baseline."
+    )
+    night_rises_rise: float = Field(default=1.0, gt=0, description="Rise of mean rises per night.")
+    night_rises_floor: float = Field(
+        default=2.0, ge=0, description="…and at least this many a night."
+    )
+    near_falls_floor: int = Field(
+        default=2, ge=1, description="Near-falls and falls in the window."
+    )
+    near_falls_ratio: float = Field(
+        default=2.0, ge=1, description="…and this many times the baseline's count for as many days."
+    )
+    worn_low_h: float = Field(
+        default=12.0, gt=0, le=24, description="A day worn less is 'left off'."
+    )
+    worn_window_days: int = Field(
+        default=7, ge=1, le=60, description="The wearable's window, days."
+    )
+    worn_low_days: int = Field(
+        default=3, ge=1, description="Days left off in it that raise the flag."
+    )
+
+
 class MqttSettings(_Settings):
     """Where the hub's broker is (shared by `carehub hub` and `carehub sim`): ``[mqtt]``."""
 
@@ -292,6 +345,11 @@ class ServerSettings(_Settings):
         "all",
         description="`relay` makes the console's browser use only the TURN relay (tests, or "
         "a centre that must not expose its operators' addresses).",
+    )
+    review_thresholds: TrendThresholds = Field(
+        default=TrendThresholds(),
+        description="The family doctor's trend flags' windows and thresholds (docs/"
+        "health-review.md): ``[server.review_thresholds]`` or CAREHUB_REVIEW_THRESHOLDS (JSON).",
     )
 
     @field_validator("trusted_proxies")

@@ -156,6 +156,9 @@ def server(
 
     Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
     for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
+
+    The family doctor's review (docs/health-review.md): CAREHUB_REVIEW_THRESHOLDS (JSON
+    object of the trend flags' windows and thresholds, e.g. {"resting_hr_rise_bpm": 8}).
     """
 
     from server.directory import DirectoryError

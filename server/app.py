@@ -23,6 +23,7 @@ from server.admission import Admission, AdmissionLimits
 from server.alarms_first import AlarmsFirst, watch_loop_lag
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.console import calls as console_calls
+from server.console import review_routes as console_review
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
@@ -206,6 +207,7 @@ def create_app(
     app.include_router(responder.router)
     app.include_router(twilio_hooks.router)
     app.include_router(console.router)
+    app.include_router(console_review.router)
     app.mount(console.STATIC_PATH, console.static, name="console-static")
 
     @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Admin])

@@ -181,3 +181,81 @@ def calendar_days(since_ms: int, until_ms: int, time_zone: str) -> list[str]:
         out.append(day.isoformat())
         day += timedelta(days=1)
     return out
+
+
+def trend_svg(
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    unit: str,
+    baseline: float | None = None,
+    limit: float | None = None,
+    recent_from: str | None = None,
+) -> Markup:
+    """A daily figure as a line of dots (a missing day breaks the line), for the family
+    doctor's review: the baseline as a dashed line, the flag's limit as a red dotted one,
+    and the recent window (labels from `recent_from`) shaded, so the plot shows the rule.
+    `labels` are ISO days; at most the last `MAX_BARS`."""
+    if not labels:
+        return Markup("")
+    labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    marks = [m for m in (baseline, limit) if m is not None and math.isfinite(m)]
+    if not known:
+        return Markup("")
+    lo, hi = min(known + marks), max(known + marks)
+    pad = (hi - lo) * 0.1 or 1.0
+    lo, hi = max(0.0, lo - pad), hi + pad
+    w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    slot = w / len(labels)
+    ky, by = _scale(lo, hi, h, True)
+
+    def px(i: int) -> float:
+        return PAD + (i + 0.5) * slot
+
+    def py(v: float) -> float:
+        return PAD + ky * v + by
+
+    parts = [
+        _open(),
+        f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
+        _text(4, PAD - 8, f"{unit} ({lo:.0f}–{hi:.0f})"),
+    ]
+    if recent_from is not None and recent_from in labels:
+        x = PAD + labels.index(recent_from) * slot
+        parts.append(
+            f'<rect class="recent" x="{x:.1f}" y="{PAD}" width="{PAD + w - x:.1f}" '
+            f'height="{h}" fill="#fdf0d5"/>'
+        )
+    if baseline is not None and math.isfinite(baseline):
+        style = 'class="baseline" stroke="#555" stroke-dasharray="6 3"'
+        parts.append(_line(PAD, py(baseline), PAD + w, py(baseline), style))
+        parts.append(_text(PAD + w + 2, py(baseline) + 4, f"{baseline:g}", 10))
+    if limit is not None and math.isfinite(limit):
+        style = 'class="limit" stroke="#c00" stroke-dasharray="2 2"'
+        parts.append(_line(PAD, py(limit), PAD + w, py(limit), style))
+        parts.append(_text(PAD + w + 2, py(limit) + 4, f"{limit:g}", 10))
+    run: list[str] = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        if v is None or not math.isfinite(v):
+            if len(run) > 1:
+                parts.append(_polyline(run))
+            run = []
+            continue
+        run.append(f"{px(i):.1f},{py(v):.1f}")
+        parts.append(
+            f'<circle class="day" cx="{px(i):.1f}" cy="{py(v):.1f}" r="2" fill="#1a5fb4">'
+            f"<title>{escape(label)}: {v:g} {escape(unit)}</title></circle>"
+        )
+    if len(run) > 1:
+        parts.append(_polyline(run))
+    step = max(1, math.ceil(len(labels) / 8))
+    for i in range(0, len(labels), step):
+        parts.append(_text(px(i), HEIGHT - PAD + 16, labels[i][5:], 10, "middle"))
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _polyline(points: Sequence[str]) -> str:
+    return (
+        f'<polyline fill="none" stroke="#1a5fb4" stroke-width="1.2" points="{" ".join(points)}"/>'
+    )
