@@ -186,6 +186,20 @@ class ServerSettings(_Settings):
         description="SQLite fsync policy: FULL fsyncs every commit (survives power loss); "
         "NORMAL survives process crashes only, for more commits per second.",
     )
+    pg_pool_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each server process keeps open (its pool).",
+    )
+    pg_max_overflow: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="PostgreSQL: connections a process may open beyond its pool under load "
+        "(closed again when returned). A process holds at most pg_pool_size + "
+        "pg_max_overflow + 1 (the LISTEN connection): size max_connections for all of them.",
+    )
     notifier: Literal["console", "twilio"] = "console"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: SecretStr = SecretStr("")

@@ -124,6 +124,9 @@ def server(
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
 
+    PostgreSQL connections per process: CAREHUB_PG_POOL_SIZE (5) kept open, up to
+    CAREHUB_PG_MAX_OVERFLOW (10) more under load, plus one for LISTEN.
+
     Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10
     per IPv4 address or IPv6 /64) and CAREHUB_ENROLL_MAX_ATTEMPTS_PER_HOUSEHOLD (20, with its
     used or expired codes) within CAREHUB_ENROLL_WINDOW_S (600).

@@ -133,7 +133,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        engine = make_engine(
+            settings.database_url,
+            settings.sqlite_synchronous,
+            settings.pg_pool_size,
+            settings.pg_max_overflow,
+        )
         await migrate(engine)
         store = ServerStore(engine, merge_repeats=settings.merge_repeats)
         clk = clock or SystemClock()
