@@ -399,6 +399,7 @@ class ChaosRun:
                 report.update(self._store_damage_phase(buttons))
             if self.hostile and len(buttons) > 1:
                 report.update(flood_phase(self, buttons[0].device_id, buttons[-1]))
+            report["alarms_lost"] = alarms_lost(report)
             self._done.set()
             return report
 
@@ -816,6 +817,18 @@ def _answer(button: Any, seq: int) -> tuple[int, Any] | None:
     return entry
 
 
+def alarms_lost(report: dict[str, Any]) -> int:
+    """Every device event of every phase that should have become an alarm on the server and
+    did not, counted from the devices' side: the run's presses and falls, the presses after
+    the damaged store, the other button's presses during the flood (none of them may end in
+    silence; issue 20's `alarms_lost`)."""
+    return int(
+        report["lost"]
+        + report.get("store_damage_alarms_lost", 0)
+        + report.get("flood_other_press_unanswered", 0)
+    )
+
+
 def flood_phase(run: ChaosRun, flood_id: str, other: Any) -> dict[str, Any]:
     """Button `flood_id` floods while the button `other` presses: how long the other waits
     for `received` (device side) and for its SMS; how many alarms and hub log lines the
@@ -1001,6 +1014,7 @@ def bench_chaos(
         f" {r['skewed_presses_duplicated']}, falls {r['falls_duplicated']}),"
         f" unexpected {r['unexpected']}   (target 0 / 0 / 0)"
     )
+    echo(f"  alarms lost over every phase, from the devices' side: {r['alarms_lost']}   (target 0)")
     echo(
         f"  falls detected {r['falls_detected']} of {r['falls_played']} (impact while hub or"
         f" broker down: {r['falls_blind_detected']} of {r['falls_blind_played']}); latest"

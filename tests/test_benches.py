@@ -26,6 +26,7 @@ from bench.chaos_bench import (
     RESTART_GUARD_S,
     UPRIGHT_S,
     Outage,
+    alarms_lost,
     plan_falls,
     plan_hostile_falls,
     plan_outages,
@@ -129,6 +130,10 @@ def test_chaos_hostile_small_reports_every_figure() -> None:
     assert 1 <= r["flood_alarms"] <= 60, "presses within the rate limit only (merge off)"
     for key in ("flood_other_press_received_ms_max", "flood_other_press_sms_ms_max"):
         assert isinstance(r[key], int), (key, r)
+    # issue 20's headline figure: every phase's lost alarms, counted from the devices' side
+    assert r["alarms_lost"] == (
+        r["lost"] + r["store_damage_alarms_lost"] + r["flood_other_press_unanswered"]
+    ), r
     if STRICT:
         assert r["lost"] == 0 and r["duplicates"] == 0 and r["unexpected"] == 0, r
         assert r["falls_detected"] == r["falls_played"], r["fall_replays"]
@@ -282,6 +287,12 @@ def test_the_damaged_store_phase_is_counted_on_its_own() -> None:
         "store_damage_duplicates": 1,
         "store_damage_unexpected": 1,
     }
+
+
+def test_alarms_lost_counts_every_phase_from_the_devices_side() -> None:
+    run = {"lost": 1, "store_damage_alarms_lost": 2, "flood_other_press_unanswered": 3}
+    assert alarms_lost(run) == 6
+    assert alarms_lost({"lost": 0}) == 0  # not hostile: no damaged store, no flood
 
 
 def test_percentile_interpolates() -> None:
