@@ -99,7 +99,7 @@ async def resolve(
         hub_id, state = await _hub_of(conn, alarm_id)
         if not can_transition(AlarmState(state), AlarmState.RESOLVED):
             raise ActionRefused(f"this alarm is {state}: it cannot be resolved")
-        await _record_checklist(conn, alarm_id, hub_id, account, now_ms)
+        await _record_checklist(conn, alarm_id, hub_id, actor(account), now_ms)
         await conn.execute(
             alarms.update()
             .where(alarms.c.id == alarm_id)
@@ -129,8 +129,16 @@ async def resolve(
     return hub_id
 
 
+async def record_checklist(engine: AsyncEngine, alarm_id: str, who: str, now_ms: int) -> None:
+    """The checklist kept with an outcome given elsewhere (the operator's triage closing the
+    alarm, `DispatchStore.triage`): as `resolve` does, just after it."""
+    async with engine.begin() as conn:
+        hub_id, _ = await _hub_of(conn, alarm_id)
+        await _record_checklist(conn, alarm_id, hub_id, who, now_ms)
+
+
 async def _record_checklist(
-    conn: AsyncConnection, alarm_id: str, hub_id: str, account: Account, now_ms: int
+    conn: AsyncConnection, alarm_id: str, hub_id: str, who: str, now_ms: int
 ) -> None:
     """An ``alarm_events`` row ``checklist`` (`checklists.encode`: items done and not done),
     in the resolving transaction, just before the outcome: what was checked is kept with
@@ -151,7 +159,7 @@ async def _record_checklist(
             kind=CHECKLIST_EVENT,
             at_ms=now_ms,
             detail=encode(record),
-            actor=actor(account),
+            actor=who,
         )
     )
 

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
+from carehub.alarm_lifecycle import AlarmState
 from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
@@ -39,6 +40,7 @@ from server.console.alarm_actions import (
     claim,
     clean_text,
     edit_entry,
+    record_checklist,
     release,
     resolve,
 )
@@ -797,6 +799,8 @@ async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now:
     except TriageRefused as e:
         raise ActionRefused(str(e)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
+    if effect.state in (AlarmState.RESOLVED, AlarmState.CANCELLED):  # closed: what was done
+        await record_checklist(rt.store.engine, view.id, who, now)
     await rt.escalator.send(msgs)
     if effect.ladder is LadderMove.START_NOW:
         rt.escalator.kick()
