@@ -282,6 +282,14 @@ class ServerSettings(_Settings):
         description="The dispatch centre's time zone: the console shows times in it and "
         "counts its KPI days in it, as `carehub report kpi` does by default.",
     )
+    console_incident_window_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Alarms of one elder received within this many seconds of the one "
+        "before are one incident on the console (a press, a fall and a vital-sign alarm "
+        "of one event): one queue row, one screen of its alarms.",
+    )
     console_login_delay_max_s: float = Field(
         30.0,
         gt=0,

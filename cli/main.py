@@ -155,7 +155,8 @@ def server(
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
     within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its
     tries from new addresses, up to CAREHUB_CONSOLE_LOGIN_DELAY_MAX_S, 30);
-    CAREHUB_CONSOLE_TIME_ZONE (Asia/Shanghai: the centre's times and KPI days).
+    CAREHUB_CONSOLE_TIME_ZONE (Asia/Shanghai: the centre's times and KPI days);
+    CAREHUB_CONSOLE_INCIDENT_WINDOW_S (300: an elder's alarms this close are one incident).
 
     Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
     for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.alarm_lifecycle import AlarmState, Severity
+from server.console.incidents import group_incidents
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.schema import alarms, doctors, elders, emergency_contacts, escalations, notifications
 
@@ -88,6 +89,35 @@ def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
             r.alarm_id,
         ),
     )
+
+
+@dataclass(frozen=True)
+class QueueIncident:
+    """One queue row per incident (`server.console.incidents`): its open alarms, the most
+    urgent first, and when its first one was received."""
+
+    rows: tuple[QueueRow, ...]
+    first_at_ms: int
+
+
+def queue_incidents(rows: Sequence[QueueRow], window_ms: int) -> list[QueueIncident]:
+    """The open alarms as incidents, each in queue order (`queue_order`), the incidents
+    ordered by their most urgent alarm as the queue orders alarms."""
+    incidents = [
+        QueueIncident(tuple(queue_order(g)), min(r.received_at_ms for r in g))
+        for g in group_incidents(rows, window_ms)
+    ]
+    rank = {r.alarm_id: i for i, r in enumerate(queue_order(rows))}
+    return sorted(incidents, key=lambda i: rank[i.rows[0].alarm_id])
+
+
+def next_alarm(rows: Sequence[QueueRow], after: str = "") -> str | None:
+    """The alarm an operator should take next: the first in queue order nobody has claimed,
+    else the first of all; never `after` (the one they are on)."""
+    others = [r for r in queue_order(rows) if r.alarm_id != after]
+    free = [r for r in others if r.claimed_by is None]
+    best = free or others
+    return best[0].alarm_id if best else None
 
 
 async def open_alarms(
