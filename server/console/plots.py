@@ -252,7 +252,7 @@ def trend_svg(
         return PAD + ky * v + by
 
     parts = [
-        _open(),
+        _open(f"{unit}, {labels[0]} – {labels[-1]}"),
         f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
         _text(4, PAD - 8, f"{unit} ({lo:.0f}–{hi:.0f})"),
     ]
