@@ -31,6 +31,7 @@ from carehub.mqtt_contract import (
 )
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
+from gateway.daily_watch import DailyWatch
 from gateway.device_clock import DeviceClock
 from gateway.device_limits import (
     MESSAGE_BURST,
@@ -207,6 +208,8 @@ class HubCore:
         self.outbox_after: str | None = None
         """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
         self._repeat_told_ms: dict[str, int] = {}
+        self.daily = DailyWatch()
+        """The elder's day: summary aggregates, the check-in, the inactivity rules."""
 
     # ------------------------------------------------------------ devices and config
 
@@ -265,6 +268,7 @@ class HubCore:
         self.vitals.set_care_plan(
             plan.spo2_scale2, on_oxygen=plan.on_oxygen, channels=plan.wearable_channels
         )
+        self.daily.set_care_plan(plan)
         self.supervisor.expect(sorted(new), self.clock.now_ms())
         return ConfigChange(changed=True, added=sorted(new - old), removed=removed)
 
