@@ -31,6 +31,10 @@ STALL_MS = 30_000
 """A pendant silent this long (hub clock) has its pending suspected falls decided when it
 resumes, if the `silent` sweep has not done it already."""
 
+NEAR_FALL_MARGIN = 2.0
+"""A dismissed impact is a near-fall when its score (a logit) came within this of the fall
+threshold: a stumble caught, a fall undone by getting straight back up — not a sit-down."""
+
 STARTUP_PRE_S = 1.0
 """Signal (s) a detector needs before an impact right after its stream (re)started (see
 `FallDetector`'s ``startup_pre_s``): a restarted hub hears a pendant from the frames the
@@ -182,10 +186,11 @@ class FallWatch:
 
         def judged(c: CandidateImpact) -> None:
             """Every candidate impact the detector judged (its decisions are the same with
-            this hook: `edge.fall_detection`); a dismissed one is a near-fall."""
+            this hook: `edge.fall_detection`); one dismissed near the threshold is a
+            near-fall, unless it is the rebound of a fall just confirmed."""
             if c.is_fall:
                 state.last_fall_ms = c.impact_ts_ms
-            elif (
+            elif c.score > settings.threshold() - NEAR_FALL_MARGIN and (
                 state.last_fall_ms is None
                 or c.impact_ts_ms - state.last_fall_ms > 1000 * settings.refractory_s
             ):
