@@ -221,6 +221,9 @@ async def test_no_check_in_raises_one_welfare_check_and_nothing_on_the_devices(
         assert {"usual", "today"} <= set(body["details"])
         stored = await hub.store.alarm(body["alarm_id"])
         assert stored is not None and stored.state is AlarmState.RECEIVED
+        await hub.apply_server_state(body["alarm_id"], AlarmState.ACCEPTED, "Dispatcher Wang")
+        assert link.acks == []  # the dispatcher phones; the buttons never show its states
+        assert hub.core.undelivered_acks(stored) == []
     hub, link = make_hub(tmp_path, uplink, clock)  # a restart does not raise it again
     async with hub.opened():
         await hub.refresh_config()
