@@ -46,7 +46,8 @@ HEARD_GAP_MS = 10 * 60_000
 """A pendant unheard this long is not being worn within reach: stillness is not measured
 (the `device_offline` fault covers it) and counts again from when it is heard."""
 MAX_MISSED_DAYS = 31
-"""After a longer outage only the last this-many missed days are summarised."""
+"""A day older than this when the next one begins (a clock that was years behind, a hub off
+for months) is forgotten, with the days in between, rather than summarised."""
 RHYTHM_DAYS = 14
 KEEP_DAYS = 35
 """Closed days kept on the hub (the rhythm reads the last `RHYTHM_DAYS`)."""
@@ -177,6 +178,8 @@ class Tick:
     closed: list[tuple[DayAggregate, DailySummary]] = field(default_factory=list)
     """Days to close, oldest first: store the aggregate closed and queue its summary."""
     welfare: list[Welfare] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    """Open days too old to summarise (`MAX_MISSED_DAYS`): delete them from the store."""
 
 
 class DailyWatch:
@@ -236,14 +239,13 @@ class DailyWatch:
             return self.today
         if self.today is not None and self.today.day > day.isoformat():
             return self.today  # the clock went back over midnight: stay on the newer day
-        if self.today is not None:
-            self.closing.append(self.today)
         last = date.fromisoformat(self.last_day) if self.last_day else None
         if self.today is not None:
             last = date.fromisoformat(self.today.day)
-        if last is not None:
-            first_missed = max(last + timedelta(days=1), day - timedelta(days=MAX_MISSED_DAYS))
-            d = first_missed
+        if self.today is not None:
+            self.closing.append(self.today)  # `tick` forgets it if it is too old
+        if last is not None and last >= day - timedelta(days=MAX_MISSED_DAYS):
+            d = last + timedelta(days=1)
             while d < day:
                 self.closing.append(DayAggregate.new(d, self.tz))
                 d += timedelta(days=1)
@@ -355,14 +357,16 @@ class DailyWatch:
         day = self._day(now_ms)
         day.hub_up(now_ms)
         self._dirty = True
-        closed = [(d, self._close(d)) for d in self.closing]
+        oldest = (date.fromisoformat(day.day) - timedelta(days=MAX_MISSED_DAYS)).isoformat()
+        closed = [(d, self._close(d)) for d in self.closing if d.day >= oldest]
+        forgotten = [d.day for d in self.closing if d.day < oldest]
         self.closing = []
         welfare: list[Welfare] = []
         if devices:
             welfare += self._missed_check_in(day, now_ms, devices)
             if self.plan.inactivity:
                 welfare += self._inactivity(day, now_ms, devices)
-        return Tick(closed, welfare)
+        return Tick(closed, welfare, forgotten)
 
     def _close(self, day: DayAggregate) -> DailySummary:
         night = local_ms(date.fromisoformat(day.day), time(NIGHT_START_H), self.tz)

@@ -1034,6 +1034,11 @@ class Hub:
             if await self.store.close_day(day.day, day.dumps(), body, now):
                 log.info("daily summary of %s queued (complete: %s)", day.day, summary.complete)
                 self._queued(OutboxKind.SUMMARY)
+        for day_forgotten in tick.forgotten:
+            log.warning(
+                "day %s is too old to summarise (the clock was wrong?): forgotten", day_forgotten
+            )
+            await self.store.forget_open_day(day_forgotten)
         if tick.closed:
             keep = date.fromisoformat(tick.closed[-1][0].day) - timedelta(days=KEEP_DAYS)
             await self.store.forget_days(keep.isoformat())

@@ -610,6 +610,11 @@ class HubStore:
             row = await cur.fetchone()
         return str(row[0]) if row and row[0] is not None else None
 
+    async def forget_open_day(self, day: str) -> None:
+        """Drop a day never to be summarised (counted on a clock that was far behind)."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM day_aggregates WHERE day=? AND closed=0", (day,))
+
     async def forget_days(self, before_day: str) -> int:
         """Drop closed days older than `before_day` (the rhythm needs the last few weeks)."""
         async with self._transaction() as db:

@@ -40,7 +40,7 @@ def live(
             elif event.startswith("battery"):
                 watch.battery(now, float(event.split()[1]))
         tick = watch.tick(now + 30_000, DEVICES)
-        if tick.closed or tick.welfare:
+        if tick.closed or tick.welfare or tick.forgotten:
             out.append(tick)
     return out
 
@@ -109,6 +109,15 @@ def test_missed_days_are_summarised_incomplete_once() -> None:
         ("2026-03-11", False, None),
         ("2026-03-12", False, None),
     ]
+
+
+def test_a_day_counted_on_a_clock_years_behind_is_forgotten_not_summarised() -> None:
+    watch = DailyWatch()
+    live(watch, date(2020, 1, 1), Day(moving=normal_moving), 0, 5)  # booted without the time
+    ticks = live(watch, DAY, Day(moving=normal_moving), 600, 602)  # then NTP set the clock
+    assert [a.day for t in ticks for a, _ in t.closed] == []
+    assert [day for t in ticks for day in t.forgotten] == ["2020-01-01"]
+    assert watch.today is not None and watch.today.day == DAY.isoformat()
 
 
 # ------------------------------------------------------------ check-in

@@ -231,3 +231,23 @@ async def test_no_check_in_raises_one_welfare_check_and_nothing_on_the_devices(
         assert len(await outbox(hub)) == 1
         await press(hub, 5)  # a press after the window: an emergency as always
         assert [a.state for _, a in link.acks] == [AckState.RECEIVED]
+
+
+async def test_a_day_counted_on_a_clock_far_behind_is_never_uploaded(tmp_path: Path) -> None:
+    uplink = DayUplink(api.CarePlan())
+    clock = FakeClock(at(DAY, 0) - 6 * 365 * 86_400_000)  # booted without the time
+    hub, _ = make_hub(tmp_path, uplink, clock)
+    async with hub.opened():
+        for _ in range(3):
+            clock.advance(60)
+            await hub.daily_pass(clock.now_ms())
+        clock.advance((at(DAY, 9) - clock.now_ms()) / 1000)  # NTP sets the clock
+        await hub.daily_pass(clock.now_ms())
+    hub, _ = make_hub(tmp_path, uplink, clock)
+    async with hub.opened():  # nor after a restart
+        clock.advance(60)
+        await hub.daily_pass(clock.now_ms())
+        assert [k for k, _ in await outbox(hub)] == []
+        kept = [json.loads(b)["day"] for b in await hub.store.days(closed=False)]
+        assert kept == [DAY.isoformat()]  # the 2020 day is gone from the store
+        assert await hub.store.last_day() == DAY.isoformat()
