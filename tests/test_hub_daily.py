@@ -251,3 +251,26 @@ async def test_a_day_counted_on_a_clock_far_behind_is_never_uploaded(tmp_path: P
         kept = [json.loads(b)["day"] for b in await hub.store.days(closed=False)]
         assert kept == [DAY.isoformat()]  # the 2020 day is gone from the store
         assert await hub.store.last_day() == DAY.isoformat()
+
+
+async def test_no_movement_from_10_raises_one_welfare_check_through_the_hub(
+    tmp_path: Path,
+) -> None:
+    uplink = DayUplink(api.CarePlan())
+    clock = FakeClock(at(DAY, 0))
+    hub, link = make_hub(tmp_path, uplink, clock)
+
+    def still_from_10(m: int) -> bool:
+        return (normal_moving(m) or 590 <= m < 600) and m < 600
+
+    async with hub.opened():
+        await hub.refresh_config()
+        await live(hub, clock, Day(moving=still_from_10), 0, 14 * 60)
+        welfare = [b for k, b in await outbox(hub) if k == "alarm"]
+    (body,) = welfare  # one, the pendant still heard all along
+    assert (body["kind"], body["severity"], body["device_id"]) == ("welfare", "warning", "pend-1")
+    assert body["details"]["welfare"] == api.WelfareReason.INACTIVE_DAYTIME
+    # on defaults (no history): 180 min after the last movement at 09:59, at the next pass
+    assert at(DAY, 12, 59) <= body["raised_at_ms"] <= at(DAY, 13, 1)
+    assert body["details"]["today"]["still_since"] == "09:59"
+    assert link.acks == []
