@@ -57,7 +57,7 @@ HISTORY_HEARD_MIN = 16 * 60
 
 STILL_DEFAULT_MIN = 180
 """Daytime stillness that raises a welfare check without enough history (3 h)."""
-STILL_MIN_MIN, STILL_MAX_MIN = 90, 240
+STILL_MIN_MIN, STILL_MAX_MIN = 90, 300
 """Learnt threshold = 1.5 × usual + 30 min, kept within these bounds (min)."""
 REST_MIN = 30
 """Still this long (min) at night is rest; movement after it is a rise."""
@@ -71,6 +71,9 @@ RISE_DEFAULT_LAST_H = 5
 """Without history, a rise from 05:00 on is the elder's morning, not a night rise."""
 USUAL_REST_ACTIVE_MIN = 6.0
 """With history, a rise counts only in a night hour with fewer usual active minutes."""
+LATE_PRESS_MS = 15 * 60_000
+"""A check-in press heard late (the hub or its broker restarting) still counts, by the
+button's own time, up to this long after it was made."""
 SAVE_EVERY_MS = 60_000
 """Running aggregates are written at most once a minute (a crash loses at most that)."""
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
@@ -334,13 +337,24 @@ class DailyWatch:
         window = self._window(day)
         return window is not None and window[0] <= now_ms < window[1]
 
-    def check_in_press(self, device_id: str, seq: int, now_ms: int) -> bool:
+    def check_in_press(
+        self, device_id: str, seq: int, now_ms: int, pressed_ms: int | None = None
+    ) -> bool:
         """Is this press the day's check-in? The first press inside the window is (and
-        stays so for its retries: same device and ``seq``); any other press is not."""
+        stays so for its retries: same device and ``seq``); any other press is not.
+
+        `pressed_ms` (the button's own time of the press) counts when it lies in the window
+        and at most `LATE_PRESS_MS` before the hub heard it: a check-in pressed at 09:58
+        while the hub restarted is not a call for help at 10:03. A button whose clock is
+        wrong is judged by the hub's clock alone."""
         day = self._day(now_ms)
         if day.check_in_event == [device_id, seq]:
             return True
-        if day.check_ins or not self._in_window(day, now_ms):
+        late = pressed_ms is not None and 0 <= now_ms - pressed_ms <= LATE_PRESS_MS
+        in_window = self._in_window(day, now_ms) or (
+            late and pressed_ms is not None and self._in_window(day, pressed_ms)
+        )
+        if day.check_ins or not in_window:
             return False
         day.check_ins, day.check_in_event = 1, [device_id, seq]
         self._dirty = True

@@ -743,7 +743,7 @@ class Hub:
                 if open_alarm is not None:
                     self.core.daily.press(now)
                     return await self._join(device_id, event, open_alarm)
-            if not marks and self.core.daily.check_in_press(device_id, event.seq, now):
+            if not marks and self.core.daily.check_in_press(device_id, event.seq, now, event.ts):
                 return await self._check_in(device_id, event, now)
             if not marks:
                 self.core.daily.press(now)

@@ -142,6 +142,14 @@ def test_the_first_press_in_the_window_is_the_check_in_and_any_later_press_is_no
     assert not watch.check_in_press("btn-1", 4, at(DAY + timedelta(days=1), 10))  # after end
 
 
+def test_a_check_in_heard_late_counts_by_the_buttons_time_if_plausible() -> None:
+    watch = check_in_watch()
+    assert not watch.check_in_press("btn-1", 1, at(DAY, 10, 5), at(DAY, 6))  # clock wrong
+    assert not watch.check_in_press("btn-1", 2, at(DAY, 10, 20), at(DAY, 9, 58))  # too late
+    assert not watch.check_in_press("btn-1", 3, at(DAY, 10, 5), at(DAY, 10, 6))  # future
+    assert watch.check_in_press("btn-1", 4, at(DAY, 10, 5), at(DAY, 9, 58))  # hub was down
+
+
 def test_no_check_in_raises_one_welfare_check_at_the_window_end() -> None:
     watch = check_in_watch()
     assert watch.tick(at(DAY, 9, 59), DEVICES).welfare == []
