@@ -375,6 +375,8 @@ class DailyWatch:
         closed = [(d, self._close(d)) for d in self.closing if d.day >= oldest]
         forgotten = [d.day for d in self.closing if d.day < oldest]
         self.closing = []
+        if self._in_window(day, now_ms):
+            day.check_in_asked = True
         welfare: list[Welfare] = []
         if devices:
             welfare += self._missed_check_in(day, now_ms, devices)
@@ -400,6 +402,8 @@ class DailyWatch:
         window = self._window(day)
         reason = WelfareReason.MISSED_CHECK_IN
         if window is None or now_ms < window[1] or day.check_ins or reason in day.welfare:
+            return []
+        if not day.check_in_asked:  # installed, or the plan set, after the window: not today
             return []
         day.welfare.append(reason)
         plan = self.plan.check_in
@@ -473,6 +477,9 @@ class DailyWatch:
     def _night_rise(self, day: DayAggregate, now_ms: int, pendant: str) -> list[Welfare]:
         s = self.still
         if s.rise_at_ms is None or s.rise_last_move_ms is None:
+            return []
+        if not day.is_night(now_ms):  # the night is over: the elder is up for the day
+            s.rise_at_ms = s.rise_last_move_ms = None
             return []
         if now_ms - s.rise_last_move_ms >= RETURN_STILL_MIN * 60_000:  # back to rest
             day.night_rise_ended((s.rise_last_move_ms - s.rise_at_ms) // 60_000)

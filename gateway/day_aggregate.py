@@ -116,6 +116,8 @@ class DayAggregate:
     night_rises: int = 0
     presses: int = 0
     check_ins: int = 0
+    check_in_asked: bool = False
+    """The hub ran inside today's check-in window with the care plan asking for one."""
     check_in_event: list[Any] | None = None
     """``[device_id, seq]`` of the press that was the check-in (its retries hear the same)."""
     near_falls: int = 0

@@ -150,6 +150,14 @@ def test_a_check_in_heard_late_counts_by_the_buttons_time_if_plausible() -> None
     assert watch.check_in_press("btn-1", 4, at(DAY, 10, 5), at(DAY, 9, 58))  # hub was down
 
 
+def test_a_check_in_window_the_hub_never_saw_raises_nothing() -> None:
+    watch = check_in_watch()  # installed (or the plan set) at 15:00, the window long over
+    assert watch.tick(at(DAY, 15), DEVICES).welfare == []
+    assert watch.tick(at(DAY, 15, 1), DEVICES).welfare == []
+    assert watch.tick(at(DAY + timedelta(days=1), 9), DEVICES).welfare == []  # tomorrow's
+    assert len(watch.tick(at(DAY + timedelta(days=1), 10), DEVICES).welfare) == 1  # is asked
+
+
 def test_no_check_in_raises_one_welfare_check_at_the_window_end() -> None:
     watch = check_in_watch()
     assert watch.tick(at(DAY, 9, 59), DEVICES).welfare == []
@@ -215,6 +223,19 @@ def test_a_night_rise_with_no_return_raises_one_welfare_check() -> None:
     assert welfare.details["today"]["risen_at"] == "02:00"
     assert welfare.details["today"]["rise_min"] == RISE_DEFAULT_MIN
     assert welfare.details["usual"]["threshold_min"] == RISE_DEFAULT_MIN
+
+
+def test_a_morning_rise_before_07_is_the_day_not_a_night_without_return() -> None:
+    def early(m: int) -> bool:  # the night's rise at 03:00, then up for the day at 06:00
+        return normal_moving(m) or 360 <= m < 450
+
+    watch = DailyWatch()
+    assert not any(t.welfare for t in live(watch, DAY, Day(moving=early)))
+    summary_day = watch.today
+    assert summary_day is not None
+    assert summary_day.night_rises == 2  # 03:00 and 06:00, both between 22:00 and 07:00
+    assert summary_day.rise_max_min == 9  # only the rise that ended in rest: not the day
+    assert watch.still.rise_at_ms is None
 
 
 def test_a_pendant_left_unheard_is_never_taken_for_stillness() -> None:
