@@ -9,7 +9,8 @@ Loops, each kept alive by `gateway.loop_guard.keep_running` (none can take anoth
 - feedback: long-polls the server for alarm state changes and acks the elder's devices;
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server;
-- supervision: device faults, the vitals detectors' tick, outbox bound and pruning.
+- supervision: device faults, the vitals detectors' tick, the elder's day (daily summaries,
+  the check-in, inactivity: `gateway.daily_watch`), outbox bound and pruning.
 
 Each loop tells `self.health` (a `gateway.loop_health.LoopHealth`) when it starts, fails and
 how soon it will check in again; `gateway.watchdog` turns that into systemd's watchdog pings.
