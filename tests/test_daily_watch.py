@@ -4,6 +4,7 @@ fake clock: a simulated day gives the expected summary; the check-in; the inacti
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 from carehub.api_contract import CarePlan, CheckInPlan, DailySummary, WelfareReason
 from gateway.daily_watch import (
@@ -251,3 +252,12 @@ def test_days_follow_the_care_plan_time_zone() -> None:
     watch.set_care_plan(CarePlan(time_zone="Europe/London"))
     assert local_day(at(DAY, 7), watch.tz) == DAY - timedelta(days=1)  # 23:00 in London
     assert local_day(at(DAY, 9), TZ) == DAY
+
+
+def test_the_docs_define_every_summary_field_and_welfare_reason() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "health-review.md").read_text()
+    for name in DailySummary.model_fields:
+        assert f"| `{name}` |" in doc, name
+    for reason in WelfareReason:
+        assert f"| `{reason.value}` |" in doc, reason
+    assert "## What the elder does" in doc
