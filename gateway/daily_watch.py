@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, time, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -87,11 +87,15 @@ def frame_motion_g(frame: ImuFrame) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def time_zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIME_ZONE)
+def time_zone(name: str) -> tzinfo:
+    """The care plan's zone; an unknown name is the default zone, and a hub without a time
+    zone database counts in China Standard Time (UTC+8, the default zone's, no DST)."""
+    for candidate in (name, DEFAULT_TIME_ZONE):
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return timezone(timedelta(hours=8), "CST")
 
 
 @dataclass
@@ -509,7 +513,7 @@ class DailyWatch:
         return [Welfare(WelfareReason.NIGHT_NO_RETURN, pendant, details)]
 
 
-def _hour(ms: int, tz: ZoneInfo) -> int:
+def _hour(ms: int, tz: tzinfo) -> int:
     return int(local_hm(ms, tz)[:2])
 
 

@@ -13,9 +13,8 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from carehub.api_contract import DailySummary
 from carehub.mqtt_contract import VitalsReading
@@ -78,16 +77,16 @@ def _add(counts: dict[str, int], bins: Bins, value: float | None) -> None:
         counts[str(i)] = counts.get(str(i), 0) + 1
 
 
-def local_day(ms: int, tz: ZoneInfo) -> date:
+def local_day(ms: int, tz: tzinfo) -> date:
     return datetime.fromtimestamp(ms / 1000, tz).date()
 
 
-def local_ms(day: date, at: time, tz: ZoneInfo) -> int:
+def local_ms(day: date, at: time, tz: tzinfo) -> int:
     """Epoch ms of the wall-clock `at` on `day` in `tz`."""
     return int(datetime.combine(day, at, tzinfo=tz).timestamp() * 1000)
 
 
-def local_hm(ms: int, tz: ZoneInfo) -> str:
+def local_hm(ms: int, tz: tzinfo) -> str:
     return datetime.fromtimestamp(ms / 1000, tz).strftime("%H:%M")
 
 
@@ -133,7 +132,7 @@ class DayAggregate:
     """Longest night rise (min) that ended in a return to rest."""
 
     @classmethod
-    def new(cls, day: date, tz: ZoneInfo) -> DayAggregate:
+    def new(cls, day: date, tz: tzinfo) -> DayAggregate:
         start = local_ms(day, time(0), tz)
         end = local_ms(day + timedelta(days=1), time(0), tz)
         minutes = (end - start) // 60_000

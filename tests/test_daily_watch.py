@@ -13,6 +13,7 @@ from gateway.daily_watch import (
     STILL_MAX_MIN,
     DailyWatch,
     Tick,
+    time_zone,
 )
 from gateway.day_aggregate import DayAggregate, local_day
 from tests.daily_sim import TZ, Day, at, frame, normal_moving, reading
@@ -245,6 +246,11 @@ def test_a_pendant_left_unheard_is_never_taken_for_stillness() -> None:
     for m in range(600, 1440):  # nothing heard from 10:00: no welfare check
         assert watch.tick(at(DAY, 0) + m * 60_000, DEVICES).welfare == []
     assert STILL_MAX_MIN < 600 - 10
+
+
+def test_an_unknown_time_zone_counts_in_the_default_one() -> None:
+    for name in ("Asia", "", "Nope/Zone", "../etc"):
+        assert str(time_zone(name)) == "Asia/Shanghai"
 
 
 def test_days_follow_the_care_plan_time_zone() -> None:
