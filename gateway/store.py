@@ -194,12 +194,19 @@ class OutboxEntry:
     """The device the entry is about (an alarm report's: its alarm's device)."""
 
 
+SUMMARIES_QUEUE = ":summaries"
+"""The outbox queue of the daily summaries: a name no device id can take (`DEVICE_ID_PATTERN`),
+so a summary the server does not take yet (an older server: 404, retried) never holds up
+the hub's own fault reports, which queue under ``""``."""
+
 _ENTRY_DEVICE = (
     "CASE WHEN o.kind = 'report' THEN (SELECT a.device_id FROM alarms a"
     " WHERE a.id = json_extract(o.body, '$.alarm_id'))"
+    f" WHEN o.kind = 'summary' THEN '{SUMMARIES_QUEUE}'"
     " ELSE json_extract(o.body, '$.device_id') END"
 )
-"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm)."""
+"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm;
+summaries have a queue of their own)."""
 
 
 class HubStore:
