@@ -300,7 +300,7 @@ class DailyWatch:
         day.movement(now_ms, sensor=not pendant)
         if pendant and self.plan.check_in and self.plan.check_in.movement_counts:
             if self._in_window(day, now_ms) and day.check_ins == 0:
-                day.check_ins = 1
+                day.check_ins, day.check_in_at = 1, local_hm(now_ms, self.tz)
 
     def vitals(self, now_ms: int, reading: VitalsReading) -> None:
         last = self.still.last_move_ms
@@ -361,6 +361,7 @@ class DailyWatch:
         if day.check_ins or not in_window:
             return False
         day.check_ins, day.check_in_event = 1, [device_id, seq]
+        day.check_in_at = local_hm(now_ms, self.tz)
         self._dirty = True
         return True
 
@@ -413,16 +414,22 @@ class DailyWatch:
         plan = self.plan.check_in
         assert plan is not None
         recent = self.history[-7:]
+        times = sorted(d.check_in_at for d in recent if d.check_in_at)
         last = self.still.last_move_ms
-        details = {
+        window = f"{plan.window_start}-{plan.window_end}"
+        details = {  # the same names side by side: the console pairs usual with today
             "welfare": reason.value,
             "usual": {
-                "window": f"{plan.window_start}-{plan.window_end}",
+                "check_in_at": times[(len(times) - 1) // 2] if times else None,  # median
                 "checked_in_days": sum(1 for d in recent if d.check_ins),
                 "days": len(recent),
+                "window": window,
             },
             "today": {
-                "checked_in": False,
+                "check_in_at": None,
+                "checked_in_days": 0,
+                "days": 1,
+                "window": window,
                 "last_movement": local_hm(last, self.tz) if last is not None else None,
                 "presses": day.presses,
             },

@@ -115,6 +115,8 @@ class DayAggregate:
     night_rises: int = 0
     presses: int = 0
     check_ins: int = 0
+    check_in_at: str | None = None
+    """Local ``HH:MM`` of the check-in (the usual time, beside a missed one's)."""
     check_in_asked: bool = False
     """The hub ran inside today's check-in window with the care plan asking for one."""
     check_in_event: list[Any] | None = None

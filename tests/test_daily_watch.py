@@ -152,6 +152,19 @@ def test_a_check_in_heard_late_counts_by_the_buttons_time_if_plausible() -> None
     assert watch.check_in_press("btn-1", 4, at(DAY, 10, 5), at(DAY, 9, 58))  # hub was down
 
 
+def test_a_missed_check_in_shows_the_usual_time_beside_today() -> None:
+    watch = check_in_watch()
+    for n, hm in enumerate(["08:10", "08:30", "07:50", "09:40", "08:20", "08:00", "08:15"]):
+        day = DAY + timedelta(days=n)
+        assert watch.check_in_press("btn-1", n, at(day, int(hm[:2]), int(hm[3:])))
+        watch.tick(at(day + timedelta(days=1), 0), DEVICES)  # the day closes
+    assert watch.tick(at(DAY + timedelta(days=7), 9), DEVICES).welfare == []
+    (welfare,) = watch.tick(at(DAY + timedelta(days=7), 10), DEVICES).welfare
+    usual, today = welfare.details["usual"], welfare.details["today"]
+    assert (usual["check_in_at"], usual["checked_in_days"], usual["days"]) == ("08:15", 7, 7)
+    assert (today["check_in_at"], today["checked_in_days"], today["days"]) == (None, 0, 1)
+
+
 def test_a_check_in_window_the_hub_never_saw_raises_nothing() -> None:
     watch = check_in_watch()  # installed (or the plan set) at 15:00, the window long over
     assert watch.tick(at(DAY, 15), DEVICES).welfare == []
@@ -167,7 +180,7 @@ def test_no_check_in_raises_one_welfare_check_at_the_window_end() -> None:
     assert welfare.reason is WelfareReason.MISSED_CHECK_IN and welfare.device_id == "btn-1"
     assert welfare.details["welfare"] == "missed_check_in"
     assert welfare.details["usual"]["window"] == "07:00-10:00"
-    assert welfare.details["today"]["checked_in"] is False
+    assert welfare.details["today"]["check_in_at"] is None
     assert watch.tick(at(DAY, 10, 5), DEVICES).welfare == []  # one a day
     assert watch.tick(at(DAY, 23), DEVICES).welfare == []
 
