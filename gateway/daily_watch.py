@@ -416,20 +416,20 @@ class DailyWatch:
         recent = self.history[-7:]
         times = sorted(d.check_in_at for d in recent if d.check_in_at)
         last = self.still.last_move_ms
-        window = f"{plan.window_start}-{plan.window_end}"
+        window_text = f"{plan.window_start}-{plan.window_end}"
         details = {  # the same names side by side: the console pairs usual with today
             "welfare": reason.value,
             "usual": {
                 "check_in_at": times[(len(times) - 1) // 2] if times else None,  # median
                 "checked_in_days": sum(1 for d in recent if d.check_ins),
                 "days": len(recent),
-                "window": window,
+                "window": window_text,
             },
             "today": {
                 "check_in_at": None,
                 "checked_in_days": 0,
                 "days": 1,
-                "window": window,
+                "window": window_text,
                 "last_movement": local_hm(last, self.tz) if last is not None else None,
                 "presses": day.presses,
             },
