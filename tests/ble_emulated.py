@@ -18,8 +18,10 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from gateway.ble.gatt import (
+    BLOOD_PRESSURE_MEASUREMENT,
     HEART_RATE_MEASUREMENT,
     PLX_CONTINUOUS_MEASUREMENT,
+    PLX_SPOT_CHECK_MEASUREMENT,
     TEMPERATURE_MEASUREMENT,
 )
 from gateway.ble.transport import (
@@ -33,6 +35,7 @@ from gateway.ble.transport import (
 HEART_RATE_SERVICE = 0x180D
 PULSE_OXIMETER_SERVICE = 0x1822
 HEALTH_THERMOMETER_SERVICE = 0x1809
+BLOOD_PRESSURE_SERVICE = 0x1810
 
 
 def device(link: LocalLink, address: str) -> Device:
@@ -78,6 +81,38 @@ class EmulatedWearable:
 
     async def notify(self, characteristic: Characteristic, value: bytes) -> None:
         await self.device.notify_subscribers(characteristic, value)
+
+    async def indicate(self, characteristic: Characteristic, value: bytes) -> None:
+        """Returns once the central confirmed the indication."""
+        await self.device.indicate_subscribers(characteristic, value)
+
+
+class EmulatedMonitor:
+    """A home blood-pressure monitor with a spot-check pulse oximeter: Blood Pressure
+    Measurement (0x2A35) and PLX Spot-Check Measurement (0x2A5E), both indicated, as their
+    service specifications require (a stored measurement must not be lost)."""
+
+    def __init__(self, link: LocalLink, address: str, name: str = "CareHub BPM") -> None:
+        self.address = address
+        self.device = device(link, address)
+        self.device.advertising_data = advertising_data(
+            name, [BLOOD_PRESSURE_SERVICE, PULSE_OXIMETER_SERVICE]
+        )
+        indicate = Characteristic.Properties.INDICATE
+        self.blood_pressure = Characteristic(
+            UUID.from_16_bits(BLOOD_PRESSURE_MEASUREMENT), indicate, 0
+        )
+        self.spot_check = Characteristic(UUID.from_16_bits(PLX_SPOT_CHECK_MEASUREMENT), indicate, 0)
+        self.device.add_services(
+            [
+                Service(UUID.from_16_bits(BLOOD_PRESSURE_SERVICE), [self.blood_pressure]),
+                Service(UUID.from_16_bits(PULSE_OXIMETER_SERVICE), [self.spot_check]),
+            ]
+        )
+
+    async def start(self) -> None:
+        await self.device.power_on()
+        await self.device.start_advertising(advertising_interval_min=20)
 
     async def indicate(self, characteristic: Characteristic, value: bytes) -> None:
         """Returns once the central confirmed the indication."""
