@@ -19,7 +19,7 @@ from carehub.api_contract import ALARMS_PATH, CALLS_PATH, CallList
 from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from server.app import create_app
-from server.console.audit_log import AuditFilter
+from server.console.audit_log import AuditFilter, PageKey
 from server.console.console_store import ConsoleStore
 from server.db import make_engine
 from server.main import prepare_database
@@ -274,6 +274,41 @@ def test_a_call_nobody_answered_is_in_the_audit_log(client: TestClient) -> None:
     assert "not answered" not in only_disp and "voice call" in only_disp
     assert "not answered" in client.get("/console/audit", params={"elder": "elder-1"}).text
     assert "not answered" not in client.get("/console/audit", params={"elder": "elder-2"}).text
+
+
+def test_the_audit_log_pages_through_views_and_unanswered_calls_alike(client: TestClient) -> None:
+    """Rows of both sources at the same millisecond: pages of two rows reach every row once,
+    in the order of one page holding them all."""
+    raise_alarm(client)
+    for n in range(3):  # each new offer replaces the call still ringing: none answered
+        offer = {"call_id": f"c-{n}", "alarm_id": "a-1", "sdp": "v=0 hub offer"}
+        assert client.post(CALLS_PATH, json=offer, headers=HUB).status_code == 204
+    hung_up = client.post(f"{CALLS_PATH}/c-2/hangup", json={"reason": "no_answer"}, headers=HUB)
+    assert hung_up.status_code == 204
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    store = ConsoleStore(rt.store.engine)
+
+    async def views() -> None:
+        found = await store.credentials("disp")
+        assert found is not None
+        for _ in range(3):
+            await store.audit(found[0], "medical_notes", "elder-1", None, rt.clock.now_ms())
+
+    client.portal.call(views)  # type: ignore[union-attr]
+    everything = client.portal.call(store.audit_log, AuditFilter())  # type: ignore[union-attr]
+    assert len(everything.rows) == 6 and everything.older_than is None
+    walked, key = [], None
+    while True:
+        page = client.portal.call(store.audit_log, AuditFilter(), key, 2)  # type: ignore[union-attr]
+        walked += page.rows
+        if page.older_than is None:
+            break
+        assert PageKey.parse(page.older_than.text()) == page.older_than  # the link's form
+        key = page.older_than
+    assert walked == everything.rows
+    assert (
+        sorted(r["action"] for r in walked) == ["medical_notes"] * 3 + ["voice_call_unanswered"] * 3
+    )
 
 
 def test_a_hub_sees_and_touches_only_its_own_calls(client: TestClient) -> None:
