@@ -179,3 +179,52 @@ async def test_a_health_device_advertising_in_the_window_is_confirmed_bonded_and
     assert str(message.topic) == f"{topics.base}/{oxi_id}/vitals"
     reading = parse_payload(topics.parse(str(message.topic)).channel, bytes(message.payload))  # type: ignore[arg-type]
     assert reading == VitalsReading(v=1, seq=1, ts=1, spo2=97.0)
+
+
+# ------------------------------------------- a paired Bluetooth device on the hub
+
+
+async def test_a_bluetooth_device_is_offline_by_its_bridge_or_a_day_of_silence(
+    tmp_path: Path,
+) -> None:
+    """A blood-pressure monitor measures once or twice a day: the hub's 3-minute silence
+    rule would call it offline all day. Its bridge's will says when it is gone; silence
+    counts only after `ble.pairing.SILENCE_MS`, for a device paired before the hub started
+    and for one paired while it runs."""
+    from gateway.ble.pairing import SILENCE_MS
+    from gateway.broker_files import write_security
+    from gateway.pairing import BluetoothLink, PairedDevice
+    from tests.test_hub_pairing import event
+    from tests.test_hub_shell import FakeUplink, make_hub
+
+    first, later = device_id_for(OXI), device_id_for(DECLINED)
+    accounts = BrokerAccounts.new().with_bluetooth(
+        BluetoothLink(OXI, first, "pw"), PairedDevice(first, "wearable", OXI, "$7$", 0)
+    )
+    write_security(tmp_path / "broker", accounts, "carehub")
+    hub, _ = make_hub(tmp_path, FakeUplink(), hub_broker_dir=tmp_path / "broker")
+    async with hub.opened():
+        await hub.refresh_config()  # btn-1, btn-2, pend-1, and the Bluetooth device
+        await hub.handle_message(*event("device_accepted", later, "wearable"))
+        supervisor = hub.core.supervisor
+        start = hub.clock.now_ms()
+        for device_id in ("btn-1", first, later):
+            supervisor.seen(device_id, start)
+        offline = {c.device_id for c in supervisor.tick(start + 10 * 60_000) if c.active}
+        assert "btn-1" in offline and first not in offline and later not in offline
+        offline = {c.device_id for c in supervisor.tick(start + SILENCE_MS + 1) if c.active}
+        assert {first, later} <= offline
+
+
+def test_the_selftest_takes_a_measurement_from_a_bluetooth_device() -> None:
+    """No heartbeat, battery or signal comes through the bridge: a Bluetooth device passes
+    once a measurement of it arrives (any field: a cuff gives no pulse quality)."""
+    from gateway.selftest import SelftestCore
+
+    cuff = device_id_for(OXI)
+    core = SelftestCore({cuff: "wearable", "btn-1": "button"}, 20, 0, bluetooth=frozenset({cuff}))
+    mine = sorted(c.name for c in core.checks if c.device_id == cuff)
+    assert mine == ["measurement taken"]
+    core.seen(cuff, VitalsReading(v=1, seq=1, ts=1, sbp=120.0))
+    assert [c.passed for c in core.checks if c.device_id == cuff] == [True]
+    assert not any(c.device_id == cuff for c in core.checks if not c.passed)

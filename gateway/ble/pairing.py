@@ -33,6 +33,14 @@ HEALTH_SERVICES = {
 KIND = DeviceKind.WEARABLE
 """What a Bluetooth health device is to the hub: a wearable of the ``vitals`` channel."""
 ID_PREFIX = "ble-"
+SILENCE_MS = 26 * 3_600_000
+"""A Bluetooth device is offline for silence only after 26 h (ms): a blood-pressure monitor
+or a thermometer measures once or twice a day, and the hub's 3-minute rule would call it
+offline all day. Its bridge's last will says sooner when the bridge itself is gone."""
+
+
+def is_bluetooth_id(device_id: str) -> bool:
+    return device_id.startswith(ID_PREFIX)
 
 
 def device_id_for(address: str) -> str:

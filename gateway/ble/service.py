@@ -20,7 +20,7 @@ import aiomqtt
 from carehub.mqtt_contract import BridgeEvent, BridgeTopic, ContractError, Topics, parse_model
 from carehub.settings import HubSettings
 from gateway.ble.bridge import BleDevice, MqttPublisher, run_bridge
-from gateway.ble.pairing import ID_PREFIX
+from gateway.ble.pairing import is_bluetooth_id
 from gateway.ble.transport import GattSource
 from gateway.pairing_session import hub_client, require_accounts
 
@@ -44,9 +44,9 @@ def changes_bluetooth(payload: bytes) -> bool:
         event = parse_model(BridgeEvent, payload)
     except ContractError:
         return False
-    return event.event in ("device_accepted", "device_removed") and (
+    return event.event in ("device_accepted", "device_removed") and is_bluetooth_id(
         event.device_id or ""
-    ).startswith(ID_PREFIX)
+    )
 
 
 async def bleak_source(addresses: list[str]) -> GattSource:
