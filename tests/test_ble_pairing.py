@@ -33,7 +33,7 @@ from gateway.broker_auth import Listener
 from gateway.broker_files import load_accounts, write_all
 from gateway.device_link import hub_credentials
 from gateway.pairing import BrokerAccounts
-from gateway.pairing_session import PairingSession
+from gateway.pairing_session import PairingSession, remove_device
 from harness.broker import free_port, mosquitto_binary, wait_for_port
 
 emulated = pytest.importorskip("tests.ble_emulated")
@@ -179,6 +179,13 @@ async def test_a_health_device_advertising_in_the_window_is_confirmed_bonded_and
     assert str(message.topic) == f"{topics.base}/{oxi_id}/vitals"
     reading = parse_payload(topics.parse(str(message.topic)).channel, bytes(message.payload))  # type: ignore[arg-type]
     assert reading == VitalsReading(v=1, seq=1, ts=1, spo2=97.0)
+
+    # `hub remove` forgets it: its link, its broker account
+    done = await remove_device(secured, oxi_id)
+    assert f"account of {oxi_id} removed from passwd and acl" in done
+    accounts = load_accounts(secured.hub_broker_dir)
+    assert accounts is not None and accounts.bluetooth == () and accounts.devices == ()
+    assert oxi_id not in (secured.hub_broker_dir / "passwd").read_text()
 
 
 # ------------------------------------------- a paired Bluetooth device on the hub

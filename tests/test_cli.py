@@ -104,6 +104,11 @@ def test_a_hub_without_the_ble_extra_runs_every_other_command() -> None:
         refused = run("hub", "ble")
         assert refused.returncode == 2, refused.stderr
         assert "carehub[hub,ble]" in refused.stderr and "Traceback" not in refused.stderr
+        # `hub pair` on a hub set up for Bluetooth without the extra: said, then as ever
+        env = {"CAREHUB_BLUETOOTH": "true", "CAREHUB_HUB_BROKER_DIR": "/nonexistent/carehub"}
+        paired = run("hub", "pair", "--seconds", "1", env=env)
+        assert "`ble` extra is not installed" in paired.stderr, paired.stderr
+        assert paired.returncode == 2 and "broker-config" in paired.stderr  # no accounts yet
 
 
 def test_a_hub_database_from_a_newer_carehub_is_refused_in_one_line(tmp_path: Path) -> None:
