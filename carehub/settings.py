@@ -534,6 +534,12 @@ class HubSettings(MqttSettings):
         description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
         " on the Zigbee2MQTT topic only.",
     )
+    bluetooth: bool = Field(
+        False,
+        description="The hub has a Bluetooth adapter (BlueZ) and the `ble` extra: `hub pair`"
+        " also pairs Bluetooth LE health devices in its window, `hub ble` runs the bridge"
+        " (docs/devices.md). False: no Bluetooth code is loaded.",
+    )
     voice_source: str | None = Field(
         None,
         description="Voice calls (docs/voice.md; needs the `voice` extra): the microphone, "

@@ -54,6 +54,7 @@ from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import ha_bridge, ha_discovery, metrics
+from gateway.ble import pairing as ble_pairing
 from gateway.broker_files import load_accounts
 from gateway.daily_watch import KEEP_DAYS, RHYTHM_DAYS, Stillness
 from gateway.day_aggregate import DayAggregate
@@ -275,6 +276,8 @@ class Hub:
             self.core.device_paired(device.device_id, device.kind)
         zigbee = [d.device_id for d in accounts.zigbee] if accounts else []
         self.core.supervisor.by_availability(zigbee, zigbee_bridge.SILENCE_MS)
+        bluetooth = [b.device_id for b in accounts.bluetooth] if accounts else []
+        self.core.supervisor.by_availability(bluetooth, ble_pairing.SILENCE_MS)
 
     async def run(self) -> None:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -558,6 +561,8 @@ class Hub:
                 else "already known from the server's config"
             )
             log.info("device %s (%s) paired: %s", event.device_id, event.kind, known)
+            if ble_pairing.is_bluetooth_id(event.device_id):  # heard through its bridge
+                self.core.supervisor.by_availability([event.device_id], ble_pairing.SILENCE_MS)
             self._ha_pair()
             self._config_wake.set()
         elif event.event == "device_removed" and event.device_id:

@@ -53,7 +53,7 @@ from server.console.alarm_detail import (
     vitals,
     vitals_reason,
 )
-from server.console.audit_log import BadFilter, parse_filter
+from server.console.audit_log import BadFilter, PageKey, parse_filter
 from server.console.checklists import CHECKLISTS, checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
@@ -475,16 +475,18 @@ async def audit_page(
     day_from: Annotated[str, Query(max_length=10)] = "",
     day_to: Annotated[str, Query(max_length=10)] = "",
     time_zone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
-    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    before: Annotated[str | None, Query(max_length=120)] = None,
     session: Session = require(Role.ADMIN),
 ) -> Response:
-    """Who saw medical data, newest first, a page at a time (``before``: rows older than
-    that id), filtered by account, elder and days (inclusive, in `time_zone`)."""
+    """Who saw medical data and every call, newest first, a page at a time (``before``: the
+    page key of an "older" link), filtered by account, elder and days (inclusive, in
+    `time_zone`)."""
     try:
         where = parse_filter(account, elder, day_from, day_to, time_zone)
+        key = PageKey.parse(before) if before is not None else None
     except BadFilter as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
-    page = await console_store(rt).audit_log(where, before)
+    page = await console_store(rt).audit_log(where, key)
     filters = {
         "account": account,
         "elder": elder,
@@ -494,7 +496,7 @@ async def audit_page(
     }
     kept = {k: v for k, v in filters.items() if v}
     older = (
-        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than})}"
+        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than.text()})}"
         if page.older_than is not None
         else None
     )
