@@ -40,6 +40,7 @@ from server.schema import (
     faults,
     hubs,
     notifications,
+    teams,
 )
 
 
@@ -140,7 +141,13 @@ class ServerStore:
 
     async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
         async with self.engine.connect() as conn:
-            elder = (await conn.execute(sa.select(elders).where(elders.c.id == hub.elder_id))).one()
+            elder = (
+                await conn.execute(
+                    sa.select(elders, teams.c.time_zone)
+                    .join(teams, teams.c.id == elders.c.team_id)
+                    .where(elders.c.id == hub.elder_id)
+                )
+            ).one()
             devs = (
                 await conn.execute(
                     sa.select(devices.c.id, devices.c.kind)
@@ -156,6 +163,9 @@ class ServerStore:
                 "fall_sensitivity": elder.fall_sensitivity,
                 "on_oxygen": elder.on_oxygen,
                 "wearable_channels": elder.wearable_channels,
+                "time_zone": elder.time_zone,
+                "check_in": elder.check_in,
+                "inactivity": elder.inactivity,
             },
             "devices": [{"device_id": d.id, "kind": d.kind} for d in devs],
         }
