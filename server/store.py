@@ -42,6 +42,7 @@ from server.schema import (
     notifications,
     teams,
 )
+from server.welfare import starts_ladder
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,8 @@ class ServerStore:
                 if flag is not None:
                     why = f"{upload.device_id}: {flag.value}"
                     await _add_event(conn, alarm_id, hub.hub_id, "device_flag", now_ms, None, why)
-                await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
+                if starts_ladder(upload.kind):  # a welfare check waits for the dispatcher
+                    await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
