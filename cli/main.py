@@ -38,7 +38,12 @@ app = typer.Typer(
 sim_app = typer.Typer(
     help="Simulated devices that speak the public MQTT contract.",
     no_args_is_help=True,
-    cls=lazy_group({"vitals-dataset": "evaluation.vitals_cli:generate_vitals"}),
+    cls=lazy_group(
+        {
+            "vitals-dataset": "evaluation.vitals_cli:generate_vitals",
+            "summaries": "cli.summary_sim:sim_summaries",
+        }
+    ),
 )
 eval_app = typer.Typer(
     help="Evaluate the edge detectors on recorded datasets.",

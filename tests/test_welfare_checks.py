@@ -166,5 +166,8 @@ def test_the_console_queue_and_kpi_page_show_the_welfare_check(tmp_path: Path) -
         assert "call the elder, then the contacts" in page
         rows = page.split('<tr class="alarm ')[1:]
         assert len(rows) == 3 and " welfare" in rows[-1].split('"', 1)[0]  # last
+        welfare_id = rows[-1].split('data-alarm-id="', 1)[1].split('"', 1)[0]
+        detail = client.get(f"/console/alarms/{welfare_id}")
+        assert detail.status_code == 200 and "Welfare check" in detail.text
         kpi = client.get("/console/kpi").text
         assert 'id="kpi-welfare"' in kpi and "Time to close (median)" in kpi
