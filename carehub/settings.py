@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from carehub.api_contract import SUMMARY_KEEP_DAYS_DEFAULT
 from carehub.mqtt_contract import (
     CLOCK_AHEAD_TOLERANCE_MS,
     DEFAULT_BASE_TOPIC,
@@ -289,6 +290,13 @@ class ServerSettings(_Settings):
         description="Alarms of one elder received within this many seconds of the one "
         "before are one incident on the console (a press, a fall and a vital-sign alarm "
         "of one event): one queue row, one screen of its alarms.",
+    )
+    summary_keep_days: int = Field(
+        SUMMARY_KEEP_DAYS_DEFAULT,
+        ge=1,
+        le=3660,
+        description="Hubs' daily summaries (docs/health-review.md) older than this many days "
+        "are deleted (checked hourly); they go with the elder sooner.",
     )
     console_login_delay_max_s: float = Field(
         30.0,

@@ -38,7 +38,12 @@ app = typer.Typer(
 sim_app = typer.Typer(
     help="Simulated devices that speak the public MQTT contract.",
     no_args_is_help=True,
-    cls=lazy_group({"vitals-dataset": "evaluation.vitals_cli:generate_vitals"}),
+    cls=lazy_group(
+        {
+            "vitals-dataset": "evaluation.vitals_cli:generate_vitals",
+            "summaries": "cli.summary_sim:sim_summaries",
+        }
+    ),
 )
 eval_app = typer.Typer(
     help="Evaluate the edge detectors on recorded datasets.",
@@ -146,7 +151,7 @@ def server(
     of that kind is open joins that alarm as a repeat).
 
     Alarms first: CAREHUB_ALARMS_FIRST (true: under overload heartbeats, fault reports,
-    config and console reads get 503 + Retry-After, alarms never), overload when more than
+    daily summaries, config and console reads get 503 + Retry-After, alarms never), overload when more than
     CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the event loop lags over
     CAREHUB_OVERLOAD_LOOP_LAG_MS (150, held CAREHUB_OVERLOAD_HOLD_S 5); Retry-After from
     CAREHUB_MAINTENANCE_RETRY_AFTER_S (20) to twice it.
@@ -162,7 +167,8 @@ def server(
     for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
 
     The family doctor's review (docs/health-review.md): CAREHUB_REVIEW_THRESHOLDS (JSON
-    object of the trend flags' windows and thresholds, e.g. {"resting_hr_rise_bpm": 8}).
+    object of the trend flags' windows and thresholds, e.g. {"resting_hr_rise_bpm": 8});
+    CAREHUB_SUMMARY_KEEP_DAYS (400: the hubs' daily summaries older than this are deleted).
     """
 
     from server.directory import DirectoryError

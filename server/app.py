@@ -46,6 +46,7 @@ from server.routes.twilio_hooks import STATUS_PATH
 from server.routes.voice_api import call_changed
 from server.runtime import ServerRuntime
 from server.store import ServerStore
+from server.summary_store import SummaryStore, prune_forever
 from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,14 @@ def create_app(
             asyncio.create_task(_watch_hubs(rt, admission)),
             asyncio.create_task(watch_loop_lag(admission)),
             asyncio.create_task(checkpoint_forever(engine)),
+            asyncio.create_task(
+                prune_forever(
+                    SummaryStore(store),
+                    clk,
+                    settings.summary_keep_days,
+                    settings.console_time_zone,
+                )
+            ),
         ]
         try:
             yield

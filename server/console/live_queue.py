@@ -1,5 +1,5 @@
 """The dispatcher's queue: open alarms, most severe first, then oldest first, each with its
-elder, its escalation step and who was notified."""
+elder, its escalation step and who was notified; welfare checks (`server.welfare`) last."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from carehub.alarm_lifecycle import AlarmState, Severity
 from server.console.incidents import group_incidents
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.schema import alarms, doctors, elders, emergency_contacts, escalations, notifications
+from server.welfare import WelfareView, is_welfare, welfare_view
 
 CLOSED = (AlarmState.RESOLVED.value, AlarmState.CANCELLED.value)
 LADDER_PURPOSES = ("step-%", "assigned-%")
@@ -51,6 +52,7 @@ class QueueRow:
     step: StepNumber | None = None  # the step taken last, as people count it
     claimed_by: str | None = None  # the console user who has it
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
+    welfare: WelfareView | None = None  # a welfare check: for the dispatcher, no ladder
 
 
 UNCLAIMED_CUE_S = (60, 180)
@@ -80,10 +82,12 @@ def notified_once(sent: Sequence[tuple[str, str, str, str | None]]) -> tuple[Not
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
-    """Severity (critical first), then age (oldest first), then id for a stable order."""
+    """Emergencies before welfare checks (low priority), then severity (critical first),
+    then age (oldest first), then id for a stable order."""
     return sorted(
         rows,
         key=lambda r: (
+            r.welfare is not None,
             SEVERITY_RANK.get(r.severity, len(SEVERITY_RANK)),
             r.received_at_ms,
             r.alarm_id,
@@ -140,6 +144,7 @@ async def open_alarms(
             alarms.c.is_test,
             alarms.c.claimed_by,
             alarms.c.device_flag,
+            alarms.c.details,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -215,6 +220,7 @@ async def open_alarms(
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),
                 device_flag=r.device_flag,
+                welfare=welfare_view(r.details) if is_welfare(r.kind) else None,
             )
             for r in found
         ]
