@@ -151,8 +151,9 @@ def server(
     of that kind is open joins that alarm as a repeat).
 
     Alarms first: CAREHUB_ALARMS_FIRST (true: under overload heartbeats, fault reports,
-    daily summaries, config and console reads get 503 + Retry-After, alarms never), overload when more than
-    CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the event loop lags over
+    daily summaries, config and console reads get 503 + Retry-After, alarms never),
+    overload when more than CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the
+    event loop lags over
     CAREHUB_OVERLOAD_LOOP_LAG_MS (150, held CAREHUB_OVERLOAD_HOLD_S 5); Retry-After from
     CAREHUB_MAINTENANCE_RETRY_AFTER_S (20) to twice it.
 

@@ -42,7 +42,7 @@ from server.schema import (
     notifications,
     teams,
 )
-from server.welfare import starts_ladder
+from server.welfare import joins_open_alarm, starts_ladder
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,7 @@ class ServerStore:
             # locks the device row (or the hub's) on PostgreSQL: uploads from one device are
             # decided in turn, so two server processes cannot both open an alarm for it
             flag = await _device_flag(conn, hub, upload.device_id, lock=self.merge_repeats)
-            if self.merge_repeats:
+            if self.merge_repeats and joins_open_alarm(upload.kind):
                 joined = join(await _open_alarm(conn, hub, upload), upload.severity)
                 if joined is not None:
                     state = await _add_repeat(conn, hub, upload, joined, now_ms)

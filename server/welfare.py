@@ -26,6 +26,14 @@ def starts_ladder(kind: AlarmKind | str) -> bool:
     return AlarmKind(kind) not in LADDERLESS_KINDS
 
 
+def joins_open_alarm(kind: AlarmKind | str) -> bool:
+    """Whether a new upload of this kind may join its device's open alarm as a repeat
+    (`server.alarm_repeats`). Not a welfare check: the hub raises each reason at most once
+    a day, so a second one is news (a night-time rise while the day's stillness check is
+    still open must not disappear into it)."""
+    return AlarmKind(kind) not in LADDERLESS_KINDS
+
+
 def is_welfare(kind: AlarmKind | str) -> bool:
     return kind == AlarmKind.WELFARE.value
 

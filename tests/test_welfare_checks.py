@@ -51,15 +51,41 @@ class Texts:
         return f"SM{len(self.sent)}"
 
 
-def welfare_upload(now_ms: int) -> AlarmUpload:
+def welfare_upload(now_ms: int, details: dict[str, object] = DETAILS) -> AlarmUpload:
     return AlarmUpload(
         alarm_id=uuid.uuid4().hex,
         device_id="pend-1",
         kind=AlarmKind.WELFARE,
         severity=Severity.WARNING,
         raised_at_ms=now_ms,
-        details=DETAILS,
+        details=details,
     )
+
+
+async def test_a_second_welfare_check_is_its_own_alarm_not_a_repeat(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The day's stillness check is still open when the pendant's night-time rise raises
+    another: it must reach the dispatcher as its own alarm, not vanish into the first."""
+    directory = tmp_path / "directory.toml"
+    directory.write_text(DIRECTORY.format(token=TOKEN))
+    await prepare_database(ServerSettings(database_url=database_url), directory)  # type: ignore[call-arg]
+    store = ServerStore(make_engine(database_url))  # merge_repeats on, as by default
+    hub = await store.hub_by_token(TOKEN)
+    assert isinstance(hub, HubIdentity)
+    clock = FakeClock()
+    first = await store.store_alarm(hub, welfare_upload(clock.now_ms()), clock.now_ms())
+    clock.advance(3600)
+    night = {**DETAILS, "welfare": WelfareReason.NIGHT_NO_RETURN.value}
+    second = await store.store_alarm(hub, welfare_upload(clock.now_ms(), night), clock.now_ms())
+    assert first.created and second.created and second.joined is None
+    async with store.engine.connect() as conn:
+        count = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(alarms.c.kind == AlarmKind.WELFARE.value)
+            )
+        ).scalar_one()
+    assert count == 2
 
 
 async def test_a_welfare_check_texts_nobody_climbs_no_ladder_and_waits_last_in_the_queue(
