@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -22,24 +21,17 @@ from typer.testing import CliRunner
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
 from carehub.api_contract import AlarmUpload, FaultReport
-from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from cli.main import app as cli_app
-from server.app import create_app, link_secret
-from server.change_signal import ChangeSignal
+from server.app import link_secret
 from server.console.checklists import ChecklistRecord, decode
 from server.console.console_store import ConsoleStore
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
-from server.fault_writer import FaultWriter
-from server.heartbeats import HeartbeatWriter
-from server.runtime import ServerRuntime
 from server.schema import alarm_events, alarms, console_audit, notifications
 from server.sealed import Sealer
-from server.store import HubIdentity, ServerStore
-from tests.dispatch_world import RecordingNotifier
+from server.store import HubIdentity
+from tests.dispatch_world import open_dispatching, serving
 from tests.test_responder import AUTH_TOKEN, BASE, SECRET, World
 
 PASSWORD = "correct horse battery"
@@ -148,42 +140,27 @@ async def shift(database_url: str) -> AsyncIterator[Shift]:
         twilio_auth_token=SecretStr(AUTH_TOKEN),
         console_insecure_cookies=True,
     )
-    engine = make_engine(database_url)
-    await migrate(engine)
-    await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
-    clock = FakeClock()
-    for username, role, team, language in [
-        ("op", "dispatcher", None, "en"),
-        ("op-zh", "dispatcher", None, "zh"),
-        ("fitter", "installer", None, "en"),
-        ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
-    ]:
-        await ConsoleStore(engine).add_account(
-            username, PASSWORD, role, team, language, clock.now_ms()
-        )
-    store = ServerStore(engine, merge_repeats=False)
-    dispatch = DispatchStore(store, link_secret(settings))
-    sms = RecordingNotifier(PHONE)
-    changes = ChangeSignal()
-    escalator = Escalator(dispatch, sms, clock, changes, BASE)
-    rt = ServerRuntime(
-        settings,
-        store,
-        dispatch,
-        escalator,
-        changes,
-        clock,
-        HeartbeatWriter(store, changes),
-        FaultWriter(store),
-    )
-    app = create_app(settings, sms, clock)
-    app.state.runtime = rt  # the lifespan (and its background worker) is not run
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            yield Shift(clock, rt, sms, http)
-    finally:
-        await engine.dispose()
+    async with (
+        open_dispatching(
+            database_url,
+            DIRECTORY,
+            PHONE,
+            sealer_key=SECRET,
+            link_key=link_secret(settings),
+            base_url=BASE,
+        ) as d,
+        serving(settings, d) as (rt, http),
+    ):
+        for username, role, team, language in [
+            ("op", "dispatcher", None, "en"),
+            ("op-zh", "dispatcher", None, "zh"),
+            ("fitter", "installer", None, "en"),
+            ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
+        ]:
+            await ConsoleStore(d.engine).add_account(
+                username, PASSWORD, role, team, language, d.clock.now_ms()
+            )
+        yield Shift(d.clock, rt, d.sms, http)
 
 
 def text_of(html: str) -> str:
