@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from server.console.accounts import Role, Session
+from server.console.checklists import words
 from server.console.console_store import ConsoleStore
 from server.console.i18n import LANGUAGES, translator
 from server.routes.deps import Runtime
@@ -24,6 +25,7 @@ LOGIN_CSRF_COOKIE = "carehub_login_csrf"
 CSRF_FIELD = "csrf_token"
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates.env.globals["check_words"] = words  # a checklist item's words (`checklists.words`)
 
 
 def console_store(rt: ServerRuntime) -> ConsoleStore:
