@@ -30,8 +30,8 @@ from server.change_signal import ChangeSignal
 from server.console.console_store import ConsoleStore
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.runtime import ServerRuntime

@@ -17,12 +17,9 @@ from carehub.clock import FakeClock
 from server.change_signal import ChangeSignal
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
-from server.dispatch_store import (
-    DispatchStore,
-    notification_by_reply,
-    record_delivery,
-)
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.queue import notification_by_reply, record_delivery
+from server.dispatch.store import DispatchStore
 from server.reply_codes import CodedReply, parse_reply
 from server.schema import alarms, escalations, notifications
 from server.sealed import Sealer
@@ -128,7 +125,7 @@ class World:
         result, msgs = await self.dispatch.answer(nid, action, self.clock.now_ms(), "link", care)
         await self.escalator.send(msgs)
         self.escalator.kick()
-        return result.message
+        return result.key.value
 
 
 @asynccontextmanager
@@ -269,7 +266,7 @@ async def test_accepted_but_no_arrival_in_20_minutes_goes_to_the_dispatcher(worl
     second = await world.press()
     await world.run()
     await world.answer(second, "li", "accept")
-    assert "arrival recorded" == await world.answer(second, "li", "arrived")
+    assert "arrived" == await world.answer(second, "li", "arrived")
     await world.run(21 * 60)
     assert len(world.sms.to("disp")) == 1  # arrived: no overdue notice
 

@@ -20,8 +20,8 @@ from server.console.accounts import Account, Role
 from server.console.alarm_actions import resolve
 from server.console.live_queue import open_alarms
 from server.db import make_engine
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.kpi import AlarmTimes, kpi_report, render_table
 from server.kpi_store import read_alarm_times
 from server.main import prepare_database

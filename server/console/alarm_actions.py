@@ -12,7 +12,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
 from server.console.checklists import CHECKLIST_EVENT, at_outcome, encode
-from server.dispatch_store import LadderStatus, mark_operator_answer
+from server.dispatch.rows import LadderStatus, mark_operator_answer
 from server.schema import alarm_events, alarms, escalations
 
 MAX_TEXT = 400

@@ -98,9 +98,10 @@ from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import ACCEPT_TARGETS, ARRIVAL_TARGET, days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
+from server.routes.responder import answer_text
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
-from server.triage import LadderMove, TriageOutcome, TriageRefused
+from server.triage import TriageOutcome, TriageRefused
 from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         if request.method == "GET" and not wants_fragment(request):
             return RedirectResponse(landing_page(session.account.role), status.HTTP_303_SEE_OTHER)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the queue is for medical roles")
-    care = await rt.escalator.care_map()
+    care = await rt.service.care_map()
     rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
     ringing = await CallStore(rt.store.engine).ringing_alarms()
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
@@ -586,7 +587,7 @@ async def _alarm_screen(
     scores, readings = vitals(view.details) if medical else ({}, {})
     ticked = [(e.detail, e.actor, e.at_ms) for e in view.timeline if e.kind == "checked"]
     lat, lon = await elder_position(rt.store.engine, card.id)
-    care = await rt.escalator.care_map()
+    care = await rt.service.care_map()
     members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
     policy = care.policy(view.policy_id) if view.policy_id else None
     incident = await incident_of(
@@ -697,16 +698,17 @@ async def _act(
                 engine, alarm_id, int(event), who, clean_text(str(form.get("text", "")))
             )
         elif action == "assign":
-            care = await rt.escalator.care_map()
+            care = await rt.service.care_map()
             member = str(form.get("member", ""))
             if member not in care.members:
                 raise ActionRefused("choose a member of a team to assign the alarm to")
             if view.state in CLOSED:
                 raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
-            msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
-            await rt.escalator.send(msgs)
+            await rt.service.assign(alarm_id, view.hub_id, member, actor(who))
+            return _back(alarm_id)
         elif action == "arrived":
             await _record_arrival(rt, view, session)
+            return _back(alarm_id)
         elif action == "claim":
             taken_from = await claim(engine, alarm_id, who, now, form.get("take_over") == "1")
             if taken_from:
@@ -774,39 +776,30 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
     notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
     if notification is None:
         raise ActionRefused("the responder's message is not on file: record a note instead")
-    care = await rt.escalator.care_map()
-    now = rt.clock.now_ms()
-    answer, msgs = await rt.dispatch.answer(
-        notification, "arrived", now, actor(session.account), care
-    )
+    answer = await rt.service.answer(notification, "arrived", actor(session.account))
     if not answer.ok:
-        raise ActionRefused(answer.message)
-    await rt.escalator.send(msgs)
-    rt.escalator.kick()
+        raise ActionRefused(answer_text(answer, "en"))
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
 
 
 async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now: int) -> None:
-    """The operator's outcome, applied by the dispatch store in one step; then its messages
-    are sent (closing tells whoever was texted) and a ladder started now is taken at once."""
+    """The operator's outcome, applied by the dispatch service in one step; then its
+    messages are sent (closing tells whoever was texted) and a ladder started now is taken
+    at once."""
     try:
         outcome = TriageOutcome(value)
     except ValueError:
         raise ActionRefused(
             f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
         ) from None
-    care = await rt.escalator.care_map()
     try:
-        effect, msgs = await rt.dispatch.triage(view.id, outcome, care, now, who)
+        effect = await rt.service.triage(view.id, view.hub_id, outcome, who)
     except TriageRefused as e:
         raise ActionRefused(str(e)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
     if effect.state in (AlarmState.RESOLVED, AlarmState.CANCELLED):  # closed: what was done
         await record_checklist(rt.store.engine, view.id, who, now)
-    await rt.escalator.send(msgs)
-    if effect.ladder is LadderMove.START_NOW:
-        rt.escalator.kick()
-    await _changed(rt, view.hub_id)
+        await rt.changes.alarms_changed(view.hub_id)  # the checklist row: the console's own
 
 
 # ------------------------------------------------------------ health board and KPI
