@@ -154,7 +154,8 @@ class Ladders(MessageQueue):
             policy = urgent
         if alarm.is_test:
             policy = self_test_ladder(policy)
-        out_of_step = await excluded(conn, alarm.id)
+        # nobody is out of a step before the first: no step's notification exists yet
+        out_of_step = await excluded(conn, alarm.id) if ladder.position else set()
         elder = GeoPoint(alarm.lat, alarm.lon) if alarm.lat is not None else None
         candidates = care.candidates(alarm.team_id, elder, out_of_step, now_ms)
         decision = take_step(policy, ladder.position, candidates, now_ms)

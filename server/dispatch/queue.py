@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, merge
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member
 from server.db import dialect_insert
@@ -39,6 +39,9 @@ SEND_ATTEMPTS = 3
 SEND_RETRY_MS = (2_000, 5_000, 10_000)
 SEND_DEADLINE_MS = 60_000
 """A message not accepted by the provider within a minute has failed: the ladder moves on."""
+
+_TO_DISPATCHED = [s.value for s in AlarmState if can_transition(s, AlarmState.DISPATCHED)]
+"""The states a step's sent SMS moves to dispatched (`carehub.alarm_lifecycle.merge`)."""
 
 _DELIVERY_OUTCOMES = ("delivered", "undelivered")
 """A notification's statuses only a delivery callback sets (`record_delivery`)."""
@@ -384,33 +387,31 @@ class MessageQueue:
         )
         if not msg.purpose.startswith("step-"):
             return False
-        row = (
-            await conn.execute(
-                sa.select(alarms.c.state, alarms.c.first_notified_at_ms, alarms.c.doctor_id).where(
-                    alarms.c.id == msg.alarm_id
-                )
-            )
-        ).one()
-        state = AlarmState(row.state)
-        new = merge(state, AlarmState.DISPATCHED)
-        await conn.execute(
+        # one statement where the step's first SMS dispatches the alarm (the usual case);
+        # a second only when it was past that already (accepted, or dispatched before)
+        values = {
+            "updated_at_ms": now_ms,
+            "first_notified_at_ms": sa.func.coalesce(alarms.c.first_notified_at_ms, now_ms),
+            "doctor_id": sa.func.coalesce(alarms.c.doctor_id, msg.member_id),
+        }
+        moved = await conn.execute(
             alarms.update()
-            .where(alarms.c.id == msg.alarm_id)
-            .values(
-                state=new.value,
-                updated_at_ms=now_ms,
-                first_notified_at_ms=row.first_notified_at_ms or now_ms,
-                doctor_id=row.doctor_id or msg.member_id,
-            )
+            .where(alarms.c.id == msg.alarm_id, alarms.c.state.in_(_TO_DISPATCHED))
+            .values(state=AlarmState.DISPATCHED.value, **values)
         )
+        changed = moved.rowcount == 1
+        if not changed:
+            await conn.execute(alarms.update().where(alarms.c.id == msg.alarm_id).values(**values))
         event = {"alarm_id": msg.alarm_id, "hub_id": msg.hub_id, "at_ms": now_ms, "actor": "system"}
         events = [
             {**event, "kind": "sms_sent", "state": None, "detail": f"{msg.member_id}: {ref}"[:400]}
         ]
-        if new != state:
-            events.append({**event, "kind": "state", "state": new.value, "detail": ""})
+        if changed:
+            events.append(
+                {**event, "kind": "state", "state": AlarmState.DISPATCHED.value, "detail": ""}
+            )
         await conn.execute(alarm_events.insert().values(events))  # one statement, in order
-        return new != state
+        return changed
 
     async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
         row = (
@@ -502,20 +503,27 @@ async def record_delivery(
     async with store.engine.connect() as conn:
         if not any(moves(row) for row in (await conn.execute(query)).all()):
             return False
-    changed = False
+    values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
+    if status in ("undelivered", "failed"):
+        values["status"] = "undelivered"
+    elif status == "delivered":
+        values["status"] = "delivered"
+    # `moves` in SQL, so the write is one UPDATE: a status ranked below this one, or one
+    # this process does not know (ranked 0)
+    recorded = sa.func.coalesce(notifications.c.provider_status, notifications.c.status)
+    below = [name for name, r in STATUS_RANK.items() if r < rank]
+    unknown = recorded.not_in(list(STATUS_RANK)) if rank else sa.false()
     async with store.write() as conn:
-        for row in (await conn.execute(query)).all():
-            if not moves(row):
-                continue
-            values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
-            if status in ("undelivered", "failed"):
-                values["status"] = "undelivered"
-            elif status == "delivered":
-                values["status"] = "delivered"
+        moved = (
             await conn.execute(
-                notifications.update().where(notifications.c.id == row.id).values(**values)
+                notifications.update()
+                .where(where, sa.or_(recorded.in_(below), unknown))
+                .values(**values)
+                .returning(notifications.c.alarm_id, notifications.c.purpose)
             )
-            if status in ("undelivered", "failed") and row.purpose.startswith("step-"):
-                await member_out(conn, row.alarm_id, now_ms)
-            changed = True
-    return changed
+        ).all()
+        if status in ("undelivered", "failed"):
+            for row in moved:
+                if row.purpose.startswith("step-"):
+                    await member_out(conn, row.alarm_id, now_ms)
+    return bool(moved)

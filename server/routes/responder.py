@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind
 from server.accept_link import LinkVerdict
-from server.dispatch.answers import Answer, AnswerKey
+from server.dispatch.answers import ACTIONS, Answer, AnswerKey
 from server.dispatch.link_view import LinkContext
 from server.dispatch.service import outcome
 from server.escalation import EscalationPolicy, step_number
@@ -266,7 +266,7 @@ async def link_action(
     opened = await _open(request, rt, ref, token)
     if isinstance(opened, HTMLResponse):
         return opened
-    if action not in ("accept", "decline", "arrived"):
+    if action not in ACTIONS:
         return _refused(request, 404)
     answer = await rt.service.answer(opened.notification_id, action, "link")
     await rt.service.record_view(opened.notification_id, action)
