@@ -649,12 +649,6 @@ def _back(alarm_id: str) -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/alarms/{alarm_id}", status.HTTP_303_SEE_OTHER)
 
 
-async def _changed(rt: ServerRuntime, hub_id: str | None = None) -> None:
-    await rt.changes.notify(ALARMS_KEY)
-    if hub_id is not None:
-        await rt.changes.notify(f"hub:{hub_id}")
-
-
 @router.post("/alarms/{alarm_id}/{action}")
 async def alarm_action(
     request: Request,
@@ -727,23 +721,22 @@ async def _act(
         elif action == "resolve":
             outcome = str(form.get("outcome", ""))
             also = await _also_resolve(rt, view, [str(v) for v in form.getlist("also")])
-            hub_id = await resolve(engine, alarm_id, who, outcome, now)
+            await resolve(rt.service, alarm_id, who, outcome)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
             for other in also:  # offered on the page: the incident's other open alarms
                 try:
-                    await resolve(engine, other, who, outcome, now)
+                    await resolve(rt.service, other, who, outcome)
                 except ActionRefused as e:  # closed meanwhile (by its responder, the hub)
                     log.info("console: alarm %s of the incident not resolved: %s", other, e)
                 else:
                     log.info("console: alarm %s resolved with %s", other, alarm_id)
-            await _changed(rt, hub_id)
             return _back(alarm_id)
         else:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
     except ActionRefused as e:
         log.info("console: %s on alarm %s refused: %s", action, alarm_id, e)
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
-    await _changed(rt)
+    await rt.changes.alarms_changed()  # the console's own entries: no hub hears them
     return _back(alarm_id)
 
 

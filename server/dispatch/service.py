@@ -26,7 +26,7 @@ from server.dispatch.answers import Answer
 from server.dispatch.escalator import Escalator
 from server.dispatch.link_view import LinkAction, LinkContext
 from server.dispatch.queue import notification_by_reply, record_delivery
-from server.dispatch.store import DispatchStore
+from server.dispatch.store import DispatchStore, InTransaction
 from server.reply_codes import CodedReply, Keyword, ReplyAction, parse_reply
 from server.store import HubIdentity, ServerStore, Stored
 from server.triage import LadderMove, TriageEffect, TriageOutcome
@@ -188,6 +188,20 @@ class DispatchService:
         msgs = await self._dispatch.assign(alarm_id, member_id, care, self._clock.now_ms(), actor)
         await self._escalator.send(msgs)
         await self._changes.alarms_changed(hub_id)
+
+    async def resolve(
+        self, alarm_id: str, outcome: str, actor: str, with_it: InTransaction | None = None
+    ) -> tuple[AlarmState, bool] | None:
+        """The operator resolves the alarm (`DispatchStore.resolve`, `with_it` in its
+        transaction): the state it was found in and whether it was resolved; None for no
+        such alarm."""
+        done = await self._dispatch.resolve(alarm_id, outcome, actor, self._clock.now_ms(), with_it)
+        if done is None:
+            return None
+        hub_id, state, resolved = done
+        if resolved:
+            await self._changes.alarms_changed(hub_id)
+        return state, resolved
 
     async def triage(
         self, alarm_id: str, hub_id: str, outcome: TriageOutcome, actor: str

@@ -8,12 +8,13 @@ sending and the notices after it are `server.dispatch.service.DispatchService`'s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carehub.alarm_lifecycle import AlarmState, merge
+from carehub.alarm_lifecycle import AlarmState, can_transition, merge
 from server.care_map import CareMap
 from server.dispatch.answers import Answer, AnswerKey, judge
 from server.dispatch.care import care_map_if_changed
@@ -30,10 +31,14 @@ from server.dispatch.rows import (
     went_out,
 )
 from server.escalation import SERVICE_CIRCLE_S
-from server.schema import alarms, escalations, notifications
+from server.schema import alarm_events, alarms, escalations, notifications
 from server.sms_text import compose_closed_by_operator, compose_taken
 from server.store import POLICY_PENDING
 from server.triage import LadderMove, TriageEffect, TriageOutcome, decide
+
+InTransaction = Callable[[AsyncConnection, str, int], Awaitable[None]]
+"""A caller's own statements (given the connection, the alarm's hub and the time, ms),
+run inside one of the wing's transactions: the console's checklist kept with a resolve."""
 
 
 class DispatchStore(Ladders):
@@ -42,6 +47,55 @@ class DispatchStore(Ladders):
     async def care_map_if_changed(self, known: int | None) -> tuple[int, CareMap] | None:
         """`server.dispatch.care.care_map_if_changed` on this store's database."""
         return await care_map_if_changed(self.engine, known)
+
+    async def resolve(
+        self,
+        alarm_id: str,
+        outcome: str,
+        actor: str,
+        now_ms: int,
+        with_it: InTransaction | None = None,
+    ) -> tuple[str, AlarmState, bool] | None:
+        """An operator resolves the alarm with an outcome code (the hub hears it through its
+        updates feed) and its ladder closes, in one transaction, `with_it` first. Returns
+        its hub, the state it was found in and whether it could be resolved; None for no
+        such alarm."""
+        async with self.write() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(alarms.c.hub_id, alarms.c.state).where(alarms.c.id == alarm_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            state = AlarmState(row.state)
+            if not can_transition(state, AlarmState.RESOLVED):
+                return row.hub_id, state, False
+            if with_it is not None:
+                await with_it(conn, row.hub_id, now_ms)
+            await conn.execute(
+                alarms.update()
+                .where(alarms.c.id == alarm_id)
+                .values(
+                    state=AlarmState.RESOLVED.value,
+                    resolved_at_ms=now_ms,
+                    outcome=outcome,
+                    updated_at_ms=now_ms,
+                )
+            )
+            await conn.execute(
+                alarm_events.insert().values(
+                    alarm_id=alarm_id,
+                    hub_id=row.hub_id,
+                    kind="state",
+                    state=AlarmState.RESOLVED.value,
+                    at_ms=now_ms,
+                    detail=f"outcome: {outcome}",
+                    actor=actor,
+                )
+            )
+            await set_ladder(conn, alarm_id, LadderStatus.CLOSED, None, now_ms)
+        return row.hub_id, state, True
 
     async def triage(
         self, alarm_id: str, outcome: TriageOutcome, care: CareMap, now_ms: int, actor: str
