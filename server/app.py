@@ -26,8 +26,8 @@ from server.console import calls as console_calls
 from server.console import review_routes as console_review
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import ConsoleNotifier, Notifier, TwilioNotifier

@@ -32,6 +32,11 @@ MAX_KEY_CHARS = 200
 """PostgreSQL caps a NOTIFY payload at 8000 bytes; keys are ids, far shorter."""
 
 
+def hub_key(hub_id: str) -> str:
+    """One hub's alarms changed (its `/alarm-updates` long-poll)."""
+    return f"hub:{hub_id}"
+
+
 class Relay(Protocol):
     async def publish(self, key: str) -> None: ...
 
@@ -51,6 +56,16 @@ class ChangeSignal:
         await self.wake(key)
         if self.relay is not None:
             await self.relay.publish(key)
+
+    async def alarms_changed(self, *hub_ids: str, health: bool = False) -> None:
+        """Alarms of these hubs changed (committed): wake each hub's long-poll, then the
+        consoles' queue, and the health board when `health` (a failed SMS). The one order
+        every writer of alarms tells its watchers in."""
+        for hub_id in dict.fromkeys(hub_ids):
+            await self.notify(hub_key(hub_id))
+        await self.notify(ALARMS_KEY)
+        if health:
+            await self.notify(HEALTH_KEY)
 
     async def wake(self, key: str) -> None:
         """Wake this process's waiters of `key` only (a relay delivering another's change)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from carehub.clock import Clock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.service import DispatchService
+from server.dispatch.store import DispatchStore
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.store import ServerStore
@@ -24,3 +25,10 @@ class ServerRuntime:
     clock: Clock
     heartbeats: HeartbeatWriter
     faults: FaultWriter
+    service: DispatchService = field(init=False)
+    """What the routes call to move an alarm (`server.dispatch.service`)."""
+
+    def __post_init__(self) -> None:
+        self.service = DispatchService(
+            self.store, self.dispatch, self.escalator, self.changes, self.clock
+        )

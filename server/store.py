@@ -127,6 +127,11 @@ class ServerStore:
         async with self._write_lock, self.engine.begin() as conn:
             yield conn
 
+    def write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction for the other stores sharing this process's writer (the
+        dispatch wing): on SQLite they queue behind the same lock as this store's own."""
+        return self._write()
+
     # ------------------------------------------------------------ hubs
 
     async def hub_by_token(self, token: str) -> HubIdentity | None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub import api_contract as api
 from carehub.api_contract import CallDirection, CallEndReason, CallState
-from server.dispatch_store import mark_operator_answer
+from server.dispatch.rows import mark_operator_answer
 from server.schema import alarms, voice_calls
 
 ENDED = CallState.ENDED.value

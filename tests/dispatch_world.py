@@ -26,8 +26,8 @@ from server.app import create_app
 from server.change_signal import ChangeSignal
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.fault_writer import FaultWriter
 from server.heartbeats import HeartbeatWriter
 from server.notifier import NotifierError

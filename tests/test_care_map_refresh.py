@@ -17,8 +17,8 @@ from carehub.settings import ServerSettings
 from server.app import freeze_long_lived
 from server.change_signal import ChangeSignal
 from server.db import make_engine
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.main import prepare_database
 from server.schema import directory_version, doctors, escalation_policies, teams
 from server.store import ServerStore

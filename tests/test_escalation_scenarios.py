@@ -15,12 +15,9 @@ import sqlalchemy as sa
 from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
 from server.db import make_engine
-from server.dispatch_store import (
-    DispatchStore,
-    notification_by_reply,
-    record_delivery,
-)
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.queue import notification_by_reply, record_delivery
+from server.dispatch.store import DispatchStore
 from server.reply_codes import CodedReply, parse_reply
 from server.schema import alarms, escalations, notifications
 from server.store import HubIdentity, ServerStore
@@ -131,7 +128,7 @@ class World:
         result, msgs = await self.dispatch.answer(nid, action, self.clock.now_ms(), "link", care)
         await self.escalator.send(msgs)
         self.escalator.kick()
-        return result.message
+        return result.key.value
 
 
 @asynccontextmanager
@@ -270,7 +267,7 @@ async def test_accepted_but_no_arrival_in_20_minutes_goes_to_the_dispatcher(worl
     second = await world.press()
     await world.run()
     await world.answer(second, "li", "accept")
-    assert "arrival recorded" == await world.answer(second, "li", "arrived")
+    assert "arrived" == await world.answer(second, "li", "arrived")
     await world.run(21 * 60)
     assert len(world.sms.to("disp")) == 1  # arrived: no overdue notice
 

@@ -16,9 +16,9 @@ from carehub.clock import FakeClock, SystemClock
 from carehub.settings import ServerSettings
 from server.change_signal import ChangeSignal
 from server.db import make_engine
-from server.dispatch_store import DispatchStore
+from server.dispatch.escalator import Escalator
+from server.dispatch.store import DispatchStore
 from server.escalation import URGENT
-from server.escalator import Escalator
 from server.main import prepare_database
 from server.notifier import NotifierError
 from server.schema import escalations, notifications

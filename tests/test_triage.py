@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from carehub.admin_contract import AlarmDetail
 from carehub.alarm_lifecycle import AlarmState
 from server.directory import Directory
-from server.dispatch_store import _triage_policy
+from server.dispatch.care import triage_policy
 from server.schema import alarm_events, alarms, escalations, notifications
 from server.triage import (
     PARALLEL,
@@ -74,12 +74,12 @@ def test_the_policy_is_bounded_and_read_back_safely() -> None:
         TriagePolicy(TriageMode.OPERATOR_FIRST, 0)
     with pytest.raises(ValueError):
         TriagePolicy(TriageMode.OPERATOR_FIRST, 181)
-    assert _triage_policy({"mode": "operator_first", "operator_first_s": 45}) == TriagePolicy(
+    assert triage_policy({"mode": "operator_first", "operator_first_s": 45}) == TriagePolicy(
         TriageMode.OPERATOR_FIRST, 45
     )
     # NULL, or a value a newer server wrote: never held by mistake
     for stored in (None, {}, {"mode": "ask_the_cat"}, {"mode": "operator_first"}):
-        assert _triage_policy(stored) == PARALLEL
+        assert triage_policy(stored) == PARALLEL
 
 
 def test_the_directory_sets_the_policy_per_team_or_for_the_centre() -> None:

@@ -20,8 +20,9 @@ from server.console.accounts import Account, Role
 from server.console.alarm_actions import resolve
 from server.console.live_queue import open_alarms
 from server.db import make_engine
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
+from server.dispatch.escalator import Escalator
+from server.dispatch.service import DispatchService
+from server.dispatch.store import DispatchStore
 from server.kpi import AlarmTimes, kpi_report, render_table
 from server.kpi_store import read_alarm_times
 from server.main import prepare_database
@@ -127,7 +128,8 @@ async def test_a_welfare_check_texts_nobody_climbs_no_ladder_and_waits_last_in_t
     # the dispatcher closes it after 10 minutes: its own KPI, none of the emergency ones
     clock.advance(540)
     dispatcher = Account("d", "disp", Role.DISPATCHER, None, "en")
-    await resolve(engine, welfare_id, dispatcher, "by_phone", clock.now_ms())
+    service = DispatchService(store, dispatch, escalator, ChangeSignal(), clock)
+    await resolve(service, welfare_id, dispatcher, "by_phone")
     report = kpi_report(
         await read_alarm_times(engine, 0, clock.now_ms() + 1), 0, clock.now_ms() + 1
     )

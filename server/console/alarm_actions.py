@@ -8,13 +8,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
 from server.console.checklist_store import checklist_items
 from server.console.checklists import CHECKLIST_EVENT, at_outcome, encode
-from server.dispatch_store import LadderStatus, mark_operator_answer
-from server.schema import alarm_events, alarms, escalations
+from server.dispatch.rows import mark_operator_answer
+from server.dispatch.service import DispatchService
+from server.schema import alarm_events, alarms
 
 MAX_TEXT = 400
 
@@ -88,46 +89,23 @@ async def edit_entry(
         raise ActionRefused("only the author can edit a note; system entries are read-only")
 
 
-async def resolve(
-    engine: AsyncEngine, alarm_id: str, account: Account, outcome: str, now_ms: int
-) -> str:
-    """Move the alarm to resolved with an outcome code (the hub hears it through its updates
-    feed) and close its ladder; the checklist as it stands is recorded with the outcome.
-    Returns the hub id, to notify."""
+async def resolve(service: DispatchService, alarm_id: str, account: Account, outcome: str) -> None:
+    """Move the alarm to resolved with an outcome code and close its ladder, through the
+    dispatch wing (`DispatchService.resolve`, which tells the hub and the consoles); the
+    checklist as it stands is recorded with the outcome, in the same transaction."""
     if outcome not in OUTCOMES:
         raise ActionRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
-    async with engine.begin() as conn:
-        hub_id, state = await _hub_of(conn, alarm_id)
-        if not can_transition(AlarmState(state), AlarmState.RESOLVED):
-            raise ActionRefused(f"this alarm is {state}: it cannot be resolved")
-        await _record_checklist(conn, alarm_id, hub_id, actor(account), now_ms)
-        await conn.execute(
-            alarms.update()
-            .where(alarms.c.id == alarm_id)
-            .values(
-                state=AlarmState.RESOLVED.value,
-                resolved_at_ms=now_ms,
-                outcome=outcome,
-                updated_at_ms=now_ms,
-            )
-        )
-        await conn.execute(
-            alarm_events.insert().values(
-                alarm_id=alarm_id,
-                hub_id=hub_id,
-                kind="state",
-                state=AlarmState.RESOLVED.value,
-                at_ms=now_ms,
-                detail=f"outcome: {outcome}",
-                actor=actor(account),
-            )
-        )
-        await conn.execute(
-            escalations.update()
-            .where(escalations.c.alarm_id == alarm_id)
-            .values(status=LadderStatus.CLOSED, due_at_ms=None, updated_at_ms=now_ms)
-        )
-    return hub_id
+    who = actor(account)
+
+    async def checklist(conn: AsyncConnection, hub_id: str, now_ms: int) -> None:
+        await _record_checklist(conn, alarm_id, hub_id, who, now_ms)
+
+    found = await service.resolve(alarm_id, outcome, who, checklist)
+    if found is None:
+        raise ActionRefused("no such alarm")
+    state, resolved = found
+    if not resolved:
+        raise ActionRefused(f"this alarm is {state.value}: it cannot be resolved")
 
 
 async def record_checklist(engine: AsyncEngine, alarm_id: str, who: str, now_ms: int) -> None:

@@ -99,9 +99,10 @@ from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import ACCEPT_TARGETS, ARRIVAL_TARGET, days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
+from server.routes.responder import answer_text
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
-from server.triage import LadderMove, TriageOutcome, TriageRefused
+from server.triage import TriageOutcome, TriageRefused
 from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         if request.method == "GET" and not wants_fragment(request):
             return RedirectResponse(landing_page(session.account.role), status.HTTP_303_SEE_OTHER)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the queue is for medical roles")
-    care = await rt.escalator.care_map()
+    care = await rt.service.care_map()
     rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
     ringing = await CallStore(rt.store.engine).ringing_alarms()
     page = "console/_queue_rows.html" if wants_fragment(request) else "console/queue.html"
@@ -589,7 +590,7 @@ async def _alarm_screen(
     async with rt.store.engine.connect() as conn:
         items = await checklist_items(conn, view.kind)
     lat, lon = await elder_position(rt.store.engine, card.id)
-    care = await rt.escalator.care_map()
+    care = await rt.service.care_map()
     members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
     policy = care.policy(view.policy_id) if view.policy_id else None
     incident = await incident_of(
@@ -651,12 +652,6 @@ def _back(alarm_id: str) -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/alarms/{alarm_id}", status.HTTP_303_SEE_OTHER)
 
 
-async def _changed(rt: ServerRuntime, hub_id: str | None = None) -> None:
-    await rt.changes.notify(ALARMS_KEY)
-    if hub_id is not None:
-        await rt.changes.notify(f"hub:{hub_id}")
-
-
 @router.post("/alarms/{alarm_id}/{action}")
 async def alarm_action(
     request: Request,
@@ -700,16 +695,17 @@ async def _act(
                 engine, alarm_id, int(event), who, clean_text(str(form.get("text", "")))
             )
         elif action == "assign":
-            care = await rt.escalator.care_map()
+            care = await rt.service.care_map()
             member = str(form.get("member", ""))
             if member not in care.members:
                 raise ActionRefused("choose a member of a team to assign the alarm to")
             if view.state in CLOSED:
                 raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
-            msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
-            await rt.escalator.send(msgs)
+            await rt.service.assign(alarm_id, view.hub_id, member, actor(who))
+            return _back(alarm_id)
         elif action == "arrived":
             await _record_arrival(rt, view, session)
+            return _back(alarm_id)
         elif action == "claim":
             taken_from = await claim(engine, alarm_id, who, now, form.get("take_over") == "1")
             if taken_from:
@@ -730,23 +726,22 @@ async def _act(
         elif action == "resolve":
             outcome = str(form.get("outcome", ""))
             also = await _also_resolve(rt, view, [str(v) for v in form.getlist("also")])
-            hub_id = await resolve(engine, alarm_id, who, outcome, now)
+            await resolve(rt.service, alarm_id, who, outcome)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
             for other in also:  # offered on the page: the incident's other open alarms
                 try:
-                    await resolve(engine, other, who, outcome, now)
+                    await resolve(rt.service, other, who, outcome)
                 except ActionRefused as e:  # closed meanwhile (by its responder, the hub)
                     log.info("console: alarm %s of the incident not resolved: %s", other, e)
                 else:
                     log.info("console: alarm %s resolved with %s", other, alarm_id)
-            await _changed(rt, hub_id)
             return _back(alarm_id)
         else:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
     except ActionRefused as e:
         log.info("console: %s on alarm %s refused: %s", action, alarm_id, e)
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
-    await _changed(rt)
+    await rt.changes.alarms_changed()  # the console's own entries: no hub hears them
     return _back(alarm_id)
 
 
@@ -779,39 +774,30 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
     notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
     if notification is None:
         raise ActionRefused("the responder's message is not on file: record a note instead")
-    care = await rt.escalator.care_map()
-    now = rt.clock.now_ms()
-    answer, msgs = await rt.dispatch.answer(
-        notification, "arrived", now, actor(session.account), care
-    )
+    answer = await rt.service.answer(notification, "arrived", actor(session.account))
     if not answer.ok:
-        raise ActionRefused(answer.message)
-    await rt.escalator.send(msgs)
-    rt.escalator.kick()
+        raise ActionRefused(answer_text(answer, "en"))
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
 
 
 async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now: int) -> None:
-    """The operator's outcome, applied by the dispatch store in one step; then its messages
-    are sent (closing tells whoever was texted) and a ladder started now is taken at once."""
+    """The operator's outcome, applied by the dispatch service in one step; then its
+    messages are sent (closing tells whoever was texted) and a ladder started now is taken
+    at once."""
     try:
         outcome = TriageOutcome(value)
     except ValueError:
         raise ActionRefused(
             f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
         ) from None
-    care = await rt.escalator.care_map()
     try:
-        effect, msgs = await rt.dispatch.triage(view.id, outcome, care, now, who)
+        effect = await rt.service.triage(view.id, view.hub_id, outcome, who)
     except TriageRefused as e:
         raise ActionRefused(str(e)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
     if effect.state in (AlarmState.RESOLVED, AlarmState.CANCELLED):  # closed: what was done
         await record_checklist(rt.store.engine, view.id, who, now)
-    await rt.escalator.send(msgs)
-    if effect.ladder is LadderMove.START_NOW:
-        rt.escalator.kick()
-    await _changed(rt, view.hub_id)
+        await rt.changes.alarms_changed(view.hub_id)  # the checklist row: the console's own
 
 
 # ------------------------------------------------------------ health board and KPI

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from carehub import api_contract as api
-from server.change_signal import HEALTH_KEY
+from server.change_signal import HEALTH_KEY, hub_key
 from server.fault_reports import Incoming, Outcome
 from server.routes.deps import Hub, Runtime
 from server.routes.problems import problems
@@ -41,7 +41,7 @@ async def upload_alarm(
     stored for that household with a `device_flag`, and dispatched as usual."""
     if len(body.model_dump_json()) > api.MAX_DETAILS_BYTES:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "alarm details too large")
-    stored = await rt.store.store_alarm(hub, body, rt.clock.now_ms())
+    stored = await rt.service.receive_alarm(hub, body)
     state, created = stored.state, stored.created
     if stored.flag is not None:  # stored and dispatched all the same: a person checks it
         log.warning(
@@ -59,14 +59,8 @@ async def upload_alarm(
             body.kind,
             stored.joined.alarm_id,
         )
-        if stored.joined.raised:
-            rt.escalator.kick()  # the ladder, due now, moves to the urgent policy
-        await rt.changes.notify("alarms")
     elif created:
         log.info("hub %s: alarm %s (%s) stored", hub.hub_id, body.alarm_id, body.kind)
-        rt.escalator.kick()
-        await rt.changes.notify(f"hub:{hub.hub_id}")
-        await rt.changes.notify("alarms")
     else:
         response.status_code = status.HTTP_200_OK
     return api.AlarmAccepted(alarm_id=body.alarm_id, state=state, created=created)
@@ -81,17 +75,13 @@ async def report_state(body: api.AlarmStateReport, hub: Hub, rt: Runtime) -> api
     """A state change decided on the hub (the elder cancelled). Idempotent by report_id.
     Another hub's alarm is answered exactly like one that does not exist (404)."""
     try:
-        state = await rt.store.report_state(
-            hub, body.alarm_id, body.state, body.at_ms, body.report_id, "hub", body.reason
+        state = await rt.service.report_state(
+            hub, body.alarm_id, body.state, body.at_ms, body.report_id, body.reason
         )
     except UnknownAlarm:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, "unknown alarm: upload the alarm before its state reports"
         ) from None
-    await rt.dispatch.alarm_changed(hub.hub_id, body.alarm_id, rt.clock.now_ms())
-    rt.escalator.kick()
-    await rt.changes.notify(f"hub:{hub.hub_id}")
-    await rt.changes.notify("alarms")
     return api.AlarmStateAccepted(alarm_id=body.alarm_id, state=state)
 
 
@@ -109,7 +99,7 @@ async def alarm_updates(
     if after < 0:
         return api.AlarmUpdates(updates=[], cursor=await rt.store.latest_cursor(hub.hub_id))
     deadline = rt.clock.monotonic() + min(wait_s, rt.settings.long_poll_max_s)
-    key = f"hub:{hub.hub_id}"
+    key = hub_key(hub.hub_id)
     version = rt.changes.version(key)
     updates = await rt.store.updates_for_hub(hub.hub_id, after)
     while not updates:

@@ -11,7 +11,6 @@ another alarm's ref get the same 404 page, so the page is no oracle; an expired 
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,10 @@ from fastapi.templating import Jinja2Templates
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind
 from server.accept_link import LinkVerdict
+from server.dispatch.answers import ACTIONS, Answer, AnswerKey
+from server.dispatch.link_view import LinkContext
+from server.dispatch.service import outcome
 from server.escalation import EscalationPolicy, step_number
-from server.responder_store import LinkContext, open_link, record_view
 from server.routes.deps import Runtime
 from server.sealed import Sealer, SealError
 from server.sms_text import elder_label
@@ -105,20 +106,32 @@ WHAT = {
     },
 }
 STATE_WORD = {"zh": {"cancelled": "取消", "resolved": "处理完毕"}, "en": {}}
-ANSWER_ZH = {
-    "accepted: the elder is told you are coming": "已接受：老人会收到您正在前往的通知",
-    "you accepted this alarm": "您已接受此警报",
-    "declined: the next responder is being called": "已拒绝：正在呼叫下一位",
-    "arrival recorded": "已记录到达",
-    "arrival already recorded": "到达已记录",
-    "only the responder who accepted can arrive": "只有接受警报的人可以确认到达",
-    "you accepted this alarm; call the dispatcher": "您已接受此警报；如需退出请致电调度员",
-    "this alarm is already cancelled": "此警报已取消",
-    "this alarm is already resolved": "此警报已处理完毕",
+ANSWER_TEXT: dict[str, dict[AnswerKey, str]] = {
+    "en": {
+        AnswerKey.ALREADY_OVER: "this alarm is already {state}",
+        AnswerKey.TAKEN_BY_OTHER: "already accepted by {who}",
+        AnswerKey.ALREADY_YOURS: "you accepted this alarm",
+        AnswerKey.ACCEPTED: "accepted: the elder is told you are coming",
+        AnswerKey.CANNOT_DECLINE: "you accepted this alarm; call the dispatcher",
+        AnswerKey.DECLINED: "declined: the next responder is being called",
+        AnswerKey.NOT_YOURS: "only the responder who accepted can arrive",
+        AnswerKey.ARRIVED: "arrival recorded",
+        AnswerKey.ARRIVAL_KNOWN: "arrival already recorded",
+    },
+    "zh": {
+        AnswerKey.ALREADY_OVER: "此警报已{state}",
+        AnswerKey.TAKEN_BY_OTHER: "已由{who}接受",
+        AnswerKey.ALREADY_YOURS: "您已接受此警报",
+        AnswerKey.ACCEPTED: "已接受：老人会收到您正在前往的通知",
+        AnswerKey.CANNOT_DECLINE: "您已接受此警报；如需退出请致电调度员",
+        AnswerKey.DECLINED: "已拒绝：正在呼叫下一位",
+        AnswerKey.NOT_YOURS: "只有接受警报的人可以确认到达",
+        AnswerKey.ARRIVED: "已记录到达",
+        AnswerKey.ARRIVAL_KNOWN: "到达已记录",
+    },
 }
-ANSWER_ZH_PATTERNS = ((re.compile(r"^already accepted by (.+)$"), "已由{0}接受"),)
-"""Answers that name someone (`DispatchStore.answer`): the name is kept, the words are
-translated."""
+"""A dispatch answer (`server.dispatch.answers.AnswerKey`) in each language; ``{who}``
+is the name of who accepted first, ``{state}`` the alarm's final state."""
 REFUSED = {
     404: [
         "此链接无效。请使用警报短信中的链接，或致电调度员。",
@@ -152,15 +165,13 @@ def local_time(at_ms: int, now_ms: int, time_zone: str, language: str) -> str:
     return f"{clock} ({TEXT[language]['min_ago'].format(n=minutes)})"
 
 
-def answer_text(message: str, language: str) -> str:
+def answer_text(answer: Answer, language: str) -> str:
     """A dispatch answer in the member's language (a link page's notice, an SMS reply)."""
-    if language != "zh":
-        return message
-    for pattern, text in ANSWER_ZH_PATTERNS:
-        found = pattern.match(message)
-        if found:
-            return text.format(*found.groups())
-    return ANSWER_ZH.get(message, message)
+    lang = "zh" if language == "zh" else "en"
+    state = answer.state.value if answer.state else ""
+    return ANSWER_TEXT[lang][answer.key].format(
+        who=answer.taken_by or "", state=STATE_WORD[lang].get(state, state)
+    )
 
 
 def step_shown(ctx: LinkContext, policy: EscalationPolicy, language: str) -> str | None:
@@ -184,7 +195,7 @@ def _refused(request: Request, status: int) -> HTMLResponse:
 
 
 async def _open(request: Request, rt: Runtime, ref: str, token: str) -> LinkContext | HTMLResponse:
-    verdict, ctx = await open_link(rt.dispatch, ref, token, rt.clock.now_ms())
+    verdict, ctx = await rt.service.open_link(ref, token)
     if verdict is LinkVerdict.EXPIRED:
         log.info("link for alarm ref %s refused: expired", ref[:8])
         return _refused(request, 410)
@@ -207,7 +218,7 @@ async def _page(
     elif ctx.mine and ctx.key_safe_sealed:
         key_safe = _unseal(rt, ctx)
         if key_safe is not None:
-            await record_view(rt.dispatch, ctx.notification_id, "key_safe", now)
+            await rt.service.record_view(ctx.notification_id, "key_safe")
     context: dict[str, Any] = {
         "t": t,
         "ctx": ctx,
@@ -217,7 +228,7 @@ async def _page(
         "who": elder_label(ctx.elder_name),
         "when": local_time(ctx.raised_at_ms, now, ctx.time_zone, lang),
         "taken": t["taken"].format(who=ctx.accepted_by_name),
-        "step": step_shown(ctx, (await rt.escalator.care_map()).policy(ctx.policy_id or ""), lang),
+        "step": step_shown(ctx, (await rt.service.care_map()).policy(ctx.policy_id or ""), lang),
         "map_url": map_url(ctx.lat, ctx.lon, lang),
         "key_safe": key_safe,
         "base": f"/r/{ctx.ref}/{token}",
@@ -243,7 +254,7 @@ async def link_page(request: Request, ref: str, token: str, rt: Runtime) -> HTML
     opened = await _open(request, rt, ref, token)
     if isinstance(opened, HTMLResponse):
         return opened
-    await record_view(rt.dispatch, opened.notification_id, "view", rt.clock.now_ms())
+    await rt.service.record_view(opened.notification_id, "view")
     return await _page(request, rt, opened, token)
 
 
@@ -255,23 +266,14 @@ async def link_action(
     opened = await _open(request, rt, ref, token)
     if isinstance(opened, HTMLResponse):
         return opened
-    if action not in ("accept", "decline", "arrived"):
+    if action not in ACTIONS:
         return _refused(request, 404)
-    now = rt.clock.now_ms()
-    care = await rt.escalator.care_map()
-    answer, msgs = await rt.dispatch.answer(opened.notification_id, action, now, "link", care)
-    await record_view(rt.dispatch, opened.notification_id, action, now)
-    log.info(  # the answer's message may name the responder: the log keeps its outcome
-        "alarm %s: %s by link: %s",
-        opened.alarm_id,
-        action,
-        ("done" if answer.ok else "refused") + (f", {answer.state.value}" if answer.state else ""),
+    answer = await rt.service.answer(opened.notification_id, action, "link")
+    await rt.service.record_view(opened.notification_id, action)
+    log.info(  # the answer may name the responder: the log keeps its outcome
+        "alarm %s: %s by link: %s", opened.alarm_id, action, outcome(answer)
     )
-    await rt.escalator.send(msgs)
-    rt.escalator.kick()
-    await rt.changes.notify(f"hub:{opened.hub_id}")
-    await rt.changes.notify("alarms")
-    _, fresh = await open_link(rt.dispatch, ref, token, rt.clock.now_ms())
+    _, fresh = await rt.service.open_link(ref, token)
     return await _page(
-        request, rt, fresh or opened, token, answer_text(answer.message, opened.member_language)
+        request, rt, fresh or opened, token, answer_text(answer, opened.member_language)
     )

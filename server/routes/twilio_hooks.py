@@ -15,17 +15,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from server.dispatch_store import Answer, notification_by_reply, record_delivery
+from server.dispatch.service import InboundKey
 from server.notifier import NOTIFICATIONS_PARAM, callback_notification_ids
-from server.reply_codes import HELP_TEXT, CodedReply, Keyword, ReplyAction, parse_reply
-from server.responder_store import (
-    claim_help,
-    hub_of_alarm,
-    member_language,
-    record_inbound,
-    set_inbound_result,
-    set_opt_out,
-)
+from server.reply_codes import HELP_TEXT
 from server.routes.deps import Runtime
 from server.routes.responder import answer_text
 
@@ -34,11 +26,6 @@ router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
 
 SMS_PATH = "/twilio/sms"
 STATUS_PATH = "/twilio/status"
-ACTIONS = {
-    ReplyAction.ACCEPT: "accept",
-    ReplyAction.DECLINE: "decline",
-    ReplyAction.ARRIVED: "arrived",
-}
 NO_SUCH_CODE = {
     "en": "CareHub: no open alarm has code {n}. Use the link in the alarm text.",
     "zh": "CareHub：没有编号为{n}的未结束警报。请使用警报短信中的链接。",
@@ -81,43 +68,14 @@ async def inbound_sms(form: SignedForm, rt: Runtime) -> Response:
     sid, phone, body = form.get("MessageSid", ""), form.get("From", ""), form.get("Body", "")
     if not sid or not phone:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid and From are required")
-    now = rt.clock.now_ms()
-    if not await record_inbound(rt.dispatch, sid, phone, body, now):
-        log.info("inbound SMS %s already handled (Twilio retried)", sid)
-        return _twiml(None)
-    reply = parse_reply(body)
-    language = await member_language(rt.dispatch, phone)
-    if isinstance(reply, CodedReply):
-        text, result = await _coded(rt, phone, reply, language)
-        await set_inbound_result(rt.dispatch, sid, result)
-        return _twiml(text)
-    if reply in (Keyword.STOP, Keyword.START):
-        await set_opt_out(rt.dispatch, phone, reply is Keyword.STOP, now)
-        await set_inbound_result(rt.dispatch, sid, reply.value)
-        log.info("inbound SMS %s: %s", sid, reply.value)
-        return _twiml(None)  # the provider confirms STOP/START itself
-    if await claim_help(rt.dispatch, sid, phone, now):
-        return _twiml(HELP_TEXT[language])
-    await set_inbound_result(rt.dispatch, sid, "help-limited")
-    return _twiml(None)
-
-
-async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> tuple[str, str]:
-    n = await notification_by_reply(rt.dispatch, phone, reply.number, rt.clock.now_ms())
-    if n is None:
-        return NO_SUCH_CODE[language].format(n=reply.number), f"no alarm {reply.number}"
-    action = ACTIONS[reply.action]
-    care = await rt.escalator.care_map()
-    answer, msgs = await rt.dispatch.answer(n.id, action, rt.clock.now_ms(), "sms", care)
-    # the answer's message may name the responder: the log keeps its outcome only
-    log.info("alarm %s: %s by SMS: %s", n.alarm_id, action, _outcome(answer))
-    await rt.escalator.send(msgs)
-    rt.escalator.kick()
-    hub_id = await hub_of_alarm(rt.dispatch, n.alarm_id)
-    if hub_id:
-        await rt.changes.notify(f"hub:{hub_id}")
-    await rt.changes.notify("alarms")
-    return f"CareHub: {answer_text(answer.message, language)}", f"{action}: {answer.message}"
+    inbound = await rt.service.inbound_sms(sid, phone, body)
+    if inbound.key is InboundKey.ANSWERED and inbound.answer is not None:
+        return _twiml(f"CareHub: {answer_text(inbound.answer, inbound.language)}")
+    if inbound.key is InboundKey.NO_SUCH_CODE:
+        return _twiml(NO_SUCH_CODE[inbound.language].format(n=inbound.code))
+    if inbound.key is InboundKey.HELP:
+        return _twiml(HELP_TEXT[inbound.language])
+    return _twiml(None)  # a retry, STOP/START (the provider confirms), help sent lately
 
 
 @router.post("/status", status_code=status.HTTP_204_NO_CONTENT)
@@ -135,14 +93,5 @@ async def status_callback(
         ids = callback_notification_ids(carried)
     except ValueError as e:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
-    if await record_delivery(rt.dispatch, sid, state, rt.clock.now_ms(), ids):
+    if await rt.service.delivery_status(sid, state, ids):
         log.info("SMS %s is %s", sid, state)
-        rt.escalator.kick()
-        await rt.changes.notify("alarms")
-
-
-def _outcome(answer: Answer) -> str:
-    """An answer as the log keeps it: done or refused, and the alarm's state."""
-    return ("done" if answer.ok else "refused") + (
-        f", {answer.state.value}" if answer.state else ""
-    )

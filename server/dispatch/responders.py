@@ -1,22 +1,22 @@
 """The SQL behind acceptance from any phone: what a link opens, what was viewed, inbound SMS
 (deduplicated by Twilio's MessageSid), opt-outs and the help-text rate limit.
 
-Kept apart from `server.dispatch_store` (the escalation engine's SQL): this module only
-reads the dispatch model and writes the tables of the responder's side (`link_views`,
+Kept apart from the ladder and its queue (`server.dispatch.store`): this module only reads
+the dispatch model and writes the tables of the responder's side (`link_views`,
 `inbound_messages`, `sms_optouts`). Every limit lives in the database, so every server
 process agrees.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from server.accept_link import IssuedLink, LinkVerdict, check_link, token_hash
 from server.db import dialect_insert, serialise_on
-from server.dispatch_store import DispatchStore, alarm_ref, notification_by_token_hash
+from server.dispatch.link_view import Contact, LinkAction, LinkContext
+from server.dispatch.queue import MessageQueue, notification_by_token_hash
+from server.dispatch.rows import alarm_ref
 from server.notifier import NotifierError
 from server.schema import (
     alarms,
@@ -33,54 +33,9 @@ from server.schema import (
 HELP_EVERY_MS = 3600 * 1000
 """A number that sends texts we do not understand gets the help text at most once an hour."""
 
-LinkAction = str  # view | accept | decline | arrived | key_safe
-
-
-@dataclass(frozen=True)
-class Contact:
-    name: str
-    relation: str
-    phone: str
-
-
-@dataclass(frozen=True)
-class LinkContext:
-    """Everything the link page may show one member about one alarm."""
-
-    notification_id: str
-    member_id: str
-    member_language: str
-    response: str | None  # accepted | declined (this member's answer)
-    step: int | None
-    alarm_id: str
-    hub_id: str
-    ref: str
-    kind: AlarmKind
-    state: AlarmState
-    raised_at_ms: int
-    time_zone: str
-    accepted_by: str | None  # a member id
-    accepted_by_name: str | None
-    arrived_at_ms: int | None
-    elder_name: str
-    short_address: str
-    address: str
-    lat: float | None
-    lon: float | None
-    key_safe_sealed: str | None
-    contacts: tuple[Contact, ...]
-    medical_notes: str = ""  # shown, like the door details, only to who accepted
-    care_level: int = 0
-    policy_id: str | None = None  # the ladder's policy: numbers `step` as the console does
-
-    @property
-    def mine(self) -> bool:
-        """This member accepted the alarm: the page opens the door details."""
-        return self.accepted_by == self.member_id
-
 
 async def open_link(
-    dispatch: DispatchStore, ref: str, token: str, now_ms: int
+    dispatch: MessageQueue, ref: str, token: str, now_ms: int
 ) -> tuple[LinkVerdict, LinkContext | None]:
     """Whether `token` opens the alarm `ref` names now, and what it opens. A token for
     another alarm's ref is UNKNOWN, exactly like a guessed one."""
@@ -97,7 +52,7 @@ async def open_link(
     return verdict, await _context(dispatch, row)
 
 
-async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
+async def _context(dispatch: MessageQueue, n: sa.Row) -> LinkContext:
     acceptor = doctors.alias("acceptor")
     async with dispatch.engine.connect() as conn:
         r = (
@@ -173,15 +128,15 @@ async def _context(dispatch: DispatchStore, n: sa.Row) -> LinkContext:
 
 
 async def record_view(
-    dispatch: DispatchStore, notification_id: str, action: LinkAction, now_ms: int
+    dispatch: MessageQueue, notification_id: str, action: LinkAction, now_ms: int
 ) -> None:
-    async with dispatch._write() as conn:
+    async with dispatch.write() as conn:
         await conn.execute(
             link_views.insert().values(notification_id=notification_id, at_ms=now_ms, action=action)
         )
 
 
-async def hub_of_alarm(dispatch: DispatchStore, alarm_id: str) -> str | None:
+async def hub_of_alarm(dispatch: MessageQueue, alarm_id: str) -> str | None:
     """Whose long-poll to wake when this alarm changes."""
     async with dispatch.engine.connect() as conn:
         value = (
@@ -194,7 +149,7 @@ async def hub_of_alarm(dispatch: DispatchStore, alarm_id: str) -> str | None:
 
 
 async def record_inbound(
-    dispatch: DispatchStore, sid: str, from_phone: str, body: str, now_ms: int
+    dispatch: MessageQueue, sid: str, from_phone: str, body: str, now_ms: int
 ) -> bool:
     """Store an inbound SMS once; False when this MessageSid was seen (Twilio retried)."""
     values = {
@@ -203,7 +158,7 @@ async def record_inbound(
         "body": body[:1600],
         "received_at_ms": now_ms,
     }
-    async with dispatch._write() as conn:
+    async with dispatch.write() as conn:
         result = await conn.execute(
             dialect_insert(dispatch.engine, inbound_messages)
             .values(**values)
@@ -212,8 +167,8 @@ async def record_inbound(
     return bool(result.rowcount)
 
 
-async def set_inbound_result(dispatch: DispatchStore, sid: str, result: str) -> None:
-    async with dispatch._write() as conn:
+async def set_inbound_result(dispatch: MessageQueue, sid: str, result: str) -> None:
+    async with dispatch.write() as conn:
         await conn.execute(
             inbound_messages.update()
             .where(inbound_messages.c.sid == sid[:64])
@@ -221,10 +176,10 @@ async def set_inbound_result(dispatch: DispatchStore, sid: str, result: str) -> 
         )
 
 
-async def claim_help(dispatch: DispatchStore, sid: str, from_phone: str, now_ms: int) -> bool:
+async def claim_help(dispatch: MessageQueue, sid: str, from_phone: str, now_ms: int) -> bool:
     """True when this inbound message may be answered with the help text: the number got
     none in the last `HELP_EVERY_MS`. The claim is the message's result ``help``."""
-    async with dispatch._write() as conn:
+    async with dispatch.write() as conn:
         await serialise_on(conn, f"carehub-help:{from_phone}")  # one claim per number at a time
         recent = (
             await conn.execute(
@@ -247,7 +202,7 @@ async def claim_help(dispatch: DispatchStore, sid: str, from_phone: str, now_ms:
     return True
 
 
-async def member_language(dispatch: DispatchStore, phone: str) -> str:
+async def member_language(dispatch: MessageQueue, phone: str) -> str:
     """The language of the member with this number (zh when unknown)."""
     async with dispatch.engine.connect() as conn:
         value = (
@@ -259,12 +214,12 @@ async def member_language(dispatch: DispatchStore, phone: str) -> str:
 # ---------------------------------------------------------------- opt-outs
 
 
-async def set_opt_out(dispatch: DispatchStore, phone: str, opted_out: bool, now_ms: int) -> None:
+async def set_opt_out(dispatch: MessageQueue, phone: str, opted_out: bool, now_ms: int) -> None:
     """STOP (True) or START (False) from this number."""
     insert = dialect_insert(dispatch.engine, sms_optouts).values(
         phone=phone[:32], opted_out=opted_out, at_ms=now_ms
     )
-    async with dispatch._write() as conn:
+    async with dispatch.write() as conn:
         await conn.execute(
             insert.on_conflict_do_update(
                 index_elements=[sms_optouts.c.phone],
@@ -273,7 +228,7 @@ async def set_opt_out(dispatch: DispatchStore, phone: str, opted_out: bool, now_
         )
 
 
-async def opted_out(dispatch: DispatchStore, phone: str) -> bool:
+async def opted_out(dispatch: MessageQueue, phone: str) -> bool:
     async with dispatch.engine.connect() as conn:
         value = (
             await conn.execute(
@@ -283,7 +238,7 @@ async def opted_out(dispatch: DispatchStore, phone: str) -> bool:
     return bool(value)
 
 
-async def refuse_opted_out(dispatch: DispatchStore, phone: str) -> None:
+async def refuse_opted_out(dispatch: MessageQueue, phone: str) -> None:
     """Called before each send: a number that replied STOP is undeliverable (the provider
     would refuse it too), so the step moves on without it."""
     if await opted_out(dispatch, phone):

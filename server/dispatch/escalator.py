@@ -3,7 +3,7 @@
 Woken at once when an alarm arrives or an answer comes in (`kick`), and by a short sweep
 (the next due time, at most `sweep_s` away), so a step is taken within about a second of
 its due time in any server process. Decisions are `server.escalation`; SQL is
-`server.dispatch_store`; this loop only moves bytes.
+`server.dispatch.store`; this loop only moves bytes.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from carehub.clock import Clock
 from server.accept_link import link_token
 from server.care_map import CareMap
-from server.change_signal import ALARMS_KEY, HEALTH_KEY, ChangeSignal
-from server.dispatch_store import DispatchStore, Message
+from server.change_signal import ChangeSignal
+from server.dispatch.queue import Message
+from server.dispatch.responders import refuse_opted_out
+from server.dispatch.store import DispatchStore
 from server.notifier import Notifier, NotifierError, redact_phones
-from server.responder_store import refuse_opted_out
 from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Sent, Waiting, plan_texts
 from server.sms_text import LINK
 
@@ -230,11 +231,8 @@ class Escalator:
         finally:
             for s in flying:  # recorded (or lost with an error): the next plan reads them
                 self._flying.remove(s)
-        for hub_id in set(changed):
-            await self._changes.notify(f"hub:{hub_id}")
-        await self._changes.notify(ALARMS_KEY)
-        if any(error for _, _, error in results):
-            await self._changes.notify(HEALTH_KEY)  # the board lists failed SMS
+        # the health board lists failed SMS
+        await self._changes.alarms_changed(*changed, health=any(e for _, _, e in results))
 
     def _render(self, msg: Message) -> str:
         return msg.body.replace(LINK, self.link_url(msg)) if LINK in msg.body else msg.body

@@ -1,0 +1,175 @@
+"""The statements every part of the dispatch wing writes with, inside its caller's
+transaction: the alarm row a message needs, the alarm's events, its ladder's status, and
+who is out of the current step. No transaction is opened here; the writer is
+`server.dispatch.queue.MessageQueue.write`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
+from server.escalation import move_on_early
+from server.schema import alarm_events, alarms, elders, escalations, notifications
+
+
+class LadderStatus:
+    RUNNING = "running"
+    ACCEPTED = "accepted"  # waiting for arrival
+    ARRIVED = "arrived"
+    OVERDUE = "overdue"  # accepted, no arrival in the circle: with the dispatcher
+    EXHAUSTED = "exhausted"  # nobody accepted after every repeat: with the dispatcher
+    CLOSED = "closed"  # the alarm is resolved or cancelled
+
+
+async def event(
+    conn: AsyncConnection,
+    alarm: Any,
+    kind: str,
+    now_ms: int,
+    actor: str,
+    detail: str = "",
+    state: AlarmState | None = None,
+) -> None:
+    await conn.execute(
+        alarm_events.insert().values(
+            alarm_id=alarm.id,
+            hub_id=alarm.hub_id,
+            kind=kind,
+            state=state.value if state else None,
+            at_ms=now_ms,
+            detail=detail[:400],
+            actor=actor[:80],
+        )
+    )
+
+
+async def set_ladder(
+    conn: AsyncConnection,
+    alarm_id: str,
+    status: str,
+    due_ms: int | None,
+    now_ms: int,
+    policy_id: str | None = None,
+) -> None:
+    await conn.execute(
+        escalations.update()
+        .where(escalations.c.alarm_id == alarm_id)
+        .values(
+            status=status,
+            due_at_ms=due_ms,
+            updated_at_ms=now_ms,
+            **({"policy_id": policy_id} if policy_id else {}),
+        )
+    )
+
+
+async def excluded(conn: AsyncConnection, alarm_id: str) -> set[str]:
+    rows = (
+        await conn.execute(
+            sa.select(notifications.c.doctor_id).where(
+                notifications.c.alarm_id == alarm_id,
+                notifications.c.purpose.like("step-%"),
+                sa.or_(
+                    notifications.c.response == "declined",
+                    notifications.c.status.in_(["failed", "undelivered"]),
+                ),
+            )
+        )
+    ).scalars()
+    return set(rows)
+
+
+async def member_out(conn: AsyncConnection, alarm_id: str, now_ms: int) -> None:
+    """A member of the current step declined or cannot be reached: when the whole step
+    is out, the next step is due now."""
+    ladder = (
+        await conn.execute(sa.select(escalations).where(escalations.c.alarm_id == alarm_id))
+    ).first()
+    if ladder is None or ladder.status != LadderStatus.RUNNING:
+        return
+    if move_on_early(ladder.members, frozenset(await excluded(conn, alarm_id)), ladder.dispatcher):
+        await conn.execute(
+            escalations.update()
+            .where(escalations.c.alarm_id == alarm_id)
+            .values(due_at_ms=now_ms, updated_at_ms=now_ms)
+        )
+
+
+async def went_out(conn: AsyncConnection, alarm_id: str) -> bool:
+    """Whether a ladder step texted anyone about the alarm: a family told it is over
+    must have been able to hear of it (an operator-first alarm closed in its window,
+    or cancelled by the elder then, closes without a single SMS)."""
+    sent = await conn.execute(
+        sa.select(notifications.c.id)
+        .where(notifications.c.alarm_id == alarm_id, notifications.c.purpose.like("step-%"))
+        .limit(1)
+    )
+    return sent.first() is not None
+
+
+def mark_operator_answer(alarm_id: str, at_ms: int) -> sa.Update:
+    """The statement recording an operator's first answer (`DispatchStore.operator_answered`),
+    for callers inside their own transaction."""
+    return (
+        alarms.update()
+        .where(alarms.c.id == alarm_id, alarms.c.operator_at_ms.is_(None))
+        .values(operator_at_ms=at_ms)
+    )
+
+
+def code_held(now_ms: int, hold_ms: int) -> sa.ColumnElement[bool]:
+    """`server.reply_codes.holds` in SQL, for a notifications ⋈ alarms row."""
+    since = now_ms - hold_ms
+    return sa.or_(
+        alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+        notifications.c.created_at_ms > since,
+        alarms.c.updated_at_ms > since,
+    )
+
+
+async def alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:
+    """An alarm with what messages about it need from its elder (one query for every
+    step, answer and assignment)."""
+    return (
+        await conn.execute(
+            sa.select(
+                alarms.c.id,
+                alarms.c.hub_id,
+                alarms.c.state,
+                alarms.c.kind,
+                alarms.c.severity,
+                alarms.c.accepted_by,
+                alarms.c.arrived_at_ms,
+                alarms.c.is_test,
+                alarms.c.received_at_ms,
+                alarms.c.triage_outcome,
+                elders.c.name,
+                elders.c.short_address,
+                elders.c.team_id,
+                elders.c.lat,
+                elders.c.lon,
+                elders.c.id.label("elder_id"),
+            )
+            .join(elders, elders.c.id == alarms.c.elder_id)
+            .where(alarms.c.id == alarm_id)
+        )
+    ).one()
+
+
+class AlarmRow:
+    """An alarm row with its acceptor, for the notice helpers."""
+
+    def __init__(self, row: Any, accepted_by: str | None) -> None:
+        self._row = row
+        self.accepted_by = accepted_by
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+def alarm_ref(alarm_id: str) -> str:
+    """The short reference printed in texts and used in links."""
+    return alarm_id[-6:].upper()

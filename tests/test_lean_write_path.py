@@ -1,0 +1,59 @@
+"""The statements an alarm costs the server (issue 22, the lean write path): its first
+step, the record of its SMS and a delivery callback, counted on SQLite. Each statement is a
+hand-off to the database thread; these counts only go down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carehub.clock import FakeClock
+from server.change_signal import ChangeSignal
+from server.dispatch.escalator import Escalator
+from server.dispatch.queue import record_delivery
+from server.dispatch.store import DispatchStore
+from tests.test_escalator import FlakyNotifier, server_with_alarms
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements run on `engine` inside the block, in order."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+
+async def test_an_alarms_first_step_its_sms_and_its_delivery_take_few_statements(
+    tmp_path: Path,
+) -> None:
+    engine, store = await server_with_alarms(tmp_path, 1)
+    dispatch = DispatchStore(store, b"k" * 32)
+    clock = FakeClock()
+    escalator = Escalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
+    await escalator.care_map()  # the directory, read once per process
+    with statements(engine) as step:
+        assert await escalator.pass_once() == 1
+    # the first step asks nobody's exclusions (there are none before it), and the sent
+    # SMS moves the alarm to dispatched in one UPDATE, without reading it first
+    assert not any("notifications.response" in s for s in step)
+    assert not any(s.startswith("SELECT alarms.state, alarms.first_notified_at_ms") for s in step)
+    assert len(step) <= 16  # with the sweep for ladderless alarms (once a second)
+    with statements(engine) as delivered:
+        assert await record_delivery(dispatch, "SM1", "delivered", clock.now_ms())
+    assert len(delivered) == 2  # a read that sees it moves, one UPDATE
+    with statements(engine) as repeated:
+        assert not await record_delivery(dispatch, "SM1", "delivered", clock.now_ms())
+    assert len(repeated) == 1  # a read, no write
+    await engine.dispose()
