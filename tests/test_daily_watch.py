@@ -193,6 +193,17 @@ def test_pendant_movement_in_the_window_checks_in_when_the_plan_says_so() -> Non
         assert reasons == ([] if counts else [WelfareReason.MISSED_CHECK_IN])
 
 
+def test_where_movement_checks_in_a_press_in_the_window_is_always_a_call_for_help() -> None:
+    """The elder whose plan counts movement is told they need not press: a press of theirs,
+    even the morning's first before any movement, is a call for help (docs/health-review.md,
+    "What the elder does")."""
+    watch = check_in_watch(movement_counts=True)
+    assert not watch.check_in_press("btn-1", 1, at(DAY, 7, 5))  # before moving: help
+    live(watch, DAY, Day(moving=normal_moving), 420, 480)
+    assert not watch.check_in_press("btn-1", 2, at(DAY, 8, 30))
+    assert watch.tick(at(DAY, 10), DEVICES).welfare == []  # the movement checked in
+
+
 # ------------------------------------------------------------ inactivity
 
 
