@@ -37,15 +37,21 @@ from tests.test_e2e_check_in import noon_zone
 pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
-NOW = datetime.now(UTC)
-ZONE = noon_zone(NOW)
 
 
-def _with_check_in(start: str, end: str) -> str:
-    """The shared directory with team-a in `ZONE` and a check-in window for elder-1."""
-    text = DIRECTORY.replace('name = "Team A"\n', f'name = "Team A"\ntime_zone = "{ZONE}"\n')
+def _local_now() -> datetime:
+    """Now, in a zone where it is around midday (a window fits around it)."""
+    now = datetime.now(UTC)
+    return now.astimezone(ZoneInfo(noon_zone(now)))
+
+
+def _with_check_in(local: datetime, start: datetime, end: datetime) -> str:
+    """The shared directory with team-a in `local`'s zone and a check-in window for elder-1."""
+    zone = str(local.tzinfo)
+    text = DIRECTORY.replace('name = "Team A"\n', f'name = "Team A"\ntime_zone = "{zone}"\n')
     elder = 'short_address = "Bldg 3-501"\n'
-    window = f'check_in = {{{{ window_start = "{start}", window_end = "{end}" }}}}\n'
+    since, until = start.strftime("%H:%M"), end.strftime("%H:%M")
+    window = f'check_in = {{{{ window_start = "{since}", window_end = "{until}" }}}}\n'
     return text.replace(elder, elder + window)  # braces doubled: the text is formatted
 
 
@@ -89,9 +95,8 @@ def _console_queue(d: Deployment) -> str:
 class TestCheckedIn:
     @pytest.fixture
     def directory(self) -> str:
-        local = NOW.astimezone(ZoneInfo(ZONE))
-        start, end = _minute(local, -60), _minute(local, 60)
-        return _with_check_in(start.strftime("%H:%M"), end.strftime("%H:%M"))
+        local = _local_now()
+        return _with_check_in(local, _minute(local, -60), _minute(local, 60))
 
     def test_a_press_in_the_window_is_the_check_in_and_the_day_reaches_the_server_once(
         self, deployment: Deployment
@@ -154,10 +159,10 @@ class TestCheckedIn:
 class TestMissed:
     @pytest.fixture
     def directory(self) -> str:
-        local = NOW.astimezone(ZoneInfo(ZONE))
-        self.end_ms = int(_minute(local, 2).timestamp() * 1000)
-        start, end = _minute(local, -1), _minute(local, 2)
-        return _with_check_in(start.strftime("%H:%M"), end.strftime("%H:%M"))
+        local = _local_now()
+        end = _minute(local, 2)  # one to two minutes from now
+        self.end_ms = int(end.timestamp() * 1000)
+        return _with_check_in(local, _minute(local, -1), end)
 
     def test_no_check_in_by_the_windows_end_is_one_welfare_check_and_no_sms(
         self, deployment: Deployment
