@@ -342,7 +342,8 @@ class CheckInPlan(_Reply):
     movement_counts: bool = Field(
         default=False,
         strict=True,
-        description="The pendant's ordinary movement inside the window counts as the check-in.",
+        description="The pendant's ordinary movement inside the window is the check-in "
+        "instead of a press; every press is then a call for help.",
     )
 
 

@@ -19,6 +19,9 @@ from carehub.api_contract import DailySummary
 
 DRIFT_DAYS = 21
 """A deteriorating home changes over its last three weeks (the review compares two weeks)."""
+RAMP_DAYS = 14
+"""…reaching the full `Drift` after two of them and staying there, so the review's recent
+two weeks hold the change, not its first steps."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Baseline:
 class Drift:
     """How far a deteriorating home has moved by its last day."""
 
-    resting_hr_bpm: float = 12.0  # bpm up
+    resting_hr_bpm: float = 14.0  # bpm up
     below_90_min: float = 75.0  # minutes more
     active_factor: float = 0.45  # active minutes fall to this share
     night_rises: float = 2.5  # more per night
@@ -70,7 +73,7 @@ def home_days(
     for i in range(days):
         day = last_day - timedelta(days=days - 1 - i)
         into = i - (days - DRIFT_DAYS)
-        share = max(0.0, (into + 1) / DRIFT_DAYS) if deteriorating else 0.0
+        share = min(1.0, max(0.0, (into + 1) / RAMP_DAYS)) if deteriorating else 0.0
         out.append(_day(rng, day, usual, drift, share))
     return out
 

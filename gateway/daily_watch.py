@@ -7,8 +7,8 @@ welfare checks a `tick` returns. Rules and figures: docs/health-review.md.
   when the day changes the old one is closed (with an empty, incomplete one for each day
   the hub missed entirely) and its `DailySummary` handed to the shell once.
 - Check-in: the first press inside the window is the check-in (`check_in_press`); with
-  ``movement_counts`` pendant movement inside it is too; none by ``window_end``: one
-  welfare check (`WelfareReason.MISSED_CHECK_IN`).
+  ``movement_counts`` pendant movement inside it is instead (every press is then a call for
+  help); none by ``window_end``: one welfare check (`WelfareReason.MISSED_CHECK_IN`).
 - Inactivity (``care_plan.inactivity``): daytime stillness much longer than the elder's
   usual for the hour (`INACTIVE_DAYTIME`); a night rise with no return to rest
   (`NIGHT_NO_RETURN`). The usual comes from the last `RHYTHM_DAYS` closed days, or
@@ -350,10 +350,16 @@ class DailyWatch:
         `pressed_ms` (the button's own time of the press) counts when it lies in the window
         and at most `LATE_PRESS_MS` before the hub heard it: a check-in pressed at 09:58
         while the hub restarted is not a call for help at 10:03. A button whose clock is
-        wrong is judged by the hub's clock alone."""
+        wrong is judged by the hub's clock alone.
+
+        Where the plan counts movement (``movement_counts``) no press is the check-in: that
+        elder is told they need not press, so a press of theirs is a call for help."""
         day = self._day(now_ms)
         if day.check_in_event == [device_id, seq]:
             return True
+        plan = self.plan.check_in
+        if plan is not None and plan.movement_counts:
+            return False
         late = pressed_ms is not None and 0 <= now_ms - pressed_ms <= LATE_PRESS_MS
         in_window = self._in_window(day, now_ms) or (
             late and pressed_ms is not None and self._in_window(day, pressed_ms)

@@ -239,7 +239,16 @@ class Hub:
             try:
                 yield self
             finally:
+                await self._keep_the_day()
                 self._store = None
+
+    async def _keep_the_day(self) -> None:
+        """On a stop, the running day as it is now: it is written at most once a minute,
+        and an upgrade or restart must not lose the presses and check-ins of that minute."""
+        try:
+            await self._save_daily(self.clock.now_ms(), force=True)
+        except sqlite3.DatabaseError as e:
+            log.warning("the running day was not written at the stop: %s", e)
 
     async def _restore_daily(self) -> None:
         """The elder's days as the last run left them (a restart keeps the day)."""

@@ -766,7 +766,12 @@ class _Transaction:
         try:
             await self._db.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._lock.release()
+            try:  # a cancelled wait: the BEGIN still runs on the connection's thread
+                await self._db.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass  # it never began (the database was busy): nothing to undo
+            finally:
+                self._lock.release()
             raise
         return self._db
 

@@ -229,7 +229,9 @@ class CheckInEntry(_Model):
     window_start: str = Field("07:00", pattern=HH_MM, description="HH:MM, 24-hour clock.")
     window_end: str = Field("10:00", pattern=HH_MM, description="HH:MM, after window_start.")
     movement_counts: bool = Field(
-        False, description="The pendant's ordinary movement in the window counts as a check-in."
+        False,
+        description="The pendant's ordinary movement in the window is the check-in instead of a"
+        " press (every press is then a call for help).",
     )
 
     @model_validator(mode="after")

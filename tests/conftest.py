@@ -171,6 +171,13 @@ class Deployment:
 
 
 @pytest.fixture
+def directory() -> str:
+    """The deployment's directory file (``{token}``: the hub's token); override it in a test
+    module for other elders, care plans or time zones."""
+    return DIRECTORY
+
+
+@pytest.fixture
 def hub_env() -> dict[str, str]:
     """Extra CAREHUB_* settings for the deployment's hub; override it in a test module."""
     return {}
@@ -203,9 +210,10 @@ def deployment(
     hub_env: dict[str, str],
     server_env: dict[str, str],
     server_db: str,
+    directory: str,
 ) -> Iterator[Deployment]:
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
+    (tmp_path / "directory.toml").write_text(directory.format(token=token))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = Child(

@@ -102,8 +102,16 @@ def test_another_teams_elders_are_refused_and_nothing_of_theirs_is_audited(
 
 def test_an_installer_sees_none_of_it(client: TestClient, seeded: str) -> None:
     assert login(client, "inst") == 303
+    token = csrf(client)
     assert client.get("/console/review").status_code == 403
+    assert client.get("/console/review", params={"team": "team-a"}).status_code == 403
     assert client.get("/console/review/elders/elder-a").status_code == 403
+    marked = client.post(
+        f"/console/review/elders/elder-a/flags/{FlagKind.RESTING_HR_UP.value}",
+        data={"csrf_token": token, "note": "x"},
+    )
+    assert marked.status_code == 403
+    assert _rows(seeded, sa.select(health_reviews.c.id)) == []
     assert 'href="/console/review"' not in client.get("/console/health").text
     assert _audited(seeded) == []
 
@@ -203,3 +211,26 @@ def test_the_follow_up_record_lists_flags_and_reviews_and_is_audited(
     assert "Resting heart rate up" in text and "seen at home" in text
     assert "@media print" not in text and 'id="print"' in text  # print CSS is in console.css
     assert _audited(seeded)[before:] == [("doc-a", "health_record", "elder-a")]
+
+
+def test_an_admin_reads_every_review_view_in_the_audit_log_like_the_medical_notes(
+    client: TestClient, seeded: str
+) -> None:
+    """The doctor's views of an elder's flags and follow-up record are on the audit page,
+    by account and elder, as the views of the medical notes are."""
+    assert login(client, "doc-a") == 303
+    client.get("/console/review")
+    client.get("/console/review/elders/elder-a")
+    client.get("/console/review/elders/elder-c")  # a record without a flag is a view too
+    client.post("/console/logout", data={"csrf_token": csrf(client)})
+    assert login(client, "root") == 303
+    page = client.get("/console/audit", params={"account": "doc-a"})
+    assert page.status_code == 200
+    assert page.text.count("trend flags") == 1 and page.text.count("follow-up record") == 2
+    only_a = client.get("/console/audit", params={"elder": "elder-a"}).text
+    assert "trend flags" in only_a and only_a.count("follow-up record") == 1
+    assert _audited(seeded) == [
+        ("doc-a", "health_review", "elder-a"),
+        ("doc-a", "health_record", "elder-a"),
+        ("doc-a", "health_record", "elder-c"),
+    ]

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from carehub.api_contract import CarePlan, CheckInPlan, DailySummary, WelfareReason
+from carehub.settings import TrendThresholds
 from gateway.daily_watch import (
     RISE_DEFAULT_MIN,
     STILL_DEFAULT_MIN,
@@ -16,6 +17,7 @@ from gateway.daily_watch import (
     time_zone,
 )
 from gateway.day_aggregate import DayAggregate, local_day
+from server.health_flags import FlagKind
 from tests.daily_sim import TZ, Day, at, frame, normal_moving, reading
 
 DEVICES = [("btn-1", "button"), ("pend-1", "pendant"), ("wear-1", "wearable")]
@@ -193,6 +195,17 @@ def test_pendant_movement_in_the_window_checks_in_when_the_plan_says_so() -> Non
         assert reasons == ([] if counts else [WelfareReason.MISSED_CHECK_IN])
 
 
+def test_where_movement_checks_in_a_press_in_the_window_is_always_a_call_for_help() -> None:
+    """The elder whose plan counts movement is told they need not press: a press of theirs,
+    even the morning's first before any movement, is a call for help (docs/health-review.md,
+    "What the elder does")."""
+    watch = check_in_watch(movement_counts=True)
+    assert not watch.check_in_press("btn-1", 1, at(DAY, 7, 5))  # before moving: help
+    live(watch, DAY, Day(moving=normal_moving), 420, 480)
+    assert not watch.check_in_press("btn-1", 2, at(DAY, 8, 30))
+    assert watch.tick(at(DAY, 10), DEVICES).welfare == []  # the movement checked in
+
+
 # ------------------------------------------------------------ inactivity
 
 
@@ -280,3 +293,21 @@ def test_the_docs_define_every_summary_field_and_welfare_reason() -> None:
     for reason in WelfareReason:
         assert f"| `{reason.value}` |" in doc, reason
     assert "## What the elder does" in doc
+
+
+def test_the_docs_have_one_exact_row_per_summary_field_and_every_flag_and_setting() -> None:
+    """Acceptance 5: one table of the summary fields (definition, unit, source device),
+    every flag with its threshold and its source, every setting, and what is kept."""
+    doc = (Path(__file__).parent.parent / "docs" / "health-review.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    for name in DailySummary.model_fields:
+        (row,) = [r for r in rows if r.startswith(f"| `{name}` |")]  # exactly one
+        cells = [c.strip() for c in row.replace("\\|", "").strip("|").split(" | ")]
+        assert len(cells) == 4 and all(cells), (name, cells)
+    for kind in FlagKind:
+        (row,) = [r for r in rows if r.startswith(f"| `{kind.value}` ")]
+        assert "literature" in row or "ours" in row, kind
+    for setting in TrendThresholds.model_fields:
+        assert f"`{setting}`" in doc, setting
+    kept = doc.split("## What is kept and for how long", 1)[1].split("\n## ", 1)[0]
+    assert "`summary_keep_days`" in kept and "`day_aggregates`" in kept and "raw" in kept

@@ -274,3 +274,21 @@ async def test_no_movement_from_10_raises_one_welfare_check_through_the_hub(
     assert at(DAY, 12, 59) <= body["raised_at_ms"] <= at(DAY, 13, 1)
     assert body["details"]["today"]["still_since"] == "09:59"
     assert link.acks == []
+
+
+async def test_a_stop_keeps_the_presses_counted_since_the_last_save(tmp_path: Path) -> None:
+    """The running day is written at most once a minute; a stop (an upgrade, `systemctl
+    restart`) writes it as it is, so the press just before it is in the day's summary."""
+    uplink = DayUplink(CHECK_IN)
+    clock = FakeClock(at(DAY, 8))
+    hub, _ = make_hub(tmp_path, uplink, clock)
+    async with hub.opened():
+        await hub.refresh_config()
+        await press(hub, 1)  # the check-in: written at once
+        clock.advance(2)
+        await press(hub, 2)  # an emergency, two seconds later
+        await hub.daily_pass(clock.now_ms())  # within the minute: not written yet
+    hub, _ = make_hub(tmp_path, uplink, clock)
+    async with hub.opened():
+        (today,) = hub.core.daily.open_days()
+        assert (today.check_ins, today.presses) == (1, 1)

@@ -118,3 +118,21 @@ async def test_a_waiting_summary_never_holds_up_the_hubs_fault_reports(tmp_path:
         summary = await store.next_pending(after_device=fault.device_id)  # its queue's turn
         assert summary is not None and summary.kind is OutboxKind.SUMMARY
         assert summary.device_id == SUMMARIES_QUEUE
+
+
+async def test_a_write_cancelled_at_its_begin_leaves_the_store_writable(tmp_path: Path) -> None:
+    """A task cancelled while its BEGIN is on the connection's thread (a stop, a loop
+    restarted) must not leave the connection inside that transaction: every later write
+    would fail ("cannot start a transaction within a transaction")."""
+    import asyncio
+
+    async with HubStore(tmp_path / "hub.db") as store:
+        writer = asyncio.create_task(store.save_days([("2026-03-10", "{}")], "{}", 1))
+        await asyncio.sleep(0)  # the writer waits on its BEGIN IMMEDIATE
+        writer.cancel()
+        try:
+            await writer
+        except asyncio.CancelledError:
+            pass
+        await store.save_days([("2026-03-11", "{}")], "{}", 2)
+        assert await store.days(closed=False) == ["{}"]  # the cancelled write made nothing

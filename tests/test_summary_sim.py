@@ -15,11 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from carehub.api_contract import DailySummary
+from carehub.settings import TrendThresholds
 from cli.main import app
 from cli.summary_days import DRIFT_DAYS, home_days
 from harness.broker import free_port
 from harness.processes import Child, wait_http_ok
 from server.db import make_engine
+from server.health_flags import FlagKind, trend_flags
 from server.store import ServerStore
 from server.summary_store import SummaryStore
 from tests.conftest import DIRECTORY
@@ -58,6 +60,16 @@ def test_ninety_days_seeded_and_a_deterioration_that_shows_in_the_last_weeks() -
         else:
             assert abs(hr) < 2 and abs(low_spo2) < 10 and abs(active) < 0.15
             assert abs(rises) < 0.8 and near_falls <= 2 and abs(worn) < 2
+
+
+def test_with_the_default_thresholds_a_deteriorating_home_raises_every_flag() -> None:
+    """The sim is for trying the review: its deterioration must raise the review's flags
+    as configured out of the box (docs/health-review.md), and its steady homes none."""
+    thresholds = TrendThresholds()
+    for seed in range(1, 21):
+        worse = {f.kind for f in trend_flags(home_days(90, LAST, seed, True), thresholds)}
+        assert worse == set(FlagKind), (seed, sorted(set(FlagKind) - worse))
+        assert trend_flags(home_days(90, LAST, seed), thresholds) == [], seed
 
 
 @pytest.fixture
