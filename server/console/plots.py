@@ -4,7 +4,7 @@ impact, and a KPI series per day. Pure functions: numbers in, SVG markup out."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -135,11 +135,11 @@ def series_svg(
     values: Sequence[float | None],
     unit: str,
     top: float | None = None,
-    axis: str = "{unit} (max {max})",
+    axis: Callable[[str, str], str] = lambda unit, top: f"{unit} (max {top})",
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
     value is drawn as an empty slot marked "–". At most the last `MAX_BARS`. `axis`: the
-    scale's caption in the reader's language ({unit}, {max})."""
+    scale's caption in the reader's language, from the unit and the top value shown."""
     if not labels:
         return Markup("")
     labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
@@ -150,7 +150,7 @@ def series_svg(
     parts = [
         _open(),
         _line(PAD, PAD + h, PAD + w, PAD + h, 'stroke="#999"'),
-        _text(4, PAD - 8, axis.replace("{unit}", unit).replace("{max}", f"{hi:.0f}")),
+        _text(4, PAD - 8, axis(unit, f"{hi:.0f}")),
     ]
     for i, (label, v) in enumerate(zip(labels, scaled, strict=True)):
         x = PAD + i * slot

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from carehub.admin_contract import EnrollmentCode, HouseholdView
 from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
+from server.catalogue import LANGUAGES, pick_language, translator
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -56,7 +57,6 @@ from server.console.checklists import CHECKLISTS, checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
-from server.console.i18n import LANGUAGES, pick_language, translator
 from server.console.live_queue import CLOSED, UNCLAIMED_CUE_S, open_alarms, unclaimed_level
 from server.console.plots import acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
@@ -852,7 +852,10 @@ async def kpi_page(
         return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
 
     t = translator(session.account.language)
-    axis = t("kpi.axis")
+
+    def axis(unit: str, top: str) -> str:
+        return t("kpi.axis", unit=unit, max=top)
+
     plots = {
         "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100, axis),
         "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100, axis),
