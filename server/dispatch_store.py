@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,12 +107,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Answer:
-    """The outcome of a responder's answer, for the page or the reply."""
+    """The outcome of a responder's answer, for the page or the reply: `key` is a catalogue
+    key (``answer.*``, `server.catalogue`) and `params` its placeholders."""
 
     ok: bool
     state: AlarmState | None
-    message: str
+    key: str
     accepted_by: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def alarm_ref(alarm_id: str) -> str:
@@ -967,14 +969,15 @@ class DispatchStore:
             state = AlarmState(alarm.state)
             actor = f"member:{n.doctor_id}"
             if state in FINAL_STATES:
-                return Answer(False, state, f"this alarm is already {state.value}"), []
+                return Answer(False, state, f"answer.closed.{state.value}"), []
             if action == "accept":
                 if alarm.accepted_by and alarm.accepted_by != n.doctor_id:
                     taken_by = care.members.get(alarm.accepted_by)
                     who = taken_by.name if taken_by else alarm.accepted_by
-                    return Answer(False, state, f"already accepted by {who}", alarm.accepted_by), []
+                    taken = Answer(False, state, "answer.taken", alarm.accepted_by, {"who": who})
+                    return taken, []
                 if alarm.accepted_by == n.doctor_id:
-                    return Answer(True, state, "you accepted this alarm", n.doctor_id), []
+                    return Answer(True, state, "answer.yours", n.doctor_id), []
                 new = merge(state, AlarmState.ACCEPTED)
                 await conn.execute(
                     alarms.update()
@@ -1011,12 +1014,10 @@ class DispatchStore:
                     now_ms,
                 )
                 msgs += await self._tell_contacts(conn, accepted, "accepted", name, now_ms)
-                return Answer(
-                    True, new, "accepted: the elder is told you are coming", n.doctor_id
-                ), msgs
+                return Answer(True, new, "answer.accepted", n.doctor_id), msgs
             if action == "decline":
                 if alarm.accepted_by == n.doctor_id:
-                    return Answer(False, state, "you accepted this alarm; call the dispatcher"), []
+                    return Answer(False, state, "answer.cannot_decline"), []
                 await conn.execute(
                     notifications.update()
                     .where(notifications.c.id == n.id)
@@ -1024,10 +1025,10 @@ class DispatchStore:
                 )
                 await self._event(conn, alarm, "declined", now_ms, actor, f"via {via}")
                 await self._member_out(conn, alarm.id, now_ms)
-                return Answer(True, state, "declined: the next responder is being called"), []
+                return Answer(True, state, "answer.declined"), []
             if action == "arrived":
                 if alarm.accepted_by != n.doctor_id:
-                    return Answer(False, state, "only the responder who accepted can arrive"), []
+                    return Answer(False, state, "answer.not_yours"), []
                 if alarm.arrived_at_ms is None:
                     await conn.execute(
                         alarms.update()
@@ -1039,8 +1040,8 @@ class DispatchStore:
                     msgs = await self._tell_contacts(
                         conn, _AlarmRow(alarm, n.doctor_id), "arrived", name, now_ms
                     )
-                    return Answer(True, state, "arrival recorded", n.doctor_id), msgs
-                return Answer(True, state, "arrival already recorded", n.doctor_id), []
+                    return Answer(True, state, "answer.arrived", n.doctor_id), msgs
+                return Answer(True, state, "answer.arrived_before", n.doctor_id), []
             raise ValueError(f"unknown action {action!r}")
 
 

@@ -128,7 +128,7 @@ class World:
         result, msgs = await self.dispatch.answer(nid, action, self.clock.now_ms(), "link", care)
         await self.escalator.send(msgs)
         self.escalator.kick()
-        return result.message
+        return result.key
 
 
 @asynccontextmanager
@@ -269,7 +269,7 @@ async def test_accepted_but_no_arrival_in_20_minutes_goes_to_the_dispatcher(worl
     second = await world.press()
     await world.run()
     await world.answer(second, "li", "accept")
-    assert "arrival recorded" == await world.answer(second, "li", "arrived")
+    assert "answer.arrived" == await world.answer(second, "li", "arrived")
     await world.run(21 * 60)
     assert len(world.sms.to("disp")) == 1  # arrived: no overdue notice
 

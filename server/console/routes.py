@@ -718,7 +718,7 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
         notification, "arrived", now, actor(session.account), care
     )
     if not answer.ok:
-        raise ActionRefused(answer.message)
+        raise ActionRefused(translator(session.account.language)(answer.key, **answer.params))
     await rt.escalator.send(msgs)
     rt.escalator.kick()
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)

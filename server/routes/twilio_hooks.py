@@ -17,7 +17,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from server.dispatch_store import Answer, notification_by_reply, record_delivery
 from server.notifier import NOTIFICATIONS_PARAM, callback_notification_ids
-from server.reply_codes import HELP_TEXT, CodedReply, Keyword, ReplyAction, parse_reply
+from server.reply_codes import CodedReply, Keyword, ReplyAction, parse_reply
 from server.responder_store import (
     claim_help,
     hub_of_alarm,
@@ -28,6 +28,7 @@ from server.responder_store import (
 )
 from server.routes.deps import Runtime
 from server.routes.responder import answer_text
+from server.sms_text import words
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
@@ -38,10 +39,6 @@ ACTIONS = {
     ReplyAction.ACCEPT: "accept",
     ReplyAction.DECLINE: "decline",
     ReplyAction.ARRIVED: "arrived",
-}
-NO_SUCH_CODE = {
-    "en": "CareHub: no open alarm has code {n}. Use the link in the alarm text.",
-    "zh": "CareHub：没有编号为{n}的未结束警报。请使用警报短信中的链接。",
 }
 
 
@@ -97,7 +94,7 @@ async def inbound_sms(form: SignedForm, rt: Runtime) -> Response:
         log.info("inbound SMS %s: %s", sid, reply.value)
         return _twiml(None)  # the provider confirms STOP/START itself
     if await claim_help(rt.dispatch, sid, phone, now):
-        return _twiml(HELP_TEXT[language])
+        return _twiml(words(language)("reply.help"))
     await set_inbound_result(rt.dispatch, sid, "help-limited")
     return _twiml(None)
 
@@ -105,7 +102,7 @@ async def inbound_sms(form: SignedForm, rt: Runtime) -> Response:
 async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> tuple[str, str]:
     n = await notification_by_reply(rt.dispatch, phone, reply.number, rt.clock.now_ms())
     if n is None:
-        return NO_SUCH_CODE[language].format(n=reply.number), f"no alarm {reply.number}"
+        return words(language)("reply.no_such_code", n=reply.number), f"no alarm {reply.number}"
     action = ACTIONS[reply.action]
     care = await rt.escalator.care_map()
     answer, msgs = await rt.dispatch.answer(n.id, action, rt.clock.now_ms(), "sms", care)
@@ -117,7 +114,8 @@ async def _coded(rt: Runtime, phone: str, reply: CodedReply, language: str) -> t
     if hub_id:
         await rt.changes.notify(f"hub:{hub_id}")
     await rt.changes.notify("alarms")
-    return f"CareHub: {answer_text(answer.message, language)}", f"{action}: {answer.message}"
+    text = words(language)("reply.answer", answer=answer_text(answer, language))
+    return text, f"{action}: {answer.key}"
 
 
 @router.post("/status", status_code=status.HTTP_204_NO_CONTENT)
