@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from babel import Locale
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_datetime, format_time, get_timezone_location
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -93,15 +93,21 @@ class Translator:
         """``ngettext``: `key` or `key_plural` by `n` (given to the message as ``n``)."""
         return self._ngettext(key, key_plural, n) % {"n": n, **params}
 
-    def datetime(self, at_ms: int, fmt: str = "medium") -> str:
-        """Epoch milliseconds as a date and time in the centre's time zone."""
-        return format_datetime(_at(at_ms), fmt, tzinfo=self.zone, locale=self.locale)
+    def datetime(self, at_ms: int, fmt: str | None = None) -> str:
+        """Epoch milliseconds as a date and time in the centre's time zone; by default in
+        the language's own pattern (the catalogue's ``format.datetime``, a CLDR pattern)."""
+        pattern = fmt or self("format.datetime")
+        return format_datetime(_at(at_ms), pattern, tzinfo=self.zone, locale=self.locale)
 
     def date(self, at_ms: int, fmt: str = "medium") -> str:
         return format_date(_at(at_ms).astimezone(self.zone).date(), fmt, locale=self.locale)
 
     def time(self, at_ms: int, fmt: str = "HH:mm") -> str:
         return format_time(_at(at_ms), fmt, tzinfo=self.zone, locale=self.locale)
+
+    def zone_name(self) -> str:
+        """The centre's time zone as this language names it ("中国（上海）时间")."""
+        return get_timezone_location(self.zone, locale=self.locale)
 
     def number(self, value: float, fmt: str | None = None) -> str:
         return format_decimal(value, fmt, locale=self.locale)

@@ -50,6 +50,6 @@ def test_dates_and_numbers_follow_the_language_in_the_centres_time_zone() -> Non
     at = 1_767_225_600_000  # 2026-01-01 00:00 UTC
     zh, en = translator("zh", "Asia/Shanghai"), translator("en", "Asia/Shanghai")
     assert zh.time(at) == en.time(at) == "08:00"
-    assert zh.datetime(at) == "2026年1月1日 08:00:00"
-    assert en.datetime(at) == "1 Jan 2026, 08:00:00"
+    assert zh.datetime(at) == "2026/01/01 08:00:00" and en.datetime(at) == "01/01/2026 08:00:00"
+    assert zh.zone_name() == "中国（上海）时间" and en.zone_name() == "China (Shanghai) Time"
     assert zh.number(12345.5) == "12,345.5" and en.percent(0.875) == "88%"
