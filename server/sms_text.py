@@ -92,7 +92,7 @@ def compose_cancelled(alarm_ref: str, language: str) -> str:
 def compose_closed_by_operator(alarm_ref: str, accidental: bool, language: str) -> str:
     """To those an alarm was sent: the operator closed it (`server.triage.CLOSING`)."""
     t = words(language)
-    why = t("text.why.accidental" if accidental else "text.why.no_help")
+    why = t("text.why.accidental") if accidental else t("text.why.no_help")
     return t("text.closed_by_operator", ref=alarm_ref, why=why)
 
 
