@@ -74,6 +74,11 @@ def _zone(time_zone: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+class Word(str):
+    """A placeholder's value that is itself a key (``Word("state." + state)``): said in the
+    reader's language when the message is, not before."""
+
+
 class Translator:
     """One language's words (``t("step.n", n=2)``) and its formats of dates and numbers,
     in `time_zone` (the centre's, ``console_time_zone``; UTC when not given)."""
@@ -87,7 +92,8 @@ class Translator:
 
     def __call__(self, key: str, /, **params: Any) -> str:
         """The message of `key` with its ``%(name)s`` placeholders filled from `params`."""
-        return self._gettext(key) % params
+        said = {k: self(v) if isinstance(v, Word) else v for k, v in params.items()}
+        return self._gettext(key) % said
 
     def plural(self, key: str, key_plural: str, n: int, /, **params: Any) -> str:
         """``ngettext``: `key` or `key_plural` by `n` (given to the message as ``n``)."""

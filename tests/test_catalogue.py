@@ -10,7 +10,7 @@ from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
 
-from server.catalogue import LANGUAGES, LOCALE_DIR, gaps, keys, po_path, translator
+from server.catalogue import LANGUAGES, LOCALE_DIR, Word, gaps, keys, po_path, translator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +71,11 @@ def test_every_literal_key_the_code_uses_is_in_the_catalogue() -> None:
     used = {str(m[2]) for m in found if re.fullmatch(r"[a-z_]+(\.[a-z0-9_]+)+", str(m[2]))}
     assert len(used) > 150
     assert sorted(used - set(keys("en"))) == []
+
+
+def test_a_placeholder_that_is_a_key_is_said_in_the_readers_language() -> None:
+    refused = ("refused.closed_resolve", {"state": Word("state.cancelled")})
+    assert translator("zh")(refused[0], **refused[1]) == "此警报已取消，不能结案"
+    assert translator("en")(refused[0], **refused[1]) == (
+        "this alarm is cancelled: it cannot be resolved"
+    )

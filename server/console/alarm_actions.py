@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
+from server.catalogue import Word
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
 from server.dispatch_store import LadderStatus, mark_operator_answer
@@ -18,7 +19,13 @@ MAX_TEXT = 400
 
 
 class ActionRefused(Exception):
-    """The action cannot be applied; the message says why (shown as a 4xx)."""
+    """The action cannot be applied: `key` (``refused.*`` in the catalogue) and its
+    placeholders say why, in the reader's language (shown as a 409)."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
 
 
 def actor(account: Account) -> str:
@@ -29,9 +36,9 @@ def clean_text(text: str) -> str:
     """A note as stored: trimmed, not empty, at most 400 characters."""
     text = text.strip()
     if not text:
-        raise ActionRefused("the text is empty")
+        raise ActionRefused("refused.empty")
     if len(text) > MAX_TEXT:
-        raise ActionRefused(f"the text is longer than {MAX_TEXT} characters")
+        raise ActionRefused("refused.too_long", n=MAX_TEXT)
     return text
 
 
@@ -42,7 +49,7 @@ async def _hub_of(conn: AsyncConnection, alarm_id: str) -> tuple[str, str]:
         )
     ).first()
     if row is None:
-        raise ActionRefused("no such alarm")
+        raise ActionRefused("refused.no_alarm")
     return row.hub_id, row.state
 
 
@@ -83,7 +90,7 @@ async def edit_entry(
             .values(detail=detail)
         )
     if done.rowcount != 1:
-        raise ActionRefused("only the author can edit a note; system entries are read-only")
+        raise ActionRefused("refused.not_author")
 
 
 async def resolve(
@@ -92,11 +99,11 @@ async def resolve(
     """Move the alarm to resolved with an outcome code (the hub hears it through its updates
     feed) and close its ladder. Returns the hub id, to notify."""
     if outcome not in OUTCOMES:
-        raise ActionRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise ActionRefused("refused.outcome", choices=", ".join(OUTCOMES))
     async with engine.begin() as conn:
         hub_id, state = await _hub_of(conn, alarm_id)
         if not can_transition(AlarmState(state), AlarmState.RESOLVED):
-            raise ActionRefused(f"this alarm is {state}: it cannot be resolved")
+            raise ActionRefused("refused.closed_resolve", state=Word("state." + state))
         await conn.execute(
             alarms.update()
             .where(alarms.c.id == alarm_id)
@@ -130,7 +137,7 @@ class ClaimedByOther(ActionRefused):
     """Another operator has the alarm: taking it over must be asked for."""
 
     def __init__(self, holder: str) -> None:
-        super().__init__(f"{holder} has this alarm: take it over to handle it yourself")
+        super().__init__("refused.claimed", who=holder)
         self.holder = holder
 
 
@@ -144,7 +151,7 @@ async def claim(
     async with engine.begin() as conn:
         hub_id, state = await _hub_of(conn, alarm_id)
         if AlarmState(state) in FINAL_STATES:
-            raise ActionRefused(f"this alarm is {state}: there is nothing to claim")
+            raise ActionRefused("refused.closed_claim", state=Word("state." + state))
         held = await conn.scalar(sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id))
         if held == me:
             return None
@@ -184,7 +191,7 @@ async def release(engine: AsyncEngine, alarm_id: str, account: Account, now_ms: 
             .values(claimed_by=None, claimed_at_ms=None)
         )
         if done.rowcount != 1:
-            raise ActionRefused("you do not have this alarm: only who has it can release it")
+            raise ActionRefused("refused.not_holder")
         await conn.execute(
             alarm_events.insert().values(
                 alarm_id=alarm_id,

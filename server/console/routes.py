@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from carehub.admin_contract import EnrollmentCode, HouseholdView
 from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
-from server.catalogue import LANGUAGES, pick_language, translator
+from server.catalogue import LANGUAGES, Word, pick_language, translator
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -656,7 +656,7 @@ async def _act(
         elif action == "edit":
             event = str(form.get("event", ""))
             if not event.isdigit():
-                raise ActionRefused("which note? (event must be a number)")
+                raise ActionRefused("refused.which_note")
             await edit_entry(
                 engine, alarm_id, int(event), who, clean_text(str(form.get("text", "")))
             )
@@ -664,9 +664,9 @@ async def _act(
             care = await rt.escalator.care_map()
             member = str(form.get("member", ""))
             if member not in care.members:
-                raise ActionRefused("choose a member of a team to assign the alarm to")
+                raise ActionRefused("refused.choose_member")
             if view.state in CLOSED:
-                raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
+                raise ActionRefused("refused.closed_assign", state=Word("state." + view.state))
             msgs = await rt.dispatch.assign(alarm_id, member, care, now, actor(who))
             await rt.escalator.send(msgs)
         elif action == "arrived":
@@ -680,7 +680,9 @@ async def _act(
         elif action == "check":
             item = str(form.get("item", ""))
             if item not in CHECKLISTS.get(view.kind, ()):
-                raise ActionRefused(f"no checklist item {item!r} for a {view.kind} alarm")
+                raise ActionRefused(
+                    "refused.no_check_item", item=item, kind=Word("kind." + view.kind)
+                )
             if item not in {e.detail for e in view.timeline if e.kind == "checked"}:
                 await add_entry(engine, alarm_id, who, "checked", item, now)
         elif action == "triage":
@@ -694,8 +696,9 @@ async def _act(
         else:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
     except ActionRefused as e:
-        log.info("console: %s on alarm %s refused: %s", action, alarm_id, e)
-        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+        log.info("console: %s on alarm %s refused: %s", action, alarm_id, e.key)
+        said = translator(session.account.language)(e.key, **e.params)
+        raise HTTPException(status.HTTP_409_CONFLICT, said) from e
     await _changed(rt)
     return _back(alarm_id)
 
@@ -704,21 +707,21 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
     """A responder phoned in their arrival: recorded as theirs (as if by their link), via
     the console account that took the call, so the service circle counts it."""
     if view.accepted_by is None:
-        raise ActionRefused("nobody has accepted this alarm: there is no arrival to record")
+        raise ActionRefused("refused.nobody_accepted")
     if view.state in CLOSED:
-        raise ActionRefused(f"this alarm is {view.state}: its arrival can no longer be recorded")
+        raise ActionRefused("refused.closed_arrival", state=Word("state." + view.state))
     if view.arrived_at_ms is not None:
-        raise ActionRefused("the arrival is already recorded")
+        raise ActionRefused("refused.arrived_before")
     notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
     if notification is None:
-        raise ActionRefused("the responder's message is not on file: record a note instead")
+        raise ActionRefused("refused.no_message")
     care = await rt.escalator.care_map()
     now = rt.clock.now_ms()
     answer, msgs = await rt.dispatch.answer(
         notification, "arrived", now, actor(session.account), care
     )
     if not answer.ok:
-        raise ActionRefused(translator(session.account.language)(answer.key, **answer.params))
+        raise ActionRefused(answer.key, **answer.params)
     await rt.escalator.send(msgs)
     rt.escalator.kick()
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
@@ -730,14 +733,13 @@ async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now:
     try:
         outcome = TriageOutcome(value)
     except ValueError:
-        raise ActionRefused(
-            f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
-        ) from None
+        choices = ", ".join(o.value for o in TriageOutcome)
+        raise ActionRefused("refused.outcome", choices=choices) from None
     care = await rt.escalator.care_map()
     try:
         effect, msgs = await rt.dispatch.triage(view.id, outcome, care, now, who)
     except TriageRefused as e:
-        raise ActionRefused(str(e)) from None
+        raise ActionRefused("refused.triage_closed", state=Word("state." + e.state.value)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
     await rt.escalator.send(msgs)
     if effect.ladder is LadderMove.START_NOW:
