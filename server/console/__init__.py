@@ -3,7 +3,7 @@
 `accounts` (roles, passwords, sessions: the decisions), `sign_in_limit` (when a sign-in
 may be tried: per address, and a delay per account), `console_store` (their tables and the
 audit log), `audit_log` (the audit page's filter and keyset pages), `session_streams` (the
-live streams each session has open, ended at sign-out), `i18n` (the message catalogue),
+live streams each session has open, ended at sign-out), `i18n` (the console's name for `server.catalogue`),
 `live_queue` (the open alarms), `elder_card` (an elder's details), `sound` (the alert
 tone), `web` (what every page shares: `require`, which checks the session, the role and,
 on POST, the CSRF token; cookies; `render`) and `routes` (the pages and the live feed).
