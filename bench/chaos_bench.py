@@ -29,7 +29,9 @@ broker restart is down (the pendant must buffer and replay its frames) and one w
 killed hub is down (the broker must queue the frames for the hub's persistent session).
 Those must be detected too, late. Also reported: ``recovery_s_max`` (server back → first
 alarm queued during the outage stored), tracebacks in the hub's log and hub deaths. After
-the run is counted, a flood phase (`flood_phase`): one of the buttons floods, another presses.
+the run is counted, with their own figures: the hub restarted on a damaged store
+(`_store_damage_phase`), then a flood phase (`flood_phase`): one of the buttons floods,
+another presses.
 """
 
 from __future__ import annotations
@@ -230,6 +232,27 @@ def plan_hostile_falls(
     ]
 
 
+def store_damage_figures(
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    raised: set[tuple[str, int]],
+    presses: set[tuple[str, int]],
+) -> dict[str, int]:
+    """The damaged-store phase counted on its own, from the server's alarms `before` the
+    damage and `after` it: its `presses` (device, seq) never stored (lost), alarms for a
+    press already `raised` before the damage (duplicates: the fresh store forgot it), and
+    anything else new (unexpected)."""
+    seen = {a["id"] for a in before}
+    new = [a for a in after if a["id"] not in seen]
+    keys = [(a["device_id"], a["seq"]) if a["kind"] == "button" else None for a in new]
+    stored = {k for k in keys if k is not None}
+    return {
+        "store_damage_alarms_lost": len(presses - stored),
+        "store_damage_duplicates": sum(1 for k in keys if k in raised),
+        "store_damage_unexpected": sum(1 for k in keys if k not in raised and k not in presses),
+    }
+
+
 class ChaosRun:
     """One scripted run; `report()` after `run()`."""
 
@@ -281,7 +304,6 @@ class ChaosRun:
         self.injector: HostilePublisher | None = None
         self.broker_durable: bool | None = None
         self.hub_crashes = 0
-        self.store_damage: dict[str, Any] = {}  # --hostile: `_store_damage_phase`'s figures
         self._hub_lock = threading.Lock()
         self._hub_expected = False
         self._done = threading.Event()
@@ -371,11 +393,13 @@ class ChaosRun:
                 self.injector.stop_injecting()
             self.say("run over; waiting for the server to have everything …")
             self._drain()
+            # counted before the damaged store and the flood: their alarms are not the run's
+            report = self.report()
             if self.hostile:
-                self._store_damage_phase(buttons)
-            report = self.report()  # before the flood: its alarms are not the run's
+                report.update(self._store_damage_phase(buttons))
             if self.hostile and len(buttons) > 1:
                 report.update(flood_phase(self, buttons[0].device_id, buttons[-1]))
+            report["alarms_lost"] = alarms_lost(report)
             self._done.set()
             return report
 
@@ -467,10 +491,18 @@ class ChaosRun:
         except Exception as e:  # reported, and the run goes on
             o.error = f"{type(e).__name__}: {e}"
 
-    def _store_damage_phase(self, buttons: list[Any]) -> None:
-        """--hostile, after the drain: the hub restarted on a store whose header a torn write
-        overwrote. It must set the store aside, report `hub_store_damaged` to the server, and
-        take a press from each button (counted from the devices' side)."""
+    def _store_damage_phase(self, buttons: list[Any]) -> dict[str, Any]:
+        """--hostile, after the run is counted: the hub restarted on a store whose header a
+        torn write overwrote. It must set the store aside, report `hub_store_damaged` to the
+        server, and take a press from each button (counted from the devices' side).
+
+        Its own figures, apart from the run's: a press the hub had already raised before the
+        damage, published again after it (a button still retrying it, the broker delivering
+        it once more on the hub's reconnection), becomes a new alarm, since the fresh store no
+        longer knows its (device, seq): `store_damage_duplicates` (docs/reliability.md, "When
+        the hub's store fails")."""
+        known = self.admin.alarms()
+        raised = {(a["device_id"], a["seq"]) for a in known if a["kind"] == "button"}
         with self._hub_lock:
             self._hub_expected = False
             self.hub.stop()
@@ -498,10 +530,11 @@ class ChaosRun:
                 )
                 faults = [f for f in answer.json() if f["fault"] == "hub_store_damaged"]
                 alarms = {(a["device_id"], a["seq"]) for a in self.admin.alarms()}
-        self.store_damage = {
+        time.sleep(2.0)  # anything published again has had time to arrive
+        return {
             "store_damage_reported": bool(faults),
             "store_damage_presses": len(presses),
-            "store_damage_alarms_lost": len(set(presses) - alarms),
+            **store_damage_figures(known, self.admin.alarms(), raised, set(presses)),
         }
 
     def _wait_server_reachable(self, timeout_s: float) -> int:
@@ -663,7 +696,6 @@ class ChaosRun:
                 {k: hostile.counts.get(k, 0) for k in KINDS} if hostile is not None else {}
             ),
             "hostile_skipped": hostile.skipped if hostile else 0,
-            **self.store_damage,
             "fall_replays": [
                 {
                     "device_id": r.device_id,
@@ -783,6 +815,18 @@ def _answer(button: Any, seq: int) -> tuple[int, Any] | None:
         lambda a: a.seq == seq and a.alarm_id is not None, 120
     )
     return entry
+
+
+def alarms_lost(report: dict[str, Any]) -> int:
+    """Every device event of every phase that should have become an alarm on the server and
+    did not, counted from the devices' side: the run's presses and falls, the presses after
+    the damaged store, the other button's presses during the flood (none of them may end in
+    silence; issue 20's `alarms_lost`)."""
+    return int(
+        report["lost"]
+        + report.get("store_damage_alarms_lost", 0)
+        + report.get("flood_other_press_unanswered", 0)
+    )
 
 
 def flood_phase(run: ChaosRun, flood_id: str, other: Any) -> dict[str, Any]:
@@ -970,6 +1014,7 @@ def bench_chaos(
         f" {r['skewed_presses_duplicated']}, falls {r['falls_duplicated']}),"
         f" unexpected {r['unexpected']}   (target 0 / 0 / 0)"
     )
+    echo(f"  alarms lost over every phase, from the devices' side: {r['alarms_lost']}   (target 0)")
     echo(
         f"  falls detected {r['falls_detected']} of {r['falls_played']} (impact while hub or"
         f" broker down: {r['falls_blind_detected']} of {r['falls_blind_played']}); latest"
@@ -1006,7 +1051,8 @@ def bench_chaos(
         echo(
             f"  hub restarted on a damaged store: fault reported {r['store_damage_reported']};"
             f" presses after it lost {r['store_damage_alarms_lost']} of"
-            f" {r['store_damage_presses']}   (target True, 0)"
+            f" {r['store_damage_presses']}   (target True, 0); earlier presses raised again"
+            f" {r['store_damage_duplicates']}, unexpected {r['store_damage_unexpected']}"
         )
     echo(f"  SMS requests {r['sms']} (repeated {r['sms_repeated']})")
     if "flood_sent" in r:

@@ -124,17 +124,19 @@ def server_process(
     name: str,
     tmp: Path,
     database_url: str,
-    directory: Path,
+    directory: Path | None,
     sms_url: str,
     extra_env: dict[str, str] | None = None,
     log_level: str = "WARNING",
 ) -> tuple[Child, str]:
-    """`carehub server` on `database_url`, texting through the Twilio SDK to `sms_url`;
-    returns the child (not started) and its base URL."""
+    """`carehub server` on `database_url`, texting through the Twilio SDK to `sms_url`,
+    loading `directory` at start (None: one that another process loads); returns the child
+    (not started) and its base URL."""
     port = free_port()
+    load = ["--directory", str(directory)] if directory is not None else []
     child = Child(
         name,
-        ["server", "--directory", str(directory), "--log-level", log_level],
+        ["server", *load, "--log-level", log_level],
         {
             "CAREHUB_DATABASE_URL": database_url,
             "CAREHUB_HOST": "127.0.0.1",

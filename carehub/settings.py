@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from carehub.api_contract import SUMMARY_KEEP_DAYS_DEFAULT
 from carehub.mqtt_contract import (
     CLOCK_AHEAD_TOLERANCE_MS,
     DEFAULT_BASE_TOPIC,
@@ -106,6 +107,59 @@ class IceServer(BaseModel):
     credential: str | None = None
 
 
+class TrendThresholds(BaseModel):
+    """The family doctor's trend flags (`server.health_flags`; docs/health-review.md, "Trend
+    flags"): windows and thresholds, each a setting (``[server.review_thresholds]`` in the
+    config file, or ``CAREHUB_REVIEW_THRESHOLDS`` as JSON). A flag compares the median (a
+    count: the mean or the sum) of the last `recent_days` with that of the `baseline_days`
+    before them. Which defaults rest on the literature and which are CareHub's own choice is
+    in the docs; none is a diagnosis."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    recent_days: int = Field(default=14, ge=3, le=60, description="The recent window, days.")
+    baseline_days: int = Field(
+        default=56, ge=7, le=300, description="The baseline before it, days."
+    )
+    min_recent_days: int = Field(
+        default=7, ge=1, description="Days with data the recent window needs."
+    )
+    min_baseline_days: int = Field(
+        default=14, ge=1, description="Days with data the baseline needs."
+    )
+    vitals_min_worn_h: float = Field(
+        default=6.0,
+        ge=0,
+        le=24,
+        description="A day's heart rate and SpO2 count if worn this long, h.",
+    )
+    resting_hr_rise_bpm: float = Field(default=10.0, gt=0, description="Resting HR rise, bpm.")
+    t90_rise_min: float = Field(default=15.0, gt=0, description="Rise of night minutes below 90 %.")
+    t90_floor_min: float = Field(default=30.0, ge=0, description="…and at least this many, min.")
+    active_drop_share: float = Field(
+        default=0.3, gt=0, lt=1, description="Fall of active minutes, share of the baseline."
+    )
+    night_rises_rise: float = Field(default=1.0, gt=0, description="Rise of mean rises per night.")
+    night_rises_floor: float = Field(
+        default=2.0, ge=0, description="…and at least this many a night."
+    )
+    near_falls_floor: int = Field(
+        default=2, ge=1, description="Near-falls and falls in the window."
+    )
+    near_falls_ratio: float = Field(
+        default=2.0, ge=1, description="…and this many times the baseline's count for as many days."
+    )
+    worn_low_h: float = Field(
+        default=12.0, gt=0, le=24, description="A day worn less is 'left off'."
+    )
+    worn_window_days: int = Field(
+        default=7, ge=1, le=60, description="The wearable's window, days."
+    )
+    worn_low_days: int = Field(
+        default=3, ge=1, description="Days left off in it that raise the flag."
+    )
+
+
 class MqttSettings(_Settings):
     """Where the hub's broker is (shared by `carehub hub` and `carehub sim`): ``[mqtt]``."""
 
@@ -132,6 +186,20 @@ class ServerSettings(_Settings):
         "FULL",
         description="SQLite fsync policy: FULL fsyncs every commit (survives power loss); "
         "NORMAL survives process crashes only, for more commits per second.",
+    )
+    pg_pool_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each server process keeps open (its pool).",
+    )
+    pg_max_overflow: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="PostgreSQL: connections a process may open beyond its pool under load "
+        "(closed again when returned). A process holds at most pg_pool_size + "
+        "pg_max_overflow + 1 (the LISTEN connection): size max_connections for all of them.",
     )
     notifier: Literal["console", "twilio"] = "console"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
@@ -215,6 +283,21 @@ class ServerSettings(_Settings):
         description="The dispatch centre's time zone: the console shows times in it and "
         "counts its KPI days in it, as `carehub report kpi` does by default.",
     )
+    console_incident_window_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Alarms of one elder received within this many seconds of the one "
+        "before are one incident on the console (a press, a fall and a vital-sign alarm "
+        "of one event): one queue row, one screen of its alarms.",
+    )
+    summary_keep_days: int = Field(
+        SUMMARY_KEEP_DAYS_DEFAULT,
+        ge=1,
+        le=3660,
+        description="Hubs' daily summaries (docs/health-review.md) older than this many days "
+        "are deleted (checked hourly); they go with the elder sooner.",
+    )
     console_login_delay_max_s: float = Field(
         30.0,
         gt=0,
@@ -292,6 +375,11 @@ class ServerSettings(_Settings):
         "all",
         description="`relay` makes the console's browser use only the TURN relay (tests, or "
         "a centre that must not expose its operators' addresses).",
+    )
+    review_thresholds: TrendThresholds = Field(
+        default=TrendThresholds(),
+        description="The family doctor's trend flags' windows and thresholds (docs/"
+        "health-review.md): ``[server.review_thresholds]`` or CAREHUB_REVIEW_THRESHOLDS (JSON).",
     )
 
     @field_validator("trusted_proxies")
@@ -453,6 +541,12 @@ class HubSettings(MqttSettings):
         None,
         description="When set, `broker-config` writes a `_zigbee2mqtt` broker account with rights"
         " on the Zigbee2MQTT topic only.",
+    )
+    bluetooth: bool = Field(
+        False,
+        description="The hub has a Bluetooth adapter (BlueZ) and the `ble` extra: `hub pair`"
+        " also pairs Bluetooth LE health devices in its window, `hub ble` runs the bridge"
+        " (docs/devices.md). False: no Bluetooth code is loaded.",
     )
     voice_source: str | None = Field(
         None,

@@ -16,6 +16,7 @@ import typer
 from carehub import logs
 from carehub.settings import HubSettings, load
 from cli.hub_enroll import enroll
+from cli.lazy import lazy_group
 
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="TOML settings file.", exists=True, dir_okay=False
@@ -23,7 +24,8 @@ ConfigOpt = typer.Option(
 LogOpt = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR.")
 
 hub_app = typer.Typer(
-    help="Run the home hub (no subcommand), or install and test a home (subcommands)."
+    help="Run the home hub (no subcommand), or install and test a home (subcommands).",
+    cls=lazy_group({"ble": "cli.hub_ble:ble"}),  # the Bluetooth bridge: bleak, the `ble` extra
 )
 
 

@@ -4,9 +4,11 @@ pairing devices with it, as Zigbee2MQTT users know it (see docs/mqtt.md, Pairing
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,6 +16,9 @@ from carehub import logs
 from carehub.mqtt_contract import PairAnnounce
 from carehub.settings import HubSettings, load
 from cli.hub_commands import ConfigOpt, LogOpt
+
+if TYPE_CHECKING:
+    from gateway.ble.transport import BleRadio
 
 
 def _settings(config: Path | None, broker_dir: Path | None = None) -> HubSettings:
@@ -135,7 +140,9 @@ def pair(
         return await session.pair(seconds, accept_all)
 
     try:
-        result = asyncio.run(run(PairingSession(s, confirm, say=typer.echo, ask=ask)))
+        radio = _bluetooth_radio(s)
+        session = PairingSession(s, confirm, say=typer.echo, ask=ask, bluetooth=radio)
+        result = asyncio.run(run(session))
     except PairingError as e:
         typer.echo(f"carehub hub pair: {e}", err=True)
         raise typer.Exit(2) from None
@@ -145,6 +152,23 @@ def pair(
     if result.not_registered:
         typer.echo(f"not registered on the server: {', '.join(result.not_registered)}", err=True)
     raise typer.Exit(0 if result.accepted else 1)
+
+
+def _bluetooth_radio(settings: HubSettings) -> BleRadio | None:
+    """The radio for the window when the hub pairs Bluetooth devices (`bluetooth = true`)
+    and has the `ble` extra; else None, said once."""
+    if not settings.bluetooth:
+        return None
+    if importlib.util.find_spec("bleak") is None:
+        typer.echo(
+            "Bluetooth is set up but the `ble` extra is not installed"
+            " (pip install 'carehub[hub,ble]'): no Bluetooth device can be paired",
+            err=True,
+        )
+        return None
+    from gateway.ble.bleak_source import BleakRadio
+
+    return BleakRadio()
 
 
 def devices(config: Path | None = ConfigOpt) -> None:

@@ -45,7 +45,8 @@ def units(
         None, help="The mosquitto binary [found on PATH, else /usr/sbin/mosquitto]."
     ),
 ) -> None:
-    """Write carehub-hub.service, carehub-broker.service and carehub-hub.logrotate."""
+    """Write carehub-hub.service, carehub-broker.service, carehub-ble.service (the Bluetooth
+    bridge, for a hub with `bluetooth = true`) and carehub-hub.logrotate."""
     settings: HubSettings = load(HubSettings, config if config.is_file() else None)
     broker_dir = Path(getattr(settings, "hub_broker_dir", unit_files.STATE_DIR / "broker"))
     try:
@@ -71,4 +72,5 @@ def units(
     typer.echo(
         "next (docs/install.md): put carehub-hub.logrotate in /etc/logrotate.d/carehub-hub, "
         "then systemctl daemon-reload && systemctl enable --now carehub-broker carehub-hub"
+        " (and carehub-ble on a hub with Bluetooth health devices: docs/devices.md)"
     )

@@ -38,7 +38,12 @@ app = typer.Typer(
 sim_app = typer.Typer(
     help="Simulated devices that speak the public MQTT contract.",
     no_args_is_help=True,
-    cls=lazy_group({"vitals-dataset": "evaluation.vitals_cli:generate_vitals"}),
+    cls=lazy_group(
+        {
+            "vitals-dataset": "evaluation.vitals_cli:generate_vitals",
+            "summaries": "cli.summary_sim:sim_summaries",
+        }
+    ),
 )
 eval_app = typer.Typer(
     help="Evaluate the edge detectors on recorded datasets.",
@@ -124,6 +129,9 @@ def server(
 
     CAREHUB_HUB_OFFLINE_AFTER_S (90), CAREHUB_LONG_POLL_MAX_S (25).
 
+    PostgreSQL connections per process: CAREHUB_PG_POOL_SIZE (5) kept open, up to
+    CAREHUB_PG_MAX_OVERFLOW (10) more under load, plus one for LISTEN.
+
     Enrollment: CAREHUB_ENROLL_CODE_TTL_S (1800), CAREHUB_ENROLL_MAX_ATTEMPTS_PER_CLIENT (10
     per IPv4 address or IPv6 /64) and CAREHUB_ENROLL_MAX_ATTEMPTS_PER_HOUSEHOLD (20, with its
     used or expired codes) within CAREHUB_ENROLL_WINDOW_S (600).
@@ -143,8 +151,9 @@ def server(
     of that kind is open joins that alarm as a repeat).
 
     Alarms first: CAREHUB_ALARMS_FIRST (true: under overload heartbeats, fault reports,
-    config and console reads get 503 + Retry-After, alarms never), overload when more than
-    CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the event loop lags over
+    daily summaries, config and console reads get 503 + Retry-After, alarms never),
+    overload when more than CAREHUB_MAINTENANCE_MAX_IN_FLIGHT (16) are in flight or the
+    event loop lags over
     CAREHUB_OVERLOAD_LOOP_LAG_MS (150, held CAREHUB_OVERLOAD_HOLD_S 5); Retry-After from
     CAREHUB_MAINTENANCE_RETRY_AFTER_S (20) to twice it.
 
@@ -152,10 +161,15 @@ def server(
     CAREHUB_CONSOLE_SESSION_HOURS (12), CAREHUB_CONSOLE_LOGIN_MAX_FAILURES (5 per address
     within CAREHUB_CONSOLE_LOGIN_WINDOW_S, 300; a username's failures past it delay its
     tries from new addresses, up to CAREHUB_CONSOLE_LOGIN_DELAY_MAX_S, 30);
-    CAREHUB_CONSOLE_TIME_ZONE (Asia/Shanghai: the centre's times and KPI days).
+    CAREHUB_CONSOLE_TIME_ZONE (Asia/Shanghai: the centre's times and KPI days);
+    CAREHUB_CONSOLE_INCIDENT_WINDOW_S (300: an elder's alarms this close are one incident).
 
     Voice calls (docs/voice.md): CAREHUB_VOICE_ICE_SERVERS (JSON list of STUN/TURN servers
     for the console's browser), CAREHUB_VOICE_CONSOLE_ICE_POLICY (all; relay = TURN only).
+
+    The family doctor's review (docs/health-review.md): CAREHUB_REVIEW_THRESHOLDS (JSON
+    object of the trend flags' windows and thresholds, e.g. {"resting_hr_rise_bpm": 8});
+    CAREHUB_SUMMARY_KEEP_DAYS (400: the hubs' daily summaries older than this are deleted).
     """
 
     from server.directory import DirectoryError

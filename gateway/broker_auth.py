@@ -27,6 +27,7 @@ from carehub.mqtt_contract import (
     Channel,
     Topics,
 )
+from gateway.zigbee.translate import MAX_DEVICES_BYTES
 
 PBKDF2_ITERATIONS = 101
 """What ``mosquitto_passwd`` 2.0 uses; the broker reads the count from each line."""
@@ -56,6 +57,23 @@ MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + PACKET_HEADROOM_BYTES
 as its length is read, before the broker allocates or forwards a byte of it, so no device
 (nor the pairing account) can make the broker or the hub hold more than one payload the
 hub accepts. (``message_size_limit``, deprecated in 2.0, reads the whole packet first.)"""
+ZIGBEE_PACKET_BYTES = MAX_DEVICES_BYTES + PACKET_HEADROOM_BYTES
+"""The limit of a hub whose broker also serves Zigbee2MQTT: its retained device list (every
+device's whole definition) outgrows a device's 65 KiB with a few devices, and mosquitto's
+``max_packet_size`` is one limit for every client. The hub still refuses any device
+payload over `MAX_PAYLOAD_BYTES` before parsing it; what the larger limit gives up is only
+the broker's refusal at the socket, so a client could make it hold up to 4 MiB per packet
+(docs/devices.md, Known limits)."""
+
+
+def packet_limit(zigbee: bool, configured: int | None = None) -> int:
+    """The broker's ``max_packet_size``: the installer's setting when given (never below a
+    device's largest packet), else what the hub's own clients need — a device's largest
+    packet, or Zigbee2MQTT's device list when Zigbee2MQTT shares the broker. Decided here so
+    an installer adding Zigbee need not know the broker's limits."""
+    if configured is not None:
+        return max(MAX_PACKET_BYTES, configured)
+    return ZIGBEE_PACKET_BYTES if zigbee else MAX_PACKET_BYTES
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -226,7 +244,7 @@ def mosquitto_conf(
         "allow_anonymous false",
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
-        f"max_packet_size {max(MAX_PACKET_BYTES, max_packet_bytes)}",
+        f"max_packet_size {packet_limit(False, max_packet_bytes)}",
         *queue_settings(d / "data"),
         f"pid_file {d / 'mosquitto.pid'}",
         "log_dest stderr",

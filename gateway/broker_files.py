@@ -14,7 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from gateway.broker_auth import MAX_PACKET_BYTES, Listener, mosquitto_conf
+from gateway.broker_auth import Listener, mosquitto_conf, packet_limit
 from gateway.pairing import BrokerAccounts
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def write_all(
 ) -> None:
     write_security(directory, accounts, base_topic)
     (directory / "data").mkdir(exist_ok=True)
-    conf = mosquitto_conf(directory, listener, run_as, max_packet_bytes or MAX_PACKET_BYTES)
+    limit = packet_limit(accounts.zigbee2mqtt_topic is not None, max_packet_bytes)
+    conf = mosquitto_conf(directory, listener, run_as, limit)
     _write(directory / CONF, conf, 0o640)
 
 

@@ -23,13 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from carehub.mqtt_contract import ImuFrame
-from edge.fall_detection import FallDetector, FallEvent, FallSettings
+from edge.fall_detection import CandidateImpact, FallDetector, FallEvent, FallSettings
 from gateway.device_clock import DeviceClock, Notice
 from gateway.imu_order import Frame, FrameOrderer
 
 STALL_MS = 30_000
 """A pendant silent this long (hub clock) has its pending suspected falls decided when it
 resumes, if the `silent` sweep has not done it already."""
+
+NEAR_FALL_MARGIN = 2.0
+"""A dismissed impact is a near-fall when its score (a logit) came within this of the fall
+threshold: a stumble caught, a fall undone by getting straight back up — not a sit-down."""
 
 STARTUP_PRE_S = 1.0
 """Signal (s) a detector needs before an impact right after its stream (re)started (see
@@ -48,6 +52,7 @@ class _DeviceState:
     selftest: int | None = None  # the last self-test frames were heard in (its deadline)
     selftest_span: tuple[int, int] | None = None  # hub ms those frames covered
     drop_taken: bool = False  # that self-test's drop was found
+    last_fall_ms: float | None = None  # impact of the last fall confirmed (stream time)
 
 
 class FallWatch:
@@ -59,6 +64,7 @@ class FallWatch:
         self._device_clock = device_clock
         self._devices: dict[str, _DeviceState] = {}
         self._notices: deque[Notice] = deque(maxlen=256)
+        self._near_falls = 0
 
     @property
     def sensitivity(self) -> float:
@@ -126,6 +132,12 @@ class FallWatch:
             events += state.detector.push(int(f.t0_ms), f.hz, f.acc, f.gyr)
         return events
 
+    def take_near_falls(self) -> int:
+        """Impacts the detectors judged and dismissed since the last call (near-falls for the
+        daily summary: a stumble caught, a knock; not the rebounds of a confirmed fall)."""
+        n, self._near_falls = self._near_falls, 0
+        return n
+
     def take_selftest_drop(self, device_id: str, fall: FallEvent) -> bool:
         """Whether `fall` is the drop the last self-test asked for: its impact lies in a frame
         heard while that self-test covered the pendant. One drop per self-test (a second fall
@@ -169,11 +181,23 @@ class FallWatch:
         self._devices.pop(device_id, None)
 
     def _new_state(self) -> _DeviceState:
-        return _DeviceState(
-            FrameOrderer(),
-            FallDetector(FallSettings(sensitivity=self._sensitivity), startup_pre_s=STARTUP_PRE_S),
-            self._device_clock(),
-        )
+        settings = FallSettings(sensitivity=self._sensitivity)
+        state = _DeviceState(FrameOrderer(), FallDetector(settings), self._device_clock())
+
+        def judged(c: CandidateImpact) -> None:
+            """Every candidate impact the detector judged (its decisions are the same with
+            this hook: `edge.fall_detection`); one dismissed near the threshold is a
+            near-fall, unless it is the rebound of a fall just confirmed."""
+            if c.is_fall:
+                state.last_fall_ms = c.impact_ts_ms
+            elif c.score > settings.threshold() - NEAR_FALL_MARGIN and (
+                state.last_fall_ms is None
+                or c.impact_ts_ms - state.last_fall_ms > 1000 * settings.refractory_s
+            ):
+                self._near_falls += 1
+
+        state.detector = FallDetector(settings, on_candidate=judged, startup_pre_s=STARTUP_PRE_S)
+        return state
 
     def _note(self, device_id: str, text: str) -> None:
         self._notices.append(Notice(device_id, text))

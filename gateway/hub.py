@@ -9,7 +9,8 @@ Loops, each kept alive by `gateway.loop_guard.keep_running` (none can take anoth
 - feedback: long-polls the server for alarm state changes and acks the elder's devices;
 - fall windows: a detected fall waits its cancel window (persisted), then is raised;
 - config and heartbeat: which devices are ours; hub health to the server;
-- supervision: device faults, the vitals detectors' tick, outbox bound and pruning.
+- supervision: device faults, the vitals detectors' tick, the elder's day (daily summaries,
+  the check-in, inactivity: `gateway.daily_watch`), outbox bound and pruning.
 
 Each loop tells `self.health` (a `gateway.loop_health.LoopHealth`) when it starts, fails and
 how soon it will check in again; `gateway.watchdog` turns that into systemd's watchdog pings.
@@ -25,6 +26,7 @@ import logging
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
@@ -52,7 +54,10 @@ from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
 from edge.vital_signs import VitalsEvent
 from gateway import ha_bridge, ha_discovery, metrics
+from gateway.ble import pairing as ble_pairing
 from gateway.broker_files import load_accounts
+from gateway.daily_watch import KEEP_DAYS, RHYTHM_DAYS, Stillness
+from gateway.day_aggregate import DayAggregate
 from gateway.device_link import DeviceLink, Unhandled
 from gateway.hub_core import (
     ACK_FOR_STATE,
@@ -72,6 +77,7 @@ from gateway.refusal import minimal_upload
 from gateway.server_busy import ServerBusy
 from gateway.store import (
     KEPT_KINDS,
+    STILLNESS_KEY,
     HubAlarm,
     HubStore,
     OutboxEntry,
@@ -229,10 +235,23 @@ class Hub:
                 )
             for alarm in await store.alarms_in_state(AlarmState.PENDING_CANCEL):
                 self.core.track_pending(alarm)  # windows that were running at the restart
+            await self._restore_daily()
             try:
                 yield self
             finally:
                 self._store = None
+
+    async def _restore_daily(self) -> None:
+        """The elder's days as the last run left them (a restart keeps the day)."""
+        try:
+            self.core.daily.restore(
+                [DayAggregate.loads(b) for b in await self.store.days(closed=False)],
+                Stillness.loads(await self.store.get(STILLNESS_KEY)),
+                [DayAggregate.loads(b) for b in await self.store.days(True, RHYTHM_DAYS)],
+                await self.store.last_day(),
+            )
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning("stored days unreadable, the day starts afresh: %s", str(e)[:200])
 
     def _paired_since(self, device_id: str) -> bool:
         """Paired while the hub missed the bridge event (it was not yet subscribed, e.g.
@@ -257,6 +276,8 @@ class Hub:
             self.core.device_paired(device.device_id, device.kind)
         zigbee = [d.device_id for d in accounts.zigbee] if accounts else []
         self.core.supervisor.by_availability(zigbee, zigbee_bridge.SILENCE_MS)
+        bluetooth = [b.device_id for b in accounts.bluetooth] if accounts else []
+        self.core.supervisor.by_availability(bluetooth, ble_pairing.SILENCE_MS)
 
     async def run(self) -> None:
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
@@ -502,15 +523,19 @@ class Hub:
         await self._faults(supervisor.seen(device_id, now))
         if isinstance(message, ImuFrame):
             self.core.vitals.push_imu(message, now)
+            if not message.replayed:  # late frames are not today's movement
+                self.core.daily.frame(now, message)
             run = selftest_run(self.selftest, device_id, now)
             for fall in self.core.falls.push(device_id, message, now, run):
                 await self.on_fall(device_id, fall)
         elif isinstance(message, VitalsReading):
+            self.core.daily.vitals(now, message)
             for event in self.core.vitals.push(device_id, message, now):
                 await self.on_vitals(device_id, event)
         elif isinstance(message, DeviceStatus):
             self._ha(lambda ha: ha.status(device_id, message.battery, message.rssi))
             if message.battery is not None:
+                self.core.daily.battery(now, message.battery)
                 await self._faults(supervisor.battery(device_id, message.battery))
         self._log_notices()
 
@@ -536,6 +561,8 @@ class Hub:
                 else "already known from the server's config"
             )
             log.info("device %s (%s) paired: %s", event.device_id, event.kind, known)
+            if ble_pairing.is_bluetooth_id(event.device_id):  # heard through its bridge
+                self.core.supervisor.by_availability([event.device_id], ble_pairing.SILENCE_MS)
             self._ha_pair()
             self._config_wake.set()
         elif event.event == "device_removed" and event.device_id:
@@ -566,7 +593,8 @@ class Hub:
                 )
         supervisor.by_availability(self.zigbee.zigbee_ids(), zigbee_bridge.SILENCE_MS)
         for device_id, event in events:
-            if isinstance(event, Call):
+            if isinstance(event, Call):  # no ack to hear: never the check-in
+                self.core.daily.press(now)
                 alarm = self.core.call_alarm(device_id)
                 details = {"zigbee_action": event.action, **self._test_marks(device_id)}
                 await self.raise_alarm(alarm, None, details, ack=False)
@@ -579,6 +607,7 @@ class Hub:
                     self.settings.fall_cancel_window_s,
                 )
                 details = {"sensor": "zigbee2mqtt", event.key: event.value}
+                self.core.daily.fall(now)
                 await self._commit_fall(
                     device_id, self.core.plan_sensor_fall(device_id, now, details)
                 )
@@ -587,8 +616,10 @@ class Hub:
                 await self._faults(supervisor.seen(device_id, now))
             elif isinstance(event, Activity):
                 await self.store.record_activity(device_id, event.kind, now)
+                self.core.daily.activity(now)
                 log.info("activity on %s: %s", device_id, event.kind)
             elif isinstance(event, BatteryLevel):
+                self.core.daily.battery(now, event.pct)
                 await self._faults(supervisor.battery(device_id, event.pct))
             elif isinstance(event, Online):
                 self._ha_online(device_id, event.online)
@@ -710,16 +741,31 @@ class Hub:
             await self._reack(device_id, event.seq, stored.alarm_id)
         elif event.action == "press":
             marks = self._test_marks(device_id)
+            now = self.clock.now_ms()
             if self.settings.merge_repeats and not marks:
                 open_alarm = await self.store.open_alarm_of(
                     device_id, AlarmKind.BUTTON, unless_marked=TEST_MARK
                 )
                 if open_alarm is not None:
+                    self.core.daily.press(now)
                     return await self._join(device_id, event, open_alarm)
+            if not marks and self.core.daily.check_in_press(device_id, event.seq, now, event.ts):
+                return await self._check_in(device_id, event, now)
+            if not marks:
+                self.core.daily.press(now)
             alarm = self.core.press_alarm(device_id, event)
             await self.raise_alarm(alarm, event.ts, marks)
         else:
             await self._cancel(device_id, event, self.clock.now_ms())
+
+    async def _check_in(self, device_id: str, event: ButtonEvent, now: int) -> None:
+        """The day's check-in: kept (before the ack), acked `checked_in`, nobody called."""
+        await self._save_daily(now, force=True)
+        await self.store.record_event(device_id, event.seq, event.ts, None, now)
+        log.info("daily check-in by press %d of %s", event.seq, device_id)
+        await self.link.send_ack(
+            device_id, Ack(v=1, seq=event.seq, alarm_id=None, state=AckState.CHECKED_IN)
+        )
 
     async def _join(self, device_id: str, event: ButtonEvent, alarm: HubAlarm) -> None:
         """A press while the device's alarm is open joins it (counted on it, the first and
@@ -798,6 +844,8 @@ class Hub:
     async def _reack(self, device_id: str, seq: int, alarm_id: str | None) -> None:
         alarm = await self.store.alarm(alarm_id) if alarm_id else None
         state = ACK_FOR_STATE[alarm.state] if alarm else AckState.CANCELLED
+        if alarm is None and self.core.daily.was_check_in(device_id, seq):
+            state = AckState.CHECKED_IN
         if alarm is not None and alarm.id in self.core.refusal.told:
             state = AckState.NOT_DELIVERED
         await self.link.send_ack(device_id, Ack(v=1, seq=seq, alarm_id=alarm_id, state=state))
@@ -818,6 +866,7 @@ class Hub:
                 plan.alarm.id,
             )
             return
+        self.core.daily.fall(now)
         log.info(
             "fall detected on %s (peak %.1f g, score %.2f, %d ms after the impact);"
             " cancel window %.0f s",
@@ -941,10 +990,12 @@ class Hub:
         return shutil.disk_usage(self.settings.hub_db.resolve().parent).free / 2**20
 
     async def supervision_pass(self) -> None:
-        """Device faults, silent pendants, the vitals tick, pruning and the outbox bound."""
+        """Device faults, silent pendants, the vitals tick, the elder's day, pruning and the
+        outbox bound."""
         now = self.clock.now_ms()
         core = self.core
         await self._faults(core.supervisor.tick(now))
+        await self.daily_pass(now)
         await self._clear_store_damage()
         self._log_summaries()
         if not self.link.connected.is_set():
@@ -975,6 +1026,47 @@ class Hub:
             self.outbox_dropped += dropped
             metrics.OUTBOX_DROPPED.inc(dropped)
             log.warning("outbox full: dropped %d oldest non-alarm entries", dropped)
+
+    async def daily_pass(self, now: int) -> None:
+        """The elder's day (`gateway.daily_watch`): queue the summary of each day that is over
+        (once: idempotent by day), raise the welfare checks due, keep the running state."""
+        daily = self.core.daily
+        daily.near_falls(now, self.core.falls.take_near_falls())
+        config = self.core.config
+        devices = [(d.device_id, str(d.kind)) for d in config.devices] if config else []
+        tick = daily.tick(now, devices)
+        for day, summary in tick.closed:
+            body = summary.model_dump(mode="json")
+            if await self.store.close_day(day.day, day.dumps(), body, now):
+                log.info("daily summary of %s queued (complete: %s)", day.day, summary.complete)
+                self._queued(OutboxKind.SUMMARY)
+        for day_forgotten in tick.forgotten:
+            log.warning(
+                "day %s is too old to summarise (the clock was wrong?): forgotten", day_forgotten
+            )
+            await self.store.forget_open_day(day_forgotten)
+        if tick.closed:
+            keep = date.fromisoformat(tick.closed[-1][0].day) - timedelta(days=KEEP_DAYS)
+            await self.store.forget_days(keep.isoformat())
+        for welfare in tick.welfare:
+            alarm = HubAlarm(
+                id=new_alarm_id(),
+                device_id=welfare.device_id,
+                seq=None,
+                kind=AlarmKind.WELFARE,
+                severity=Severity.WARNING,
+                state=AlarmState.RECEIVED,
+                raised_at_ms=now,
+            )
+            log.info("welfare check %s raised (%s)", alarm.id, welfare.reason)
+            await self.raise_alarm(alarm, None, welfare.details, ack=False)
+        await self._save_daily(now, force=bool(tick.closed or tick.welfare))
+
+    async def _save_daily(self, now: int, force: bool = False) -> None:
+        daily = self.core.daily
+        if daily.dirty(now, force):
+            days = [(d.day, d.dumps()) for d in daily.open_days()]
+            await self.store.save_days(days, daily.still.dumps(), now)
 
     async def _supervise(self) -> None:
         every = min(5.0, self.settings.device_offline_after_s / 4)

@@ -31,6 +31,7 @@ from carehub.mqtt_contract import (
 )
 from carehub.settings import HubSettings
 from edge.fall_detection import FallEvent
+from gateway.daily_watch import DailyWatch
 from gateway.device_clock import DeviceClock
 from gateway.device_limits import (
     MESSAGE_BURST,
@@ -207,6 +208,8 @@ class HubCore:
         self.outbox_after: str | None = None
         """The device whose outbox entry was tried last (the outbox serves devices in turn)."""
         self._repeat_told_ms: dict[str, int] = {}
+        self.daily = DailyWatch()
+        """The elder's day: summary aggregates, the check-in, the inactivity rules."""
 
     # ------------------------------------------------------------ devices and config
 
@@ -265,6 +268,7 @@ class HubCore:
         self.vitals.set_care_plan(
             plan.spo2_scale2, on_oxygen=plan.on_oxygen, channels=plan.wearable_channels
         )
+        self.daily.set_care_plan(plan)
         self.supervisor.expect(sorted(new), self.clock.now_ms())
         return ConfigChange(changed=True, added=sorted(new - old), removed=removed)
 
@@ -375,7 +379,10 @@ class HubCore:
 
     def undelivered_acks(self, alarm: HubAlarm) -> Acks:
         """`not_delivered` for the devices that heard of an alarm the server does not have
-        (refused): the pressed button, or the home's buttons for a fall or vitals alarm."""
+        (refused): the pressed button, or the home's buttons for a fall or vitals alarm; none
+        for a welfare check, which the elder's devices never hear of."""
+        if alarm.kind is AlarmKind.WELFARE:
+            return []
         if alarm.kind is AlarmKind.BUTTON:
             return [(alarm.device_id, _ack(alarm.seq, alarm.id, AckState.NOT_DELIVERED))]
         return self.home_acks(alarm, AckState.NOT_DELIVERED)
@@ -390,7 +397,10 @@ class HubCore:
 
     def state_acks(self, alarm: HubAlarm, state: AlarmState, responder: str | None = None) -> Acks:
         """A state decided on the server, for the elder's devices; `responder` (who is
-        coming) goes with `accepted` only."""
+        coming) goes with `accepted` only. A welfare check's states are not told: the duty
+        dispatcher phones the elder (docs/health-review.md)."""
+        if alarm.kind is AlarmKind.WELFARE:  # the dispatcher phones; the devices stay quiet
+            return []
         ack_state = ACK_FOR_STATE[state]
         who = (
             responder[:RESPONDER_MAX_CHARS] if responder and state is AlarmState.ACCEPTED else None

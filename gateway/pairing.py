@@ -44,6 +44,18 @@ class PairedDevice:
 
 
 @dataclass(frozen=True)
+class BluetoothLink:
+    """A Bluetooth health device paired with the hub: its radio address, and the broker
+    login the Bluetooth bridge publishes its readings with (the device itself never talks
+    to the broker; its account is among `BrokerAccounts.devices`, hashed)."""
+
+    address: str
+    device_id: str
+    password: str
+    """In clear: the bridge logs in with it (the file is 0600)."""
+
+
+@dataclass(frozen=True)
 class BrokerAccounts:
     hub_username: str
     hub_password: str
@@ -58,6 +70,8 @@ class BrokerAccounts:
     zigbee: tuple[PairedDevice, ...] = field(default_factory=tuple)
     """Zigbee devices paired through Zigbee2MQTT (id = IEEE address; no broker account:
     they never talk to the broker themselves, and ``password_hash`` is empty)."""
+    bluetooth: tuple[BluetoothLink, ...] = field(default_factory=tuple)
+    """Bluetooth health devices paired in a window (`gateway.ble.pairing`), for the bridge."""
 
     @classmethod
     def new(
@@ -87,7 +101,20 @@ class BrokerAccounts:
         return replace(self, devices=tuple(sorted(others + (device,), key=lambda d: d.device_id)))
 
     def without_device(self, device_id: str) -> BrokerAccounts:
-        return replace(self, devices=tuple(d for d in self.devices if d.device_id != device_id))
+        return replace(
+            self,
+            devices=tuple(d for d in self.devices if d.device_id != device_id),
+            bluetooth=tuple(b for b in self.bluetooth if b.device_id != device_id),
+        )
+
+    def with_bluetooth(self, link: BluetoothLink, device: PairedDevice) -> BrokerAccounts:
+        """A Bluetooth device paired (or paired again: a new password): its broker account
+        and its link, replacing any with its id."""
+        assert link.device_id == device.device_id
+        paired = self.with_device(device)
+        others = tuple(b for b in self.bluetooth if b.device_id != link.device_id)
+        links = tuple(sorted(others + (link,), key=lambda b: b.device_id))
+        return replace(paired, bluetooth=links)
 
     def without_invalid_devices(self) -> tuple[BrokerAccounts, tuple[str, ...]]:
         """These accounts without the devices whose id the contract refuses (written by an
@@ -133,7 +160,8 @@ class BrokerAccounts:
         data = json.loads(text)
         devices = tuple(PairedDevice(**d) for d in data.pop("devices", []))
         zigbee = tuple(PairedDevice(**d) for d in data.pop("zigbee", []))
-        return cls(**data, devices=devices, zigbee=zigbee)
+        bluetooth = tuple(BluetoothLink(**b) for b in data.pop("bluetooth", []))
+        return cls(**data, devices=devices, zigbee=zigbee, bluetooth=bluetooth)
 
 
 def window_open(until_ms: int | None, now_ms: int) -> bool:

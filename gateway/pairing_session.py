@@ -46,10 +46,19 @@ from carehub.mqtt_contract import (
 )
 from carehub.pairing_seal import seal
 from carehub.settings import HubSettings
+from gateway.ble import pairing as ble
+from gateway.ble.transport import (
+    Advertisement,
+    BleRadio,
+    BondError,
+    RadioError,
+    normal_address,
+)
 from gateway.broker_auth import hash_password
 from gateway.broker_files import load_accounts, reload_broker, write_security
 from gateway.device_link import hub_credentials
 from gateway.pairing import (
+    BluetoothLink,
     BrokerAccounts,
     PairedDevice,
     decide,
@@ -136,9 +145,16 @@ class PairingSession:
         clock: Clock | None = None,
         pickup_grace_s: float = PICKUP_GRACE_S,
         ask: Ask | None = None,
+        bluetooth: BleRadio | None = None,
     ) -> None:
         self.settings = settings
         self.ask = ask
+        self.bluetooth = bluetooth
+        """The radio, when the hub pairs Bluetooth health devices (`gateway.ble.pairing`)."""
+        self._turn = asyncio.Lock()
+        """Held while a device is asked about and paired: the installer gets one question
+        at a time (MQTT, Zigbee and Bluetooth devices come concurrently), and the accounts
+        change one device at a time."""
         self.z2m = (
             zigbee.Z2mTopics(settings.zigbee2mqtt_topic) if settings.zigbee2mqtt_topic else None
         )
@@ -188,9 +204,13 @@ class PairingSession:
                     )
                     await self._event(client, "pairing_opened")
                     self.say(f"pairing open for {seconds:.0f} s: switch the devices on")
-                    await self._listen(
-                        client, until, seen, waiting, accept_all, result, uplink, left
-                    )
+                    scanning = self._scan_bluetooth(client, until, accept_all, result, uplink)
+                    try:
+                        await self._listen(
+                            client, until, seen, waiting, accept_all, result, uplink, left
+                        )
+                    finally:
+                        await self._stop(scanning)
                 finally:
                     closed = PairingWindow(v=1, open=False)
                     await client.publish(
@@ -330,69 +350,180 @@ class PairingSession:
             message = await self._next(messages, remaining / 1000)
             if message is None:
                 return
-            topic = str(message.topic)
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            if self.z2m is not None and topic.startswith(self.z2m.base + "/"):
-                if not message.retain:
-                    await self._on_zigbee(client, topic, payload, until, accept_all, result, uplink)
-                continue
-            if topic.endswith(f"/{Channel.AVAILABILITY.value}"):
-                if payload == b"online":
-                    waiting.discard(topic.split("/")[-2])
-                continue
-            self._note(message, left)
-            if topic.endswith("/credential"):
-                continue  # ours
-            if message.retain:  # kept by the broker from before this window: stale
-                log.info("pairing: ignored %s, published before this window", topic[:200])
-                continue
-            try:
-                hardware_id = self.topics.parse_pair_announce(topic)
-                announce = parse_model(PairAnnounce, payload)
-            except ContractError as e:
-                log.warning("pairing: bad announcement on %s: %s", topic[:200], e)
-                continue
-            decision = decide(
-                announce,
-                hardware_id,
-                self.accounts,
-                seen,
-                window_open(until, self.clock.now_ms()),
-                accept_all,
-            )
-            if decision.verdict == "ignore":
-                continue
-            seen.setdefault(announce.hardware_id, announce.public_key)
-            await self._event(
-                client,
-                "device_announced",
-                hardware_id=announce.hardware_id,
-                kind=announce.kind,
-            )
-            accept = decision.verdict == "accept" or (
-                decision.verdict == "ask" and await self.confirm(announce)
-            )
-            if not accept:
-                reason = decision.reason or "declined by the installer"
-                result.refused.append(announce.hardware_id)
-                self.say(f"refused {announce.kind} {announce.hardware_id}: {reason}")
+            async with self._turn:  # one question, one change of the accounts at a time
+                topic = str(message.topic)
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                if self.z2m is not None and topic.startswith(self.z2m.base + "/"):
+                    if not message.retain:
+                        await self._on_zigbee(
+                            client, topic, payload, until, accept_all, result, uplink
+                        )
+                    continue
+                if topic.endswith(f"/{Channel.AVAILABILITY.value}"):
+                    if payload == b"online":
+                        waiting.discard(topic.split("/")[-2])
+                    continue
+                self._note(message, left)
+                if topic.endswith("/credential"):
+                    continue  # ours
+                if message.retain:  # kept by the broker from before this window: stale
+                    log.info("pairing: ignored %s, published before this window", topic[:200])
+                    continue
+                try:
+                    hardware_id = self.topics.parse_pair_announce(topic)
+                    announce = parse_model(PairAnnounce, payload)
+                except ContractError as e:
+                    log.warning("pairing: bad announcement on %s: %s", topic[:200], e)
+                    continue
+                decision = decide(
+                    announce,
+                    hardware_id,
+                    self.accounts,
+                    seen,
+                    window_open(until, self.clock.now_ms()),
+                    accept_all,
+                )
+                if decision.verdict == "ignore":
+                    continue
+                seen.setdefault(announce.hardware_id, announce.public_key)
                 await self._event(
                     client,
-                    "device_refused",
+                    "device_announced",
                     hardware_id=announce.hardware_id,
                     kind=announce.kind,
-                    detail=reason[:200],
                 )
-                continue
+                accept = decision.verdict == "accept" or (
+                    decision.verdict == "ask" and await self.confirm(announce)
+                )
+                if not accept:
+                    reason = decision.reason or "declined by the installer"
+                    result.refused.append(announce.hardware_id)
+                    self.say(f"refused {announce.kind} {announce.hardware_id}: {reason}")
+                    await self._event(
+                        client,
+                        "device_refused",
+                        hardware_id=announce.hardware_id,
+                        kind=announce.kind,
+                        detail=reason[:200],
+                    )
+                    continue
+                try:
+                    device_id = await self._accept(client, announce, uplink, result)
+                except (ValueError, RuntimeError, OSError) as e:  # SealError is a ValueError
+                    log.error("pairing %s failed: %s", announce.hardware_id, e)
+                    self.say(f"could not pair {announce.hardware_id}: {e}")
+                    result.refused.append(announce.hardware_id)
+                    continue
+                waiting.add(device_id)
+                result.accepted.append(device_id)
+
+    # ------------------------------------------------------------ Bluetooth
+
+    def _scan_bluetooth(
+        self,
+        client: aiomqtt.Client,
+        until: int,
+        accept_all: bool,
+        result: PairingResult,
+        uplink: Uplink | None,
+    ) -> asyncio.Task[None] | None:
+        """Scan for Bluetooth health devices while the window is open (none without a radio)."""
+        if self.bluetooth is None:
+            return None
+        self.say("Bluetooth: scanning for health devices: put them in pairing mode")
+        return asyncio.create_task(
+            self._bluetooth(self.bluetooth, client, until, accept_all, result, uplink)
+        )
+
+    async def _stop(self, scanning: asyncio.Task[None] | None) -> None:
+        """Stop scanning once the device being asked about (if any) is done with."""
+        if scanning is None:
+            return
+        async with self._turn:
+            scanning.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scanning
+
+    async def _bluetooth(
+        self,
+        radio: BleRadio,
+        client: aiomqtt.Client,
+        until: int,
+        accept_all: bool,
+        result: PairingResult,
+        uplink: Uplink | None,
+    ) -> None:
+        handled: set[str] = set()
+        try:
+            async for advert in radio.advertisements():
+                async with self._turn:
+                    await self._on_bluetooth(
+                        radio, client, advert, handled, until, accept_all, result, uplink
+                    )
+        except RadioError as e:
+            log.error("bluetooth: cannot scan: %s", e)
+            self.say(f"Bluetooth: cannot scan ({e}): no Bluetooth device can be paired")
+
+    async def _on_bluetooth(
+        self,
+        radio: BleRadio,
+        client: aiomqtt.Client,
+        advert: Advertisement,
+        handled: set[str],
+        until: int,
+        accept_all: bool,
+        result: PairingResult,
+        uplink: Uplink | None,
+    ) -> None:
+        open_now = window_open(until, self.clock.now_ms())
+        decision = ble.decide(advert, handled, open_now, accept_all)
+        if decision.verdict == "ignore":
+            return
+        address = normal_address(advert.address)
+        handled.add(address)
+        device_id = ble.device_id_for(address)
+        accept = decision.verdict == "accept" or (
+            self.ask is not None and await self.ask(ble.question(advert))
+        )
+        if accept:
             try:
-                device_id = await self._accept(client, announce, uplink, result)
-            except (ValueError, RuntimeError, OSError) as e:  # SealError is a ValueError
-                log.error("pairing %s failed: %s", announce.hardware_id, e)
-                self.say(f"could not pair {announce.hardware_id}: {e}")
-                result.refused.append(announce.hardware_id)
-                continue
-            waiting.add(device_id)
-            result.accepted.append(device_id)
+                await radio.bond(address)
+            except BondError as e:
+                accept, reason = False, f"bonding failed: {e}"
+        else:
+            reason = "declined by the installer"
+        if not accept:
+            result.refused.append(address)
+            self.say(f"refused Bluetooth device {address}: {reason}")
+            await self._event(client, "device_refused", hardware_id=device_id, detail=reason[:200])
+            return
+        password = new_password()
+        device = PairedDevice(
+            device_id, ble.KIND.value, address, hash_password(password), self.clock.now_ms()
+        )
+        before = self.accounts
+        after = before.with_bluetooth(BluetoothLink(address, device_id, password), device)
+        try:
+            await self._write_and_reload(after, pairing_open=True)
+        except RuntimeError as e:
+            write_security(
+                self.settings.hub_broker_dir, before, self.settings.base_topic, pairing_open=True
+            )
+            result.refused.append(address)
+            self.say(f"could not pair Bluetooth device {address}: {e}")
+            return
+        self.accounts = after
+        await self._event(
+            client, "device_accepted", hardware_id=device_id, device_id=device_id, kind=ble.KIND
+        )
+        registered = await _register_kind(uplink, device_id, ble.KIND.value, address)
+        if not registered:
+            result.not_registered.append(device_id)
+        result.accepted.append(device_id)
+        self.say(
+            f"paired Bluetooth {address} ({ble.services_text(advert.services)}) as {device_id}"
+            + ("" if registered else " (NOT registered on the server yet: see the log)")
+        )
 
     async def _next(
         self, messages: AsyncIterator[aiomqtt.Message], timeout_s: float

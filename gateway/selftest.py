@@ -8,7 +8,8 @@ a button is pressed and its test alarm is taken by the server (the ack goes past
 reading with a pulse and a good signal). A Zigbee device (through Zigbee2MQTT, no
 ``status`` channel and no dBm) is heard and reports its battery in its state; a Zigbee
 button is pressed and its test alarm taken by the server, a radar sees someone, a motion
-sensor sees motion, a door sensor sees its door opened.
+sensor sees motion, a door sensor sees its door opened. A Bluetooth health device (through
+the Bluetooth bridge: no ``status``) is proven by one measurement of it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ TAKEN_STATES = frozenset({AckState.DISPATCHED, AckState.ACCEPTED, AckState.RESOL
 """Acks that say the server has the alarm (``received`` only says the hub has it)."""
 
 TEST_CALL = "test call answered by the centre"
+MEASURED = "measurement taken"
+BLUETOOTH_INSTRUCTION = "take a measurement with the Bluetooth device {id}"
 
 INSTRUCTIONS = {
     "button": "press the call button {id}",
@@ -83,12 +86,18 @@ class SelftestCore:
     zigbee: frozenset[str] = frozenset()
     """The devices among `devices` that come through Zigbee2MQTT (no signal check)."""
     zigbee_pressed: set[str] = field(default_factory=set)
+    bluetooth: frozenset[str] = frozenset()
+    """The devices among `devices` paired over Bluetooth (their readings come through the
+    Bluetooth bridge: no heartbeat, battery nor signal; a measurement proves them)."""
     voice: bool = False
     """The hub is set up for voice calls: the test alarm's call must be answered by the
     centre (the hub tells the home's devices `talking`; docs/voice.md)."""
 
     def __post_init__(self) -> None:
         for device_id, kind in sorted(self.devices.items()):
+            if device_id in self.bluetooth:
+                self.checks.append(_Check(MEASURED, device_id))
+                continue
             for name in ("heartbeat", "battery", "signal"):
                 zigbee = device_id in self.zigbee
                 if zigbee and (name == "signal" or (name == "battery" and kind in MAINS_KINDS)):
@@ -128,6 +137,12 @@ class SelftestCore:
             peak = max((x * x + y * y + z * z) ** 0.5 for x, y, z in message.acc)
             if peak >= IMPACT_G:
                 self._pass("impact felt", device_id, f"{peak:.1f} g")
+        elif isinstance(message, VitalsReading) and device_id in self.bluetooth:
+            fields = ("hr", "spo2", "temp", "sbp")
+            got = ", ".join(
+                f"{name} {value:g}" for name in fields if (value := getattr(message, name))
+            )
+            self._pass(MEASURED, device_id, got or "a reading")
         elif isinstance(message, VitalsReading):
             if message.hr is not None and (message.quality or 0.0) >= WORN_QUALITY:
                 self._pass("worn", device_id, f"pulse {message.hr:.0f}/min")

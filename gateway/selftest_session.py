@@ -33,7 +33,7 @@ from carehub.mqtt_contract import (
 from carehub.settings import HubSettings
 from gateway.intake import new_alarm_id
 from gateway.pairing_session import PairingError, hub_client, hub_uplink, require_accounts
-from gateway.selftest import INSTRUCTIONS, SelftestCore
+from gateway.selftest import BLUETOOTH_INSTRUCTION, INSTRUCTIONS, SelftestCore
 from gateway.uplink import UplinkError
 from gateway.zigbee.bridge import ZigbeeBridge
 
@@ -64,6 +64,7 @@ async def run_selftest(
         settings.battery_low_pct,
         start,
         zigbee=zigbee,
+        bluetooth=frozenset(b.device_id for b in accounts.bluetooth),
         voice=settings.voice_source is not None,
     )
     mode = SelftestMode(
@@ -85,7 +86,9 @@ async def run_selftest(
         )
         say(f"self-test started: {len(devices)} devices, {timeout_s:.0f} s")
         for device_id, kind in sorted(devices.items()):
-            if kind in INSTRUCTIONS:
+            if device_id in core.bluetooth:
+                say("  " + BLUETOOTH_INSTRUCTION.format(id=device_id))
+            elif kind in INSTRUCTIONS:
                 say("  " + INSTRUCTIONS[kind].format(id=device_id))
         if core.voice:
             say("  the button's test alarm calls the centre: have it answered there")

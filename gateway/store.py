@@ -82,6 +82,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX activity_by_time ON activity (at_ms)",
     ),
+    # v3: the elder's days as running aggregates (gateway.day_aggregate), for the daily
+    # summary and the learnt rhythm; only the summary of a closed day is uploaded.
+    (
+        """CREATE TABLE day_aggregates (
+            day TEXT PRIMARY KEY,          -- the centre's local date, YYYY-MM-DD
+            body TEXT NOT NULL,            -- DayAggregate as JSON
+            closed INTEGER NOT NULL DEFAULT 0,  -- 1: its summary is in the outbox
+            updated_at_ms INTEGER NOT NULL
+        )""",
+    ),
 )
 """Ordered schema migrations: entry i takes a database from version i to i + 1 (`PRAGMA
 user_version`). Append only; never edit a shipped entry — hubs in homes have run it."""
@@ -152,7 +162,11 @@ class OutboxKind(enum.StrEnum):
     ALARM = "alarm"  # POST /alarms
     REPORT = "report"  # POST /alarm-reports (the elder cancelled)
     FAULT = "fault"  # POST /faults
+    SUMMARY = "summary"  # POST /hub/summaries (a day's aggregates; ref summary:<day>)
 
+
+STILLNESS_KEY = "stillness"
+"""kv key of the movement state that crosses midnight (`gateway.daily_watch.Stillness`)."""
 
 KEPT_KINDS = frozenset({OutboxKind.ALARM, OutboxKind.REPORT})
 """Never trimmed from a full outbox, and retried fast after an outage."""
@@ -180,12 +194,19 @@ class OutboxEntry:
     """The device the entry is about (an alarm report's: its alarm's device)."""
 
 
+SUMMARIES_QUEUE = ":summaries"
+"""The outbox queue of the daily summaries: a name no device id can take (`DEVICE_ID_PATTERN`),
+so a summary the server does not take yet (an older server: 404, retried) never holds up
+the hub's own fault reports, which queue under ``""``."""
+
 _ENTRY_DEVICE = (
     "CASE WHEN o.kind = 'report' THEN (SELECT a.device_id FROM alarms a"
     " WHERE a.id = json_extract(o.body, '$.alarm_id'))"
+    f" WHEN o.kind = 'summary' THEN '{SUMMARIES_QUEUE}'"
     " ELSE json_extract(o.body, '$.device_id') END"
 )
-"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm)."""
+"""SQL: the device an outbox row `o` is about (alarms and faults name it, reports their alarm;
+summaries have a queue of their own)."""
 
 
 class HubStore:
@@ -544,6 +565,70 @@ class HubStore:
         ):
             rows = await cur.fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    # ------------------------------------------------------------ the elder's days
+
+    async def save_days(self, days: list[tuple[str, str]], stillness: str, now_ms: int) -> None:
+        """Write the open days' running aggregates (day, JSON) and the movement state."""
+        async with self._transaction() as db:
+            for day, body in days:
+                await db.execute(
+                    "INSERT INTO day_aggregates (day, body, closed, updated_at_ms)"
+                    " VALUES (?, ?, 0, ?) ON CONFLICT (day) DO UPDATE SET body=excluded.body,"
+                    " updated_at_ms=excluded.updated_at_ms WHERE closed=0",
+                    (day, body, now_ms),
+                )
+            await db.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (STILLNESS_KEY, stillness)
+            )
+
+    async def close_day(self, day: str, body: str, summary: dict[str, Any], now_ms: int) -> bool:
+        """Close a day and queue its summary, at once; False (nothing queued) when the day
+        was closed already: a summary is queued once per day."""
+        async with self._transaction() as db:
+            async with db.execute("SELECT closed FROM day_aggregates WHERE day=?", (day,)) as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0]:
+                return False
+            await db.execute(
+                "INSERT OR REPLACE INTO day_aggregates (day, body, closed, updated_at_ms)"
+                " VALUES (?, ?, 1, ?)",
+                (day, body, now_ms),
+            )
+            await self._enqueue(db, OutboxKind.SUMMARY, f"summary:{day}", summary, now_ms)
+            return True
+
+    async def days(self, closed: bool, limit: int = 1000) -> list[str]:
+        """The stored days' aggregates (JSON), open or closed, the newest `limit`, oldest
+        first."""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT body FROM (SELECT day, body FROM day_aggregates WHERE closed=?"
+                " ORDER BY day DESC LIMIT ?) ORDER BY day",
+                (int(closed), limit),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [str(r[0]) for r in rows]
+
+    async def last_day(self) -> str | None:
+        async with self._lock, self.db.execute("SELECT max(day) FROM day_aggregates") as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    async def forget_open_day(self, day: str) -> None:
+        """Drop a day never to be summarised (counted on a clock that was far behind)."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM day_aggregates WHERE day=? AND closed=0", (day,))
+
+    async def forget_days(self, before_day: str) -> int:
+        """Drop closed days older than `before_day` (the rhythm needs the last few weeks)."""
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM day_aggregates WHERE closed=1 AND day < ?", (before_day,)
+            )
+            return cur.rowcount
 
     # ------------------------------------------------------------ outbox
 

@@ -17,7 +17,12 @@ STATE_DIR = Path("/var/lib/carehub")
 (e.g. the default store ``carehub-hub.db``) land here."""
 LOG_DIR = Path("/var/log/carehub")
 """The hub unit's LogsDirectory=."""
-TEMPLATES = ("carehub-hub.service", "carehub-broker.service", "carehub-hub.logrotate")
+TEMPLATES = (
+    "carehub-hub.service",
+    "carehub-broker.service",
+    "carehub-ble.service",
+    "carehub-hub.logrotate",
+)
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PLACEHOLDER = re.compile(r"@[A-Z_]+@")

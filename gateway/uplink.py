@@ -24,6 +24,7 @@ PATHS = {
     OutboxKind.ALARM: api.ALARMS_PATH,
     OutboxKind.REPORT: api.ALARM_REPORTS_PATH,
     OutboxKind.FAULT: api.FAULTS_PATH,
+    OutboxKind.SUMMARY: api.SUMMARIES_PATH,
 }
 """Outbox kind → the endpoint that takes it."""
 
@@ -31,6 +32,7 @@ ANSWERS: dict[OutboxKind, type[BaseModel] | None] = {
     OutboxKind.ALARM: api.AlarmAccepted,
     OutboxKind.REPORT: api.AlarmStateAccepted,
     OutboxKind.FAULT: None,
+    OutboxKind.SUMMARY: api.SummaryAccepted,
 }
 """Outbox kind → the model of the server's answer (None: an empty ``204``)."""
 

@@ -8,50 +8,15 @@ import getpass
 import logging
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 from gateway.broker_auth import QUEUE_BYTES, queue_settings
+from harness.spawned import SpawnedServer, free_port, stop_process, wait_for_port
+
+__all__ = ["Mosquitto", "free_port", "stop_process", "wait_for_port"]
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_process(
-    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 5.0
-) -> None:
-    """Send `sig` to a server the harness started and reap it; killed if it is not gone
-    within `grace_s`."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listens on {host}:{port} after {timeout_s} s"
-                ) from None
-            time.sleep(0.05)
 
 
 def mosquitto_binary() -> str | None:
@@ -78,7 +43,7 @@ def mosquitto_config(port: int, data_dir: Path, queue_bytes: int = QUEUE_BYTES) 
     return "\n".join(lines)
 
 
-class Mosquitto:
+class Mosquitto(SpawnedServer):
     """A private mosquitto (persistence on, so queued QoS-1 messages survive its restarts)."""
 
     def __init__(
@@ -87,44 +52,19 @@ class Mosquitto:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+        super().__init__("carehub-mosquitto-", port, workdir)
         self.binary = binary
-        self.port = port or free_port()
-        self._tmp = (
-            tempfile.TemporaryDirectory(prefix="carehub-mosquitto-") if workdir is None else None
-        )
-        self.workdir = (workdir or Path(self._tmp.name)).resolve()  # type: ignore[union-attr]
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = self.workdir / "mosquitto.conf"
         self.config.write_text(mosquitto_config(self.port, self.workdir, queue_bytes))
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Mosquitto:
-        self.process = subprocess.Popen(
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
             [self.binary, "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return process
 
 
 async def run_embedded_broker(port: int, host: str = "127.0.0.1") -> None:

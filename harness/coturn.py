@@ -10,10 +10,9 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
-from harness.broker import free_port, stop_process, wait_for_port
+from harness.spawned import SpawnedServer, wait_for_port
 
 REALM = "carehub.test"
 
@@ -24,20 +23,17 @@ def turnserver_binary() -> str | None:
     )
 
 
-class Coturn:
+class Coturn(SpawnedServer):
     """`turnserver` with a fresh user; `ice_server` is the RTCIceServer to give both peers."""
 
     def __init__(self, port: int | None = None) -> None:
         binary = turnserver_binary()
         if binary is None:
             raise FileNotFoundError("coturn is not installed (apt-get install coturn)")
+        super().__init__("carehub-coturn-", port)
         self.binary = binary
-        self.port = port or free_port()
         self.username = "carehub"
         self.password = secrets.token_urlsafe(12)
-        self._tmp = tempfile.TemporaryDirectory(prefix="carehub-coturn-")
-        self.workdir = Path(self._tmp.name)
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def ice_server(self) -> dict[str, str]:
@@ -47,8 +43,8 @@ class Coturn:
             "credential": self.password,
         }
 
-    def start(self) -> Coturn:
-        self.process = subprocess.Popen(
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
             [
                 self.binary,
                 "-n",  # no configuration file
@@ -71,18 +67,4 @@ class Coturn:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
-
-    def __enter__(self) -> Coturn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return process

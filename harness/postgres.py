@@ -15,14 +15,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.broker import free_port, stop_process
+from harness.spawned import SpawnedServer
 
 ENV_URL = "CAREHUB_TEST_PG"
 """A developer's own server (libpq URL of a database to connect to for CREATE DATABASE);
@@ -70,27 +69,27 @@ def _run_as() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-class Postgres:
+class Postgres(SpawnedServer):
     """A private PostgreSQL cluster; `admin_url` is its maintenance database (libpq URL).
 
     `durable` False (tests) turns fsync and synchronous commit off; benchmarks keep them on
     so their figures are those of a real server."""
 
+    stop_signal = signal.SIGINT  # a fast shutdown: clients are disconnected
+    stop_grace_s = 30.0
+
     def __init__(self, port: int | None = None, durable: bool = False) -> None:
         found = bindir()
         if found is None:
             raise FileNotFoundError(MISSING)
+        super().__init__("carehub-postgres-", port)
         self.bindir = found
-        self.port = port or free_port()
         self.durable = durable
-        self._tmp = tempfile.TemporaryDirectory(prefix="carehub-postgres-")
-        self.workdir = Path(self._tmp.name).resolve()
         self.data = self.workdir / "data"
         self.log = self.workdir / "postgres.log"
         self._as = _run_as()
         if self._as:
             os.chown(self.workdir, self._as["user"], self._as["group"])
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def admin_url(self) -> str:
@@ -112,7 +111,7 @@ class Postgres:
         if out.returncode != 0:
             raise RuntimeError(f"initdb failed: {out.stdout}{out.stderr}")
 
-    def start(self) -> Postgres:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         settings = [
@@ -131,7 +130,7 @@ class Postgres:
                 **self._as,
             )
         self._wait_ready()
-        return self
+        return self.process
 
     def _wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until postmaster.pid says ``ready`` (what ``pg_ctl start -w`` waits for)."""
@@ -156,25 +155,6 @@ class Postgres:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
-
-    def stop(self) -> None:
-        """A fast shutdown (SIGINT: clients are disconnected), immediate if that hangs."""
-        stop_process(self.process, signal.SIGINT, 30.0)
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        self._tmp.cleanup()
-
-    def __enter__(self) -> Postgres:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def psql(url: str, sql: str, check: bool = True) -> list[list[str]]:

@@ -7,9 +7,10 @@ lanes before any work is done for them:
 
 - ``alarm``: alarm uploads, alarm reports, the hubs' alarm-update long-polls, the
   provider's delivery callbacks, the console's alarm pages, accept links: never refused;
-- ``maintenance``: heartbeats, fault reports, hub config and the console's other reads:
-  refused with ``503`` and ``Retry-After`` while the server is overloaded, before any
-  token lookup or SQL, so hubs come back later instead of queueing in front of alarms;
+- ``maintenance``: heartbeats, fault reports, daily summaries, hub config and the
+  console's other reads: refused with ``503`` and ``Retry-After`` while the server is
+  overloaded, before any token lookup or SQL, so hubs come back later instead of
+  queueing in front of alarms;
 - ``other``: everything else (health checks, enrollment, the console's alarm board and
   login, admin API): admitted, not counted.
 
@@ -48,7 +49,7 @@ CONSOLE = "/console"
 _ALARM_PATHS = frozenset({api.ALARMS_PATH, api.ALARM_REPORTS_PATH, api.ALARM_UPDATES_PATH})
 _ALARM_PREFIXES = ("/twilio/", "/r/", f"{CONSOLE}/alarms/")
 """Delivery callbacks and inbound SMS, responders' accept links, the console's alarm pages."""
-_MAINTENANCE_POSTS = frozenset({api.HUB_HEARTBEAT_PATH, api.FAULTS_PATH})
+_MAINTENANCE_POSTS = frozenset({api.HUB_HEARTBEAT_PATH, api.FAULTS_PATH, api.SUMMARIES_PATH})
 _MAINTENANCE_GETS = frozenset({api.HUB_CONFIG_PATH})
 _CONSOLE_MAINTENANCE_READS = tuple(
     f"{CONSOLE}/{page}" for page in ("health", "elders/", "audit", "accounts", "households", "kpi")

@@ -23,6 +23,7 @@ from server.admission import Admission, AdmissionLimits
 from server.alarms_first import AlarmsFirst, watch_loop_lag
 from server.change_signal import HEALTH_KEY, ChangeSignal, PostgresRelay, asyncpg_dsn
 from server.console import calls as console_calls
+from server.console import review_routes as console_review
 from server.console import routes as console
 from server.db import checkpoint_forever, make_engine, migrate
 from server.dispatch_store import DispatchStore
@@ -45,6 +46,7 @@ from server.routes.twilio_hooks import STATUS_PATH
 from server.routes.voice_api import call_changed
 from server.runtime import ServerRuntime
 from server.store import ServerStore
+from server.summary_store import SummaryStore, prune_forever
 from server.voice_calls import CallStore
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        engine = make_engine(
+            settings.database_url,
+            settings.sqlite_synchronous,
+            settings.pg_pool_size,
+            settings.pg_max_overflow,
+        )
         await migrate(engine)
         store = ServerStore(engine, merge_repeats=settings.merge_repeats)
         clk = clock or SystemClock()
@@ -170,6 +177,14 @@ def create_app(
             asyncio.create_task(_watch_hubs(rt, admission)),
             asyncio.create_task(watch_loop_lag(admission)),
             asyncio.create_task(checkpoint_forever(engine)),
+            asyncio.create_task(
+                prune_forever(
+                    SummaryStore(store),
+                    clk,
+                    settings.summary_keep_days,
+                    settings.console_time_zone,
+                )
+            ),
         ]
         try:
             yield
@@ -206,6 +221,7 @@ def create_app(
     app.include_router(responder.router)
     app.include_router(twilio_hooks.router)
     app.include_router(console.router)
+    app.include_router(console_review.router)
     app.mount(console.STATIC_PATH, console.static, name="console-static")
 
     @app.get(OPENAPI_PATH, include_in_schema=False, dependencies=[Admin])

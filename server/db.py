@@ -19,12 +19,24 @@ from server import sqlite_driver
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_POOL_SIZE = 20
 """Connections kept open to a SQLite database (each one thread in aiosqlite)."""
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 10
+"""PostgreSQL pool defaults (SQLAlchemy's own): `ServerSettings.pg_pool_size` and
+`pg_max_overflow` set them per process (docs/operations.md, "Connection limits")."""
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, sqlite_synchronous: str = "FULL") -> AsyncEngine:
+def make_engine(
+    url: str,
+    sqlite_synchronous: str = "FULL",
+    pg_pool_size: int = PG_POOL_SIZE,
+    pg_max_overflow: int = PG_MAX_OVERFLOW,
+) -> AsyncEngine:
     """An async engine; SQLite gets WAL, foreign keys and, by default, an fsync per commit
-    (``NORMAL``: durable across process crashes, not across power loss; see docs)."""
+    (``NORMAL``: durable across process crashes, not across power loss; see docs).
+    PostgreSQL gets a pool of `pg_pool_size` connections and up to `pg_max_overflow` more:
+    with N processes on one database, N × (both + 1 for LISTEN) must fit its
+    ``max_connections``."""
     if sqlite_synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"sqlite_synchronous must be FULL or NORMAL, not {sqlite_synchronous!r}")
     if url.startswith("sqlite"):
@@ -58,7 +70,9 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=pg_pool_size, max_overflow=pg_max_overflow
+    )
 
 
 def alembic_config() -> Config:

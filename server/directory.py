@@ -50,6 +50,7 @@ from server.triage import MAX_OPERATOR_FIRST_S, TriageMode, TriagePolicy
 
 log = logging.getLogger(__name__)
 E164 = r"^\+[1-9]\d{6,14}$"
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 PolicyKey = Literal[
     "urgent", "notice", "button_critical", "fall_critical", "vitals_critical", "vitals_warning"
 ]
@@ -218,6 +219,27 @@ class ContactEntry(_Entry):
     notify_on: list[Literal["accepted", "arrived", "cancelled", "resolved"]] = ["accepted"]
 
 
+class CheckInEntry(_Model):
+    """The daily check-in (报平安, docs/health-review.md): the elder's first short press in
+    the window is the check-in; none by `window_end` raises a welfare check. Local times of
+    the elder's team's `time_zone`."""
+
+    window_start: str = Field("07:00", pattern=HH_MM, description="HH:MM, 24-hour clock.")
+    window_end: str = Field("10:00", pattern=HH_MM, description="HH:MM, after window_start.")
+    movement_counts: bool = Field(
+        False, description="The pendant's ordinary movement in the window counts as a check-in."
+    )
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> CheckInEntry:
+        if self.window_end <= self.window_start:  # HH:MM sorts as text
+            raise ValueError(
+                f"window_end {self.window_end} must be after window_start {self.window_start}"
+                " (the same day)"
+            )
+        return self
+
+
 class Elder(_Entry):
     team: str
     name: str
@@ -233,6 +255,12 @@ class Elder(_Entry):
     fall_sensitivity: float = Field(0.5, ge=0, le=1)
     wearable_channels: list[WearableChannel] | None = Field(
         None, description="The channels the elder's wearable reports; unset = whatever arrives."
+    )
+    check_in: CheckInEntry | None = Field(
+        None, description="Ask for a daily check-in; unset = none (docs/health-review.md)."
+    )
+    inactivity: bool = Field(
+        True, description="Welfare checks from the pendant's learnt daily rhythm."
     )
     contacts: list[ContactEntry] = []
 
@@ -566,6 +594,8 @@ async def load_directory(
                     "on_oxygen": e.on_oxygen,
                     "fall_sensitivity": e.fall_sensitivity,
                     "wearable_channels": e.wearable_channels,
+                    "check_in": e.check_in.model_dump(mode="json") if e.check_in else None,
+                    "inactivity": e.inactivity,
                 },
             )
             await conn.execute(

@@ -73,6 +73,7 @@ from server.triage import (
     decide,
     first_step_due_ms,
 )
+from server.welfare import LADDERLESS_KIND_VALUES
 
 SEND_LEASE_MS = 30_000
 """A message claimed for sending is claimed again after this long without a result."""
@@ -184,6 +185,7 @@ class DispatchStore:
             .where(
                 escalations.c.alarm_id.is_(None),
                 alarms.c.state.in_([AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]),
+                alarms.c.kind.not_in(LADDERLESS_KIND_VALUES),  # welfare checks: no ladder
             )
             .limit(500)
         )

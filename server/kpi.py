@@ -23,6 +23,12 @@ answered call (the operator and the home talked).
 Arrival is promised inside the service circle: the helper at the door at most
 `SERVICE_CIRCLE_S` (20 min) after accepting. Its share is over accepted alarms; an accepted
 alarm with no recorded arrival counts as a miss.
+
+Welfare checks (`server.welfare`: a missed daily check-in, inactivity) are not emergencies:
+nobody accepts them, so they are left out of every figure above and have their own: the time
+to close a welfare check, from receipt to the dispatcher resolving it (median and 90th
+percentile over those closed), and how many are still open. A check the hub cancelled (the
+elder checked in late) is left out, as an alarm cancelled before acceptance is.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from server.escalation import SERVICE_CIRCLE_S
 
 ACCEPT_TARGETS = ((60, 0.975), (180, 0.99))
 """(seconds, share): the answer-time promises."""
+ARRIVAL_TARGET = 0.95
+"""The share of accepted alarms whose helper should arrive inside the service circle: the
+centre's own aim (no standard sets one), drawn as the console's target line."""
 ALL_TEAMS = "all"
 
 
@@ -59,6 +68,10 @@ class AlarmTimes:
     """Voice calls of the alarm, either direction."""
     call_answered: bool = False
     """At least one of them was answered."""
+    welfare: bool = False
+    """A welfare check (`server.welfare`): its own figures, none of the emergency ones."""
+    closed_ms: int | None = None
+    """When it was resolved (the welfare check's close)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,11 @@ class TeamKpi:
     calls_per_alarm: float | None = None
     answered_call_alarms: int = 0
     answered_call_share: float | None = None
+    welfare_checks: int = 0
+    """Welfare checks received, those the hub cancelled left out."""
+    welfare_closed: int = 0
+    welfare_close_p50_s: float | None = None
+    welfare_close_p90_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +188,10 @@ def _day(ms: int, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date().isoformat()
 
 
-def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
+def _kpi(team_id: str, every: list[AlarmTimes], circle_s: float) -> TeamKpi:
+    checks = [a for a in every if a.welfare and not a.cancelled_before_accept]
+    close_s = [_since(a.received_ms, a.closed_ms) for a in checks if a.closed_ms is not None]
+    rows = [a for a in every if not a.welfare]
     alarms = [a for a in rows if not a.cancelled_before_accept]
     n = len(alarms)
     accepted = [a for a in alarms if a.accepted_ms is not None]
@@ -214,6 +235,10 @@ def _kpi(team_id: str, rows: list[AlarmTimes], circle_s: float) -> TeamKpi:
         calls_per_alarm=_share(n_calls, len(calls)),
         answered_call_alarms=talked,
         answered_call_share=_share(talked, len(calls)),
+        welfare_checks=len(checks),
+        welfare_closed=len(close_s),
+        welfare_close_p50_s=_quantile(close_s, 0.5),
+        welfare_close_p90_s=_quantile(close_s, 0.9),
     )
 
 
@@ -261,6 +286,12 @@ def render_table(report: KpiReport) -> str:
     if report.days:
         out += ["", head.replace("team", "day ", 1)]
         out += [_line(d.day, d.overall) for d in report.days]
+    out += [
+        "",
+        "welfare checks (the duty dispatcher, no ladder), time to close:",
+        f"{'team':<16} {'checks':>6} {'closed':>6} {'open':>5} {'close p50/p90':>15}",
+    ]
+    out += [_welfare_line(k.team_id, k) for k in [*report.teams, report.overall]]
     out += ["", "voice calls (either direction) on the alarms an operator should answer:"]
     out += [f"{'team':<16} {'alarms':>6} {'calls':>6} {'per alarm':>9} {'answered call':>13}"]
     out += [_calls_line(k.team_id, k) for k in [*report.teams, report.overall]]
@@ -273,6 +304,12 @@ def render_table(report: KpiReport) -> str:
     ]
     out += [_operator_line(k.team_id, k) for k in [*report.teams, report.overall]]
     return "\n".join(out)
+
+
+def _welfare_line(label: str, k: TeamKpi) -> str:
+    close = f"{_s(k.welfare_close_p50_s)}/{_s(k.welfare_close_p90_s)}"
+    still_open = k.welfare_checks - k.welfare_closed
+    return f"{label:<16} {k.welfare_checks:>6} {k.welfare_closed:>6} {still_open:>5} {close:>15}"
 
 
 def _calls_line(label: str, k: TeamKpi) -> str:

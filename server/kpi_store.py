@@ -1,7 +1,7 @@
 """Reading the KPI rows: each alarm's milestones joined to its elder's team (`server.kpi`
 does the arithmetic). Test alarms are left out here; cancellations and alarms the operator
 closed without a visit are flagged; each alarm's voice calls are counted (installers' test
-calls left out)."""
+calls left out); welfare checks are marked, with when they were resolved."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.kpi import AlarmTimes
 from server.schema import alarms, elders, voice_calls
 from server.triage import CLOSING, TriageOutcome
+from server.welfare import is_welfare
 
 CLOSED_BY_PHONE = frozenset({"false_alarm", "by_phone"})
 """Resolution codes (`alarms.outcome`) of an alarm the operator closed without a visit."""
@@ -50,6 +51,8 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             alarms.c.operator_at_ms,
             alarms.c.triage_outcome,
             alarms.c.outcome,
+            alarms.c.kind,
+            alarms.c.resolved_at_ms,
             per_alarm.c.calls,
             per_alarm.c.answered,
         )
@@ -86,6 +89,8 @@ async def read_alarm_times(engine: AsyncEngine, since_ms: int, until_ms: int) ->
             ),
             calls=r.calls or 0,
             call_answered=bool(r.answered),
+            welfare=is_welfare(r.kind),
+            closed_ms=r.resolved_at_ms,
         )
         for r in rows
     ]

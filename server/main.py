@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 
 
 async def prepare_database(settings: ServerSettings, directory: Path | None) -> None:
-    engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+    engine = make_engine(
+        settings.database_url,
+        settings.sqlite_synchronous,
+        settings.pg_pool_size,
+        settings.pg_max_overflow,
+    )
     try:
         await migrate(engine)
         if directory is not None:

@@ -88,6 +88,9 @@ elders = sa.Table(
     sa.Column("medical_notes", sa.Text, nullable=False, server_default=""),
     sa.Column("key_safe_secret", sa.String(400), nullable=True),  # encrypted (server.secrets)
     sa.Column("language", sa.String(8), nullable=False, server_default="zh"),
+    # the care plan between emergencies (migration 0015, docs/health-review.md)
+    sa.Column("check_in", sa.JSON, nullable=True),  # carehub.api_contract.CheckInPlan; null: none
+    sa.Column("inactivity", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 emergency_contacts = sa.Table(
@@ -429,12 +432,13 @@ voice_calls = sa.Table(
 daily_summaries = sa.Table(
     "daily_summaries",
     metadata,
-    sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), primary_key=True),
+    sa.Column("elder_id", Id, sa.ForeignKey("elders.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),  # the centre's local date, YYYY-MM-DD
     sa.Column("hub_id", Id, nullable=False),  # who sent it (kept if the hub is replaced)
     sa.Column("received_at_ms", sa.BigInteger, nullable=False, index=True),
     # `carehub.api_contract.DailySummary` without `day`: aggregates only, never raw streams
     sa.Column("figures", sa.JSON, nullable=False),
+    sa.Index("ix_daily_summaries_day", "day"),  # the retention job deletes by day
 )
 """One elder's day as the hub summarised it; the first upload of a (elder, day) is kept, a
 repeat changes nothing. Deleted with the elder and after `summary_keep_days`."""
@@ -443,7 +447,9 @@ health_reviews = sa.Table(
     "health_reviews",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("elder_id", Id, sa.ForeignKey("elders.id"), nullable=False, index=True),
+    sa.Column(
+        "elder_id", Id, sa.ForeignKey("elders.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     sa.Column("flag", sa.String(32), nullable=False),  # server.health_flags.FlagKind
     sa.Column("day", sa.String(10), nullable=False),  # the summary day the flag was raised on
     sa.Column("figures", sa.JSON, nullable=False),  # what raised it, as shown when reviewed

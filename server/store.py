@@ -40,7 +40,9 @@ from server.schema import (
     faults,
     hubs,
     notifications,
+    teams,
 )
+from server.welfare import joins_open_alarm, starts_ladder
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,13 @@ class ServerStore:
 
     async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
         async with self.engine.connect() as conn:
-            elder = (await conn.execute(sa.select(elders).where(elders.c.id == hub.elder_id))).one()
+            elder = (
+                await conn.execute(
+                    sa.select(elders, teams.c.time_zone)
+                    .join(teams, teams.c.id == elders.c.team_id)
+                    .where(elders.c.id == hub.elder_id)
+                )
+            ).one()
             devs = (
                 await conn.execute(
                     sa.select(devices.c.id, devices.c.kind)
@@ -156,6 +164,9 @@ class ServerStore:
                 "fall_sensitivity": elder.fall_sensitivity,
                 "on_oxygen": elder.on_oxygen,
                 "wearable_channels": elder.wearable_channels,
+                "time_zone": elder.time_zone,
+                "check_in": elder.check_in,
+                "inactivity": elder.inactivity,
             },
             "devices": [{"device_id": d.id, "kind": d.kind} for d in devs],
         }
@@ -288,7 +299,7 @@ class ServerStore:
             # locks the device row (or the hub's) on PostgreSQL: uploads from one device are
             # decided in turn, so two server processes cannot both open an alarm for it
             flag = await _device_flag(conn, hub, upload.device_id, lock=self.merge_repeats)
-            if self.merge_repeats:
+            if self.merge_repeats and joins_open_alarm(upload.kind):
                 joined = join(await _open_alarm(conn, hub, upload), upload.severity)
                 if joined is not None:
                     state = await _add_repeat(conn, hub, upload, joined, now_ms)
@@ -319,7 +330,8 @@ class ServerStore:
                 if flag is not None:
                     why = f"{upload.device_id}: {flag.value}"
                     await _add_event(conn, alarm_id, hub.hub_id, "device_flag", now_ms, None, why)
-                await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
+                if starts_ladder(upload.kind):  # a welfare check waits for the dispatcher
+                    await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:

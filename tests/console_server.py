@@ -19,9 +19,13 @@ PASSWORD = "correct horse battery"
 
 
 @contextmanager
-def console_server(tmp_path: Path, username: str = "disp") -> Iterator[str]:
-    """The base URL of a server process whose console has `username` (a dispatcher)."""
-    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=secrets.token_urlsafe(24)))
+def console_server(
+    tmp_path: Path, username: str = "disp", hub_token: str | None = None
+) -> Iterator[str]:
+    """The base URL of a server process whose console has `username` (a dispatcher);
+    `hub_token`: hub-1's, for a test that speaks the hub's API too."""
+    token = hub_token or secrets.token_urlsafe(24)
+    (tmp_path / "directory.toml").write_text(DIRECTORY.format(token=token))
     url = f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"
     port = free_port()
     child = Child(

@@ -26,9 +26,11 @@ from bench.chaos_bench import (
     RESTART_GUARD_S,
     UPRIGHT_S,
     Outage,
+    alarms_lost,
     plan_falls,
     plan_hostile_falls,
     plan_outages,
+    store_damage_figures,
 )
 from bench.hostile import DEEP_LEVELS, KINDS, Devices, catalogue, interleave
 from bench.rig import percentile
@@ -119,11 +121,19 @@ def test_chaos_hostile_small_reports_every_figure() -> None:
     # the hub restarted on a damaged store reports it and takes the presses that follow
     assert r["store_damage_reported"] is True, r
     assert r["store_damage_alarms_lost"] == 0 and r["store_damage_presses"] > 0, r
+    # … counted on their own: the run's figures are taken before it (issue 20: its presses
+    # were once the run's `unexpected`, and presses raised again after it its `duplicates`)
+    assert r["store_damage_unexpected"] == 0, r
+    assert r["unexpected"] == 0, r
     # the flood phase: one button floods, the other is answered and texted (issue 20)
     assert r["flood_sent"] > 1000 and r["flood_other_press_unanswered"] == 0, r
     assert 1 <= r["flood_alarms"] <= 60, "presses within the rate limit only (merge off)"
     for key in ("flood_other_press_received_ms_max", "flood_other_press_sms_ms_max"):
         assert isinstance(r[key], int), (key, r)
+    # issue 20's headline figure: every phase's lost alarms, counted from the devices' side
+    assert r["alarms_lost"] == (
+        r["lost"] + r["store_damage_alarms_lost"] + r["flood_other_press_unanswered"]
+    ), r
     if STRICT:
         assert r["lost"] == 0 and r["duplicates"] == 0 and r["unexpected"] == 0, r
         assert r["falls_detected"] == r["falls_played"], r["fall_replays"]
@@ -251,6 +261,38 @@ def test_the_strict_contract_refuses_every_malformed_hostile_message() -> None:
             continue  # well formed: the hub's clock guard handles them, not the parser
         with pytest.raises(ContractError):
             parse_payload(topics.parse(h.topic).channel, h.payload)
+
+
+def _alarm(alarm_id: str, device: str, seq: int | None, kind: str = "button") -> dict[str, Any]:
+    return {"id": alarm_id, "device_id": device, "seq": seq, "kind": kind}
+
+
+def test_the_damaged_store_phase_is_counted_on_its_own() -> None:
+    before = [
+        _alarm("a1", "btn-0", 5),
+        _alarm("a2", "btn-1", 7),
+        _alarm("f1", "pend-0", None, "fall"),
+    ]
+    after = [
+        *before,
+        _alarm("a3", "btn-0", 9),  # the phase's own press
+        _alarm("a4", "btn-1", 7),  # a press raised before the damage, raised again after it
+        _alarm("a5", "btn-9", 1),  # matches nothing
+    ]
+    figures = store_damage_figures(
+        before, after, {("btn-0", 5), ("btn-1", 7)}, {("btn-0", 9), ("btn-1", 10)}
+    )
+    assert figures == {
+        "store_damage_alarms_lost": 1,  # btn-1's press 10 never stored
+        "store_damage_duplicates": 1,
+        "store_damage_unexpected": 1,
+    }
+
+
+def test_alarms_lost_counts_every_phase_from_the_devices_side() -> None:
+    run = {"lost": 1, "store_damage_alarms_lost": 2, "flood_other_press_unanswered": 3}
+    assert alarms_lost(run) == 6
+    assert alarms_lost({"lost": 0}) == 0  # not hostile: no damaged store, no flood
 
 
 def test_percentile_interpolates() -> None:

@@ -1,12 +1,12 @@
-"""Issue 25, acceptance 3 (transport): the Bluetooth bridge's pure adapter, and one
+"""Issue 25, acceptance 3 (transport): the Bluetooth bridge's pure adapter, and every
 measurement path end to end — an emulated Heart Rate + Pulse Oximeter (notified) and
-Health Thermometer (indicated) peripheral
-(bumble, over its virtual link: real HCI, L2CAP, ATT and GATT between two emulated
-controllers) notifies; the hub's central subscribes; the readings arrive on a real
-Mosquitto as the device's contract ``vitals`` messages, which the hub's intake parses and
-its vital-sign watch takes; and the same into a real hub and server, as an alarm. What
-this does not exercise (bleak, BlueZ, a radio, pairing and bonding) is listed in
-docs/devices.md, Bluetooth."""
+Health Thermometer (indicated) peripheral, and an emulated blood-pressure monitor with a
+spot-check oximeter (both indicated), over bumble's virtual link (real HCI, L2CAP, ATT and
+GATT between two emulated controllers); the hub's central subscribes; the readings arrive
+on a real Mosquitto as the device's contract ``vitals`` messages, which the hub's intake
+parses and its vital-sign watch takes; and the same into a real hub and server, as an
+alarm. What this does not exercise (bleak, BlueZ, a radio) is listed in docs/devices.md,
+Bluetooth."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from carehub.mqtt_contract import Topics, VitalsReading, parse_payload
 from edge.vital_signs import VitalsEvent
 from gateway.ble.bridge import BleDevice, MqttPublisher, run_bridge
 from gateway.ble.gatt import (
+    BLOOD_PRESSURE_MEASUREMENT,
     HEART_RATE_MEASUREMENT,
     PLX_CONTINUOUS_MEASUREMENT,
+    PLX_SPOT_CHECK_MEASUREMENT,
     TEMPERATURE_MEASUREMENT,
 )
 from gateway.ble.transport import Notification, NotificationQueue, sig_uuid, uuid16
@@ -186,6 +188,69 @@ async def test_heart_rate_spo2_and_temperature_from_an_emulated_peripheral_reach
     alarms = [e for e in hub.events if e.kind == "alarm"]
     assert [a.severity for a in alarms] == ["critical"], hub.events
     assert alarms[0].scores["spo2"] == 3
+
+
+MONITOR = "C0:FF:EE:00:00:10"
+DATE_TIME = bytes([0xEA, 0x07, 12, 6, 9, 30, 0])  # 2026-12-06 09:30:00, the device's time
+BP_120_80_PULSE_72 = bytes([0x06, 120, 0, 80, 0, 93, 0]) + DATE_TIME + bytes([72, 0])  # mmHg
+BP_KPA_16_0 = bytes([0x01, 0xA0, 0xF0, 0x6B, 0xF0, 0x7C, 0xF0])  # 16.0 / 10.7 / 12.4 kPa
+BP_NAN_SYSTOLIC = bytes([0x00, 0xFF, 0x07, 80, 0, 93, 0])  # NaN: no systolic, nothing to use
+SPOT_98_68 = bytes([0x01, 98, 0, 68, 0]) + DATE_TIME  # with its time stamp
+SPOT_95_75_ALL = bytes([0x0E, 95, 0, 75, 0, 0, 0, 0, 0, 0, 0x10, 0])  # status, device, PAI
+SPOT_SHORT = bytes([0x01, 98, 0, 68, 0, 0xEA, 0x07])  # time stamp cut short
+
+
+@pytest.mark.integration
+async def test_blood_pressure_and_plx_spot_check_from_an_emulated_monitor_reach_the_vitals_watch(
+    mosquitto: Mosquitto,
+) -> None:
+    """The other two paths: a blood-pressure monitor with a spot-check oximeter indicates
+    Blood Pressure (0x2A35, in mmHg with a time stamp and pulse, and in kPa) and PLX
+    Spot-Check (0x2A5E, with a time stamp, and with every optional field) measurements
+    through the emulated link; the hub's intake and vital-sign watch take each as one
+    reading of its fields; a NaN systolic and a cut-short value are dropped on the way."""
+    emulated = pytest.importorskip("tests.ble_emulated")
+    link = emulated.LocalLink()
+    monitor = emulated.EmulatedMonitor(link, MONITOR)
+    await monitor.start()
+    source = emulated.BumbleSource(link, HUB, [MONITOR])
+    await source.start()
+    assert source.subscribed == {
+        (MONITOR, BLOOD_PRESSURE_MEASUREMENT),
+        (MONITOR, PLX_SPOT_CHECK_MEASUREMENT),
+    }
+    hub = Hub(mosquitto)
+    hub_task = asyncio.create_task(hub.run())
+    async with asyncio.timeout(10):
+        await hub.subscribed.wait()
+    devices = [BleDevice(MONITOR, "bpm-ble")]
+    publisher = MqttPublisher("127.0.0.1", mosquitto.port, "carehub", devices)
+    bridge = asyncio.create_task(run_bridge(source, devices, publisher, StepClock()))
+    try:
+        for characteristic, value in (
+            (monitor.blood_pressure, BP_NAN_SYSTOLIC),
+            (monitor.blood_pressure, BP_120_80_PULSE_72),
+            (monitor.spot_check, SPOT_SHORT),
+            (monitor.spot_check, SPOT_98_68),
+            (monitor.blood_pressure, BP_KPA_16_0),
+            (monitor.spot_check, SPOT_95_75_ALL),
+        ):
+            await monitor.indicate(characteristic, value)  # confirmed by the hub's central
+        await emulated.until(lambda: len(hub.readings) >= 4)
+    finally:
+        bridge.cancel()
+        hub_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bridge
+        await publisher.close()
+    ts = [r.ts for _, r in hub.readings]
+    assert hub.readings == [
+        ("bpm-ble", VitalsReading(v=1, seq=1, ts=ts[0], sbp=120.0, hr=72.0)),
+        ("bpm-ble", VitalsReading(v=1, seq=2, ts=ts[1], spo2=98.0, hr=68.0)),
+        ("bpm-ble", VitalsReading(v=1, seq=3, ts=ts[2], sbp=120.0)),
+        ("bpm-ble", VitalsReading(v=1, seq=4, ts=ts[3], spo2=95.0, hr=75.0)),
+    ]
+    assert [e.kind for e in hub.events if e.kind == "alarm"] == []  # normal values
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -83,6 +84,31 @@ def test_the_cli_does_not_load_scipy_for_the_hub() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_hub_without_the_ble_extra_runs_every_other_command() -> None:
+    """`carehub hub ble` is loaded only when it runs (cli/lazy.py): neither the Bluetooth
+    bridge nor bleak is imported by the CLI, `hub --help` lists it, and run without bleak
+    it says which extra to install (this environment has no bleak, as such a hub)."""
+    probe = (
+        "import sys, cli.main, cli.hub_pairing;"
+        " print(sorted(m for m in sys.modules if 'bleak' in m or m.startswith('gateway.ble')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+    listed = run("hub", "--help")
+    assert listed.returncode == 0 and re.search(r"\bble\b", listed.stdout), listed.stdout
+    if importlib.util.find_spec("bleak") is None:
+        refused = run("hub", "ble")
+        assert refused.returncode == 2, refused.stderr
+        assert "carehub[hub,ble]" in refused.stderr and "Traceback" not in refused.stderr
+        # `hub pair` on a hub set up for Bluetooth without the extra: said, then as ever
+        env = {"CAREHUB_BLUETOOTH": "true", "CAREHUB_HUB_BROKER_DIR": "/nonexistent/carehub"}
+        paired = run("hub", "pair", "--seconds", "1", env=env)
+        assert "`ble` extra is not installed" in paired.stderr, paired.stderr
+        assert paired.returncode == 2 and "broker-config" in paired.stderr  # no accounts yet
 
 
 def test_a_hub_database_from_a_newer_carehub_is_refused_in_one_line(tmp_path: Path) -> None:

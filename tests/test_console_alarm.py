@@ -288,6 +288,7 @@ def test_actions_are_recorded_with_who_and_when_and_resolve_tells_the_hub(
         ("note", "console:disp", None),
         ("callback", "console:disp", None),
         ("assigned", "console:disp", None),
+        ("checklist", "console:disp", None),  # the fall's checklist, kept with the outcome
         ("state", "console:disp", "resolved"),
     ]
     assert all(isinstance(at, int) and at > 0 for *_, at in events)

@@ -10,7 +10,8 @@ letters and digits with a Latin letter in it, and it may stay only when it is
 - a name from the directory or the accounts (people, teams, usernames, devices, hubs),
 - an id or reference the operator quotes (alarm refs, hex ids),
 - a name that is not translated (`NAMES`: the product, NEWS2, SpO2, units of measure),
-- a language's own name on the language switch (``English``).
+- a language's own name on the language switch (``English``),
+- a key on the keyboard (``<kbd>N</kbd>``: the letter printed on the key).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ WORD = re.compile(r"[A-Za-z0-9'’]*[A-Za-z][A-Za-z0-9'’]*")
 
 def shown_text(html: str) -> str:
     """What a person reads: the page's text and the attributes shown to them."""
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL | re.IGNORECASE)
+    html = re.sub(r"<(script|style|kbd)\b.*?</\1>", " ", html, flags=re.DOTALL | re.IGNORECASE)
     attributes = " ".join(SHOWN_ATTRIBUTES.findall(html))
     text = re.sub(r"<[^>]+>", " ", html)
     return " ".join((text, attributes)).replace("&amp;", "&")

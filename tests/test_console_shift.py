@@ -753,3 +753,69 @@ async def test_checklist_items_are_ticked_once_with_who_and_show_on_the_timeline
     assert [tuple(e) for e in events] == [("call_elder", "console:op")]
     timeline = text_of(page.split('id="timeline"', 1)[1])
     assert "Checked Called the elder op" in timeline
+
+
+async def test_checklist_is_kept_with_a_triage_that_closes_the_alarm(shift: Shift) -> None:
+    """The operator's outcome "no help needed" resolves the alarm: what was checked is kept
+    with it, as with Resolve."""
+    alarm_id = await shift.press()
+    token = await shift.sign_in("op")
+    await shift.http.post(
+        f"/console/alarms/{alarm_id}/check", data={"csrf_token": token, "item": "call_elder"}
+    )
+    r = await shift.http.post(
+        f"/console/alarms/{alarm_id}/triage",
+        data={"csrf_token": token, "outcome": "no_help_needed"},
+    )
+    assert r.status_code in (200, 303), r.text
+    recorded = await shift.rows(
+        sa.select(alarm_events.c.detail, alarm_events.c.actor).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "checklist"
+        )
+    )
+    assert [tuple(e) for e in recorded] == [
+        ("done=call_elder;missed=call_family,responder_on_way", "console:op")
+    ]
+    history = text_of(await shift.console("/console/elders/elder-1"))
+    assert "✓ Called the elder ✗ Called the family" in history
+
+
+async def test_resolving_offers_the_incidents_other_alarms_and_refuses_a_stranger(
+    shift: Shift,
+) -> None:
+    """A press and, a minute later, a vital-sign alarm of one elder are one incident; an
+    alarm resolved with the press must be one of its incident's open alarms."""
+    press = await shift.press()
+    shift.clock.advance(60)
+    vitals = await shift.press("band-1", AlarmKind.VITALS)
+    shift.clock.advance(shift.rt.settings.console_incident_window_s + 1)
+    later = await shift.press("btn-1", AlarmKind.FALL)  # another incident
+    token = await shift.sign_in("op")
+    page = await shift.console(f"/console/alarms/{press}")
+    offered = re.findall(r'name="also" value="(\w+)"', page)
+    assert offered == [vitals]
+
+    refused = await shift.http.post(
+        f"/console/alarms/{press}/resolve",
+        data={"csrf_token": token, "outcome": "by_phone", "also": [vitals, later]},
+    )
+    assert refused.status_code == 409 and "not an open alarm of this incident" in refused.text
+    states = dict(
+        tuple(r)
+        for r in await shift.rows(sa.select(alarms.c.id, alarms.c.state))  # type: ignore[misc]
+    )
+    assert AlarmState.RESOLVED.value not in states.values()  # nothing was resolved
+
+    r = await shift.http.post(
+        f"/console/alarms/{press}/resolve",
+        data={"csrf_token": token, "outcome": "by_phone", "also": [vitals]},
+    )
+    assert r.status_code in (200, 303), r.text
+    resolved = await shift.rows(
+        sa.select(alarms.c.id, alarms.c.outcome).where(alarms.c.state == "resolved")
+    )
+    assert sorted(tuple(r) for r in resolved) == sorted([(press, "by_phone"), (vitals, "by_phone")])
+    kept = await shift.rows(
+        sa.select(alarm_events.c.alarm_id).where(alarm_events.c.kind == "checklist")
+    )
+    assert sorted(r[0] for r in kept) == sorted([press, vitals])  # each its own list

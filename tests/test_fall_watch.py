@@ -137,3 +137,20 @@ def test_a_stale_copy_whose_time_is_guessed_never_reaches_the_detector() -> None
             events += watch.push("pend-1", lying.model_copy(update={"t0": now + FAR_MS}), now)
         events += watch.push("pend-1", f, f.t0 + 1000)
     assert len(events) == 1 and events[0].peak_g > 3
+
+
+def test_an_impact_the_detector_dismisses_is_counted_as_a_near_fall() -> None:
+    rng = np.random.default_rng(5)
+    up_again = np.vstack(  # down hard, and straight back up after 1.5 s: not a fall
+        [still_standing(100, rng), synthetic_fall(50, rng, lying_s=1.5), still_standing(1500, rng)]
+    )
+    watch = FallWatch()
+    events = [e for k, f in enumerate(frames(up_again)) for e in watch.push("p", f, k * 1000)]
+    assert events == [] and watch.take_near_falls() == 1
+    assert watch.take_near_falls() == 0  # taken once
+
+    fell = FallWatch()
+    events = [
+        e for k, f in enumerate(frames(signal(lying_s=20))) for e in fell.push("p", f, k * 1000)
+    ]
+    assert len(events) == 1 and fell.take_near_falls() == 0  # a fall is no near-fall

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
-from gateway.store import HubAlarm, HubStore
+from gateway.store import SUMMARIES_QUEUE, HubAlarm, HubStore, OutboxKind
 
 
 def _alarm(i: int, state: AlarmState = AlarmState.RECEIVED) -> HubAlarm:
@@ -106,3 +106,15 @@ async def test_prune_forgets_only_what_is_uploaded_or_finished_and_old(tmp_path:
         assert await store.queue_depth() == 2
         pending = await store.next_pending()
         assert pending is not None and pending.ref == "a2"
+
+
+async def test_a_waiting_summary_never_holds_up_the_hubs_fault_reports(tmp_path: Path) -> None:
+    async with HubStore(tmp_path / "hub.db") as store:
+        assert await store.close_day("2026-03-10", "{}", {"day": "2026-03-10"}, 1)
+        assert not await store.close_day("2026-03-10", "{}", {"day": "2026-03-10"}, 2)  # once
+        await store.enqueue(OutboxKind.FAULT, "f1", {"report_id": "f1", "fault": "x"}, 3)
+        fault = await store.next_pending()  # queued after the summary, not behind it
+        assert fault is not None and fault.ref == "f1"
+        summary = await store.next_pending(after_device=fault.device_id)  # its queue's turn
+        assert summary is not None and summary.kind is OutboxKind.SUMMARY
+        assert summary.device_id == SUMMARIES_QUEUE

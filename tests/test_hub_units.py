@@ -79,6 +79,28 @@ def test_the_hub_unit_restarts_always_with_a_watchdog_as_a_sandboxed_user() -> N
     assert "Service.ReadWritePaths" not in hub  # the store is in the state directory
 
 
+def test_the_bluetooth_bridge_unit_runs_hub_ble_beside_bluez_as_the_hubs_user() -> None:
+    """`carehub hub ble` as a service: after BlueZ and the broker, in BlueZ's D-Bus group,
+    restarted always, sandboxed as the hub is."""
+    ble = directives(render(params())["carehub-ble.service"])
+    one = {key: values[-1] for key, values in ble.items()}
+    config = "/etc/carehub/carehub.toml"
+    assert one["Service.ExecStart"] == f"{CAREHUB.absolute()} hub ble --config {config}"
+    after = set(" ".join(ble["Unit.After"]).split())
+    assert {"bluetooth.service", "carehub-broker.service"} <= after
+    expected = {
+        "Service.Restart": "always",
+        "Service.User": "carehub",
+        "Service.SupplementaryGroups": "bluetooth",
+        "Service.ProtectSystem": "strict",
+        "Service.PrivateDevices": "yes",
+        "Service.NoNewPrivileges": "yes",
+        "Service.RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "Unit.StartLimitIntervalSec": "0",
+    }
+    assert {k: one.get(k) for k in expected} == expected
+
+
 def test_the_broker_unit_runs_the_generated_config_and_sees_only_its_directory() -> None:
     broker = directives(
         render(params(mosquitto_bin=Path("/usr/sbin/mosquitto")))["carehub-broker.service"]
@@ -138,7 +160,8 @@ def test_systemd_accepts_the_written_units(tmp_path: Path) -> None:
     hub_unit = (units / "carehub-hub.service").read_text()
     assert f"ExecStart={CAREHUB.absolute()} hub --config {config}" in hub_unit
     assert "ReadWritePaths=/srv/carehub" in hub_unit
-    names = [str(units / "carehub-hub.service"), str(units / "carehub-broker.service")]
+    names = [str(units / n) for n in ("carehub-hub.service", "carehub-broker.service")]
+    names.append(str(units / "carehub-ble.service"))
     verify = subprocess.run(
         [SYSTEMD_ANALYZE, "verify", *names], capture_output=True, text=True, timeout=60
     )
@@ -153,7 +176,9 @@ def test_systemd_accepts_the_written_units(tmp_path: Path) -> None:
 
 
 @needs_systemd
-@pytest.mark.parametrize("unit", ["carehub-hub.service", "carehub-broker.service"])
+@pytest.mark.parametrize(
+    "unit", ["carehub-hub.service", "carehub-broker.service", "carehub-ble.service"]
+)
 def test_the_units_sandbox_is_rated_ok_by_systemd(tmp_path: Path, unit: str) -> None:
     for name, text in render(params(mosquitto_bin=Path(sys.executable))).items():
         (tmp_path / name).write_text(text)

@@ -259,6 +259,13 @@ def test_replayed_defaults_to_false_and_round_trips() -> None:
     assert parse_payload(Channel.IMU, encode(marked)) == marked
 
 
+def test_docs_explain_every_ack_state() -> None:
+    doc = (REPO / "docs" / "mqtt.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    for state in AckState:
+        assert any(row.startswith(f"| `{state.value}` |") for row in rows), state
+
+
 def test_docs_state_every_range_limit_and_reason_code() -> None:
     import carehub.mqtt_contract as contract
 

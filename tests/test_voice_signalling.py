@@ -19,7 +19,7 @@ from carehub.api_contract import ALARMS_PATH, CALLS_PATH, CallList
 from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from server.app import create_app
-from server.console.audit_log import AuditFilter
+from server.console.audit_log import AuditFilter, PageKey
 from server.console.console_store import ConsoleStore
 from server.db import make_engine
 from server.main import prepare_database
@@ -73,6 +73,7 @@ def _client(database_url: str, tmp_path: Path, **extra: object) -> Iterator[Test
         try:
             for name in ("disp", "disp2"):
                 await ConsoleStore(engine).add_account(name, PASSWORD, "dispatcher", None, "en", 0)
+            await ConsoleStore(engine).add_account("root", PASSWORD, "admin", None, "en", 0)
         finally:
             await engine.dispose()
 
@@ -235,6 +236,79 @@ def test_the_hub_answers_the_operators_call_and_hears_the_hang_up(client: TestCl
     assert bad.status_code == 400  # the hub's reasons are the hub's to give
     no_csrf = client.post(f"/console/alarms/{alarm}/call", data={"sdp": "v=0"})
     assert no_csrf.status_code == 403
+
+
+def test_a_call_nobody_answered_is_in_the_audit_log(client: TestClient) -> None:
+    """Every call is in the audit log (who, when, how long): a home's call that rang out
+    unanswered has nobody's name on it, but its row says when it rang, for how long and
+    why it ended; an answered call keeps its operator's row."""
+    alarm = raise_alarm(client)
+    clock = client.app.state.runtime.clock  # type: ignore[attr-defined]
+    rang_at = clock.now_ms()
+    offer = {"call_id": "c-1", "alarm_id": "a-1", "sdp": "v=0 hub offer"}
+    assert client.post(CALLS_PATH, json=offer, headers=HUB).status_code == 204
+    clock.advance(90)
+    hangup = client.post(f"{CALLS_PATH}/c-1/hangup", json={"reason": "no_answer"}, headers=HUB)
+    assert hangup.status_code == 204
+    clock.advance(5)
+    csrf = sign_in(client, "disp")  # a second call, answered by disp
+    offer = {"call_id": "c-2", "alarm_id": "a-1", "sdp": "v=0 hub offer"}
+    assert client.post(CALLS_PATH, json=offer, headers=HUB).status_code == 204
+    r = client.post("/console/calls/c-2/answer", data={"csrf_token": csrf, "sdp": "v=0 console"})
+    assert r.status_code == 200, r.text
+    rows = _audit(client)
+    assert [(r["username"], r["action"], r["alarm_id"], r["at_ms"]) for r in rows] == [
+        ("disp", "voice_call", alarm, rang_at + 95_000),
+        (None, "voice_call_unanswered", alarm, rang_at),
+    ]
+    assert (rows[1]["duration_ms"], rows[1]["end_reason"]) == (90_000, "no_answer")
+    assert rows[1]["elder_id"] == "elder-1"
+
+    client.cookies.clear()
+    sign_in(client, "root")
+    page = client.get("/console/audit")
+    assert page.status_code == 200, page.text
+    assert "not answered" in page.text and "rang 90 s" in page.text
+    assert "nobody answered" in page.text  # the end reason
+    only_disp = client.get("/console/audit", params={"account": "disp"}).text
+    assert "not answered" not in only_disp and "voice call" in only_disp
+    assert "not answered" in client.get("/console/audit", params={"elder": "elder-1"}).text
+    assert "not answered" not in client.get("/console/audit", params={"elder": "elder-2"}).text
+
+
+def test_the_audit_log_pages_through_views_and_unanswered_calls_alike(client: TestClient) -> None:
+    """Rows of both sources at the same millisecond: pages of two rows reach every row once,
+    in the order of one page holding them all."""
+    raise_alarm(client)
+    for n in range(3):  # each new offer replaces the call still ringing: none answered
+        offer = {"call_id": f"c-{n}", "alarm_id": "a-1", "sdp": "v=0 hub offer"}
+        assert client.post(CALLS_PATH, json=offer, headers=HUB).status_code == 204
+    hung_up = client.post(f"{CALLS_PATH}/c-2/hangup", json={"reason": "no_answer"}, headers=HUB)
+    assert hung_up.status_code == 204
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    store = ConsoleStore(rt.store.engine)
+
+    async def views() -> None:
+        found = await store.credentials("disp")
+        assert found is not None
+        for _ in range(3):
+            await store.audit(found[0], "medical_notes", "elder-1", None, rt.clock.now_ms())
+
+    client.portal.call(views)  # type: ignore[union-attr]
+    everything = client.portal.call(store.audit_log, AuditFilter())  # type: ignore[union-attr]
+    assert len(everything.rows) == 6 and everything.older_than is None
+    walked, key = [], None
+    while True:
+        page = client.portal.call(store.audit_log, AuditFilter(), key, 2)  # type: ignore[union-attr]
+        walked += page.rows
+        if page.older_than is None:
+            break
+        assert PageKey.parse(page.older_than.text()) == page.older_than  # the link's form
+        key = page.older_than
+    assert walked == everything.rows
+    assert (
+        sorted(r["action"] for r in walked) == ["medical_notes"] * 3 + ["voice_call_unanswered"] * 3
+    )
 
 
 def test_a_hub_sees_and_touches_only_its_own_calls(client: TestClient) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from carehub.mqtt_contract import PairAnnounce
 from carehub.settings import HubSettings
-from gateway.broker_auth import Listener
+from gateway.broker_auth import MAX_PACKET_BYTES, ZIGBEE_PACKET_BYTES, Listener, packet_limit
 from gateway.broker_files import load_accounts, write_all
 from gateway.pairing import ZIGBEE2MQTT_USERNAME, BrokerAccounts
 from gateway.pairing_session import PairingSession, remove_device
@@ -219,12 +219,13 @@ def test_zigbee2mqtts_account_has_only_its_own_topics(secured: HubSettings) -> N
 
 
 @pytest.mark.parametrize("max_packet_bytes", [None, 4 * 1024 * 1024])
-def test_zigbee2mqtts_device_list_needs_the_raised_packet_limit(
+def test_zigbee2mqtts_device_list_passes_the_broker_of_a_zigbee_hub(
     tmp_path: Path, max_packet_bytes: int | None
 ) -> None:
     """Zigbee2MQTT's retained ``bridge/devices`` carries every device's definition
     (endpoints, bindings, exposes): a few devices outgrow the 65 KiB a CareHub device may
-    send, and mosquitto disconnects Zigbee2MQTT; `hub_broker_max_packet_bytes` raises it."""
+    send. A hub set up for Zigbee2MQTT raises the broker's limit by itself (it once needed
+    `hub_broker_max_packet_bytes`, and without it mosquitto disconnected Zigbee2MQTT)."""
     port = free_port()
     d = tmp_path / "broker"
     accounts = dataclasses.replace(
@@ -251,7 +252,7 @@ def test_zigbee2mqtts_device_list_needs_the_raised_packet_limit(
         hub.on_message = lambda c, u, m: got.append(len(m.payload))
         hub.connect("127.0.0.1", port)
         hub.loop_start()
-        deadline = time.monotonic() + (5 if max_packet_bytes else 2)
+        deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:
             time.sleep(0.05)
         hub.loop_stop()
@@ -259,4 +260,11 @@ def test_zigbee2mqtts_device_list_needs_the_raised_packet_limit(
     finally:
         broker.terminate()
         broker.wait(5)
-    assert got == ([len(json.dumps(big))] if max_packet_bytes else [])
+    assert got == [len(json.dumps(big))]
+
+
+def test_the_broker_limit_is_a_devices_packet_unless_zigbee2mqtt_shares_the_broker() -> None:
+    assert packet_limit(zigbee=False) == MAX_PACKET_BYTES
+    assert packet_limit(zigbee=True) == ZIGBEE_PACKET_BYTES > 4 * 1024 * 1024
+    assert packet_limit(zigbee=False, configured=8 * 1024 * 1024) == 8 * 1024 * 1024
+    assert packet_limit(zigbee=True, configured=10) == MAX_PACKET_BYTES  # never below a device

@@ -1,5 +1,6 @@
-"""`GattSource` on a real hub: bleak, over BlueZ and D-Bus (the ``ble`` extra). bleak is
-imported only when a source runs, so a hub without Bluetooth never loads it.
+"""`GattSource` and `BleRadio` on a real hub: bleak, over BlueZ and D-Bus (the ``ble``
+extra). bleak is imported only when a source or a scan runs, so a hub without Bluetooth
+never loads it.
 
 Each followed device is connected, its measurement characteristics subscribed (notify or
 indicate, whichever it offers), and reconnected after `RECONNECT_S` when the link drops
@@ -11,11 +12,21 @@ Not exercised by the tests (no controller nor BlueZ where they run): see docs/de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from gateway.ble.transport import MEASUREMENTS, Notification, NotificationQueue, uuid16
+from gateway.ble.transport import (
+    MEASUREMENTS,
+    Advertisement,
+    BondError,
+    Notification,
+    NotificationQueue,
+    RadioError,
+    normal_address,
+    uuid16,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +84,39 @@ def _putter(queue: NotificationQueue, address: str, number: int) -> Any:
         queue.put(address, number, data)
 
     return put
+
+
+class BleakRadio:
+    """The pairing window's radio: BlueZ's scanner while iterated, BlueZ's pairing (its
+    default agent: Just Works; a device that demands a passkey cannot be bonded here)."""
+
+    async def advertisements(self) -> AsyncIterator[Advertisement]:
+        from bleak import BleakScanner
+        from bleak.exc import BleakError
+
+        heard: asyncio.Queue[Advertisement] = asyncio.Queue(1024)
+
+        def detected(device: Any, data: Any) -> None:
+            services = frozenset(
+                n for n in (uuid16(u) for u in data.service_uuids or ()) if n is not None
+            )
+            advert = Advertisement(normal_address(device.address), data.local_name or "", services)
+            with contextlib.suppress(asyncio.QueueFull):
+                heard.put_nowait(advert)
+
+        try:
+            async with BleakScanner(detection_callback=detected):
+                while True:
+                    yield await heard.get()
+        except (BleakError, OSError) as e:
+            raise RadioError(str(e) or type(e).__name__) from e
+
+    async def bond(self, address: str) -> None:
+        from bleak import BleakClient
+        from bleak.exc import BleakError
+
+        try:
+            async with BleakClient(address, timeout=CONNECT_TIMEOUT_S) as client:
+                await client.pair()
+        except (BleakError, OSError, TimeoutError) as e:
+            raise BondError(str(e) or type(e).__name__) from e

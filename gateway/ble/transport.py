@@ -1,6 +1,7 @@
 """The hub's view of a Bluetooth LE radio: a `GattSource` yields every value a paired
 health device notifies (or indicates) on a measurement characteristic, as
-`Notification`s. What the radio is stays behind it: BlueZ through bleak on a real hub
+`Notification`s; a `BleRadio` scans advertisements and bonds a device for the pairing
+window. What the radio is stays behind it: BlueZ through bleak on a real hub
 (`gateway.ble.bleak_source`), an emulated controller in the tests.
 
 UUIDs are carried as the 16-bit numbers the Bluetooth SIG assigns (0x2A37); a 128-bit
@@ -36,10 +37,43 @@ class Notification:
     value: bytes
 
 
+@dataclass(frozen=True)
+class Advertisement:
+    address: str
+    """``AA:BB:CC:DD:EE:FF`` (upper case)."""
+    name: str
+    """The advertised local name ('' when none)."""
+    services: frozenset[int]
+    """The 16-bit SIG service UUIDs advertised."""
+
+
 class GattSource(Protocol):
     def notifications(self) -> AsyncIterator[Notification]:
         """Every notification of the followed devices, forever; connecting, subscribing
         and reconnecting are the source's business."""
+        ...
+
+
+class RadioError(Exception):
+    """The radio cannot scan (no adapter, BlueZ not running, no right to it)."""
+
+
+class BondError(Exception):
+    """The device could not be bonded (out of range, refused, pairing failed); the message
+    says why, for the installer."""
+
+
+class BleRadio(Protocol):
+    """The radio as `carehub hub pair` uses it, only while its window is open."""
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """Every advertisement heard while iterated (scanning stops when the iterator is
+        closed)."""
+        ...
+
+    async def bond(self, address: str) -> None:
+        """Connect, pair (LE Secure Connections where the device offers it, keys kept by
+        the radio's stack) and disconnect; `BondError` when it cannot."""
         ...
 
 

@@ -96,6 +96,8 @@ class VoiceAgent:
         self.mic: Microphone | None = None
         self._pc: RTCPeerConnection | None = None
         self._speaker: Speaker | None = None
+        self._told_talking = False
+        """The home's devices were told `talking` for this call (its microphone opened)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._alarm_ok = True
         self._alarm_checked_s = float("-inf")
@@ -274,6 +276,9 @@ class VoiceAgent:
             self.mic.open = call.mic_open
             metrics.VOICE_MIC_OPEN.set(1 if call.mic_open else 0)
             log.info("call %s: microphone %s", call.call_id, "open" if call.mic_open else "closed")
+            if call.mic_open and not self._told_talking:  # the announcement has played
+                self._told_talking = True
+                await self.talking(call.alarm_id, True)
 
     async def _on_state(self, pc: RTCPeerConnection) -> None:
         call = self.call
@@ -285,7 +290,6 @@ class VoiceAgent:
             log.info("call %s connected: announcement, then the microphone opens", call.call_id)
             self._speaker = Speaker(self.sink)
             self._speaker.play(announcement())
-            await self.talking(call.alarm_id, True)
         elif state == "failed":
             log.warning("call %s: media path failed", call.call_id)
             await self._finish(CallEndReason.NETWORK_LOST, tell_server=True)
@@ -324,7 +328,7 @@ class VoiceAgent:
             return
         if not already_ended and not call.end(reason, self.clock.monotonic()):
             return
-        was_connected = call.connected_at_s is not None
+        told_talking, self._told_talking = self._told_talking, False
         self._pc, self._speaker = None, None
         if mic is not None:
             mic.open = False
@@ -336,7 +340,7 @@ class VoiceAgent:
             await pc.close()
         if speaker is not None:
             speaker.close()
-        if was_connected:
+        if told_talking:
             await self.talking(call.alarm_id, False)
         if tell_server:
             await self._tell_hangup(call.call_id, reason)

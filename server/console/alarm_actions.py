@@ -12,6 +12,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.catalogue import Word
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
+from server.console.checklists import CHECKLIST_EVENT, at_outcome, encode
 from server.dispatch_store import LadderStatus, mark_operator_answer
 from server.schema import alarm_events, alarms, escalations
 
@@ -97,13 +98,15 @@ async def resolve(
     engine: AsyncEngine, alarm_id: str, account: Account, outcome: str, now_ms: int
 ) -> str:
     """Move the alarm to resolved with an outcome code (the hub hears it through its updates
-    feed) and close its ladder. Returns the hub id, to notify."""
+    feed) and close its ladder; the checklist as it stands is recorded with the outcome.
+    Returns the hub id, to notify."""
     if outcome not in OUTCOMES:
         raise ActionRefused("refused.outcome", choices=", ".join(OUTCOMES))
     async with engine.begin() as conn:
         hub_id, state = await _hub_of(conn, alarm_id)
         if not can_transition(AlarmState(state), AlarmState.RESOLVED):
             raise ActionRefused("refused.closed_resolve", state=Word("state." + state))
+        await _record_checklist(conn, alarm_id, hub_id, actor(account), now_ms)
         await conn.execute(
             alarms.update()
             .where(alarms.c.id == alarm_id)
@@ -131,6 +134,41 @@ async def resolve(
             .values(status=LadderStatus.CLOSED, due_at_ms=None, updated_at_ms=now_ms)
         )
     return hub_id
+
+
+async def record_checklist(engine: AsyncEngine, alarm_id: str, who: str, now_ms: int) -> None:
+    """The checklist kept with an outcome given elsewhere (the operator's triage closing the
+    alarm, `DispatchStore.triage`): as `resolve` does, just after it."""
+    async with engine.begin() as conn:
+        hub_id, _ = await _hub_of(conn, alarm_id)
+        await _record_checklist(conn, alarm_id, hub_id, who, now_ms)
+
+
+async def _record_checklist(
+    conn: AsyncConnection, alarm_id: str, hub_id: str, who: str, now_ms: int
+) -> None:
+    """An ``alarm_events`` row ``checklist`` (`checklists.encode`: items done and not done),
+    in the resolving transaction, just before the outcome: what was checked is kept with
+    how it ended, on the timeline and in the elder's history."""
+    kind = await conn.scalar(sa.select(alarms.c.kind).where(alarms.c.id == alarm_id))
+    ticked = await conn.scalars(
+        sa.select(alarm_events.c.detail).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "checked"
+        )
+    )
+    record = at_outcome(str(kind), ticked.all())
+    if record is None:
+        return
+    await conn.execute(
+        alarm_events.insert().values(
+            alarm_id=alarm_id,
+            hub_id=hub_id,
+            kind=CHECKLIST_EVENT,
+            at_ms=now_ms,
+            detail=encode(record),
+            actor=who,
+        )
+    )
 
 
 class ClaimedByOther(ActionRefused):

@@ -1,11 +1,15 @@
 """The admins' view of the audit log: which rows a filter keeps, and the day bounds of a
-date filter in a time zone. Pages are keyset pages (rows older than the last row shown,
-by id), so every row of a log of any length can be reached and none is skipped or shown
-twice while new views are written."""
+date filter in a time zone. The log has two sources: the views an account made
+(`console_audit`, medical notes, key-safe codes, calls an operator took or made) and the
+home's calls that nobody answered (`voice_calls`, which has no account to name), so that
+every call is in it (docs/voice.md, Privacy). Pages are keyset pages, newest first by
+(time, source, id): every row of a log of any length can be reached and none is skipped or
+shown twice while new rows are written."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +71,43 @@ def day_bounds_ms(
     return since, until
 
 
+UNANSWERED_CALL = "voice_call_unanswered"
+"""The action of a home's call that rang out with nobody answering (no account)."""
+
+
+class RowSource(enum.StrEnum):
+    """Where a row of the log comes from; part of the page key."""
+
+    VIEW = "v"
+    CALL = "c"
+
+
+@dataclass(frozen=True, order=True)
+class PageKey:
+    """A row's place in the log, newest first: a page holds the rows below a key."""
+
+    at_ms: int
+    source: RowSource
+    row_id: str
+    """The row's id in its source (a `console_audit` id as text, a call's id)."""
+
+    def text(self) -> str:
+        return f"{self.at_ms}.{self.source.value}.{self.row_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> PageKey:
+        """The key of the page link `before=…`, or `BadFilter`."""
+        match = _PAGE_KEY.fullmatch(text)
+        if match is None:
+            raise BadFilter("before: a page key from an 'older' link")
+        return cls(int(match[1]), RowSource(match[2]), match[3])
+
+
+_PAGE_KEY = re.compile(r"(\d{1,19})\.([vc])\.(" + ID_PATTERN.strip("^$") + ")")
+
+
 @dataclass(frozen=True)
 class AuditPage:
     rows: list[dict[str, Any]]
-    older_than: int | None
-    """The id to ask the next page for (rows with smaller ids), or None at the oldest row."""
+    older_than: PageKey | None
+    """The key to ask the next page for (older rows), or None at the oldest row."""

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carehub.api_contract import CallDirection, CallState
 from server.console.accounts import (
     Account,
     AccountError,
@@ -18,7 +19,14 @@ from server.console.accounts import (
     hash_password,
     session_key,
 )
-from server.console.audit_log import PAGE_ROWS, AuditFilter, AuditPage
+from server.console.audit_log import (
+    PAGE_ROWS,
+    UNANSWERED_CALL,
+    AuditFilter,
+    AuditPage,
+    PageKey,
+    RowSource,
+)
 from server.console.sign_in_limit import History, Refused, SignInThrottle
 from server.db import dialect_insert, serialise_on
 from server.schema import (
@@ -30,6 +38,7 @@ from server.schema import (
     console_sessions,
     notifications,
     teams,
+    voice_calls,
 )
 
 KNOWN_SOURCE_MS = 90 * 86_400_000
@@ -268,27 +277,77 @@ class ConsoleStore:
         return None if found is None else str(found)
 
     async def audit_log(
-        self, where: AuditFilter, older_than: int | None = None, limit: int = PAGE_ROWS
+        self, where: AuditFilter, older_than: PageKey | None = None, limit: int = PAGE_ROWS
     ) -> AuditPage:
-        """One page of the audit log, newest first: rows matching `where` with an id below
-        `older_than` (a keyset page: stable while new rows are written)."""
-        a = console_audit
-        query = sa.select(a).order_by(a.c.id.desc()).limit(limit + 1)
-        if older_than is not None:
-            query = query.where(a.c.id < older_than)
+        """One page of the audit log, newest first: the accounts' views and the home's calls
+        nobody answered (no account to name: a row of its own, with how long it rang),
+        matching `where`, below `older_than` (a keyset page: stable while rows are written)."""
+        a, c = console_audit, voice_calls
+        views = sa.select(
+            a.c.at_ms.label("at_ms"),
+            sa.literal(RowSource.VIEW.value).label("source"),
+            sa.cast(a.c.id, sa.String).label("row_id"),
+            a.c.username.label("username"),
+            a.c.action.label("action"),
+            a.c.elder_id.label("elder_id"),
+            a.c.alarm_id.label("alarm_id"),
+            sa.cast(sa.null(), sa.BigInteger).label("duration_ms"),
+            sa.cast(sa.null(), sa.String).label("end_reason"),
+        )
+        unanswered = (
+            sa.select(
+                c.c.created_at_ms.label("at_ms"),
+                sa.literal(RowSource.CALL.value).label("source"),
+                c.c.id.label("row_id"),
+                sa.cast(sa.null(), sa.String).label("username"),
+                sa.literal(UNANSWERED_CALL).label("action"),
+                alarms.c.elder_id.label("elder_id"),
+                c.c.alarm_id.label("alarm_id"),
+                (c.c.ended_at_ms - c.c.created_at_ms).label("duration_ms"),
+                c.c.end_reason.label("end_reason"),
+            )
+            .join(alarms, alarms.c.id == c.c.alarm_id)
+            .where(
+                c.c.direction == CallDirection.FROM_HOME.value,
+                c.c.state == CallState.ENDED.value,
+                c.c.answered_at_ms.is_(None),
+            )
+        )
         if where.account is not None:
-            query = query.where(a.c.username == where.account)
-        if where.elder_id is not None:
-            query = query.where(a.c.elder_id == where.elder_id)
-        if where.since_ms is not None:
-            query = query.where(a.c.at_ms >= where.since_ms)
-        if where.until_ms is not None:
-            query = query.where(a.c.at_ms < where.until_ms)
+            views = views.where(a.c.username == where.account)
+        parts = []
+        for part, at_ms, elder_id in (
+            (views, a.c.at_ms, a.c.elder_id),
+            (unanswered, c.c.created_at_ms, alarms.c.elder_id),
+        ):
+            if where.elder_id is not None:
+                part = part.where(elder_id == where.elder_id)
+            if where.since_ms is not None:
+                part = part.where(at_ms >= where.since_ms)
+            if where.until_ms is not None:
+                part = part.where(at_ms < where.until_ms)
+            if older_than is not None:
+                part = part.where(at_ms <= older_than.at_ms)
+            parts.append(part)
+        if where.account is not None:  # a call nobody answered has no account
+            parts = parts[:1]
+        log = sa.union_all(*parts).subquery("log")
+        order = (log.c.at_ms, log.c.source, log.c.row_id)
+        query = sa.select(log).order_by(*(col.desc() for col in order)).limit(limit + 1)
+        if older_than is not None:
+            key = (older_than.at_ms, older_than.source.value, older_than.row_id)
+            query = query.where(sa.tuple_(*order) < sa.tuple_(*key))
         async with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(query)]
         more = len(rows) > limit
         rows = rows[:limit]
-        return AuditPage(rows, int(rows[-1]["id"]) if more else None)
+        last = rows[-1] if more else None
+        key_out = (
+            PageKey(int(last["at_ms"]), RowSource(last["source"]), str(last["row_id"]))
+            if last is not None
+            else None
+        )
+        return AuditPage(rows, key_out)
 
 
 async def add_account_to(

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.schema import alarms, elders
+from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode
+from server.schema import alarm_events, alarms, elders
 
 MAX_RESULTS = 20
 HISTORY_ROWS = 20
@@ -35,6 +36,7 @@ class PastAlarm:
     received_at_ms: int
     repeat_count: int
     is_test: bool
+    checklist: ChecklistRecord | None = None  # as recorded with the outcome
 
 
 def like_pattern(query: str) -> str:
@@ -67,7 +69,8 @@ async def find_elders(engine: AsyncEngine, query: str, team_id: str | None) -> l
 
 
 async def alarm_history(engine: AsyncEngine, elder_id: str) -> list[PastAlarm]:
-    """The elder's latest alarms, newest first (at most `HISTORY_ROWS`)."""
+    """The elder's latest alarms, newest first (at most `HISTORY_ROWS`), each with the
+    checklist recorded when it was resolved."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             sa.select(
@@ -84,16 +87,27 @@ async def alarm_history(engine: AsyncEngine, elder_id: str) -> list[PastAlarm]:
             .order_by(alarms.c.received_at_ms.desc(), alarms.c.id)
             .limit(HISTORY_ROWS)
         )
-        return [
-            PastAlarm(
-                r.id,
-                r.kind,
-                r.severity,
-                r.state,
-                r.outcome,
-                r.received_at_ms,
-                int(r.repeat_count or 0),
-                bool(r.is_test),
+        found = rows.all()
+        recorded = await conn.execute(
+            sa.select(alarm_events.c.alarm_id, alarm_events.c.detail)
+            .where(
+                alarm_events.c.alarm_id.in_([r.id for r in found]),
+                alarm_events.c.kind == CHECKLIST_EVENT,
             )
-            for r in rows
-        ]
+            .order_by(alarm_events.c.at_ms, alarm_events.c.id)
+        )
+        checklists = {e.alarm_id: decode(e.detail) for e in recorded}  # the latest stands
+    return [
+        PastAlarm(
+            r.id,
+            r.kind,
+            r.severity,
+            r.state,
+            r.outcome,
+            r.received_at_ms,
+            int(r.repeat_count or 0),
+            bool(r.is_test),
+            checklists.get(r.id),
+        )
+        for r in found
+    ]

@@ -1,5 +1,5 @@
 """The dispatcher's queue: open alarms, most severe first, then oldest first, each with its
-elder, its escalation step and who was notified."""
+elder, its escalation step and who was notified; welfare checks (`server.welfare`) last."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carehub.alarm_lifecycle import AlarmState, Severity
+from server.console.incidents import group_incidents
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.schema import alarms, doctors, elders, emergency_contacts, escalations, notifications
+from server.welfare import WelfareView, is_welfare, welfare_view
 
 CLOSED = (AlarmState.RESOLVED.value, AlarmState.CANCELLED.value)
 LADDER_PURPOSES = ("step-%", "assigned-%")
@@ -50,6 +52,7 @@ class QueueRow:
     step: StepNumber | None = None  # the step taken last, as people count it
     claimed_by: str | None = None  # the console user who has it
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
+    welfare: WelfareView | None = None  # a welfare check: for the dispatcher, no ladder
 
 
 UNCLAIMED_CUE_S = (60, 180)
@@ -79,15 +82,46 @@ def notified_once(sent: Sequence[tuple[str, str, str, str | None]]) -> tuple[Not
 
 
 def queue_order(rows: Sequence[QueueRow]) -> list[QueueRow]:
-    """Severity (critical first), then age (oldest first), then id for a stable order."""
+    """Emergencies before welfare checks (low priority), then severity (critical first),
+    then age (oldest first), then id for a stable order."""
     return sorted(
         rows,
         key=lambda r: (
+            r.welfare is not None,
             SEVERITY_RANK.get(r.severity, len(SEVERITY_RANK)),
             r.received_at_ms,
             r.alarm_id,
         ),
     )
+
+
+@dataclass(frozen=True)
+class QueueIncident:
+    """One queue row per incident (`server.console.incidents`): its open alarms, the most
+    urgent first, and when its first one was received."""
+
+    rows: tuple[QueueRow, ...]
+    first_at_ms: int
+
+
+def queue_incidents(rows: Sequence[QueueRow], window_ms: int) -> list[QueueIncident]:
+    """The open alarms as incidents, each in queue order (`queue_order`), the incidents
+    ordered by their most urgent alarm as the queue orders alarms."""
+    incidents = [
+        QueueIncident(tuple(queue_order(g)), min(r.received_at_ms for r in g))
+        for g in group_incidents(rows, window_ms)
+    ]
+    rank = {r.alarm_id: i for i, r in enumerate(queue_order(rows))}
+    return sorted(incidents, key=lambda i: rank[i.rows[0].alarm_id])
+
+
+def next_alarm(rows: Sequence[QueueRow], after: str = "") -> str | None:
+    """The alarm an operator should take next: the first in queue order nobody has claimed,
+    else the first of all; never `after` (the one they are on)."""
+    others = [r for r in queue_order(rows) if r.alarm_id != after]
+    free = [r for r in others if r.claimed_by is None]
+    best = free or others
+    return best[0].alarm_id if best else None
 
 
 async def open_alarms(
@@ -110,6 +144,7 @@ async def open_alarms(
             alarms.c.is_test,
             alarms.c.claimed_by,
             alarms.c.device_flag,
+            alarms.c.details,
             elders.c.name,
             elders.c.short_address,
             elders.c.team_id,
@@ -185,6 +220,7 @@ async def open_alarms(
                 last_repeat_at_ms=r.last_repeat_at_ms,
                 is_test=bool(r.is_test),
                 device_flag=r.device_flag,
+                welfare=welfare_view(r.details) if is_welfare(r.kind) else None,
             )
             for r in found
         ]

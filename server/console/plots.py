@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,16 +18,37 @@ MAX_TICKS = 12
 """Most labelled ticks on a time axis."""
 MAX_BARS = 366
 """Most bars a series plot draws (the latest ones): a year of days."""
+LABEL_PX = 13
+"""Text size of every label (SVG units; a plot is drawn at least at its own width, so at
+least 12 CSS px): legible on a control-room screen."""
+MET, MISSED, BAR = "#2e7d32", "#c62828", "#1a5fb4"
+"""Bar colours: against a target (green met, red missed), or without one."""
 
 
-def _open() -> str:
+@dataclass(frozen=True)
+class Target:
+    """A series' promise: `value` in the plot's unit (a share as %, 97.5), and whether
+    the figure must reach it (a share) or stay under it (a time)."""
+
+    value: float
+    higher_is_better: bool = True
+    label: Callable[[str], str] = lambda v: f"target {v}"
+    """The line's caption in the reader's language, from the value with its unit."""
+
+    def met(self, v: float) -> bool:
+        return v >= self.value if self.higher_is_better else v <= self.value
+
+
+def _open(label: str) -> str:
+    """The plot's root; `label` names it for a screen reader (an image needs a name)."""
     return (
-        '<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" '
+        f'aria-label="{escape(label)}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">'
     )
 
 
-def _text(x: float, y: float, text: str, size: int = 11, anchor: str = "start") -> str:
+def _text(x: float, y: float, text: str, size: int = LABEL_PX, anchor: str = "start") -> str:
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}">'
         f"{escape(text)}</text>"
@@ -114,7 +136,7 @@ def acceleration_svg(
 
     points = " ".join(f"{px(seconds(i)):.1f},{py(v):.1f}" for i, v in drawn)
     parts = [
-        _open(),
+        _open(f"|a| (g), max {max(mags):.1f} g"),
         f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
         _line(PAD, py(1), PAD + w, py(1), 'class="one-g" stroke="#999" stroke-dasharray="4 3"'),
         _text(PAD + w + 4, py(1) + 4, "1 g"),
@@ -136,21 +158,28 @@ def series_svg(
     unit: str,
     top: float | None = None,
     axis: Callable[[str, str], str] = lambda unit, top: f"{unit} (max {top})",
+    target: Target | None = None,
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
     value is drawn as an empty slot marked "–". At most the last `MAX_BARS`. `axis`: the
-    scale's caption in the reader's language, from the unit and the top value shown."""
+    scale's caption in the reader's language, from the unit and the top value shown. With
+    a `target`, a dashed line marks it and each bar is green where the day met it, red
+    where it did not (class ``met``/``missed`` too, for whoever cannot tell the colours
+    apart: the title says)."""
     if not labels:
         return Markup("")
     labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
     scaled = [None if v is None else (v * 100 if unit == "%" else v) for v in values]
     hi = top if top is not None else max([v for v in scaled if v is not None] or [1.0]) or 1.0
+    if target is not None and top is None:
+        hi = max(hi, target.value * 1.1)
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     slot = w / len(labels)
+    caption = axis(unit, f"{hi:.0f}")
     parts = [
-        _open(),
+        _open(caption),
         _line(PAD, PAD + h, PAD + w, PAD + h, 'stroke="#999"'),
-        _text(4, PAD - 8, axis(unit, f"{hi:.0f}")),
+        _text(4, PAD - 8, caption),
     ]
     for i, (label, v) in enumerate(zip(labels, scaled, strict=True)):
         x = PAD + i * slot
@@ -158,14 +187,23 @@ def series_svg(
             parts.append(_text(x + slot / 2, PAD + h - 4, "–", anchor="middle"))
         else:
             bar = h * min(v, hi) / hi
+            met = None if target is None else target.met(v)
+            cls, fill = {None: ("", BAR), True: (" met", MET), False: (" missed", MISSED)}[met]
             parts.append(
-                f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{PAD + h - bar:.1f}" '
-                f'width="{slot * 0.7:.1f}" height="{bar:.1f}" fill="#1a5fb4">'
+                f'<rect class="bar{cls}" x="{x + slot * 0.15:.1f}" y="{PAD + h - bar:.1f}" '
+                f'width="{slot * 0.7:.1f}" height="{bar:.1f}" fill="{fill}">'
                 f"<title>{escape(label)}: {v:.0f} {escape(unit)}</title></rect>"
             )
-            parts.append(_text(x + slot / 2, PAD + h - bar - 3, f"{v:.0f}", 10, "middle"))
+            parts.append(_text(x + slot / 2, PAD + h - bar - 3, f"{v:.0f}", anchor="middle"))
         if len(labels) <= 16 or i % math.ceil(len(labels) / 16) == 0:
-            parts.append(_text(x + slot / 2, HEIGHT - PAD + 16, label[5:], 10, "middle"))
+            parts.append(_text(x + slot / 2, HEIGHT - PAD + 16, label[5:], anchor="middle"))
+    if target is not None:
+        y = PAD + h - h * min(target.value, hi) / hi
+        parts.append(
+            _line(PAD, y, PAD + w, y, 'class="target" stroke="#1c2430" stroke-dasharray="6 4"')
+        )
+        said = target.label(f"{target.value:g} {unit}")
+        parts.append(_text(PAD + w, y - 4, said, anchor="end"))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -181,3 +219,81 @@ def calendar_days(since_ms: int, until_ms: int, time_zone: str) -> list[str]:
         out.append(day.isoformat())
         day += timedelta(days=1)
     return out
+
+
+def trend_svg(
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    unit: str,
+    baseline: float | None = None,
+    limit: float | None = None,
+    recent_from: str | None = None,
+) -> Markup:
+    """A daily figure as a line of dots (a missing day breaks the line), for the family
+    doctor's review: the baseline as a dashed line, the flag's limit as a red dotted one,
+    and the recent window (labels from `recent_from`) shaded, so the plot shows the rule.
+    `labels` are ISO days; at most the last `MAX_BARS`."""
+    if not labels:
+        return Markup("")
+    labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    marks = [m for m in (baseline, limit) if m is not None and math.isfinite(m)]
+    if not known:
+        return Markup("")
+    lo, hi = min(known + marks), max(known + marks)
+    pad = (hi - lo) * 0.1 or 1.0
+    lo, hi = max(0.0, lo - pad), hi + pad
+    w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    slot = w / len(labels)
+    ky, by = _scale(lo, hi, h, True)
+
+    def px(i: int) -> float:
+        return PAD + (i + 0.5) * slot
+
+    def py(v: float) -> float:
+        return PAD + ky * v + by
+
+    parts = [
+        _open(f"{unit}, {labels[0]} – {labels[-1]}"),
+        f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
+        _text(4, PAD - 8, f"{unit} ({lo:.0f}–{hi:.0f})"),
+    ]
+    if recent_from is not None and recent_from in labels:
+        x = PAD + labels.index(recent_from) * slot
+        parts.append(
+            f'<rect class="recent" x="{x:.1f}" y="{PAD}" width="{PAD + w - x:.1f}" '
+            f'height="{h}" fill="#fdf0d5"/>'
+        )
+    if baseline is not None and math.isfinite(baseline):
+        style = 'class="baseline" stroke="#555" stroke-dasharray="6 3"'
+        parts.append(_line(PAD, py(baseline), PAD + w, py(baseline), style))
+        parts.append(_text(PAD + w + 2, py(baseline) + 4, f"{baseline:g}", 10))
+    if limit is not None and math.isfinite(limit):
+        style = 'class="limit" stroke="#c00" stroke-dasharray="2 2"'
+        parts.append(_line(PAD, py(limit), PAD + w, py(limit), style))
+        parts.append(_text(PAD + w + 2, py(limit) + 4, f"{limit:g}", 10))
+    run: list[str] = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        if v is None or not math.isfinite(v):
+            if len(run) > 1:
+                parts.append(_polyline(run))
+            run = []
+            continue
+        run.append(f"{px(i):.1f},{py(v):.1f}")
+        parts.append(
+            f'<circle class="day" cx="{px(i):.1f}" cy="{py(v):.1f}" r="2" fill="#1a5fb4">'
+            f"<title>{escape(label)}: {v:g} {escape(unit)}</title></circle>"
+        )
+    if len(run) > 1:
+        parts.append(_polyline(run))
+    step = max(1, math.ceil(len(labels) / 8))
+    for i in range(0, len(labels), step):
+        parts.append(_text(px(i), HEIGHT - PAD + 16, labels[i][5:], 10, "middle"))
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _polyline(points: Sequence[str]) -> str:
+    return (
+        f'<polyline fill="none" stroke="#1a5fb4" stroke-width="1.2" points="{" ".join(points)}"/>'
+    )

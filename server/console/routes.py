@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub.admin_contract import EnrollmentCode, HouseholdView
+from carehub.alarm_lifecycle import AlarmState
 from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
 from server.catalogue import LANGUAGES, Word, pick_language, translator
@@ -40,6 +41,7 @@ from server.console.alarm_actions import (
     claim,
     clean_text,
     edit_entry,
+    record_checklist,
     release,
     resolve,
 )
@@ -52,13 +54,21 @@ from server.console.alarm_detail import (
     vitals,
     vitals_reason,
 )
-from server.console.audit_log import BadFilter, parse_filter
+from server.console.audit_log import BadFilter, PageKey, parse_filter
 from server.console.checklists import CHECKLISTS, checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
-from server.console.live_queue import CLOSED, UNCLAIMED_CUE_S, open_alarms, unclaimed_level
-from server.console.plots import acceleration_svg, calendar_days, series_svg
+from server.console.incidents import incident_of, since_first_ms
+from server.console.live_queue import (
+    CLOSED,
+    UNCLAIMED_CUE_S,
+    next_alarm,
+    open_alarms,
+    queue_incidents,
+    unclaimed_level,
+)
+from server.console.plots import Target, acceleration_svg, calendar_days, series_svg
 from server.console.selftest_board import homes_to_selftest
 from server.console.session_streams import SessionStreams
 from server.console.sign_in_limit import Refusal, Refused, SignInLimits, SignInThrottle
@@ -85,7 +95,7 @@ from server.console.web import (
     wants_fragment,
 )
 from server.household_store import Conflict, HouseholdStore, NotFound
-from server.kpi import days_start_ms, kpi_report
+from server.kpi import ACCEPT_TARGETS, ARRIVAL_TARGET, days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
@@ -247,13 +257,31 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         request,
         page,
         session,
-        rows=rows,
+        incidents=queue_incidents(rows, _incident_window_ms(rt)),
         now_ms=rt.clock.now_ms(),
         step_text=step_text,
         cue=unclaimed_level,
         cue_s=UNCLAIMED_CUE_S,
         ringing=ringing,
     )
+
+
+def _incident_window_ms(rt: ServerRuntime) -> int:
+    return int(rt.settings.console_incident_window_s * 1000)
+
+
+@router.get("/next")
+async def next_alarm_page(
+    rt: Runtime,
+    after: Annotated[str, Query(max_length=64)] = "",
+    session: Session = require(*MEDICAL_ROLES),
+) -> Response:
+    """The keyboard's "next alarm" (N): the most urgent open alarm nobody has claimed, else
+    the most urgent one, other than `after` (the one on screen); the queue when none is."""
+    rows = await open_alarms(rt.store.engine, _team_scope(session))
+    found = next_alarm(rows, after)
+    target = f"{PREFIX}/alarms/{found}" if found else f"{PREFIX}/"
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/events")
@@ -447,16 +475,18 @@ async def audit_page(
     day_from: Annotated[str, Query(max_length=10)] = "",
     day_to: Annotated[str, Query(max_length=10)] = "",
     time_zone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
-    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    before: Annotated[str | None, Query(max_length=120)] = None,
     session: Session = require(Role.ADMIN),
 ) -> Response:
-    """Who saw medical data, newest first, a page at a time (``before``: rows older than
-    that id), filtered by account, elder and days (inclusive, in `time_zone`)."""
+    """Who saw medical data and every call, newest first, a page at a time (``before``: the
+    page key of an "older" link), filtered by account, elder and days (inclusive, in
+    `time_zone`)."""
     try:
         where = parse_filter(account, elder, day_from, day_to, time_zone)
+        key = PageKey.parse(before) if before is not None else None
     except BadFilter as e:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(e)) from None
-    page = await console_store(rt).audit_log(where, before)
+    page = await console_store(rt).audit_log(where, key)
     filters = {
         "account": account,
         "elder": elder,
@@ -466,7 +496,7 @@ async def audit_page(
     }
     kept = {k: v for k, v in filters.items() if v}
     older = (
-        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than})}"
+        f"{PREFIX}/audit?{urlencode({**kept, 'before': page.older_than.text()})}"
         if page.older_than is not None
         else None
     )
@@ -559,6 +589,9 @@ async def _alarm_screen(
     care = await rt.escalator.care_map()
     members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
     policy = care.policy(view.policy_id) if view.policy_id else None
+    incident = await incident_of(
+        rt.store.engine, view.id, view.elder_id, view.received_at_ms, _incident_window_ms(rt)
+    )
 
     def said(t: Translate, entry: TimelineEntry) -> str:
         return describe(t, entry, view.names, policy)
@@ -586,6 +619,9 @@ async def _alarm_screen(
         outcomes=OUTCOMES,
         triage_outcomes=[o.value for o in TriageOutcome],
         now_ms=rt.clock.now_ms(),
+        incident=incident,
+        incident_since_ms=since_first_ms(incident, rt.clock.now_ms()) if incident else 0,
+        incident_first_ms=min(a.received_at_ms for a in incident) if incident else 0,
         key_safe_code=code,
         csrf_token=session.csrf_token,  # the call panel's script posts with it
         call_reasons=[r.value for r in CallEndReason],
@@ -689,8 +725,17 @@ async def _act(
             await _triage(rt, view, str(form.get("outcome", "")), actor(who), now)
             return _back(alarm_id)
         elif action == "resolve":
-            hub_id = await resolve(engine, alarm_id, who, str(form.get("outcome", "")), now)
+            outcome = str(form.get("outcome", ""))
+            also = await _also_resolve(rt, view, [str(v) for v in form.getlist("also")])
+            hub_id = await resolve(engine, alarm_id, who, outcome, now)
             log.info("console: alarm %s resolved by %s", alarm_id, who.username)
+            for other in also:  # offered on the page: the incident's other open alarms
+                try:
+                    await resolve(engine, other, who, outcome, now)
+                except ActionRefused as e:  # closed meanwhile (by its responder, the hub)
+                    log.info("console: alarm %s of the incident not resolved: %s", other, e)
+                else:
+                    log.info("console: alarm %s resolved with %s", other, alarm_id)
             await _changed(rt, hub_id)
             return _back(alarm_id)
         else:
@@ -701,6 +746,23 @@ async def _act(
         raise HTTPException(status.HTTP_409_CONFLICT, said) from e
     await _changed(rt)
     return _back(alarm_id)
+
+
+async def _also_resolve(rt: ServerRuntime, view: AlarmView, asked: list[str]) -> list[str]:
+    """The alarms to resolve with this one: each must be an open alarm of its incident."""
+    if not asked:
+        return []
+    incident = await incident_of(
+        rt.store.engine, view.id, view.elder_id, view.received_at_ms, _incident_window_ms(rt)
+    )
+    open_ones = {a.alarm_id for a in incident if a.state not in CLOSED} - {view.id}
+    strangers = [a for a in asked if a not in open_ones]
+    if strangers:
+        raise ActionRefused(
+            f"alarm {strangers[0][:64]} is not an open alarm of this incident: resolve it "
+            "on its own page"
+        )
+    return list(dict.fromkeys(asked))
 
 
 async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) -> None:
@@ -741,6 +803,8 @@ async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now:
     except TriageRefused as e:
         raise ActionRefused("refused.triage_closed", state=Word("state." + e.state.value)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
+    if effect.state in (AlarmState.RESOLVED, AlarmState.CANCELLED):  # closed: what was done
+        await record_checklist(rt.store.engine, view.id, who, now)
     await rt.escalator.send(msgs)
     if effect.ladder is LadderMove.START_NOW:
         rt.escalator.kick()
@@ -858,9 +922,34 @@ async def kpi_page(
     def axis(unit: str, top: str) -> str:
         return t("kpi.axis", unit=unit, max=top)
 
+    def target(v: str) -> str:
+        return t("kpi.target", v=v)
+
+    accept_s, accept_share = ACCEPT_TARGETS[0]
     plots = {
-        "accepted_60s": series_svg(labels, per_day("accepted_60s"), "%", 100, axis),
-        "arrived_in_circle": series_svg(labels, per_day("arrived_in_circle"), "%", 100, axis),
-        "accept_p50_s": series_svg(labels, per_day("accept_p50_s"), t("unit.s"), None, axis),
+        "accepted_60s": series_svg(
+            labels,
+            per_day("accepted_60s"),
+            "%",
+            100,
+            axis,
+            Target(accept_share * 100, label=target),
+        ),
+        "arrived_in_circle": series_svg(
+            labels,
+            per_day("arrived_in_circle"),
+            "%",
+            100,
+            axis,
+            Target(ARRIVAL_TARGET * 100, label=target),
+        ),
+        "accept_p50_s": series_svg(
+            labels,
+            per_day("accept_p50_s"),
+            t("unit.s"),
+            None,
+            axis,
+            Target(accept_s, higher_is_better=False, label=target),
+        ),
     }
     return render(request, "console/kpi.html", session, report=report, plots=plots, days=days)

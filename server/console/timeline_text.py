@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from server.console.alarm_detail import TimelineEntry
+from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.triage import TriageOutcome
 
@@ -59,6 +60,15 @@ def reason_text(t: Translate, reason: str) -> str:
             return text + " " + t("reason.doubt_alone")
         return text + (" " + t("reason.doubt") if "signal in doubt" in reason else "")
     return reason
+
+
+def checklist_text(t: Translate, record: ChecklistRecord) -> str:
+    """ "done: Called the elder, Called the family · not done: A responder is on the way"."""
+    parts = []
+    for label, keys in (("checklist.done", record.done), ("checklist.missed", record.missed)):
+        if keys:
+            parts.append(f"{t(label)}: {', '.join(t('check.' + k) for k in keys)}")
+    return " · ".join(parts)
 
 
 def actor_label(t: Translate, actor: str, names: Mapping[str, str]) -> str:
@@ -127,6 +137,8 @@ def describe(
         return d
     if e.kind == "checked":
         return t("check." + d)
+    if e.kind == CHECKLIST_EVENT:
+        return checklist_text(t, decode(d))
     if e.kind == "claimed":
         return t("tl.from", who=d.removeprefix("from ")) if d else ""
     if e.kind == "repeat":

@@ -12,6 +12,7 @@ from server.fault_reports import Incoming, Outcome
 from server.routes.deps import Hub, Runtime
 from server.routes.problems import problems
 from server.store import UnknownAlarm, UnknownDevice
+from server.summary_store import Recorded, SummaryStore, day_problem, oldest_kept_day
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["hub"], responses=problems(401))
@@ -162,3 +163,37 @@ async def report_fault(body: api.FaultReport | api.HubFaultReport, hub: Hub, rt:
             "raised" if body.active else "cleared",
             incoming.subject,
         )
+
+
+@router.post(
+    api.SUMMARIES_PATH,
+    response_model=api.SummaryAccepted,
+    responses={
+        200: {
+            "description": "already stored, or older than the server keeps",
+            "model": api.SummaryAccepted,
+        },
+        201: {"description": "stored"},
+        **problems(400, 422, 503),
+    },
+    status_code=status.HTTP_201_CREATED,
+)
+async def upload_summary(
+    body: api.DailySummary, hub: Hub, rt: Runtime, response: Response
+) -> api.SummaryAccepted:
+    """One elder's day (docs/health-review.md), kept as the hub's elder's once per day:
+    a repeat answers ``created: false`` and changes nothing, as does a day older than the
+    server keeps (`summary_keep_days`). Aggregates only."""
+    now_ms = rt.clock.now_ms()
+    problem = day_problem(body.day, now_ms)
+    if problem is not None:
+        raise HTTPException(
+            422,
+            f"day {body.day!r}: {problem.value}: send the centre's local date, YYYY-MM-DD",
+        )
+    oldest = oldest_kept_day(now_ms, rt.settings.summary_keep_days, rt.settings.console_time_zone)
+    recorded = await SummaryStore(rt.store).record(hub, body, now_ms, oldest)
+    if recorded is not Recorded.CREATED:
+        response.status_code = status.HTTP_200_OK
+    log.info("hub %s: summary of %s %s", hub.hub_id, body.day, recorded.value)
+    return api.SummaryAccepted(day=body.day, created=recorded is Recorded.CREATED)

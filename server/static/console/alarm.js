@@ -38,6 +38,17 @@
     box.textContent = text;
   }
 
+  // the time since the incident's first alarm, on the server's clock (the page's data-now)
+  function since() {
+    var el = document.querySelector("#incident .since[data-since]");
+    if (!el) return;
+    if (!el.dataset.offset) el.dataset.offset = String(Number(el.dataset.now) - Date.now());
+    var s = Math.max(0, Math.round((Date.now() + Number(el.dataset.offset) - Number(el.dataset.since)) / 1000));
+    el.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+  since();
+  setInterval(since, 1000);
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!form.classList || !form.classList.contains("act")) return;

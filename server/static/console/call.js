@@ -1,19 +1,23 @@
 // Voice calls on the alarm page (docs/voice.md). The browser's own WebRTC talks to the
 // hub's speakerphone; the server only carries one SDP each way (non-trickle: ICE gathering
-// completes before an SDP is sent) and the call's state, which this script polls. Words are
-// in the page (spans shown by #call[data-state] and [data-reason]), none here.
+// completes before an SDP is sent) and the call's state. The state is fetched when the
+// console's live feed (Server-Sent Events, the queue's: every call change is an alarm
+// change) says something changed, and on (re)connecting to it; while the feed is down it
+// is fetched every FALLBACK_MS. #call[data-feed] says which ("on" / "off"). Words are in
+// the page (spans shown by #call[data-state] and [data-reason]), none here.
 (function () {
   "use strict";
   var panel = document.getElementById("call");
   if (!panel) return;
   var stateUrl = panel.dataset.url; // GET state, POST = call the home
   var callsUrl = panel.dataset.calls; // + ID + "/answer" | "/hangup"
+  var eventsUrl = panel.dataset.events; // the console's live feed
   var csrf = panel.dataset.csrf;
   var audio = document.getElementById("call-audio");
   var ring = document.getElementById("call-ring");
   var CONNECT_MS = 10000; // a call that cannot connect tells the operator within 10 s
   var LOST_MS = 5000; // a dropped path ends the call
-  var POLL_MS = 500;
+  var FALLBACK_MS = 5000; // the state's fetch while the live feed is down
   var FAILED = ["no_connection", "network_lost", "refused", "no_answer", "hub_busy"];
   var pc = null;
   var callId = null;
@@ -167,7 +171,14 @@
     else show("taken");
   }
 
-  function poll() {
+  // One fetch at a time: a change that arrives meanwhile asks for one more after it (an
+  // older answer applied last would show a state already gone).
+  var fetching = false;
+  var again = false;
+  function refresh() {
+    if (fetching) { again = true; return; }
+    fetching = true;
+    again = false;
     fetch(stateUrl, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
@@ -176,7 +187,37 @@
         return apply(data.call);
       })
       .catch(function () {})
-      .then(function () { setTimeout(poll, POLL_MS); });
+      .then(function () {
+        fetching = false;
+        if (again) refresh();
+      });
+  }
+
+  var fallback = null;
+  function feedDown() { // fetch slowly until the feed is back
+    panel.dataset.feed = "off";
+    if (fallback === null) {
+      fallback = setInterval(refresh, FALLBACK_MS);
+    }
+  }
+
+  function feedUp() {
+    panel.dataset.feed = "on";
+    if (fallback !== null) { clearInterval(fallback); fallback = null; }
+    refresh(); // whatever changed while it was down
+  }
+
+  function follow() {
+    var source = new EventSource(eventsUrl);
+    source.addEventListener("hello", feedUp);
+    source.addEventListener("queue", refresh); // an alarm or a call changed
+    source.addEventListener("signed-out", function () { source.close(); feedDown(); });
+    source.onerror = function () {
+      feedDown();
+      if (source.readyState === EventSource.CLOSED) { // refused outright: try again later
+        setTimeout(follow, FALLBACK_MS);
+      }
+    };
   }
 
   document.getElementById("call-answer").addEventListener("click", answer);
@@ -184,5 +225,7 @@
   document.getElementById("call-hangup").addEventListener("click", function () {
     endHere("hangup_console");
   });
-  poll();
+  panel.dataset.feed = "off";
+  refresh();
+  follow();
 })();
