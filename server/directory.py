@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.api_contract import ID_PATTERN, DeviceKind, WearableChannel
 from server.auth import REVOKED_PREFIX, hash_token
+from server.console.checklists import list_problem
 from server.duty_roster import (
     DEFAULT_TIME_ZONE,
     DutyRoster,
@@ -35,6 +36,7 @@ from server.duty_roster import (
 )
 from server.escalation import EscalationPolicy, Step, Target
 from server.schema import (
+    checklists,
     device_homes,
     devices,
     doctors,
@@ -279,12 +281,25 @@ class Directory(_Model):
     triage: TriageEntry = Field(
         default=TriageEntry(), description="The centre's triage policy, for every team."
     )
+    checklists: dict[str, list[str]] = Field(
+        default={},
+        description="The centre's own checklist per alarm kind (button, fall, vitals, "
+        "welfare), in its own words; a kind left out keeps the built-in list.",
+    )
     teams: list[Team] = []
     doctors: list[Doctor] = []
     policies: list[PolicyEntry] = []
     elders: list[Elder] = []
     hubs: list[Hub] = []
     devices: list[Device] = []
+
+    @field_validator("checklists")
+    @classmethod
+    def _checklists_valid(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, items in value.items():
+            problem = list_problem(kind, items)
+            _require(problem is None, str(problem), ("checklists", kind))
+        return value
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Directory:
@@ -528,6 +543,9 @@ async def load_directory(
             "encrypted"
         )
     async with engine.begin() as conn:
+        await conn.execute(checklists.delete())  # the file's lists, as a whole
+        for kind, items in directory.checklists.items():
+            await conn.execute(checklists.insert().values(kind=kind, texts=items))
         for p in directory.policies:
             await _upsert(
                 conn,

@@ -59,6 +59,15 @@ directory_version = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 
+checklists = sa.Table(
+    "checklists",
+    metadata,
+    # the directory file's [checklists] (0016): one row per alarm kind it sets, replaced on
+    # each load; a kind without a row has `server.console.checklists.DEFAULTS`
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("texts", sa.JSON, nullable=False),  # the items, the centre's texts, in order
+)
+
 households = sa.Table(
     "households",
     metadata,

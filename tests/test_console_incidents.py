@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from carehub.clock import FakeClock
-from server.console.checklists import ChecklistRecord, at_outcome, decode, encode
+from server.console.checklists import DEFAULTS, ChecklistRecord, at_outcome, decode, encode
 from server.console.incidents import group_incidents, since_first_ms
 from server.console.live_queue import QueueRow, next_alarm, queue_incidents
 from server.console.plots import Target, series_svg
@@ -101,13 +101,15 @@ def test_next_alarm_is_the_most_urgent_nobody_has_and_never_the_one_on_screen() 
 
 
 def test_the_checklist_at_the_outcome_round_trips_and_reads_in_words() -> None:
-    record = at_outcome("fall", ["consider_ambulance", "call_elder", "call_elder"])
+    record = at_outcome(DEFAULTS["fall"], ["consider_ambulance", "call_elder", "call_elder"])
     assert record == ChecklistRecord(
         ("call_elder", "consider_ambulance"), ("ask_injury", "call_family", "responder_on_way")
     )
     assert decode(encode(record)) == record
-    assert len(encode(at_outcome("fall", []) or record)) <= 400  # fits alarm_events.detail
-    assert at_outcome("welfare-unknown", ["x"]) is None
+    assert (
+        len(encode(at_outcome(DEFAULTS["fall"], []) or record)) <= 400
+    )  # fits alarm_events.detail
+    assert at_outcome(DEFAULTS["welfare"], ["x"]) is None  # no list: no record
     assert decode("garbage") == ChecklistRecord((), ())
     words = {"checklist.done": "done", "checklist.missed": "not done"}
     text = checklist_text(lambda k: words.get(k, k), ChecklistRecord(("call_elder",), ()))

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -22,23 +21,17 @@ from typer.testing import CliRunner
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState, Severity
 from carehub.api_contract import AlarmUpload, FaultReport
-from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from cli.main import app as cli_app
-from server.app import create_app, link_secret
-from server.change_signal import ChangeSignal
+from server.app import link_secret
+from server.console.checklists import ChecklistRecord, decode
 from server.console.console_store import ConsoleStore
 from server.db import make_engine, migrate
 from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
-from server.fault_writer import FaultWriter
-from server.heartbeats import HeartbeatWriter
-from server.runtime import ServerRuntime
 from server.schema import alarm_events, alarms, console_audit, notifications
 from server.sealed import Sealer
-from server.store import HubIdentity, ServerStore
-from tests.dispatch_world import RecordingNotifier
+from server.store import HubIdentity
+from tests.dispatch_world import open_dispatching, serving
 from tests.test_responder import AUTH_TOKEN, BASE, SECRET, World
 
 PASSWORD = "correct horse battery"
@@ -147,42 +140,27 @@ async def shift(database_url: str) -> AsyncIterator[Shift]:
         twilio_auth_token=SecretStr(AUTH_TOKEN),
         console_insecure_cookies=True,
     )
-    engine = make_engine(database_url)
-    await migrate(engine)
-    await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
-    clock = FakeClock()
-    for username, role, team, language in [
-        ("op", "dispatcher", None, "en"),
-        ("op-zh", "dispatcher", None, "zh"),
-        ("fitter", "installer", None, "en"),
-        ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
-    ]:
-        await ConsoleStore(engine).add_account(
-            username, PASSWORD, role, team, language, clock.now_ms()
-        )
-    store = ServerStore(engine, merge_repeats=False)
-    dispatch = DispatchStore(store, link_secret(settings))
-    sms = RecordingNotifier(PHONE)
-    changes = ChangeSignal()
-    escalator = Escalator(dispatch, sms, clock, changes, BASE)
-    rt = ServerRuntime(
-        settings,
-        store,
-        dispatch,
-        escalator,
-        changes,
-        clock,
-        HeartbeatWriter(store, changes),
-        FaultWriter(store),
-    )
-    app = create_app(settings, sms, clock)
-    app.state.runtime = rt  # the lifespan (and its background worker) is not run
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            yield Shift(clock, rt, sms, http)
-    finally:
-        await engine.dispose()
+    async with (
+        open_dispatching(
+            database_url,
+            DIRECTORY,
+            PHONE,
+            sealer_key=SECRET,
+            link_key=link_secret(settings),
+            base_url=BASE,
+        ) as d,
+        serving(settings, d) as (rt, http),
+    ):
+        for username, role, team, language in [
+            ("op", "dispatcher", None, "en"),
+            ("op-zh", "dispatcher", None, "zh"),
+            ("fitter", "installer", None, "en"),
+            ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
+        ]:
+            await ConsoleStore(d.engine).add_account(
+                username, PASSWORD, role, team, language, d.clock.now_ms()
+            )
+        yield Shift(d.clock, rt, d.sms, http)
 
 
 def text_of(html: str) -> str:
@@ -778,6 +756,69 @@ async def test_checklist_is_kept_with_a_triage_that_closes_the_alarm(shift: Shif
     ]
     history = text_of(await shift.console("/console/elders/elder-1"))
     assert "✓ Called the elder ✗ Called the family" in history
+
+
+CENTRE_VITALS = ["致电老人，询问感觉如何", "确认手环戴好; SpO2=? (100%)"]
+
+
+async def test_the_centres_own_checklist_shows_and_is_recorded_with_the_outcome(
+    shift: Shift,
+) -> None:
+    """The directory file's [checklists] replaces a kind's built-in list: its items, the
+    centre's own words, are shown as written, ticked, and kept with the outcome."""
+    directory = {**DIRECTORY, "checklists": {"vitals": CENTRE_VITALS}}
+    engine = shift.rt.store.engine
+    await load_directory(engine, Directory.model_validate(directory), Sealer(SECRET))
+    alarm_id = await shift.press("band-1", AlarmKind.VITALS)
+    button = await shift.press()
+    token = await shift.sign_in("op")
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    shown = page.split('id="checklist"', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r'data-item="([^"]*)"', shown) == [
+        "致电老人，询问感觉如何",
+        "确认手环戴好; SpO2=? (100%)",
+    ]
+    assert "check." not in shown  # shown as written, not looked up
+    button_page = await shift.console(f"/console/alarms/{button}")  # a kind left out
+    assert 'data-item="call_elder"' in button_page
+    wrong = await shift.http.post(
+        f"/console/alarms/{alarm_id}/check", data={"csrf_token": token, "item": "call_elder"}
+    )
+    assert wrong.status_code == 409  # the built-in item is no longer vitals'
+    r = await shift.http.post(
+        f"/console/alarms/{alarm_id}/check",
+        data={"csrf_token": token, "item": CENTRE_VITALS[1]},
+    )
+    assert r.status_code in (200, 303), r.text
+    r = await shift.http.post(
+        f"/console/alarms/{alarm_id}/resolve", data={"csrf_token": token, "outcome": "by_phone"}
+    )
+    assert r.status_code in (200, 303), r.text
+    recorded = await shift.rows(
+        sa.select(alarm_events.c.detail).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "checklist"
+        )
+    )
+    assert [decode(r[0]) for r in recorded] == [
+        ChecklistRecord(done=(CENTRE_VITALS[1],), missed=(CENTRE_VITALS[0],))
+    ]
+    timeline = text_of(
+        (await shift.console(f"/console/alarms/{alarm_id}")).split('id="timeline"', 1)[1]
+    )
+    assert f"Checked {CENTRE_VITALS[1]} op" in timeline
+    assert f"done: {CENTRE_VITALS[1]} · not done: {CENTRE_VITALS[0]}" in timeline
+    history = text_of(await shift.console("/console/elders/elder-1"))
+    assert f"✓ {CENTRE_VITALS[1]} ✗ {CENTRE_VITALS[0]}" in history
+
+    await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
+    again = await shift.press("band-1", AlarmKind.VITALS)  # the file without it: built-in
+    page = await shift.console(f"/console/alarms/{again}")
+    shown = page.split('id="checklist"', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r'data-item="([^"]*)"', shown) == [
+        "call_elder",
+        "check_wearable",
+        "tell_doctor",
+    ]
 
 
 async def test_resolving_offers_the_incidents_other_alarms_and_refuses_a_stranger(

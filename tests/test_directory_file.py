@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from server import directory as d
+from server.console.checklist_store import checklist_items
+from server.console.checklists import DEFAULTS
 from server.db import make_engine, migrate
 from server.directory import DirectoryError, load_directory, read_directory
 from server.schema import elders, emergency_contacts, teams
@@ -46,11 +48,15 @@ async def test_the_documented_example_loads(tmp_path: Path) -> None:
             kinds = dict((await conn.execute(sa.select(teams.c.id, teams.c.kind))).all())
             wang = (await conn.execute(sa.select(elders).where(elders.c.id == "elder-wang"))).one()
             contacts = (await conn.execute(sa.select(emergency_contacts.c.id))).scalars().all()
+            welfare = await checklist_items(conn, "welfare")
+            fall = await checklist_items(conn, "fall")
     finally:
         await engine.dispose()
     assert kinds == {"team-east": "care", "team-north": "care", "dispatch": "dispatch"}
     assert sealer.unseal(wang.key_safe_secret) == "4711" and "4711" not in wang.key_safe_secret
     assert sorted(contacts) == ["wang-neighbour", "wang-son"]
+    assert welfare == ("已致电老人", "已致电家属或邻居", "已决定是否上门查看")  # the file's
+    assert fall == DEFAULTS["fall"]  # left out: the built-in list
     east = next(t for t in directory.teams if t.id == "team-east")
     roster = d.roster_dutyroster(east, directory.doctors)
     assert roster.rules and roster.rotations and len(roster.overrides) == 2
@@ -74,6 +80,16 @@ BROKEN = {
     "unknown day": ('days = "sat,sun"', 'days = "sat,sunday"', "unknown day"),
     "unknown field": ("care_level = 3", "care_levl = 3", "Extra inputs are not permitted"),
     "bad toml": ("shift_days = 7", "shift_days = = 7", "Invalid"),
+    "unknown checklist kind": (
+        'welfare = ["已致电老人"',
+        'wellbeing = ["已致电老人"',
+        "unknown alarm kind 'wellbeing': checklists are for button, fall, vitals, welfare",
+    ),
+    "long checklist item": (
+        '"已决定是否上门查看"]',
+        '"' + "已决定是否上门查看" * 9 + '"]',
+        "is longer than 80 characters",
+    ),
     "long triage window": (
         "operator_first_s = 60",
         "operator_first_s = 600",

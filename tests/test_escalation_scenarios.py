@@ -14,9 +14,7 @@ import sqlalchemy as sa
 
 from carehub.alarm_lifecycle import AlarmState
 from carehub.clock import FakeClock
-from server.change_signal import ChangeSignal
-from server.db import make_engine, migrate
-from server.directory import Directory, load_directory
+from server.db import make_engine
 from server.dispatch_store import (
     DispatchStore,
     notification_by_reply,
@@ -25,11 +23,16 @@ from server.dispatch_store import (
 from server.escalator import Escalator
 from server.reply_codes import CodedReply, parse_reply
 from server.schema import alarms, escalations, notifications
-from server.sealed import Sealer
 from server.store import HubIdentity, ServerStore
-from tests.dispatch_world import RecordingNotifier, press_button
+from tests.dispatch_world import (
+    RecordingNotifier,
+    escalation_worker,
+    open_dispatching,
+    press_button,
+)
 
 HUB = HubIdentity("hub-1", "elder-1")
+LINK_KEY = b"s" * 32
 DIRECTORY = {
     "teams": [
         {"id": "team-a", "name": "A", "base": {"lat": 39.93, "lon": 116.39}, "backups": ["team-b"]},
@@ -136,18 +139,16 @@ async def open_world(
     database_url: str, directory: dict[str, Any], *, merge_repeats: bool
 ) -> AsyncIterator[World]:
     """A migrated database with `directory` loaded, and the worker to drive by hand."""
-    engine = make_engine(database_url)
-    await migrate(engine)
-    await load_directory(engine, Directory.model_validate(directory), Sealer("k" * 32))
-    clock = FakeClock()
-    store = ServerStore(engine, merge_repeats=merge_repeats)
-    dispatch = DispatchStore(store, b"s" * 32)
-    sms = RecordingNotifier(PHONE)
-    escalator = Escalator(dispatch, sms, clock, ChangeSignal(), "https://ch.example.cn")
-    try:
-        yield World(clock, store, dispatch, escalator, sms)
-    finally:
-        await engine.dispose()
+    async with open_dispatching(
+        database_url,
+        directory,
+        PHONE,
+        sealer_key="k" * 32,
+        link_key=LINK_KEY,
+        base_url="https://ch.example.cn",
+        merge_repeats=merge_repeats,
+    ) as d:
+        yield World(d.clock, d.store, d.dispatch, d.escalator, d.sms)
 
 
 @pytest.fixture
@@ -310,8 +311,9 @@ async def test_a_server_killed_mid_escalation_resumes_without_skipping_or_repeat
     engine = make_engine(database_url)
     try:
         store = ServerStore(engine, merge_repeats=False)
-        dispatch = DispatchStore(store, b"s" * 32)
-        escalator = Escalator(dispatch, world.sms, world.clock, ChangeSignal(), "https://x")
+        _, escalator = escalation_worker(
+            store, world.sms, world.clock, link_key=LINK_KEY, base_url="https://x"
+        )
         await escalator.pass_once()
         assert not world.sms.to("zhao")  # leased to the dead process for 30 s
         for _ in range(31):

@@ -25,21 +25,13 @@ from carehub.clock import FakeClock
 from carehub.settings import ServerSettings
 from harness.sms_sandbox import inbound_params, twilio_signature
 from server.accept_link import LINK_TTL_MS
-from server.app import create_app, link_secret
+from server.app import link_secret
 from server.catalogue import translator
-from server.change_signal import ChangeSignal
-from server.db import make_engine, migrate
-from server.directory import Directory, load_directory
-from server.dispatch_store import DispatchStore
-from server.escalator import Escalator
-from server.fault_writer import FaultWriter
-from server.heartbeats import HeartbeatWriter
 from server.notifier import MAX_CALLBACK_IDS, status_callback_url
 from server.runtime import ServerRuntime
 from server.schema import alarms, inbound_messages, link_views, notifications, sms_optouts
-from server.sealed import Sealer
-from server.store import HubIdentity, ServerStore
-from tests.dispatch_world import RecordingNotifier, press_button
+from server.store import HubIdentity
+from tests.dispatch_world import RecordingNotifier, open_dispatching, press_button, serving
 
 BASE = "http://testserver"
 SECRET = "test-secret-key-0123456789"
@@ -148,33 +140,18 @@ async def world(database_url: str) -> AsyncIterator[World]:
         public_base_url=BASE,
         twilio_auth_token=SecretStr(AUTH_TOKEN),
     )
-    engine = make_engine(database_url)
-    await migrate(engine)
-    await load_directory(engine, Directory.model_validate(DIRECTORY), Sealer(SECRET))
-    clock = FakeClock()
-    store = ServerStore(engine, merge_repeats=False)
-    dispatch = DispatchStore(store, link_secret(settings))
-    sms = RecordingNotifier(PHONE)
-    changes = ChangeSignal()
-    escalator = Escalator(dispatch, sms, clock, changes, BASE)
-    rt = ServerRuntime(
-        settings,
-        store,
-        dispatch,
-        escalator,
-        changes,
-        clock,
-        HeartbeatWriter(store, changes),
-        FaultWriter(store),
-    )
-    app = create_app(settings, sms, clock)
-    app.state.runtime = rt  # the lifespan (and its background worker) is not run
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-            yield World(clock, rt, sms, http)
-    finally:
-        await engine.dispose()
+    async with (
+        open_dispatching(
+            database_url,
+            DIRECTORY,
+            PHONE,
+            sealer_key=SECRET,
+            link_key=link_secret(settings),
+            base_url=BASE,
+        ) as d,
+        serving(settings, d) as (rt, http),
+    ):
+        yield World(d.clock, rt, d.sms, http)
 
 
 # ---------------------------------------------------------------- the link page

@@ -12,6 +12,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.catalogue import Word
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
+from server.console.checklist_store import checklist_items
 from server.console.checklists import CHECKLIST_EVENT, at_outcome, encode
 from server.dispatch_store import LadderStatus, mark_operator_answer
 from server.schema import alarm_events, alarms, escalations
@@ -156,7 +157,7 @@ async def _record_checklist(
             alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "checked"
         )
     )
-    record = at_outcome(str(kind), ticked.all())
+    record = at_outcome(await checklist_items(conn, str(kind)), ticked.all())
     if record is None:
         return
     await conn.execute(

@@ -55,7 +55,8 @@ from server.console.alarm_detail import (
     vitals_reason,
 )
 from server.console.audit_log import BadFilter, PageKey, parse_filter
-from server.console.checklists import CHECKLISTS, checklist
+from server.console.checklist_store import checklist_items
+from server.console.checklists import checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
@@ -585,6 +586,8 @@ async def _alarm_screen(
         plot = acceleration_svg(*window)
     scores, readings = vitals(view.details) if medical else ({}, {})
     ticked = [(e.detail, e.actor, e.at_ms) for e in view.timeline if e.kind == "checked"]
+    async with rt.store.engine.connect() as conn:
+        items = await checklist_items(conn, view.kind)
     lat, lon = await elder_position(rt.store.engine, card.id)
     care = await rt.escalator.care_map()
     members = _assignable(care, view.team_id, rt.clock.now_ms()) if medical else []
@@ -612,7 +615,7 @@ async def _alarm_screen(
         readings=readings,
         reason=vitals_reason(view.details) if medical else None,
         reason_text=reason_text,
-        checks=checklist(view.kind, ticked) if medical else [],
+        checks=checklist(items, ticked) if medical else [],
         describe=said,
         actor_label=who,
         members=members,
@@ -715,7 +718,9 @@ async def _act(
             await release(engine, alarm_id, who, now)
         elif action == "check":
             item = str(form.get("item", ""))
-            if item not in CHECKLISTS.get(view.kind, ()):
+            async with engine.connect() as conn:
+                items = await checklist_items(conn, view.kind)
+            if item not in items:
                 raise ActionRefused(
                     "refused.no_check_item", item=item, kind=Word("kind." + view.kind)
                 )

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from server.console.alarm_detail import TimelineEntry
-from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode
+from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode, words
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.triage import TriageOutcome
 
@@ -67,7 +67,7 @@ def checklist_text(t: Translate, record: ChecklistRecord) -> str:
     parts = []
     for label, keys in (("checklist.done", record.done), ("checklist.missed", record.missed)):
         if keys:
-            parts.append(f"{t(label)}: {', '.join(t('check.' + k) for k in keys)}")
+            parts.append(f"{t(label)}: {', '.join(words(t, k) for k in keys)}")
     return " · ".join(parts)
 
 
@@ -136,7 +136,7 @@ def describe(
     if e.kind == "arrival_overdue":
         return d
     if e.kind == "checked":
-        return t("check." + d)
+        return words(t, d)
     if e.kind == CHECKLIST_EVENT:
         return checklist_text(t, decode(d))
     if e.kind == "claimed":

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from server.catalogue import LANGUAGES, install, translator
 from server.console.accounts import Role, Session
+from server.console.checklists import words
 from server.console.console_store import ConsoleStore
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
@@ -25,6 +26,7 @@ CSRF_FIELD = "csrf_token"
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 install(templates.env)
+templates.env.globals["check_words"] = words  # a checklist item's words (`checklists.words`)
 
 
 def console_store(rt: ServerRuntime) -> ConsoleStore:
