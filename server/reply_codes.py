@@ -99,10 +99,3 @@ def next_code(uses: Iterable[CodeUse], now_ms: int, hold_ms: int) -> int:
         if u.code not in open_codes and 1 <= u.code <= MAX_CODE:
             last[u.code] = max(last.get(u.code, u.last_ms), u.last_ms)
     return min(last, key=lambda c: (last[c], c)) if last else n
-
-
-HELP_TEXT = {
-    "en": "CareHub: reply e.g. 1a to accept alarm 1, 1d to decline, 1r when you arrive. "
-    "Or open the link in the alarm text.",
-    "zh": "CareHub：回复如 1a 接受警报1，1d 拒绝，1r 已到达。也可打开警报短信中的链接。",
-}

@@ -86,14 +86,18 @@ class TriageEffect:
 
 
 class TriageRefused(ValueError):
-    """The outcome cannot apply to this alarm now; the message says why."""
+    """The outcome cannot apply to this alarm now: it is closed (`state`)."""
+
+    def __init__(self, state: AlarmState) -> None:
+        super().__init__(state.value)
+        self.state = state
 
 
 def decide(outcome: TriageOutcome, state: AlarmState, ladder_held: bool) -> TriageEffect:
     """What `outcome` does to an alarm in `state` whose ladder is `ladder_held` (still
     waiting for its first step). A closed alarm takes no outcome."""
     if state in FINAL_STATES:
-        raise TriageRefused(f"this alarm is {state.value}: it takes no triage outcome")
+        raise TriageRefused(state)
     if outcome is TriageOutcome.ACCIDENTAL_PRESS:
         return TriageEffect(AlarmState.CANCELLED, "false_alarm", LadderMove.CLOSE)
     if outcome is TriageOutcome.NO_HELP_NEEDED:

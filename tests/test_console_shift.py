@@ -571,7 +571,7 @@ async def test_claims_one_operator_has_an_alarm_and_every_console_sees_who(
     page = await shift.console(f"/console/alarms/{alarm_id}")
     assert 'id="take-over-form"' in page and "从 op 接手" in page
     refused = await shift.http.post(f"/console/alarms/{alarm_id}/claim", data={"csrf_token": token})
-    assert refused.status_code == 409 and "op has this alarm" in refused.text
+    assert refused.status_code == 409 and "op 正在处理此警报" in refused.text  # 12: in Chinese
     assert (
         await shift.http.post(f"/console/alarms/{alarm_id}/release", data={"csrf_token": token})
     ).status_code == 409  # not theirs to release

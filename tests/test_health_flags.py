@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from carehub.api_contract import DailySummary
 from carehub.settings import ServerSettings, TrendThresholds
+from server.catalogue import keys
 from server.console.health_review import plot_of
-from server.console.i18n import MESSAGES
 from server.console.plots import trend_svg
 from server.health_flags import (
     UNITS,
@@ -223,8 +223,8 @@ def test_every_unit_a_flag_uses_has_words_in_both_languages() -> None:
     used = {f.unit for kind in FlagKind for f in trend_flags(series(LAST, worse=[kind]), T)}
     assert used == set(UNITS)
     for language in ("en", "zh"):
-        assert all(f"tunit.{u}" in MESSAGES[language] for u in UNITS)
-        assert all(f"flag.{k.value}" in MESSAGES[language] for k in FlagKind)
+        assert all(f"tunit.{u}" in keys(language) for u in UNITS)
+        assert all(f"flag.{k.value}" in keys(language) for k in FlagKind)
 
 
 _maybe = st.none() | st.floats(0, 24)

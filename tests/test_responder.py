@@ -26,8 +26,8 @@ from carehub.settings import ServerSettings
 from harness.sms_sandbox import inbound_params, twilio_signature
 from server.accept_link import LINK_TTL_MS
 from server.app import link_secret
+from server.catalogue import translator
 from server.notifier import MAX_CALLBACK_IDS, status_callback_url
-from server.reply_codes import HELP_TEXT
 from server.runtime import ServerRuntime
 from server.schema import alarms, inbound_messages, link_views, notifications, sms_optouts
 from server.store import HubIdentity
@@ -342,7 +342,7 @@ async def test_a_reply_code_declines(world: World) -> None:
 
 async def test_unknown_texts_get_one_help_text_an_hour(world: World) -> None:
     first = await world.reply("wang", "what is this?")
-    assert HELP_TEXT["en"].split(":")[0] in first.text and "1a" in first.text
+    assert translator("en")("reply.help").split(":")[0] in first.text and "1a" in first.text
     second = await world.reply("wang", "hello??")
     assert "<Message>" not in second.text
     zh = await world.reply("li", "你好")

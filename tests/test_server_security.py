@@ -24,7 +24,7 @@ from harness.sms_sandbox import SmsSandbox
 from server.app import create_app
 from server.escalation import URGENT, Candidates, Exhausted, Notify, self_test_ladder, take_step
 from server.main import prepare_database
-from server.sms_text import TEST_MARK
+from server.sms_text import self_test_mark
 from tests.conftest import DIRECTORY
 
 TOKEN = "hub-token-for-security-tests-0123"
@@ -123,12 +123,12 @@ def test_a_dispatch_leaves_no_personal_data_in_the_log(
             time.sleep(0.05)
         assert len(sms.messages) == 2, caplog.text
         # the responder opens the real alarm's link and accepts it
-        real = next(m for m in sms.messages if not m.body.startswith(TEST_MARK["en"]))
+        real = next(m for m in sms.messages if not m.body.startswith(self_test_mark("en")))
         link = re.search(r"/r/\w+/[\w-]+", real.body)
         assert link is not None, real.body
         assert client.post(link.group(0) + "/accept").status_code == 200
         test_sms = next(m for m in sms.messages if m is not real)
-        assert test_sms.body.startswith(TEST_MARK["en"]), test_sms.body  # dr-a reads English
+        assert test_sms.body.startswith(self_test_mark("en")), test_sms.body  # dr-a reads English
         detail = client.get(
             "/api/v1/admin/alarms", headers={"Authorization": f"Bearer {ADMIN}"}
         ).json()
@@ -147,4 +147,4 @@ def test_a_test_alarm_climbs_the_first_step_only() -> None:
     assert isinstance(take_step(ladder, 1, team, 60_000), Exhausted)  # nobody else, ever
     assert isinstance(take_step(URGENT, 1, team, 60_000), Notify)  # a real alarm climbs on
     for language, mark in (("en", "TEST"), ("zh", "测试")):
-        assert mark in TEST_MARK[language]
+        assert mark in self_test_mark(language)

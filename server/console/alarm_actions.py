@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
+from server.catalogue import Word
 from server.console.accounts import Account
 from server.console.alarm_detail import CONSOLE_ACTOR, OUTCOMES, USER_ENTRY_KINDS
 from server.console.checklist_store import checklist_items
@@ -21,7 +22,13 @@ MAX_TEXT = 400
 
 
 class ActionRefused(Exception):
-    """The action cannot be applied; the message says why (shown as a 4xx)."""
+    """The action cannot be applied: `key` (``refused.*`` in the catalogue) and its
+    placeholders say why, in the reader's language (shown as a 409)."""
+
+    def __init__(self, key: str, **params: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
 
 
 def actor(account: Account) -> str:
@@ -32,9 +39,9 @@ def clean_text(text: str) -> str:
     """A note as stored: trimmed, not empty, at most 400 characters."""
     text = text.strip()
     if not text:
-        raise ActionRefused("the text is empty")
+        raise ActionRefused("refused.empty")
     if len(text) > MAX_TEXT:
-        raise ActionRefused(f"the text is longer than {MAX_TEXT} characters")
+        raise ActionRefused("refused.too_long", n=MAX_TEXT)
     return text
 
 
@@ -45,7 +52,7 @@ async def _hub_of(conn: AsyncConnection, alarm_id: str) -> tuple[str, str]:
         )
     ).first()
     if row is None:
-        raise ActionRefused("no such alarm")
+        raise ActionRefused("refused.no_alarm")
     return row.hub_id, row.state
 
 
@@ -86,7 +93,7 @@ async def edit_entry(
             .values(detail=detail)
         )
     if done.rowcount != 1:
-        raise ActionRefused("only the author can edit a note; system entries are read-only")
+        raise ActionRefused("refused.not_author")
 
 
 async def resolve(service: DispatchService, alarm_id: str, account: Account, outcome: str) -> None:
@@ -94,7 +101,7 @@ async def resolve(service: DispatchService, alarm_id: str, account: Account, out
     dispatch wing (`DispatchService.resolve`, which tells the hub and the consoles); the
     checklist as it stands is recorded with the outcome, in the same transaction."""
     if outcome not in OUTCOMES:
-        raise ActionRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise ActionRefused("refused.outcome", choices=", ".join(OUTCOMES))
     who = actor(account)
 
     async def checklist(conn: AsyncConnection, hub_id: str, now_ms: int) -> None:
@@ -102,10 +109,10 @@ async def resolve(service: DispatchService, alarm_id: str, account: Account, out
 
     found = await service.resolve(alarm_id, outcome, who, checklist)
     if found is None:
-        raise ActionRefused("no such alarm")
+        raise ActionRefused("refused.no_alarm")
     state, resolved = found
     if not resolved:
-        raise ActionRefused(f"this alarm is {state.value}: it cannot be resolved")
+        raise ActionRefused("refused.closed_resolve", state=Word("state." + state.value))
 
 
 async def record_checklist(engine: AsyncEngine, alarm_id: str, who: str, now_ms: int) -> None:
@@ -147,7 +154,7 @@ class ClaimedByOther(ActionRefused):
     """Another operator has the alarm: taking it over must be asked for."""
 
     def __init__(self, holder: str) -> None:
-        super().__init__(f"{holder} has this alarm: take it over to handle it yourself")
+        super().__init__("refused.claimed", who=holder)
         self.holder = holder
 
 
@@ -161,7 +168,7 @@ async def claim(
     async with engine.begin() as conn:
         hub_id, state = await _hub_of(conn, alarm_id)
         if AlarmState(state) in FINAL_STATES:
-            raise ActionRefused(f"this alarm is {state}: there is nothing to claim")
+            raise ActionRefused("refused.closed_claim", state=Word("state." + state))
         held = await conn.scalar(sa.select(alarms.c.claimed_by).where(alarms.c.id == alarm_id))
         if held == me:
             return None
@@ -201,7 +208,7 @@ async def release(engine: AsyncEngine, alarm_id: str, account: Account, now_ms: 
             .values(claimed_by=None, claimed_at_ms=None)
         )
         if done.rowcount != 1:
-            raise ActionRefused("you do not have this alarm: only who has it can release it")
+            raise ActionRefused("refused.not_holder")
         await conn.execute(
             alarm_events.insert().values(
                 alarm_id=alarm_id,

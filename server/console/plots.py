@@ -4,7 +4,7 @@ impact, and a KPI series per day. Pure functions: numbers in, SVG markup out."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -32,7 +32,8 @@ class Target:
 
     value: float
     higher_is_better: bool = True
-    label: str = "target {v}"  # the line's caption in the reader's language ({v})
+    label: Callable[[str], str] = lambda v: f"target {v}"
+    """The line's caption in the reader's language, from the value with its unit."""
 
     def met(self, v: float) -> bool:
         return v >= self.value if self.higher_is_better else v <= self.value
@@ -156,14 +157,15 @@ def series_svg(
     values: Sequence[float | None],
     unit: str,
     top: float | None = None,
-    axis: str = "{unit} (max {max})",
+    axis: Callable[[str, str], str] = lambda unit, top: f"{unit} (max {top})",
     target: Target | None = None,
 ) -> Markup:
     """Bars per label (a day), value in `unit` ("%" draws 0…100 from shares 0…1); a missing
     value is drawn as an empty slot marked "–". At most the last `MAX_BARS`. `axis`: the
-    scale's caption in the reader's language ({unit}, {max}). With a `target`, a dashed
-    line marks it and each bar is green where the day met it, red where it did not (class
-    ``met``/``missed`` too, for whoever cannot tell the colours apart: the title says)."""
+    scale's caption in the reader's language, from the unit and the top value shown. With
+    a `target`, a dashed line marks it and each bar is green where the day met it, red
+    where it did not (class ``met``/``missed`` too, for whoever cannot tell the colours
+    apart: the title says)."""
     if not labels:
         return Markup("")
     labels, values = labels[-MAX_BARS:], values[-MAX_BARS:]
@@ -173,7 +175,7 @@ def series_svg(
         hi = max(hi, target.value * 1.1)
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     slot = w / len(labels)
-    caption = axis.replace("{unit}", unit).replace("{max}", f"{hi:.0f}")
+    caption = axis(unit, f"{hi:.0f}")
     parts = [
         _open(caption),
         _line(PAD, PAD + h, PAD + w, PAD + h, 'stroke="#999"'),
@@ -200,7 +202,7 @@ def series_svg(
         parts.append(
             _line(PAD, y, PAD + w, y, 'class="target" stroke="#1c2430" stroke-dasharray="6 4"')
         )
-        said = target.label.replace("{v}", f"{target.value:g} {unit}")
+        said = target.label(f"{target.value:g} {unit}")
         parts.append(_text(PAD + w, y - 4, said, anchor="end"))
     parts.append("</svg>")
     return Markup("".join(parts))

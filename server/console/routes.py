@@ -21,6 +21,7 @@ from carehub.admin_contract import EnrollmentCode, HouseholdView
 from carehub.alarm_lifecycle import AlarmState
 from carehub.api_contract import ID_PATTERN, CallEndReason
 from server.care_map import CareMap
+from server.catalogue import LANGUAGES, Word, pick_language, translator
 from server.change_signal import ALARMS_KEY, HEALTH_KEY
 from server.console.accounts import (
     DUMMY_HASH,
@@ -59,7 +60,6 @@ from server.console.checklists import checklist
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
-from server.console.i18n import LANGUAGES, pick_language, translator
 from server.console.incidents import incident_of, since_first_ms
 from server.console.live_queue import (
     CLOSED,
@@ -95,11 +95,11 @@ from server.console.web import (
     tokens_match,
     wants_fragment,
 )
+from server.dispatch.answers import message_key
 from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import ACCEPT_TARGETS, ARRIVAL_TARGET, days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
 from server.routes.deps import Runtime
-from server.routes.responder import answer_text
 from server.runtime import ServerRuntime
 from server.sealed import Sealer, SealError
 from server.triage import TriageOutcome, TriageRefused
@@ -690,7 +690,7 @@ async def _act(
         elif action == "edit":
             event = str(form.get("event", ""))
             if not event.isdigit():
-                raise ActionRefused("which note? (event must be a number)")
+                raise ActionRefused("refused.which_note")
             await edit_entry(
                 engine, alarm_id, int(event), who, clean_text(str(form.get("text", "")))
             )
@@ -698,9 +698,9 @@ async def _act(
             care = await rt.service.care_map()
             member = str(form.get("member", ""))
             if member not in care.members:
-                raise ActionRefused("choose a member of a team to assign the alarm to")
+                raise ActionRefused("refused.choose_member")
             if view.state in CLOSED:
-                raise ActionRefused(f"this alarm is {view.state}: it cannot be assigned")
+                raise ActionRefused("refused.closed_assign", state=Word("state." + view.state))
             await rt.service.assign(alarm_id, view.hub_id, member, actor(who))
             return _back(alarm_id)
         elif action == "arrived":
@@ -717,7 +717,9 @@ async def _act(
             async with engine.connect() as conn:
                 items = await checklist_items(conn, view.kind)
             if item not in items:
-                raise ActionRefused(f"no checklist item {item!r} for a {view.kind} alarm")
+                raise ActionRefused(
+                    "refused.no_check_item", item=item, kind=Word("kind." + view.kind)
+                )
             if item not in {e.detail for e in view.timeline if e.kind == "checked"}:
                 await add_entry(engine, alarm_id, who, "checked", item, now)
         elif action == "triage":
@@ -739,8 +741,9 @@ async def _act(
         else:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action!r}")
     except ActionRefused as e:
-        log.info("console: %s on alarm %s refused: %s", action, alarm_id, e)
-        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+        log.info("console: %s on alarm %s refused: %s", action, alarm_id, e.key)
+        said = translator(session.account.language)(e.key, **e.params)
+        raise HTTPException(status.HTTP_409_CONFLICT, said) from e
     await rt.changes.alarms_changed()  # the console's own entries: no hub hears them
     return _back(alarm_id)
 
@@ -766,17 +769,18 @@ async def _record_arrival(rt: ServerRuntime, view: AlarmView, session: Session) 
     """A responder phoned in their arrival: recorded as theirs (as if by their link), via
     the console account that took the call, so the service circle counts it."""
     if view.accepted_by is None:
-        raise ActionRefused("nobody has accepted this alarm: there is no arrival to record")
+        raise ActionRefused("refused.nobody_accepted")
     if view.state in CLOSED:
-        raise ActionRefused(f"this alarm is {view.state}: its arrival can no longer be recorded")
+        raise ActionRefused("refused.closed_arrival", state=Word("state." + view.state))
     if view.arrived_at_ms is not None:
-        raise ActionRefused("the arrival is already recorded")
+        raise ActionRefused("refused.arrived_before")
     notification = await console_store(rt).acceptance_of(view.id, view.accepted_by)
     if notification is None:
-        raise ActionRefused("the responder's message is not on file: record a note instead")
+        raise ActionRefused("refused.no_message")
     answer = await rt.service.answer(notification, "arrived", actor(session.account))
     if not answer.ok:
-        raise ActionRefused(answer_text(answer, "en"))
+        key, params = message_key(answer)
+        raise ActionRefused(key, **params)
     log.info("console: arrival on alarm %s recorded by %s", view.id, session.account.username)
 
 
@@ -787,13 +791,12 @@ async def _triage(rt: ServerRuntime, view: AlarmView, value: str, who: str, now:
     try:
         outcome = TriageOutcome(value)
     except ValueError:
-        raise ActionRefused(
-            f"outcome must be one of {', '.join(o.value for o in TriageOutcome)}"
-        ) from None
+        choices = ", ".join(o.value for o in TriageOutcome)
+        raise ActionRefused("refused.outcome", choices=choices) from None
     try:
         effect = await rt.service.triage(view.id, view.hub_id, outcome, who)
     except TriageRefused as e:
-        raise ActionRefused(str(e)) from None
+        raise ActionRefused("refused.triage_closed", state=Word("state." + e.state.value)) from None
     log.info("console: alarm %s triaged %s by %s", view.id, outcome.value, who)
     if effect.state in (AlarmState.RESOLVED, AlarmState.CANCELLED):  # closed: what was done
         await record_checklist(rt.store.engine, view.id, who, now)
@@ -907,7 +910,13 @@ async def kpi_page(
         return [getattr(by_day[d], figure) if d in by_day else None for d in labels]
 
     t = translator(session.account.language)
-    axis, target = t("kpi.axis"), t("kpi.target")
+
+    def axis(unit: str, top: str) -> str:
+        return t("kpi.axis", unit=unit, max=top)
+
+    def target(v: str) -> str:
+        return t("kpi.target", v=v)
+
     accept_s, accept_share = ACCEPT_TARGETS[0]
     plots = {
         "accepted_60s": series_svg(

@@ -13,7 +13,8 @@ from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode, 
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.triage import TriageOutcome
 
-Translate = Callable[[str], str]
+Translate = Callable[..., str]
+"""A `server.catalogue.Translator`: ``t(key, **params)``."""
 
 _STEP = re.compile(r"^step (\d+): (.*)$")
 _REPEAT = re.compile(r"\(×(\d+)\)")
@@ -23,8 +24,8 @@ TRIAGE = frozenset(o.value for o in TriageOutcome)
 
 def step_text(t: Translate, n: StepNumber) -> str:
     """ "step 2", or "step 2 (repeat 1)" on a repeat of the ladder."""
-    label = t("step.n").replace("{n}", str(n.step))
-    return label if n.round == 1 else label + " " + t("step.round").replace("{n}", str(n.round - 1))
+    label = t("step.n", n=n.step)
+    return label if n.round == 1 else label + " " + t("step.round", n=n.round - 1)
 
 
 def step_label(t: Translate, policy: EscalationPolicy | None, position: int) -> str:
@@ -54,7 +55,7 @@ def reason_text(t: Translate, reason: str) -> str:
         what, seconds = m.groups()
         if key in ("reason.red", "reason.recurrent"):
             what = ", ".join(t("sign." + c.strip()) for c in what.split(","))
-        text = t(key).replace("{what}", what).replace("{s}", seconds)
+        text = t(key, what=what, s=seconds)
         if "nothing backs it" in reason:
             return text + " " + t("reason.doubt_alone")
         return text + (" " + t("reason.doubt") if "signal in doubt" in reason else "")
@@ -139,9 +140,9 @@ def describe(
     if e.kind == CHECKLIST_EVENT:
         return checklist_text(t, decode(d))
     if e.kind == "claimed":
-        return t("tl.from").replace("{who}", d.removeprefix("from ")) if d else ""
+        return t("tl.from", who=d.removeprefix("from ")) if d else ""
     if e.kind == "repeat":
         m = _REPEAT.search(d)
-        text = t("tl.repeat").replace("{n}", m.group(1)) if m else ""
+        text = t("tl.repeat", n=m.group(1)) if m else ""
         return text + (f" · {t('severity.critical')}" if "now critical" in d else "")
     return ""  # ladder_exhausted, severity_raised: a policy id, internal

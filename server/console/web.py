@@ -12,10 +12,10 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from server.catalogue import LANGUAGES, install, translator
 from server.console.accounts import Role, Session
 from server.console.checklists import words
 from server.console.console_store import ConsoleStore
-from server.console.i18n import LANGUAGES, translator
 from server.routes.deps import Runtime
 from server.runtime import ServerRuntime
 
@@ -25,6 +25,7 @@ LOGIN_CSRF_COOKIE = "carehub_login_csrf"
 CSRF_FIELD = "csrf_token"
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+install(templates.env)
 templates.env.globals["check_words"] = words  # a checklist item's words (`checklists.words`)
 
 
@@ -169,6 +170,7 @@ def render(
     """A page (or fragment) in the account's language, with the session's CSRF token for
     its forms (``{{ csrf_field() }}``)."""
     lang = language or (session.account.language if session else "zh")
+    time_zone = request.app.state.runtime.settings.console_time_zone
     token = session.csrf_token if session else context.pop("login_csrf", "")
 
     def csrf_field() -> Markup:
@@ -178,14 +180,13 @@ def render(
         request,
         template,
         {
-            "t": translator(lang),
-            "lang": lang,
+            **translator(lang, time_zone).jinja(),
             "languages": LANGUAGES,
             "account": session.account if session else None,
             "csrf_field": csrf_field,
             "prefix": PREFIX,
             "Role": Role,
-            "time_zone": request.app.state.runtime.settings.console_time_zone,
+            "time_zone": time_zone,
             **context,
         },
         status_code=status_code,

@@ -57,6 +57,16 @@ class Answer:
         return self.key in DONE
 
 
+def message_key(answer: Answer) -> tuple[str, dict[str, str]]:
+    """The catalogue key (`server.catalogue`, ``answer.*``) and placeholders that say an
+    answer in the member's or operator's language: a final state has words of its own."""
+    if answer.key is AnswerKey.ALREADY_OVER and answer.state is not None:
+        return f"answer.closed.{answer.state.value}", {}
+    if answer.key is AnswerKey.TAKEN_BY_OTHER:
+        return "answer.taken_by_other", {"who": answer.taken_by or ""}
+    return f"answer.{answer.key.value}", {}
+
+
 def judge(
     action: str, state: AlarmState, accepted_by: str | None, member_id: str, arrived: bool
 ) -> AnswerKey:

@@ -17,19 +17,15 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from server.dispatch.service import InboundKey
 from server.notifier import NOTIFICATIONS_PARAM, callback_notification_ids
-from server.reply_codes import HELP_TEXT
 from server.routes.deps import Runtime
 from server.routes.responder import answer_text
+from server.sms_text import words
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
 
 SMS_PATH = "/twilio/sms"
 STATUS_PATH = "/twilio/status"
-NO_SUCH_CODE = {
-    "en": "CareHub: no open alarm has code {n}. Use the link in the alarm text.",
-    "zh": "CareHub：没有编号为{n}的未结束警报。请使用警报短信中的链接。",
-}
 
 
 async def signed_form(request: Request, rt: Runtime) -> dict[str, str]:
@@ -70,11 +66,12 @@ async def inbound_sms(form: SignedForm, rt: Runtime) -> Response:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid and From are required")
     inbound = await rt.service.inbound_sms(sid, phone, body)
     if inbound.key is InboundKey.ANSWERED and inbound.answer is not None:
-        return _twiml(f"CareHub: {answer_text(inbound.answer, inbound.language)}")
+        said = answer_text(inbound.answer, inbound.language)
+        return _twiml(words(inbound.language)("reply.answer", answer=said))
     if inbound.key is InboundKey.NO_SUCH_CODE:
-        return _twiml(NO_SUCH_CODE[inbound.language].format(n=inbound.code))
+        return _twiml(words(inbound.language)("reply.no_such_code", n=inbound.code))
     if inbound.key is InboundKey.HELP:
-        return _twiml(HELP_TEXT[inbound.language])
+        return _twiml(words(inbound.language)("reply.help"))
     return _twiml(None)  # a retry, STOP/START (the provider confirms), help sent lately
 
 

@@ -24,7 +24,6 @@
     if (!fresh || !screen) return false;
     keepCallPanel(fresh);
     screen.replaceWith(fresh);
-    if (window.CareHubTimes) CareHubTimes.show(fresh);
     return true;
   }
 

@@ -5,6 +5,5 @@
   var board = document.getElementById("board");
   CareHubLive.follow("health/events", "health", "health", function (html) {
     board.innerHTML = html;
-    CareHubTimes.show(board);
   });
 })();
