@@ -258,3 +258,59 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page_in_either_langua
                     found.append(f"{name}-{lang}: {v['id']} ({v['impact']}) {targets}")
             shot(page, f"{name}-{lang}.png")
     assert not found, "\n".join(found)
+
+
+def _names() -> set[str]:
+    """Every word of a name on this console: the directory's and the accounts'."""
+    from tests.conftest import DIRECTORY
+
+    words = set(re.findall(r"[A-Za-z0-9'’]*[A-Za-z][A-Za-z0-9'’]*", DIRECTORY))
+    return words | {"disp", "zh"}
+
+
+def test_a_relative_calls_in_the_operator_finds_the_elder_and_the_history_in_chinese(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    incident: Incident,
+) -> None:  # type: ignore[no-untyped-def]
+    """The elder search and history in the browser, and whole pages in Chinese as the
+    browser shows them once their scripts ran (times, live queue, call panel, shortcuts):
+    no English word is left but names (`tests/test_console_chinese.py` checks the same on
+    the server's HTML)."""
+    from tests.test_console_chinese import NAMES, WORD
+
+    page = sign_in(browser, contexts, incident.base, "disp-zh")
+    page.click("nav a[href$='/elders']")
+    page.fill("#elder-search input[name=q]", "Zhang")  # part of a name, as a relative says it
+    page.click("#elder-search button[type=submit]")
+    found = page.locator("#elders-found a")
+    expect(found).to_have_count(1)
+    expect(found).to_have_text("Zhang San")
+    found.click()
+    history = page.locator("#history")
+    for alarm_id in (incident.press, incident.fall, incident.vitals, incident.earlier):
+        expect(history.locator(f"a[href$='{alarm_id}']")).to_have_count(1)
+    shot(page, "elder-search-history-zh.png")
+
+    allowed = _names() | NAMES
+    for path in ("/console/", f"/console/alarms/{incident.fall}", "/console/elders/elder-1"):
+        page.goto(incident.base + path)
+        page.wait_for_load_state("networkidle")
+        shown = page.evaluate(
+            "() => document.body.innerText + ' ' + [...document.querySelectorAll("
+            "'[title],[placeholder],[aria-label],[alt]')].map(e => [e.title, "
+            "e.placeholder, e.getAttribute('aria-label'), e.alt].filter(Boolean).join(' '))"
+            ".join(' ')"
+        )
+        keys = set(page.locator("kbd").all_inner_texts())
+        left = sorted(
+            {
+                w
+                for w in WORD.findall(shown)
+                if w not in allowed
+                and w not in keys
+                and w != "English"  # the language switch names itself
+                and not re.fullmatch(r"[0-9A-Fa-f]{6,}", w)
+            }
+        )
+        assert left == [], (path, left)

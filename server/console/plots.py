@@ -105,10 +105,16 @@ def _scale(lo: float, hi: float, size: float, flip: bool) -> tuple[float, float]
 
 
 def acceleration_svg(
-    hz: float, t0_ms: float, acc: Sequence[Sequence[float]], impact_ms: float | None
+    hz: float,
+    t0_ms: float,
+    acc: Sequence[Sequence[float]],
+    impact_ms: float | None,
+    caption: str = "|a| (g), max {max} g",
+    second: str = "s",
 ) -> Markup:
     """|a| (g) against seconds from the impact (or from the window's start), with a 1 g line
-    and the impact marked."""
+    and the impact marked. `caption` (with ``{max}``) and `second` are the reader's words
+    (catalogue ``plot.acceleration``, ``unit.s``)."""
     mags = magnitudes(acc)
     if not mags or not (hz > 0 and math.isfinite(hz)):
         return Markup("")
@@ -136,7 +142,7 @@ def acceleration_svg(
 
     points = " ".join(f"{px(seconds(i)):.1f},{py(v):.1f}" for i, v in drawn)
     parts = [
-        _open(f"|a| (g), max {max(mags):.1f} g"),
+        _open(caption.format(max=f"{max(mags):.1f}")),
         f'<rect x="{PAD}" y="{PAD}" width="{w}" height="{h}" fill="#fff" stroke="#ccc"/>',
         _line(PAD, py(1), PAD + w, py(1), 'class="one-g" stroke="#999" stroke-dasharray="4 3"'),
         _text(PAD + w + 4, py(1) + 4, "1 g"),
@@ -145,8 +151,8 @@ def acceleration_svg(
         parts.append(_line(px(0), PAD, px(0), PAD + h, 'class="impact" stroke="#c00"'))
     step = tick_step(x1 - x0)
     for tick in range(math.ceil(x0 / step) * step, math.floor(x1) + 1, step):
-        parts.append(_text(px(tick), HEIGHT - PAD + 16, f"{tick:+d} s", anchor="middle"))
-    parts.append(_text(4, PAD - 8, f"|a| (g), max {max(mags):.1f} g"))
+        parts.append(_text(px(tick), HEIGHT - PAD + 16, f"{tick:+d} {second}", anchor="middle"))
+    parts.append(_text(4, PAD - 8, caption.format(max=f"{max(mags):.1f}")))
     parts.append(f'<polyline fill="none" stroke="#1a5fb4" stroke-width="1.5" points="{points}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -584,7 +584,9 @@ async def _alarm_screen(
     plot = None
     window = fall_window(view.details) if view.kind == "fall" else None
     if window is not None:
-        plot = acceleration_svg(*window)
+        t = translator(session.account.language)
+        caption = t("plot.acceleration", max="{max}")
+        plot = acceleration_svg(*window, caption=caption, second=t("unit.s"))
     scores, readings = vitals(view.details) if medical else ({}, {})
     ticked = [(e.detail, e.actor, e.at_ms) for e in view.timeline if e.kind == "checked"]
     async with rt.store.engine.connect() as conn:
