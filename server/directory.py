@@ -34,6 +34,7 @@ from server.duty_roster import (
     Rule,
     always_on_duty,
 )
+from server.elder_facts import BORN, ElderWarning, Sex
 from server.escalation import EscalationPolicy, Step, Target
 from server.schema import (
     checklists,
@@ -265,6 +266,13 @@ class Elder(_Entry):
     )
     inactivity: bool = Field(
         True, description="Welfare checks from the pendant's learnt daily rhythm."
+    )
+    phone: str | None = Field(None, pattern=E164, description="The elder's own phone.")
+    home_phone: str | None = Field(None, pattern=E164, description="The phone at home.")
+    born: str | None = Field(None, pattern=BORN, description="Year or date of birth.")
+    sex: Sex | None = None
+    warnings: list[ElderWarning] = Field(
+        [], description="Badges for the operator and responder (server.elder_facts)."
     )
     contacts: list[ContactEntry] = []
 
@@ -616,6 +624,11 @@ async def load_directory(
                     "wearable_channels": e.wearable_channels,
                     "check_in": e.check_in.model_dump(mode="json") if e.check_in else None,
                     "inactivity": e.inactivity,
+                    "phone": e.phone,
+                    "home_phone": e.home_phone,
+                    "born": e.born,
+                    "sex": e.sex.value if e.sex else None,
+                    "warnings": [w.value for w in e.warnings],
                 },
             )
             await conn.execute(

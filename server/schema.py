@@ -100,6 +100,12 @@ elders = sa.Table(
     # the care plan between emergencies (migration 0015, docs/health-review.md)
     sa.Column("check_in", sa.JSON, nullable=True),  # carehub.api_contract.CheckInPlan; null: none
     sa.Column("inactivity", sa.Boolean, nullable=False, server_default=sa.true()),
+    # who the elder is, for the operator (migration 0017, server.elder_facts)
+    sa.Column("phone", sa.String(32), nullable=True),  # the elder's own (mobile), E.164
+    sa.Column("home_phone", sa.String(32), nullable=True),  # the landline at home, E.164
+    sa.Column("born", sa.String(10), nullable=True),  # "1941" or "1941-03-08"
+    sa.Column("sex", sa.String(8), nullable=True),  # server.elder_facts.Sex
+    sa.Column("warnings", sa.JSON, nullable=True),  # [server.elder_facts.ElderWarning]
 )
 
 emergency_contacts = sa.Table(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.elder_facts import ElderWarning, Sex, warnings_of
 from server.schema import elders, emergency_contacts
 
 
@@ -29,6 +30,11 @@ class ElderCard:
     medical_notes: str
     has_key_safe: bool
     contacts: tuple[Contact, ...]
+    phone: str | None = None  # the elder's own, E.164
+    home_phone: str | None = None
+    born: str | None = None  # "1941" or "1941-03-08" (server.elder_facts.age)
+    sex: Sex | None = None
+    warnings: tuple[ElderWarning, ...] = ()
 
 
 async def elder_card(engine: AsyncEngine, elder_id: str) -> ElderCard | None:
@@ -53,6 +59,11 @@ async def elder_card(engine: AsyncEngine, elder_id: str) -> ElderCard | None:
         medical_notes=row.medical_notes,
         has_key_safe=row.key_safe_secret is not None,
         contacts=tuple(Contact(c.name, c.relation, c.phone) for c in contacts),
+        phone=row.phone,
+        home_phone=row.home_phone,
+        born=row.born,
+        sex=Sex(row.sex) if row.sex in Sex._value2member_map_ else None,
+        warnings=warnings_of(row.warnings),
     )
 
 

@@ -96,6 +96,7 @@ from server.console.web import (
     wants_fragment,
 )
 from server.dispatch.answers import message_key
+from server.elder_facts import age
 from server.household_store import Conflict, HouseholdStore, NotFound
 from server.kpi import ACCEPT_TARGETS, ARRIVAL_TARGET, days_start_ms, kpi_report
 from server.kpi_store import read_alarm_times
@@ -416,7 +417,20 @@ async def elder_page(
             session.account, AUDIT_NOTES, card.id, alarm, rt.clock.now_ms()
         )
     history = await alarm_history(rt.store.engine, card.id)
-    return render(request, "console/elder.html", session, elder=card, alarm=alarm, history=history)
+    return render(
+        request,
+        "console/elder.html",
+        session,
+        elder=card,
+        elder_age=_age(rt, card),
+        alarm=alarm,
+        history=history,
+    )
+
+
+def _age(rt: ServerRuntime, card: ElderCard) -> int | None:
+    """The elder's age today in the centre's time zone (`server.elder_facts.age`)."""
+    return age(card.born, rt.clock.now_ms(), rt.settings.console_time_zone)
 
 
 @router.post("/elders/{elder_id}/key-safe")
@@ -611,6 +625,7 @@ async def _alarm_screen(
         session,
         alarm=view,
         elder=card,
+        elder_age=_age(rt, card),
         medical=medical,
         map_link=_map_link(card, lat, lon),
         plot=plot,

@@ -1,0 +1,109 @@
+"""Issue 23, what an alarm-receiving centre's operator has: who the elder is (phones, age,
+sex, warnings as badges), who is coming (the accepting member, since when, their ETA) and
+the shift handover page. Over HTTP in process on SQLite and PostgreSQL, as
+`test_console_shift`."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import SecretStr
+
+from carehub.settings import ServerSettings
+from server.app import link_secret
+from server.console.console_store import ConsoleStore
+from server.elder_facts import ElderWarning, age, warnings_of
+from tests.dispatch_world import open_dispatching, serving
+from tests.test_console_shift import DIRECTORY, PASSWORD, PHONE, Shift, text_of
+from tests.test_responder import AUTH_TOKEN, BASE, SECRET
+
+WHO = {
+    "phone": "+8613700000001",
+    "home_phone": "+861064000001",
+    "born": "1941",
+    "sex": "female",
+    "warnings": ["dementia", "hard_of_hearing"],
+}
+
+
+@pytest.fixture
+async def shift(database_url: str) -> AsyncIterator[Shift]:
+    directory = copy.deepcopy(DIRECTORY)
+    directory["elders"][0].update(WHO)  # type: ignore[index]
+    settings = ServerSettings(
+        database_url=database_url,
+        secret_key=SecretStr(SECRET),
+        public_base_url=BASE,
+        twilio_auth_token=SecretStr(AUTH_TOKEN),
+        console_insecure_cookies=True,
+    )
+    async with (
+        open_dispatching(
+            database_url,
+            directory,
+            PHONE,
+            sealer_key=SECRET,
+            link_key=link_secret(settings),
+            base_url=BASE,
+        ) as d,
+        serving(settings, d) as (rt, http),
+    ):
+        for username, role, language in [
+            ("op", "dispatcher", "en"),
+            ("op-zh", "dispatcher", "zh"),
+            ("fitter", "installer", "en"),
+        ]:
+            await ConsoleStore(d.engine).add_account(
+                username, PASSWORD, role, None, language, d.clock.now_ms()
+            )
+        yield Shift(d.clock, rt, d.sms, http)
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+# ------------------------------------------------------------ who
+
+
+def test_age_counts_whole_years_in_the_centres_time_zone() -> None:
+    # 2026-03-07 17:00 UTC is already 03-08 in Shanghai: the birthday has come there
+    at = _ms("2026-03-07T17:00:00+00:00")
+    assert age("1941-03-08", at, "Asia/Shanghai") == 85
+    assert age("1941-03-08", at, "UTC") == 84
+    assert age("1941", at, "UTC") == 85  # a year alone: the age reached this year
+    assert age(None, at, "UTC") is None and age("41", at, "UTC") is None
+
+
+def test_warnings_keep_the_fixed_order_and_drop_unknown_values() -> None:
+    stored = ["lives_alone", "dementia", "juggler"]
+    assert warnings_of(stored) == (ElderWarning.DEMENTIA, ElderWarning.LIVES_ALONE)
+    assert warnings_of(None) == ()
+
+
+async def test_who_the_alarm_page_and_the_card_show_badges_and_call_links(
+    shift: Shift,
+) -> None:
+    alarm_id = await shift.press()
+    await shift.sign_in()
+    now = shift.clock.now_ms()
+    years = datetime.fromtimestamp(now / 1000, UTC).year - 1941  # the clock is not at New Year
+    for path in (f"/console/alarms/{alarm_id}", "/console/elders/elder-1"):
+        page = await shift.console(path)
+        who = page.split('id="elder-who"', 1)[1].split("</div>", 1)[0]
+        assert f"{years} years" in text_of(who) and "Female" in who
+        assert 'data-warning="hard_of_hearing"' in who and "Dementia" in who
+        assert 'href="tel:+8613700000001"' in who and 'href="tel:+861064000001"' in who
+        assert page.index('id="elder-who"') < page.index("<h2")
+    shift.http.cookies.clear()
+    await shift.sign_in("op-zh")
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    who = text_of(page.split('id="elder-who"', 1)[1].split("</div>", 1)[0])
+    assert f"{years} 岁" in who and "女" in who and "认知障碍" in who and "听力差" in who
+    shift.http.cookies.clear()
+    await shift.sign_in("fitter")  # an installer: no medical data, no warnings
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert 'id="elder-who"' not in page
