@@ -10,12 +10,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 
+from carehub.alarm_lifecycle import AlarmState
 from carehub.settings import ServerSettings
 from server.app import link_secret
 from server.console.console_store import ConsoleStore
+from server.dispatch.eta import EtaKey, judge_eta
 from server.elder_facts import ElderWarning, age, warnings_of
+from server.schema import alarm_events
 from tests.dispatch_world import open_dispatching, serving
 from tests.test_console_shift import DIRECTORY, PASSWORD, PHONE, Shift, text_of
 from tests.test_responder import AUTH_TOKEN, BASE, SECRET
@@ -107,3 +111,69 @@ async def test_who_the_alarm_page_and_the_card_show_badges_and_call_links(
     await shift.sign_in("fitter")  # an installer: no medical data, no warnings
     page = await shift.console(f"/console/alarms/{alarm_id}")
     assert 'id="elder-who"' not in page
+
+
+# ------------------------------------------------------------ who is coming
+
+
+def test_only_the_accepting_member_gives_an_eta_within_1_to_180_minutes() -> None:
+    on = AlarmState.ACCEPTED
+    assert judge_eta(15, on, "li", "li", arrived=False) is EtaKey.RECORDED
+    assert judge_eta(0, on, "li", "li", arrived=False) is EtaKey.OUT_OF_RANGE
+    assert judge_eta(181, on, "li", "li", arrived=False) is EtaKey.OUT_OF_RANGE
+    assert judge_eta(None, on, "li", "li", arrived=False) is EtaKey.OUT_OF_RANGE
+    assert judge_eta(15, on, "li", "wang", arrived=False) is EtaKey.NOT_YOURS
+    assert judge_eta(15, on, "li", "li", arrived=True) is EtaKey.ALREADY_ARRIVED
+    assert judge_eta(15, AlarmState.RESOLVED, "li", "li", False) is EtaKey.ALREADY_OVER
+
+
+async def test_coming_the_alarm_page_shows_who_accepted_since_when_and_their_eta(
+    shift: Shift,
+) -> None:
+    alarm_id = await shift.press()
+    await shift.run()
+    link = shift.link("li")
+    await shift.sign_in()
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert 'id="coming"' not in page  # nobody accepted yet
+    accepted = await shift.http.post(link + "/accept")
+    assert 'id="eta-form"' in accepted.text
+    shift.clock.advance(240)  # four minutes later li gives an estimate
+    for wrong in ("0", "181", "soon"):
+        r = await shift.http.post(link + "/eta", data={"minutes": wrong})
+        assert r.status_code == 200 and "from 1 to 180" not in r.text  # li reads Chinese
+        assert "1 到 180" in r.text
+    given = await shift.http.post(link + "/eta", data={"minutes": "15"})
+    assert "15 分钟后到达" in given.text
+    events = await shift.rows(
+        sa.select(alarm_events.c.actor, alarm_events.c.detail).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "eta"
+        )
+    )
+    assert [(e.actor, e.detail) for e in events] == [("member:li", "15")]  # in li's name
+    shift.clock.advance(60)
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    coming = text_of(page.split('id="coming"', 1)[1].split("</section>", 1)[0])
+    assert "李医生" in coming and "accepted 5 min ago" in coming
+    assert "expected in 15 min" in coming
+    assert 'id="coming-call" href="tel:+8613800000001"' in page
+    timeline = text_of(page.split('id="timeline"', 1)[1].split("</ol>", 1)[0])
+    assert "Arrival estimate in 15 min 李医生" in timeline
+
+
+async def test_coming_an_eta_from_a_member_who_did_not_accept_is_refused(shift: Shift) -> None:
+    alarm_id = await shift.press()
+    await shift.run()
+    li = shift.link("li")
+    r = await shift.http.post(li + "/eta", data={"minutes": "10"})  # before accepting
+    assert "只有接单的成员" in r.text
+    await shift.http.post(li + "/accept")
+    await shift.http.post(li + "/arrived")
+    r = await shift.http.post(li + "/eta", data={"minutes": "10"})
+    assert "您的到达已记录" in r.text
+    count = await shift.scalar(
+        sa.select(sa.func.count()).where(
+            alarm_events.c.alarm_id == alarm_id, alarm_events.c.kind == "eta"
+        )
+    )
+    assert count == 0

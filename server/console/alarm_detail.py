@@ -92,6 +92,7 @@ class AlarmView:
     claimed_by: str | None = None  # the console user who has it
     device_flag: str | None = None  # carehub.api_contract.DeviceFlag: who called is unsure
     triage_outcome: str | None = None  # server.triage.TriageOutcome: the operator's latest
+    accepted_at_ms: int | None = None
 
 
 def lifecycle(state: str, timeline: Sequence[TimelineEntry], accepted_by: str | None) -> Lifecycle:
@@ -212,6 +213,7 @@ async def alarm_view(engine: AsyncEngine, alarm_id: str) -> AlarmView | None:
         claimed_by=row.claimed_by,
         device_flag=row.device_flag,
         triage_outcome=row.triage_outcome,
+        accepted_at_ms=row.accepted_at_ms,
     )
 
 

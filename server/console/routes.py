@@ -57,6 +57,7 @@ from server.console.alarm_detail import (
 from server.console.audit_log import BadFilter, PageKey, parse_filter
 from server.console.checklist_store import checklist_items
 from server.console.checklists import checklist
+from server.console.coming import coming
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
 from server.console.health_board import health_board, lasted
@@ -626,6 +627,16 @@ async def _alarm_screen(
         alarm=view,
         elder=card,
         elder_age=_age(rt, card),
+        coming=coming(
+            view.accepted_by,
+            view.accepted_at_ms,
+            view.timeline,
+            view.names,
+            {m.id: m.phone for m in care.members.values()},
+            rt.clock.now_ms(),
+        )
+        if medical
+        else None,
         medical=medical,
         map_link=_map_link(card, lat, lon),
         plot=plot,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 
 from server.console.alarm_detail import TimelineEntry
 from server.console.checklists import CHECKLIST_EVENT, ChecklistRecord, decode, words
+from server.dispatch.eta import ETA_EVENT, eta_minutes
 from server.escalation import EscalationPolicy, StepNumber, step_number
 from server.triage import TriageOutcome
 
@@ -133,6 +134,9 @@ def describe(
         return _via(t, d)
     if e.kind == "assigned":
         return d.removeprefix("to ")
+    if e.kind == ETA_EVENT:
+        minutes = eta_minutes(d)
+        return t("tl.eta", n=minutes) if minutes is not None else ""
     if e.kind == "arrival_overdue":
         return d
     if e.kind == "checked":

@@ -24,6 +24,7 @@ from server.change_signal import ChangeSignal
 from server.dispatch import responders
 from server.dispatch.answers import Answer
 from server.dispatch.escalator import Escalator
+from server.dispatch.eta import EtaKey
 from server.dispatch.link_view import LinkAction, LinkContext
 from server.dispatch.queue import notification_by_reply, record_delivery
 from server.dispatch.store import DispatchStore, InTransaction
@@ -132,6 +133,14 @@ class DispatchService:
         self._escalator.kick()
         await self._changes.alarms_changed(*([answer.hub_id] if answer.hub_id else []))
         return answer
+
+    async def give_eta(self, notification_id: str, minutes: int | None) -> EtaKey:
+        """The accepting member's ETA in minutes, from the link page
+        (`DispatchStore.give_eta`); the consoles are told."""
+        key, hub_id = await self._dispatch.give_eta(notification_id, minutes, self._clock.now_ms())
+        if key is EtaKey.RECORDED:
+            await self._changes.alarms_changed(hub_id)
+        return key
 
     async def inbound_sms(self, sid: str, phone: str, body: str) -> Inbound:
         """A member's text: a reply code (``1a`` / ``1d`` / ``1r``), STOP / START, or anything

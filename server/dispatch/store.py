@@ -18,6 +18,7 @@ from carehub.alarm_lifecycle import AlarmState, can_transition, merge
 from server.care_map import CareMap
 from server.dispatch.answers import Answer, AnswerKey, judge
 from server.dispatch.care import care_map_if_changed
+from server.dispatch.eta import ETA_EVENT, EtaKey, judge_eta
 from server.dispatch.ladder import Ladders
 from server.dispatch.queue import Message
 from server.dispatch.rows import (
@@ -265,3 +266,26 @@ class DispatchStore(Ladders):
                 conn, AlarmRow(alarm, n.doctor_id), "arrived", name, now_ms
             )
             return Answer(key, state, n.doctor_id, hub_id=hub), msgs
+
+    async def give_eta(
+        self, notification_id: str, minutes: int | None, now_ms: int
+    ) -> tuple[EtaKey, str]:
+        """The accepting member's estimate of minutes to the door, recorded as an alarm
+        event in their name (`server.dispatch.eta`). Returns the outcome and the hub."""
+        async with self.write() as conn:
+            n = (
+                await conn.execute(
+                    sa.select(notifications).where(notifications.c.id == notification_id)
+                )
+            ).one()
+            alarm = await alarm_row(conn, n.alarm_id)
+            key = judge_eta(
+                minutes,
+                AlarmState(alarm.state),
+                alarm.accepted_by,
+                n.doctor_id,
+                alarm.arrived_at_ms is not None,
+            )
+            if key is EtaKey.RECORDED:
+                await event(conn, alarm, ETA_EVENT, now_ms, f"member:{n.doctor_id}", str(minutes))
+        return key, alarm.hub_id

@@ -22,6 +22,7 @@ from carehub.alarm_lifecycle import FINAL_STATES
 from server.accept_link import LinkVerdict
 from server.catalogue import LANGUAGES, Translator, install, translator
 from server.dispatch.answers import ACTIONS, Answer, message_key
+from server.dispatch.eta import MAX_MINUTES, MIN_MINUTES
 from server.dispatch.link_view import LinkContext
 from server.dispatch.service import outcome
 from server.escalation import EscalationPolicy, step_number
@@ -125,6 +126,7 @@ async def _page(
         "map_url": map_url(ctx.lat, ctx.lon, t.language),
         "key_safe": key_safe,
         "base": f"/r/{ctx.ref}/{token}",
+        "eta_range": (MIN_MINUTES, MAX_MINUTES),
     }
     return templates.TemplateResponse(request, "responder.html", context, headers=HEADERS)
 
@@ -149,6 +151,24 @@ async def link_page(request: Request, ref: str, token: str, rt: Runtime) -> HTML
         return opened
     await rt.service.record_view(opened.notification_id, "view")
     return await _page(request, rt, opened, token)
+
+
+@router.post("/r/{ref}/{token}/eta", response_class=HTMLResponse)
+async def link_eta(request: Request, ref: str, token: str, rt: Runtime) -> HTMLResponse:
+    """The accepting member's estimate, in whole minutes (1–180), then the page again
+    with what came of it."""
+    opened = await _open(request, rt, ref, token)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    given = str((await request.form()).get("minutes", "")).strip()
+    minutes = int(given) if given.isdigit() and len(given) <= 4 else None
+    key = await rt.service.give_eta(opened.notification_id, minutes)
+    await rt.service.record_view(opened.notification_id, "eta")
+    log.info("alarm %s: eta by link: %s", opened.alarm_id, key.value)
+    _, fresh = await rt.service.open_link(ref, token)
+    t = words(opened.member_language)
+    notice = t("eta." + key.value, n=minutes or 0, low=MIN_MINUTES, high=MAX_MINUTES)
+    return await _page(request, rt, fresh or opened, token, notice)
 
 
 @router.post("/r/{ref}/{token}/{action}", response_class=HTMLResponse)
