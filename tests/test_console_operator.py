@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from carehub.alarm_lifecycle import AlarmState
+from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from carehub.settings import ServerSettings
 from server.app import link_secret
 from server.console.console_store import ConsoleStore
@@ -177,3 +177,48 @@ async def test_coming_an_eta_from_a_member_who_did_not_accept_is_refused(shift: 
         )
     )
     assert count == 0
+
+
+# ------------------------------------------------------------ the shift handover
+
+
+async def test_handover_lists_open_alarms_unclaimed_first_with_claims_and_last_notes(
+    shift: Shift,
+) -> None:
+    claimed = await shift.press()
+    shift.clock.advance(60)
+    unclaimed = await shift.press("band-1", AlarmKind.FALL)
+    shift.clock.advance(60)
+    closed = await shift.press("band-1", AlarmKind.VITALS)
+    token = await shift.sign_in()
+    for action, data in [
+        ("claim", {}),
+        ("note", {"text": "son on his way"}),
+        ("note", {"text": "son there, waiting for the doctor"}),
+    ]:
+        r = await shift.http.post(
+            f"/console/alarms/{claimed}/{action}", data={"csrf_token": token, **data}
+        )
+        assert r.status_code in (200, 303), r.text
+    await shift.http.post(
+        f"/console/alarms/{closed}/resolve", data={"csrf_token": token, "outcome": "by_phone"}
+    )
+    page = await shift.console("/console/handover")
+    assert 'id="nav-handover"' in page and 'id="print"' in page
+    table = page.split('id="handover"', 1)[1].split("</table>", 1)[0]
+    order = [m.split('"', 1)[0] for m in table.split('data-alarm-id="')[1:]]
+    assert order == [unclaimed, claimed]  # the unclaimed one first; the resolved one gone
+    rows = {
+        i: text_of(table.split(f'data-alarm-id="{i}"', 1)[1].split("</tr>", 1)[0]) for i in order
+    }
+    assert "unclaimed" in rows[unclaimed] and "unclaimed" not in rows[claimed]
+    assert " op " in rows[claimed] and "son there, waiting for the doctor" in rows[claimed]
+    assert "son on his way" not in rows[claimed]  # the last note only
+    shift.http.cookies.clear()
+    await shift.sign_in("op-zh")
+    page = await shift.console("/console/handover")
+    assert "交接班" in page and "最近备注" in page
+    shift.http.cookies.clear()
+    await shift.sign_in("fitter")
+    r = await shift.http.get("/console/handover", headers={"Accept": "text/html"})
+    assert r.status_code == 403  # an installer sees no medical data

@@ -60,6 +60,7 @@ from server.console.checklists import checklist
 from server.console.coming import coming
 from server.console.elder_card import ElderCard, elder_card, elder_position, sealed_key_safe
 from server.console.elder_search import MAX_QUERY, alarm_history, find_elders
+from server.console.handover import handover_details, handover_order
 from server.console.health_board import health_board, lasted
 from server.console.incidents import incident_of, since_first_ms
 from server.console.live_queue import (
@@ -267,6 +268,30 @@ async def queue_page(request: Request, rt: Runtime, session: Session = require()
         cue=unclaimed_level,
         cue_s=UNCLAIMED_CUE_S,
         ringing=ringing,
+    )
+
+
+@router.get("/handover")
+async def handover_page(
+    request: Request, rt: Runtime, session: Session = require(*MEDICAL_ROLES)
+) -> Response:
+    """The shift handover, printable: every open alarm (a doctor: their team's), who has
+    claimed it, who accepted it and its last note; the unclaimed first."""
+    care = await rt.service.care_map()
+    rows = await open_alarms(rt.store.engine, _team_scope(session), care.policy)
+    notes, accepted = await handover_details(rt.store.engine, [r.alarm_id for r in rows])
+    names = {m.id: m.name for m in care.members.values()}
+
+    def who(t: Translate, actor: str) -> str:
+        return actor_label(t, actor, names)
+
+    return render(
+        request,
+        "console/handover.html",
+        session,
+        rows=handover_order(rows, notes, accepted),
+        actor_label=who,
+        now_ms=rt.clock.now_ms(),
     )
 
 
