@@ -125,6 +125,7 @@ async def test_a_whole_page_in_chinese_has_no_english_words_but_names(shift: Shi
         "/console/elders",
         "/console/health",
         "/console/kpi",
+        "/console/handover",
     ):
         page = await shift.console(path)
         assert 'lang="zh-CN"' in page

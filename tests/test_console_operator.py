@@ -16,11 +16,13 @@ from pydantic import SecretStr
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
 from carehub.settings import ServerSettings
 from server.app import link_secret
+from server.catalogue import LANGUAGES
 from server.console.console_store import ConsoleStore
 from server.dispatch.eta import EtaKey, judge_eta
 from server.elder_facts import ElderWarning, age, warnings_of
 from server.schema import alarm_events
 from tests.dispatch_world import open_dispatching, serving
+from tests.test_console_chinese import english_left, names_on_shift
 from tests.test_console_shift import DIRECTORY, PASSWORD, PHONE, Shift, text_of
 from tests.test_responder import AUTH_TOKEN, BASE, SECRET
 
@@ -159,6 +161,11 @@ async def test_coming_the_alarm_page_shows_who_accepted_since_when_and_their_eta
     assert 'id="coming-call" href="tel:+8613800000001"' in page
     timeline = text_of(page.split('id="timeline"', 1)[1].split("</ol>", 1)[0])
     assert "Arrival estimate in 15 min 李医生" in timeline
+    shift.http.cookies.clear()
+    await shift.sign_in("op-zh")  # badges, who is coming and the estimate, all in Chinese
+    page = await shift.console(f"/console/alarms/{alarm_id}")
+    assert "预计 15 分钟后到达" in page and "预计到达" in page
+    assert english_left(page, names_on_shift() | {LANGUAGES["en"]}) == []
 
 
 async def test_coming_an_eta_from_a_member_who_did_not_accept_is_refused(shift: Shift) -> None:
