@@ -228,6 +228,7 @@ AXE_PAGES = {
     "elder": "/console/elders/elder-1",
     "health": "/console/health",
     "kpi": "/console/kpi",
+    "handover": "/console/handover",
 }
 
 
