@@ -11,20 +11,14 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from pydantic import SecretStr
 
 from carehub.alarm_lifecycle import AlarmKind, AlarmState
-from carehub.settings import ServerSettings
-from server.app import link_secret
 from server.catalogue import LANGUAGES
-from server.console.console_store import ConsoleStore
 from server.dispatch.eta import EtaKey, judge_eta
 from server.elder_facts import ElderWarning, age, warnings_of
 from server.schema import alarm_events
-from tests.dispatch_world import open_dispatching, serving
 from tests.test_console_chinese import english_left, names_on_shift
-from tests.test_console_shift import DIRECTORY, PASSWORD, PHONE, Shift, text_of
-from tests.test_responder import AUTH_TOKEN, BASE, SECRET
+from tests.test_console_shift import DIRECTORY, Shift, open_shift, text_of
 
 WHO = {
     "phone": "+8613700000001",
@@ -39,33 +33,13 @@ WHO = {
 async def shift(database_url: str) -> AsyncIterator[Shift]:
     directory = copy.deepcopy(DIRECTORY)
     directory["elders"][0].update(WHO)  # type: ignore[index]
-    settings = ServerSettings(
-        database_url=database_url,
-        secret_key=SecretStr(SECRET),
-        public_base_url=BASE,
-        twilio_auth_token=SecretStr(AUTH_TOKEN),
-        console_insecure_cookies=True,
-    )
-    async with (
-        open_dispatching(
-            database_url,
-            directory,
-            PHONE,
-            sealer_key=SECRET,
-            link_key=link_secret(settings),
-            base_url=BASE,
-        ) as d,
-        serving(settings, d) as (rt, http),
-    ):
-        for username, role, language in [
-            ("op", "dispatcher", "en"),
-            ("op-zh", "dispatcher", "zh"),
-            ("fitter", "installer", "en"),
-        ]:
-            await ConsoleStore(d.engine).add_account(
-                username, PASSWORD, role, None, language, d.clock.now_ms()
-            )
-        yield Shift(d.clock, rt, d.sms, http)
+    accounts = [
+        ("op", "dispatcher", None, "en"),
+        ("op-zh", "dispatcher", None, "zh"),
+        ("fitter", "installer", None, "en"),
+    ]
+    async with open_shift(database_url, directory, accounts) as s:
+        yield s
 
 
 def _ms(text: str) -> int:

@@ -7,6 +7,7 @@ The browser's side (no-reload actions, defaults, landing page, times) is in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -131,8 +132,22 @@ class Shift(World):
         return str(found)
 
 
-@pytest.fixture
-async def shift(database_url: str) -> AsyncIterator[Shift]:
+SHIFT_ACCOUNTS: list[tuple[str, str, str | None, str]] = [
+    ("op", "dispatcher", None, "en"),
+    ("op-zh", "dispatcher", None, "zh"),
+    ("fitter", "installer", None, "en"),
+    ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
+]
+"""(username, role, team, language) of the console accounts on duty."""
+
+
+@contextlib.asynccontextmanager
+async def open_shift(
+    database_url: str,
+    directory: object = DIRECTORY,
+    accounts: list[tuple[str, str, str | None, str]] = SHIFT_ACCOUNTS,
+) -> AsyncIterator[Shift]:
+    """A server runtime on `directory` with these console `accounts`, served in process."""
     settings = ServerSettings(
         database_url=database_url,
         secret_key=SecretStr(SECRET),
@@ -143,7 +158,7 @@ async def shift(database_url: str) -> AsyncIterator[Shift]:
     async with (
         open_dispatching(
             database_url,
-            DIRECTORY,
+            directory,
             PHONE,
             sealer_key=SECRET,
             link_key=link_secret(settings),
@@ -151,16 +166,17 @@ async def shift(database_url: str) -> AsyncIterator[Shift]:
         ) as d,
         serving(settings, d) as (rt, http),
     ):
-        for username, role, team, language in [
-            ("op", "dispatcher", None, "en"),
-            ("op-zh", "dispatcher", None, "zh"),
-            ("fitter", "installer", None, "en"),
-            ("doc-d", "doctor", "dispatch", "en"),  # a doctor of another team
-        ]:
+        for username, role, team, language in accounts:
             await ConsoleStore(d.engine).add_account(
                 username, PASSWORD, role, team, language, d.clock.now_ms()
             )
         yield Shift(d.clock, rt, d.sms, http)
+
+
+@pytest.fixture
+async def shift(database_url: str) -> AsyncIterator[Shift]:
+    async with open_shift(database_url) as s:
+        yield s
 
 
 def text_of(html: str) -> str:
