@@ -57,3 +57,52 @@ async def test_an_alarms_first_step_its_sms_and_its_delivery_take_few_statements
         assert not await record_delivery(dispatch, "SM1", "delivered", clock.now_ms())
     assert len(repeated) == 1  # a read, no write
     await engine.dispose()
+
+
+async def test_callbacks_for_a_send_this_process_recorded_are_answered_from_memory(
+    tmp_path: Path,
+) -> None:
+    """`queued` and `sent` come after the send was recorded here: no statement at all.
+    `delivered` still reads and writes; a repeat of it then needs nothing either."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    dispatch = DispatchStore(store, b"k" * 32)
+    clock = FakeClock()
+    escalator = Escalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
+    assert await escalator.pass_once() == 1
+    (nid,) = (await store_rows(engine, "SELECT id FROM notifications"))
+    with statements(engine) as early:
+        assert not await record_delivery(dispatch, "SM1", "queued", clock.now_ms(), [nid])
+        assert not await record_delivery(dispatch, "SM1", "sent", clock.now_ms(), [nid])
+    assert early == []
+    with statements(engine) as delivered:
+        assert await record_delivery(dispatch, "SM1", "delivered", clock.now_ms(), [nid])
+        assert not await record_delivery(dispatch, "SM1", "delivered", clock.now_ms(), [nid])
+        assert not await record_delivery(dispatch, "SM1", "sent", clock.now_ms(), [nid])
+    assert len(delivered) == 2  # the first delivered: a read, one UPDATE
+    other = DispatchStore(store, b"k" * 32)  # another process: it reads the database
+    with statements(engine) as elsewhere:
+        assert not await record_delivery(other, "SM1", "sent", clock.now_ms(), [nid])
+    assert len(elsewhere) == 1
+    await engine.dispose()
+
+
+async def test_a_pass_woken_by_an_alarm_reads_the_due_time_and_takes_the_step(
+    tmp_path: Path,
+) -> None:
+    """Between sweeps, a pass is the step's transaction and two reads of the next due
+    time (before and after): retries and expired leases wait for the once-a-second sweep."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    dispatch = DispatchStore(store, b"k" * 32)
+    clock = FakeClock()
+    escalator = Escalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
+    await escalator.care_map()
+    await escalator.pass_once()  # the sweep, and the one alarm's step
+    with statements(engine) as idle:
+        assert await escalator.take_due() == 0
+    assert len(idle) == 1  # the next due time: not yet (no claim of retries between sweeps)
+    await engine.dispose()
+
+
+async def store_rows(engine: AsyncEngine, sql: str) -> list[str]:
+    async with engine.connect() as conn:
+        return [r[0] for r in (await conn.exec_driver_sql(sql)).all()]

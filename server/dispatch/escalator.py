@@ -64,6 +64,8 @@ class Escalator:
         self._care_ttl_s = care_ttl_s
         self._care_refresh: asyncio.Task[None] | None = None
         self._swept_at = float("-inf")
+        self._next_due_ms: int | None = None
+        """The earliest due time of any ladder, as the last pass read it after its steps."""
         self._planning = asyncio.Lock()
         self._flying: list[Sent] = []
         """Texts planned and being sent, not yet recorded: history for the next plan."""
@@ -112,10 +114,9 @@ class Escalator:
                 except Exception:
                     log.exception("escalation pass failed; retrying")
                 wait = self._sweep_s
-                with contextlib.suppress(Exception):
-                    due = await self._dispatch.next_due_ms()
-                    if due is not None:
-                        wait = min(wait, max(0.0, (due - self._clock.now_ms()) / 1000))
+                due = self._next_due_ms  # as the pass last read it
+                if due is not None:
+                    wait = min(wait, max(0.0, (due - self._clock.now_ms()) / 1000))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
         finally:
@@ -140,9 +141,9 @@ class Escalator:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def pass_once(self) -> int:
-        """One pass, its sends waited for (`run` does not wait for them). Returns the number
-        of messages sent."""
-        sent = await self.take_due()
+        """One whole pass (a sweep included), its sends waited for (`run` does not wait for
+        them). Returns the number of messages sent."""
+        sent = await self.take_due(sweep=True)
         await self.drain()
         return sent
 
@@ -151,34 +152,44 @@ class Escalator:
         while self._sends:
             await asyncio.wait(set(self._sends))
 
-    async def take_due(self) -> int:
-        """Take due steps and start sending their messages, then what else is due (retries,
-        expired leases), without waiting for the sends. Returns the number of messages
-        started.
+    async def take_due(self, sweep: bool = False) -> int:
+        """Take due steps and start sending their messages, without waiting for the sends;
+        on a sweep (at most every `sweep_s`) also what else is due (retries, expired leases,
+        alarms without a ladder). Returns the number of messages started.
 
         A new alarm's ladder is stored with the alarm, due now (`server.store.new_ladder`),
         and its first step is taken and claimed in one transaction (`advance_due`): the SMS
         goes out after the alarm's own commit and one more. The sends run behind the pass,
         so an alarm arriving meanwhile is taken at once instead of waiting for the previous
         alarm's SMS to be sent and recorded (that wait was most of `bench e2e`'s p99).
-        Ladders of alarms stored without one (by an older server) are started by a sweep,
-        at most every `sweep_s`."""
+
+        A pass woken by an alarm costs two reads of the next due time and the step's one
+        transaction: retries and leases wait for the sweep (within `sweep_s`, as before:
+        they were never what woke the loop), and the loop's wait is the last read's."""
         care = await self.care_map()
-        if self._clock.monotonic() - self._swept_at >= self._sweep_s:
+        sweep = sweep or self._clock.monotonic() - self._swept_at >= self._sweep_s
+        if sweep:
             self._swept_at = self._clock.monotonic()
             await self._dispatch.start_ladders(self._clock.now_ms())
         sent = 0
         while True:
-            msgs = await self._dispatch.advance_due(self._clock.now_ms(), care)
-            await self._send_behind(msgs)  # the steps' SMS first: the retries below may wait
+            self._next_due_ms = await self._dispatch.next_due_ms()
+            now = self._clock.now_ms()
+            if self._next_due_ms is None or self._next_due_ms > now:
+                break
+            msgs = await self._dispatch.advance_due(now, care)
+            await self._send_behind(msgs)
+            sent += len(msgs)
+        while sweep:
             # a message of ours whose lease ran out while still being sent is not sent twice
             claimed = await self._dispatch.claim_unsent(self._clock.now_ms())
             flying = frozenset().union(*self._sends.values())
             unsent = [m for m in claimed if m.id not in flying]
             await self._send_behind(unsent)
-            if not msgs and not unsent:
-                return sent
-            sent += len(msgs) + len(unsent)
+            sent += len(unsent)
+            if not unsent:
+                break
+        return sent
 
     async def _send_behind(self, msgs: Sequence[Message]) -> None:
         """Start sending `msgs` without waiting for them (at most `MAX_SENDS_IN_FLIGHT`

@@ -72,11 +72,10 @@ class Ladders(MessageQueue):
 
     async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> list[Message]:
         """Take the next step of every ladder that is due (claimed, so each step is taken by
-        one process once); returns the messages to send now."""
+        one process once); returns the messages to send now. The caller reads
+        `next_due_ms` first: with nothing due, no write transaction (no wait for SQLite's
+        one writer)."""
         out: list[Message] = []
-        due_ms = await self.next_due_ms()
-        if due_ms is None or due_ms > now_ms:
-            return out  # nothing due: no write transaction (no wait for SQLite's writer)
         async with self.write() as conn:
             due = (
                 await conn.execute(

@@ -26,6 +26,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member
 from server.db import dialect_insert
+from server.dispatch.delivery_memory import DeliveryMemory
 from server.dispatch.rows import alarm_ref, code_held, member_out
 from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
 from server.schema import alarm_events, alarms, doctors, emergency_contacts, notifications
@@ -89,6 +90,8 @@ class MessageQueue:
         self.send_lease_ms = send_lease_ms
         self.reply_code_hold_ms = reply_code_hold_ms
         self.engine = store.engine
+        self.delivery = DeliveryMemory()
+        """Statuses this process committed: callbacks that change nothing skip the read."""
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -368,6 +371,7 @@ class MessageQueue:
                         changed.append(msg.hub_id)
                 else:
                     await self._failed(conn, msg, error, now_ms)
+        self.delivery.note((m.id for m, ref, _ in results if ref is not None), STATUS_RANK["sent"])
         return changed
 
     async def _sent(self, conn: AsyncConnection, msg: Message, ref: str, now_ms: int) -> bool:
@@ -493,6 +497,8 @@ async def record_delivery(
         else notifications.c.provider_ref == provider_ref
     )
     rank = STATUS_RANK[status]
+    if store.delivery.changes_nothing(notification_ids, rank):
+        return False  # `queued` and `sent` after this process recorded the send
 
     def moves(row: Any) -> bool:
         return STATUS_RANK.get(row.provider_status or row.status, 0) < rank
@@ -526,4 +532,5 @@ async def record_delivery(
             for row in moved:
                 if row.purpose.startswith("step-"):
                     await member_out(conn, row.alarm_id, now_ms)
+    store.delivery.note(notification_ids, rank)  # committed: each is at `rank` or above
     return bool(moved)
