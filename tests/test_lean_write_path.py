@@ -69,7 +69,7 @@ async def test_callbacks_for_a_send_this_process_recorded_are_answered_from_memo
     clock = FakeClock()
     escalator = Escalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
     assert await escalator.pass_once() == 1
-    (nid,) = (await store_rows(engine, "SELECT id FROM notifications"))
+    (nid,) = await store_rows(engine, "SELECT id FROM notifications")
     with statements(engine) as early:
         assert not await record_delivery(dispatch, "SM1", "queued", clock.now_ms(), [nid])
         assert not await record_delivery(dispatch, "SM1", "sent", clock.now_ms(), [nid])
