@@ -312,31 +312,32 @@ class ServerStore:
             alarm_id = uuid.uuid4().hex
             try:
                 await conn.execute(
-                    alarms.insert().values(
-                        id=alarm_id,
-                        hub_id=hub.hub_id,
-                        hub_alarm_id=upload.alarm_id,
-                        elder_id=hub.elder_id,
-                        device_id=upload.device_id,
-                        kind=upload.kind.value,
-                        severity=upload.severity.value,
-                        state=AlarmState.RECEIVED.value,
-                        seq=upload.seq,
-                        event_ts_ms=upload.event_ts_ms,
-                        raised_at_ms=upload.raised_at_ms,
-                        received_at_ms=now_ms,
-                        updated_at_ms=now_ms,
-                        details=upload.details,
-                        is_test=upload.test,
-                        device_flag=flag.value if flag else None,
-                    )
+                    _INSERT_ALARM,
+                    {
+                        "id": alarm_id,
+                        "hub_id": hub.hub_id,
+                        "hub_alarm_id": upload.alarm_id,
+                        "elder_id": hub.elder_id,
+                        "device_id": upload.device_id,
+                        "kind": upload.kind.value,
+                        "severity": upload.severity.value,
+                        "state": AlarmState.RECEIVED.value,
+                        "seq": upload.seq,
+                        "event_ts_ms": upload.event_ts_ms,
+                        "raised_at_ms": upload.raised_at_ms,
+                        "received_at_ms": now_ms,
+                        "updated_at_ms": now_ms,
+                        "details": upload.details,
+                        "is_test": upload.test,
+                        "device_flag": flag.value if flag else None,
+                    },
                 )
                 await _add_event(conn, alarm_id, hub.hub_id, "state", now_ms, AlarmState.RECEIVED)
                 if flag is not None:
                     why = f"{upload.device_id}: {flag.value}"
                     await _add_event(conn, alarm_id, hub.hub_id, "device_flag", now_ms, None, why)
                 if starts_ladder(upload.kind):  # a welfare check waits for the dispatcher
-                    await conn.execute(escalations.insert().values(new_ladder(alarm_id, now_ms)))
+                    await conn.execute(_INSERT_LADDER, new_ladder(alarm_id, now_ms))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
@@ -655,27 +656,39 @@ async def _hub_fault(
     )
 
 
+# The upload's statements, built once: building a statement costs more CPU than SQLite
+# takes to run it (issue 22's lean write path); each is compiled once and cached.
+_OWN_ALARM = sa.select(alarms.c.id, alarms.c.state).where(
+    alarms.c.hub_id == sa.bindparam("p_hub"), alarms.c.hub_alarm_id == sa.bindparam("p_hub_alarm")
+)
+_REPEATED_ALARM = (
+    sa.select(alarms.c.id, alarms.c.state)
+    .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
+    .where(
+        alarm_repeats.c.hub_id == sa.bindparam("p_hub"),
+        alarm_repeats.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
+    )
+)
+_PAIRED_DEVICE = sa.select(devices.c.id).where(
+    devices.c.id == sa.bindparam("p_device"), devices.c.hub_id == sa.bindparam("p_hub")
+)
+_PAIRED_DEVICE_LOCKED = _PAIRED_DEVICE.with_for_update()
+_HUB_LOCKED = sa.select(hubs.c.id).where(hubs.c.id == sa.bindparam("p_hub")).with_for_update()
+_INSERT_ALARM = alarms.insert()
+_INSERT_EVENT = alarm_events.insert()
+_INSERT_LADDER = escalations.insert()
+
+
 async def _hub_alarm(
     conn: AsyncConnection, hub_id: str, hub_alarm_id: str
 ) -> sa.Row[Any, Any] | None:
     """The hub's alarm with this hub-made id (its own, or the open alarm a repeat joined):
     its server id and state."""
-    own = (
-        await conn.execute(
-            sa.select(alarms.c.id, alarms.c.state).where(
-                alarms.c.hub_id == hub_id, alarms.c.hub_alarm_id == hub_alarm_id
-            )
-        )
-    ).first()
+    params = {"p_hub": hub_id, "p_hub_alarm": hub_alarm_id}
+    own = (await conn.execute(_OWN_ALARM, params)).first()
     if own is not None:
         return own
-    return (
-        await conn.execute(
-            sa.select(alarms.c.id, alarms.c.state)
-            .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
-            .where(alarm_repeats.c.hub_id == hub_id, alarm_repeats.c.hub_alarm_id == hub_alarm_id)
-        )
-    ).first()
+    return (await conn.execute(_REPEATED_ALARM, params)).first()
 
 
 async def _repeat_ids(conn: AsyncConnection, alarm_ids: list[str]) -> dict[str, list[str]]:
@@ -782,11 +795,12 @@ async def _device_flag(
 ) -> DeviceFlag | None:
     """None when the device is paired with this hub (or another hub of its household);
     else why not. `lock` locks the paired device's row, else the hub's."""
-    query = sa.select(devices.c.id).where(devices.c.id == device_id, devices.c.hub_id == hub.hub_id)
-    if (await conn.execute(query.with_for_update() if lock else query)).first() is not None:
+    query = _PAIRED_DEVICE_LOCKED if lock else _PAIRED_DEVICE
+    params = {"p_device": device_id, "p_hub": hub.hub_id}
+    if (await conn.execute(query, params)).first() is not None:
         return None
     if lock:
-        await conn.execute(sa.select(hubs.c.id).where(hubs.c.id == hub.hub_id).with_for_update())
+        await conn.execute(_HUB_LOCKED, {"p_hub": hub.hub_id})
     return alarm_flag(await device_household(conn, device_id), hub.household_id)
 
 
@@ -829,16 +843,17 @@ async def _add_event(
     """One line of the alarm's history; here every change comes from the hub (the elder's
     devices), so that is the default actor."""
     await conn.execute(
-        alarm_events.insert().values(
-            alarm_id=alarm_id,
-            hub_id=hub_id,
-            kind=kind,
-            state=state.value if state else None,
-            at_ms=at_ms,
-            detail=detail,
-            report_id=report_id,
-            actor=actor,
-        )
+        _INSERT_EVENT,
+        {
+            "alarm_id": alarm_id,
+            "hub_id": hub_id,
+            "kind": kind,
+            "state": state.value if state else None,
+            "at_ms": at_ms,
+            "detail": detail,
+            "report_id": report_id,
+            "actor": actor,
+        },
     )
 
 
