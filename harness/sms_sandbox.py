@@ -44,6 +44,8 @@ class RecordedSms:
     user_agent: str
     sid: str = field(default_factory=lambda: "SM" + uuid.uuid4().hex)
     status_callback: str = ""
+    client_port: int = 0
+    """The sender's TCP port: the same for messages sent through one kept-alive connection."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class SmsSandbox:
         sandbox = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Twilio's API
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 m = _MESSAGES.match(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -101,6 +105,7 @@ class SmsSandbox:
                     received_ms=time.time_ns() // 1_000_000,
                     user_agent=self.headers.get("User-Agent", ""),
                     status_callback=form.get("StatusCallback", [""])[0],
+                    client_port=self.client_address[1],
                 )
                 sandbox._add(sms)
                 self._reply(201, _resource(sms))

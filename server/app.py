@@ -54,7 +54,7 @@ OPENAPI_PATH = "/openapi.json"
 METRICS_PATH = "/metrics"
 
 
-def make_notifier(settings: ServerSettings) -> Notifier:
+def make_notifier(settings: ServerSettings) -> TwilioNotifier | ConsoleNotifier:
     if settings.notifier == "twilio":
         return TwilioNotifier(
             settings.twilio_account_sid,
@@ -157,9 +157,12 @@ def create_app(
             send_lease_ms=int(settings.sms_lease_s * 1000),
             reply_code_hold_ms=int(settings.reply_code_hold_h * 3_600_000),
         )
+        sender, own_notifier = notifier, None  # closed here only if made here
+        if sender is None:
+            sender = own_notifier = make_notifier(settings)
         escalator = Escalator(
             dispatch,
-            notifier or make_notifier(settings),
+            sender,
             clk,
             changes,
             settings.public_base_url,
@@ -193,6 +196,8 @@ def create_app(
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await escalator.close()  # the SMS being sent are recorded, not sent twice
+            if own_notifier is not None:  # its connections to the provider, after the sends
+                await own_notifier.aclose()
             with contextlib.suppress(Exception):
                 await heartbeats.flush()  # the last beats noted, before the engine goes
             if relay is not None:

@@ -66,8 +66,11 @@ async def test_callbacks_are_signed_in_order_and_undeliverable_numbers_fail(
             sandbox.url,
             status_callback=receiver.url + "/cb",
         )
-        await notifier.send_sms("+8613800000001", "one")
-        await notifier.send_sms("+8613800000002", "two")
+        try:
+            await notifier.send_sms("+8613800000001", "one")
+            await notifier.send_sms("+8613800000002", "two")
+        finally:
+            await notifier.aclose()
         assert wait_for(lambda: len(receiver.seen) == 6, 10), receiver.seen
         # the sandbox notes a callback once its answer is back, just after the receiver saw it
         assert wait_for(lambda: len(sandbox.callbacks) == 6, 10), sandbox.callbacks
