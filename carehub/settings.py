@@ -235,6 +235,14 @@ class ServerSettings(_Settings):
         "turn it off to measure one dispatch per press.",
     )
     hub_offline_after_s: float = 90.0
+    hub_auth_ttl_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Hub tokens are checked against an in-memory cache, which reads the "
+        "database's hub version again after this long: a token revoked by another server "
+        "process works here for at most about this long (0: read on every request).",
+    )
     long_poll_max_s: float = 25.0
     alarms_first: bool = Field(
         True,

@@ -143,6 +143,9 @@ def server(
     CAREHUB_SMS_LEASE_S (30: a send claimed by a dead process is retried after it),
     CAREHUB_REPLY_CODE_HOLD_H (12: a reply code keeps meaning its alarm this long).
 
+    CAREHUB_HUB_AUTH_TTL_S (1: hub tokens are kept in memory; a token revoked by another
+    server process works here for at most about this long).
+
     HTTP limits (docs/operations.md): CAREHUB_HTTP_HEADER_TIMEOUT_S (10),
     CAREHUB_HTTP_BODY_TIMEOUT_S (60), CAREHUB_HTTP_KEEP_ALIVE_S (5),
     CAREHUB_HTTP_MAX_HEADER_BYTES (65536), CAREHUB_HTTP_MAX_BODY_BYTES (1048576).

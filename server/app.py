@@ -141,8 +141,13 @@ def create_app(
             settings.pg_max_overflow,
         )
         await migrate(engine)
-        store = ServerStore(engine, merge_repeats=settings.merge_repeats)
         clk = clock or SystemClock()
+        store = ServerStore(
+            engine,
+            merge_repeats=settings.merge_repeats,
+            hub_auth_ttl_s=settings.hub_auth_ttl_s,
+            clock=clk,
+        )
         changes = ChangeSignal()
         relay = (
             PostgresRelay(asyncpg_dsn(settings.database_url), changes)

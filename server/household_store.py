@@ -31,6 +31,7 @@ from server.enrollment import (
     source_key,
     why_refused,
 )
+from server.hub_identities import HubIdentities, HubIdentity
 from server.schema import (
     device_homes,
     devices,
@@ -42,7 +43,7 @@ from server.schema import (
     selftests,
     teams,
 )
-from server.store import HubIdentity, UnknownDevice, device_household
+from server.store import UnknownDevice, device_household
 
 NOT_PAIRED_HERE = "device not paired with this hub on the server"
 """Detail of a self-test check naming a device the server does not pair with the hub."""
@@ -88,8 +89,16 @@ class Enrolled:
 
 
 class HouseholdStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, hub_identities: HubIdentities | None = None) -> None:
         self.engine = engine
+        self._hub_identities = hub_identities
+        """This process's cache of hub tokens (`ServerStore.hub_identities`): cleared after
+        each commit that changes a hub's token, elder or household, so it holds here at
+        once (other processes see `hubs_version` move)."""
+
+    def _hubs_changed(self) -> None:
+        if self._hub_identities is not None:
+            self._hub_identities.clear()
 
     # ------------------------------------------------------------ households (admin)
 
@@ -134,6 +143,8 @@ class HouseholdStore:
                     await conn.execute(
                         hubs.update().where(hubs.c.id == hub.id).values(elder_id=remaining)
                     )
+        if left:
+            self._hubs_changed()
 
     async def assign_team(self, household_id: str, team_id: str) -> None:
         """The household's contracted team, and so its elders' (whom dispatch asks)."""
@@ -174,6 +185,7 @@ class HouseholdStore:
                 )
             )
             await conn.execute(devices.delete().where(devices.c.hub_id == hub_id))
+        self._hubs_changed()  # the revoked token is refused here from now on
 
     async def list_households(self) -> list[dict[str, Any]]:
         """Every household with its elders, hubs and last self-test, by id."""
@@ -325,6 +337,7 @@ class HouseholdStore:
                     enrolled_at_ms=now_ms,
                 )
             )
+        self._hubs_changed()
         return Enrolled(hub_id, household_id, token)
 
     # ------------------------------------------------------------ what a hub registers

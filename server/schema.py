@@ -127,6 +127,16 @@ escalation_policies = sa.Table(
     sa.Column("definition", sa.JSON, nullable=False),  # server.directory.PolicyEntry
 )
 
+hubs_version = sa.Table(
+    "hubs_version",
+    metadata,
+    # one row (id 1), bumped by triggers on any insert or delete of `hubs` and any update
+    # of a hub's token, elder or household (migration 0018): each process's cache of hub
+    # identities (`server.hub_identities`) is trusted only while it stands
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 hubs = sa.Table(
     "hubs",
     metadata,

@@ -22,12 +22,14 @@ from carehub.api_contract import (
     DeviceFlag,
     FaultReport,
 )
+from carehub.clock import Clock, SystemClock
 from carehub.mqtt_contract import RESPONDER_MAX_CHARS
 from server.alarm_repeats import Joined, OpenAlarm, join
 from server.auth import hash_token, revoked_match
 from server.db import dialect_insert
 from server.device_homes import alarm_flag
 from server.fault_reports import Incoming, Latest, Outcome, decide
+from server.hub_identities import HubIdentities, HubIdentity
 from server.schema import (
     alarm_events,
     alarm_repeats,
@@ -39,17 +41,11 @@ from server.schema import (
     escalations,
     faults,
     hubs,
+    hubs_version,
     notifications,
     teams,
 )
 from server.welfare import joins_open_alarm, starts_ladder
-
-
-@dataclass(frozen=True)
-class HubIdentity:
-    hub_id: str
-    elder_id: str
-    household_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,9 +101,17 @@ class UnknownDevice(LookupError):
 
 
 class ServerStore:
-    def __init__(self, engine: AsyncEngine, merge_repeats: bool = True) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        merge_repeats: bool = True,
+        hub_auth_ttl_s: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.engine = engine
         self.merge_repeats = merge_repeats
+        self.hub_identities = HubIdentities(clock or SystemClock(), hub_auth_ttl_s)
+        """Token hash → hub, for `hub_by_token`; other stores writing hubs clear it."""
         # SQLite has one writer: writers of this process queue here, in order, instead of in
         # SQLite's busy handler (which sleeps in growing steps: 100 ms tails under load)
         # or failing on a stale snapshot. PostgreSQL needs no such lock.
@@ -135,15 +139,30 @@ class ServerStore:
     # ------------------------------------------------------------ hubs
 
     async def hub_by_token(self, token: str) -> HubIdentity | None:
+        """The hub whose token this is, or None (unknown or revoked). Mostly from memory
+        (`server.hub_identities`): a token revoked by another process works there for at
+        most about `hub_auth_ttl_s`."""
+        digest = hash_token(token)
+        known = self.hub_identities.get(digest)
+        if known is not None:
+            return known
+        lookup = self.hub_identities.begin()
         async with self.engine.connect() as conn:
+            # one statement, one snapshot: the version the cache is checked against and
+            # the hub as of that version (an outer join: the version row is always there)
             row = (
                 await conn.execute(
-                    sa.select(hubs.c.id, hubs.c.elder_id, hubs.c.household_id).where(
-                        hubs.c.token_hash == hash_token(token)
+                    sa.select(
+                        hubs_version.c.version, hubs.c.id, hubs.c.elder_id, hubs.c.household_id
                     )
+                    .select_from(hubs_version)
+                    .outerjoin(hubs, hubs.c.token_hash == digest)
+                    .where(hubs_version.c.id == 1)
                 )
-            ).first()
-        return HubIdentity(row.id, row.elder_id, row.household_id) if row else None
+            ).one()
+        hub = HubIdentity(row.id, row.elder_id, row.household_id) if row.id is not None else None
+        self.hub_identities.learn(lookup, int(row.version), digest, hub)
+        return hub
 
     async def hub_config(self, hub: HubIdentity) -> dict[str, Any]:
         async with self.engine.connect() as conn:

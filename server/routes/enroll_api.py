@@ -38,7 +38,7 @@ DeviceId = Path(pattern=api.ID_PATTERN, description="The device's id, as it publ
 
 
 def households(rt: ServerRuntime) -> HouseholdStore:
-    return HouseholdStore(rt.store.engine)
+    return HouseholdStore(rt.store.engine, rt.store.hub_identities)
 
 
 def client_address(request: Request) -> str:

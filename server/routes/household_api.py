@@ -33,7 +33,7 @@ HouseholdId = Path(pattern=ID_PATTERN, description="The household's id.")
 
 
 def _store(rt: Runtime) -> HouseholdStore:
-    return HouseholdStore(rt.store.engine)
+    return HouseholdStore(rt.store.engine, rt.store.hub_identities)
 
 
 def _refused(e: Exception) -> HTTPException:
