@@ -40,6 +40,39 @@ from server.store import POLICY_PENDING, new_ladder
 from server.triage import TriageOutcome, first_step_due_ms
 from server.welfare import LADDERLESS_KIND_VALUES
 
+# Built once with bound parameters: building a statement costs more CPU than SQLite takes
+# to run it (issue 22's lean write path).
+_NEXT_DUE = sa.select(sa.func.min(escalations.c.due_at_ms))
+_DUE = (
+    sa.select(escalations)
+    .where(escalations.c.due_at_ms <= sa.bindparam("p_now"))
+    .order_by(escalations.c.due_at_ms)
+    .limit(sa.bindparam("p_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_LADDERLESS = (
+    sa.select(alarms.c.id)
+    .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
+    .where(
+        escalations.c.alarm_id.is_(None),
+        alarms.c.state.in_([AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]),
+        alarms.c.kind.not_in(LADDERLESS_KIND_VALUES),  # welfare checks: no ladder
+    )
+    .limit(500)
+)
+_STEP_TAKEN = (
+    escalations.update()
+    .where(escalations.c.alarm_id == sa.bindparam("p_alarm"))
+    .values(
+        position=sa.bindparam("p_position"),
+        due_at_ms=sa.bindparam("p_due"),
+        members=sa.bindparam("p_members", type_=escalations.c.members.type),
+        dispatcher=sa.bindparam("p_dispatcher"),
+        updated_at_ms=sa.bindparam("p_now"),
+    )
+)
+_STEP_TAKEN_AND_POLICY = _STEP_TAKEN.values(policy_id=sa.bindparam("p_policy"))
+
 
 class Ladders(MessageQueue):
     """The escalation ladders over the message queue their steps fill."""
@@ -54,21 +87,12 @@ class Ladders(MessageQueue):
         async with self.write() as conn:
             rows = (await self._ladderless(conn)).all()
             for r in rows:
-                await conn.execute(self.insert_ignore(escalations, new_ladder(r.id, now_ms)))
+                await conn.execute(self.insert_ignore(escalations), new_ladder(r.id, now_ms))
         return len(rows)
 
     @staticmethod
     async def _ladderless(conn: AsyncConnection) -> Any:
-        return await conn.execute(
-            sa.select(alarms.c.id)
-            .outerjoin(escalations, escalations.c.alarm_id == alarms.c.id)
-            .where(
-                escalations.c.alarm_id.is_(None),
-                alarms.c.state.in_([AlarmState.RECEIVED.value, AlarmState.DISPATCHED.value]),
-                alarms.c.kind.not_in(LADDERLESS_KIND_VALUES),  # welfare checks: no ladder
-            )
-            .limit(500)
-        )
+        return await conn.execute(_LADDERLESS)
 
     async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> list[Message]:
         """Take the next step of every ladder that is due (claimed, so each step is taken by
@@ -77,22 +101,14 @@ class Ladders(MessageQueue):
         one writer)."""
         out: list[Message] = []
         async with self.write() as conn:
-            due = (
-                await conn.execute(
-                    sa.select(escalations)
-                    .where(escalations.c.due_at_ms <= now_ms)
-                    .order_by(escalations.c.due_at_ms)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            due = (await conn.execute(_DUE, {"p_now": now_ms, "p_limit": limit})).all()
             for ladder in due:
                 out += await self._advance(conn, ladder, now_ms, care)
         return out
 
     async def next_due_ms(self) -> int | None:
         async with self.engine.connect() as conn:
-            value = (await conn.execute(sa.select(sa.func.min(escalations.c.due_at_ms)))).scalar()
+            value = (await conn.execute(_NEXT_DUE)).scalar()
         return int(value) if value is not None else None
 
     async def _advance(
@@ -259,18 +275,18 @@ class Ladders(MessageQueue):
         await event(
             conn, alarm, "step", now_ms, "system", f"step {step.position}: {detail or 'nobody'}"
         )
-        await conn.execute(
-            escalations.update()
-            .where(escalations.c.alarm_id == alarm.id)
-            .values(
-                position=step.position + 1,
-                due_at_ms=step.due_ms,
-                members=list(step.members),
-                dispatcher=step.dispatcher,
-                updated_at_ms=now_ms,
-                **({"policy_id": policy_id} if policy_id else {}),
-            )
-        )
+        params = {
+            "p_alarm": alarm.id,
+            "p_position": step.position + 1,
+            "p_due": step.due_ms,
+            "p_members": list(step.members),
+            "p_dispatcher": step.dispatcher,
+            "p_now": now_ms,
+        }
+        if policy_id:
+            await conn.execute(_STEP_TAKEN_AND_POLICY, {**params, "p_policy": policy_id})
+        else:
+            await conn.execute(_STEP_TAKEN, params)
         return msgs
 
     async def assign(

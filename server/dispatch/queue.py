@@ -14,6 +14,7 @@ one writer, `server.store.ServerStore.write`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member
 from server.db import dialect_insert
 from server.dispatch.delivery_memory import DeliveryMemory
-from server.dispatch.rows import alarm_ref, code_held, member_out
+from server.dispatch.rows import CODE_HELD, alarm_ref, code_held_since, member_out
 from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
 from server.schema import alarm_events, alarms, doctors, emergency_contacts, notifications
 from server.send_policy import Sent
@@ -61,6 +62,77 @@ STATUS_RANK = {
 below the one recorded arrived out of order and is ignored."""
 
 
+# The hot path's statements, built once with bound parameters: building a statement costs
+# more CPU than SQLite takes to run it (issue 22's lean write path).
+_CODES_IN_USE = (
+    sa.select(
+        notifications.c.reply_code,
+        alarms.c.state,
+        notifications.c.created_at_ms,
+        alarms.c.updated_at_ms,
+    )
+    .join(alarms, alarms.c.id == notifications.c.alarm_id)
+    .where(
+        notifications.c.doctor_id == sa.bindparam("p_member"),
+        notifications.c.reply_code.is_not(None),
+        CODE_HELD,
+    )
+)
+_BY_REPLY = (
+    sa.select(notifications)
+    .join(alarms, alarms.c.id == notifications.c.alarm_id)
+    .join(doctors, doctors.c.id == notifications.c.doctor_id)
+    .where(
+        doctors.c.phone == sa.bindparam("p_phone"),
+        notifications.c.reply_code == sa.bindparam("p_code"),
+        CODE_HELD,
+    )
+    .order_by(notifications.c.created_at_ms.desc())
+    .limit(1)
+)
+_UNSENT = notifications.c.status.in_(["queued", "sending"]) & (
+    notifications.c.next_attempt_at_ms <= sa.bindparam("p_now")
+)
+_ANY_UNSENT = sa.select(notifications.c.id).where(_UNSENT).limit(1)
+_RECENT_TEXTS = sa.select(
+    notifications.c.to_phone,
+    notifications.c.body,
+    notifications.c.sent_at_ms,
+    notifications.c.provider_ref,
+).where(
+    notifications.c.to_phone.in_(sa.bindparam("p_numbers", expanding=True)),
+    notifications.c.sent_at_ms >= sa.bindparam("p_since"),
+)
+_RECORD_SENT = (
+    notifications.update()
+    .where(notifications.c.id == sa.bindparam("p_id"))
+    .values(
+        # a delivery callback may have come first: its outcome stands
+        status=sa.case(
+            (notifications.c.status.in_(_DELIVERY_OUTCOMES), notifications.c.status),
+            else_="sent",
+        ),
+        provider_ref=sa.bindparam("p_ref"),
+        sent_at_ms=sa.bindparam("p_now"),
+        next_attempt_at_ms=None,
+    )
+)
+_ALARM_SENT_VALUES = {
+    "updated_at_ms": sa.bindparam("p_now"),
+    "first_notified_at_ms": sa.func.coalesce(alarms.c.first_notified_at_ms, sa.bindparam("p_now")),
+    "doctor_id": sa.func.coalesce(alarms.c.doctor_id, sa.bindparam("p_member")),
+}
+_ALARM_DISPATCHED = (
+    alarms.update()
+    .where(alarms.c.id == sa.bindparam("p_alarm"), alarms.c.state.in_(_TO_DISPATCHED))
+    .values(state=AlarmState.DISPATCHED.value, **_ALARM_SENT_VALUES)
+)
+_ALARM_SENT = (
+    alarms.update().where(alarms.c.id == sa.bindparam("p_alarm")).values(**_ALARM_SENT_VALUES)
+)
+_INSERT_EVENT = alarm_events.insert()
+
+
 @dataclass(frozen=True)
 class Message:
     """A notification ready to be sent."""
@@ -91,6 +163,7 @@ class MessageQueue:
         self.reply_code_hold_ms = reply_code_hold_ms
         self.engine = store.engine
         self.delivery = DeliveryMemory()
+        self._insert_ignore: dict[str, Any] = {}
         """Statuses this process committed: callbacks that change nothing skip the read."""
 
     @contextlib.asynccontextmanager
@@ -99,8 +172,14 @@ class MessageQueue:
         async with self.store.write() as conn:
             yield conn
 
-    def insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
-        return dialect_insert(self.engine, table).values(**values).on_conflict_do_nothing()
+    def insert_ignore(self, table: sa.Table) -> Any:
+        """An INSERT of one row (its values given with the execute) that does nothing when
+        the row exists; built once per table."""
+        stmt = self._insert_ignore.get(table.name)
+        if stmt is None:
+            stmt = dialect_insert(self.engine, table).on_conflict_do_nothing()
+            self._insert_ignore[table.name] = stmt
+        return stmt
 
     async def new_message(
         self,
@@ -135,7 +214,7 @@ class MessageQueue:
             "link_expires_at_ms": now_ms + LINK_TTL_MS if link else None,
             "reply_code": reply_code,
         }
-        result = await conn.execute(self.insert_ignore(notifications, values))
+        result = await conn.execute(self.insert_ignore(notifications), values)
         if result.rowcount == 0:
             return None
         return Message(
@@ -150,22 +229,8 @@ class MessageQueue:
         )
 
     async def free_reply_code(self, conn: AsyncConnection, member_id: str, now_ms: int) -> int:
-        rows = (
-            await conn.execute(
-                sa.select(
-                    notifications.c.reply_code,
-                    alarms.c.state,
-                    notifications.c.created_at_ms,
-                    alarms.c.updated_at_ms,
-                )
-                .join(alarms, alarms.c.id == notifications.c.alarm_id)
-                .where(
-                    notifications.c.doctor_id == member_id,
-                    notifications.c.reply_code.is_not(None),
-                    code_held(now_ms, self.reply_code_hold_ms),
-                )
-            )
-        ).all()
+        held = code_held_since(now_ms, self.reply_code_hold_ms)
+        rows = (await conn.execute(_CODES_IN_USE, {"p_member": member_id, **held})).all()
         uses = (
             CodeUse(
                 int(r.reply_code),
@@ -265,7 +330,7 @@ class MessageQueue:
                 "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
                 "next_attempt_at_ms": now_ms + self.send_lease_ms,
             }
-            result = await conn.execute(self.insert_ignore(notifications, values))
+            result = await conn.execute(self.insert_ignore(notifications), values)
             if result.rowcount:
                 msgs.append(
                     Message(
@@ -280,9 +345,7 @@ class MessageQueue:
             notifications.c.next_attempt_at_ms <= now_ms
         )
         async with self.engine.connect() as conn:
-            if not (
-                await conn.execute(sa.select(notifications.c.id).where(unsent).limit(1))
-            ).first():
+            if not (await conn.execute(_ANY_UNSENT, {"p_now": now_ms})).first():
                 return []  # the usual case, answered without the write lock
         async with self.write() as conn:
             rows = (
@@ -322,19 +385,8 @@ class MessageQueue:
     async def recent_texts(self, numbers: set[str], since_ms: int) -> list[Sent]:
         """What each number was sent since `since_ms` (for the per-number send policy)."""
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        notifications.c.to_phone,
-                        notifications.c.body,
-                        notifications.c.sent_at_ms,
-                        notifications.c.provider_ref,
-                    ).where(
-                        notifications.c.to_phone.in_(sorted(numbers)),
-                        notifications.c.sent_at_ms >= since_ms,
-                    )
-                )
-            ).all()
+            params = {"p_numbers": sorted(numbers), "p_since": since_ms}
+            rows = (await conn.execute(_RECENT_TEXTS, params)).all()
         # texts merged into one message share its provider reference: one message each
         seen: dict[str, Sent] = {}
         for r in rows:
@@ -375,37 +427,16 @@ class MessageQueue:
         return changed
 
     async def _sent(self, conn: AsyncConnection, msg: Message, ref: str, now_ms: int) -> bool:
-        await conn.execute(
-            notifications.update()
-            .where(notifications.c.id == msg.id)
-            .values(
-                # a delivery callback may have come first: its outcome stands
-                status=sa.case(
-                    (notifications.c.status.in_(_DELIVERY_OUTCOMES), notifications.c.status),
-                    else_="sent",
-                ),
-                provider_ref=ref[:64],
-                sent_at_ms=now_ms,
-                next_attempt_at_ms=None,
-            )
-        )
+        await conn.execute(_RECORD_SENT, {"p_id": msg.id, "p_ref": ref[:64], "p_now": now_ms})
         if not msg.purpose.startswith("step-"):
             return False
         # one statement where the step's first SMS dispatches the alarm (the usual case);
         # a second only when it was past that already (accepted, or dispatched before)
-        values = {
-            "updated_at_ms": now_ms,
-            "first_notified_at_ms": sa.func.coalesce(alarms.c.first_notified_at_ms, now_ms),
-            "doctor_id": sa.func.coalesce(alarms.c.doctor_id, msg.member_id),
-        }
-        moved = await conn.execute(
-            alarms.update()
-            .where(alarms.c.id == msg.alarm_id, alarms.c.state.in_(_TO_DISPATCHED))
-            .values(state=AlarmState.DISPATCHED.value, **values)
-        )
+        params = {"p_alarm": msg.alarm_id, "p_now": now_ms, "p_member": msg.member_id}
+        moved = await conn.execute(_ALARM_DISPATCHED, params)
         changed = moved.rowcount == 1
         if not changed:
-            await conn.execute(alarms.update().where(alarms.c.id == msg.alarm_id).values(**values))
+            await conn.execute(_ALARM_SENT, params)
         event = {"alarm_id": msg.alarm_id, "hub_id": msg.hub_id, "at_ms": now_ms, "actor": "system"}
         events = [
             {**event, "kind": "sms_sent", "state": None, "detail": f"{msg.member_id}: {ref}"[:400]}
@@ -414,7 +445,7 @@ class MessageQueue:
             events.append(
                 {**event, "kind": "state", "state": AlarmState.DISPATCHED.value, "detail": ""}
             )
-        await conn.execute(alarm_events.insert().values(events))  # one statement, in order
+        await conn.execute(_INSERT_EVENT, events)  # one hand-off, in order
         return changed
 
     async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
@@ -457,20 +488,8 @@ async def notification_by_reply(
     code (`server.reply_codes.holds`), its alarm open or recently over; None when none does.
     A late reply thus reaches the alarm it was sent for, which answers that it is over."""
     async with store.engine.connect() as conn:
-        return (
-            await conn.execute(
-                sa.select(notifications)
-                .join(alarms, alarms.c.id == notifications.c.alarm_id)
-                .join(doctors, doctors.c.id == notifications.c.doctor_id)
-                .where(
-                    doctors.c.phone == phone,
-                    notifications.c.reply_code == code,
-                    code_held(now_ms, store.reply_code_hold_ms),
-                )
-                .order_by(notifications.c.created_at_ms.desc())
-                .limit(1)
-            )
-        ).first()
+        held = code_held_since(now_ms, store.reply_code_hold_ms)
+        return (await conn.execute(_BY_REPLY, {"p_phone": phone, "p_code": code, **held})).first()
 
 
 async def record_delivery(
@@ -491,25 +510,45 @@ async def record_delivery(
     status = status.lower()
     if status not in STATUS_RANK:
         return False
-    where = (
-        notifications.c.id.in_(list(notification_ids))
-        if notification_ids
-        else notifications.c.provider_ref == provider_ref
-    )
     rank = STATUS_RANK[status]
     if store.delivery.changes_nothing(notification_ids, rank):
         return False  # `queued` and `sent` after this process recorded the send
+    by_ids = bool(notification_ids)
+    params: dict[str, Any] = (
+        {"p_ids": list(notification_ids)} if by_ids else {"p_ref": provider_ref}
+    )
 
     def moves(row: Any) -> bool:
         return STATUS_RANK.get(row.provider_status or row.status, 0) < rank
 
     # most callbacks change nothing (`queued` and `sent` after the send was recorded): they
     # are answered from a read, without waiting for SQLite's one writer behind the steps
-    query = sa.select(notifications).where(where)
     async with store.engine.connect() as conn:
-        if not any(moves(row) for row in (await conn.execute(query)).all()):
+        rows = (await conn.execute(_delivery_statements(by_ids, status)[0], params)).all()
+        if not any(moves(row) for row in rows):
             return False
-    values: dict[str, Any] = {"provider_status": status, "status_at_ms": now_ms}
+    async with store.write() as conn:
+        update = _delivery_statements(by_ids, status)[1]
+        moved = (await conn.execute(update, {**params, "p_now": now_ms})).all()
+        if status in ("undelivered", "failed"):
+            for row in moved:
+                if row.purpose.startswith("step-"):
+                    await member_out(conn, row.alarm_id, now_ms)
+    store.delivery.note(notification_ids, rank)  # committed: each is at `rank` or above
+    return bool(moved)
+
+
+@functools.cache
+def _delivery_statements(by_ids: bool, status: str) -> tuple[sa.Select[Any], sa.Update]:
+    """`record_delivery`'s read and write for a callback of `status` naming its messages by
+    id (``p_ids``) or by provider reference (``p_ref``); built once each."""
+    where = (
+        notifications.c.id.in_(sa.bindparam("p_ids", expanding=True))
+        if by_ids
+        else notifications.c.provider_ref == sa.bindparam("p_ref")
+    )
+    rank = STATUS_RANK[status]
+    values: dict[str, Any] = {"provider_status": status, "status_at_ms": sa.bindparam("p_now")}
     if status in ("undelivered", "failed"):
         values["status"] = "undelivered"
     elif status == "delivered":
@@ -519,18 +558,10 @@ async def record_delivery(
     recorded = sa.func.coalesce(notifications.c.provider_status, notifications.c.status)
     below = [name for name, r in STATUS_RANK.items() if r < rank]
     unknown = recorded.not_in(list(STATUS_RANK)) if rank else sa.false()
-    async with store.write() as conn:
-        moved = (
-            await conn.execute(
-                notifications.update()
-                .where(where, sa.or_(recorded.in_(below), unknown))
-                .values(**values)
-                .returning(notifications.c.alarm_id, notifications.c.purpose)
-            )
-        ).all()
-        if status in ("undelivered", "failed"):
-            for row in moved:
-                if row.purpose.startswith("step-"):
-                    await member_out(conn, row.alarm_id, now_ms)
-    store.delivery.note(notification_ids, rank)  # committed: each is at `rank` or above
-    return bool(moved)
+    update = (
+        notifications.update()
+        .where(where, sa.or_(recorded.in_(below), unknown))
+        .values(**values)
+        .returning(notifications.c.alarm_id, notifications.c.purpose)
+    )
+    return sa.select(notifications).where(where), update

@@ -228,13 +228,14 @@ async def set_opt_out(dispatch: MessageQueue, phone: str, opted_out: bool, now_m
         )
 
 
+_OPTED_OUT = sa.select(sms_optouts.c.opted_out).where(
+    sms_optouts.c.phone == sa.bindparam("p_phone")
+)
+
+
 async def opted_out(dispatch: MessageQueue, phone: str) -> bool:
     async with dispatch.engine.connect() as conn:
-        value = (
-            await conn.execute(
-                sa.select(sms_optouts.c.opted_out).where(sms_optouts.c.phone == phone[:32])
-            )
-        ).scalar()
+        value = (await conn.execute(_OPTED_OUT, {"p_phone": phone[:32]})).scalar()
     return bool(value)
 
 

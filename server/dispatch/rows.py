@@ -14,6 +14,42 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.escalation import move_on_early
 from server.schema import alarm_events, alarms, elders, escalations, notifications
 
+_INSERT_EVENT = alarm_events.insert()
+_SET_LADDER = (
+    escalations.update()
+    .where(escalations.c.alarm_id == sa.bindparam("p_alarm"))
+    .values(
+        status=sa.bindparam("p_status"),
+        due_at_ms=sa.bindparam("p_due"),
+        updated_at_ms=sa.bindparam("p_now"),
+    )
+)
+_SET_LADDER_AND_POLICY = _SET_LADDER.values(policy_id=sa.bindparam("p_policy"))
+_ALARM_ROW = (
+    sa.select(
+        alarms.c.id,
+        alarms.c.hub_id,
+        alarms.c.state,
+        alarms.c.kind,
+        alarms.c.severity,
+        alarms.c.accepted_by,
+        alarms.c.arrived_at_ms,
+        alarms.c.is_test,
+        alarms.c.received_at_ms,
+        alarms.c.triage_outcome,
+        elders.c.name,
+        elders.c.short_address,
+        elders.c.team_id,
+        elders.c.lat,
+        elders.c.lon,
+        elders.c.id.label("elder_id"),
+    )
+    .join(elders, elders.c.id == alarms.c.elder_id)
+    .where(alarms.c.id == sa.bindparam("p_alarm"))
+)
+"""Built once, with bound parameters: building a statement costs more CPU than SQLite
+takes to run it (issue 22's lean write path)."""
+
 
 class LadderStatus:
     RUNNING = "running"
@@ -34,15 +70,16 @@ async def event(
     state: AlarmState | None = None,
 ) -> None:
     await conn.execute(
-        alarm_events.insert().values(
-            alarm_id=alarm.id,
-            hub_id=alarm.hub_id,
-            kind=kind,
-            state=state.value if state else None,
-            at_ms=now_ms,
-            detail=detail[:400],
-            actor=actor[:80],
-        )
+        _INSERT_EVENT,
+        {
+            "alarm_id": alarm.id,
+            "hub_id": alarm.hub_id,
+            "kind": kind,
+            "state": state.value if state else None,
+            "at_ms": now_ms,
+            "detail": detail[:400],
+            "actor": actor[:80],
+        },
     )
 
 
@@ -54,16 +91,11 @@ async def set_ladder(
     now_ms: int,
     policy_id: str | None = None,
 ) -> None:
-    await conn.execute(
-        escalations.update()
-        .where(escalations.c.alarm_id == alarm_id)
-        .values(
-            status=status,
-            due_at_ms=due_ms,
-            updated_at_ms=now_ms,
-            **({"policy_id": policy_id} if policy_id else {}),
-        )
-    )
+    params = {"p_alarm": alarm_id, "p_status": status, "p_due": due_ms, "p_now": now_ms}
+    if policy_id:
+        await conn.execute(_SET_LADDER_AND_POLICY, {**params, "p_policy": policy_id})
+    else:
+        await conn.execute(_SET_LADDER, params)
 
 
 async def excluded(conn: AsyncConnection, alarm_id: str) -> set[str]:
@@ -120,43 +152,25 @@ def mark_operator_answer(alarm_id: str, at_ms: int) -> sa.Update:
     )
 
 
-def code_held(now_ms: int, hold_ms: int) -> sa.ColumnElement[bool]:
-    """`server.reply_codes.holds` in SQL, for a notifications ⋈ alarms row."""
-    since = now_ms - hold_ms
-    return sa.or_(
-        alarms.c.state.not_in([s.value for s in FINAL_STATES]),
-        notifications.c.created_at_ms > since,
-        alarms.c.updated_at_ms > since,
-    )
+CODE_HELD = sa.or_(
+    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+    notifications.c.created_at_ms > sa.bindparam("p_held_since"),
+    alarms.c.updated_at_ms > sa.bindparam("p_held_since"),
+)
+"""`server.reply_codes.holds` in SQL, for a notifications ⋈ alarms row; bound with
+`code_held_since`."""
+
+
+def code_held_since(now_ms: int, hold_ms: int) -> dict[str, int]:
+    """`CODE_HELD`'s parameter: a code is held while its alarm is open, or for `hold_ms`
+    after its message or its alarm last changed."""
+    return {"p_held_since": now_ms - hold_ms}
 
 
 async def alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:
     """An alarm with what messages about it need from its elder (one query for every
     step, answer and assignment)."""
-    return (
-        await conn.execute(
-            sa.select(
-                alarms.c.id,
-                alarms.c.hub_id,
-                alarms.c.state,
-                alarms.c.kind,
-                alarms.c.severity,
-                alarms.c.accepted_by,
-                alarms.c.arrived_at_ms,
-                alarms.c.is_test,
-                alarms.c.received_at_ms,
-                alarms.c.triage_outcome,
-                elders.c.name,
-                elders.c.short_address,
-                elders.c.team_id,
-                elders.c.lat,
-                elders.c.lon,
-                elders.c.id.label("elder_id"),
-            )
-            .join(elders, elders.c.id == alarms.c.elder_id)
-            .where(alarms.c.id == alarm_id)
-        )
-    ).one()
+    return (await conn.execute(_ALARM_ROW, {"p_alarm": alarm_id})).one()
 
 
 class AlarmRow:
