@@ -16,11 +16,11 @@ import sqlite3
 from collections import deque
 from collections.abc import Iterable, Sequence
 from threading import Thread
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
-_Outcome = tuple[list[Any], Any, int, int | None]
+_Outcome = tuple[list[Any], Any, int, int | None, bool]
 
 
 def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
@@ -34,7 +34,7 @@ def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Ou
         else:
             cur.execute(sql, parameters)
         rows = cur.fetchall() if cur.description else []
-        return rows, cur.description, cur.rowcount, cur.lastrowid
+        return rows, cur.description, cur.rowcount, cur.lastrowid, conn.in_transaction
     finally:
         cur.close()
 
@@ -52,9 +52,10 @@ class OneHopCursor(aiosqlite.Cursor):
         self._lastrowid: int | None = None
 
     async def _go(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
-        conn = self._conn
+        conn = cast("OneHopConnection", self._conn)
         outcome = await conn._execute(_run, conn._conn, sql, parameters, many)
-        rows, self._description, self._rowcount, self._lastrowid = outcome
+        rows, self._description, self._rowcount, self._lastrowid, in_transaction = outcome
+        conn.in_transaction_after = in_transaction
         self._rows = deque(rows)
         return self
 
@@ -120,10 +121,31 @@ class _Ready:
 
 
 class OneHopConnection(aiosqlite.Connection):
-    """An aiosqlite connection whose cursors are ``OneHopCursor``."""
+    """An aiosqlite connection whose cursors are ``OneHopCursor``, and whose commit and
+    rollback need no hand-off when no transaction is open: the pool rolls back every
+    connection it gets back, and most are back from a read (SQLite opens a transaction
+    only for a write), so that hand-off was one more per read."""
+
+    in_transaction_after: bool | None = None
+    """Whether a transaction was open after the last statement; None: not known (anything
+    else ran on the connection since)."""
 
     def cursor(self) -> Any:  # type: ignore[override]
         return _Ready(OneHopCursor(self))
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.in_transaction_after = None  # whatever runs may open or end one
+        return await super()._execute(fn, *args, **kwargs)
+
+    async def commit(self) -> None:
+        if self.in_transaction_after is not False:
+            await super().commit()
+            self.in_transaction_after = False
+
+    async def rollback(self) -> None:
+        if self.in_transaction_after is not False:
+            await super().rollback()
+            self.in_transaction_after = False
 
 
 def connect(database: str, **kwargs: Any) -> OneHopConnection:

@@ -110,3 +110,35 @@ async def test_the_urls_options_reach_the_connection(tmp_path: Path) -> None:
                 await conn.execute(ITEMS.insert().values(name="x"))
     finally:
         await read_only.dispose()
+
+
+async def test_a_connection_back_from_a_read_needs_no_rollback_hand_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool rolls back every connection it gets back; after a read SQLite has no
+    transaction open, so that rollback is answered without the connection's thread."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await _table(engine)
+    calls = _counting(monkeypatch)
+    async with engine.connect() as conn:
+        await conn.execute(sa.select(ITEMS.c.name))
+    assert calls == ["_run"]
+    calls.clear()
+    async with engine.begin() as conn:
+        await conn.execute(ITEMS.insert().values(name="a"))
+    assert calls == ["_run", "commit"]  # a write's commit still goes to the thread
+    await engine.dispose()
+
+
+async def test_a_write_that_fails_is_still_rolled_back(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await _table(engine)
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await conn.execute(ITEMS.insert().values(name="a"))
+            raise RuntimeError("the caller fails mid-transaction")
+    async with engine.connect() as conn:
+        await conn.execute(ITEMS.insert().values(name="b"))  # not committed: rolled back
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(ITEMS.c.name))).scalars().all() == []
+    await engine.dispose()
