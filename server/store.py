@@ -677,17 +677,19 @@ async def _hub_fault(
 
 # The upload's statements, built once: building a statement costs more CPU than SQLite
 # takes to run it (issue 22's lean write path); each is compiled once and cached.
-_OWN_ALARM = sa.select(alarms.c.id, alarms.c.state).where(
-    alarms.c.hub_id == sa.bindparam("p_hub"), alarms.c.hub_alarm_id == sa.bindparam("p_hub_alarm")
-)
-_REPEATED_ALARM = (
+_HUB_ALARM = sa.union_all(
+    sa.select(alarms.c.id, alarms.c.state).where(
+        alarms.c.hub_id == sa.bindparam("p_hub"),
+        alarms.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
+    ),
     sa.select(alarms.c.id, alarms.c.state)
     .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
     .where(
         alarm_repeats.c.hub_id == sa.bindparam("p_hub"),
         alarm_repeats.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
-    )
+    ),
 )
+"""The alarm a hub's id names: its own (first) or the open alarm its repeat joined."""
 _PAIRED_DEVICE = sa.select(devices.c.id).where(
     devices.c.id == sa.bindparam("p_device"), devices.c.hub_id == sa.bindparam("p_hub")
 )
@@ -703,11 +705,7 @@ async def _hub_alarm(
 ) -> sa.Row[Any, Any] | None:
     """The hub's alarm with this hub-made id (its own, or the open alarm a repeat joined):
     its server id and state."""
-    params = {"p_hub": hub_id, "p_hub_alarm": hub_alarm_id}
-    own = (await conn.execute(_OWN_ALARM, params)).first()
-    if own is not None:
-        return own
-    return (await conn.execute(_REPEATED_ALARM, params)).first()
+    return (await conn.execute(_HUB_ALARM, {"p_hub": hub_id, "p_hub_alarm": hub_alarm_id})).first()
 
 
 async def _repeat_ids(conn: AsyncConnection, alarm_ids: list[str]) -> dict[str, list[str]]:

@@ -35,3 +35,11 @@ def test_the_oldest_are_forgotten_beyond_the_bound() -> None:
     memory.note(["c"], 3)
     assert memory.changes_nothing(["a", "c"], 3)
     assert not memory.changes_nothing(["b"], 3)
+
+
+def test_all_known_means_every_message_was_seen_here() -> None:
+    memory = DeliveryMemory()
+    memory.note(["a", "b"], 3)
+    assert memory.all_known(["a", "b"])
+    assert not memory.all_known(["a", "z"])
+    assert not memory.all_known([])

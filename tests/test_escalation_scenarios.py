@@ -302,7 +302,7 @@ async def test_a_server_killed_mid_escalation_resumes_without_skipping_or_repeat
     # a step claimed and committed, but the process dies before sending: nothing sent
     care = await world.escalator.care_map()
     world.clock.advance(60)
-    claimed = await world.dispatch.advance_due(world.clock.now_ms(), care)
+    claimed = (await world.dispatch.advance_due(world.clock.now_ms(), care)).messages
     assert [m.member_id for m in claimed] == ["zhao"]
     # a new process on the same database
     engine = make_engine(database_url)

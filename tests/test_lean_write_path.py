@@ -63,7 +63,7 @@ async def test_callbacks_for_a_send_this_process_recorded_are_answered_from_memo
     tmp_path: Path,
 ) -> None:
     """`queued` and `sent` come after the send was recorded here: no statement at all.
-    `delivered` still reads and writes; a repeat of it then needs nothing either."""
+    `delivered` is one UPDATE without a read first; a repeat of it then needs nothing."""
     engine, store = await server_with_alarms(tmp_path, 1)
     dispatch = DispatchStore(store, b"k" * 32)
     clock = FakeClock()
@@ -78,7 +78,7 @@ async def test_callbacks_for_a_send_this_process_recorded_are_answered_from_memo
         assert await record_delivery(dispatch, "SM1", "delivered", clock.now_ms(), [nid])
         assert not await record_delivery(dispatch, "SM1", "delivered", clock.now_ms(), [nid])
         assert not await record_delivery(dispatch, "SM1", "sent", clock.now_ms(), [nid])
-    assert len(delivered) == 2  # the first delivered: a read, one UPDATE
+    assert len(delivered) == 1  # the first delivered: one UPDATE, no read first
     other = DispatchStore(store, b"k" * 32)  # another process: it reads the database
     with statements(engine) as elsewhere:
         assert not await record_delivery(other, "SM1", "sent", clock.now_ms(), [nid])
@@ -106,3 +106,21 @@ async def test_a_pass_woken_by_an_alarm_reads_the_due_time_and_takes_the_step(
 async def store_rows(engine: AsyncEngine, sql: str) -> list[str]:
     async with engine.connect() as conn:
         return [r[0] for r in (await conn.exec_driver_sql(sql)).all()]
+
+
+async def test_a_pass_woken_by_an_alarm_is_one_transaction(tmp_path: Path) -> None:
+    """Woken because an alarm arrived, the pass does not first ask whether anything is due:
+    the step's transaction reads the next due time itself."""
+    engine, store = await server_with_alarms(tmp_path, 1)
+    dispatch = DispatchStore(store, b"k" * 32)
+    clock = FakeClock()
+    escalator = Escalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
+    await escalator.care_map()
+    escalator._swept_at = clock.monotonic()  # between sweeps
+    with statements(engine) as step:
+        assert await escalator.take_due(kicked=True) == 1
+    assert "min(escalations.due_at_ms)" not in step[0]
+    assert sum("min(escalations.due_at_ms)" in s for s in step) == 1
+    assert len(step) <= 7
+    await escalator.drain()
+    await engine.dispose()

@@ -38,3 +38,8 @@ class DeliveryMemory:
         """True when every message is known at `rank` or above: a callback of that rank
         arrived out of date. False when any is unknown here (ask the database)."""
         return bool(ids) and all(self._ranks.get(nid, -1) >= rank for nid in ids)
+
+    def all_known(self, ids: Sequence[str]) -> bool:
+        """True when every message is known here (so a callback ranked above what is known
+        very likely moves it: worth the write without a read first)."""
+        return bool(ids) and all(nid in self._ranks for nid in ids)

@@ -18,7 +18,6 @@ from server.accept_link import link_token
 from server.care_map import CareMap
 from server.change_signal import ChangeSignal
 from server.dispatch.queue import Message
-from server.dispatch.responders import refuse_opted_out
 from server.dispatch.store import DispatchStore
 from server.notifier import Notifier, NotifierError, redact_phones
 from server.send_policy import MAX_PER_WINDOW, WINDOW_MS, Outgoing, Sent, Waiting, plan_texts
@@ -29,6 +28,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 12.0
 """How long a stopping server waits for its sends in flight: past the provider's 10 s
 timeout, so a send that is answered at all gets recorded."""
+OPTED_OUT = "the number opted out (STOP); it is sent nothing until START"
 MAX_SENDS_IN_FLIGHT = 16
 """Batches being sent behind the pass at once; more wait (their SMS requests are bounded
 by `concurrent_sms` anyway)."""
@@ -108,9 +108,10 @@ class Escalator:
     async def run(self) -> None:
         try:
             while True:
+                kicked = self._wake.is_set()
                 self._wake.clear()
                 try:
-                    await self.take_due()
+                    await self.take_due(kicked=kicked)
                 except Exception:
                     log.exception("escalation pass failed; retrying")
                 wait = self._sweep_s
@@ -152,7 +153,7 @@ class Escalator:
         while self._sends:
             await asyncio.wait(set(self._sends))
 
-    async def take_due(self, sweep: bool = False) -> int:
+    async def take_due(self, sweep: bool = False, kicked: bool = False) -> int:
         """Take due steps and start sending their messages, without waiting for the sends;
         on a sweep (at most every `sweep_s`) also what else is due (retries, expired leases,
         alarms without a ladder). Returns the number of messages started.
@@ -163,23 +164,32 @@ class Escalator:
         so an alarm arriving meanwhile is taken at once instead of waiting for the previous
         alarm's SMS to be sent and recorded (that wait was most of `bench e2e`'s p99).
 
-        A pass woken by an alarm costs two reads of the next due time and the step's one
-        transaction: retries and leases wait for the sweep (within `sweep_s`, as before:
-        they were never what woke the loop), and the loop's wait is the last read's."""
+        A pass `kicked` (an alarm arrived, an answer came) is the step's one transaction,
+        which also reads the next due time; a pass on the timer reads that time first, so
+        with nothing due it takes no write lock. Retries and leases wait for the sweep
+        (within `sweep_s`, as before: they were never what woke the loop)."""
         care = await self.care_map()
         sweep = sweep or self._clock.monotonic() - self._swept_at >= self._sweep_s
         if sweep:
             self._swept_at = self._clock.monotonic()
             await self._dispatch.start_ladders(self._clock.now_ms())
         sent = 0
+        due_now = kicked
         while True:
-            self._next_due_ms = await self._dispatch.next_due_ms()
             now = self._clock.now_ms()
-            if self._next_due_ms is None or self._next_due_ms > now:
+            if not due_now:
+                self._next_due_ms = await self._dispatch.next_due_ms()
+                if self._next_due_ms is None or self._next_due_ms > now:
+                    break
+            advanced = await self._dispatch.advance_due(now, care)
+            await self._send_behind(advanced.messages)
+            sent += len(advanced.messages)
+            self._next_due_ms = advanced.next_due_ms
+            due_now = advanced.full or (
+                advanced.next_due_ms is not None and advanced.next_due_ms <= self._clock.now_ms()
+            )
+            if not due_now:
                 break
-            msgs = await self._dispatch.advance_due(now, care)
-            await self._send_behind(msgs)
-            sent += len(msgs)
         while sweep:
             # a message of ours whose lease ran out while still being sent is not sent twice
             claimed = await self._dispatch.claim_unsent(self._clock.now_ms())
@@ -221,7 +231,7 @@ class Escalator:
         async with self._planning:  # one plan at a time, each seeing the others in flight
             now = self._clock.now_ms()
             rendered = {m.id: self._render(m) for m in msgs}
-            history = await self._dispatch.recent_texts(numbers, now - WINDOW_MS)
+            history, opted_out = await self._dispatch.send_context(numbers, now - WINDOW_MS)
             history += [s for s in self._flying if s.number in numbers]
             waiting = [Waiting(m.id, m.to_phone, rendered[m.id]) for m in msgs]
             plan = plan_texts(waiting, history, now, self._max_per_number)
@@ -232,7 +242,9 @@ class Escalator:
             held = [m for m in msgs if m.to_phone in plan.held_until_ms]
             for number, until in plan.held_until_ms.items():
                 await self._dispatch.hold([m.id for m in held if m.to_phone == number], until)
-            sent = await asyncio.gather(*(self._send_one(o) for o in plan.send))
+            sent = await asyncio.gather(
+                *(self._send_one(o, o.number in opted_out) for o in plan.send)
+            )
             results = [
                 (by_id[key], ref, error)
                 for outgoing, (ref, error) in zip(plan.send, sent, strict=True)
@@ -248,10 +260,13 @@ class Escalator:
     def _render(self, msg: Message) -> str:
         return msg.body.replace(LINK, self.link_url(msg)) if LINK in msg.body else msg.body
 
-    async def _send_one(self, out: Outgoing) -> tuple[str | None, str]:
+    async def _send_one(self, out: Outgoing, opted_out: bool) -> tuple[str | None, str]:
+        """Send one text; a number that replied STOP is undeliverable (the provider would
+        refuse it too), so the step moves on without it."""
         async with self._sending:
             try:
-                await refuse_opted_out(self._dispatch, out.number)
+                if opted_out:
+                    raise NotifierError(OPTED_OUT)
                 ref = await self._notifier.send_sms(out.number, out.body, out.keys)
             except NotifierError as e:
                 log.warning("SMS for %s failed: %s", ", ".join(out.keys), redact_phones(str(e)))

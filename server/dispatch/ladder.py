@@ -10,6 +10,7 @@ decided by `server.escalation` and `server.triage`; this module only reads and w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,6 +75,16 @@ _STEP_TAKEN = (
 _STEP_TAKEN_AND_POLICY = _STEP_TAKEN.values(policy_id=sa.bindparam("p_policy"))
 
 
+@dataclass(frozen=True)
+class Advanced:
+    """What `Ladders.advance_due` did: the messages to send, whether it stopped at its limit
+    (more may be due), and the earliest due time left."""
+
+    messages: list[Message]
+    full: bool
+    next_due_ms: int | None
+
+
 class Ladders(MessageQueue):
     """The escalation ladders over the message queue their steps fill."""
 
@@ -94,17 +105,19 @@ class Ladders(MessageQueue):
     async def _ladderless(conn: AsyncConnection) -> Any:
         return await conn.execute(_LADDERLESS)
 
-    async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> list[Message]:
-        """Take the next step of every ladder that is due (claimed, so each step is taken by
-        one process once); returns the messages to send now. The caller reads
-        `next_due_ms` first: with nothing due, no write transaction (no wait for SQLite's
-        one writer)."""
+    async def advance_due(self, now_ms: int, care: CareMap, limit: int = 50) -> Advanced:
+        """Take the next step of up to `limit` ladders that are due (claimed, so each step
+        is taken by one process once): the messages to send now, and the next due time
+        after them, read in the same transaction. The caller reads `next_due_ms` first
+        unless it was woken because something is due: with nothing due, no write
+        transaction (no wait for SQLite's one writer)."""
         out: list[Message] = []
         async with self.write() as conn:
             due = (await conn.execute(_DUE, {"p_now": now_ms, "p_limit": limit})).all()
             for ladder in due:
                 out += await self._advance(conn, ladder, now_ms, care)
-        return out
+            next_due = (await conn.execute(_NEXT_DUE)).scalar()
+        return Advanced(out, len(due) == limit, int(next_due) if next_due is not None else None)
 
     async def next_due_ms(self) -> int | None:
         async with self.engine.connect() as conn:

@@ -30,7 +30,14 @@ from server.db import dialect_insert
 from server.dispatch.delivery_memory import DeliveryMemory
 from server.dispatch.rows import CODE_HELD, alarm_ref, code_held_since, member_out
 from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
-from server.schema import alarm_events, alarms, doctors, emergency_contacts, notifications
+from server.schema import (
+    alarm_events,
+    alarms,
+    doctors,
+    emergency_contacts,
+    notifications,
+    sms_optouts,
+)
 from server.send_policy import Sent
 from server.sms_text import compose_contact_notice
 from server.store import ServerStore
@@ -102,6 +109,10 @@ _RECENT_TEXTS = sa.select(
 ).where(
     notifications.c.to_phone.in_(sa.bindparam("p_numbers", expanding=True)),
     notifications.c.sent_at_ms >= sa.bindparam("p_since"),
+)
+_OPTED_OUT_AMONG = sa.select(sms_optouts.c.phone).where(
+    sms_optouts.c.phone.in_(sa.bindparam("p_numbers", expanding=True)),
+    sms_optouts.c.opted_out.is_(True),
 )
 _RECORD_SENT = (
     notifications.update()
@@ -382,11 +393,23 @@ class MessageQueue:
             for r in rows
         ]
 
-    async def recent_texts(self, numbers: set[str], since_ms: int) -> list[Sent]:
-        """What each number was sent since `since_ms` (for the per-number send policy)."""
+    async def send_context(
+        self, numbers: set[str], since_ms: int
+    ) -> tuple[list[Sent], frozenset[str]]:
+        """What a send plans with, in one read: what each number was sent since `since_ms`
+        (for the per-number send policy) and which of them replied STOP
+        (they are sent nothing: the provider would refuse them too)."""
         async with self.engine.connect() as conn:
-            params = {"p_numbers": sorted(numbers), "p_since": since_ms}
-            rows = (await conn.execute(_RECENT_TEXTS, params)).all()
+            texts = await self._recent_texts(conn, numbers, since_ms)
+            stored = {n[:32]: n for n in numbers}
+            params = {"p_numbers": sorted(stored)}
+            opted = (await conn.execute(_OPTED_OUT_AMONG, params)).scalars().all()
+        return texts, frozenset(stored[p] for p in opted if p in stored)
+
+    @staticmethod
+    async def _recent_texts(conn: AsyncConnection, numbers: set[str], since_ms: int) -> list[Sent]:
+        params = {"p_numbers": sorted(numbers), "p_since": since_ms}
+        rows = (await conn.execute(_RECENT_TEXTS, params)).all()
         # texts merged into one message share its provider reference: one message each
         seen: dict[str, Sent] = {}
         for r in rows:
@@ -521,12 +544,15 @@ async def record_delivery(
     def moves(row: Any) -> bool:
         return STATUS_RANK.get(row.provider_status or row.status, 0) < rank
 
-    # most callbacks change nothing (`queued` and `sent` after the send was recorded): they
-    # are answered from a read, without waiting for SQLite's one writer behind the steps
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(_delivery_statements(by_ids, status)[0], params)).all()
-        if not any(moves(row) for row in rows):
-            return False
+    # most callbacks change nothing (`queued` and `sent` after the send was recorded): those
+    # this process cannot answer from memory are answered from a read, without waiting for
+    # SQLite's one writer behind the steps. One it knows ranks above what it recorded goes
+    # straight to the write (whose WHERE still decides, should another process be ahead).
+    if not store.delivery.all_known(notification_ids):
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(_delivery_statements(by_ids, status)[0], params)).all()
+            if not any(moves(row) for row in rows):
+                return False
     async with store.write() as conn:
         update = _delivery_statements(by_ids, status)[1]
         moved = (await conn.execute(update, {**params, "p_now": now_ms})).all()

@@ -17,7 +17,6 @@ from server.db import dialect_insert, serialise_on
 from server.dispatch.link_view import Contact, LinkAction, LinkContext
 from server.dispatch.queue import MessageQueue, notification_by_token_hash
 from server.dispatch.rows import alarm_ref
-from server.notifier import NotifierError
 from server.schema import (
     alarms,
     doctors,
@@ -226,21 +225,3 @@ async def set_opt_out(dispatch: MessageQueue, phone: str, opted_out: bool, now_m
                 set_={"opted_out": opted_out, "at_ms": now_ms},
             )
         )
-
-
-_OPTED_OUT = sa.select(sms_optouts.c.opted_out).where(
-    sms_optouts.c.phone == sa.bindparam("p_phone")
-)
-
-
-async def opted_out(dispatch: MessageQueue, phone: str) -> bool:
-    async with dispatch.engine.connect() as conn:
-        value = (await conn.execute(_OPTED_OUT, {"p_phone": phone[:32]})).scalar()
-    return bool(value)
-
-
-async def refuse_opted_out(dispatch: MessageQueue, phone: str) -> None:
-    """Called before each send: a number that replied STOP is undeliverable (the provider
-    would refuse it too), so the step moves on without it."""
-    if await opted_out(dispatch, phone):
-        raise NotifierError("the number opted out (STOP); it is sent nothing until START")
