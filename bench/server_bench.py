@@ -457,7 +457,8 @@ def _phase_figures(
     latencies, lost = _alarm_latencies([tuple(a) for a in report["alarms"]], sms)
     ok = sum(report["ok"].values())
     return {
-        "server_cpu_ms_per_request": rounded(1000 * cpu_s / ok) if cpu_s and ok else None,
+        # two decimals: the ratios are taken of these, and a no-op costs about 1 ms
+        "server_cpu_ms_per_request": rounded(1000 * cpu_s / ok, 2) if cpu_s and ok else None,
         "requests": report["requests"],
         "ok": report["ok"],
         "failed": report["failed"],
@@ -597,7 +598,7 @@ def _phases(
 
 def _per(cpu_s: float | None, count: int) -> float | None:
     """Milliseconds of CPU per one of `count`."""
-    return rounded(1000 * cpu_s / count) if cpu_s is not None and count else None
+    return rounded(1000 * cpu_s / count, 2) if cpu_s is not None and count else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

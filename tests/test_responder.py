@@ -28,6 +28,7 @@ from server.accept_link import LINK_TTL_MS
 from server.app import link_secret
 from server.catalogue import translator
 from server.notifier import MAX_CALLBACK_IDS, status_callback_url
+from server.routes.twilio_hooks import MAX_FORM_FIELDS
 from server.runtime import ServerRuntime
 from server.schema import alarms, inbound_messages, link_views, notifications, sms_optouts
 from server.store import HubIdentity
@@ -430,6 +431,23 @@ async def test_an_undelivered_callback_before_the_send_is_recorded_moves_the_lad
     assert li.status == "undelivered"
     await world.run()  # no time passes
     assert len(world.sms.to("wang")) == 1
+
+
+async def test_a_callback_form_with_too_many_fields_is_refused(world: World) -> None:
+    """The URL-encoded form is read with the standard library's parser, at most as many
+    fields as `Request.form` takes: beyond that a 400, before the signature is checked."""
+    params = {"MessageSid": "SM1", "MessageStatus": "sent"}
+    params |= {f"x{i}": "" for i in range(MAX_FORM_FIELDS)}
+    r = await world.twilio("/twilio/status", params)
+    assert r.status_code == 400 and "form fields" in r.json()["detail"]
+
+
+async def test_a_callback_form_keeps_blank_fields_in_the_signed_parameters(world: World) -> None:
+    """Twilio signs every posted field, blank ones too: dropping one would refuse it."""
+    await world.press()
+    await world.run()
+    params = {"MessageSid": world.sms.ref_to("li"), "MessageStatus": "delivered", "ErrorCode": ""}
+    assert (await world.twilio("/twilio/status", params)).status_code == 204
 
 
 async def test_a_status_callback_naming_too_many_notifications_is_refused(world: World) -> None:
