@@ -63,6 +63,8 @@ CALLBACKS_PER_SMS = 3
 ALARM_CONNECTIONS = 8
 """Connections per server for alarms alone, beside the `Phase.connections` of the rest."""
 SETTLE_S = 1.0
+WARM_RATE = 500.0
+"""Heartbeats per second of the unmeasured first round (about 2 ms each, not yet known)."""
 """Quiet after each isolated phase (no-op, heartbeat, alarm), inside its CPU figure."""
 
 
@@ -529,8 +531,9 @@ def _phases(
     common: dict[str, Any] = {"servers": urls, "seed": seed, "hubs": hubs, "alarm_rate": alarm_rate}
     # not measured: every hub beats once first, as each has within a minute of a running
     # server's life, so the phases below see the server as it runs (each hub known to it:
-    # `server.hub_identities`), not its first minute after a start
-    warm_rate = 2 * load_rate
+    # `server.hub_identities`), not its first minute after a start; within a few seconds
+    # for a small run, at up to `WARM_RATE` for a large one
+    warm_rate = max(2 * load_rate, min(hubs / 2, WARM_RATE))
     run_phase(Phase("heartbeat", hubs / warm_rate, noop_rate=warm_rate, **common), tmp)
     time.sleep(SETTLE_S)
     # the same rate for no-ops and heartbeats: their CPU per request compares like for like
