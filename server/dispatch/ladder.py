@@ -20,6 +20,7 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmKind, AlarmState, Severit
 from server.care_map import CareMap
 from server.dispatch.queue import Message, MessageQueue
 from server.dispatch.rows import (
+    KEEP_OR_SET_POLICY,
     LadderStatus,
     alarm_ref,
     alarm_row,
@@ -70,9 +71,9 @@ _STEP_TAKEN = (
         members=sa.bindparam("p_members", type_=escalations.c.members.type),
         dispatcher=sa.bindparam("p_dispatcher"),
         updated_at_ms=sa.bindparam("p_now"),
+        policy_id=KEEP_OR_SET_POLICY,
     )
 )
-_STEP_TAKEN_AND_POLICY = _STEP_TAKEN.values(policy_id=sa.bindparam("p_policy"))
 
 
 @dataclass(frozen=True)
@@ -288,18 +289,18 @@ class Ladders(MessageQueue):
         await event(
             conn, alarm, "step", now_ms, "system", f"step {step.position}: {detail or 'nobody'}"
         )
-        params = {
-            "p_alarm": alarm.id,
-            "p_position": step.position + 1,
-            "p_due": step.due_ms,
-            "p_members": list(step.members),
-            "p_dispatcher": step.dispatcher,
-            "p_now": now_ms,
-        }
-        if policy_id:
-            await conn.execute(_STEP_TAKEN_AND_POLICY, {**params, "p_policy": policy_id})
-        else:
-            await conn.execute(_STEP_TAKEN, params)
+        await conn.execute(
+            _STEP_TAKEN,
+            {
+                "p_alarm": alarm.id,
+                "p_position": step.position + 1,
+                "p_due": step.due_ms,
+                "p_members": list(step.members),
+                "p_dispatcher": step.dispatcher,
+                "p_now": now_ms,
+                "p_policy": policy_id or None,
+            },
+        )
         return msgs
 
     async def assign(

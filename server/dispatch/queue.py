@@ -28,10 +28,15 @@ from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member
 from server.db import dialect_insert
 from server.dispatch.delivery_memory import DeliveryMemory
-from server.dispatch.rows import CODE_HELD, alarm_ref, code_held_since, member_out
+from server.dispatch.rows import (
+    CODE_HELD,
+    INSERT_EVENT,
+    alarm_ref,
+    code_held_since,
+    member_out,
+)
 from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
 from server.schema import (
-    alarm_events,
     alarms,
     doctors,
     emergency_contacts,
@@ -141,7 +146,6 @@ _ALARM_DISPATCHED = (
 _ALARM_SENT = (
     alarms.update().where(alarms.c.id == sa.bindparam("p_alarm")).values(**_ALARM_SENT_VALUES)
 )
-_INSERT_EVENT = alarm_events.insert()
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,8 @@ class MessageQueue:
         self.reply_code_hold_ms = reply_code_hold_ms
         self.engine = store.engine
         self.delivery = DeliveryMemory()
-        self._insert_ignore: dict[str, Any] = {}
         """Statuses this process committed: callbacks that change nothing skip the read."""
+        self._insert_ignore: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -352,9 +356,6 @@ class MessageQueue:
 
     async def claim_unsent(self, now_ms: int, limit: int = 50) -> list[Message]:
         """Messages whose send is due or whose lease ran out (their process died)."""
-        unsent = notifications.c.status.in_(["queued", "sending"]) & (
-            notifications.c.next_attempt_at_ms <= now_ms
-        )
         async with self.engine.connect() as conn:
             if not (await conn.execute(_ANY_UNSENT, {"p_now": now_ms})).first():
                 return []  # the usual case, answered without the write lock
@@ -363,10 +364,11 @@ class MessageQueue:
                 await conn.execute(
                     sa.select(notifications, alarms.c.hub_id)
                     .join(alarms, alarms.c.id == notifications.c.alarm_id)
-                    .where(unsent)
+                    .where(_UNSENT)
                     .order_by(notifications.c.next_attempt_at_ms)
                     .limit(limit)
-                    .with_for_update(skip_locked=True, of=notifications)
+                    .with_for_update(skip_locked=True, of=notifications),
+                    {"p_now": now_ms},
                 )
             ).all()
             for r in rows:
@@ -468,7 +470,7 @@ class MessageQueue:
             events.append(
                 {**event, "kind": "state", "state": AlarmState.DISPATCHED.value, "detail": ""}
             )
-        await conn.execute(_INSERT_EVENT, events)  # one hand-off, in order
+        await conn.execute(INSERT_EVENT, events)  # one hand-off, in order
         return changed
 
     async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
@@ -548,13 +550,12 @@ async def record_delivery(
     # this process cannot answer from memory are answered from a read, without waiting for
     # SQLite's one writer behind the steps. One it knows ranks above what it recorded goes
     # straight to the write (whose WHERE still decides, should another process be ahead).
+    read, update = _delivery_statements(by_ids, status)
     if not store.delivery.all_known(notification_ids):
         async with store.engine.connect() as conn:
-            rows = (await conn.execute(_delivery_statements(by_ids, status)[0], params)).all()
-            if not any(moves(row) for row in rows):
+            if not any(moves(row) for row in (await conn.execute(read, params)).all()):
                 return False
     async with store.write() as conn:
-        update = _delivery_statements(by_ids, status)[1]
         moved = (await conn.execute(update, {**params, "p_now": now_ms})).all()
         if status in ("undelivered", "failed"):
             for row in moved:

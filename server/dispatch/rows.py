@@ -14,7 +14,11 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.escalation import move_on_early
 from server.schema import alarm_events, alarms, elders, escalations, notifications
 
-_INSERT_EVENT = alarm_events.insert()
+INSERT_EVENT = alarm_events.insert()
+KEEP_OR_SET_POLICY = sa.func.coalesce(
+    sa.bindparam("p_policy", type_=escalations.c.policy_id.type), escalations.c.policy_id
+)
+"""A ladder's policy in an UPDATE: ``p_policy`` when one was chosen, else the one it has."""
 _SET_LADDER = (
     escalations.update()
     .where(escalations.c.alarm_id == sa.bindparam("p_alarm"))
@@ -22,9 +26,9 @@ _SET_LADDER = (
         status=sa.bindparam("p_status"),
         due_at_ms=sa.bindparam("p_due"),
         updated_at_ms=sa.bindparam("p_now"),
+        policy_id=KEEP_OR_SET_POLICY,
     )
 )
-_SET_LADDER_AND_POLICY = _SET_LADDER.values(policy_id=sa.bindparam("p_policy"))
 _ALARM_ROW = (
     sa.select(
         alarms.c.id,
@@ -70,7 +74,7 @@ async def event(
     state: AlarmState | None = None,
 ) -> None:
     await conn.execute(
-        _INSERT_EVENT,
+        INSERT_EVENT,
         {
             "alarm_id": alarm.id,
             "hub_id": alarm.hub_id,
@@ -91,11 +95,16 @@ async def set_ladder(
     now_ms: int,
     policy_id: str | None = None,
 ) -> None:
-    params = {"p_alarm": alarm_id, "p_status": status, "p_due": due_ms, "p_now": now_ms}
-    if policy_id:
-        await conn.execute(_SET_LADDER_AND_POLICY, {**params, "p_policy": policy_id})
-    else:
-        await conn.execute(_SET_LADDER, params)
+    await conn.execute(
+        _SET_LADDER,
+        {
+            "p_alarm": alarm_id,
+            "p_status": status,
+            "p_due": due_ms,
+            "p_now": now_ms,
+            "p_policy": policy_id or None,
+        },
+    )
 
 
 async def excluded(conn: AsyncConnection, alarm_id: str) -> set[str]:
