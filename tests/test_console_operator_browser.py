@@ -232,6 +232,28 @@ AXE_PAGES = {
 }
 
 
+def test_a_note_typed_while_an_action_is_on_its_way_is_kept(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    incident: Incident,
+) -> None:  # type: ignore[no-untyped-def]
+    """The acknowledgement's answer replaces the alarm screen: what the operator began
+    typing in the note meanwhile stays, focused, where it was."""
+    page = sign_in(browser, contexts, incident.base, "disp")
+    page.goto(f"{incident.base}/console/alarms/{incident.earlier}")
+    page.evaluate("document.getElementById('alarm-screen').dataset.before = '1'")
+    page.click("#note-form input[name=text]")
+    page.keyboard.type("nk")
+    # the acknowledgement posted while the caret stays in the note (as when its answer
+    # comes after the operator started typing)
+    page.evaluate("document.getElementById('ack-form').requestSubmit()")
+    expect(page.locator("#alarm-screen[data-before]")).to_have_count(0)  # replaced
+    expect(page.locator("#lifecycle")).to_contain_text("acknowledged")
+    note = page.locator("#note-form input[name=text]")
+    assert note.input_value() == "nk"
+    assert note.evaluate("el => el === document.activeElement")
+
+
 def test_axe_finds_no_serious_or_critical_violation_on_any_page_in_either_language(
     browser,  # noqa: F811
     contexts,  # noqa: F811

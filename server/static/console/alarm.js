@@ -18,12 +18,40 @@
     stale.replaceWith(live);
   }
 
-  function replaceScreen(html) {
+  // What the operator is typing in another form (a note begun while an acknowledgement
+  // was on its way) goes over to the fresh screen, focus and caret too; the form just
+  // posted starts empty, as after a page load.
+  function keepTyping(screen, fresh, posted) {
+    var focused = document.activeElement;
+    var typed = "form[id] input:not([type]), form[id] input[type=text], form[id] textarea";
+    screen.querySelectorAll(typed).forEach(function (el) {
+      if (el.form === posted || el.value === el.defaultValue) return;
+      var twin = fresh.querySelector("#" + el.form.id + " [name='" + el.name + "']");
+      if (!twin) return;
+      twin.value = el.value;
+      if (el === focused) {
+        twin.dataset.refocus = String(el.selectionStart) + ":" + String(el.selectionEnd);
+      }
+    });
+  }
+
+  function refocus(fresh) {
+    var el = fresh.querySelector("[data-refocus]");
+    if (!el) return;
+    var caret = el.dataset.refocus.split(":");
+    delete el.dataset.refocus;
+    el.focus();
+    el.setSelectionRange(Number(caret[0]), Number(caret[1]));
+  }
+
+  function replaceScreen(html, posted) {
     var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alarm-screen");
     var screen = document.getElementById("alarm-screen");
     if (!fresh || !screen) return false;
     keepCallPanel(fresh);
+    keepTyping(screen, fresh, posted);
     screen.replaceWith(fresh);
+    refocus(fresh);
     return true;
   }
 
@@ -62,7 +90,7 @@
       credentials: "same-origin",
     }).then(function (response) {
       return response.text().then(function (text) {
-        if (response.ok && replaceScreen(text)) return;
+        if (response.ok && replaceScreen(text, form)) return;
         if (button) button.disabled = false;
         var detail = text;
         try { detail = JSON.parse(text).detail || text; } catch (e) { /* not JSON */ }
