@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -47,7 +49,7 @@ def make_engine(
         async def one_hop() -> sqlite_driver.OneHopConnection:
             # the URL read as SQLAlchemy's own dialect reads it (path, ?uri, ?timeout…)
             args, kwargs = engine.dialect.create_connect_args(engine.url)
-            conn = sqlite_driver.connect(*args, **{**kwargs, "timeout": 30})
+            conn = sqlite_driver.connect(*args, **kwargs)
             await conn  # starts its thread and opens the database
             return conn
 
@@ -91,6 +93,19 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database schema to `revision` (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
+
+
+def one_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """``column IN (?, ?…)`` over values fixed when the statement is built, one bound
+    parameter each. Given a plain list, SQLAlchemy makes it one "expanding" parameter and
+    rebuilds the statement's SQL at every execution: CPU on every alarm for a list that
+    never changes."""
+    return column.in_([sa.literal(v) for v in values])
+
+
+def none_of(column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
+    """``column NOT IN (?, ?…)``, as `one_of`."""
+    return column.not_in([sa.literal(v) for v in values])
 
 
 def dialect_insert(engine: AsyncEngine, table: sa.Table) -> postgresql.Insert | sqlite.Insert:

@@ -1,30 +1,72 @@
-"""aiosqlite connections that run each statement in one thread hand-off instead of four.
+"""aiosqlite connections that run a statement in one thread hand-off instead of four, or
+in none: on the event loop itself, inside a transaction marked `on_the_loop`.
 
 SQLAlchemy's aiosqlite adapter opens a cursor, executes, fetches and closes it, and aiosqlite
 sends each of those to its connection's thread and back: four hand-offs per statement, each
 ~110 µs of CPU on a small VM, against ~7 µs for the query itself. ``OneHopConnection``'s
 cursor does all four in one call to the thread and answers the rest from what it brought
-back. Everything else (transactions, commit, rollback, close) is aiosqlite's own.
+back. The adapter fetches every row of a result at once anyway (no server-side cursors are
+used here), so bringing them back with the execute changes nothing it sees.
 
-The adapter fetches every row of a result at once anyway (no server-side cursors are used
-here), so bringing them back with the execute changes nothing it sees.
+An alarm's short write transactions (`ServerStore.write`) skip even that hand-off: their
+statements run on the event loop, which waits a few microseconds for each instead of paying
+for two thread switches. What could make the loop wait longer stays in the thread:
+
+- another writer's lock. Connections have no busy timeout; a statement on the loop that
+  finds the database locked goes to its thread and waits there (`PATIENCE_S`), as every
+  statement outside such a transaction does;
+- the commit, which fsyncs under ``synchronous=FULL``;
+- checkpoints, reads of whole tables (the console's) and migrations: not marked.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from threading import Thread
 from typing import Any, cast
 
 import aiosqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+PATIENCE_S = 30.0
+"""How long a statement or commit waits, in its connection's thread, for another writer's
+lock (SQLite's busy timeout, set only for that wait)."""
 
 _Outcome = tuple[list[Any], Any, int, int | None, bool]
 
 
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _patiently(conn: sqlite3.Connection, fn: Any, *args: Any) -> Any:
+    """In the connection's thread: `fn`, and if the database is locked, `fn` again with a
+    busy timeout of `PATIENCE_S` (a statement refused for a lock changed nothing)."""
+    try:
+        return fn(*args)
+    except sqlite3.OperationalError as e:
+        if not _busy(e):
+            raise
+    conn.execute(f"PRAGMA busy_timeout={int(PATIENCE_S * 1000)}")
+    try:
+        return fn(*args)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
+
+
+def _run_patiently(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    return cast(_Outcome, _patiently(conn, _run, conn, sql, parameters, many))
+
+
+def _commit_patiently(conn: sqlite3.Connection) -> None:
+    _patiently(conn, conn.commit)
+
+
 def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
-    """In the connection's thread: execute, fetch every row, close."""
+    """Execute, fetch every row, close."""
     cur = conn.cursor()
     try:
         if many:
@@ -53,7 +95,15 @@ class OneHopCursor(aiosqlite.Cursor):
 
     async def _go(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
         conn = cast("OneHopConnection", self._conn)
-        outcome = await conn._execute(_run, conn._conn, sql, parameters, many)
+        outcome: _Outcome | None = None
+        if conn.on_the_loop:
+            try:
+                outcome = _run(conn._conn, sql, parameters, many)
+            except sqlite3.OperationalError as e:
+                if not _busy(e):
+                    raise
+        if outcome is None:
+            outcome = await conn._execute(_run_patiently, conn._conn, sql, parameters, many)
         rows, self._description, self._rowcount, self._lastrowid, in_transaction = outcome
         conn.in_transaction_after = in_transaction
         self._rows = deque(rows)
@@ -129,6 +179,8 @@ class OneHopConnection(aiosqlite.Connection):
     in_transaction_after: bool | None = None
     """Whether a transaction was open after the last statement; None: not known (anything
     else ran on the connection since)."""
+    on_the_loop: bool = False
+    """Run statements on the event loop (`on_the_loop`), not in the connection's thread."""
 
     def cursor(self) -> Any:  # type: ignore[override]
         return _Ready(OneHopCursor(self))
@@ -139,7 +191,7 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         if self.in_transaction_after is not False:
-            await super().commit()
+            await self._execute(_commit_patiently, self._conn)
             self.in_transaction_after = False
 
     async def rollback(self) -> None:
@@ -148,9 +200,29 @@ class OneHopConnection(aiosqlite.Connection):
             self.in_transaction_after = False
 
 
+@contextmanager
+def on_the_loop(conn: AsyncConnection) -> Iterator[None]:
+    """Within the block, `conn`'s statements run on the event loop (a lock held by another
+    writer still sends one to the connection's thread to wait). For short transactions of
+    few-row statements: the loop waits out each one. A no-op on other databases."""
+    assert conn.sync_connection is not None
+    driver = conn.sync_connection.connection.driver_connection
+    if not isinstance(driver, OneHopConnection):
+        yield
+        return
+    driver.on_the_loop = True
+    try:
+        yield
+    finally:
+        driver.on_the_loop = False
+
+
 def connect(database: str, **kwargs: Any) -> OneHopConnection:
     """Like ``aiosqlite.connect`` (await it to start the connection), with a daemon
-    thread as SQLAlchemy's own dialect makes it, so an unclosed pool cannot hold up exit."""
+    thread as SQLAlchemy's own dialect makes it, so an unclosed pool cannot hold up exit.
+    The connection has no busy timeout: a statement that finds the database locked waits
+    in the connection's thread (`PATIENCE_S`), never on the loop."""
+    kwargs = {**kwargs, "timeout": 0}
     conn = OneHopConnection(lambda: sqlite3.connect(database, **kwargs), iter_chunk_size=64)
     thread = conn if isinstance(conn, Thread) else getattr(conn, "_thread", None)
     if isinstance(thread, Thread):

@@ -45,6 +45,7 @@ from server.schema import (
     notifications,
     teams,
 )
+from server.sqlite_driver import on_the_loop
 from server.welfare import joins_open_alarm, starts_ladder
 
 
@@ -128,8 +129,19 @@ class ServerStore:
             async with self.engine.begin() as conn:
                 yield conn
             return
+        # one writer at a time in this process, and few short statements each: they run on
+        # the event loop, with no thread hand-off (`server.sqlite_driver`)
         async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+            with on_the_loop(conn):
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def point_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read of a few rows found by index, on the event loop on SQLite
+        (`server.sqlite_driver`): for an alarm's path, not for the console's scans."""
+        async with self.engine.connect() as conn:
+            with on_the_loop(conn):
+                yield conn
 
     def write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction for the other stores sharing this process's writer (the

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState, can_transition
 from server.accept_link import LINK_TTL_MS, link_token, token_hash
 from server.care_map import CareMap, Member
-from server.db import dialect_insert
+from server.db import dialect_insert, none_of, one_of
 from server.dispatch.delivery_memory import DeliveryMemory
 from server.dispatch.rows import (
     CODE_HELD,
@@ -102,7 +102,7 @@ _BY_REPLY = (
     .order_by(notifications.c.created_at_ms.desc())
     .limit(1)
 )
-_UNSENT = notifications.c.status.in_(["queued", "sending"]) & (
+_UNSENT = one_of(notifications.c.status, ["queued", "sending"]) & (
     notifications.c.next_attempt_at_ms <= sa.bindparam("p_now")
 )
 _ANY_UNSENT = sa.select(notifications.c.id).where(_UNSENT).limit(1)
@@ -125,7 +125,7 @@ _RECORD_SENT = (
     .values(
         # a delivery callback may have come first: its outcome stands
         status=sa.case(
-            (notifications.c.status.in_(_DELIVERY_OUTCOMES), notifications.c.status),
+            (one_of(notifications.c.status, _DELIVERY_OUTCOMES), notifications.c.status),
             else_="sent",
         ),
         provider_ref=sa.bindparam("p_ref"),
@@ -140,7 +140,7 @@ _ALARM_SENT_VALUES = {
 }
 _ALARM_DISPATCHED = (
     alarms.update()
-    .where(alarms.c.id == sa.bindparam("p_alarm"), alarms.c.state.in_(_TO_DISPATCHED))
+    .where(alarms.c.id == sa.bindparam("p_alarm"), one_of(alarms.c.state, _TO_DISPATCHED))
     .values(state=AlarmState.DISPATCHED.value, **_ALARM_SENT_VALUES)
 )
 _ALARM_SENT = (
@@ -401,7 +401,7 @@ class MessageQueue:
         """What a send plans with, in one read: what each number was sent since `since_ms`
         (for the per-number send policy) and which of them replied STOP
         (they are sent nothing: the provider would refuse them too)."""
-        async with self.engine.connect() as conn:
+        async with self.store.point_read() as conn:
             texts = await self._recent_texts(conn, numbers, since_ms)
             stored = {n[:32]: n for n in numbers}
             params = {"p_numbers": sorted(stored)}
@@ -584,10 +584,10 @@ def _delivery_statements(by_ids: bool, status: str) -> tuple[sa.Select[Any], sa.
     # this process does not know (ranked 0)
     recorded = sa.func.coalesce(notifications.c.provider_status, notifications.c.status)
     below = [name for name, r in STATUS_RANK.items() if r < rank]
-    unknown = recorded.not_in(list(STATUS_RANK)) if rank else sa.false()
+    unknown = none_of(recorded, STATUS_RANK) if rank else sa.false()
     update = (
         notifications.update()
-        .where(where, sa.or_(recorded.in_(below), unknown))
+        .where(where, sa.or_(one_of(recorded, below), unknown))
         .values(**values)
         .returning(notifications.c.alarm_id, notifications.c.purpose)
     )
