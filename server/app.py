@@ -220,6 +220,7 @@ def create_app(
         redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_middleware(twilio_hooks.StatusCallbacks)  # the delivery callbacks' short way
     app.add_middleware(AlarmsFirst, admission=admission)  # before any routing or SQL
     app.state.admission = admission
     app.include_router(hub_api.router)
