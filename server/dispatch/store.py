@@ -183,12 +183,7 @@ class DispatchStore(Ladders):
         """A responder's accept / decline / arrived, by link, reply code or console: the
         outcome (`server.dispatch.answers.judge`), applied in one transaction."""
         async with self.write() as conn:
-            n = (
-                await conn.execute(
-                    sa.select(notifications).where(notifications.c.id == notification_id)
-                )
-            ).one()
-            alarm = await alarm_row(conn, n.alarm_id)
+            n, alarm = await _notification_and_alarm(conn, notification_id)
             member = care.members.get(n.doctor_id)
             name = member.name if member else n.doctor_id
             state = AlarmState(alarm.state)
@@ -273,12 +268,7 @@ class DispatchStore(Ladders):
         """The accepting member's estimate of minutes to the door, recorded as an alarm
         event in their name (`server.dispatch.eta`). Returns the outcome and the hub."""
         async with self.write() as conn:
-            n = (
-                await conn.execute(
-                    sa.select(notifications).where(notifications.c.id == notification_id)
-                )
-            ).one()
-            alarm = await alarm_row(conn, n.alarm_id)
+            n, alarm = await _notification_and_alarm(conn, notification_id)
             key = judge_eta(
                 minutes,
                 AlarmState(alarm.state),
@@ -289,3 +279,12 @@ class DispatchStore(Ladders):
             if key is EtaKey.RECORDED:
                 await event(conn, alarm, ETA_EVENT, now_ms, f"member:{n.doctor_id}", str(minutes))
         return key, alarm.hub_id
+
+
+async def _notification_and_alarm(conn: AsyncConnection, notification_id: str) -> tuple[Any, Any]:
+    """A member's message and its alarm's row, inside the caller's transaction: what an
+    answer on that message is judged against."""
+    n = (
+        await conn.execute(sa.select(notifications).where(notifications.c.id == notification_id))
+    ).one()
+    return n, await alarm_row(conn, n.alarm_id)
