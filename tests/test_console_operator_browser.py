@@ -254,6 +254,27 @@ def test_a_note_typed_while_an_action_is_on_its_way_is_kept(
     assert note.evaluate("el => el === document.activeElement")
 
 
+def test_the_caret_in_an_empty_note_stays_there_when_an_action_replaces_the_screen(
+    browser,  # noqa: F811
+    contexts,  # noqa: F811
+    incident: Incident,
+) -> None:  # type: ignore[no-untyped-def]
+    """The operator clicked into the note and has typed nothing yet when the
+    acknowledgement's answer replaces the screen: the caret is still in the note, so what
+    they type next is text, not the page's shortcuts ("n" would open the next alarm)."""
+    page = sign_in(browser, contexts, incident.base, "disp")
+    page.goto(f"{incident.base}/console/alarms/{incident.earlier}")
+    page.evaluate("document.getElementById('alarm-screen').dataset.before = '1'")
+    page.click("#note-form input[name=text]")
+    page.evaluate("document.getElementById('ack-form').requestSubmit()")
+    expect(page.locator("#alarm-screen[data-before]")).to_have_count(0)  # replaced
+    note = page.locator("#note-form input[name=text]")
+    assert note.evaluate("el => el === document.activeElement")
+    page.keyboard.type("nk")
+    assert note.input_value() == "nk"
+    assert page.url.endswith(f"/console/alarms/{incident.earlier}")
+
+
 def test_axe_finds_no_serious_or_critical_violation_on_any_page_in_either_language(
     browser,  # noqa: F811
     contexts,  # noqa: F811

@@ -19,16 +19,18 @@
   }
 
   // What the operator is typing in another form (a note begun while an acknowledgement
-  // was on its way) goes over to the fresh screen, focus and caret too; the form just
-  // posted starts empty, as after a page load.
+  // was on its way) goes over to the fresh screen, focus and caret too, even in a field
+  // still empty (else the next keys typed would reach the page's shortcuts); the form
+  // just posted starts empty, as after a page load.
   function keepTyping(screen, fresh, posted) {
     var focused = document.activeElement;
     var typed = "form[id] input:not([type]), form[id] input[type=text], form[id] textarea";
     screen.querySelectorAll(typed).forEach(function (el) {
-      if (el.form === posted || el.value === el.defaultValue) return;
+      var changed = el.value !== el.defaultValue;
+      if (el.form === posted || (!changed && el !== focused)) return;
       var twin = fresh.querySelector("#" + el.form.id + " [name='" + el.name + "']");
       if (!twin) return;
-      twin.value = el.value;
+      if (changed) twin.value = el.value;
       if (el === focused) {
         twin.dataset.refocus = String(el.selectionStart) + ":" + String(el.selectionEnd);
       }
