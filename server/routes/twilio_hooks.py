@@ -22,6 +22,7 @@ from server.dispatch.service import InboundKey
 from server.notifier import NOTIFICATIONS_PARAM, callback_notification_ids
 from server.routes.deps import Runtime
 from server.routes.responder import answer_text
+from server.runtime import ServerRuntime
 from server.sms_text import words
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,29 @@ async def _form_fields(request: Request) -> dict[str, str]:
     library's parser, a fraction of the CPU of the multipart parser behind
     `Request.form` (three delivery callbacks come with every SMS); anything else goes
     through `Request.form`. A repeated field keeps its last value, as `Request.form`'s."""
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        body = (await request.body()).decode("utf-8", errors="replace")
+    if request.headers.get("content-type", "").startswith(URLENCODED):
         try:
-            return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+            return _urlencoded_fields(await request.body())
         except ValueError:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, f"at most {MAX_FORM_FIELDS} form fields"
             ) from None
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+def _urlencoded_fields(body: bytes) -> dict[str, str]:
+    """A URL-encoded body's fields (ValueError beyond `MAX_FORM_FIELDS`)."""
+    text = body.decode("utf-8", errors="replace")
+    return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+
+
+async def _record_status(rt: ServerRuntime, sid: str, state: str, ids: list[str]) -> None:
+    if await rt.service.delivery_status(sid, state, ids):
+        log.info("SMS %s is %s", sid, state)
 
 
 SignedForm = Annotated[dict[str, str], Depends(signed_form)]
@@ -118,8 +132,7 @@ async def status_callback(
         ids = callback_notification_ids(carried)
     except ValueError as e:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(e)) from None
-    if await rt.service.delivery_status(sid, state, ids):
-        log.info("SMS %s is %s", sid, state)
+    await _record_status(rt, sid, state, ids)
 
 
 class StatusCallbacks:
@@ -142,26 +155,23 @@ class StatusCallbacks:
 
     async def _answered(self, scope: Scope, body: bytes, send: Send) -> bool:
         headers = dict(scope["headers"])
-        if not headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"):
+        if not headers.get(b"content-type", b"").decode("latin-1").startswith(URLENCODED):
             return False
         query = scope["query_string"].decode("latin-1")
         try:
             carried = dict(parse_qsl(query, keep_blank_values=True, max_num_fields=1))
-            form = dict(
-                parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
-            )
+            form = _urlencoded_fields(body)
             ids = callback_notification_ids(carried.pop(NOTIFICATIONS_PARAM, None))
-        except ValueError:  # too many fields or ids, or not UTF-8
+        except ValueError:  # too many fields or ids
             return False
         sid, state = form.get("MessageSid", ""), form.get("MessageStatus", "")
         signature = headers.get(b"x-twilio-signature", b"").decode("latin-1")
-        rt = scope["app"].state.runtime
+        rt: ServerRuntime = scope["app"].state.runtime
         if carried or not sid or not state:
             return False
         if not _signed(rt.settings, scope["path"], query, form, signature):
             return False
-        if await rt.service.delivery_status(sid, state, ids):
-            log.info("SMS %s is %s", sid, state)
+        await _record_status(rt, sid, state, ids)
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return True
