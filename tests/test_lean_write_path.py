@@ -16,6 +16,7 @@ from carehub.clock import FakeClock
 from server.change_signal import ChangeSignal
 from server.dispatch.escalator import Escalator
 from server.dispatch.queue import record_delivery
+from server.dispatch.service import DispatchService
 from server.dispatch.store import DispatchStore
 from tests.test_escalator import FlakyNotifier, server_with_alarms
 
@@ -123,4 +124,32 @@ async def test_a_pass_woken_by_an_alarm_is_one_transaction(tmp_path: Path) -> No
     assert sum("min(escalations.due_at_ms)" in s for s in step) == 1
     assert len(step) <= 7
     await escalator.drain()
+    await engine.dispose()
+
+
+class CountingEscalator(Escalator):
+    """An escalator that counts the times it was woken."""
+
+    kicks = 0
+
+    def kick(self) -> None:
+        self.kicks += 1
+        super().kick()
+
+
+async def test_only_a_failed_delivery_wakes_the_escalator(tmp_path: Path) -> None:
+    """`delivered` changes no ladder: it is recorded (and the console told) without an
+    escalation pass; `undelivered` takes the member out of the step, so the ladder is
+    woken at once."""
+    engine, store = await server_with_alarms(tmp_path, 2)
+    dispatch = DispatchStore(store, b"k" * 32)
+    clock = FakeClock()
+    escalator = CountingEscalator(dispatch, FlakyNotifier(failures=0), clock, ChangeSignal(), "x")
+    service = DispatchService(store, dispatch, escalator, ChangeSignal(), clock)
+    assert await escalator.pass_once() == 2
+    first, second = await store_rows(engine, "SELECT id FROM notifications ORDER BY id")
+    assert await service.delivery_status("SM1", "delivered", [first])
+    assert escalator.kicks == 0
+    assert await service.delivery_status("SM2", "undelivered", [second])
+    assert escalator.kicks == 1
     await engine.dispose()

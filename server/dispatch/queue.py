@@ -60,6 +60,9 @@ _TO_DISPATCHED = [s.value for s in AlarmState if can_transition(s, AlarmState.DI
 _DELIVERY_OUTCOMES = ("delivered", "undelivered")
 """A notification's statuses only a delivery callback sets (`record_delivery`)."""
 
+NOT_DELIVERED = frozenset({"undelivered", "failed"})
+"""Provider statuses that take the member out of the current step (`record_delivery`)."""
+
 STATUS_RANK = {
     "queued": 0,
     "accepted": 1,
@@ -557,7 +560,7 @@ async def record_delivery(
                 return False
     async with store.write() as conn:
         moved = (await conn.execute(update, {**params, "p_now": now_ms})).all()
-        if status in ("undelivered", "failed"):
+        if status in NOT_DELIVERED:
             for row in moved:
                 if row.purpose.startswith("step-"):
                     await member_out(conn, row.alarm_id, now_ms)
@@ -576,7 +579,7 @@ def _delivery_statements(by_ids: bool, status: str) -> tuple[sa.Select[Any], sa.
     )
     rank = STATUS_RANK[status]
     values: dict[str, Any] = {"provider_status": status, "status_at_ms": sa.bindparam("p_now")}
-    if status in ("undelivered", "failed"):
+    if status in NOT_DELIVERED:
         values["status"] = "undelivered"
     elif status == "delivered":
         values["status"] = "delivered"

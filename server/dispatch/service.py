@@ -26,7 +26,7 @@ from server.dispatch.answers import Answer
 from server.dispatch.escalator import Escalator
 from server.dispatch.eta import EtaKey
 from server.dispatch.link_view import LinkAction, LinkContext
-from server.dispatch.queue import notification_by_reply, record_delivery
+from server.dispatch.queue import NOT_DELIVERED, notification_by_reply, record_delivery
 from server.dispatch.store import DispatchStore, InTransaction
 from server.reply_codes import CodedReply, Keyword, ReplyAction, parse_reply
 from server.store import HubIdentity, ServerStore, Stored
@@ -180,12 +180,14 @@ class DispatchService:
         self, provider_ref: str, status: str, notification_ids: Sequence[str]
     ) -> bool:
         """A provider's delivery callback; True when it changed something. Undelivered
-        takes the member out of the step, so the escalator is woken at once."""
+        takes the member out of the step, so the escalator is woken at once; delivered
+        changes no ladder (waking it was one empty pass per SMS)."""
         changed = await record_delivery(
             self._dispatch, provider_ref, status, self._clock.now_ms(), notification_ids
         )
         if changed:
-            self._escalator.kick()
+            if status.lower() in NOT_DELIVERED:
+                self._escalator.kick()
             await self._changes.alarms_changed()
         return changed
 
