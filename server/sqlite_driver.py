@@ -81,6 +81,22 @@ def _run(conn: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Ou
         cur.close()
 
 
+async def execute(conn: OneHopConnection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    """Run `sql` on `conn` and fetch every row: on the event loop when the connection is
+    `on_the_loop` and the database is not locked, else in one hand-off to its thread."""
+    outcome: _Outcome | None = None
+    if conn.on_the_loop:
+        try:
+            outcome = _run(conn._conn, sql, parameters, many)
+        except sqlite3.OperationalError as e:
+            if not _busy(e):
+                raise
+    if outcome is None:
+        outcome = await conn._execute(_run_patiently, conn._conn, sql, parameters, many)
+    conn.in_transaction_after = outcome[4]
+    return outcome
+
+
 class OneHopCursor(aiosqlite.Cursor):
     """An aiosqlite cursor whose ``execute`` brings back the rows, description, rowcount and
     last row id in the same hand-off; fetching and closing then need no thread."""
@@ -95,17 +111,8 @@ class OneHopCursor(aiosqlite.Cursor):
 
     async def _go(self, sql: str, parameters: Any, many: bool) -> OneHopCursor:
         conn = cast("OneHopConnection", self._conn)
-        outcome: _Outcome | None = None
-        if conn.on_the_loop:
-            try:
-                outcome = _run(conn._conn, sql, parameters, many)
-            except sqlite3.OperationalError as e:
-                if not _busy(e):
-                    raise
-        if outcome is None:
-            outcome = await conn._execute(_run_patiently, conn._conn, sql, parameters, many)
-        rows, self._description, self._rowcount, self._lastrowid, in_transaction = outcome
-        conn.in_transaction_after = in_transaction
+        outcome = await execute(conn, sql, parameters, many)
+        rows, self._description, self._rowcount, self._lastrowid, _ = outcome
         self._rows = deque(rows)
         return self
 

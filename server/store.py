@@ -29,6 +29,7 @@ from server.auth import hash_token, revoked_match
 from server.db import dialect_insert
 from server.device_homes import alarm_flag
 from server.fault_reports import Incoming, Latest, Outcome, decide
+from server.hot_sql import HotStatement
 from server.hub_identities import HubIdentities, HubIdentity
 from server.schema import (
     alarm_events,
@@ -342,8 +343,8 @@ class ServerStore:
                     return Stored(state, True, joined)
             alarm_id = uuid.uuid4().hex
             try:
-                await conn.execute(
-                    _INSERT_ALARM,
+                await _INSERT_ALARM.execute(
+                    conn,
                     {
                         "id": alarm_id,
                         "hub_id": hub.hub_id,
@@ -368,7 +369,7 @@ class ServerStore:
                     why = f"{upload.device_id}: {flag.value}"
                     await _add_event(conn, alarm_id, hub.hub_id, "device_flag", now_ms, None, why)
                 if starts_ladder(upload.kind):  # a welfare check waits for the dispatcher
-                    await conn.execute(_INSERT_LADDER, new_ladder(alarm_id, now_ms))
+                    await _INSERT_LADDER.execute(conn, new_ladder(alarm_id, now_ms))
             except IntegrityError:
                 pass  # a concurrent retry won the race; fall through to read it
             else:
@@ -688,36 +689,40 @@ async def _hub_fault(
 
 
 # The upload's statements, built once: building a statement costs more CPU than SQLite
-# takes to run it (issue 22's lean write path); each is compiled once and cached.
-_HUB_ALARM = sa.union_all(
-    sa.select(alarms.c.id, alarms.c.state).where(
-        alarms.c.hub_id == sa.bindparam("p_hub"),
-        alarms.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
-    ),
-    sa.select(alarms.c.id, alarms.c.state)
-    .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
-    .where(
-        alarm_repeats.c.hub_id == sa.bindparam("p_hub"),
-        alarm_repeats.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
-    ),
+# takes to run it (issue 22's lean write path); each is compiled once, and run on SQLite's
+# driver without SQLAlchemy's execution layer (`server.hot_sql`).
+_HUB_ALARM = HotStatement(
+    sa.union_all(
+        sa.select(alarms.c.id, alarms.c.state).where(
+            alarms.c.hub_id == sa.bindparam("p_hub"),
+            alarms.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
+        ),
+        sa.select(alarms.c.id, alarms.c.state)
+        .join(alarm_repeats, alarm_repeats.c.alarm_id == alarms.c.id)
+        .where(
+            alarm_repeats.c.hub_id == sa.bindparam("p_hub"),
+            alarm_repeats.c.hub_alarm_id == sa.bindparam("p_hub_alarm"),
+        ),
+    )
 )
 """The alarm a hub's id names: its own (first) or the open alarm its repeat joined."""
-_PAIRED_DEVICE = sa.select(devices.c.id).where(
+_PAIRED = sa.select(devices.c.id).where(
     devices.c.id == sa.bindparam("p_device"), devices.c.hub_id == sa.bindparam("p_hub")
 )
-_PAIRED_DEVICE_LOCKED = _PAIRED_DEVICE.with_for_update()
-_HUB_LOCKED = sa.select(hubs.c.id).where(hubs.c.id == sa.bindparam("p_hub")).with_for_update()
-_INSERT_ALARM = alarms.insert()
-_INSERT_EVENT = alarm_events.insert()
-_INSERT_LADDER = escalations.insert()
+_PAIRED_DEVICE = HotStatement(_PAIRED)
+_PAIRED_DEVICE_LOCKED = HotStatement(_PAIRED.with_for_update())
+_HUB_LOCKED = HotStatement(
+    sa.select(hubs.c.id).where(hubs.c.id == sa.bindparam("p_hub")).with_for_update()
+)
+_INSERT_ALARM = HotStatement(alarms.insert())
+_INSERT_EVENT = HotStatement(alarm_events.insert())
+_INSERT_LADDER = HotStatement(escalations.insert())
 
 
-async def _hub_alarm(
-    conn: AsyncConnection, hub_id: str, hub_alarm_id: str
-) -> sa.Row[Any, Any] | None:
+async def _hub_alarm(conn: AsyncConnection, hub_id: str, hub_alarm_id: str) -> sa.Row[Any] | None:
     """The hub's alarm with this hub-made id (its own, or the open alarm a repeat joined):
     its server id and state."""
-    return (await conn.execute(_HUB_ALARM, {"p_hub": hub_id, "p_hub_alarm": hub_alarm_id})).first()
+    return (await _HUB_ALARM.execute(conn, {"p_hub": hub_id, "p_hub_alarm": hub_alarm_id})).first()
 
 
 async def _repeat_ids(conn: AsyncConnection, alarm_ids: list[str]) -> dict[str, list[str]]:
@@ -826,10 +831,10 @@ async def _device_flag(
     else why not. `lock` locks the paired device's row, else the hub's."""
     query = _PAIRED_DEVICE_LOCKED if lock else _PAIRED_DEVICE
     params = {"p_device": device_id, "p_hub": hub.hub_id}
-    if (await conn.execute(query, params)).first() is not None:
+    if (await query.execute(conn, params)).first() is not None:
         return None
     if lock:
-        await conn.execute(_HUB_LOCKED, {"p_hub": hub.hub_id})
+        await _HUB_LOCKED.execute(conn, {"p_hub": hub.hub_id})
     return alarm_flag(await device_household(conn, device_id), hub.household_id)
 
 
@@ -871,8 +876,8 @@ async def _add_event(
 ) -> None:
     """One line of the alarm's history; here every change comes from the hub (the elder's
     devices), so that is the default actor."""
-    await conn.execute(
-        _INSERT_EVENT,
+    await _INSERT_EVENT.execute(
+        conn,
         {
             "alarm_id": alarm_id,
             "hub_id": hub_id,

@@ -31,6 +31,7 @@ from server.dispatch.rows import (
     went_out,
 )
 from server.escalation import Exhausted, GeoPoint, Notify, self_test_ladder, take_step
+from server.hot_sql import HotStatement
 from server.schema import alarm_events, alarms, escalations
 from server.sms_text import (
     AlarmSummary,
@@ -43,9 +44,10 @@ from server.triage import TriageOutcome, first_step_due_ms
 from server.welfare import LADDERLESS_KIND_VALUES
 
 # Built once with bound parameters: building a statement costs more CPU than SQLite takes
-# to run it (issue 22's lean write path).
-_NEXT_DUE = sa.select(sa.func.min(escalations.c.due_at_ms))
-_DUE = (
+# to run it (issue 22's lean write path); the hot ones run without SQLAlchemy's execution
+# layer on SQLite (`server.hot_sql`).
+_NEXT_DUE = HotStatement(sa.select(sa.func.min(escalations.c.due_at_ms)))
+_DUE = HotStatement(
     sa.select(escalations)
     .where(escalations.c.due_at_ms <= sa.bindparam("p_now"))
     .order_by(escalations.c.due_at_ms)
@@ -62,7 +64,7 @@ _LADDERLESS = (
     )
     .limit(500)
 )
-_STEP_TAKEN = (
+_STEP_TAKEN = HotStatement(
     escalations.update()
     .where(escalations.c.alarm_id == sa.bindparam("p_alarm"))
     .values(
@@ -99,7 +101,7 @@ class Ladders(MessageQueue):
         async with self.write() as conn:
             rows = (await self._ladderless(conn)).all()
             for r in rows:
-                await conn.execute(self.insert_ignore(escalations), new_ladder(r.id, now_ms))
+                await self.insert_ignore(escalations).execute(conn, new_ladder(r.id, now_ms))
         return len(rows)
 
     @staticmethod
@@ -114,15 +116,15 @@ class Ladders(MessageQueue):
         transaction (no wait for SQLite's one writer)."""
         out: list[Message] = []
         async with self.write() as conn:
-            due = (await conn.execute(_DUE, {"p_now": now_ms, "p_limit": limit})).all()
+            due = (await _DUE.execute(conn, {"p_now": now_ms, "p_limit": limit})).all()
             for ladder in due:
                 out += await self._advance(conn, ladder, now_ms, care)
-            next_due = (await conn.execute(_NEXT_DUE)).scalar()
+            next_due = (await _NEXT_DUE.execute(conn)).scalar()
         return Advanced(out, len(due) == limit, int(next_due) if next_due is not None else None)
 
     async def next_due_ms(self) -> int | None:
         async with self.engine.connect() as conn:
-            value = (await conn.execute(_NEXT_DUE)).scalar()
+            value = (await _NEXT_DUE.execute(conn)).scalar()
         return int(value) if value is not None else None
 
     async def _advance(
@@ -289,8 +291,8 @@ class Ladders(MessageQueue):
         await event(
             conn, alarm, "step", now_ms, "system", f"step {step.position}: {detail or 'nobody'}"
         )
-        await conn.execute(
-            _STEP_TAKEN,
+        await _STEP_TAKEN.execute(
+            conn,
             {
                 "p_alarm": alarm.id,
                 "p_position": step.position + 1,

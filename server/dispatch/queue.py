@@ -35,6 +35,7 @@ from server.dispatch.rows import (
     code_held_since,
     member_out,
 )
+from server.hot_sql import HotStatement
 from server.reply_codes import REPLY_CODE_HOLD_MS, CodeUse, next_code
 from server.schema import (
     alarms,
@@ -79,7 +80,7 @@ below the one recorded arrived out of order and is ignored."""
 
 # The hot path's statements, built once with bound parameters: building a statement costs
 # more CPU than SQLite takes to run it (issue 22's lean write path).
-_CODES_IN_USE = (
+_CODES_IN_USE = HotStatement(
     sa.select(
         notifications.c.reply_code,
         alarms.c.state,
@@ -109,20 +110,24 @@ _UNSENT = one_of(notifications.c.status, ["queued", "sending"]) & (
     notifications.c.next_attempt_at_ms <= sa.bindparam("p_now")
 )
 _ANY_UNSENT = sa.select(notifications.c.id).where(_UNSENT).limit(1)
-_RECENT_TEXTS = sa.select(
-    notifications.c.to_phone,
-    notifications.c.body,
-    notifications.c.sent_at_ms,
-    notifications.c.provider_ref,
-).where(
-    notifications.c.to_phone.in_(sa.bindparam("p_numbers", expanding=True)),
-    notifications.c.sent_at_ms >= sa.bindparam("p_since"),
+_RECENT_TEXTS = HotStatement(
+    sa.select(
+        notifications.c.to_phone,
+        notifications.c.body,
+        notifications.c.sent_at_ms,
+        notifications.c.provider_ref,
+    ).where(
+        notifications.c.to_phone.in_(sa.bindparam("p_numbers", expanding=True)),
+        notifications.c.sent_at_ms >= sa.bindparam("p_since"),
+    )
 )
-_OPTED_OUT_AMONG = sa.select(sms_optouts.c.phone).where(
-    sms_optouts.c.phone.in_(sa.bindparam("p_numbers", expanding=True)),
-    sms_optouts.c.opted_out.is_(True),
+_OPTED_OUT_AMONG = HotStatement(
+    sa.select(sms_optouts.c.phone).where(
+        sms_optouts.c.phone.in_(sa.bindparam("p_numbers", expanding=True)),
+        sms_optouts.c.opted_out.is_(True),
+    )
 )
-_RECORD_SENT = (
+_RECORD_SENT = HotStatement(
     notifications.update()
     .where(notifications.c.id == sa.bindparam("p_id"))
     .values(
@@ -141,12 +146,12 @@ _ALARM_SENT_VALUES = {
     "first_notified_at_ms": sa.func.coalesce(alarms.c.first_notified_at_ms, sa.bindparam("p_now")),
     "doctor_id": sa.func.coalesce(alarms.c.doctor_id, sa.bindparam("p_member")),
 }
-_ALARM_DISPATCHED = (
+_ALARM_DISPATCHED = HotStatement(
     alarms.update()
     .where(alarms.c.id == sa.bindparam("p_alarm"), one_of(alarms.c.state, _TO_DISPATCHED))
     .values(state=AlarmState.DISPATCHED.value, **_ALARM_SENT_VALUES)
 )
-_ALARM_SENT = (
+_ALARM_SENT = HotStatement(
     alarms.update().where(alarms.c.id == sa.bindparam("p_alarm")).values(**_ALARM_SENT_VALUES)
 )
 
@@ -182,7 +187,7 @@ class MessageQueue:
         self.engine = store.engine
         self.delivery = DeliveryMemory()
         """Statuses this process committed: callbacks that change nothing skip the read."""
-        self._insert_ignore: dict[str, Any] = {}
+        self._insert_ignore: dict[str, HotStatement] = {}
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -190,12 +195,12 @@ class MessageQueue:
         async with self.store.write() as conn:
             yield conn
 
-    def insert_ignore(self, table: sa.Table) -> Any:
+    def insert_ignore(self, table: sa.Table) -> HotStatement:
         """An INSERT of one row (its values given with the execute) that does nothing when
         the row exists; built once per table."""
         stmt = self._insert_ignore.get(table.name)
         if stmt is None:
-            stmt = dialect_insert(self.engine, table).on_conflict_do_nothing()
+            stmt = HotStatement(dialect_insert(self.engine, table).on_conflict_do_nothing())
             self._insert_ignore[table.name] = stmt
         return stmt
 
@@ -232,7 +237,7 @@ class MessageQueue:
             "link_expires_at_ms": now_ms + LINK_TTL_MS if link else None,
             "reply_code": reply_code,
         }
-        result = await conn.execute(self.insert_ignore(notifications), values)
+        result = await self.insert_ignore(notifications).execute(conn, values)
         if result.rowcount == 0:
             return None
         return Message(
@@ -248,7 +253,7 @@ class MessageQueue:
 
     async def free_reply_code(self, conn: AsyncConnection, member_id: str, now_ms: int) -> int:
         held = code_held_since(now_ms, self.reply_code_hold_ms)
-        rows = (await conn.execute(_CODES_IN_USE, {"p_member": member_id, **held})).all()
+        rows = (await _CODES_IN_USE.execute(conn, {"p_member": member_id, **held})).all()
         uses = (
             CodeUse(
                 int(r.reply_code),
@@ -348,7 +353,7 @@ class MessageQueue:
                 "send_deadline_ms": now_ms + SEND_DEADLINE_MS,
                 "next_attempt_at_ms": now_ms + self.send_lease_ms,
             }
-            result = await conn.execute(self.insert_ignore(notifications), values)
+            result = await self.insert_ignore(notifications).execute(conn, values)
             if result.rowcount:
                 msgs.append(
                     Message(
@@ -408,13 +413,13 @@ class MessageQueue:
             texts = await self._recent_texts(conn, numbers, since_ms)
             stored = {n[:32]: n for n in numbers}
             params = {"p_numbers": sorted(stored)}
-            opted = (await conn.execute(_OPTED_OUT_AMONG, params)).scalars().all()
+            opted = (await _OPTED_OUT_AMONG.execute(conn, params)).scalars().all()
         return texts, frozenset(stored[p] for p in opted if p in stored)
 
     @staticmethod
     async def _recent_texts(conn: AsyncConnection, numbers: set[str], since_ms: int) -> list[Sent]:
         params = {"p_numbers": sorted(numbers), "p_since": since_ms}
-        rows = (await conn.execute(_RECENT_TEXTS, params)).all()
+        rows = (await _RECENT_TEXTS.execute(conn, params)).all()
         # texts merged into one message share its provider reference: one message each
         seen: dict[str, Sent] = {}
         for r in rows:
@@ -455,16 +460,16 @@ class MessageQueue:
         return changed
 
     async def _sent(self, conn: AsyncConnection, msg: Message, ref: str, now_ms: int) -> bool:
-        await conn.execute(_RECORD_SENT, {"p_id": msg.id, "p_ref": ref[:64], "p_now": now_ms})
+        await _RECORD_SENT.execute(conn, {"p_id": msg.id, "p_ref": ref[:64], "p_now": now_ms})
         if not msg.purpose.startswith("step-"):
             return False
         # one statement where the step's first SMS dispatches the alarm (the usual case);
         # a second only when it was past that already (accepted, or dispatched before)
         params = {"p_alarm": msg.alarm_id, "p_now": now_ms, "p_member": msg.member_id}
-        moved = await conn.execute(_ALARM_DISPATCHED, params)
+        moved = await _ALARM_DISPATCHED.execute(conn, params)
         changed = moved.rowcount == 1
         if not changed:
-            await conn.execute(_ALARM_SENT, params)
+            await _ALARM_SENT.execute(conn, params)
         event = {"alarm_id": msg.alarm_id, "hub_id": msg.hub_id, "at_ms": now_ms, "actor": "system"}
         events = [
             {**event, "kind": "sms_sent", "state": None, "detail": f"{msg.member_id}: {ref}"[:400]}
@@ -473,7 +478,7 @@ class MessageQueue:
             events.append(
                 {**event, "kind": "state", "state": AlarmState.DISPATCHED.value, "detail": ""}
             )
-        await conn.execute(INSERT_EVENT, events)  # one hand-off, in order
+        await INSERT_EVENT.execute(conn, events)  # one hand-off, in order
         return changed
 
     async def _failed(self, conn: AsyncConnection, msg: Message, error: str, now_ms: int) -> None:
@@ -556,10 +561,10 @@ async def record_delivery(
     read, update = _delivery_statements(by_ids, status)
     if not store.delivery.all_known(notification_ids):
         async with store.engine.connect() as conn:
-            if not any(moves(row) for row in (await conn.execute(read, params)).all()):
+            if not any(moves(row) for row in (await read.execute(conn, params)).all()):
                 return False
     async with store.write() as conn:
-        moved = (await conn.execute(update, {**params, "p_now": now_ms})).all()
+        moved = (await update.execute(conn, {**params, "p_now": now_ms})).all()
         if status in NOT_DELIVERED:
             for row in moved:
                 if row.purpose.startswith("step-"):
@@ -569,7 +574,7 @@ async def record_delivery(
 
 
 @functools.cache
-def _delivery_statements(by_ids: bool, status: str) -> tuple[sa.Select[Any], sa.Update]:
+def _delivery_statements(by_ids: bool, status: str) -> tuple[HotStatement, HotStatement]:
     """`record_delivery`'s read and write for a callback of `status` naming its messages by
     id (``p_ids``) or by provider reference (``p_ref``); built once each."""
     where = (
@@ -594,4 +599,4 @@ def _delivery_statements(by_ids: bool, status: str) -> tuple[sa.Select[Any], sa.
         .values(**values)
         .returning(notifications.c.alarm_id, notifications.c.purpose)
     )
-    return sa.select(notifications).where(where), update
+    return HotStatement(sa.select(notifications).where(where)), HotStatement(update)

@@ -11,15 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
+from server.db import none_of
 from server.escalation import move_on_early
+from server.hot_sql import HotStatement
 from server.schema import alarm_events, alarms, elders, escalations, notifications
 
-INSERT_EVENT = alarm_events.insert()
+INSERT_EVENT = HotStatement(alarm_events.insert())
 KEEP_OR_SET_POLICY = sa.func.coalesce(
     sa.bindparam("p_policy", type_=escalations.c.policy_id.type), escalations.c.policy_id
 )
 """A ladder's policy in an UPDATE: ``p_policy`` when one was chosen, else the one it has."""
-_SET_LADDER = (
+_SET_LADDER = HotStatement(
     escalations.update()
     .where(escalations.c.alarm_id == sa.bindparam("p_alarm"))
     .values(
@@ -29,7 +31,7 @@ _SET_LADDER = (
         policy_id=KEEP_OR_SET_POLICY,
     )
 )
-_ALARM_ROW = (
+_ALARM_ROW = HotStatement(
     sa.select(
         alarms.c.id,
         alarms.c.hub_id,
@@ -52,7 +54,8 @@ _ALARM_ROW = (
     .where(alarms.c.id == sa.bindparam("p_alarm"))
 )
 """Built once, with bound parameters: building a statement costs more CPU than SQLite
-takes to run it (issue 22's lean write path)."""
+takes to run it (issue 22's lean write path); run without SQLAlchemy's execution layer on
+SQLite (`server.hot_sql`)."""
 
 
 class LadderStatus:
@@ -73,8 +76,8 @@ async def event(
     detail: str = "",
     state: AlarmState | None = None,
 ) -> None:
-    await conn.execute(
-        INSERT_EVENT,
+    await INSERT_EVENT.execute(
+        conn,
         {
             "alarm_id": alarm.id,
             "hub_id": alarm.hub_id,
@@ -95,8 +98,8 @@ async def set_ladder(
     now_ms: int,
     policy_id: str | None = None,
 ) -> None:
-    await conn.execute(
-        _SET_LADDER,
+    await _SET_LADDER.execute(
+        conn,
         {
             "p_alarm": alarm_id,
             "p_status": status,
@@ -162,7 +165,7 @@ def mark_operator_answer(alarm_id: str, at_ms: int) -> sa.Update:
 
 
 CODE_HELD = sa.or_(
-    alarms.c.state.not_in([s.value for s in FINAL_STATES]),
+    none_of(alarms.c.state, [s.value for s in FINAL_STATES]),
     notifications.c.created_at_ms > sa.bindparam("p_held_since"),
     alarms.c.updated_at_ms > sa.bindparam("p_held_since"),
 )
@@ -179,7 +182,7 @@ def code_held_since(now_ms: int, hold_ms: int) -> dict[str, int]:
 async def alarm_row(conn: AsyncConnection, alarm_id: str) -> Any:
     """An alarm with what messages about it need from its elder (one query for every
     step, answer and assignment)."""
-    return (await conn.execute(_ALARM_ROW, {"p_alarm": alarm_id})).one()
+    return (await _ALARM_ROW.execute(conn, {"p_alarm": alarm_id})).one()
 
 
 class AlarmRow:
