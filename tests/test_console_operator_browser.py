@@ -212,11 +212,17 @@ def test_keys_next_alarm_claim_acknowledge_and_answer(
     page.locator("body").click()
     # A answers a ringing call: the call panel's own Answer button is pressed
     page.evaluate(
-        """() => { const b = document.getElementById('call-answer');
-        b.addEventListener('click', () => { window.__answered = 1; }, {capture: true});
-        document.getElementById('call').dataset.state = 'ringing'; }"""
+        """() => document.getElementById('call-answer').addEventListener(
+        'click', () => { window.__answered = 1; }, {capture: true})"""
     )
-    page.keyboard.press("a")
+    for _ in range(3):
+        page.evaluate("() => { document.getElementById('call').dataset.state = 'ringing'; }")
+        page.keyboard.press("a")
+        if page.evaluate("window.__answered") == 1:
+            break
+        # not answered: only because a late refresh of the call panel (the claim's or the
+        # acknowledgement's live event) showed it idle again before the key; then again
+        assert page.locator("#call").get_attribute("data-state") != "ringing"
     assert page.evaluate("window.__answered") == 1
     page.keyboard.press("n")  # the next one is not the one claimed
     page.wait_for_url(f"**/console/alarms/{incident.press}")
