@@ -715,7 +715,8 @@ _HUB_LOCKED = HotStatement(
     sa.select(hubs.c.id).where(hubs.c.id == sa.bindparam("p_hub")).with_for_update()
 )
 _INSERT_ALARM = HotStatement(alarms.insert())
-_INSERT_EVENT = HotStatement(alarm_events.insert())
+INSERT_EVENT = HotStatement(alarm_events.insert())
+"""One line of an alarm's history; the dispatch wing's events too (`server.dispatch.rows`)."""
 _INSERT_LADDER = HotStatement(escalations.insert())
 
 
@@ -876,7 +877,7 @@ async def _add_event(
 ) -> None:
     """One line of the alarm's history; here every change comes from the hub (the elder's
     devices), so that is the default actor."""
-    await _INSERT_EVENT.execute(
+    await INSERT_EVENT.execute(
         conn,
         {
             "alarm_id": alarm_id,

@@ -30,7 +30,6 @@ from server.db import dialect_insert, none_of, one_of
 from server.dispatch.delivery_memory import DeliveryMemory
 from server.dispatch.rows import (
     CODE_HELD,
-    INSERT_EVENT,
     alarm_ref,
     code_held_since,
     member_out,
@@ -46,7 +45,7 @@ from server.schema import (
 )
 from server.send_policy import Sent
 from server.sms_text import compose_contact_notice
-from server.store import ServerStore
+from server.store import INSERT_EVENT, ServerStore
 
 SEND_LEASE_MS = 30_000
 """A message claimed for sending is claimed again after this long without a result."""

@@ -14,9 +14,9 @@ from carehub.alarm_lifecycle import FINAL_STATES, AlarmState
 from server.db import none_of
 from server.escalation import move_on_early
 from server.hot_sql import HotStatement
-from server.schema import alarm_events, alarms, elders, escalations, notifications
+from server.schema import alarms, elders, escalations, notifications
+from server.store import INSERT_EVENT
 
-INSERT_EVENT = HotStatement(alarm_events.insert())
 KEEP_OR_SET_POLICY = sa.func.coalesce(
     sa.bindparam("p_policy", type_=escalations.c.policy_id.type), escalations.c.policy_id
 )
