@@ -143,11 +143,11 @@ class HotStatement:
         self, conn: AsyncConnection, params: Params = None
     ) -> HotResult | CursorResult[Any]:
         """``conn.execute(self.statement, params)``, the short way where it can."""
+        driver = sqlite_driver.one_hop(conn)
+        if driver is None:
+            return await conn.execute(self.statement, params)
         sync = conn.sync_connection
         assert sync is not None
-        driver = sync.connection.driver_connection
-        if not isinstance(driver, sqlite_driver.OneHopConnection):
-            return await conn.execute(self.statement, params)
         many = isinstance(params, Sequence)
         rows_of = list(params) if isinstance(params, Sequence) else [params or {}]
         first = rows_of[0] if rows_of else {}

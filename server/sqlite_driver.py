@@ -207,14 +207,20 @@ class OneHopConnection(aiosqlite.Connection):
             self.in_transaction_after = False
 
 
+def one_hop(conn: AsyncConnection) -> OneHopConnection | None:
+    """The driver connection under `conn` when it is one of these (SQLite), else None."""
+    assert conn.sync_connection is not None
+    driver = conn.sync_connection.connection.driver_connection
+    return driver if isinstance(driver, OneHopConnection) else None
+
+
 @contextmanager
 def on_the_loop(conn: AsyncConnection) -> Iterator[None]:
     """Within the block, `conn`'s statements run on the event loop (a lock held by another
     writer still sends one to the connection's thread to wait). For short transactions of
     few-row statements: the loop waits out each one. A no-op on other databases."""
-    assert conn.sync_connection is not None
-    driver = conn.sync_connection.connection.driver_connection
-    if not isinstance(driver, OneHopConnection):
+    driver = one_hop(conn)
+    if driver is None:
         yield
         return
     driver.on_the_loop = True
