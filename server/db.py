@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 10
 """PostgreSQL pool defaults (SQLAlchemy's own): `ServerSettings.pg_pool_size` and
 `pg_max_overflow` set them per process (docs/operations.md, "Connection limits")."""
+PG_PING_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before it is handed
+out (`ping_when_idle`)."""
 log = logging.getLogger(__name__)
 
 
@@ -72,9 +76,40 @@ def make_engine(
             cur.close()
 
         return engine
-    return create_async_engine(
-        url, pool_pre_ping=True, pool_size=pg_pool_size, max_overflow=pg_max_overflow
-    )
+    engine = create_async_engine(url, pool_size=pg_pool_size, max_overflow=pg_max_overflow)
+    ping_when_idle(engine)
+    return engine
+
+
+_RETURNED_AT = "carehub_returned_at"
+
+
+def ping_when_idle(engine: AsyncEngine, idle_s: float = PG_PING_IDLE_S) -> None:
+    """Ping a pooled connection before it is handed out, if it has been idle `idle_s`.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, and on asyncpg a ping is three
+    round trips (BEGIN, a query, ROLLBACK): under load, a quarter of what an alarm's
+    transactions cost the database and the server. A connection back in the pool for
+    less than a second is one that just worked; a database restart takes longer than
+    that, so every connection returned before it is pinged when next used, and a dead one
+    is replaced (``DisconnectionError``: the pool reconnects) before any statement fails.
+    One that dies while in use fails its statement as before, and SQLAlchemy invalidates
+    the pool's older connections."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or time.monotonic() - returned < idle_s:
+            return  # new, or just used
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {e}") from e
 
 
 def alembic_config() -> Config:
