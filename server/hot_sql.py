@@ -1,23 +1,32 @@
-"""An alarm's statements, run straight on SQLite's driver: compiled once, no execution
-layer.
+"""An alarm's statements, run straight on the database's driver: compiled once, no
+execution layer.
 
 SQLAlchemy's execution of a Core statement (cache key and lookup, an execution context,
 parameter processing, the async adapter's greenlet, a cursor result) costs 100-150 µs of
-CPU on a small machine; SQLite runs one of an alarm's statements in a few. An alarm takes
-about twenty of them, so that layer was a fifth of what an alarm costs the server.
+CPU on a small machine; SQLite runs one of an alarm's statements in a few, PostgreSQL in
+one round trip. An alarm takes about twenty of them, so that layer was a fifth of what an
+alarm costs the server.
 
 A `HotStatement` is a statement built once, with bound parameters (a module constant).
-On SQLite it is compiled once by SQLAlchemy for the connection's dialect, and each
-execution binds its parameters with the compiled statement's own processors, runs it on
-the connection's driver (`server.sqlite_driver`: on the event loop inside a transaction
-marked `on_the_loop`, else in one hand-off) and types its rows with the result columns' own
-processors. SQLAlchemy's ``before_cursor_execute`` listeners still see it. On other
-databases, and for what this path does not cover (defaults computed in Python, literal
-rendering, implicit RETURNING), it is ``conn.execute``.
+It is compiled once by SQLAlchemy for the connection's dialect, and each execution binds
+its parameters with the compiled statement's own processors, runs it on the driver and
+types its rows with the result columns' own processors:
+
+- on SQLite, through `server.sqlite_driver` (on the event loop inside a transaction marked
+  `on_the_loop`, else in one hand-off);
+- on PostgreSQL, as a prepared statement from the asyncpg adapter's own cache, inside the
+  adapter's transaction (started as its cursor starts it), awaited on the loop with no
+  greenlet.
+
+SQLAlchemy's ``before_cursor_execute`` listeners still see it, and its errors are
+SQLAlchemy's. Elsewhere, and for what this path does not cover (defaults computed in
+Python, literal rendering, implicit RETURNING, executemany on PostgreSQL), it is
+``conn.execute``.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +34,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine.base import Connection
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from server import sqlite_driver
 
@@ -53,8 +64,10 @@ class _Plan:
     binders: tuple[Callable[[Any], Any] | None, ...]
     expansion: tuple[tuple[str, tuple[str, ...]], ...]
     """Each list parameter (``IN``) with the names of its elements' placeholders."""
+    keys: tuple[str, ...] | None
+    """The result's columns; None: the statement returns no rows."""
     metadata: SimpleResultMetaData | None
-    """None: the statement returns no rows."""
+    """How its rows are read, where that does not depend on the rows (not asyncpg)."""
 
     def bind(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = self.compiled.construct_params(params, escape_names=False)
@@ -98,17 +111,18 @@ def _plan(
         expansion = tuple((k, tuple(v)) for k, v in state.parameter_expansion.items())
     if positions is None:
         return None
+    keys = tuple(c.keyname for c in compiled._result_columns) or None
     metadata = None
-    if compiled._result_columns:
+    if keys and dialect.driver != "asyncpg":  # asyncpg's: at the first rows (`_typed`)
         metadata = SimpleResultMetaData(
-            [c.keyname for c in compiled._result_columns],
+            keys,
             _processors=[
                 c.type._cached_result_processor(dialect, None) for c in compiled._result_columns
             ],
         )
     names = tuple(positions)
     binders = tuple(processors.get(n) for n in names)
-    return _Plan(compiled, sql, names, binders, expansion, metadata)  # type: ignore[arg-type]
+    return _Plan(compiled, sql, names, binders, expansion, keys, metadata)  # type: ignore[arg-type]
 
 
 MAX_PLANS = 64
@@ -126,6 +140,8 @@ class HotStatement:
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
         self._lists: dict[tuple[Any, ...], tuple[str, ...]] = {}
         """For each dialect and set of parameter keys: the list parameters (``IN``)."""
+        self._typed: dict[tuple[Any, ...], SimpleResultMetaData] = {}
+        """PostgreSQL: each plan's rows as typed by its columns' types on the wire."""
 
     def _key(self, dialect: Dialect, params: Mapping[str, Any], many: bool) -> tuple[Any, ...]:
         """What the compiled form depends on: the dialect, executemany, the parameters'
@@ -143,11 +159,12 @@ class HotStatement:
         self, conn: AsyncConnection, params: Params = None
     ) -> HotResult | CursorResult[Any]:
         """``conn.execute(self.statement, params)``, the short way where it can."""
-        driver = sqlite_driver.one_hop(conn)
-        if driver is None:
-            return await conn.execute(self.statement, params)
         sync = conn.sync_connection
         assert sync is not None
+        driver = sqlite_driver.one_hop(conn)
+        asyncpg = driver is None and sync.dialect.driver == "asyncpg"
+        if driver is None and not (asyncpg and not isinstance(params, Sequence)):
+            return await conn.execute(self.statement, params)
         many = isinstance(params, Sequence)
         rows_of = list(params) if isinstance(params, Sequence) else [params or {}]
         first = rows_of[0] if rows_of else {}
@@ -163,12 +180,70 @@ class HotStatement:
         if sync._has_events or sync.engine._has_events:
             for listener in sync.dispatch.before_cursor_execute:
                 listener(sync, None, plan.sql, bound, None, key[1])
-        try:
-            rows, _, rowcount, _, _ = await sqlite_driver.execute(driver, plan.sql, bound, key[1])
-        except sqlite3.Error as e:
-            raise sa.exc.DBAPIError.instance(
-                plan.sql, bound, e, sqlite3.Error, dialect=sync.dialect
-            ) from e
-        result = HotResult(plan.metadata or SimpleResultMetaData([]), iter(rows))
-        result.rowcount = rowcount
+        if driver is not None:
+            return await _on_sqlite(driver, sync, plan, bound, key[1])
+        return await self._on_asyncpg(sync, key, plan, bound)
+
+    async def _on_asyncpg(
+        self, sync: Connection, key: tuple[Any, ...], plan: _Plan, bound: tuple[Any, ...]
+    ) -> HotResult:
+        """One prepared statement on the asyncpg adapter's connection, as its cursor runs
+        it (the adapter's lock, transaction and statement cache), without the greenlet."""
+        adapter: Any = sync.connection.dbapi_connection
+        failure: Exception | None = None
+        async with adapter._execute_mutex:
+            try:
+                if adapter._transaction is None:
+                    await adapter._start_transaction()
+                prepared, attributes = await adapter._prepare(
+                    plan.sql,
+                    sync.dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
+                )
+                rows = await prepared.fetch(*bound)
+                status = prepared.get_statusmsg()
+            except Exception as e:
+                failure = e
+        if failure is not None:
+            try:
+                adapter._handle_exception(failure)  # raises it as the adapter's DB-API error
+            except Exception as e:
+                # SQLAlchemy's own handling: wrapped, and the connection invalidated if lost
+                await greenlet_spawn(sync._handle_dbapi_exception, e, plan.sql, bound, None, None)
+            raise failure  # not reached: both raise
+        metadata = self._typed.get(key)
+        if metadata is None and plan.keys is not None:
+            # a numeric column's result processor depends on the column's type on the wire
+            oids = [a.type.oid for a in attributes]
+            metadata = self._typed[key] = SimpleResultMetaData(
+                plan.keys,
+                _processors=[
+                    c.type._cached_result_processor(sync.dialect, oid)
+                    for c, oid in zip(plan.compiled._result_columns, oids, strict=True)
+                ],
+            )
+        result = HotResult(metadata or SimpleResultMetaData([]), iter(rows))
+        counted = _ROW_COUNT.match(status or "")
+        result.rowcount = int(counted.group(1)) if counted else -1
         return result
+
+
+_ROW_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+"""The row count in a PostgreSQL command tag, as the asyncpg adapter reads it."""
+
+
+async def _on_sqlite(
+    driver: sqlite_driver.OneHopConnection,
+    sync: Connection,
+    plan: _Plan,
+    bound: Any,
+    many: bool,
+) -> HotResult:
+    try:
+        rows, _, rowcount, _, _ = await sqlite_driver.execute(driver, plan.sql, bound, many)
+    except sqlite3.Error as e:
+        raise sa.exc.DBAPIError.instance(
+            plan.sql, bound, e, sqlite3.Error, dialect=sync.dialect
+        ) from e
+    result = HotResult(plan.metadata or SimpleResultMetaData([]), iter(rows))
+    result.rowcount = rowcount
+    return result
