@@ -20,8 +20,8 @@ types its rows with the result columns' own processors:
 
 SQLAlchemy's ``before_cursor_execute`` listeners still see it, and its errors are
 SQLAlchemy's. Elsewhere, and for what this path does not cover (defaults computed in
-Python, literal rendering, implicit RETURNING, executemany on PostgreSQL), it is
-``conn.execute``.
+Python, literal rendering, implicit RETURNING, executemany with RETURNING on
+PostgreSQL), it is ``conn.execute``.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class HotStatement:
         assert sync is not None
         driver = sqlite_driver.one_hop(conn)
         asyncpg = driver is None and sync.dialect.driver == "asyncpg"
-        if driver is None and not (asyncpg and not isinstance(params, Sequence)):
+        if driver is None and not asyncpg:
             return await conn.execute(self.statement, params)
         many = isinstance(params, Sequence)
         rows_of = list(params) if isinstance(params, Sequence) else [params or {}]
@@ -172,7 +172,7 @@ class HotStatement:
         plan = self._plans.get(key, _UNPLANNED)
         if plan is _UNPLANNED and len(self._plans) < MAX_PLANS:
             plan = self._plans[key] = _plan(self.statement, sync.dialect, first, key[1])
-        if not isinstance(plan, _Plan):
+        if not isinstance(plan, _Plan) or (asyncpg and key[1] and plan.keys is not None):
             return await conn.execute(self.statement, params)
         bound: Any = [plan.bind(p) for p in rows_of] if key[1] else plan.bind(first)
         if not sync.in_transaction():
@@ -185,10 +185,11 @@ class HotStatement:
         return await self._on_asyncpg(sync, key, plan, bound)
 
     async def _on_asyncpg(
-        self, sync: Connection, key: tuple[Any, ...], plan: _Plan, bound: tuple[Any, ...]
+        self, sync: Connection, key: tuple[Any, ...], plan: _Plan, bound: Any
     ) -> HotResult:
         """One prepared statement on the asyncpg adapter's connection, as its cursor runs
-        it (the adapter's lock, transaction and statement cache), without the greenlet."""
+        it (the adapter's lock, transaction and statement cache), without the greenlet;
+        executemany (rows written, none read) as asyncpg pipelines it."""
         adapter: Any = sync.connection.dbapi_connection
         failure: Exception | None = None
         async with adapter._execute_mutex:
@@ -199,8 +200,12 @@ class HotStatement:
                     plan.sql,
                     sync.dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
                 )
-                rows = await prepared.fetch(*bound)
-                status = prepared.get_statusmsg()
+                if key[1]:
+                    await prepared.executemany(bound)
+                    rows, status = [], None  # no count, as SQLAlchemy's executemany
+                else:
+                    rows = await prepared.fetch(*bound)
+                    status = prepared.get_statusmsg()
             except Exception as e:
                 failure = e
         if failure is not None:

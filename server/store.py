@@ -715,8 +715,10 @@ _HUB_LOCKED = HotStatement(
     sa.select(hubs.c.id).where(hubs.c.id == sa.bindparam("p_hub")).with_for_update()
 )
 _INSERT_ALARM = HotStatement(alarms.insert())
-INSERT_EVENT = HotStatement(alarm_events.insert())
-"""One line of an alarm's history; the dispatch wing's events too (`server.dispatch.rows`)."""
+INSERT_EVENT = HotStatement(alarm_events.insert().inline())
+"""One line of an alarm's history; the dispatch wing's events too (`server.dispatch.rows`).
+Inline: nothing reads an event's new id, and fetching it (RETURNING, on PostgreSQL) would
+take the insert off the hot path."""
 _INSERT_LADDER = HotStatement(escalations.insert())
 
 
