@@ -127,3 +127,25 @@ async def test_anything_else_reaches_the_route_with_its_body(case: dict[str, Any
 async def test_other_paths_are_not_read() -> None:
     status, _, route = await post(DELIVERED, path="/twilio/sms")
     assert status == 418 and route.bodies == [urlencode(DELIVERED).encode()]
+
+
+def test_a_signature_is_twilios_for_the_url_with_or_without_its_default_port() -> None:
+    """The exact URL's signature is checked first (one HMAC); one Twilio made over the URL
+    with its port spelt out, or with the wrong token, goes to the SDK's whole check."""
+    from twilio.request_validator import RequestValidator
+
+    from server.routes.twilio_hooks import _signed
+
+    settings = ServerSettings(public_base_url=BASE, twilio_auth_token=SecretStr(TOKEN))  # type: ignore[call-arg]
+    params = {"MessageSid": "SM1", "MessageStatus": "delivered", "Blank": ""}
+    exact = RequestValidator(TOKEN).compute_signature(f"{BASE}{STATUS_PATH}?n=a", params)
+    ported = RequestValidator(TOKEN).compute_signature(
+        f"https://carehub.example:443{STATUS_PATH}?n=a", params
+    )
+    forged = RequestValidator("other").compute_signature(f"{BASE}{STATUS_PATH}?n=a", params)
+    assert _signed(settings, STATUS_PATH, "n=a", params, exact)
+    assert _signed(settings, STATUS_PATH, "n=a", params, ported)
+    assert not _signed(settings, STATUS_PATH, "n=a", params, forged)
+    assert not _signed(settings, STATUS_PATH, "n=b", params, exact)
+    assert not _signed(settings, STATUS_PATH, "n=a", {**params, "MessageStatus": "read"}, exact)
+    assert not _signed(settings, STATUS_PATH, "n=a", params, "")

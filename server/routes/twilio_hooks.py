@@ -8,6 +8,7 @@ nothing changes. Inbound messages are deduplicated by ``MessageSid`` (Twilio ret
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -35,10 +36,22 @@ STATUS_PATH = "/twilio/status"
 def _signed(
     settings: ServerSettings, path: str, query: str, params: dict[str, str], signature: str
 ) -> bool:
-    """Whether `signature` is Twilio's for this request, as Twilio saw its URL."""
+    """Whether `signature` is Twilio's for this request, as Twilio saw its URL.
+
+    First the SDK's signature of the URL exactly as configured, compared in constant time:
+    the one that matches a genuine request. Only when it does not, the SDK's whole check
+    (the URL with and without its port, each signed, compared in Python), which costs
+    three times as much and runs for every callback otherwise: three per SMS."""
     token = settings.twilio_auth_token.get_secret_value()
+    if not (token and signature):
+        return False
     url = settings.public_base_url.rstrip("/") + path + ("?" + query if query else "")
-    return bool(token and signature and RequestValidator(token).validate(url, params, signature))
+    validator = RequestValidator(token)
+    if "bodySHA256" not in query and hmac.compare_digest(
+        validator.compute_signature(url, params).encode(), signature.encode()
+    ):
+        return True
+    return bool(validator.validate(url, params, signature))
 
 
 async def signed_form(request: Request, rt: Runtime) -> dict[str, str]:
