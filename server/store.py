@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -47,6 +46,7 @@ from server.schema import (
     teams,
 )
 from server.sqlite_driver import on_the_loop
+from server.sqlite_writer import SqliteWriter
 from server.welfare import joins_open_alarm, starts_ladder
 
 
@@ -114,11 +114,10 @@ class ServerStore:
         self.merge_repeats = merge_repeats
         self.hub_identities = HubIdentities(clock or SystemClock(), hub_auth_ttl_s)
         """Token hash → hub, for `hub_by_token`; other stores writing hubs clear it."""
-        # SQLite has one writer: writers of this process queue here, in order, instead of in
-        # SQLite's busy handler (which sleeps in growing steps: 100 ms tails under load)
-        # or failing on a stale snapshot. PostgreSQL needs no such lock.
-        self._write_lock: asyncio.Lock | None = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer: this process's writers queue for it (`SqliteWriter`).
+        # PostgreSQL needs no such lock.
+        self._writer: SqliteWriter | None = (
+            SqliteWriter(engine) if engine.dialect.name == "sqlite" else None
         )
         self._refused_noted: dict[str, int] = {}
         """Revoked hub id → when its refused call was last written (bounded by the hubs)."""
@@ -126,15 +125,12 @@ class ServerStore:
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (committed on exit, rolled back on error)."""
-        if self._write_lock is None:
+        if self._writer is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        # one writer at a time in this process, and few short statements each: they run on
-        # the event loop, with no thread hand-off (`server.sqlite_driver`)
-        async with self._write_lock, self.engine.begin() as conn:
-            with on_the_loop(conn):
-                yield conn
+        async with self._writer.transaction() as conn:
+            yield conn
 
     @contextlib.asynccontextmanager
     async def point_read(self) -> AsyncIterator[AsyncConnection]:
