@@ -119,6 +119,11 @@ class ServerStore:
         self._writer: SqliteWriter | None = (
             SqliteWriter(engine) if engine.dialect.name == "sqlite" else None
         )
+        self._reads = (
+            engine
+            if self._writer is not None
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._refused_noted: dict[str, int] = {}
         """Revoked hub id → when its refused call was last written (bounded by the hubs)."""
 
@@ -132,11 +137,18 @@ class ServerStore:
         async with self._writer.transaction() as conn:
             yield conn
 
+    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads, outside any transaction on PostgreSQL (autocommit): a
+        read then costs one round trip per statement, not a BEGIN and a ROLLBACK besides.
+        At READ COMMITTED each statement sees what was committed when it started, in a
+        transaction or not. Write nothing on it."""
+        return self._reads.connect()
+
     @contextlib.asynccontextmanager
     async def point_read(self) -> AsyncIterator[AsyncConnection]:
-        """A read of a few rows found by index, on the event loop on SQLite
+        """A `read` of a few rows found by index, on the event loop on SQLite
         (`server.sqlite_driver`): for an alarm's path, not for the console's scans."""
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             with on_the_loop(conn):
                 yield conn
 

@@ -96,3 +96,25 @@ def test_the_servers_postgresql_engine_pings_only_idle_connections(pg_url: str) 
     pool = make_engine(pg_url).sync_engine.pool
     assert not pool._pre_ping  # no public reader
     assert len(pool.dispatch.checkout) == 1 and len(pool.dispatch.checkin) == 1
+
+
+async def test_the_stores_reads_take_no_transaction_on_postgresql(pg_url: str) -> None:
+    """Each statement of a `read` is its own transaction (autocommit): no BEGIN and
+    ROLLBACK round trips around it. ``now()`` is when the statement's transaction began."""
+    from server.db import migrate
+    from server.store import ServerStore
+
+    engine = make_engine(pg_url)
+    try:
+        await migrate(engine)
+        store = ServerStore(engine)
+        began = sa.text("select now()")
+        for read in (store.read, store.point_read):
+            async with read() as conn:
+                first = (await conn.execute(began)).scalar_one()
+                assert (await conn.execute(began)).scalar_one() != first
+        async with engine.connect() as conn:  # as it was: one transaction from the first
+            first = (await conn.execute(began)).scalar_one()
+            assert (await conn.execute(began)).scalar_one() == first
+    finally:
+        await engine.dispose()

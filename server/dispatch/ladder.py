@@ -95,7 +95,7 @@ class Ladders(MessageQueue):
         """Give every received alarm without a ladder one, due now; returns how many. A
         sweep for alarms stored before ladders started in the alarm's own commit
         (`server.store.new_ladder`) or by an older server process sharing the database."""
-        async with self.engine.connect() as conn:
+        async with self.store.read() as conn:
             if not (await self._ladderless(conn)).first():
                 return 0  # the usual case, answered without the write lock
         async with self.write() as conn:
@@ -123,7 +123,7 @@ class Ladders(MessageQueue):
         return Advanced(out, len(due) == limit, int(next_due) if next_due is not None else None)
 
     async def next_due_ms(self) -> int | None:
-        async with self.engine.connect() as conn:
+        async with self.store.read() as conn:
             value = (await _NEXT_DUE.execute(conn)).scalar()
         return int(value) if value is not None else None
 

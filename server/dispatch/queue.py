@@ -363,7 +363,7 @@ class MessageQueue:
 
     async def claim_unsent(self, now_ms: int, limit: int = 50) -> list[Message]:
         """Messages whose send is due or whose lease ran out (their process died)."""
-        async with self.engine.connect() as conn:
+        async with self.store.read() as conn:
             if not (await conn.execute(_ANY_UNSENT, {"p_now": now_ms})).first():
                 return []  # the usual case, answered without the write lock
         async with self.write() as conn:
@@ -559,7 +559,7 @@ async def record_delivery(
     # straight to the write (whose WHERE still decides, should another process be ahead).
     read, update = _delivery_statements(by_ids, status)
     if not store.delivery.all_known(notification_ids):
-        async with store.engine.connect() as conn:
+        async with store.store.read() as conn:
             if not any(moves(row) for row in (await read.execute(conn, params)).all()):
                 return False
     async with store.write() as conn:
