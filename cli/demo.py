@@ -14,7 +14,9 @@ and then, so the console's queue has something to show.
 from __future__ import annotations
 
 import secrets
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,10 +215,17 @@ def _serve(database_url: str, base: str, button: Any, every_s: float) -> None:
     print(f"\nconsole: {base}/console/", flush=True)
     print(f"login: {DEMO_DISPATCHER} / {password}", flush=True)
     print(f"a new alarm every {every_s:g} s; press Ctrl-C to stop", flush=True)
-    while True:
-        time.sleep(every_s)  # a pace for the demo, not a wait for anything
-        seq = button.press()
-        print(f"btn-1 pressed (seq {seq})", flush=True)
+    # Ctrl-C ends the loop between presses: raised in the middle of one (inside the MQTT
+    # client, a lock held), it left the button's close waiting on that lock for ever
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while not stop.wait(every_s):  # a pace for the demo, not a wait for anything
+            seq = button.press()
+            print(f"btn-1 pressed (seq {seq})", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise KeyboardInterrupt
 
 
 def _print_result(
