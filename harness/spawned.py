@@ -6,6 +6,8 @@ Imports nothing beyond the standard library: the hub and simulator roles use the
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,9 +18,52 @@ from typing import Self
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port of 127.0.0.1 that nothing listens on now, for a server about to start.
+
+    Taken below the kernel's ephemeral range where it has one: a port there (what binding
+    port 0 gives) can be handed to any outgoing connection as its source port before the
+    server binds it, and in a test run thousands of connections are made. Parallel test
+    workers (pytest-xdist) each take from their own slice, so they never pick the same."""
+    low = _ephemeral_low()
+    if low is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    ports = _slice(range(PORTS_FROM, low))
+    for port in random.sample(ports, min(len(ports), 200)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {ports}")
+
+
+PORTS_FROM = 15000
+"""The lowest port `free_port` hands out (below: well-known services' usual ports)."""
+
+
+def _ephemeral_low() -> int | None:
+    """The first port of Linux's ephemeral range, if there is room below it; else None."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return low if low - PORTS_FROM >= 2000 else None
+
+
+def _slice(ports: range) -> range:
+    """This pytest-xdist worker's share of `ports` (all of them outside such a run)."""
+    worker, count = (
+        os.environ.get("PYTEST_XDIST_WORKER", ""),
+        os.environ.get("PYTEST_XDIST_WORKER_COUNT", ""),
+    )
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()):
+        return ports
+    n, i = int(count), int(worker[2:])
+    size = len(ports) // max(n, 1)
+    return ports[i * size : (i + 1) * size] if 0 <= i < n else ports
 
 
 def stop_process(
