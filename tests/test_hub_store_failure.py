@@ -74,13 +74,10 @@ async def test_a_bad_message_is_still_the_poison_rules_to_drop(tmp_path: Path) -
         assert hub.health.problems() == []
 
 
-async def test_a_store_found_damaged_while_running_stops_the_hub(tmp_path: Path) -> None:
-    hub, _ = make_hub(tmp_path, FakeUplink())
-    run = asyncio.create_task(hub.run())
-    await wait_until(lambda: hub._store is not None)
-    hub.core.apply_config(CONFIG)
-    db = tmp_path / "hub.db"
-    conn = sqlite3.connect(db)
+def damage_alarms_table(db: Path) -> None:
+    """Overwrite the alarms table's root page, then write as another process would, so the
+    hub's page cache is read afresh."""
+    conn = sqlite3.connect(db, timeout=30)
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='alarms'").fetchone()[0]
     size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -88,10 +85,20 @@ async def test_a_store_found_damaged_while_running_stops_the_hub(tmp_path: Path)
     with db.open("r+b") as f:
         f.seek((root - 1) * size)
         f.write(b"\xa5" * size)
-    nudge = sqlite3.connect(db)  # another writer: the hub's page cache is read afresh
+    nudge = sqlite3.connect(db, timeout=30)
     nudge.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('nudge', '1')")
     nudge.commit()
     nudge.close()
+
+
+async def test_a_store_found_damaged_while_running_stops_the_hub(tmp_path: Path) -> None:
+    hub, _ = make_hub(tmp_path, FakeUplink())
+    run = asyncio.create_task(hub.run())
+    await wait_until(lambda: hub._store is not None)
+    hub.core.apply_config(CONFIG)
+    # in a thread: the hub runs on this loop, and a write of its own must be able to
+    # finish while this one waits for the lock (on the loop, it could not: locked)
+    await asyncio.to_thread(damage_alarms_table, tmp_path / "hub.db")
     with pytest.raises(Unhandled):
         await hub._handle_watched(*button(hub, "btn-1", 1))
     with pytest.raises(StoreDamaged):
